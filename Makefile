@@ -1,0 +1,58 @@
+# The two commands a newcomer needs: `make demo` (run the portal) and `make test` (run every test).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: demo test install install-dev translations extract-messages lint format serve clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime translations
+install-dev: $(VENV)/.dev translations
+
+## Compile the interface translations (Chinese is the default language, English the alternative).
+translations: $(VENV)/.runtime
+	$(BIN)/pybabel -q compile -d portal/translations
+
+## Re-extract the translatable texts and merge them into the catalogues (then translate what is new).
+extract-messages: $(VENV)/.runtime
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot --no-location --sort-output .
+	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching --ignore-obsolete
+
+## Run the demo: migrate the embedded SQLite database, load the demo network, serve on http://127.0.0.1:5000
+demo: install
+	$(FLASK) db upgrade
+	$(FLASK) demo load
+	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+serve: install
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present).
+test: install-dev
+	$(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -1,0 +1,141 @@
+"""Configuration: an embedded SQLite default, a testing profile and production from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def database_url(raw: str | None, default: str) -> str:
+    """Normalise a DATABASE_URL so that PostgreSQL always goes through psycopg 3."""
+    url = raw or default
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Config:
+    """Settings shared by every profile; each can be overridden from the environment."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key")
+    SQLALCHEMY_DATABASE_URI = database_url(
+        os.environ.get("DATABASE_URL"), f"sqlite:///{INSTANCE_DIR / 'portal.db'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+
+    # Password hashing: scrypt with N = 2^17 (OWASP's minimum for scrypt).
+    PASSWORD_HASH_METHOD = "scrypt:131072:8:1"  # noqa: S105 - a method name, not a password
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = False
+    PERMANENT_SESSION_LIFETIME = 60 * 60 * 12
+    WTF_CSRF_TIME_LIMIT = 60 * 60 * 12
+
+    BABEL_DEFAULT_LOCALE = "zh"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES: ClassVar[dict[str, str]] = {"zh": "中文", "en": "English"}
+
+    BOOTSTRAP_SERVE_LOCAL = True
+    BOOTSTRAP_BTN_STYLE = "primary"
+
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = "10 per minute"
+    API_TOKEN_TTL_SECONDS = 60 * 60 * 24
+
+    CACHE_DEFAULT_TIMEOUT = 300
+    CATALOG_PAGE_SIZE = 20
+
+    UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
+    MAX_CONTENT_LENGTH = 20 * 1024 * 1024
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = _bool("MAIL_USE_TLS")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "portal@kjj.liaocheng.gov.cn")
+    MAIL_FILE_FOLDER = str(INSTANCE_DIR / "mail")
+
+    # Counties of the network; a province deployment replaces the list.
+    COUNTIES = (
+        "东昌府区",
+        "茌平区",
+        "临清市",
+        "阳谷县",
+        "莘县",
+        "东阿县",
+        "冠县",
+        "高唐县",
+        "高新区",
+        "经开区",
+        "度假区",
+    )
+
+    API_TITLE = "Liaocheng Instrument & Voucher Portal API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+    DEMO_DATA = False
+
+
+class DevelopmentConfig(Config):
+    """The embedded default: SQLite in instance/, tasks run eagerly, mail written to files."""
+
+    DEMO_DATA = True
+
+
+class TestingConfig(Config):
+    """Fast, isolated settings for the test suite; the database URL is given by the fixture."""
+
+    TESTING = True
+    SECRET_KEY = "testing-secret"  # noqa: S105 - test-only constant
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    REDIS_URL = None
+    # Cheap hashes keep the suite fast; test_passwords checks the production method separately.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name, not a password
+    WTF_CSRF_ENABLED = True
+    RATELIMIT_ENABLED = True
+    CACHE_TYPE = "SimpleCache"
+    MAIL_SERVER = None
+    DEMO_DATA = True
+
+
+class ProductionConfig(Config):
+    """PostgreSQL, Redis, real mail; everything secret comes from the environment."""
+
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+    @classmethod
+    def check(cls) -> None:
+        """Refuse to start production with the development secret or the embedded database."""
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"production needs these environment variables: {', '.join(missing)}")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}

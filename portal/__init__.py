@@ -1,0 +1,100 @@
+"""Liaocheng Instrument & Voucher Portal: the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, has_app_context
+
+from config import CONFIGS, Config, ProductionConfig
+from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_manager, migrate
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def create_app(config: str | type[Config] | None = None, overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the application: `config` is a profile name or class (default: PORTAL_CONFIG or development)."""
+    app = Flask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
+    if config is None or isinstance(config, str):
+        config = CONFIGS[config or os.environ.get("PORTAL_CONFIG", "development")]
+    if config is ProductionConfig:
+        ProductionConfig.check()
+    app.config.from_object(config)
+    app.config.update(overrides or {})
+    _derive_settings(app)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    csrf.init_app(app)
+    cache.init_app(app)
+    limiter.init_app(app)
+    bootstrap.init_app(app)
+    login_manager.init_app(app)
+
+    from portal.core import web
+
+    babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
+    web.init_app(app)
+
+    from portal import accounts, api, catalog
+
+    accounts.init_app(app)
+    catalog.init_app(app)
+    api.init_app(app)
+
+    from portal.demo.cli import demo_cli
+
+    app.cli.add_command(demo_cli)
+    celery_init_app(app)
+    return app
+
+
+def _derive_settings(app: Flask) -> None:
+    """Settings that follow from others: the sqlite pragmas, the rate-limit store, the cache, Celery."""
+    redis_url = app.config.get("REDIS_URL")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
+    if "CACHE_TYPE" not in app.config:
+        if redis_url:
+            app.config.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, CACHE_KEY_PREFIX="portal:")
+        else:
+            app.config["CACHE_TYPE"] = "SimpleCache"
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {"timeout": 30})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    app.config.setdefault(
+        "CELERY",
+        {
+            "broker_url": redis_url or "memory://",
+            "task_always_eager": not redis_url,
+            "task_eager_propagates": True,
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "timezone": "Asia/Shanghai",
+        },
+    )
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Celery as Flask's documentation wires it: every task runs inside this app's context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            # An eager task reuses the caller's context, so it sees the caller's session and data.
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every domain package uses: money, time, text, permissions, audit, errors."""

@@ -1,0 +1,40 @@
+"""Time: stored in UTC, shown in Asia/Shanghai. No naive datetimes anywhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def to_local(value: datetime) -> datetime:
+    """An aware datetime converted to Asia/Shanghai for display."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused")
+    return value.astimezone(SHANGHAI)
+
+
+def format_local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An aware datetime as Asia/Shanghai wall-clock text, or '' for None."""
+    return "" if value is None else to_local(value).strftime(fmt)
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse ISO 8601 with an offset (Z allowed) into aware UTC; a missing offset is an error."""
+    value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError("a time zone offset is required, e.g. 2026-01-05T09:00:00+08:00")
+    return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """Aware datetime as ISO 8601 UTC with a Z suffix, as the API promises."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,209 @@
+"""Request plumbing shared by every page: language, login loading, errors, headers, template helpers."""
+
+from __future__ import annotations
+
+import sqlite3
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    has_request_context,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from portal.core.clock import format_local
+from portal.core.errors import ServiceError
+from portal.core.money import format_yuan
+from portal.extensions import db, login_manager
+
+bp = Blueprint("core", __name__)
+
+LANG_COOKIE = "lang"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    # SQLite ignores foreign keys unless asked; WAL lets readers work while a booking writes.
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def select_locale() -> str:
+    """The user's saved language, else the language cookie, else Chinese."""
+    languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    user_lang = getattr(current_user, "language", None) if current_user else None
+    if user_lang in languages:
+        return user_lang
+    cookie = request.cookies.get(LANG_COOKIE)
+    if cookie in languages:
+        return cookie
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def is_safe_url(target: str | None) -> bool:
+    """Only same-site relative paths are followed after login or a language switch."""
+    if not target:
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//")
+
+
+@bp.route("/language/<code>")
+def set_language(code: str) -> ResponseReturnValue:
+    """Switch the interface language and go back to the page the visitor came from."""
+    if code not in current_app.config["LANGUAGES"]:
+        code = current_app.config["BABEL_DEFAULT_LOCALE"]
+    if current_user.is_authenticated and current_user.language != code:
+        current_user.language = code
+        db.session.commit()
+    target = request.args.get("next")
+    response = redirect(target if is_safe_url(target) else url_for("catalog.index"))
+    response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    return response
+
+
+@bp.route("/")
+def home() -> ResponseReturnValue:
+    """The catalogue is the front door."""
+    return redirect(url_for("catalog.index"))
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_error(status: int, code: str, message: str, details: dict | None = None) -> ResponseReturnValue:
+    """The one error shape of the API: {"error": {"code", "message", "details"}}."""
+    return jsonify({"error": {"code": code, "message": message, "details": details or {}}}), status
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    if wants_json():
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages")
+        if status == 422 and messages:
+            # webargs reports {location: {field: [messages]}}; the API promises {field: message}.
+            fields = {
+                name: "; ".join(str(m) for m in (msgs if isinstance(msgs, list) else [msgs]))
+                for location in messages.values()
+                for name, msgs in location.items()
+            }
+            return json_error(422, "validation_error", _("Some fields are not valid."), {"fields": fields})
+        code = HTTP_CODES.get(status, "http_error")
+        message = data.get("message") or error.description or error.name
+        return json_error(status, code, message)
+    if status == 429:
+        return render_template("errors/error.html", status=429, message=_("Too many attempts.")), 429
+    return render_template("errors/error.html", status=status, message=None), status
+
+
+def _service_error(error: ServiceError) -> ResponseReturnValue:
+    if wants_json():
+        return json_error(error.status, error.code, error.message, error.details)
+    return render_template("errors/error.html", status=error.status, message=error.message), error.status
+
+
+def _internal_error(error: Exception) -> ResponseReturnValue:
+    current_app.logger.exception("unhandled error", exc_info=error)
+    db.session.rollback()
+    if wants_json():
+        return json_error(500, "internal_error", "Internal server error.")
+    return render_template("errors/error.html", status=500, message=_("Something went wrong.")), 500
+
+
+def _security_headers(response):
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
+@login_manager.user_loader
+def _load_user(session_id: str):
+    from portal.accounts.models import User
+
+    # The API authenticates by bearer token only; a browser cookie there would bypass CSRF.
+    if wants_json():
+        return None
+    user_id, _sep, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+def init_app(app: Flask) -> None:
+    """Register the shared blueprint, error handlers, headers and template helpers."""
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.after_request(_security_headers)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "strong"
+    app.json.ensure_ascii = False  # Chinese stays readable in API answers
+    app.jinja_env.filters["yuan"] = format_yuan
+    app.jinja_env.filters["local"] = format_local
+    app.jinja_env.globals["is_safe_url"] = is_safe_url
+
+    @app.context_processor
+    def _globals() -> dict:
+        from portal.core.permissions import Role
+
+        return {"Role": Role, "current_locale": select_locale(), "languages": app.config["LANGUAGES"]}
+
+
+def revalidated(response):
+    """Tag a response with an ETag of its body and answer 304 when the client already has it.
+
+    Catalogue pages and API answers change only when the catalogue does; clients keep a copy and
+    ask again cheaply instead of downloading it every time.
+    """
+    response.add_etag()
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.vary.add("Cookie")
+    response.vary.add("Authorization")
+    return response.make_conditional(request)
