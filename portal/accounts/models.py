@@ -1,0 +1,173 @@
+"""People and organisations: users with one role, the enterprises and institutions they act for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from flask_babel import lazy_gettext as _l
+from flask_login import UserMixin
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.core.clock import utcnow
+from portal.core.permissions import Role
+from portal.core.types import UTCDateTime, str_enum
+from portal.extensions import db
+
+
+class InstitutionKind(StrEnum):
+    UNIVERSITY = "university"
+    INSTITUTE = "institute"
+    COMPANY = "company"
+
+
+INSTITUTION_KIND_LABELS = {
+    InstitutionKind.UNIVERSITY: _l("University or college"),
+    InstitutionKind.INSTITUTE: _l("Research institute"),
+    InstitutionKind.COMPANY: _l("Company"),
+}
+
+
+class EnterpriseKind(StrEnum):
+    TECH_SME = "tech_sme"
+    HIGH_TECH = "high_tech"
+    MAKER_TEAM = "maker_team"
+    OTHER = "other"
+
+
+ENTERPRISE_KIND_LABELS = {
+    EnterpriseKind.TECH_SME: _l("Tech SME"),
+    EnterpriseKind.HIGH_TECH: _l("High-tech enterprise"),
+    EnterpriseKind.MAKER_TEAM: _l("Maker team"),
+    EnterpriseKind.OTHER: _l("Other"),
+}
+
+
+class VerificationState(StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+VERIFICATION_LABELS = {
+    VerificationState.PENDING: _l("Awaiting verification"),
+    VerificationState.VERIFIED: _l("Verified"),
+    VerificationState.REJECTED: _l("Rejected"),
+}
+
+
+ROLE_LABELS = {
+    Role.ENTERPRISE: _l("Enterprise"),
+    Role.PROVIDER: _l("Provider"),
+    Role.REVIEWER: _l("Reviewer"),
+    Role.FINANCE: _l("Finance"),
+    Role.ADMIN: _l("Administrator"),
+}
+
+
+class Institution(db.Model):
+    """A host institution (university, institute or company) that owns networked instruments."""
+
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    uscc: Mapped[str | None] = mapped_column(String(18), unique=True)
+    kind: Mapped[InstitutionKind] = mapped_column(str_enum(InstitutionKind))
+    county: Mapped[str] = mapped_column(String(20), index=True)
+    address: Mapped[str | None] = mapped_column(String(200))
+    # Whether the host sits in the city (drives the city top-up of vouchers).
+    is_local: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Institution {self.id} {self.name}>"
+
+
+class Enterprise(db.Model):
+    """A company or maker team that books services and claims subsidies."""
+
+    __tablename__ = "enterprises"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uscc: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[EnterpriseKind] = mapped_column(str_enum(EnterpriseKind))
+    county: Mapped[str] = mapped_column(String(20), index=True)
+    verification_state: Mapped[VerificationState] = mapped_column(
+        str_enum(VerificationState), default=VerificationState.PENDING, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="enterprise")
+
+    def __repr__(self) -> str:
+        return f"<Enterprise {self.id} {self.uscc}>"
+
+
+class User(UserMixin, db.Model):
+    """A person who logs in. One role; enterprise users act for an enterprise, providers for a host."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(40), unique=True)
+    email: Mapped[str | None] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(str_enum(Role), index=True)
+    full_name: Mapped[str] = mapped_column(String(60), default="")
+    phone: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(5), default="zh")
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
+    is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped at logout and password change: every session cookie minted before stops working.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    enterprise: Mapped[Enterprise | None] = relationship(back_populates="users")
+    institution: Mapped[Institution | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "role != 'enterprise' OR enterprise_id IS NOT NULL", name="enterprise_user_has_enterprise"
+        ),
+        CheckConstraint(
+            "role != 'provider' OR institution_id IS NOT NULL", name="provider_user_has_institution"
+        ),
+        # Usernames are unique regardless of case ("Admin" cannot shadow "admin").
+        Index("uq_users_username_lower", text("lower(username)"), unique=True),
+    )
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.is_active_account
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    def has_role(self, *roles: Role) -> bool:
+        return self.role in roles
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} user={self.user_id}>"

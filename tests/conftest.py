@@ -1,0 +1,242 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL, each schema made by the migrations.
+
+PostgreSQL, Redis and Chromium are used when they are there. With PORTAL_REQUIRE_SERVICES=1 (set by
+CI) a missing one is a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal import create_app
+from portal.extensions import db
+
+REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Reference data the migrations insert; the tests never change it, so it survives the clean-up.
+KEEP_TABLES = {"alembic_version", "categories", "catalog_state"}
+
+
+def service_missing(what: str) -> None:
+    """Skip (locally) or fail (in CI) when a real service the test needs is not there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (PORTAL_REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def _pg_url(name: str) -> str:
+    url = sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def migrate_database(url: str) -> None:
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets its own copy."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    migrate_database(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database(worker_id: str) -> Iterator[str | None]:
+    """A PostgreSQL database of this test run (one per xdist worker), migrated once."""
+    name = re.sub(r"\W", "_", f"portal_test_{worker_id}_{os.getpid()}")
+    admin_url = sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
+    try:
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
+    except sa.exc.OperationalError:
+        yield None
+        return
+    url = _pg_url(name)
+    migrate_database(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+def _clean_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables = [
+            t
+            for t in conn.execute(
+                sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+            if t not in KEEP_TABLES
+        ]
+        if tables:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(sa.text("UPDATE catalog_state SET version = 'initial'"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean, migrated database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "portal.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_database")
+    if url is None:
+        service_missing("PostgreSQL")
+    _clean_postgres(url)
+    return url
+
+
+class IsolatedClient(FlaskClient):
+    """Each request runs in its own app context, as it would in a server.
+
+    The test's own context (and its database session) stays apart; after the request, the test's
+    session starts a fresh transaction so it reads what the request committed.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.rollback()
+        return response
+
+
+def make_app(database_url: str, **overrides) -> Flask:
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+    app.test_client_class = IsolatedClient
+    return app
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def backend(app: Flask) -> str:
+    return db.engine.dialect.name
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        service_missing("Redis")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        service_missing("Chromium")
+    return path
+
+
+pytest_plugins = ["tests.factories"]
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database holding the full demo network, loaded once per backend. Tests must only read it."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("demo") / "demo.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        base = request.getfixturevalue("pg_database")
+        if base is None:
+            service_missing("PostgreSQL")
+        url = _pg_url(sa.engine.make_url(base).database + "_demo")
+        admin = sa.create_engine(
+            sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"),
+            isolation_level="AUTOCOMMIT",
+        )
+        name = sa.engine.make_url(url).database
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
+        admin.dispose()
+        migrate_database(url)
+        request.addfinalizer(lambda: _drop_pg(name))
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        from portal.demo.services import load_demo
+
+        load_demo()
+        db.engine.dispose()
+    return url
+
+
+def _drop_pg(name: str) -> None:
+    admin = sa.create_engine(
+        sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def demo_app(demo_database_url: str) -> Iterator[Flask]:
+    app = make_app(demo_database_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def demo_client(demo_app: Flask) -> FlaskClient:
+    return demo_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def demo_database_url_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> str:
+    """The demo network in SQLite only (for the live server of the browser tests)."""
+    path = tmp_path_factory.mktemp("demo-live") / "demo.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        from portal.demo.services import load_demo
+
+        load_demo()
+        db.engine.dispose()
+    return url

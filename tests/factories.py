@@ -1,0 +1,145 @@
+"""Factory fixtures: build rows with sensible defaults, override only what a test is about."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from datetime import time
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from portal.accounts.models import (
+    Enterprise,
+    EnterpriseKind,
+    Institution,
+    InstitutionKind,
+    User,
+    VerificationState,
+)
+from portal.accounts.services import hash_password
+from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
+from portal.core.permissions import Role
+from portal.demo.services import make_uscc
+from portal.extensions import db
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count(1)
+
+
+def valid_uscc(seed: int | None = None) -> str:
+    return make_uscc(random.Random(seed if seed is not None else next(_counter) * 7919), "371502")
+
+
+@pytest.fixture
+def make_institution(app) -> Callable[..., Institution]:
+    def make(**overrides) -> Institution:
+        n = next(_counter)
+        values = {
+            "name": f"测试单位{n}",
+            "uscc": valid_uscc(),
+            "kind": InstitutionKind.UNIVERSITY,
+            "county": "东昌府区",
+            "address": "湖南路1号",
+        }
+        values.update(overrides)
+        institution = Institution(**values)
+        db.session.add(institution)
+        db.session.commit()
+        return institution
+
+    return make
+
+
+@pytest.fixture
+def category(app) -> Callable[[str], Category]:
+    def get(code: str) -> Category:
+        return db.session.scalar(select(Category).where(Category.code == code))
+
+    return get
+
+
+@pytest.fixture
+def make_instrument(app, make_institution, category) -> Callable[..., Instrument]:
+    default_institution: list[Institution] = []
+
+    def make(**overrides) -> Instrument:
+        n = next(_counter)
+        if "institution" not in overrides and "institution_id" not in overrides:
+            if not default_institution:
+                default_institution.append(make_institution())
+            overrides["institution"] = default_institution[0]
+        category_code = overrides.pop("category_code", "0102")
+        hours = overrides.pop("opening_hours", [(d, time(8, 30), time(17, 30)) for d in range(5)])
+        values = {
+            "code": f"T-{n:05d}",
+            "name": f"测试仪器{n}",
+            "name_en": f"Test Instrument {n}",
+            "category": category(category_code),
+            "model": f"M{n}",
+            "manufacturer": "Agilent (安捷伦)",
+            "country_of_origin": "美国",
+            "original_value_fen": 1_000_000_00,
+            "status": InstrumentStatus.NORMAL,
+            "fee_per_hour_fen": 300_00,
+            "county": "东昌府区",
+            "operator_name": "张三",
+            "operator_phone": "0635-8239999",
+        }
+        values.update(overrides)
+        instrument = Instrument(**values)
+        instrument.opening_hours = [OpeningHours(weekday=d, opens_at=a, closes_at=b) for d, a, b in hours]
+        db.session.add(instrument)
+        db.session.commit()
+        return instrument
+
+    return make
+
+
+@pytest.fixture
+def make_user(app, make_institution) -> Callable[..., User]:
+    def make(role: Role = Role.ENTERPRISE, password: str = PASSWORD, **overrides) -> User:
+        n = next(_counter)
+        if role is Role.ENTERPRISE and "enterprise" not in overrides:
+            overrides["enterprise"] = Enterprise(
+                uscc=valid_uscc(),
+                name=f"聊城测试科技有限公司{n}",
+                kind=EnterpriseKind.TECH_SME,
+                county="东昌府区",
+                verification_state=overrides.pop("verification_state", VerificationState.VERIFIED),
+            )
+        if role is Role.PROVIDER and "institution" not in overrides:
+            overrides["institution"] = make_institution()
+        values = {
+            "username": f"user{n}",
+            "email": f"user{n}@example.cn",
+            "password_hash": hash_password(password),
+            "role": role,
+            "full_name": f"用户{n}",
+        }
+        values.update(overrides)
+        user = User(**values)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD):
+    """Sign in through the real form, CSRF token and all."""
+    page = client.get("/login")
+    token = extract_csrf(page.get_data(as_text=True))
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def extract_csrf(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)

@@ -1,0 +1,72 @@
+"""Money, time and text helpers: the conversions everything else relies on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from portal.core.clock import format_local, iso_utc, parse_iso
+from portal.core.money import fen_to_wan, format_yuan, wan_to_fen, yuan_to_fen
+from portal.core.text import grams, normalize, query_grams
+
+
+@pytest.mark.parametrize(
+    ("text", "fen"),
+    [
+        ("0", 0),
+        ("1", 100),
+        ("1.5", 150),
+        ("1,234.56", 123456),
+        (" 300 ", 30000),
+        ("0.01", 1),
+        (Decimal("2.10"), 210),
+    ],
+)
+def test_yuan_to_fen_is_exact(text, fen):
+    assert yuan_to_fen(text) == fen
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"), [("1.234", "decimal"), ("-1", "negative"), ("abc", "number"), ("nan", "number")]
+)
+def test_yuan_to_fen_refuses_bad_amounts(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        yuan_to_fen(text)
+
+
+def test_wan_round_trip():
+    assert wan_to_fen("56.78") == 56_780_000
+    assert wan_to_fen("50") == 50_000_000
+    assert fen_to_wan(56_780_000) == Decimal("56.78")
+    assert fen_to_wan(wan_to_fen("123.4")) == Decimal("123.40")
+
+
+def test_format_yuan():
+    assert format_yuan(123456) == "¥1,234.56"
+    assert format_yuan(-5) == "-¥0.05"
+    assert format_yuan(None) == ""
+
+
+def test_a_booking_at_half_past_eleven_at_night_in_shanghai_is_stored_as_utc_and_shown_back():
+    stored = parse_iso("2026-03-02T23:30:00+08:00")
+    assert stored == datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
+    assert iso_utc(stored) == "2026-03-02T15:30:00Z"
+    assert format_local(stored) == "2026-03-02 23:30"
+
+
+def test_parse_iso_requires_an_offset():
+    with pytest.raises(ValueError, match="offset"):
+        parse_iso("2026-03-02T23:30:00")
+
+
+def test_normalize_folds_width_and_case():
+    assert normalize("ＧＣ－ＭＳ  Agilent") == "gc-ms agilent"
+
+
+def test_every_keyword_substring_has_its_grams_in_the_field():
+    field_grams = set(grams(["气相色谱-质谱联用仪", "Agilent 7890B"]))
+    for term in ("质谱", "谱", "气相色谱", "7890b", "agilent", "b"):
+        assert set(query_grams(term)) <= field_grams
+    assert not set(query_grams("液相")) <= field_grams
