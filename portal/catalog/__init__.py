@@ -1,0 +1,14 @@
+"""The instrument catalogue: categories, instruments, search, detail, import and export."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the catalogue pages and the `flask catalog` commands."""
+    from portal.catalog.cli import catalog_cli
+    from portal.catalog.views import bp
+
+    app.register_blueprint(bp)
+    app.cli.add_command(catalog_cli)

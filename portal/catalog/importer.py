@@ -1,0 +1,467 @@
+"""Catalogue files (CSV or XLSX with the network's Chinese headers): import with a precise report, export.
+
+A file is checked completely before anything is written. If any row is wrong, the report lists every
+problem with its row number, column and reason, and the database is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from portal.accounts.models import Institution
+from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
+from portal.core import audit
+from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
+from portal.extensions import db
+
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+PHONE_PATTERN = re.compile(r"^[0-9+()\- ,;/、]{5,40}$")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_ROWS = 200_000
+
+
+class RowError(ValueError):
+    """A value that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    attr: str
+    required: bool = False
+    parse: Callable[[str], Any] | None = None
+    max_length: int | None = None
+
+
+@dataclass
+class Problem:
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        where = _("row %(row)d", row=self.row) if self.row else _("file")
+        if self.column:
+            where += _(", column “%(column)s”", column=self.column)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _parse_money(parse: Callable[[str], int]) -> Callable[[str], int]:
+    def inner(text: str) -> int:
+        try:
+            return parse(text)
+        except ValueError as error:
+            reason = str(error)
+            if reason == "not a number":
+                raise RowError(_("“%(value)s” is not a number.", value=text)) from None
+            if reason == "must not be negative":
+                raise RowError(_("Must not be negative.")) from None
+            raise RowError(_("At most two decimal places.")) from None
+
+    return inner
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text[:10] if len(text) > 10 and text[10] in " T" else text)
+    except ValueError:
+        raise RowError(_("“%(value)s” is not a date in the form YYYY-MM-DD.", value=text)) from None
+
+
+def _parse_code(text: str) -> str:
+    if not CODE_PATTERN.match(text):
+        raise RowError(_("Use at most 40 letters, digits, dot, dash or underscore."))
+    return text
+
+
+def _parse_status(text: str) -> InstrumentStatus:
+    for status, label in STATUS_FILE_NAMES.items():
+        if text in (label, status.value):
+            return status
+    raise RowError(
+        _(
+            "“%(value)s” is not a status; use one of %(allowed)s.",
+            value=text,
+            allowed=" / ".join(STATUS_FILE_NAMES.values()),
+        )
+    )
+
+
+def _parse_phone(text: str) -> str:
+    if not PHONE_PATTERN.match(text):
+        raise RowError(_("“%(value)s” is not a phone number.", value=text))
+    return text
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("仪器编码", "code", required=True, parse=_parse_code),
+    Column("仪器名称", "name", required=True, max_length=120),
+    Column("英文名称", "name_en", max_length=200),
+    Column("仪器分类代码", "category_code", required=True),
+    Column("规格型号", "model", max_length=120),
+    Column("生产制造商", "manufacturer", max_length=120),
+    Column("产地国别", "country_of_origin", max_length=40),
+    Column("原值(万元)", "original_value_fen", required=True, parse=_parse_money(wan_to_fen)),
+    Column("启用日期", "in_service_on", parse=_parse_date),
+    Column("依托单位", "institution_name", required=True),
+    Column("所在区县", "county"),
+    Column("安放地址", "address", max_length=200),
+    Column("运行状态", "status", parse=_parse_status),
+    Column("收费标准(元/小时)", "fee_per_hour_fen", parse=_parse_money(yuan_to_fen)),
+    Column("收费标准(元/样)", "fee_per_sample_fen", parse=_parse_money(yuan_to_fen)),
+    Column("主要技术指标", "specs", max_length=4000),
+    Column("主要功能", "functions", max_length=4000),
+    Column("服务内容", "service_content", max_length=4000),
+    Column("联系人", "operator_name", max_length=40),
+    Column("联系电话", "operator_phone", parse=_parse_phone),
+)
+HEADERS = [c.header for c in COLUMNS]
+# Instrument attributes a file sets directly (the others are looked up: category, institution).
+PLAIN_ATTRS = [
+    c.attr for c in COLUMNS if c.attr not in {"category_code", "institution_name", "county", "status"}
+]
+
+
+def _normal_header(text: str) -> str:
+    # Files come from Excel and WPS: full-width brackets and stray spaces or asterisks are common.
+    return (
+        str(text or "").strip().lstrip("*").rstrip("*").replace("（", "(").replace("）", ")").replace(" ", "")
+    )
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+        return str(value.quantize(Decimal(1))) if value == value.to_integral_value() else str(value)
+    text = str(value).strip()
+    # Exports neutralise formula-like text with a leading apostrophe; take it off again on the way in.
+    if text.startswith("'") and text[1:2] in FORMULA_PREFIXES:
+        text = text[1:]
+    return text
+
+
+def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
+    """The rows of a CSV or XLSX file as lists of cell values (header row first)."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        data = stream.read()
+        if not data.startswith(b"PK"):
+            raise RowError(_("The file is not an XLSX workbook."))
+        try:
+            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception:
+            raise RowError(_("The XLSX workbook cannot be read.")) from None
+        sheet = workbook.worksheets[0]
+        for row in sheet.iter_rows(values_only=True):
+            yield list(row)
+        workbook.close()
+    elif suffix == ".csv":
+        try:
+            text = stream.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RowError(_("The CSV file is not UTF-8 text; save it as “CSV UTF-8”.")) from None
+        yield from csv.reader(io.StringIO(text, newline=""))
+    else:
+        raise RowError(_("Only .csv and .xlsx files can be imported."))
+
+
+@dataclass
+class _Lookups:
+    categories: dict[str, Category]
+    institutions: dict[str, Institution]
+    counties: tuple[str, ...]
+
+
+def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: list[Problem]) -> dict | None:
+    values: dict[str, Any] = {}
+    before = len(problems)
+    for column in COLUMNS:
+        text = cells.get(column.header, "")
+        if not text:
+            if column.required:
+                problems.append(Problem(row, column.header, _("Required, but empty.")))
+            values[column.attr] = None
+            continue
+        if column.max_length and len(text) > column.max_length:
+            problems.append(
+                Problem(
+                    row,
+                    column.header,
+                    _("At most %(n)d characters (this has %(m)d).", n=column.max_length, m=len(text)),
+                )
+            )
+            continue
+        try:
+            values[column.attr] = column.parse(text) if column.parse else text
+        except RowError as error:
+            problems.append(Problem(row, column.header, str(error)))
+    if len(problems) > before:
+        return None
+    category = lookups.categories.get(values["category_code"])
+    if category is None:
+        problems.append(
+            Problem(row, "仪器分类代码", _("Unknown category code “%(code)s”.", code=values["category_code"]))
+        )
+    institution = lookups.institutions.get(values["institution_name"])
+    if institution is None:
+        problems.append(
+            Problem(
+                row,
+                "依托单位",
+                _(
+                    "Unknown host institution “%(name)s”; an administrator must add it first.",
+                    name=values["institution_name"],
+                ),
+            )
+        )
+    county = values["county"] or (institution.county if institution else None)
+    if county and county not in lookups.counties:
+        problems.append(Problem(row, "所在区县", _("Unknown county “%(name)s”.", name=county)))
+    if len(problems) > before:
+        return None
+    out = {attr: values[attr] for attr in PLAIN_ATTRS}
+    out.update(
+        category_id=category.id,
+        institution_id=institution.id,
+        county=county,
+        status=values["status"] or InstrumentStatus.NORMAL,
+    )
+    return out
+
+
+def _records(
+    rows: Iterator[list[Any]], problems: list[Problem], lookups: _Lookups
+) -> Iterator[tuple[int, dict]]:
+    header_row = next(rows, None)
+    if header_row is None:
+        problems.append(Problem(0, "", _("The file is empty.")))
+        return
+    headers = [_normal_header(h) for h in header_row]
+    missing = [c.header for c in COLUMNS if c.required and c.header not in headers]
+    for header in missing:
+        problems.append(Problem(1, header, _("This required column is missing.")))
+    if missing:
+        return
+    positions = {h: i for i, h in reversed(list(enumerate(headers))) if h in HEADERS}
+    seen: dict[str, int] = {}
+    for row_number, row in enumerate(rows, start=2):
+        if row_number > MAX_ROWS + 1:
+            problems.append(Problem(row_number, "", _("At most %(n)d rows per file.", n=MAX_ROWS)))
+            return
+        cells = {h: _cell_text(row[i]) if i < len(row) else "" for h, i in positions.items()}
+        if not any(cells.values()):
+            continue
+        record = _parse_row(cells, row_number, lookups, problems)
+        if record is None:
+            continue
+        if record["code"] in seen:
+            problems.append(
+                Problem(
+                    row_number,
+                    "仪器编码",
+                    _(
+                        "The code %(code)s already appears in row %(row)d.",
+                        code=record["code"],
+                        row=seen[record["code"]],
+                    ),
+                )
+            )
+            continue
+        seen[record["code"]] = row_number
+        yield row_number, record
+
+
+def _comparable(value: Any) -> Any:
+    return value.value if isinstance(value, InstrumentStatus) else value
+
+
+def import_catalog(
+    stream: IO[bytes], filename: str, *, dry_run: bool = False, actor_id: int | None = None
+) -> ImportReport:
+    """Check a whole catalogue file and, if every row is good and this is not a dry run, upsert it by code."""
+    report = ImportReport(dry_run=dry_run)
+    lookups = _Lookups(
+        categories={c.code: c for c in db.session.scalars(select(Category))},
+        institutions={i.name: i for i in db.session.scalars(select(Institution))},
+        counties=tuple(current_app.config["COUNTIES"]),
+    )
+    try:
+        records = list(_records(read_table(stream, filename), report.problems, lookups))
+    except RowError as error:
+        report.problems.append(Problem(0, "", str(error)))
+        return report
+    except csv.Error as error:
+        report.problems.append(
+            Problem(0, "", _("The CSV file cannot be read: %(reason)s", reason=str(error)))
+        )
+        return report
+    if report.problems:
+        return report
+
+    existing: dict[str, Instrument] = {}
+    codes = [record["code"] for _row, record in records]
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        existing.update(
+            (i.code, i) for i in db.session.scalars(select(Instrument).where(Instrument.code.in_(chunk)))
+        )
+
+    for _row, record in records:
+        instrument = existing.get(record["code"])
+        if instrument is None:
+            db.session.add(Instrument(**record))
+            report.created += 1
+            if not dry_run:
+                audit.record(
+                    "instrument.imported",
+                    "instrument",
+                    record["code"],
+                    after=_jsonable(record),
+                    actor_id=actor_id,
+                )
+            continue
+        changes = {
+            attr: (_comparable(getattr(instrument, attr)), _comparable(value))
+            for attr, value in record.items()
+            if _comparable(getattr(instrument, attr)) != _comparable(value)
+        }
+        if not changes:
+            report.unchanged += 1
+            continue
+        for attr in changes:
+            setattr(instrument, attr, record[attr])
+        report.updated += 1
+        if not dry_run:
+            audit.record(
+                "instrument.updated",
+                "instrument",
+                instrument.code,
+                before=_jsonable({a: old for a, (old, _new) in changes.items()}),
+                after=_jsonable({a: new for a, (_old, new) in changes.items()}),
+                reason=f"import {Path(filename).name}",
+                actor_id=actor_id,
+            )
+    if dry_run or not (report.created or report.updated):
+        db.session.rollback()
+        return report
+    audit.record(
+        "catalog.imported",
+        "catalog",
+        None,
+        after={
+            "file": Path(filename).name,
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+        },
+        actor_id=actor_id,
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        report.created = report.updated = report.unchanged = 0
+        report.problems.append(
+            Problem(0, "", _("The catalogue changed while this file was imported; run the import again."))
+        )
+    return report
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, date) else _comparable(v)) for k, v in values.items()}
+
+
+def neutralise(value: Any) -> Any:
+    """Make text safe for spreadsheets: a cell starting with = + - @ tab or CR is shown, never run."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def export_rows() -> Iterable[list[Any]]:
+    """The catalogue as file rows (header first), in code order, streamed from the database."""
+    yield HEADERS
+    institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
+    categories = {c.id: c.code for c in db.session.scalars(select(Category))}
+    stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
+    for instrument in db.session.scalars(stmt):
+        yield [
+            instrument.code,
+            instrument.name,
+            instrument.name_en,
+            categories[instrument.category_id],
+            instrument.model,
+            instrument.manufacturer,
+            instrument.country_of_origin,
+            fen_to_wan(instrument.original_value_fen),
+            instrument.in_service_on.isoformat() if instrument.in_service_on else None,
+            institutions[instrument.institution_id],
+            instrument.county,
+            instrument.address,
+            STATUS_FILE_NAMES[instrument.status],
+            None if instrument.fee_per_hour_fen is None else fen_to_yuan(instrument.fee_per_hour_fen),
+            None if instrument.fee_per_sample_fen is None else fen_to_yuan(instrument.fee_per_sample_fen),
+            instrument.specs,
+            instrument.functions,
+            instrument.service_content,
+            instrument.operator_name,
+            instrument.operator_phone,
+        ]
+
+
+def export_catalog(path: Path) -> int:
+    """Write the catalogue to a .csv (UTF-8 with BOM, for Excel) or .xlsx file; returns the row count."""
+    suffix = path.suffix.lower()
+    count = -1
+    if suffix == ".csv":
+        with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle)
+            for row in export_rows():
+                writer.writerow(["" if v is None else neutralise(str(v)) for v in row])
+                count += 1
+    elif suffix == ".xlsx":
+        from openpyxl import Workbook
+
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet("仪器")
+        for row in export_rows():
+            sheet.append([neutralise(v) for v in row])
+            count += 1
+        workbook.save(path)
+    else:
+        raise RowError(_("Only .csv and .xlsx files can be written."))
+    return count

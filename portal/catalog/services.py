@@ -1,0 +1,302 @@
+"""Catalogue rules: searching, instrument records, and the cache version that keeps them fresh."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Select, Text, case, func, select, type_coerce, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import joinedload, selectinload
+
+from portal.accounts.models import Institution
+from portal.catalog.models import STATUS_LABELS, CatalogState, Category, Instrument, InstrumentStatus
+from portal.core.errors import NotFound, ValidationFailed
+from portal.core.text import like_escape, normalize, query_grams
+from portal.extensions import cache, db
+
+MAX_PER_PAGE = 100
+MAX_TERMS = 8
+
+SORTS = {
+    "relevance": _l("Best match"),
+    "code": _l("Code"),
+    "name": _l("Name"),
+    "fee": _l("Fee, low to high"),
+    "-fee": _l("Fee, high to low"),
+    "-value": _l("Original value, high to low"),
+    "-in_service": _l("Newest first"),
+}
+
+
+@dataclass(frozen=True)
+class InstrumentQuery:
+    """Everything a catalogue search can ask for; the page and the API both build one."""
+
+    q: str = ""
+    institution_id: int | None = None
+    category: str | None = None
+    status: str | None = None
+    county: str | None = None
+    fee_min_fen: int | None = None
+    fee_max_fen: int | None = None
+    sort: str = "relevance"
+    page: int = 1
+    per_page: int = 20
+
+    def cache_key(self, version: str) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+        return f"catalog:{version}:search:{digest}"
+
+
+@dataclass
+class SearchResult:
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+    query: InstrumentQuery = field(default_factory=InstrumentQuery)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def catalog_version() -> str:
+    """The token every catalogue change replaces; caches keyed by it can never serve stale data."""
+    version = db.session.scalar(select(CatalogState.version).where(CatalogState.id == 1))
+    return version or "0"
+
+
+def bump_catalog_version() -> None:
+    """For bulk writes that bypass the ORM; ORM changes bump the version by themselves (see models)."""
+    # A random token, not a counter: after a database restore an old counter value would come back
+    # and match cache entries written for different data.
+    db.session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=uuid.uuid4().hex))
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def _category_ids(code: str) -> list[int]:
+    """The category and, for a first-level code, all its children."""
+    rows = db.session.execute(
+        select(Category.id, Category.code).where((Category.code == code) | (Category.code.like(f"{code}__")))
+    ).all()
+    if not any(c == code for _id, c in rows):
+        raise ValidationFailed(_("Unknown category code."), {"category": _("Unknown category code.")})
+    return [row_id for row_id, c in rows if len(code) == 2 or c == code]
+
+
+def normalize_query(query: InstrumentQuery) -> InstrumentQuery:
+    """Check a query's values and bring them into canonical form (so equal searches share a cache entry)."""
+    fields: dict[str, str] = {}
+    if query.status and query.status not in InstrumentStatus.__members__.values():
+        fields["status"] = _("Unknown status.")
+    if query.county and query.county not in current_app.config["COUNTIES"]:
+        fields["county"] = _("Unknown county.")
+    if query.category and not (query.category.isdigit() and len(query.category) in (2, 4)):
+        fields["category"] = _("A category code has 2 or 4 digits.")
+    if query.sort not in SORTS:
+        fields["sort"] = _("Unknown sort order.")
+    for name in ("fee_min_fen", "fee_max_fen"):
+        if getattr(query, name) is not None and getattr(query, name) < 0:
+            fields[name] = _("Must not be negative.")
+    if (
+        query.fee_min_fen is not None
+        and query.fee_max_fen is not None
+        and query.fee_min_fen > query.fee_max_fen
+    ):
+        fields["fee_max_fen"] = _("The maximum fee is below the minimum.")
+    if query.page < 1:
+        fields["page"] = _("Pages start at 1.")
+    if not 1 <= query.per_page <= MAX_PER_PAGE:
+        fields["per_page"] = _("Between 1 and %(n)d.", n=MAX_PER_PAGE)
+    if len(query.q) > 200:
+        fields["q"] = _("At most 200 characters.")
+    if fields:
+        raise ValidationFailed(_("Some search fields are not valid."), fields)
+    return replace(query, q=" ".join(normalize(query.q).split()[:MAX_TERMS]))
+
+
+def _filtered(query: InstrumentQuery) -> Select:
+    stmt = select(Instrument.id)
+    terms = query.q.split()
+    for term in terms:
+        if _dialect() == "postgresql":
+            # The GIN index finds rows holding every gram; LIKE then checks the grams are in order.
+            stmt = stmt.where(
+                type_coerce(Instrument.search_grams, postgresql.ARRAY(Text)).contains(query_grams(term))
+            )
+        stmt = stmt.where(Instrument.search_text.like(f"%{like_escape(term)}%", escape="\\"))
+    if query.institution_id is not None:
+        stmt = stmt.where(Instrument.institution_id == query.institution_id)
+    if query.category:
+        stmt = stmt.where(Instrument.category_id.in_(_category_ids(query.category)))
+    if query.status:
+        stmt = stmt.where(Instrument.status == InstrumentStatus(query.status))
+    if query.county:
+        stmt = stmt.where(Instrument.county == query.county)
+    if query.fee_min_fen is not None:
+        stmt = stmt.where(Instrument.headline_fee_fen >= query.fee_min_fen)
+    if query.fee_max_fen is not None:
+        stmt = stmt.where(Instrument.headline_fee_fen <= query.fee_max_fen)
+    return stmt
+
+
+def _ordering(query: InstrumentQuery) -> list:
+    sort = query.sort
+    if sort == "relevance" and not query.q:
+        sort = "code"
+    if sort == "relevance":
+        whole = like_escape(query.q)
+        first = like_escape(query.q.split()[0])
+        rank = case(
+            (func.lower(Instrument.code) == query.q, 0),
+            (Instrument.search_text.like(f"%{whole}%", escape="\\"), 1),
+            (func.lower(Instrument.name).like(f"{first}%", escape="\\"), 2),
+            else_=3,
+        )
+        return [rank, Instrument.code]
+    nulls_last = Instrument.headline_fee_fen.is_(None)
+    return {
+        "code": [Instrument.code],
+        "name": [Instrument.name, Instrument.code],
+        "fee": [nulls_last, Instrument.headline_fee_fen, Instrument.code],
+        "-fee": [nulls_last, Instrument.headline_fee_fen.desc(), Instrument.code],
+        "-value": [Instrument.original_value_fen.desc(), Instrument.code],
+        "-in_service": [Instrument.in_service_on.is_(None), Instrument.in_service_on.desc(), Instrument.code],
+    }[sort]
+
+
+def summary(instrument: Instrument) -> dict[str, Any]:
+    """An instrument as a list row (the API's list item)."""
+    category = instrument.category
+    return {
+        "code": instrument.code,
+        "name": instrument.name,
+        "name_en": instrument.name_en,
+        "category": {
+            "code": category.code,
+            "name": category.name,
+            "name_en": category.name_en,
+            "parent_code": category.parent_code,
+        },
+        "model": instrument.model,
+        "manufacturer": instrument.manufacturer,
+        "institution": {"id": instrument.institution.id, "name": instrument.institution.name},
+        "county": instrument.county,
+        "status": instrument.status.value,
+        "fee_per_hour_fen": instrument.fee_per_hour_fen,
+        "fee_per_sample_fen": instrument.fee_per_sample_fen,
+        "original_value_fen": instrument.original_value_fen,
+        "operator_name": instrument.operator_name,
+    }
+
+
+def search_instruments(query: InstrumentQuery) -> SearchResult:
+    """One page of instruments matching `query`, with the total; cached per catalogue version."""
+    query = normalize_query(query)
+    key = query.cache_key(catalog_version())
+    cached = cache.get(key)
+    if cached is not None:
+        return SearchResult(**cached, query=query)
+    filtered = _filtered(query)
+    total = db.session.scalar(select(func.count()).select_from(filtered.subquery()))
+    ids = db.session.scalars(
+        filtered.order_by(*_ordering(query)).limit(query.per_page).offset((query.page - 1) * query.per_page)
+    ).all()
+    rows = db.session.scalars(
+        select(Instrument)
+        .where(Instrument.id.in_(ids))
+        .options(joinedload(Instrument.category), joinedload(Instrument.institution))
+    ).all()
+    by_id = {row.id: row for row in rows}
+    data = {
+        "items": [summary(by_id[i]) for i in ids],
+        "total": total,
+        "page": query.page,
+        "per_page": query.per_page,
+    }
+    cache.set(key, data)
+    return SearchResult(**data, query=query)
+
+
+def get_instrument(code: str) -> Instrument:
+    """The instrument with this code, or NotFound."""
+    instrument = db.session.scalar(
+        select(Instrument)
+        .where(Instrument.code == code)
+        .options(
+            joinedload(Instrument.category).joinedload(Category.parent),
+            joinedload(Instrument.institution),
+            selectinload(Instrument.opening_hours),
+        )
+    )
+    if instrument is None:
+        raise NotFound(_("No instrument has the code %(code)s.", code=code))
+    return instrument
+
+
+def detail(instrument: Instrument, *, with_contact: bool) -> dict[str, Any]:
+    """The full record (the API's detail); the operator's phone only for signed-in users."""
+    data = summary(instrument)
+    data.update(
+        {
+            "country_of_origin": instrument.country_of_origin,
+            "in_service_on": instrument.in_service_on.isoformat() if instrument.in_service_on else None,
+            "specs": instrument.specs,
+            "functions": instrument.functions,
+            "service_content": instrument.service_content,
+            "sharing_mode": instrument.sharing_mode.value,
+            "address": instrument.address,
+            "operator_phone": instrument.operator_phone if with_contact else None,
+            "opening_hours": [
+                {
+                    "weekday": h.weekday,
+                    "opens_at": h.opens_at.strftime("%H:%M"),
+                    "closes_at": h.closes_at.strftime("%H:%M"),
+                }
+                for h in instrument.opening_hours
+            ],
+        }
+    )
+    return data
+
+
+def category_tree() -> list[Category]:
+    """First-level categories with their children loaded, in code order."""
+    return list(
+        db.session.scalars(
+            select(Category)
+            .where(Category.parent_id.is_(None))
+            .options(selectinload(Category.children))
+            .order_by(Category.code)
+        )
+    )
+
+
+def institutions_with_counts() -> list[tuple[Institution, int]]:
+    """Host institutions and how many instruments each has, largest first."""
+    counts = (
+        select(Instrument.institution_id, func.count().label("n"))
+        .group_by(Instrument.institution_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Institution, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.institution_id == Institution.id)
+        .order_by(func.coalesce(counts.c.n, 0).desc(), Institution.name)
+    ).all()
+    return [(inst, n) for inst, n in rows]
+
+
+def status_label(status: str) -> str:
+    return str(STATUS_LABELS[InstrumentStatus(status)])

@@ -1,0 +1,132 @@
+"""Catalogue pages: the instrument record, contact privacy, caching headers, language, escaping."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from tests.factories import login
+
+
+def test_detail_page_shows_every_field(client, make_instrument):
+    instrument = make_instrument(
+        code="LCU-00042",
+        name="场发射扫描电子显微镜",
+        name_en="Field Emission Scanning Electron Microscope",
+        category_code="0101",
+        model="Sigma 300",
+        manufacturer="ZEISS (蔡司)",
+        country_of_origin="德国",
+        original_value_fen=356_000_000,
+        specs="分辨率：0.8 nm@15 kV",
+        functions="表面形貌观察",
+        service_content="对外提供形貌分析服务",
+        fee_per_hour_fen=500_00,
+        fee_per_sample_fen=200_00,
+        address="湖南路1号理工楼101室",
+        operator_name="李工",
+        opening_hours=[
+            (0, time(8, 30), time(12, 0)),
+            (0, time(14, 0), time(17, 30)),
+            (5, time(9, 0), time(12, 0)),
+        ],
+    )
+    page = client.get(f"/instruments/{instrument.code}").get_data(as_text=True)
+    for expected in (
+        "场发射扫描电子显微镜",
+        "Field Emission Scanning Electron Microscope",
+        "Sigma 300",
+        "ZEISS (蔡司)",
+        "德国",
+        "¥3,560,000.00",
+        "分辨率：0.8 nm@15 kV",
+        "表面形貌观察",
+        "对外提供形貌分析服务",
+        "¥500.00",
+        "¥200.00",
+        "湖南路1号理工楼101室",
+        "李工",
+        "08:30–12:00, 14:00–17:30",
+        "09:00–12:00",
+        "电子光学仪器",
+        "分析仪器",
+        instrument.institution.name,
+    ):
+        assert expected in page, expected
+
+
+def test_operator_phone_only_for_signed_in_users(client, make_instrument, make_user):
+    instrument = make_instrument(operator_phone="0635-8231234")
+    anonymous = client.get(f"/instruments/{instrument.code}").get_data(as_text=True)
+    assert "0635-8231234" not in anonymous
+    assert "/login?next=" in anonymous
+    make_user(username="viewer")
+    login(client, "viewer")
+    assert "0635-8231234" in client.get(f"/instruments/{instrument.code}").get_data(as_text=True)
+
+
+def test_unknown_instrument_is_a_404_page(client):
+    response = client.get("/instruments/NOPE")
+    assert response.status_code == 404
+    assert "页面不存在" in response.get_data(as_text=True)
+
+
+def test_catalogue_page_is_revalidated_with_etags(client, make_instrument):
+    make_instrument()
+    first = client.get("/instruments/")
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    assert client.get("/instruments/", headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
+def test_chinese_by_default_and_english_on_request(client, make_instrument):
+    instrument = make_instrument(name="液相色谱仪", name_en="Liquid Chromatograph")
+    page = client.get("/instruments/").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in page and "大型科学仪器" in page
+    response = client.get("/language/en?next=/instruments/")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/instruments/")
+    english = client.get("/instruments/").get_data(as_text=True)
+    assert '<html lang="en">' in english and "Networked large instruments" in english
+    assert "Liquid Chromatograph" in english
+    assert "Mass spectrometers" in client.get(f"/instruments/{instrument.code}").get_data(as_text=True)
+
+
+def test_language_switch_does_not_redirect_off_site(client):
+    response = client.get("/language/en?next=https://evil.example/")
+    assert response.headers["Location"].endswith("/instruments/")
+
+
+def test_signed_in_users_keep_their_language(client, make_user):
+    user = make_user(username="polyglot")
+    login(client, "polyglot")
+    client.get("/language/en")
+    from portal.extensions import db
+
+    db.session.refresh(user)
+    assert user.language == "en"
+
+
+def test_stored_markup_is_escaped(client, make_instrument):
+    instrument = make_instrument(name="<script>alert(1)</script>", specs="<b>bold</b>")
+    listing = client.get("/instruments/").get_data(as_text=True)
+    detail = client.get(f"/instruments/{instrument.code}").get_data(as_text=True)
+    for page in (listing, detail):
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in detail
+
+
+def test_pages_carry_security_headers(client):
+    headers = client.get("/instruments/").headers
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def test_pages_have_no_inline_script(client, make_instrument):
+    import re
+
+    instrument = make_instrument()
+    for path in ("/instruments/", f"/instruments/{instrument.code}", "/login", "/register"):
+        html = client.get(path).get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
+        assert " onclick=" not in html and " style=" not in html
