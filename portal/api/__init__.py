@@ -1,0 +1,42 @@
+"""JSON API v1 and its OpenAPI document (flask-smorest generates it from the schemas that validate)."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from portal.api.schemas import ErrorSchema
+from portal.extensions import csrf
+
+PREFIX = "/api/v1"
+
+
+class PortalApi(Api):
+    """flask-smorest, minus its app-wide error handler: errors are shaped by portal.core.web."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        pass
+
+
+def init_app(app: Flask) -> None:
+    """Register every API blueprint under /api/v1, exempt from CSRF (it uses bearer tokens, not cookies)."""
+    from portal.api import auth, catalog
+
+    api = PortalApi(
+        app,
+        spec_kwargs={
+            "info": {"description": "JSON API of the Liaocheng Instrument & Voucher Portal."},
+            "servers": [{"url": "/"}],
+        },
+    )
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    for module in (auth, catalog):
+        csrf.exempt(module.blp)
+        api.register_blueprint(module.blp, url_prefix=PREFIX)
+
+    @app.before_request
+    def _api_credentials() -> None:
+        if request.path.startswith(PREFIX + "/"):
+            auth.reject_bad_credentials()

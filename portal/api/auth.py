@@ -1,0 +1,92 @@
+"""Bearer-token authentication for the API, and the token endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app, request
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_smorest import Blueprint
+
+from portal.accounts import services
+from portal.api.schemas import ErrorSchema
+from portal.core.clock import iso_utc
+from portal.core.errors import Forbidden, Unauthorized
+from portal.core.permissions import Role
+from portal.extensions import limiter, login_manager
+
+blp = Blueprint("api_tokens", __name__, description="Authentication: exchange a password for a bearer token.")
+
+BEARER = [{"bearerAuth": []}]
+
+
+@login_manager.request_loader
+def _user_from_bearer(req):
+    if not req.path.startswith("/api/"):
+        return None
+    header = req.headers.get("Authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return services.user_for_token(token.strip())
+
+
+def reject_bad_credentials() -> None:
+    """A request that sends credentials which do not work is refused, not treated as anonymous."""
+    if request.headers.get("Authorization") and not current_user.is_authenticated:
+        raise Unauthorized(_("The bearer token is invalid or has expired."))
+
+
+def token_required(*roles: Role) -> Callable:
+    """Only callers with a valid token (and, if given, one of `roles`)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                raise Unauthorized(_("This needs a bearer token: POST /api/v1/tokens first."))
+            if roles and current_user.role not in roles:
+                raise Forbidden(_("Your role may not do this."))
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+class TokenRequestSchema(ma.Schema):
+    username = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200), load_only=True)
+
+
+class TokenSchema(ma.Schema):
+    token = ma.fields.String(required=True)
+    expires_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+    user = ma.fields.Dict(required=True)
+
+
+def _limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@blp.route("/tokens", methods=["POST"])
+@limiter.limit(_limit)
+@blp.arguments(TokenRequestSchema)
+@blp.response(201, TokenSchema)
+@blp.alt_response(401, schema=ErrorSchema, description="Wrong username or password")
+@blp.alt_response(429, schema=ErrorSchema, description="Too many attempts")
+def create_token(args: dict) -> dict:
+    """Exchange a username and password for a bearer token."""
+    user = services.authenticate(args["username"], args["password"])
+    if user is None:
+        raise Unauthorized(_("Wrong username or password."))
+    token, row = services.issue_api_token(user)
+    return {
+        "token": token,
+        "expires_at": iso_utc(row.expires_at),
+        "user": {"id": user.id, "username": user.username, "role": user.role.value},
+    }
