@@ -1,0 +1,41 @@
+"""`flask demo load`: fill an empty database with the demo network and print the demo logins."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from portal.demo import DEFAULT_ENTERPRISE_USERS, DEFAULT_INSTRUMENTS, DEMO_PASSWORD
+
+demo_cli = AppGroup("demo", help="Demo data.")
+
+
+@demo_cli.command("load")
+@click.option("--instruments", default=DEFAULT_INSTRUMENTS, show_default=True, type=click.IntRange(1))
+@click.option("--enterprises", default=DEFAULT_ENTERPRISE_USERS, show_default=True, type=click.IntRange(3))
+@click.option("--seed", default=2026, show_default=True, type=int)
+def load_command(instruments: int, enterprises: int, seed: int) -> None:
+    """Load the demo network (a database that already has data is left alone)."""
+    from portal.demo import services
+
+    if services.database_has_data():
+        click.echo("The database already has data; the demo network was not loaded again.")
+    else:
+        summary = services.load_demo(instruments=instruments, enterprise_users=enterprises, seed=seed)
+        click.echo(
+            f"Loaded {summary.institutions} institutions, {summary.instruments} instruments, "
+            f"{summary.enterprise_users} enterprise users and {summary.staff_users} staff and provider users."
+        )
+    click.echo(f"Demo logins (password {DEMO_PASSWORD}):")
+    for username, what in (
+        ("admin", "administrator"),
+        ("reviewer", "bureau reviewer"),
+        ("reviewer2", "second reviewer"),
+        ("finance", "bureau finance"),
+        ("provider", "instrument manager, 聊城大学"),
+        ("provider2", "instrument manager, 鲁西化工"),
+        ("enterprise", "verified tech SME"),
+        ("enterprise2", "another verified enterprise"),
+        ("newco", "registered, not yet verified"),
+    ):
+        click.echo(f"  {username:<12} {what}")

@@ -1,0 +1,368 @@
+"""The deterministic demo network: the same seed always gives the same institutions, instruments and users.
+
+Rows are inserted in bulk (not object by object) so that the same code fills a benchmark database
+with 100,000 instruments in reasonable time.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+
+from flask import current_app
+from sqlalchemy import insert, select
+from stdnum.cn import uscc as stdnum_uscc
+
+from portal.accounts.models import (
+    Enterprise,
+    EnterpriseKind,
+    Institution,
+    InstitutionKind,
+    User,
+    VerificationState,
+)
+from portal.accounts.services import hash_password
+from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours, SharingMode
+from portal.catalog.services import bump_catalog_version
+from portal.core import audit
+from portal.core.permissions import Role
+from portal.demo import DEFAULT_ENTERPRISE_USERS, DEFAULT_INSTRUMENTS, DEMO_PASSWORD, data
+from portal.extensions import db
+
+BATCH = 2000
+
+# Administrative division codes used in credit codes (Liaocheng is 3715xx).
+COUNTY_DIVISIONS = {
+    "东昌府区": "371502",
+    "茌平区": "371503",
+    "阳谷县": "371521",
+    "莘县": "371522",
+    "东阿县": "371524",
+    "冠县": "371525",
+    "高唐县": "371526",
+    "临清市": "371581",
+    "高新区": "371571",
+    "经开区": "371572",
+    "度假区": "371573",
+}
+STATUS_WEIGHTS = {
+    InstrumentStatus.NORMAL: 82,
+    InstrumentStatus.STANDBY: 7,
+    InstrumentStatus.OCCASIONAL_FAULT: 5,
+    InstrumentStatus.FREQUENT_FAULT: 1,
+    InstrumentStatus.AWAITING_REPAIR: 4,
+    InstrumentStatus.AWAITING_SCRAP: 1,
+}
+ENTERPRISE_KIND_WEIGHTS = {
+    EnterpriseKind.TECH_SME: 62,
+    EnterpriseKind.HIGH_TECH: 20,
+    EnterpriseKind.MAKER_TEAM: 10,
+    EnterpriseKind.OTHER: 8,
+}
+STAFF_ACCOUNTS = (
+    ("admin", Role.ADMIN, "系统管理员"),
+    ("reviewer", Role.REVIEWER, "王审核"),
+    ("reviewer2", Role.REVIEWER, "李复核"),
+    ("finance", Role.FINANCE, "赵财务"),
+)
+
+
+@dataclass
+class DemoSummary:
+    institutions: int = 0
+    instruments: int = 0
+    enterprise_users: int = 0
+    staff_users: int = 0
+
+
+def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -> str:
+    """A well-formed credit code with a correct check character (fictional, never a real company's)."""
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    head = ("12" if public_body else "91") + division
+    organisation = "".join(rng.choice(alphabet[:10] if i < 8 else alphabet) for i in range(9))
+    body = head + organisation
+    return body + stdnum_uscc.calc_check_digit(body)
+
+
+def _person(rng: random.Random) -> str:
+    return rng.choice(data.SURNAMES) + rng.choice(data.GIVEN_NAMES)
+
+
+def _room(rng: random.Random) -> str:
+    return f"{rng.randint(1, 12)}号楼{rng.randint(1, 6)}{rng.randint(1, 30):02d}室"
+
+
+def _weighted(rng: random.Random, weights: dict):
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _shares(total: int, weights: list[int]) -> list[int]:
+    """Split `total` in proportion to `weights` exactly (largest remainder)."""
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    counts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _round_fee(rng: random.Random, span: tuple[int, int] | None) -> int | None:
+    if span is None:
+        return None
+    low, high = span
+    return rng.randint(low // 10, max(low // 10, high // 10)) * 10 * 100
+
+
+def _opening_hours(rng: random.Random, instrument_id: int) -> list[dict]:
+    rows = []
+    late = rng.random() < 0.15
+    saturday = rng.random() < 0.25
+    for weekday in range(5):
+        rows.append(
+            dict(instrument_id=instrument_id, weekday=weekday, opens_at=time(8, 30), closes_at=time(12, 0))
+        )
+        rows.append(
+            dict(
+                instrument_id=instrument_id,
+                weekday=weekday,
+                opens_at=time(14, 0),
+                closes_at=time(21, 0) if late else time(17, 30),
+            )
+        )
+    if saturday:
+        rows.append(dict(instrument_id=instrument_id, weekday=5, opens_at=time(9, 0), closes_at=time(12, 0)))
+    return rows
+
+
+def database_has_data() -> bool:
+    return db.session.scalar(select(Instrument.id).limit(1)) is not None or (
+        db.session.scalar(select(User.id).limit(1)) is not None
+    )
+
+
+def load_demo(
+    *,
+    instruments: int = DEFAULT_INSTRUMENTS,
+    enterprise_users: int = DEFAULT_ENTERPRISE_USERS,
+    seed: int = 2026,
+) -> DemoSummary:
+    """Fill an empty, migrated database with the demo network and the demo accounts."""
+    rng = random.Random(seed)
+    summary = DemoSummary()
+    password_hash = hash_password(DEMO_PASSWORD)  # hashed once: every demo account shares the password
+
+    institutions = _load_institutions(rng)
+    summary.institutions = len(institutions)
+    summary.instruments = _load_instruments(rng, institutions, instruments)
+    summary.staff_users = _load_staff(rng, institutions, password_hash)
+    summary.enterprise_users = _load_enterprises(rng, password_hash, enterprise_users)
+    bump_catalog_version()
+    audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
+    db.session.commit()
+    return summary
+
+
+def _load_institutions(rng: random.Random) -> list[tuple[data.Host, Institution]]:
+    out = []
+    for host in data.HOSTS:
+        institution = Institution(
+            name=host.name,
+            uscc=make_uscc(
+                rng, COUNTY_DIVISIONS.get(host.county, "371500"), public_body=host.kind != "company"
+            ),
+            kind=InstitutionKind(host.kind),
+            county=host.county,
+            address=host.address,
+            is_local=True,
+        )
+        db.session.add(institution)
+        out.append((host, institution))
+    db.session.flush()
+    return out
+
+
+def _kinds_for(host: data.Host) -> tuple[list[data.Kind], list[int]]:
+    focus = set(host.focus)
+    kinds = list(data.KINDS)
+    # Mostly the host's own fields, with a thin spread of everything else.
+    weights = [12 if k.category_code[:2] in focus else 1 for k in kinds]
+    return kinds, weights
+
+
+def _load_instruments(
+    rng: random.Random, institutions: list[tuple[data.Host, Institution]], total: int
+) -> int:
+    categories = {c.code: c.id for c in db.session.scalars(select(Category))}
+    counts = _shares(total, [host.weight for host, _inst in institutions])
+    start = date(2008, 1, 1)
+    span_days = (date(2025, 6, 30) - start).days
+    rows: list[dict] = []
+    for (host, institution), count in zip(institutions, counts, strict=True):
+        kinds, weights = _kinds_for(host)
+        for seq in range(1, count + 1):
+            kind = rng.choices(kinds, weights=weights)[0]
+            make = rng.choice(kind.makes)
+            values = {
+                "code": f"{host.short}-{seq:05d}",
+                "name": kind.name,
+                "name_en": kind.name_en,
+                "category_id": categories[kind.category_code],
+                "model": rng.choice(make.models),
+                "manufacturer": make.manufacturer,
+                "country_of_origin": make.country,
+                "original_value_fen": rng.randint(kind.value_wan[0] * 100, kind.value_wan[1] * 100) * 10_000,
+                "in_service_on": start + timedelta(days=rng.randint(0, span_days)),
+                "specs": kind.specs,
+                "functions": kind.functions,
+                "service_content": kind.service,
+                "status": _weighted(rng, STATUS_WEIGHTS),
+                "sharing_mode": SharingMode.OPEN if rng.random() < 0.85 else SharingMode.CONDITIONAL,
+                "fee_per_hour_fen": _round_fee(rng, kind.fee_per_hour_yuan),
+                "fee_per_sample_fen": _round_fee(rng, kind.fee_per_sample_yuan),
+                "institution_id": institution.id,
+                "county": host.county,
+                "address": host.address + _room(rng),
+                "operator_name": _person(rng),
+                "operator_phone": f"0635-{rng.randint(8100000, 8599999)}",
+            }
+            values.update(Instrument.derived_values(values))
+            rows.append(values)
+    for offset in range(0, len(rows), BATCH):
+        db.session.execute(insert(Instrument), rows[offset : offset + BATCH])
+    ids = db.session.scalars(select(Instrument.id).order_by(Instrument.id)).all()
+    hours: list[dict] = []
+    for instrument_id in ids:
+        hours.extend(_opening_hours(rng, instrument_id))
+        if len(hours) >= BATCH * 5:
+            db.session.execute(insert(OpeningHours), hours)
+            hours = []
+    if hours:
+        db.session.execute(insert(OpeningHours), hours)
+    return len(rows)
+
+
+def _load_staff(
+    rng: random.Random, institutions: list[tuple[data.Host, Institution]], password_hash: str
+) -> int:
+    users = [
+        User(
+            username=name,
+            role=role,
+            full_name=full_name,
+            password_hash=password_hash,
+            email=f"{name}@example.cn",
+        )
+        for name, role, full_name in STAFF_ACCOUNTS
+    ]
+    by_name = {inst.name: inst for _host, inst in institutions}
+    users.append(
+        User(
+            username="provider",
+            role=Role.PROVIDER,
+            full_name=_person(rng),
+            password_hash=password_hash,
+            email="provider@example.cn",
+            institution=by_name["聊城大学"],
+            phone="13806350001",
+        )
+    )
+    users.append(
+        User(
+            username="provider2",
+            role=Role.PROVIDER,
+            full_name=_person(rng),
+            password_hash=password_hash,
+            email="provider2@example.cn",
+            institution=by_name["鲁西化工集团股份有限公司"],
+            phone="13806350002",
+        )
+    )
+    # Every other host gets an instrument manager of its own.
+    for host, institution in institutions:
+        if institution.name in ("聊城大学", "鲁西化工集团股份有限公司"):
+            continue
+        users.append(
+            User(
+                username=f"provider-{host.short.lower()}",
+                role=Role.PROVIDER,
+                full_name=_person(rng),
+                password_hash=password_hash,
+                email=f"provider-{host.short.lower()}@example.cn",
+                institution=institution,
+            )
+        )
+    db.session.add_all(users)
+    db.session.flush()
+    return len(users)
+
+
+def _company_name(rng: random.Random, taken: set[str]) -> str:
+    while True:
+        place = rng.choice(("聊城", "聊城", "山东", "聊城市"))
+        name = (
+            place
+            + rng.choice(data.COMPANY_PREFIXES)
+            + rng.choice(data.COMPANY_INDUSTRIES)
+            + rng.choice(data.COMPANY_SUFFIXES)
+        )
+        if name not in taken:
+            taken.add(name)
+            return name
+
+
+def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int:
+    counties = list(current_app.config["COUNTIES"])
+    taken: set[str] = set()
+    usccs: set[str] = set()
+    named = (
+        ("enterprise", VerificationState.VERIFIED, EnterpriseKind.TECH_SME),
+        ("enterprise2", VerificationState.VERIFIED, EnterpriseKind.HIGH_TECH),
+        ("newco", VerificationState.PENDING, EnterpriseKind.TECH_SME),
+    )
+    enterprise_rows = []
+    user_rows = []
+    for n in range(total):
+        if n < len(named):
+            username, state, kind = named[n]
+        else:
+            username = f"ent{n:04d}"
+            state = rng.choices(
+                [VerificationState.VERIFIED, VerificationState.PENDING, VerificationState.REJECTED],
+                [82, 14, 4],
+            )[0]
+            kind = _weighted(rng, ENTERPRISE_KIND_WEIGHTS)
+        county = rng.choice(counties)
+        uscc = make_uscc(rng, COUNTY_DIVISIONS.get(county, "371500"))
+        while uscc in usccs:
+            uscc = make_uscc(rng, COUNTY_DIVISIONS.get(county, "371500"))
+        usccs.add(uscc)
+        enterprise_rows.append(
+            {
+                "uscc": uscc,
+                "name": _company_name(rng, taken),
+                "kind": kind,
+                "county": county,
+                "verification_state": state,
+            }
+        )
+        user_rows.append(
+            {
+                "username": username,
+                "email": f"{username}@example.cn",
+                "password_hash": password_hash,
+                "role": Role.ENTERPRISE,
+                "full_name": _person(rng),
+                "phone": f"1{rng.choice('3578')}{rng.randint(0, 999999999):09d}",
+                "language": "zh",
+                "uscc": uscc,
+            }
+        )
+    for offset in range(0, len(enterprise_rows), BATCH):
+        db.session.execute(insert(Enterprise), enterprise_rows[offset : offset + BATCH])
+    ids = dict(db.session.execute(select(Enterprise.uscc, Enterprise.id)).all())
+    for row in user_rows:
+        row["enterprise_id"] = ids[row.pop("uscc")]
+    for offset in range(0, len(user_rows), BATCH):
+        db.session.execute(insert(User), user_rows[offset : offset + BATCH])
+    return len(user_rows)

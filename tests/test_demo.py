@@ -1,0 +1,152 @@
+"""The demo network: exactly the published numbers, plausible values, deterministic for a seed."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
+
+from portal.accounts.models import Enterprise, Institution, User, VerificationState
+from portal.catalog.models import Category, Instrument
+from portal.core.permissions import Role
+from portal.demo import DEMO_PASSWORD
+from portal.demo.services import load_demo
+from portal.extensions import db
+from tests.factories import login
+
+
+def count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_published_numbers(demo_app):
+    assert count(Instrument) == 1202
+    assert count(User, User.role == Role.ENTERPRISE) == 751
+    hosts = {i.name for i in db.session.scalars(select(Institution))}
+    for name in (
+        "聊城大学",
+        "聊城职业技术学院",
+        "聊城技师学院",
+        "山东工程技师学院",
+        "聊城产业技术研究院",
+        "鲁西化工集团股份有限公司",
+    ):
+        assert name in hosts
+    counties = set(db.session.scalars(select(Instrument.county).distinct()))
+    assert counties == set(demo_app.config["COUNTIES"])
+
+
+def test_demo_accounts_have_their_roles_and_organisations(demo_app):
+    users = {
+        u.username: u
+        for u in db.session.scalars(
+            select(User).where(
+                User.username.in_(
+                    [
+                        "admin",
+                        "reviewer",
+                        "reviewer2",
+                        "finance",
+                        "provider",
+                        "provider2",
+                        "enterprise",
+                        "enterprise2",
+                        "newco",
+                    ]
+                )
+            )
+        )
+    }
+    assert {u: users[u].role for u in users} == {
+        "admin": Role.ADMIN,
+        "reviewer": Role.REVIEWER,
+        "reviewer2": Role.REVIEWER,
+        "finance": Role.FINANCE,
+        "provider": Role.PROVIDER,
+        "provider2": Role.PROVIDER,
+        "enterprise": Role.ENTERPRISE,
+        "enterprise2": Role.ENTERPRISE,
+        "newco": Role.ENTERPRISE,
+    }
+    assert users["provider"].institution.name == "聊城大学"
+    assert users["provider2"].institution.name == "鲁西化工集团股份有限公司"
+    assert users["enterprise"].enterprise.verification_state is VerificationState.VERIFIED
+    assert users["newco"].enterprise.verification_state is VerificationState.PENDING
+
+
+def test_demo_password_signs_in(demo_client):
+    response = login(demo_client, "enterprise", DEMO_PASSWORD)
+    assert response.status_code == 302
+
+
+def test_instruments_are_plausible(demo_app):
+    rows = db.session.scalars(select(Instrument).options(joinedload(Instrument.category))).all()
+    assert min(r.original_value_fen for r in rows) >= 50_000_000  # 500,000 yuan and more
+    assert all(r.fee_per_hour_fen or r.fee_per_sample_fen for r in rows)
+    assert all(r.model and r.manufacturer and r.name_en and r.operator_name for r in rows)
+    assert all(
+        len(r.category.code) == 4 or r.category.code in {"05", "06", "07", "08", "14", "15"} for r in rows
+    )
+    first_levels = {r.category.code[:2] for r in rows}
+    assert len(first_levels) >= 12
+    assert len({r.code for r in rows}) == 1202
+    assert all(r.opening_hours for r in rows[:50])
+    # Credit codes of the demo enterprises all pass the checksum.
+    from stdnum.cn import uscc
+
+    assert all(uscc.is_valid(code) for code in db.session.scalars(select(Enterprise.uscc)))
+
+
+def _fingerprint() -> list[tuple]:
+    instruments = db.session.execute(
+        select(
+            Instrument.code,
+            Instrument.name,
+            Instrument.model,
+            Instrument.manufacturer,
+            Instrument.original_value_fen,
+            Instrument.fee_per_hour_fen,
+            Instrument.fee_per_sample_fen,
+            Instrument.status,
+            Instrument.in_service_on,
+            Instrument.operator_name,
+            Category.code,
+            Institution.name,
+        )
+        .join(Category)
+        .join(Institution)
+        .order_by(Instrument.code)
+    ).all()
+    enterprises = db.session.execute(
+        select(Enterprise.uscc, Enterprise.name, Enterprise.kind).order_by(Enterprise.uscc)
+    ).all()
+    users = db.session.execute(select(User.username, User.role, User.full_name).order_by(User.username)).all()
+    return [tuple(r) for r in (*instruments, *enterprises, *users)]
+
+
+def test_the_same_seed_gives_the_same_data_and_another_seed_does_not(app, tmp_path, sqlite_template):
+    import shutil
+
+    from tests.conftest import make_app
+
+    load_demo(instruments=150, enterprise_users=40, seed=7)
+    first = _fingerprint()
+    results = {}
+    for seed in (7, 8):
+        path = tmp_path / f"seed{seed}.db"
+        shutil.copy(sqlite_template, path)
+        other = make_app(f"sqlite:///{path}")
+        with other.app_context():
+            load_demo(instruments=150, enterprise_users=40, seed=seed)
+            results[seed] = _fingerprint()
+            db.engine.dispose()
+    assert first == results[7]
+    assert first != results[8]
+
+
+def test_loading_twice_leaves_the_data_alone(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo", "load", "--instruments", "30", "--enterprises", "5"])
+    assert first.exit_code == 0 and "Loaded" in first.output and "demo-pass-2026" in first.output
+    second = runner.invoke(args=["demo", "load"])
+    assert "already has data" in second.output
+    assert count(Instrument) == 30
