@@ -7,14 +7,12 @@ from flask import current_app
 from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import validate
-from sqlalchemy import func, select
 
-from portal.accounts.models import Institution, InstitutionKind
+from portal.accounts.models import InstitutionKind
 from portal.api.schemas import ErrorSchema, PageArgsSchema, page_of
 from portal.catalog import services
-from portal.catalog.models import Category, Instrument, InstrumentStatus, SharingMode
+from portal.catalog.models import InstrumentStatus, SharingMode
 from portal.core.web import revalidated
-from portal.extensions import db
 
 blp = Blueprint("api_catalog", __name__, description="The instrument catalogue (public).")
 
@@ -113,12 +111,13 @@ def get_instrument(code: str):
     return revalidated(current_app.json.response(body))
 
 
-def _category_ref(category: Category) -> dict:
+def _page(items: list, args: dict) -> dict:
+    start = (args["page"] - 1) * args["per_page"]
     return {
-        "code": category.code,
-        "name": category.name,
-        "name_en": category.name_en,
-        "parent_code": category.parent_code,
+        "items": items[start : start + args["per_page"]],
+        "total": len(items),
+        "page": args["page"],
+        "per_page": args["per_page"],
     }
 
 
@@ -127,13 +126,7 @@ def _category_ref(category: Category) -> dict:
 @blp.response(200, CategoryPageSchema)
 def list_categories(args: dict):
     """The two-level classification: first-level categories, each with its children."""
-    tree = services.category_tree()
-    start = (args["page"] - 1) * args["per_page"]
-    items = [
-        {**_category_ref(parent), "children": [_category_ref(c) for c in parent.children]}
-        for parent in tree[start : start + args["per_page"]]
-    ]
-    return {"items": items, "total": len(tree), "page": args["page"], "per_page": args["per_page"]}
+    return _page(services.category_tree(), args)
 
 
 @blp.route("/institutions")
@@ -141,21 +134,4 @@ def list_categories(args: dict):
 @blp.response(200, InstitutionPageSchema)
 def list_institutions(args: dict):
     """Host institutions with the number of instruments each has networked."""
-    total = db.session.scalar(select(func.count()).select_from(Institution))
-    counts = (
-        select(Instrument.institution_id, func.count().label("n"))
-        .group_by(Instrument.institution_id)
-        .subquery()
-    )
-    rows = db.session.execute(
-        select(Institution, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.institution_id == Institution.id)
-        .order_by(Institution.id)
-        .limit(args["per_page"])
-        .offset((args["page"] - 1) * args["per_page"])
-    ).all()
-    items = [
-        {"id": i.id, "name": i.name, "kind": i.kind.value, "county": i.county, "instrument_count": n}
-        for i, n in rows
-    ]
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
+    return _page(services.institution_summaries(), args)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flask import current_app
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, IntegerField, SearchField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from portal.catalog.models import STATUS_LABELS, InstrumentStatus
-from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institutions_with_counts
+from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
 from portal.core.forms import yuan_amount
 from portal.core.money import yuan_to_fen
 
@@ -34,14 +35,17 @@ class SearchForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         any_choice = ("", _l("Any"))
+        hosts = sorted(institution_summaries(), key=lambda i: -i["instrument_count"])
         self.institution.choices = [any_choice] + [
-            (str(inst.id), f"{inst.name} ({n})") for inst, n in institutions_with_counts() if n
+            (str(i["id"]), f"{i['name']} ({i['instrument_count']})") for i in hosts if i["instrument_count"]
         ]
+        english = str(get_locale()) == "en"
         category_choices: list = [any_choice]
         for parent in category_tree():
-            category_choices.append((parent.code, f"{parent.code} {parent.label}"))
+            category_choices.append((parent["code"], f"{parent['code']} {_label(parent, english)}"))
             category_choices.extend(
-                (child.code, f"\u2003{child.code} {child.label}") for child in parent.children
+                (child["code"], f"\u2003{child['code']} {_label(child, english)}")
+                for child in parent["children"]
             )
         self.category.choices = category_choices
         self.status.choices = [any_choice] + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus]
@@ -70,3 +74,7 @@ class SearchForm(FlaskForm):
             page=self.page.data if ok("page") else 1,
             per_page=int(self.per_page.data) if ok("per_page") else PER_PAGE_CHOICES[0],
         )
+
+
+def _label(category: dict, english: bool) -> str:
+    return category["name_en"] if english else category["name"]

@@ -271,31 +271,59 @@ def detail(instrument: Instrument, *, with_contact: bool) -> dict[str, Any]:
     return data
 
 
-def category_tree() -> list[Category]:
-    """First-level categories with their children loaded, in code order."""
-    return list(
-        db.session.scalars(
+def _cached(name: str, compute):
+    key = f"catalog:{catalog_version()}:{name}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value)
+    return value
+
+
+def _category_ref(category: Category) -> dict[str, Any]:
+    return {
+        "code": category.code,
+        "name": category.name,
+        "name_en": category.name_en,
+        "parent_code": category.parent_code,
+    }
+
+
+def category_tree() -> list[dict[str, Any]]:
+    """First-level categories, each with its children, in code order (cached per catalogue version)."""
+
+    def compute() -> list[dict[str, Any]]:
+        parents = db.session.scalars(
             select(Category)
             .where(Category.parent_id.is_(None))
             .options(selectinload(Category.children))
             .order_by(Category.code)
         )
-    )
+        return [{**_category_ref(p), "children": [_category_ref(c) for c in p.children]} for p in parents]
+
+    return _cached("categories", compute)
 
 
-def institutions_with_counts() -> list[tuple[Institution, int]]:
-    """Host institutions and how many instruments each has, largest first."""
-    counts = (
-        select(Instrument.institution_id, func.count().label("n"))
-        .group_by(Instrument.institution_id)
-        .subquery()
-    )
-    rows = db.session.execute(
-        select(Institution, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.institution_id == Institution.id)
-        .order_by(func.coalesce(counts.c.n, 0).desc(), Institution.name)
-    ).all()
-    return [(inst, n) for inst, n in rows]
+def institution_summaries() -> list[dict[str, Any]]:
+    """Every host institution with its number of instruments, in id order (cached per catalogue version)."""
+
+    def compute() -> list[dict[str, Any]]:
+        counts = (
+            select(Instrument.institution_id, func.count().label("n"))
+            .group_by(Instrument.institution_id)
+            .subquery()
+        )
+        rows = db.session.execute(
+            select(Institution, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.institution_id == Institution.id)
+            .order_by(Institution.id)
+        ).all()
+        return [
+            {"id": i.id, "name": i.name, "kind": i.kind.value, "county": i.county, "instrument_count": n}
+            for i, n in rows
+        ]
+
+    return _cached("institutions", compute)
 
 
 def status_label(status: str) -> str:
