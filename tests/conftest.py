@@ -40,6 +40,37 @@ def _pg_url(name: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _pg_admin(statement: str) -> None:
+    admin = sa.create_engine(
+        sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        admin.dispose()
+
+
+def create_pg_database(name: str) -> str:
+    """A fresh, empty PostgreSQL database; raises OperationalError when the server is not there."""
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _pg_admin(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
+    return _pg_url(name)
+
+
+def drop_pg_database(name: str) -> None:
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def load_demo_into(url: str) -> None:
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        from portal.demo.services import load_demo
+
+        load_demo()
+        db.engine.dispose()
+
+
 def migrate_database(url: str) -> None:
     app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
@@ -59,21 +90,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pg_database(worker_id: str) -> Iterator[str | None]:
     """A PostgreSQL database of this test run (one per xdist worker), migrated once."""
     name = re.sub(r"\W", "_", f"portal_test_{worker_id}_{os.getpid()}")
-    admin_url = sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg")
     try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
+        url = create_pg_database(name)
     except sa.exc.OperationalError:
         yield None
         return
-    url = _pg_url(name)
     migrate_database(url)
     yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -176,41 +200,16 @@ pytest_plugins = ["tests.factories"]
 def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database holding the full demo network, loaded once per backend. Tests must only read it."""
     if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("demo") / "demo.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        url = f"sqlite:///{path}"
-    else:
-        base = request.getfixturevalue("pg_database")
-        if base is None:
-            service_missing("PostgreSQL")
-        url = _pg_url(sa.engine.make_url(base).database + "_demo")
-        admin = sa.create_engine(
-            sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"),
-            isolation_level="AUTOCOMMIT",
-        )
-        name = sa.engine.make_url(url).database
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-        admin.dispose()
-        migrate_database(url)
-        request.addfinalizer(lambda: _drop_pg(name))
-    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        from portal.demo.services import load_demo
-
-        load_demo()
-        db.engine.dispose()
+        return request.getfixturevalue("demo_database_url_sqlite")
+    base = request.getfixturevalue("pg_database")
+    if base is None:
+        service_missing("PostgreSQL")
+    name = sa.engine.make_url(base).database + "_demo"
+    url = create_pg_database(name)
+    request.addfinalizer(lambda: drop_pg_database(name))
+    migrate_database(url)
+    load_demo_into(url)
     return url
-
-
-def _drop_pg(name: str) -> None:
-    admin = sa.create_engine(
-        sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -229,14 +228,9 @@ def demo_client(demo_app: Flask) -> FlaskClient:
 
 @pytest.fixture(scope="session")
 def demo_database_url_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> str:
-    """The demo network in SQLite only (for the live server of the browser tests)."""
-    path = tmp_path_factory.mktemp("demo-live") / "demo.db"
+    """The demo network in SQLite (shared by the search tests and the browser tests' live server)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
     shutil.copy(sqlite_template, path)
     url = f"sqlite:///{path}"
-    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        from portal.demo.services import load_demo
-
-        load_demo()
-        db.engine.dispose()
+    load_demo_into(url)
     return url
