@@ -62,10 +62,16 @@ def _derive_settings(app: Flask) -> None:
             app.config.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, CACHE_KEY_PREFIX="portal:")
         else:
             app.config["CACHE_TYPE"] = "SimpleCache"
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 30})
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # PostgreSQL's default page costs assume spinning disks and make the planner scan the whole
+        # instruments table instead of using the keyword index; 1.1 is the usual value for SSDs.
+        options.setdefault(
+            "connect_args", {"options": f"-c random_page_cost={app.config['PG_RANDOM_PAGE_COST']}"}
+        )
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config.setdefault(
         "CELERY",
         {

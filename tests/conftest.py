@@ -155,13 +155,18 @@ def make_app(database_url: str, **overrides) -> Flask:
     return app
 
 
-@pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
+def app_in_context(database_url: str) -> Iterator[Flask]:
+    """An app on this database with its context pushed for the test; connections closed afterwards."""
     app = make_app(database_url)
     with app.app_context():
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    yield from app_in_context(database_url)
 
 
 @pytest.fixture
@@ -214,11 +219,7 @@ def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 
 @pytest.fixture
 def demo_app(demo_database_url: str) -> Iterator[Flask]:
-    app = make_app(demo_database_url)
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
+    yield from app_in_context(demo_database_url)
 
 
 @pytest.fixture

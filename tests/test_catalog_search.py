@@ -212,6 +212,8 @@ def test_postgres_keyword_search_can_use_the_gin_index(demo_app):
         pytest.skip("PostgreSQL only: SQLite scans its 1202 rows")
     compiled = _filtered(normalize_query(InstrumentQuery(q="质谱"))).compile(dialect=db.engine.dialect)
     connection = db.session.connection()
+    # The app's connections tell the planner that random reads are cheap (SSD), or it scans the table.
+    assert connection.exec_driver_sql("SHOW random_page_cost").scalar() == "1.1"
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     plan = "\n".join(r[0] for r in connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params))
     assert "ix_instruments_search_grams" in plan

@@ -160,6 +160,10 @@ def load_demo(
     bump_catalog_version()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # Fresh statistics, so the planner knows the new rows before autovacuum gets round to them.
+        with db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     return summary
 
 
@@ -245,53 +249,25 @@ def _load_instruments(
 def _load_staff(
     rng: random.Random, institutions: list[tuple[data.Host, Institution]], password_hash: str
 ) -> int:
-    users = [
-        User(
-            username=name,
+    def user(username: str, role: Role, full_name: str, **extra) -> User:
+        return User(
+            username=username,
             role=role,
             full_name=full_name,
             password_hash=password_hash,
-            email=f"{name}@example.cn",
+            email=f"{username}@example.cn",
+            **extra,
         )
-        for name, role, full_name in STAFF_ACCOUNTS
-    ]
-    by_name = {inst.name: inst for _host, inst in institutions}
-    users.append(
-        User(
-            username="provider",
-            role=Role.PROVIDER,
-            full_name=_person(rng),
-            password_hash=password_hash,
-            email="provider@example.cn",
-            institution=by_name["聊城大学"],
-            phone="13806350001",
-        )
-    )
-    users.append(
-        User(
-            username="provider2",
-            role=Role.PROVIDER,
-            full_name=_person(rng),
-            password_hash=password_hash,
-            email="provider2@example.cn",
-            institution=by_name["鲁西化工集团股份有限公司"],
-            phone="13806350002",
-        )
-    )
-    # Every other host gets an instrument manager of its own.
+
+    users = [user(name, role, full_name) for name, role, full_name in STAFF_ACCOUNTS]
+    # The two published provider logins; every other host gets an instrument manager of its own.
+    named = {
+        "聊城大学": ("provider", "13806350001"),
+        "鲁西化工集团股份有限公司": ("provider2", "13806350002"),
+    }
     for host, institution in institutions:
-        if institution.name in ("聊城大学", "鲁西化工集团股份有限公司"):
-            continue
-        users.append(
-            User(
-                username=f"provider-{host.short.lower()}",
-                role=Role.PROVIDER,
-                full_name=_person(rng),
-                password_hash=password_hash,
-                email=f"provider-{host.short.lower()}@example.cn",
-                institution=institution,
-            )
-        )
+        username, phone = named.get(institution.name, (f"provider-{host.short.lower()}", None))
+        users.append(user(username, Role.PROVIDER, _person(rng), institution=institution, phone=phone))
     db.session.add_all(users)
     db.session.flush()
     return len(users)
