@@ -65,6 +65,10 @@ class Config:
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
+    UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+
+    # Booking requests nobody answers expire after this long (or when their slot begins).
+    BOOKING_REQUEST_TTL_HOURS = 72
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))

@@ -14,6 +14,11 @@ from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
+# Every periodic task, run by the one `celery beat` process.
+BEAT_SCHEDULE = {
+    "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
+}
+
 
 def create_app(config: str | type[Config] | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the application: `config` is a profile name or class (default: PORTAL_CONFIG or development)."""
@@ -35,15 +40,16 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     bootstrap.init_app(app)
     login_manager.init_app(app)
 
-    from portal.core import web
+    from portal.core import database, web  # noqa: F401 - database registers the engine events
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, api, catalog
+    from portal import accounts, api, booking, catalog
 
     accounts.init_app(app)
     catalog.init_app(app)
+    booking.init_app(app)
     api.init_app(app)
 
     from portal.demo.cli import demo_cli
@@ -84,6 +90,7 @@ def _derive_settings(app: Flask) -> None:
             "worker_prefetch_multiplier": 1,
             "broker_connection_retry_on_startup": True,
             "timezone": "Asia/Shanghai",
+            "beat_schedule": BEAT_SCHEDULE,
         },
     )
 

@@ -10,12 +10,13 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import flask_migrate
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from portal import create_app
@@ -145,7 +146,8 @@ class IsolatedClient(FlaskClient):
     def open(self, *args, **kwargs):
         with self.application.app_context():
             response = super().open(*args, **kwargs)
-        db.session.rollback()
+        if has_app_context():
+            db.session.rollback()
         return response
 
 
@@ -155,9 +157,9 @@ def make_app(database_url: str, **overrides) -> Flask:
     return app
 
 
-def app_in_context(database_url: str) -> Iterator[Flask]:
+def app_in_context(database_url: str, **overrides) -> Iterator[Flask]:
     """An app on this database with its context pushed for the test; connections closed afterwards."""
-    app = make_app(database_url)
+    app = make_app(database_url, **overrides)
     with app.app_context():
         yield app
         db.session.remove()
@@ -165,8 +167,8 @@ def app_in_context(database_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    yield from app_in_context(database_url)
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    yield from app_in_context(database_url, UPLOAD_FOLDER=str(tmp_path / "uploads"))
 
 
 @pytest.fixture
@@ -235,3 +237,32 @@ def demo_database_url_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_te
     url = f"sqlite:///{path}"
     load_demo_into(url)
     return url
+
+
+class FakeClock:
+    """The application's idea of now, under the test's control (stored rows still get real times)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def set(self, now: datetime) -> None:
+        self.current = now
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+# Monday 7 December 2026, 09:00 in Liaocheng.
+MONDAY_9AM = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from portal.core import clock
+
+    fake = FakeClock(MONDAY_9AM)
+    monkeypatch.setattr(clock, "utcnow", fake)
+    return fake

@@ -143,3 +143,49 @@ def extract_csrf(html: str) -> str:
     )
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+@pytest.fixture
+def make_booking(app):
+    """A booking row in any state, bypassing the rules (for setting up situations)."""
+    from portal.booking.models import Booking, BookingMode, BookingState
+
+    def make(instrument, user, starts_at=None, ends_at=None, state=BookingState.REQUESTED, **overrides):
+        values = {
+            "instrument_id": instrument.id,
+            "enterprise_id": user.enterprise_id,
+            "requested_by_id": user.id,
+            "mode": BookingMode.SLOT if starts_at else BookingMode.SAMPLE,
+            "state": state,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "held_until": ends_at,
+            "purpose": "测试",
+        }
+        if starts_at is None:
+            values.update(sample_count=3, sample_description="粉末样品", sample_delivery_on=None)
+        values.update(overrides)
+        booking = Booking(**values)
+        db.session.add(booking)
+        db.session.commit()
+        return booking
+
+    return make
+
+
+@pytest.fixture
+def set_policy(app):
+    from portal.booking.models import BookingPolicy
+    from portal.booking.services import DEFAULT_POLICY
+
+    def apply(instrument, **values):
+        policy = db.session.get(BookingPolicy, instrument.id) or BookingPolicy(
+            instrument_id=instrument.id, **DEFAULT_POLICY
+        )
+        for key, value in values.items():
+            setattr(policy, key, value)
+        db.session.add(policy)
+        db.session.commit()
+        return policy
+
+    return apply

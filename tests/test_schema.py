@@ -34,6 +34,14 @@ def test_audit_rows_cannot_be_changed_or_deleted_even_with_raw_sql(app):
     assert db.session.execute(sa.text("SELECT action FROM audit_events")).scalars().all() == ["test.event"]
 
 
+def test_the_expression_index_autogenerate_cannot_see_exists(app):
+    inspector_sql = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = 'users'",
+    }[db.engine.dialect.name]
+    assert "uq_users_username_lower" in db.session.execute(sa.text(inspector_sql)).scalars().all()
+
+
 def test_usernames_are_unique_regardless_of_case(app, make_user):
     make_user(username="Admin2")
     with pytest.raises(sa.exc.IntegrityError):

@@ -9,6 +9,7 @@ from wtforms import BooleanField, EmailField, PasswordField, SelectField, String
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, EnterpriseKind
+from portal.core.forms import options
 
 
 class LoginForm(FlaskForm):
@@ -55,5 +56,5 @@ class RegistrationForm(FlaskForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.kind.choices = [(kind.value, str(ENTERPRISE_KIND_LABELS[kind])) for kind in EnterpriseKind]
-        self.county.choices = [(c, c) for c in current_app.config["COUNTIES"]]
+        self.kind.choices = options((kind.value, ENTERPRISE_KIND_LABELS[kind]) for kind in EnterpriseKind)
+        self.county.choices = options((c, c) for c in current_app.config["COUNTIES"])

@@ -10,7 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.core.clock import utcnow
+from portal.core.clock import current_time
 from portal.core.permissions import Role
 from portal.core.types import UTCDateTime, str_enum
 from portal.extensions import db
@@ -79,7 +79,7 @@ class Institution(db.Model):
     address: Mapped[str | None] = mapped_column(String(200))
     # Whether the host sits in the city (drives the city top-up of vouchers).
     is_local: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     def __repr__(self) -> str:
         return f"<Institution {self.id} {self.name}>"
@@ -98,7 +98,7 @@ class Enterprise(db.Model):
     verification_state: Mapped[VerificationState] = mapped_column(
         str_enum(VerificationState), default=VerificationState.PENDING, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     users: Mapped[list[User]] = relationship(back_populates="enterprise")
 
@@ -124,7 +124,9 @@ class User(UserMixin, db.Model):
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped at logout and password change: every session cookie minted before stops working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The secret in the URL of the user's private calendar feed; replaced when the user resets it.
+    calendar_token: Mapped[str | None] = mapped_column(String(43), index=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     enterprise: Mapped[Enterprise | None] = relationship(back_populates="users")
@@ -163,7 +165,7 @@ class ApiToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

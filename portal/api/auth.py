@@ -10,16 +10,17 @@ import marshmallow as ma
 from flask import current_app, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_smorest import Blueprint
 
 from portal.accounts import services
-from portal.api.schemas import ErrorSchema
+from portal.api.schemas import ApiBlueprint, ErrorSchema
 from portal.core.clock import iso_utc
 from portal.core.errors import Forbidden, Unauthorized
 from portal.core.permissions import Role
 from portal.extensions import limiter, login_manager
 
-blp = Blueprint("api_tokens", __name__, description="Authentication: exchange a password for a bearer token.")
+blp = ApiBlueprint(
+    "api_tokens", __name__, description="Authentication: exchange a password for a bearer token."
+)
 
 BEARER = [{"bearerAuth": []}]
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import current_app
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
-from portal.api.schemas import ErrorSchema, PageArgsSchema, page_of
+from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, page_of
 from portal.catalog import services
 from portal.catalog.models import InstrumentStatus, SharingMode
 from portal.core.web import revalidated
 
-blp = Blueprint("api_catalog", __name__, description="The instrument catalogue (public).")
+blp = ApiBlueprint("api_catalog", __name__, description="The instrument catalogue (public).")
 
 
 class CategoryRefSchema(ma.Schema):

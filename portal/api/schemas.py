@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import marshmallow as ma
+from flask_smorest import Blueprint
 from marshmallow import validate
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
 
 MAX_PER_PAGE = 100
 
@@ -34,3 +39,22 @@ class PageSchema(ma.Schema):
 def page_of(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     """A list answer: {"items": [...], "total", "page", "per_page"}."""
     return type(name, (PageSchema,), {"items": ma.fields.List(ma.fields.Nested(item_schema), required=True)})
+
+
+class PortalParser(FlaskParser):
+    """webargs' Flask parser plus a `multipart` location: form fields and files of one request."""
+
+    __location_map__: ClassVar[dict] = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+
+    def load_multipart(self, req, schema: ma.Schema):
+        return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+class ApiBlueprint(Blueprint):
+    """The blueprint every API area uses (multipart bodies documented as one request body)."""
+
+    ARGUMENTS_PARSER = PortalParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING: ClassVar[dict[str, str]] = {
+        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }

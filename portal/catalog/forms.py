@@ -7,11 +7,12 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, IntegerField, SearchField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from portal.catalog.models import STATUS_LABELS, InstrumentStatus
 from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
-from portal.core.forms import yuan_amount
+from portal.core.forms import options, yuan_amount
 from portal.core.money import yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)
@@ -34,24 +35,28 @@ class SearchForm(FlaskForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        any_choice = ("", _l("Any"))
+        any_choice = [("", _l("Any"))]
         hosts = sorted(institution_summaries(), key=lambda i: -i["instrument_count"])
-        self.institution.choices = [any_choice] + [
-            (str(i["id"]), f"{i['name']} ({i['instrument_count']})") for i in hosts if i["instrument_count"]
-        ]
+        self.institution.choices = options(
+            any_choice
+            + [(i["id"], f"{i['name']} ({i['instrument_count']})") for i in hosts if i["instrument_count"]]
+        )
         english = str(get_locale()) == "en"
-        category_choices: list = [any_choice]
+        categories = [SelectChoice("", _l("Any"))]
         for parent in category_tree():
-            category_choices.append((parent["code"], f"{parent['code']} {_label(parent, english)}"))
-            category_choices.extend(
-                (child["code"], f"\u2003{child['code']} {_label(child, english)}")
+            group = f"{parent['code']} {_label(parent, english)}"
+            categories.append(
+                SelectChoice(parent["code"], _l("All of %(group)s", group=group), optgroup=group)
+            )
+            categories.extend(
+                SelectChoice(child["code"], f"{child['code']} {_label(child, english)}", optgroup=group)
                 for child in parent["children"]
             )
-        self.category.choices = category_choices
-        self.status.choices = [any_choice] + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus]
-        self.county.choices = [any_choice] + [(c, c) for c in current_app.config["COUNTIES"]]
-        self.sort.choices = list(SORTS.items())
-        self.per_page.choices = [(str(n), str(n)) for n in PER_PAGE_CHOICES]
+        self.category.choices = categories
+        self.status.choices = options(any_choice + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus])
+        self.county.choices = options(any_choice + [(c, c) for c in current_app.config["COUNTIES"]])
+        self.sort.choices = options(SORTS.items())
+        self.per_page.choices = options((n, n) for n in PER_PAGE_CHOICES)
 
     def to_query(self) -> InstrumentQuery:
         """The search these fields ask for; a field that failed validation is left out, not guessed."""

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from portal.accounts.models import Institution
-from portal.core.clock import utcnow
+from portal.core.clock import current_time
 from portal.core.text import grams, normalize
 from portal.core.types import StringList, UTCDateTime, str_enum
 from portal.extensions import db
@@ -132,8 +132,8 @@ class Instrument(db.Model):
     # Derived from the searchable fields on every write (see _refresh_derived below).
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_grams: Mapped[list[str]] = mapped_column(StringList, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
 
     category: Mapped[Category] = relationship()
     institution: Mapped[Institution] = relationship()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, render_template, request, url_for
+from flask import Blueprint, make_response, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from portal.booking import services as booking_services
 from portal.catalog import services
 from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
@@ -14,22 +14,6 @@ from portal.core.errors import ValidationFailed
 from portal.core.web import revalidated
 
 bp = Blueprint("catalog", __name__, url_prefix="/instruments")
-
-WEEKDAYS = (
-    _l("Monday"),
-    _l("Tuesday"),
-    _l("Wednesday"),
-    _l("Thursday"),
-    _l("Friday"),
-    _l("Saturday"),
-    _l("Sunday"),
-)
-
-
-def _page_url(page: int) -> str:
-    args = request.args.to_dict()
-    args["page"] = str(page)
-    return url_for("catalog.index", **args)
 
 
 @bp.route("/")
@@ -48,7 +32,6 @@ def index() -> ResponseReturnValue:
             "catalog/index.html",
             form=form,
             result=result,
-            page_url=_page_url,
             status_labels=STATUS_LABELS,
         )
     )
@@ -59,14 +42,17 @@ def index() -> ResponseReturnValue:
 def detail(code: str) -> ResponseReturnValue:
     """Everything about one instrument; the operator's phone only for signed-in users."""
     instrument = services.get_instrument(code)
+    policy = booking_services.policy_for(instrument)
     response = make_response(
         render_template(
             "catalog/detail.html",
             instrument=instrument,
+            policy=policy,
+            bookable=instrument.status in booking_services.BOOKABLE_STATUSES,
+            next_free=booking_services.next_free_time(instrument),
             show_contact=current_user.is_authenticated,
             status_labels=STATUS_LABELS,
             sharing_labels=SHARING_LABELS,
-            weekdays=WEEKDAYS,
         )
     )
     return revalidated(response)

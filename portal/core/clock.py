@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -38,3 +38,30 @@ def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def local_datetime_to_utc(day: date, at: time) -> datetime:
+    """A Shanghai wall-clock time on a given day, as aware UTC."""
+    return datetime.combine(day, at, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def local_today(now: datetime | None = None) -> date:
+    """Today's date in Shanghai."""
+    return to_local(now or utcnow()).date()
+
+
+def week_start(day: date) -> date:
+    """The Monday of the week `day` is in."""
+    return day - timedelta(days=day.weekday())
+
+
+def local_naive_to_utc(value: datetime) -> datetime:
+    """A wall-clock time typed into a form (Beijing time, no zone) as aware UTC."""
+    if value.tzinfo is not None:
+        raise ValueError("expected a naive wall-clock time")
+    return value.replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def current_time() -> datetime:
+    """utcnow() looked up at call time: column defaults use it, so a test that moves the clock moves them."""
+    return utcnow()

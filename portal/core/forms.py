@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from portal.core import money
@@ -33,3 +34,8 @@ def yuan_amount(form: FlaskForm, field: Field) -> None:
         raise ValidationError(
             _l("Enter an amount in yuan, not negative, with at most two decimals.")
         ) from None
+
+
+def options(pairs) -> list[SelectChoice]:
+    """Select options from (value, label) pairs (WTForms 3.3 wants SelectChoice objects)."""
+    return [SelectChoice(str(value), label) for value, label in pairs]

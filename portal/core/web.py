@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from urllib.parse import urlsplit
 
 from flask import (
@@ -18,12 +17,11 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from portal.core.clock import format_local
+from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
 from portal.extensions import db, login_manager
@@ -31,17 +29,22 @@ from portal.extensions import db, login_manager
 bp = Blueprint("core", __name__)
 
 LANG_COOKIE = "lang"
+WEEKDAY_NAMES = (
+    _l("Monday"),
+    _l("Tuesday"),
+    _l("Wednesday"),
+    _l("Thursday"),
+    _l("Friday"),
+    _l("Saturday"),
+    _l("Sunday"),
+)
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    # SQLite ignores foreign keys unless asked; WAL lets readers work while a booking writes.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+def page_url(page: int) -> str:
+    """The current page's URL with its query kept and another page number."""
+    args = request.args.to_dict()
+    args["page"] = str(page)
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
 def select_locale() -> str:
@@ -187,6 +190,10 @@ def init_app(app: Flask) -> None:
     app.json.ensure_ascii = False  # Chinese stays readable in API answers
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local"] = format_local
+    app.jinja_env.filters["iso"] = iso_utc
+    app.jinja_env.filters["localdate"] = lambda value: to_local(value).date().isoformat()
+    app.jinja_env.globals["weekday_names"] = WEEKDAY_NAMES
+    app.jinja_env.globals["page_url"] = page_url
     app.jinja_env.globals["is_safe_url"] = is_safe_url
 
     @app.context_processor

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from tests.conftest import make_app
@@ -24,18 +26,31 @@ CHROMIUM_ARGS = [
 ]
 
 
+@dataclass
+class LivePortal:
+    url: str
+    app: Flask
+
+
 @pytest.fixture(scope="module")
-def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo network served by a real HTTP server in a background thread."""
+def live_portal(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LivePortal]:
+    """A copy of the demo network served by a real HTTP server in a background thread."""
     demo_url = request.getfixturevalue("demo_database_url_sqlite")
-    path = tmp_path_factory.mktemp("live") / "live.db"
-    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), path)
-    app = make_app(f"sqlite:///{path}")
+    folder = tmp_path_factory.mktemp("live")
+    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "live.db")
+    app = make_app(f"sqlite:///{folder / 'live.db'}", UPLOAD_FOLDER=str(folder / "uploads"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield LivePortal(f"http://127.0.0.1:{server.server_port}", app)
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live_server(live_portal: LivePortal) -> str:
+    return live_portal.url
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +63,24 @@ def browser(chromium_path: str):
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
+def open_page(browser, errors: list[str]):
+    """A fresh browser session (its own cookies) that records console errors."""
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
+    return page
+
+
+@pytest.fixture
+def browser_errors() -> Iterator[list[str]]:
+    errors: list[str] = []
+    yield errors
     assert errors == [], f"browser console errors: {errors}"
+
+
+@pytest.fixture
+def page(browser, browser_errors):
+    page = open_page(browser, browser_errors)
+    yield page
+    page.context.close()

@@ -1,0 +1,401 @@
+"""Booking endpoints: availability, requests, lists, every transition, service records and their files."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import marshmallow as ma
+from flask import send_file
+from flask_login import current_user
+from flask_smorest.fields import Upload
+from marshmallow import validate
+
+from portal.api.auth import BEARER, token_required
+from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, PageSchema
+from portal.booking import services
+from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+from portal.catalog.services import get_instrument
+from portal.core import clock, uploads
+from portal.core.errors import ValidationFailed
+
+blp = ApiBlueprint("api_booking", __name__, description="Availability, bookings and service records.")
+
+MAX_AVAILABILITY_DAYS = 31
+
+
+class SpanSchema(ma.Schema):
+    start = ma.fields.String(required=True, metadata={"format": "date-time"})
+    end = ma.fields.String(required=True, metadata={"format": "date-time"})
+    kind = ma.fields.String(metadata={"description": "closed, maintenance, closure or booking"})
+
+
+class AvailabilitySchema(ma.Schema):
+    free = ma.fields.List(ma.fields.Nested(SpanSchema), required=True)
+    held = ma.fields.List(ma.fields.Nested(SpanSchema), required=True)
+    closed = ma.fields.List(ma.fields.Nested(SpanSchema), required=True)
+
+
+class AvailabilityArgsSchema(ma.Schema):
+    start = ma.fields.AwareDateTime(load_default=None, metadata={"description": "ISO 8601 with an offset"})
+    end = ma.fields.AwareDateTime(load_default=None)
+
+    @ma.validates_schema
+    def _range(self, data: dict, **kwargs: Any) -> None:
+        start, end = data.get("start"), data.get("end")
+        if start and end and not start < end:
+            raise ma.ValidationError("end must be after start", "end")
+        if start and end and end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
+            raise ma.ValidationError(f"at most {MAX_AVAILABILITY_DAYS} days at a time", "end")
+
+
+class FileSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    kind = ma.fields.String(required=True, validate=validate.OneOf([k.value for k in FileKind]))
+    size = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    content_type = ma.fields.String(required=True)
+    sha256 = ma.fields.String(required=True)
+    uploaded_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+
+
+class ServiceRecordSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    booking_id = ma.fields.Integer(required=True)
+    hours = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "decimal hours, e.g. '2.50'"}
+    )
+    samples = ma.fields.Integer(required=True, allow_none=True)
+    fee_fen = ma.fields.Integer(required=True)
+    computed_fee_fen = ma.fields.Integer(required=True)
+    fee_reason = ma.fields.String(required=True, allow_none=True)
+    result_summary = ma.fields.String(required=True)
+    recorded_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+    rating = ma.fields.Integer(required=True, allow_none=True)
+    rating_comment = ma.fields.String(required=True, allow_none=True)
+    files = ma.fields.List(ma.fields.Nested(FileSchema), required=True)
+
+
+class BookingSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    instrument_code = ma.fields.String(required=True)
+    instrument_name = ma.fields.String(required=True)
+    enterprise_id = ma.fields.Integer(required=True)
+    enterprise_name = ma.fields.String(required=True)
+    mode = ma.fields.String(required=True, validate=validate.OneOf([m.value for m in BookingMode]))
+    state = ma.fields.String(required=True, validate=validate.OneOf([s.value for s in BookingState]))
+    starts_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+    ends_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+    purpose = ma.fields.String(required=True)
+    sample_count = ma.fields.Integer(required=True, allow_none=True)
+    sample_description = ma.fields.String(required=True, allow_none=True)
+    sample_delivery_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
+    reason = ma.fields.String(required=True, allow_none=True)
+    fee_fen = ma.fields.Integer(required=True, allow_none=True)
+    rating = ma.fields.Integer(required=True, allow_none=True)
+    service_record_id = ma.fields.Integer(required=True, allow_none=True)
+    created_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+
+
+class BookingPageSchema(PageSchema):
+    items = ma.fields.List(ma.fields.Nested(BookingSchema), required=True)
+    counts = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        required=True,
+        metadata={"description": "per state"},
+    )
+
+
+class BookingListArgsSchema(PageArgsSchema):
+    state = ma.fields.String(load_default=None, validate=validate.OneOf([s.value for s in BookingState]))
+    instrument_code = ma.fields.String(load_default=None, validate=validate.Length(max=40))
+
+
+class BookingCreateSchema(ma.Schema):
+    instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
+    mode = ma.fields.String(load_default="slot", validate=validate.OneOf([m.value for m in BookingMode]))
+    starts_at = ma.fields.AwareDateTime(load_default=None)
+    ends_at = ma.fields.AwareDateTime(load_default=None)
+    purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    sample_count = ma.fields.Integer(
+        load_default=None, strict=True, validate=validate.Range(min=1, max=10000)
+    )
+    sample_description = ma.fields.String(load_default=None, validate=validate.Length(max=2000))
+    sample_delivery_on = ma.fields.Date(load_default=None)
+
+
+class ReasonSchema(ma.Schema):
+    reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000))
+
+
+class CompleteSchema(ma.Schema):
+    hours = ma.fields.Decimal(load_default=None, places=2, validate=validate.Range(min=0.01, max=1000))
+    samples = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=100000))
+    fee_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0, max=10**11))
+    fee_reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class RateSchema(ma.Schema):
+    rating = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    comment = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000))
+
+
+class UploadSchema(ma.Schema):
+    kind = ma.fields.String(required=True, validate=validate.OneOf([k.value for k in FileKind]))
+    file = Upload(required=True)
+
+
+class NewFileSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    kind = ma.fields.String(required=True)
+    size = ma.fields.Integer(required=True)
+
+
+def booking_json(booking: Booking) -> dict[str, Any]:
+    record = booking.service_record
+    return {
+        "id": booking.id,
+        "instrument_code": booking.instrument.code,
+        "instrument_name": booking.instrument.name,
+        "enterprise_id": booking.enterprise_id,
+        "enterprise_name": booking.enterprise.name,
+        "mode": booking.mode.value,
+        "state": booking.state.value,
+        "starts_at": clock.iso_utc(booking.starts_at),
+        "ends_at": clock.iso_utc(booking.ends_at),
+        "purpose": booking.purpose,
+        "sample_count": booking.sample_count,
+        "sample_description": booking.sample_description,
+        "sample_delivery_on": booking.sample_delivery_on.isoformat() if booking.sample_delivery_on else None,
+        "reason": booking.reason,
+        "fee_fen": record.fee_fen if record else None,
+        "rating": record.rating if record else None,
+        "service_record_id": record.id if record else None,
+        "created_at": clock.iso_utc(booking.created_at),
+    }
+
+
+def _file_json(row: ServiceFile) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind.value,
+        "size": row.size,
+        "name": row.original_name,
+        "content_type": row.content_type,
+        "sha256": row.sha256,
+        "uploaded_at": clock.iso_utc(row.uploaded_at),
+    }
+
+
+def record_json(record: ServiceRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "booking_id": record.booking_id,
+        "hours": None if record.hours is None else f"{record.hours:.2f}",
+        "samples": record.samples,
+        "fee_fen": record.fee_fen,
+        "computed_fee_fen": record.computed_fee_fen,
+        "fee_reason": record.fee_reason,
+        "result_summary": record.result_summary,
+        "recorded_at": clock.iso_utc(record.recorded_at),
+        "rating": record.rating,
+        "rating_comment": record.rating_comment,
+        "files": [_file_json(f) for f in record.files],
+    }
+
+
+def _booking(booking_id: int) -> dict[str, Any]:
+    return booking_json(services.get_booking(current_user, booking_id))
+
+
+ERRORS = {
+    401: "No or an invalid bearer token",
+    403: "Your role or organisation may not do this",
+    404: "No such booking (or not yours)",
+    409: "slot_conflict or invalid_transition",
+}
+
+
+def _errors(*codes: int):
+    def decorator(view):
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorSchema, description=ERRORS[code])(view)
+        return view
+
+    return decorator
+
+
+@blp.route("/instruments/<code>/availability")
+@blp.arguments(AvailabilityArgsSchema, location="query", as_kwargs=False)
+@blp.response(200, AvailabilitySchema)
+@_errors(404)
+def availability(args: dict, code: str):
+    """Free, held and closed time of an instrument between start and end (default: the next 7 days)."""
+    instrument = get_instrument(code)
+    start = args.get("start") or clock.utcnow()
+    end = args.get("end") or start + timedelta(days=7)
+    if not start < end:
+        raise ValidationFailed("end must be after start", {"end": "end must be after start"})
+    spans = services.Calendar.load(instrument, start, end).availability()
+    return {key: [span.as_dict() for span in value] for key, value in spans.items()}
+
+
+@blp.route("/bookings", methods=["POST"])
+@blp.arguments(BookingCreateSchema)
+@blp.response(201, BookingSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 404, 409)
+@token_required()
+def create_booking(args: dict):
+    """Request machine time (mode slot: starts_at, ends_at) or a sample service (mode sample)."""
+    booking = services.request_booking(
+        current_user,
+        args["instrument_code"],
+        services.BookingRequest(
+            mode=BookingMode(args["mode"]),
+            purpose=args["purpose"],
+            starts_at=args["starts_at"],
+            ends_at=args["ends_at"],
+            sample_count=args["sample_count"],
+            sample_description=args["sample_description"],
+            sample_delivery_on=args["sample_delivery_on"],
+        ),
+    )
+    return _booking(booking.id)
+
+
+@blp.route("/bookings")
+@blp.arguments(BookingListArgsSchema, location="query", as_kwargs=False)
+@blp.response(200, BookingPageSchema)
+@blp.doc(security=BEARER)
+@_errors(401)
+@token_required()
+def list_bookings(args: dict):
+    """Bookings you may see: your enterprise's, your institution's instruments', or all (bureau)."""
+    result = services.list_bookings(
+        current_user,
+        state=args["state"],
+        instrument_code=args["instrument_code"],
+        page=args["page"],
+        per_page=args["per_page"],
+    )
+    return {
+        "items": [booking_json(b) for b in result.items],
+        "total": result.total,
+        "page": result.page,
+        "per_page": result.per_page,
+        "counts": result.counts,
+    }
+
+
+@blp.route("/bookings/<int:id>")
+@blp.response(200, BookingSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def get_booking(id: int):
+    """One booking."""
+    return _booking(id)
+
+
+def _transition_route(action: str, handler, summary: str, schema: type[ma.Schema] | None = None):
+    """POST /bookings/{id}/<action>: one endpoint per transition, documented like the others."""
+
+    def view(*args: Any, id: int):
+        body = args[0] if args else {}
+        services.get_booking(current_user, id)  # someone else's booking is simply not found
+        handler(id, body)
+        return _booking(id)
+
+    view.__name__ = f"booking_{action.replace('-', '_')}"
+    view.__doc__ = summary
+    decorated = token_required()(view)
+    decorated = _errors(401, 403, 404, 409)(decorated)
+    decorated = blp.doc(security=BEARER)(decorated)
+    decorated = blp.response(200, BookingSchema)(decorated)
+    if schema is not None:
+        decorated = blp.arguments(schema)(decorated)
+    blp.route(f"/bookings/<int:id>/{action}", methods=["POST"])(decorated)
+
+
+_transition_route(
+    "confirm", lambda i, _b: services.confirm_booking(current_user, i), "The provider confirms."
+)
+_transition_route(
+    "reject",
+    lambda i, b: services.reject_booking(current_user, i, b.get("reason")),
+    "The provider declines, with a reason.",
+    ReasonSchema,
+)
+_transition_route(
+    "cancel",
+    lambda i, b: services.cancel_booking(current_user, i, b.get("reason")),
+    "Cancel: the enterprise before the cut-off, the provider any time with a reason.",
+    ReasonSchema,
+)
+_transition_route(
+    "no-show", lambda i, _b: services.mark_no_show(current_user, i), "The provider records a no-show."
+)
+_transition_route(
+    "complete",
+    lambda i, b: services.complete_booking(
+        current_user,
+        i,
+        services.ServiceReport(
+            hours=b.get("hours"),
+            samples=b.get("samples"),
+            fee_fen=b.get("fee_fen"),
+            fee_reason=b.get("fee_reason"),
+            result_summary=b.get("result_summary") or "",
+        ),
+    ),
+    "The provider records the service: hours or samples, and a fee (the standard unless a reason is given).",
+    CompleteSchema,
+)
+_transition_route(
+    "rate",
+    lambda i, b: services.rate_service(current_user, i, b["rating"], b.get("comment")),
+    "The enterprise confirms the service and rates it from 1 (very poor) to 5 (very satisfied).",
+    RateSchema,
+)
+
+
+@blp.route("/service-records/<int:id>")
+@blp.response(200, ServiceRecordSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def get_service_record(id: int):
+    """A service record with its documents."""
+    return record_json(services.get_service_record(current_user, id))
+
+
+@blp.route("/service-records/<int:id>/files", methods=["POST"])
+@blp.arguments(UploadSchema, location="multipart")
+@blp.response(201, NewFileSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 404)
+@token_required()
+def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md names it
+    """Add a contract, invoice, payment receipt or result (PDF, JPEG or PNG, checked by content)."""
+    storage = args["file"]
+    row = services.attach_file(current_user, id, FileKind(args["kind"]), storage.stream, storage.filename)
+    return {"id": row.id, "kind": row.kind.value, "size": row.size}
+
+
+@blp.route("/service-records/<int:id>/files/<int:file_id>")
+@blp.response(200, description="The file itself", content_type="application/octet-stream")
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def download_file(id: int, file_id: int):
+    """Download a document of a service record."""
+    row = services.get_service_file(current_user, id, file_id)
+    return send_file(
+        uploads.stored_path(row.stored_name),
+        mimetype=row.content_type,
+        as_attachment=True,
+        download_name=row.original_name,
+    )

@@ -1,0 +1,13 @@
+"""Booking: opening hours, blackouts, requests, availability, service records and calendars."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the booking pages; importing the tasks registers them with Celery."""
+    from portal.booking import tasks  # noqa: F401
+    from portal.booking.views import bp
+
+    app.register_blueprint(bp)

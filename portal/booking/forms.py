@@ -1,0 +1,175 @@
+"""Booking forms: requests, decisions, service records, ratings, uploads, and instrument settings."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    BooleanField,
+    DateField,
+    DateTimeLocalField,
+    DecimalField,
+    HiddenField,
+    IntegerField,
+    RadioField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from portal.booking.models import BLACKOUT_LABELS, FILE_KIND_LABELS, RATING_LABELS, BlackoutKind, FileKind
+from portal.core.forms import options, yuan_amount
+
+PURPOSE = _l("Purpose of the test")
+
+
+class SlotBookingForm(FlaskForm):
+    starts_at = HiddenField(validators=[DataRequired()])
+    ends_at = SelectField(_l("Until"), validators=[DataRequired()])
+    purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    submit = SubmitField(_l("Send booking request"))
+
+
+class SampleBookingForm(FlaskForm):
+    sample_count = IntegerField(
+        _l("Number of samples"), validators=[InputRequired(), NumberRange(min=1, max=10000)]
+    )
+    sample_description = TextAreaField(
+        _l("Samples (material, form, quantity, hazards)"), validators=[DataRequired(), Length(max=2000)]
+    )
+    sample_delivery_on = DateField(_l("Samples arrive on"), validators=[InputRequired()])
+    purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    submit = SubmitField(_l("Send sample request"))
+
+
+class ActionForm(FlaskForm):
+    """A button that changes state: nothing but the CSRF token."""
+
+    submit = SubmitField(_l("Confirm"))
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=1000)])
+    submit = SubmitField(_l("Submit"))
+
+
+class CompleteForm(FlaskForm):
+    hours = DecimalField(
+        _l("Machine hours used"), places=2, validators=[Optional(), NumberRange(min=0.01, max=1000)]
+    )
+    samples = IntegerField(_l("Samples measured"), validators=[Optional(), NumberRange(min=1, max=100000)])
+    fee = DecimalField(
+        _l("Fee charged (yuan)"),
+        places=2,
+        validators=[Optional(), yuan_amount],
+        description=_l("Leave empty to charge the published fee standard."),
+    )
+    fee_reason = StringField(_l("Reason for a different fee"), validators=[Optional(), Length(max=500)])
+    result_summary = TextAreaField(_l("Result summary"), validators=[Optional(), Length(max=4000)])
+    contract = FileField(_l("Contract"))
+    invoice = FileField(_l("Invoice"))
+    receipt = FileField(_l("Payment receipt"))
+    result = FileField(_l("Service result"))
+    submit = SubmitField(_l("Record the service"))
+
+
+class RateForm(FlaskForm):
+    rating = RadioField(
+        _l("How satisfied are you with this service?"),
+        choices=options(RATING_LABELS.items()),
+        validators=[DataRequired()],
+    )
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=1000)])
+    submit = SubmitField(_l("Confirm the service and rate it"))
+
+
+class UploadForm(FlaskForm):
+    kind = SelectField(_l("Document"), choices=options(FILE_KIND_LABELS.items()))
+    file = FileField(_l("File (PDF, JPEG or PNG)"), validators=[FileRequired()])
+    submit = SubmitField(_l("Upload"))
+
+
+class PolicyForm(FlaskForm):
+    accepts_slots = BooleanField(_l("Machine-time bookings"))
+    accepts_samples = BooleanField(_l("Sample submissions"))
+    step_minutes = SelectField(
+        _l("Time grid (minutes)"), choices=options((n, n) for n in (15, 30, 60)), coerce=int
+    )
+    min_minutes = IntegerField(
+        _l("Shortest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=1440)]
+    )
+    max_minutes = IntegerField(
+        _l("Longest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=10080)]
+    )
+    buffer_minutes = IntegerField(
+        _l("Buffer between bookings (minutes)"), validators=[InputRequired(), NumberRange(min=0, max=1440)]
+    )
+    min_notice_hours = IntegerField(
+        _l("Minimum notice (hours)"), validators=[InputRequired(), NumberRange(min=0, max=720)]
+    )
+    max_days_ahead = IntegerField(
+        _l("Bookable days ahead"), validators=[InputRequired(), NumberRange(min=1, max=365)]
+    )
+    cancel_cutoff_hours = IntegerField(
+        _l("Enterprises may cancel until (hours before)"),
+        validators=[InputRequired(), NumberRange(min=0, max=720)],
+    )
+    submit = SubmitField(_l("Save booking rules"))
+
+
+INTERVALS_PER_DAY = 3
+
+
+class OpeningHoursForm(FlaskForm):
+    """Up to three openings a day, Monday to Sunday, in Beijing time; an empty pair means closed."""
+
+    submit = SubmitField(_l("Save opening hours"))
+
+    def intervals(self) -> list[tuple[int, time, time]]:
+        out = []
+        for day in range(7):
+            for i in range(INTERVALS_PER_DAY):
+                opens, closes = (
+                    getattr(self, f"d{day}_{i}_open").data,
+                    getattr(self, f"d{day}_{i}_close").data,
+                )
+                if opens and closes:
+                    out.append((day, opens, closes))
+        return out
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        for day in range(7):
+            for i in range(INTERVALS_PER_DAY):
+                opens, closes = getattr(self, f"d{day}_{i}_open"), getattr(self, f"d{day}_{i}_close")
+                if bool(opens.data) != bool(closes.data):
+                    closes.errors = [*closes.errors, _l("Give both times, or neither.")]
+                    ok = False
+        return ok
+
+
+for _day in range(7):
+    for _i in range(INTERVALS_PER_DAY):
+        setattr(OpeningHoursForm, f"d{_day}_{_i}_open", TimeField(validators=[Optional()]))
+        setattr(OpeningHoursForm, f"d{_day}_{_i}_close", TimeField(validators=[Optional()]))
+
+
+class BlackoutForm(FlaskForm):
+    kind = SelectField(
+        _l("Kind"),
+        choices=options(BLACKOUT_LABELS.items()),
+        default=BlackoutKind.MAINTENANCE.value,
+    )
+    starts_at = DateTimeLocalField(_l("From"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()])
+    ends_at = DateTimeLocalField(_l("Until"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()])
+    reason = StringField(_l("Reason"), validators=[Optional(), Length(max=200)])
+    submit = SubmitField(_l("Close the instrument for this time"))
+
+
+FILE_FIELDS = {kind: kind.value for kind in FileKind}

@@ -1,0 +1,288 @@
+"""Bookings, the rules each instrument books by, blackouts, and the service records that follow."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ExcludeConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.accounts.models import Enterprise, User
+from portal.catalog.models import Instrument
+from portal.core.clock import current_time
+from portal.core.types import UTCDateTime, str_enum
+from portal.extensions import db
+
+
+class BookingMode(StrEnum):
+    SLOT = "slot"  # 机时: the enterprise uses the instrument for a time slot
+    SAMPLE = "sample"  # 送样: the enterprise sends samples for the provider to measure
+
+
+MODE_LABELS = {BookingMode.SLOT: _l("Machine time"), BookingMode.SAMPLE: _l("Sample submission")}
+
+
+class BookingState(StrEnum):
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
+
+STATE_LABELS = {
+    BookingState.REQUESTED: _l("Requested"),
+    BookingState.CONFIRMED: _l("Confirmed"),
+    BookingState.REJECTED: _l("Rejected"),
+    BookingState.CANCELLED: _l("Cancelled"),
+    BookingState.EXPIRED: _l("Expired"),
+    BookingState.COMPLETED: _l("Completed"),
+    BookingState.NO_SHOW: _l("No-show"),
+}
+
+# What the history of a booking calls each audit action.
+EVENT_LABELS = {
+    "booking.requested": _l("Requested"),
+    "booking.confirmed": _l("Confirmed by the provider"),
+    "booking.rejected": _l("Declined by the provider"),
+    "booking.cancelled": _l("Cancelled"),
+    "booking.expired": _l("Expired without an answer"),
+    "booking.completed": _l("Service completed"),
+    "booking.no_show": _l("Recorded as a no-show"),
+    "service.recorded": _l("Service and fee recorded"),
+    "service.rated": _l("Service confirmed and rated"),
+    "service.file_added": _l("Document added"),
+}
+
+# Requested and confirmed bookings hold their slot; nothing else does.
+HOLDING_STATES = (BookingState.REQUESTED, BookingState.CONFIRMED)
+
+
+class BlackoutKind(StrEnum):
+    CLOSURE = "closure"
+    MAINTENANCE = "maintenance"
+
+
+BLACKOUT_LABELS = {BlackoutKind.CLOSURE: _l("Closed"), BlackoutKind.MAINTENANCE: _l("Maintenance")}
+
+
+class FileKind(StrEnum):
+    CONTRACT = "contract"
+    INVOICE = "invoice"
+    RECEIPT = "receipt"
+    RESULT = "result"
+
+
+FILE_KIND_LABELS = {
+    FileKind.CONTRACT: _l("Contract"),
+    FileKind.INVOICE: _l("Invoice"),
+    FileKind.RECEIPT: _l("Payment receipt"),
+    FileKind.RESULT: _l("Service result"),
+}
+
+# The five levels the network records for every completed service (user rating).
+RATING_LABELS = {
+    5: _l("Very satisfied"),
+    4: _l("Satisfied"),
+    3: _l("Neutral"),
+    2: _l("Dissatisfied"),
+    1: _l("Very poor"),
+}
+
+
+class BookingPolicy(db.Model):
+    """How an instrument can be booked. Instruments without a row use the configured defaults."""
+
+    __tablename__ = "booking_policies"
+
+    instrument_id: Mapped[int] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE"), primary_key=True
+    )
+    accepts_slots: Mapped[bool] = mapped_column(Boolean, default=True)
+    accepts_samples: Mapped[bool] = mapped_column(Boolean, default=True)
+    min_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    max_minutes: Mapped[int] = mapped_column(Integer, default=480)
+    step_minutes: Mapped[int] = mapped_column(SmallInteger, default=30)
+    min_notice_hours: Mapped[int] = mapped_column(Integer, default=24)
+    max_days_ahead: Mapped[int] = mapped_column(Integer, default=60)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # Enterprises may cancel a confirmed booking up to this many hours before it starts.
+    cancel_cutoff_hours: Mapped[int] = mapped_column(Integer, default=24)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
+
+    instrument: Mapped[Instrument] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("min_minutes > 0 AND min_minutes <= max_minutes", name="length_range"),
+        CheckConstraint("step_minutes IN (15, 30, 60)", name="step"),
+        CheckConstraint(
+            "min_notice_hours >= 0 AND max_days_ahead >= 1 AND buffer_minutes >= 0 "
+            "AND cancel_cutoff_hours >= 0",
+            name="non_negative",
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"<BookingPolicy instrument={self.instrument_id}>"
+
+
+class Blackout(db.Model):
+    """A time an instrument cannot be booked: a closure (holiday) or maintenance."""
+
+    __tablename__ = "blackouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    kind: Mapped[BlackoutKind] = mapped_column(str_enum(BlackoutKind))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    instrument: Mapped[Instrument] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("starts_at < ends_at", name="starts_before_ends"),
+        Index("ix_blackouts_instrument_time", "instrument_id", "starts_at", "ends_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Blackout {self.id} {self.kind} {self.starts_at}–{self.ends_at}>"
+
+
+class Booking(db.Model):
+    """An enterprise's request for machine time or a sample service, through to its outcome."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    mode: Mapped[BookingMode] = mapped_column(str_enum(BookingMode))
+    state: Mapped[BookingState] = mapped_column(str_enum(BookingState), default=BookingState.REQUESTED)
+    # Slot bookings: the reserved time (UTC). Sample submissions have no slot.
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The end of the slot plus the instrument's buffer at booking time: what the exclusion covers.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    sample_count: Mapped[int | None] = mapped_column(Integer)
+    sample_description: Mapped[str | None] = mapped_column(Text)
+    sample_delivery_on: Mapped[date | None] = mapped_column(Date)
+    # The reason given with the last rejection or cancellation.
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    instrument: Mapped[Instrument] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+    requested_by: Mapped[User] = relationship()
+    service_record: Mapped[ServiceRecord | None] = relationship(back_populates="booking")
+
+    __table_args__ = (
+        CheckConstraint(
+            "mode != 'slot' OR (starts_at IS NOT NULL AND ends_at IS NOT NULL AND starts_at < ends_at "
+            "AND held_until >= ends_at)",
+            name="slot_has_times",
+        ),
+        CheckConstraint(
+            "mode != 'sample' OR (sample_count IS NOT NULL AND sample_count > 0)", name="sample_has_count"
+        ),
+        Index("ix_bookings_instrument_starts_at", "instrument_id", "starts_at"),
+        Index("ix_bookings_state_created_at", "state", "created_at"),
+        # No double booking, enforced by PostgreSQL itself: two slot-holding bookings of one
+        # instrument can never overlap (half-open ranges, so back-to-back slots are fine).
+        ExcludeConstraint(
+            ("instrument_id", "="),
+            (func.tstzrange(text("starts_at"), text("held_until"), text("'[)'")), "&&"),
+            name="no_double_booking",
+            using="gist",
+            where=text("mode = 'slot' AND state IN ('requested', 'confirmed')"),
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.mode is BookingMode.SLOT and self.state in HOLDING_STATES
+
+    def __repr__(self) -> str:
+        return f"<Booking {self.id} {self.mode} {self.state}>"
+
+
+class ServiceRecord(db.Model):
+    """What the provider actually did and charged, the evidence files, and the enterprise's rating."""
+
+    __tablename__ = "service_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    hours: Mapped[Decimal | None] = mapped_column(Numeric(7, 2))
+    samples: Mapped[int | None] = mapped_column(Integer)
+    computed_fee_fen: Mapped[int] = mapped_column(BigInteger)
+    fee_fen: Mapped[int] = mapped_column(BigInteger)
+    fee_reason: Mapped[str | None] = mapped_column(Text)
+    result_summary: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    booking: Mapped[Booking] = relationship(back_populates="service_record")
+    files: Mapped[list[ServiceFile]] = relationship(back_populates="record", order_by="ServiceFile.id")
+
+    __table_args__ = (
+        CheckConstraint("fee_fen >= 0 AND computed_fee_fen >= 0", name="fees_not_negative"),
+        CheckConstraint("fee_fen = computed_fee_fen OR fee_reason IS NOT NULL", name="override_has_reason"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating_range"),
+        CheckConstraint("hours IS NOT NULL OR samples IS NOT NULL", name="hours_or_samples"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<ServiceRecord {self.id} booking={self.booking_id} fee={self.fee_fen}>"
+
+
+class ServiceFile(db.Model):
+    """An evidence file (contract, invoice, receipt, result), stored outside the static folder."""
+
+    __tablename__ = "service_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("service_records.id"), index=True)
+    kind: Mapped[FileKind] = mapped_column(str_enum(FileKind))
+    original_name: Mapped[str] = mapped_column(String(200))
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    record: Mapped[ServiceRecord] = relationship(back_populates="files")
+
+    def __repr__(self) -> str:
+        return f"<ServiceFile {self.id} {self.kind} {self.original_name}>"

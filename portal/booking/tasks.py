@@ -1,0 +1,13 @@
+"""Celery tasks of the booking area (thin wrappers around the services)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from portal.booking import services
+
+
+@shared_task(name="booking.expire_requests")
+def expire_requests() -> int:
+    """Expire booking requests that nobody answered in time; safe to run twice."""
+    return services.expire_unanswered()

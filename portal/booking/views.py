@@ -1,0 +1,492 @@
+"""Booking pages: availability, requests, a booking and its actions, provider settings, calendars."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from werkzeug.datastructures import FileStorage
+
+from portal.booking import calendar as ics
+from portal.booking import services
+from portal.booking.forms import (
+    ActionForm,
+    BlackoutForm,
+    CompleteForm,
+    OpeningHoursForm,
+    PolicyForm,
+    RateForm,
+    ReasonForm,
+    SampleBookingForm,
+    SlotBookingForm,
+    UploadForm,
+)
+from portal.booking.models import (
+    BLACKOUT_LABELS,
+    EVENT_LABELS,
+    FILE_KIND_LABELS,
+    MODE_LABELS,
+    RATING_LABELS,
+    STATE_LABELS,
+    Blackout,
+    BlackoutKind,
+    BookingMode,
+    BookingState,
+    FileKind,
+)
+from portal.catalog.services import get_instrument
+from portal.core import clock, uploads
+from portal.core.errors import ServiceError, ValidationFailed
+from portal.core.forms import show_service_errors
+from portal.core.money import yuan_to_fen
+from portal.core.permissions import Role, role_required
+from portal.extensions import db
+
+bp = Blueprint("booking", __name__)
+
+
+def _parse_day(text: str | None) -> date:
+    try:
+        return date.fromisoformat(text) if text else clock.local_today()
+    except ValueError:
+        return clock.local_today()
+
+
+@bp.route("/instruments/<code>/availability")
+def availability(code: str) -> ResponseReturnValue:
+    """The instrument's week: free, held and closed time; free cells lead to the booking form."""
+    instrument = get_instrument(code)
+    view = services.week_view(instrument, _parse_day(request.args.get("week")))
+    return render_template(
+        "booking/availability.html",
+        instrument=instrument,
+        view=view,
+        policy=services.policy_for(instrument),
+        bookable=services.BOOKABLE_STATUSES,
+        can_book=current_user.is_authenticated and current_user.role is Role.ENTERPRISE,
+    )
+
+
+def _parse_start(text: str | None) -> datetime:
+    try:
+        return clock.parse_iso(text or "")
+    except ValueError:
+        abort(400)
+
+
+@bp.route("/instruments/<code>/book", methods=["GET", "POST"])
+@role_required(Role.ENTERPRISE)
+def book_slot(code: str) -> ResponseReturnValue:
+    """Request machine time: the end times offered are only those the rules allow."""
+    instrument = get_instrument(code)
+    form = SlotBookingForm()
+    starts_at = _parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
+    calendar = services.Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
+    ends = calendar.valid_ends(starts_at)
+    form.starts_at.data = clock.iso_utc(starts_at)
+    form.ends_at.choices = [(clock.iso_utc(e), clock.format_local(e, "%H:%M")) for e in ends]
+    if not ends and not form.is_submitted():
+        problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
+        form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
+    if form.validate_on_submit():
+        try:
+            booking = services.request_booking(
+                current_user,
+                code,
+                services.BookingRequest(
+                    mode=BookingMode.SLOT,
+                    starts_at=starts_at,
+                    ends_at=clock.parse_iso(form.ends_at.data),
+                    purpose=form.purpose.data,
+                ),
+            )
+        except ServiceError as error:
+            form.form_errors.append(error.message)
+        else:
+            flash(_("Your request has been sent to the instrument's operator."), "success")
+            return redirect(url_for("booking.detail", booking_id=booking.id))
+    return render_template(
+        "booking/book_slot.html",
+        instrument=instrument,
+        form=form,
+        starts_at=starts_at,
+        policy=calendar.policy,
+    )
+
+
+@bp.route("/instruments/<code>/book-sample", methods=["GET", "POST"])
+@role_required(Role.ENTERPRISE)
+def book_sample(code: str) -> ResponseReturnValue:
+    """Request a sample service: what the samples are and when they arrive."""
+    instrument = get_instrument(code)
+    form = SampleBookingForm()
+    if form.validate_on_submit():
+        try:
+            booking = services.request_booking(
+                current_user,
+                code,
+                services.BookingRequest(
+                    mode=BookingMode.SAMPLE,
+                    purpose=form.purpose.data,
+                    sample_count=form.sample_count.data,
+                    sample_description=form.sample_description.data,
+                    sample_delivery_on=form.sample_delivery_on.data,
+                ),
+            )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except ServiceError as error:
+            form.form_errors.append(error.message)
+        else:
+            flash(_("Your request has been sent to the instrument's operator."), "success")
+            return redirect(url_for("booking.detail", booking_id=booking.id))
+    return render_template("booking/book_sample.html", instrument=instrument, form=form)
+
+
+@bp.route("/bookings/")
+@login_required
+def index() -> ResponseReturnValue:
+    """My bookings (enterprise), the requests queue (provider), or all bookings (bureau)."""
+    state = request.args.get("state") or None
+    if state not in (None, *BookingState.__members__.values()):
+        state = None
+    if state is None and current_user.role is Role.PROVIDER and "state" not in request.args:
+        state = BookingState.REQUESTED.value  # the queue opens on what needs an answer
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    result = services.list_bookings(
+        current_user, state=state, instrument_code=request.args.get("instrument") or None, page=page
+    )
+    return render_template(
+        "booking/index.html", result=result, state=state, state_labels=STATE_LABELS, mode_labels=MODE_LABELS
+    )
+
+
+@bp.route("/bookings/<int:booking_id>")
+@login_required
+def detail(booking_id: int) -> ResponseReturnValue:
+    """A booking with everything that happened to it and what the viewer can do next."""
+    booking = services.get_booking(current_user, booking_id)
+    return render_template(
+        "booking/detail.html",
+        booking=booking,
+        manages=services.manages(current_user, booking.instrument),
+        is_owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == booking.enterprise_id,
+        deadline=services.cancellation_deadline(booking),
+        now=clock.utcnow(),
+        state_labels=STATE_LABELS,
+        mode_labels=MODE_LABELS,
+        rating_labels=RATING_LABELS,
+        file_labels=FILE_KIND_LABELS,
+        action_form=ActionForm(),
+        reason_form=ReasonForm(),
+        complete_form=CompleteForm(),
+        rate_form=RateForm(),
+        upload_form=UploadForm(),
+        history=services.booking_history(booking),
+        event_labels=EVENT_LABELS,
+    )
+
+
+def _act(booking_id: int, action, success: str) -> ResponseReturnValue:
+    try:
+        action()
+    except ServiceError as error:
+        flash(error.message, "danger")
+    else:
+        flash(success, "success")
+    return redirect(url_for("booking.detail", booking_id=booking_id))
+
+
+@bp.route("/bookings/<int:booking_id>/confirm", methods=["POST"])
+@role_required(Role.PROVIDER)
+def confirm(booking_id: int) -> ResponseReturnValue:
+    """The provider accepts the request."""
+    services.get_booking(current_user, booking_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    return _act(
+        booking_id, lambda: services.confirm_booking(current_user, booking_id), _("Booking confirmed.")
+    )
+
+
+@bp.route("/bookings/<int:booking_id>/reject", methods=["POST"])
+@role_required(Role.PROVIDER)
+def reject(booking_id: int) -> ResponseReturnValue:
+    """The provider declines, with a reason the enterprise will see."""
+    services.get_booking(current_user, booking_id)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        abort(400)
+    return _act(
+        booking_id,
+        lambda: services.reject_booking(current_user, booking_id, form.reason.data),
+        _("Request declined."),
+    )
+
+
+@bp.route("/bookings/<int:booking_id>/cancel", methods=["POST"])
+@login_required
+def cancel(booking_id: int) -> ResponseReturnValue:
+    """Cancel: the enterprise before the cut-off, the provider any time with a reason."""
+    services.get_booking(current_user, booking_id)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        abort(400)
+    return _act(
+        booking_id,
+        lambda: services.cancel_booking(current_user, booking_id, form.reason.data),
+        _("Booking cancelled."),
+    )
+
+
+@bp.route("/bookings/<int:booking_id>/no-show", methods=["POST"])
+@role_required(Role.PROVIDER)
+def no_show(booking_id: int) -> ResponseReturnValue:
+    """The provider records that nobody came."""
+    services.get_booking(current_user, booking_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    return _act(
+        booking_id, lambda: services.mark_no_show(current_user, booking_id), _("Recorded as a no-show.")
+    )
+
+
+@bp.route("/bookings/<int:booking_id>/complete", methods=["POST"])
+@role_required(Role.PROVIDER)
+def complete(booking_id: int) -> ResponseReturnValue:
+    """The provider records the service: hours or samples, the fee, and the evidence files."""
+    booking = services.get_booking(current_user, booking_id)
+    form = CompleteForm()
+    if form.validate_on_submit():
+        try:
+            services.complete_booking(
+                current_user,
+                booking_id,
+                services.ServiceReport(
+                    hours=form.hours.data,
+                    samples=form.samples.data,
+                    fee_fen=None if form.fee.data is None else yuan_to_fen(form.fee.data),
+                    fee_reason=form.fee_reason.data,
+                    result_summary=form.result_summary.data or "",
+                ),
+            )
+        except ServiceError as error:
+            flash(error.message, "danger")
+            return redirect(url_for("booking.detail", booking_id=booking_id))
+        record_id = services.get_booking(current_user, booking_id).service_record.id
+        problems = _store_files(record_id, {kind: getattr(form, kind.value).data for kind in FileKind})
+        flash(_("Service recorded."), "success")
+        for problem in problems:
+            flash(problem, "warning")
+        return redirect(url_for("booking.detail", booking_id=booking_id))
+    for field, errors in form.errors.items():
+        flash(f"{getattr(form, field).label.text}: {'; '.join(errors)}", "danger")
+    return redirect(url_for("booking.detail", booking_id=booking.id))
+
+
+def _store_files(record_id: int, files: dict[FileKind, FileStorage | None]) -> list[str]:
+    problems = []
+    for kind, storage in files.items():
+        if storage and storage.filename:
+            try:
+                services.attach_file(current_user, record_id, kind, storage.stream, storage.filename)
+            except ServiceError as error:
+                problems.append(f"{FILE_KIND_LABELS[kind]}: {error.message}")
+    return problems
+
+
+@bp.route("/bookings/<int:booking_id>/rate", methods=["POST"])
+@role_required(Role.ENTERPRISE)
+def rate(booking_id: int) -> ResponseReturnValue:
+    """The enterprise confirms the service and rates it."""
+    services.get_booking(current_user, booking_id)
+    form = RateForm()
+    if not form.validate_on_submit():
+        flash(_("Choose one of the five ratings."), "danger")
+        return redirect(url_for("booking.detail", booking_id=booking_id))
+    return _act(
+        booking_id,
+        lambda: services.rate_service(current_user, booking_id, int(form.rating.data), form.comment.data),
+        _("Thank you for your rating."),
+    )
+
+
+@bp.route("/bookings/<int:booking_id>/files", methods=["POST"])
+@login_required
+def upload(booking_id: int) -> ResponseReturnValue:
+    """Add an evidence file to the service record."""
+    booking = services.get_booking(current_user, booking_id)
+    form = UploadForm()
+    if booking.service_record is None:
+        abort(404)
+    if not form.validate_on_submit():
+        flash(_("Choose a file to upload."), "danger")
+        return redirect(url_for("booking.detail", booking_id=booking_id))
+    problems = _store_files(booking.service_record.id, {FileKind(form.kind.data): form.file.data})
+    for problem in problems:
+        flash(problem, "danger")
+    if not problems:
+        flash(_("File uploaded."), "success")
+    return redirect(url_for("booking.detail", booking_id=booking_id))
+
+
+@bp.route("/service-records/<int:record_id>/files/<int:file_id>")
+@login_required
+def download(record_id: int, file_id: int) -> ResponseReturnValue:
+    """An evidence file, only for those who may see the booking."""
+    row = services.get_service_file(current_user, record_id, file_id)
+    response = send_file(
+        uploads.stored_path(row.stored_name),
+        mimetype=row.content_type,
+        as_attachment=True,
+        download_name=row.original_name,
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- calendars ----------------------------------------------------------------------------------
+
+
+def _ics(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype="text/calendar")
+    response.headers["Content-Disposition"] = f"inline; filename={filename}"
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@bp.route("/instruments/<code>/calendar.ics")
+def instrument_calendar(code: str) -> ResponseReturnValue:
+    """Public feed of when the instrument is taken or closed (no personal data)."""
+    instrument = get_instrument(code)
+    return _ics(ics.instrument_feed(instrument), f"{instrument.code}.ics")
+
+
+@bp.route("/calendar/<token>.ics")
+def private_calendar(token: str) -> ResponseReturnValue:
+    """The user's own bookings; the secret token in the URL is the only credential."""
+    user = services.user_for_calendar_token(token)
+    if user is None:
+        abort(404)
+    return _ics(ics.user_feed(user), "bookings.ics")
+
+
+@bp.route("/account/calendar", methods=["GET", "POST"])
+@login_required
+def calendar_link() -> ResponseReturnValue:
+    """Show the private calendar address; POST replaces the secret (the old address stops working)."""
+    form = ActionForm()
+    if form.validate_on_submit():
+        services.reset_calendar_token(current_user)
+        flash(_("A new calendar address has been made; the old one no longer works."), "success")
+        return redirect(url_for("booking.calendar_link"))
+    token = services.calendar_token(current_user)
+    return render_template(
+        "booking/calendar.html",
+        form=form,
+        url=url_for("booking.private_calendar", token=token, _external=True),
+    )
+
+
+# --- providers: their instruments' booking settings ----------------------------------------------
+
+
+@bp.route("/manage/instruments")
+@role_required(Role.PROVIDER)
+def manage_index() -> ResponseReturnValue:
+    """The instruments of the provider's institution."""
+    return render_template(
+        "booking/manage_index.html", instruments=services.managed_instruments(current_user)
+    )
+
+
+def _managed(code: str):
+    instrument = get_instrument(code)
+    if not services.manages(current_user, instrument):
+        abort(404)
+    return instrument
+
+
+@bp.route("/manage/instruments/<code>", methods=["GET", "POST"])
+@role_required(Role.PROVIDER)
+def manage(code: str) -> ResponseReturnValue:
+    """Booking rules, weekly opening hours and closures of one instrument."""
+    instrument = _managed(code)
+    policy = services.policy_for(instrument)
+    policy_form = PolicyForm(prefix="policy", obj=policy)
+    hours_form = OpeningHoursForm(prefix="hours")
+    blackout_form = BlackoutForm(prefix="blackout")
+    if policy_form.submit.data and policy_form.validate_on_submit():
+        try:
+            services.update_policy(
+                current_user, instrument, {k: getattr(policy_form, k).data for k in services.DEFAULT_POLICY}
+            )
+        except ValidationFailed as error:
+            show_service_errors(policy_form, error)
+        else:
+            flash(_("Booking rules saved."), "success")
+            return redirect(url_for("booking.manage", code=code))
+    elif hours_form.submit.data and hours_form.validate_on_submit():
+        try:
+            services.set_opening_hours(current_user, instrument, hours_form.intervals())
+        except ValidationFailed as error:
+            hours_form.form_errors.append(error.message)
+        else:
+            flash(_("Opening hours saved."), "success")
+            return redirect(url_for("booking.manage", code=code))
+    elif blackout_form.submit.data and blackout_form.validate_on_submit():
+        try:
+            services.add_blackout(
+                current_user,
+                instrument,
+                BlackoutKind(blackout_form.kind.data),
+                clock.local_naive_to_utc(blackout_form.starts_at.data),
+                clock.local_naive_to_utc(blackout_form.ends_at.data),
+                blackout_form.reason.data,
+            )
+        except ServiceError as error:
+            blackout_form.form_errors.append(error.message)
+        else:
+            flash(_("The instrument is closed for that time."), "success")
+            return redirect(url_for("booking.manage", code=code))
+    if not hours_form.is_submitted():
+        slots: dict[int, int] = {}
+        for h in instrument.opening_hours:
+            i = slots.get(h.weekday, 0)
+            if i < 3:
+                getattr(hours_form, f"d{h.weekday}_{i}_open").data = h.opens_at
+                getattr(hours_form, f"d{h.weekday}_{i}_close").data = h.closes_at
+            slots[h.weekday] = i + 1
+    blackouts = db.session.scalars(
+        db.select(Blackout)
+        .where(Blackout.instrument_id == instrument.id, Blackout.ends_at > clock.utcnow())
+        .order_by(Blackout.starts_at)
+    ).all()
+    return render_template(
+        "booking/manage.html",
+        instrument=instrument,
+        policy_form=policy_form,
+        hours_form=hours_form,
+        blackout_form=blackout_form,
+        blackouts=blackouts,
+        blackout_labels=BLACKOUT_LABELS,
+        delete_form=ActionForm(),
+    )
+
+
+@bp.route("/manage/blackouts/<int:blackout_id>/delete", methods=["POST"])
+@role_required(Role.PROVIDER)
+def delete_blackout(blackout_id: int) -> ResponseReturnValue:
+    """Reopen the time of a closure."""
+    blackout = db.session.get(Blackout, blackout_id)
+    if blackout is None or not services.manages(current_user, blackout.instrument):
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    code = blackout.instrument.code
+    services.remove_blackout(current_user, blackout_id)
+    flash(_("The closure has been removed."), "success")
+    return redirect(url_for("booking.manage", code=code))

@@ -1,0 +1,65 @@
+"""Transaction control that behaves the same on SQLite and PostgreSQL.
+
+SQLite serialises writers with its database lock; a check-then-insert is only safe if the transaction
+takes the write lock before it reads (BEGIN IMMEDIATE). PostgreSQL lets writers run concurrently and
+relies on constraints and row or advisory locks instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine
+
+from portal.extensions import db
+
+# Namespaces for PostgreSQL advisory locks (first key), the object id is the second key.
+LOCK_INSTRUMENT_CALENDAR = 7301
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_connect(dbapi_connection, connection_record) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        # SQLAlchemy emits BEGIN itself (see _sqlite_begin), so that a transaction can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets readers go on while one writer holds the lock.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", "DEFERRED"))
+
+
+def dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+@contextmanager
+def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = False) -> Iterator[None]:
+    """A write transaction in which a check followed by a write cannot be raced.
+
+    On SQLite the transaction begins IMMEDIATE (it holds the database's write lock from its first
+    statement). On PostgreSQL, `lock` names an advisory lock taken for the transaction: `shared=True`
+    lets many such writers run together (their conflicts are caught by constraints) while excluding
+    the exclusive holder. The caller commits; an exception rolls the transaction back.
+    """
+    if db.session().in_transaction():
+        db.session.commit()  # finish the request's read transaction so the write can begin afresh
+    db.session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    if lock is not None and dialect() == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        db.session.execute(text(f"SELECT {function}(:a, :b)"), {"a": lock[0], "b": lock[1]})
+    try:
+        yield
+    except BaseException:
+        db.session.rollback()
+        raise
