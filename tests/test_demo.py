@@ -128,7 +128,7 @@ def test_the_same_seed_gives_the_same_data_and_another_seed_does_not(app, tmp_pa
 
     from tests.conftest import make_app
 
-    load_demo(instruments=150, enterprise_users=40, seed=7)
+    load_demo(instruments=150, enterprise_users=40, bookings=300, seed=7)
     first = _fingerprint()
     results = {}
     for seed in (7, 8):
@@ -136,7 +136,7 @@ def test_the_same_seed_gives_the_same_data_and_another_seed_does_not(app, tmp_pa
         shutil.copy(sqlite_template, path)
         other = make_app(f"sqlite:///{path}")
         with other.app_context():
-            load_demo(instruments=150, enterprise_users=40, seed=seed)
+            load_demo(instruments=150, enterprise_users=40, bookings=300, seed=seed)
             results[seed] = _fingerprint()
             db.engine.dispose()
     assert first == results[7]
@@ -145,8 +145,45 @@ def test_the_same_seed_gives_the_same_data_and_another_seed_does_not(app, tmp_pa
 
 def test_loading_twice_leaves_the_data_alone(app):
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["demo", "load", "--instruments", "30", "--enterprises", "5"])
+    first = runner.invoke(
+        args=["demo", "load", "--instruments", "30", "--enterprises", "5", "--bookings", "40"]
+    )
     assert first.exit_code == 0 and "Loaded" in first.output and "demo-pass-2026" in first.output
     second = runner.invoke(args=["demo", "load"])
     assert "already has data" in second.output
     assert count(Instrument) == 30
+
+
+def test_a_year_of_bookings_in_every_state_without_overlaps(demo_app):
+    from itertools import pairwise
+
+    from portal.booking.models import HOLDING_STATES, Booking, BookingState, ServiceRecord
+
+    bookings = db.session.scalars(select(Booking)).all()
+    assert len(bookings) > 3000
+    states = {b.state for b in bookings}
+    assert states == set(BookingState)
+    holds: dict[int, list] = {}
+    for b in bookings:
+        if b.starts_at and b.state in HOLDING_STATES:
+            holds.setdefault(b.instrument_id, []).append((b.starts_at, b.held_until))
+    for spans in holds.values():
+        overlapping = [(a, b) for a, b in pairwise(sorted(spans)) if a[1] > b[0]]
+        assert overlapping == []
+    records = db.session.scalars(select(ServiceRecord)).all()
+    assert len(records) == sum(1 for b in bookings if b.state is BookingState.COMPLETED)
+    assert all(r.fee_fen == r.computed_fee_fen > 0 for r in records)
+    assert {r.rating for r in records} == {None, 1, 2, 3, 4, 5}
+
+
+def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
+    from tests.factories import login
+
+    login(demo_client, "provider", DEMO_PASSWORD)
+    queue = demo_client.get("/bookings/").get_data(as_text=True)
+    assert 'href="/bookings/' in queue
+    enterprise = demo_app.test_client()
+    login(enterprise, "enterprise", DEMO_PASSWORD)
+    mine = enterprise.get("/bookings/?state=").get_data(as_text=True)
+    for state in ("待确认", "已确认", "已完成", "已取消"):
+        assert state in mine

@@ -27,7 +27,14 @@ from portal.catalog.models import Category, Instrument, InstrumentStatus, Openin
 from portal.catalog.services import bump_catalog_version
 from portal.core import audit
 from portal.core.permissions import Role
-from portal.demo import DEFAULT_ENTERPRISE_USERS, DEFAULT_INSTRUMENTS, DEMO_PASSWORD, data
+from portal.demo import (
+    DEFAULT_BOOKINGS,
+    DEFAULT_ENTERPRISE_USERS,
+    DEFAULT_INSTRUMENTS,
+    DEMO_PASSWORD,
+    activity,
+    data,
+)
 from portal.extensions import db
 
 BATCH = 2000
@@ -74,6 +81,7 @@ class DemoSummary:
     instruments: int = 0
     enterprise_users: int = 0
     staff_users: int = 0
+    bookings: int = 0
 
 
 def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -> str:
@@ -145,6 +153,7 @@ def load_demo(
     *,
     instruments: int = DEFAULT_INSTRUMENTS,
     enterprise_users: int = DEFAULT_ENTERPRISE_USERS,
+    bookings: int = DEFAULT_BOOKINGS,
     seed: int = 2026,
 ) -> DemoSummary:
     """Fill an empty, migrated database with the demo network and the demo accounts."""
@@ -157,6 +166,7 @@ def load_demo(
     summary.instruments = _load_instruments(rng, institutions, instruments)
     summary.staff_users = _load_staff(rng, institutions, password_hash)
     summary.enterprise_users = _load_enterprises(rng, password_hash, enterprise_users)
+    summary.bookings = activity.load_bookings(rng, bookings)
     bump_catalog_version()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()
