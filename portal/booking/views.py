@@ -190,9 +190,13 @@ def detail(booking_id: int) -> ResponseReturnValue:
     )
 
 
-def _act(booking_id: int, action, success: str) -> ResponseReturnValue:
+def _act(booking_id: int, form, action, success: str) -> ResponseReturnValue:
+    """Run one transition from a page's button: the booking must be visible, the form (CSRF) valid."""
+    services.get_booking(current_user, booking_id)  # someone else's booking is simply not found
+    if not form.validate_on_submit():
+        abort(400)
     try:
-        action()
+        action(form)
     except ServiceError as error:
         flash(error.message, "danger")
     else:
@@ -204,11 +208,11 @@ def _act(booking_id: int, action, success: str) -> ResponseReturnValue:
 @role_required(Role.PROVIDER)
 def confirm(booking_id: int) -> ResponseReturnValue:
     """The provider accepts the request."""
-    services.get_booking(current_user, booking_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
     return _act(
-        booking_id, lambda: services.confirm_booking(current_user, booking_id), _("Booking confirmed.")
+        booking_id,
+        ActionForm(),
+        lambda _form: services.confirm_booking(current_user, booking_id),
+        _("Booking confirmed."),
     )
 
 
@@ -216,13 +220,10 @@ def confirm(booking_id: int) -> ResponseReturnValue:
 @role_required(Role.PROVIDER)
 def reject(booking_id: int) -> ResponseReturnValue:
     """The provider declines, with a reason the enterprise will see."""
-    services.get_booking(current_user, booking_id)
-    form = ReasonForm()
-    if not form.validate_on_submit():
-        abort(400)
     return _act(
         booking_id,
-        lambda: services.reject_booking(current_user, booking_id, form.reason.data),
+        ReasonForm(),
+        lambda form: services.reject_booking(current_user, booking_id, form.reason.data),
         _("Request declined."),
     )
 
@@ -231,13 +232,10 @@ def reject(booking_id: int) -> ResponseReturnValue:
 @login_required
 def cancel(booking_id: int) -> ResponseReturnValue:
     """Cancel: the enterprise before the cut-off, the provider any time with a reason."""
-    services.get_booking(current_user, booking_id)
-    form = ReasonForm()
-    if not form.validate_on_submit():
-        abort(400)
     return _act(
         booking_id,
-        lambda: services.cancel_booking(current_user, booking_id, form.reason.data),
+        ReasonForm(),
+        lambda form: services.cancel_booking(current_user, booking_id, form.reason.data),
         _("Booking cancelled."),
     )
 
@@ -246,11 +244,11 @@ def cancel(booking_id: int) -> ResponseReturnValue:
 @role_required(Role.PROVIDER)
 def no_show(booking_id: int) -> ResponseReturnValue:
     """The provider records that nobody came."""
-    services.get_booking(current_user, booking_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
     return _act(
-        booking_id, lambda: services.mark_no_show(current_user, booking_id), _("Recorded as a no-show.")
+        booking_id,
+        ActionForm(),
+        lambda _form: services.mark_no_show(current_user, booking_id),
+        _("Recorded as a no-show."),
     )
 
 
@@ -304,12 +302,15 @@ def rate(booking_id: int) -> ResponseReturnValue:
     """The enterprise confirms the service and rates it."""
     services.get_booking(current_user, booking_id)
     form = RateForm()
-    if not form.validate_on_submit():
+    if form.is_submitted() and not form.rating.data and form.csrf_token.validate(form):
         flash(_("Choose one of the five ratings."), "danger")
         return redirect(url_for("booking.detail", booking_id=booking_id))
     return _act(
         booking_id,
-        lambda: services.rate_service(current_user, booking_id, int(form.rating.data), form.comment.data),
+        form,
+        lambda form: services.rate_service(
+            current_user, booking_id, int(form.rating.data), form.comment.data
+        ),
         _("Thank you for your rating."),
     )
 
