@@ -17,6 +17,8 @@ MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 # Every periodic task, run by the one `celery beat` process.
 BEAT_SCHEDULE = {
     "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
+    "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
+    "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
 }
 
 
@@ -45,11 +47,12 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, api, booking, catalog
+    from portal import accounts, api, booking, catalog, vouchers
 
     accounts.init_app(app)
     catalog.init_app(app)
     booking.init_app(app)
+    vouchers.init_app(app)
     api.init_app(app)
 
     from portal.demo.cli import demo_cli

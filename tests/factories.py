@@ -189,3 +189,172 @@ def set_policy(app):
         return policy
 
     return apply
+
+
+# --- vouchers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_scheme(app):
+    """The published 2026 scheme (province 60 %, city 30 % for local providers), overridable."""
+    from datetime import date
+    from decimal import Decimal
+
+    from portal.vouchers.models import Fund, FundCondition, Scheme
+
+    def make(province_budget=4_000_000_00, city_budget=2_000_000_00, **overrides) -> Scheme:
+        values = {
+            "year": 2026,
+            "name": "2026年度聊城市科技创新券",
+            "enterprise_cap_fen": 500_000_00,
+            "group_cap_fen": 650_000_00,
+            "voucher_validity_days": 365,
+            "service_window_start": date(2026, 1, 1),
+            "service_window_end": date(2026, 12, 31),
+            "public_notice_days": 7,
+            "four_eyes_threshold_fen": 50_000_00,
+            "excluded_service_types": ["statutory_testing", "mandatory_certification"],
+            "allocated_fen": 0,
+        }
+        values.update(overrides)
+        scheme = Scheme(**values)
+        scheme.funds = [
+            Fund(
+                name="province",
+                position=0,
+                rate=Decimal("0.60"),
+                condition=FundCondition.ALWAYS,
+                enterprise_capped=True,
+                budget_fen=province_budget,
+                committed_fen=0,
+                paid_fen=0,
+            ),
+            Fund(
+                name="city",
+                position=1,
+                rate=Decimal("0.30"),
+                condition=FundCondition.LOCAL_PROVIDER,
+                budget_fen=city_budget,
+                committed_fen=0,
+                paid_fen=0,
+            ),
+        ]
+        db.session.add(scheme)
+        db.session.commit()
+        return scheme
+
+    return make
+
+
+@pytest.fixture
+def make_voucher(app):
+    """An issued voucher (as if approved), with its ledger's first line and the scheme's allocation."""
+    from datetime import date
+
+    from portal.vouchers.models import LedgerEntry, LedgerKind, Voucher, VoucherApplication
+
+    def make(user, scheme, quota_fen=100_000_00, valid_until=date(2027, 6, 30)):
+        application = VoucherApplication(
+            enterprise_id=user.enterprise_id,
+            scheme_id=scheme.id,
+            amount_fen=quota_fen,
+            plan="测试计划",
+            state="approved",
+        )
+        db.session.add(application)
+        db.session.flush()
+        voucher = Voucher(
+            code=f"LC2026-{application.id:08d}",
+            enterprise_id=user.enterprise_id,
+            scheme_id=scheme.id,
+            application_id=application.id,
+            quota_fen=quota_fen,
+            balance_fen=quota_fen,
+            released_fen=0,
+            valid_until=valid_until,
+        )
+        db.session.add(voucher)
+        scheme.allocated_fen += quota_fen
+        db.session.flush()
+        db.session.add(
+            LedgerEntry(
+                voucher_id=voucher.id,
+                kind=LedgerKind.ISSUED,
+                amount_fen=quota_fen,
+                balance_after_fen=quota_fen,
+            )
+        )
+        db.session.commit()
+        return voucher
+
+    return make
+
+
+@pytest.fixture
+def make_service(app, make_instrument, make_institution):
+    """A completed, rated, invoiced service of the user's enterprise with the given fee."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+
+    hosts: list = []
+
+    def make(
+        user,
+        fee_fen=10_000_00,
+        *,
+        instrument=None,
+        starts_at=datetime(2026, 11, 2, 1, 0, tzinfo=UTC),
+        hours=Decimal(2),
+        rated=True,
+        evidence=(FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT),
+        service_type="analysis",
+        booked_hours=2,
+    ):
+        if instrument is None:
+            if not hosts:
+                hosts.append(make_institution(is_local=True))
+            instrument = make_instrument(institution=hosts[0])
+        booking = Booking(
+            instrument_id=instrument.id,
+            enterprise_id=user.enterprise_id,
+            requested_by_id=user.id,
+            mode=BookingMode.SLOT,
+            state=BookingState.COMPLETED,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(hours=booked_hours),
+            held_until=starts_at + timedelta(hours=booked_hours),
+            purpose="测试",
+        )
+        db.session.add(booking)
+        db.session.flush()
+        record = ServiceRecord(
+            booking_id=booking.id,
+            hours=hours,
+            computed_fee_fen=fee_fen,
+            fee_fen=fee_fen,
+            recorded_by_id=user.id,
+            recorded_at=starts_at + timedelta(hours=3),
+            rating=5 if rated else None,
+            service_type=service_type,
+        )
+        db.session.add(record)
+        db.session.flush()
+        for n, kind in enumerate(evidence):
+            db.session.add(
+                ServiceFile(
+                    record_id=record.id,
+                    kind=kind,
+                    original_name=f"{kind.value}.pdf",
+                    stored_name=f"test-{record.id}-{n}-{kind.value}.pdf",
+                    content_type="application/pdf",
+                    size=10,
+                    sha256="0" * 64,
+                    uploaded_by_id=user.id,
+                )
+            )
+        db.session.commit()
+        return record
+
+    return make

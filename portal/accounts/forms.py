@@ -26,6 +26,9 @@ class RegistrationForm(FlaskForm):
         validators=[DataRequired(), Length(max=30)],
         description=_l("18 characters, as printed on the business licence."),
     )
+    legacy_code = BooleanField(
+        _l("This is a legacy code whose check character does not match (the bureau will check it)")
+    )
     kind = SelectField(_l("Enterprise type"), validators=[DataRequired()])
     county = SelectField(_l("County or district"), validators=[DataRequired()])
     full_name = StringField(_l("Contact person"), validators=[DataRequired(), Length(max=60)])

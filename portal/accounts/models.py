@@ -79,6 +79,8 @@ class Institution(db.Model):
     address: Mapped[str | None] = mapped_column(String(200))
     # Whether the host sits in the city (drives the city top-up of vouchers).
     is_local: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The actual controller group of a company host (related-party checks of voucher claims).
+    controller_group: Mapped[str | None] = mapped_column(String(120), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     def __repr__(self) -> str:
@@ -98,9 +100,21 @@ class Enterprise(db.Model):
     verification_state: Mapped[VerificationState] = mapped_column(
         str_enum(VerificationState), default=VerificationState.PENDING, index=True
     )
+    tech_sme_number: Mapped[str | None] = mapped_column(String(40))
+    actual_controller: Mapped[str | None] = mapped_column(String(120))
+    # Enterprises with the same actual controller share one group cap; the key is the normalised
+    # controller (an enterprise without a known controller is a group of its own).
+    controller_group: Mapped[str | None] = mapped_column(String(120), index=True)
+    # False for a legacy credit code that fails the checksum: it needs a reviewer's override.
+    uscc_checksum_ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     users: Mapped[list[User]] = relationship(back_populates="enterprise")
+
+    @property
+    def group_key(self) -> str:
+        return self.controller_group or f"enterprise:{self.id}"
 
     def __repr__(self) -> str:
         return f"<Enterprise {self.id} {self.uscc}>"

@@ -24,6 +24,11 @@ from portal.extensions import db
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 MIN_PASSWORD_LENGTH = 10
 
+
+class ChecksumFailed(ValidationFailed):
+    """The credit code is well formed but its check character does not match (legacy codes do this)."""
+
+
 # A hash of a random password, checked when the username is unknown so that a miss costs as
 # long as a hit and response times do not reveal which usernames exist.
 _DUMMY_HASH: dict[str, str] = {}
@@ -55,7 +60,7 @@ def check_uscc(raw: str) -> str:
                 ) from None
         raise ValidationFailed(_("The credit code is not in the right format.")) from None
     except stdnum_errors.InvalidChecksum:
-        raise ValidationFailed(
+        raise ChecksumFailed(
             _(
                 "The check character (the 18th) does not match: it should be “%(expected)s”, not "
                 "“%(given)s”. Please check the code for a typing error.",
@@ -94,13 +99,22 @@ class Registration:
     uscc: str
     kind: EnterpriseKind
     county: str
+    # A legacy code failing its checksum is accepted, flagged for the reviewer's recorded override.
+    legacy_code: bool = False
 
 
 def register_enterprise(data: Registration) -> User:
     """Create an enterprise (awaiting verification) and its first user, in one transaction."""
     fields: dict[str, str] = {}
+    checksum_ok = True
     try:
         uscc = check_uscc(data.uscc)
+    except ChecksumFailed as error:
+        if data.legacy_code:
+            uscc, checksum_ok = stdnum_uscc.compact(data.uscc), False
+        else:
+            fields["uscc"] = error.message
+            uscc = None
     except ValidationFailed as error:
         fields["uscc"] = error.message
         uscc = None
@@ -125,6 +139,7 @@ def register_enterprise(data: Registration) -> User:
         kind=data.kind,
         county=data.county,
         verification_state=VerificationState.PENDING,
+        uscc_checksum_ok=checksum_ok,
     )
     user = User(
         username=data.username.strip(),
@@ -141,7 +156,12 @@ def register_enterprise(data: Registration) -> User:
         "enterprise.registered",
         "enterprise",
         enterprise.id,
-        after={"uscc": uscc, "name": enterprise.name, "state": enterprise.verification_state.value},
+        after={
+            "uscc": uscc,
+            "name": enterprise.name,
+            "state": enterprise.verification_state.value,
+            "uscc_checksum_ok": checksum_ok,
+        },
         actor_id=user.id,
     )
     db.session.commit()

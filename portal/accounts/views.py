@@ -76,6 +76,7 @@ def register() -> ResponseReturnValue:
                     uscc=form.uscc.data,
                     kind=EnterpriseKind(form.kind.data),
                     county=form.county.data,
+                    legacy_code=form.legacy_code.data,
                 )
             )
         except ValidationFailed as error:

@@ -73,6 +73,8 @@ class ServiceRecordSchema(ma.Schema):
     recorded_at = ma.fields.String(required=True, metadata={"format": "date-time"})
     rating = ma.fields.Integer(required=True, allow_none=True)
     rating_comment = ma.fields.String(required=True, allow_none=True)
+    service_type = ma.fields.String(required=True)
+    claim_id = ma.fields.Integer(required=True, allow_none=True)
     files = ma.fields.List(ma.fields.Nested(FileSchema), required=True)
 
 
@@ -135,6 +137,7 @@ class CompleteSchema(ma.Schema):
     fee_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0, max=10**11))
     fee_reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
     result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
+    service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(services.SERVICE_TYPES))
 
 
 class RateSchema(ma.Schema):
@@ -202,6 +205,8 @@ def record_json(record: ServiceRecord) -> dict[str, Any]:
         "recorded_at": clock.iso_utc(record.recorded_at),
         "rating": record.rating,
         "rating_comment": record.rating_comment,
+        "service_type": record.service_type,
+        "claim_id": record.claim_id,
         "files": [_file_json(f) for f in record.files],
     }
 
@@ -349,6 +354,7 @@ _transition_route(
             fee_fen=b.get("fee_fen"),
             fee_reason=b.get("fee_reason"),
             result_summary=b.get("result_summary") or "",
+            service_type=b.get("service_type") or "analysis",
         ),
     ),
     "The provider records the service: hours or samples, and a fee (the standard unless a reason is given).",

@@ -71,6 +71,7 @@ class CompleteForm(FlaskForm):
         description=_l("Leave empty to charge the published fee standard."),
     )
     fee_reason = StringField(_l("Reason for a different fee"), validators=[Optional(), Length(max=500)])
+    service_type = SelectField(_l("Kind of service"), default="analysis")
     result_summary = TextAreaField(_l("Result summary"), validators=[Optional(), Length(max=4000)])
     contract = FileField(_l("Contract"))
     invoice = FileField(_l("Invoice"))

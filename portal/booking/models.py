@@ -100,6 +100,28 @@ FILE_KIND_LABELS = {
     FileKind.RESULT: _l("Service result"),
 }
 
+
+class ServiceType(StrEnum):
+    """What a service was; some kinds (statutory testing, mandatory certification) are never subsidised."""
+
+    RESEARCH_TESTING = "research_testing"
+    ANALYSIS = "analysis"
+    PROCESS_TRIAL = "process_trial"
+    STATUTORY_TESTING = "statutory_testing"
+    MANDATORY_CERTIFICATION = "mandatory_certification"
+    OTHER = "other"
+
+
+SERVICE_TYPE_LABELS = {
+    ServiceType.RESEARCH_TESTING: _l("R&D testing"),
+    ServiceType.ANALYSIS: _l("Analysis and testing"),
+    ServiceType.PROCESS_TRIAL: _l("Process trial"),
+    ServiceType.STATUTORY_TESTING: _l("Statutory testing"),
+    ServiceType.MANDATORY_CERTIFICATION: _l("Mandatory certification"),
+    ServiceType.OTHER: _l("Other"),
+}
+
+
 # The five levels the network records for every completed service (user rating).
 RATING_LABELS = {
     5: _l("Very satisfied"),
@@ -251,6 +273,11 @@ class ServiceRecord(db.Model):
     rating: Mapped[int | None] = mapped_column(SmallInteger)
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What kind of service it was (statutory testing and mandatory certification are not subsidised).
+    service_type: Mapped[str] = mapped_column(String(30), default="analysis")
+    # The voucher claim holding this record, from its submission until a rejection releases it: set
+    # by a conditional update, so a record can never be in two claims at once.
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), index=True)
 
     booking: Mapped[Booking] = relationship(back_populates="service_record")
     files: Mapped[list[ServiceFile]] = relationship(back_populates="record", order_by="ServiceFile.id")

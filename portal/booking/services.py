@@ -30,6 +30,7 @@ from portal.booking.models import (
     FileKind,
     ServiceFile,
     ServiceRecord,
+    ServiceType,
 )
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import audit, clock, uploads
@@ -40,6 +41,7 @@ from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
 
 MIDNIGHT_MARK = time(23, 59)
+SERVICE_TYPES = tuple(t.value for t in ServiceType)
 BOOKABLE_STATUSES = (InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT)
 DEFAULT_POLICY: dict[str, Any] = {
     "accepts_slots": True,
@@ -616,6 +618,7 @@ class ServiceReport:
     fee_fen: int | None = None
     fee_reason: str | None = None
     result_summary: str = ""
+    service_type: str = "analysis"
 
 
 def _check_report(report: ServiceReport) -> None:
@@ -630,6 +633,8 @@ def _check_report(report: ServiceReport) -> None:
         fields["samples"] = _("At least one sample.")
     if report.fee_fen is not None and not 0 <= report.fee_fen <= 10**11:
         fields["fee_fen"] = _("Must not be negative.")
+    if report.service_type not in SERVICE_TYPES:
+        fields["service_type"] = _("Unknown service type.")
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
 
@@ -656,6 +661,7 @@ def complete_booking(user: User, booking_id: int, report: ServiceReport) -> Serv
             fee_fen=fee,
             fee_reason=reason if fee != computed else None,
             result_summary=report.result_summary.strip()[:4000],
+            service_type=report.service_type,
             recorded_by_id=user.id,
             recorded_at=clock.utcnow(),
         )

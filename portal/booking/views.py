@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
@@ -30,6 +31,7 @@ from portal.booking.models import (
     FILE_KIND_LABELS,
     MODE_LABELS,
     RATING_LABELS,
+    SERVICE_TYPE_LABELS,
     STATE_LABELS,
     Blackout,
     BlackoutKind,
@@ -40,10 +42,11 @@ from portal.booking.models import (
 from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ServiceError, ValidationFailed
-from portal.core.forms import show_service_errors
-from portal.core.money import yuan_to_fen
+from portal.core.forms import options, show_service_errors
+from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
 from portal.extensions import db
+from portal.vouchers import services as voucher_services
 
 bp = Blueprint("booking", __name__)
 
@@ -87,7 +90,12 @@ def book_slot(code: str) -> ResponseReturnValue:
     calendar = services.Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
     ends = calendar.valid_ends(starts_at)
     form.starts_at.data = clock.iso_utc(starts_at)
-    form.ends_at.choices = [(clock.iso_utc(e), clock.format_local(e, "%H:%M")) for e in ends]
+    form.ends_at.choices = options((clock.iso_utc(e), _end_label(instrument, starts_at, e)) for e in ends)
+    hint = voucher_services.booking_hint(
+        current_user,
+        instrument,
+        services.compute_fee(instrument, Decimal(calendar.policy.min_minutes) / 60, None),
+    )
     if not ends and not form.is_submitted():
         problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
         form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
@@ -114,7 +122,22 @@ def book_slot(code: str) -> ResponseReturnValue:
         form=form,
         starts_at=starts_at,
         policy=calendar.policy,
+        hint=hint,
     )
+
+
+def _end_label(instrument, starts_at: datetime, ends_at: datetime) -> str:
+    """'10:30 (1.5 h, about ¥450.00; your voucher covers ¥405.00)' for the end-time select."""
+    hours = Decimal((ends_at - starts_at).total_seconds()) / 3600
+    label = f"{clock.format_local(ends_at, '%H:%M')} ({hours.normalize():f} h"
+    if instrument.fee_per_hour_fen is None:
+        return label + ")"
+    fee = services.compute_fee(instrument, hours, None)
+    hint = voucher_services.booking_hint(current_user, instrument, fee)
+    label += ", " + _("about %(fee)s", fee=format_yuan(fee))
+    if hint.subsidy is not None:
+        label += "; " + _("your voucher covers %(amount)s", amount=format_yuan(hint.subsidy.total_fen))
+    return label + ")"
 
 
 @bp.route("/instruments/<code>/book-sample", methods=["GET", "POST"])
@@ -123,6 +146,11 @@ def book_sample(code: str) -> ResponseReturnValue:
     """Request a sample service: what the samples are and when they arrive."""
     instrument = get_instrument(code)
     form = SampleBookingForm()
+    hint = (
+        voucher_services.booking_hint(current_user, instrument, instrument.fee_per_sample_fen)
+        if instrument.fee_per_sample_fen is not None
+        else None
+    )
     if form.validate_on_submit():
         try:
             booking = services.request_booking(
@@ -143,7 +171,7 @@ def book_sample(code: str) -> ResponseReturnValue:
         else:
             flash(_("Your request has been sent to the instrument's operator."), "success")
             return redirect(url_for("booking.detail", booking_id=booking.id))
-    return render_template("booking/book_sample.html", instrument=instrument, form=form)
+    return render_template("booking/book_sample.html", instrument=instrument, form=form, hint=hint)
 
 
 @bp.route("/bookings/")
@@ -182,12 +210,18 @@ def detail(booking_id: int) -> ResponseReturnValue:
         file_labels=FILE_KIND_LABELS,
         action_form=ActionForm(),
         reason_form=ReasonForm(),
-        complete_form=CompleteForm(),
+        complete_form=_complete_form(),
         rate_form=RateForm(),
         upload_form=UploadForm(),
         history=services.booking_history(booking),
         event_labels=EVENT_LABELS,
     )
+
+
+def _complete_form() -> CompleteForm:
+    form = CompleteForm()
+    form.service_type.choices = options(SERVICE_TYPE_LABELS.items())
+    return form
 
 
 def _act(booking_id: int, form, action, success: str) -> ResponseReturnValue:
@@ -258,6 +292,7 @@ def complete(booking_id: int) -> ResponseReturnValue:
     """The provider records the service: hours or samples, the fee, and the evidence files."""
     booking = services.get_booking(current_user, booking_id)
     form = CompleteForm()
+    form.service_type.choices = options(SERVICE_TYPE_LABELS.items())
     if form.validate_on_submit():
         try:
             services.complete_booking(
@@ -269,6 +304,7 @@ def complete(booking_id: int) -> ResponseReturnValue:
                     fee_fen=None if form.fee.data is None else yuan_to_fen(form.fee.data),
                     fee_reason=form.fee_reason.data,
                     result_summary=form.result_summary.data or "",
+                    service_type=form.service_type.data,
                 ),
             )
         except ServiceError as error:

@@ -63,3 +63,13 @@ def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = Fals
     except BaseException:
         db.session.rollback()
         raise
+
+
+def insert_ignore(model, values: dict) -> None:
+    """INSERT a row unless one with the same unique key exists (safe when two transactions race)."""
+    table = model.__table__
+    if dialect() == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    db.session.execute(insert(table).values(**values).on_conflict_do_nothing())

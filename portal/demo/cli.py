@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from portal.demo import DEFAULT_BOOKINGS, DEFAULT_ENTERPRISE_USERS, DEFAULT_INSTRUMENTS, DEMO_PASSWORD
+from portal.demo import (
+    DEFAULT_BOOKINGS,
+    DEFAULT_ENTERPRISE_USERS,
+    DEFAULT_INSTRUMENTS,
+    DEFAULT_VOUCHERS,
+    DEMO_PASSWORD,
+)
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -14,8 +20,15 @@ demo_cli = AppGroup("demo", help="Demo data.")
 @click.option("--instruments", default=DEFAULT_INSTRUMENTS, show_default=True, type=click.IntRange(1))
 @click.option("--enterprises", default=DEFAULT_ENTERPRISE_USERS, show_default=True, type=click.IntRange(3))
 @click.option("--bookings", default=DEFAULT_BOOKINGS, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--vouchers",
+    default=DEFAULT_VOUCHERS,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Enterprises with a voucher.",
+)
 @click.option("--seed", default=2026, show_default=True, type=int)
-def load_command(instruments: int, enterprises: int, bookings: int, seed: int) -> None:
+def load_command(instruments: int, enterprises: int, bookings: int, vouchers: int, seed: int) -> None:
     """Load the demo network (a database that already has data is left alone)."""
     from portal.demo import services
 
@@ -23,12 +36,16 @@ def load_command(instruments: int, enterprises: int, bookings: int, seed: int) -
         click.echo("The database already has data; the demo network was not loaded again.")
     else:
         summary = services.load_demo(
-            instruments=instruments, enterprise_users=enterprises, bookings=bookings, seed=seed
+            instruments=instruments,
+            enterprise_users=enterprises,
+            bookings=bookings,
+            vouchers=vouchers,
+            seed=seed,
         )
         click.echo(
             f"Loaded {summary.institutions} institutions, {summary.instruments} instruments, "
             f"{summary.enterprise_users} enterprise users, {summary.staff_users} staff and provider users "
-            f"and {summary.bookings} bookings."
+            f"and {summary.bookings} bookings; {summary.vouchers} vouchers and {summary.claims} claims."
         )
     click.echo(f"Demo logins (password {DEMO_PASSWORD}):")
     for username, what in (

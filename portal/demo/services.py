@@ -31,10 +31,12 @@ from portal.demo import (
     DEFAULT_BOOKINGS,
     DEFAULT_ENTERPRISE_USERS,
     DEFAULT_INSTRUMENTS,
+    DEFAULT_VOUCHERS,
     DEMO_PASSWORD,
     activity,
     data,
 )
+from portal.demo import vouchers as voucher_demo
 from portal.extensions import db
 
 BATCH = 2000
@@ -82,6 +84,8 @@ class DemoSummary:
     enterprise_users: int = 0
     staff_users: int = 0
     bookings: int = 0
+    vouchers: int = 0
+    claims: int = 0
 
 
 def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -> str:
@@ -154,6 +158,7 @@ def load_demo(
     instruments: int = DEFAULT_INSTRUMENTS,
     enterprise_users: int = DEFAULT_ENTERPRISE_USERS,
     bookings: int = DEFAULT_BOOKINGS,
+    vouchers: int = DEFAULT_VOUCHERS,
     seed: int = 2026,
 ) -> DemoSummary:
     """Fill an empty, migrated database with the demo network and the demo accounts."""
@@ -167,6 +172,10 @@ def load_demo(
     summary.staff_users = _load_staff(rng, institutions, password_hash)
     summary.enterprise_users = _load_enterprises(rng, password_hash, enterprise_users)
     summary.bookings = activity.load_bookings(rng, bookings)
+    db.session.commit()
+    if vouchers:
+        year = voucher_demo.load_voucher_year(rng, vouchers)
+        summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     bump_catalog_version()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()

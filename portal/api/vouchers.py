@@ -1,0 +1,442 @@
+"""Voucher endpoints: the current scheme, applications, vouchers with their ledger, claims and decisions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import marshmallow as ma
+from flask_login import current_user
+from marshmallow import validate
+
+from portal.api.auth import BEARER, token_required
+from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, PageSchema
+from portal.core import clock
+from portal.vouchers import services
+from portal.vouchers.models import (
+    ApplicationState,
+    Claim,
+    ClaimState,
+    Voucher,
+    VoucherApplication,
+    VoucherState,
+)
+
+blp = ApiBlueprint(
+    "api_vouchers", __name__, description="Innovation vouchers: schemes, applications, vouchers, claims."
+)
+
+ERRORS = {
+    401: "No or an invalid bearer token",
+    403: "Your role may not do this (or four eyes: not your own approval)",
+    404: "No such object (or not yours)",
+    409: "invalid_transition or limit_exceeded",
+}
+
+
+def _errors(*codes: int):
+    def decorator(view):
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorSchema, description=ERRORS[code])(view)
+        return view
+
+    return decorator
+
+
+class FundSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+    rate = ma.fields.String(required=True, metadata={"description": "exact decimal, e.g. '0.60'"})
+    condition = ma.fields.String(required=True, validate=validate.OneOf(["always", "local_provider"]))
+    budget_fen = ma.fields.Integer(required=True)
+    committed_fen = ma.fields.Integer(required=True)
+    paid_fen = ma.fields.Integer(required=True)
+    free_fen = ma.fields.Integer(required=True)
+
+
+class SchemeSchema(ma.Schema):
+    year = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    funds = ma.fields.List(ma.fields.Nested(FundSchema), required=True)
+    enterprise_cap_fen = ma.fields.Integer(required=True)
+    group_cap_fen = ma.fields.Integer(required=True)
+    four_eyes_threshold_fen = ma.fields.Integer(required=True)
+    voucher_validity_days = ma.fields.Integer(required=True)
+    public_notice_days = ma.fields.Integer(required=True)
+    service_window_start = ma.fields.String(required=True, metadata={"format": "date"})
+    service_window_end = ma.fields.String(required=True, metadata={"format": "date"})
+    excluded_service_types = ma.fields.List(ma.fields.String(), required=True)
+    allocated_fen = ma.fields.Integer(required=True, metadata={"description": "voucher quotas outstanding"})
+    unallocated_fen = ma.fields.Integer(required=True)
+
+
+class ApplicationCreateSchema(ma.Schema):
+    amount_fen = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10**11))
+    plan = ma.fields.String(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class ApproveApplicationSchema(ma.Schema):
+    amount_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=10**11))
+    comment = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class CommentSchema(ma.Schema):
+    comment = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class ApplicationSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    enterprise_id = ma.fields.Integer(required=True)
+    year = ma.fields.Integer(required=True)
+    amount_fen = ma.fields.Integer(required=True)
+    plan = ma.fields.String(required=True)
+    state = ma.fields.String(required=True, validate=validate.OneOf([s.value for s in ApplicationState]))
+    comment = ma.fields.String(required=True, allow_none=True)
+    voucher_id = ma.fields.Integer(required=True, allow_none=True)
+    submitted_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+
+
+class LedgerEntrySchema(ma.Schema):
+    kind = ma.fields.String(required=True)
+    amount_fen = ma.fields.Integer(required=True)
+    balance_after_fen = ma.fields.Integer(required=True)
+    claim_id = ma.fields.Integer(required=True, allow_none=True)
+    created_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+
+
+class VoucherSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    code = ma.fields.String(required=True)
+    enterprise_id = ma.fields.Integer(required=True)
+    year = ma.fields.Integer(required=True)
+    quota_fen = ma.fields.Integer(required=True)
+    balance_fen = ma.fields.Integer(required=True)
+    valid_until = ma.fields.String(required=True, metadata={"format": "date"})
+    state = ma.fields.String(required=True, validate=validate.OneOf([s.value for s in VoucherState]))
+    ledger = ma.fields.List(ma.fields.Nested(LedgerEntrySchema), required=True)
+
+
+class VoucherPageSchema(PageSchema):
+    items = ma.fields.List(ma.fields.Nested(VoucherSchema), required=True)
+
+
+class ClaimRequestSchema(ma.Schema):
+    voucher_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    service_record_ids = ma.fields.List(
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+    )
+
+
+class FundAmountSchema(ma.Schema):
+    fund = ma.fields.String(required=True)
+    raw_fen = ma.fields.Integer(required=True)
+    amount_fen = ma.fields.Integer(required=True)
+
+
+class CheckSchema(ma.Schema):
+    code = ma.fields.String(required=True)
+    passed = ma.fields.Boolean(required=True)
+    message = ma.fields.String(required=True)
+
+
+class PreviewSchema(ma.Schema):
+    fee_fen = ma.fields.Integer(required=True)
+    funds = ma.fields.List(ma.fields.Nested(FundAmountSchema), required=True)
+    total_fen = ma.fields.Integer(required=True)
+    limited_by = ma.fields.List(
+        ma.fields.String(
+            validate=validate.OneOf(
+                ["enterprise_cap", "province_budget", "city_budget", "voucher_balance", "group_cap"]
+            )
+        ),
+        required=True,
+    )
+    checks = ma.fields.List(ma.fields.Nested(CheckSchema), required=True)
+
+
+class ClaimSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    voucher_id = ma.fields.Integer(required=True)
+    enterprise_id = ma.fields.Integer(required=True)
+    state = ma.fields.String(required=True, validate=validate.OneOf([s.value for s in ClaimState]))
+    fee_fen = ma.fields.Integer(required=True)
+    funds = ma.fields.List(ma.fields.Nested(FundAmountSchema), required=True)
+    total_fen = ma.fields.Integer(required=True)
+    limited_by = ma.fields.List(ma.fields.String(), required=True)
+    checks = ma.fields.List(ma.fields.Nested(CheckSchema), required=True)
+    service_record_ids = ma.fields.List(ma.fields.Integer(), required=True)
+    comment = ma.fields.String(required=True, allow_none=True)
+    submitted_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+    notice_ends_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
+
+
+class ClaimPageSchema(PageSchema):
+    items = ma.fields.List(ma.fields.Nested(ClaimSchema), required=True)
+
+
+def rate_text(rate: Decimal) -> str:
+    """'0.60' for 0.6000, '0.125' for 0.1250: exact, at least two decimals."""
+    return f"{rate:.2f}" if rate == rate.quantize(Decimal("0.01")) else format(rate.normalize(), "f")
+
+
+def scheme_json(scheme) -> dict[str, Any]:
+    return {
+        "year": scheme.year,
+        "name": scheme.name,
+        "funds": [
+            {
+                "name": f.name,
+                "rate": rate_text(f.rate),
+                "condition": f.condition.value,
+                "budget_fen": f.budget_fen,
+                "committed_fen": f.committed_fen,
+                "paid_fen": f.paid_fen,
+                "free_fen": f.free_fen,
+            }
+            for f in scheme.funds
+        ],
+        "enterprise_cap_fen": scheme.enterprise_cap_fen,
+        "group_cap_fen": scheme.group_cap_fen,
+        "four_eyes_threshold_fen": scheme.four_eyes_threshold_fen,
+        "voucher_validity_days": scheme.voucher_validity_days,
+        "public_notice_days": scheme.public_notice_days,
+        "service_window_start": scheme.service_window_start.isoformat(),
+        "service_window_end": scheme.service_window_end.isoformat(),
+        "excluded_service_types": list(scheme.excluded_service_types or []),
+        "allocated_fen": scheme.allocated_fen,
+        "unallocated_fen": scheme.unallocated_fen,
+    }
+
+
+def application_json(application: VoucherApplication) -> dict[str, Any]:
+    return {
+        "id": application.id,
+        "enterprise_id": application.enterprise_id,
+        "year": application.scheme.year,
+        "amount_fen": application.amount_fen,
+        "plan": application.plan,
+        "state": application.state.value,
+        "comment": application.comment,
+        "voucher_id": application.voucher.id if application.voucher else None,
+        "submitted_at": clock.iso_utc(application.submitted_at),
+    }
+
+
+def voucher_json(voucher: Voucher) -> dict[str, Any]:
+    return {
+        "id": voucher.id,
+        "code": voucher.code,
+        "enterprise_id": voucher.enterprise_id,
+        "year": voucher.scheme.year,
+        "quota_fen": voucher.quota_fen,
+        "balance_fen": voucher.balance_fen,
+        "valid_until": voucher.valid_until.isoformat(),
+        "state": voucher.state.value,
+        "ledger": [
+            {
+                "kind": e.kind.value,
+                "amount_fen": e.amount_fen,
+                "balance_after_fen": e.balance_after_fen,
+                "claim_id": e.claim_id,
+                "created_at": clock.iso_utc(e.created_at),
+            }
+            for e in voucher.ledger
+        ],
+    }
+
+
+def claim_json(claim: Claim) -> dict[str, Any]:
+    return {
+        "id": claim.id,
+        "voucher_id": claim.voucher_id,
+        "enterprise_id": claim.enterprise_id,
+        "state": claim.state.value,
+        "fee_fen": claim.fee_fen,
+        "funds": [
+            {"fund": "province", "raw_fen": claim.province_fen, "amount_fen": claim.province_fen},
+            {"fund": "city", "raw_fen": claim.city_fen, "amount_fen": claim.city_fen},
+        ],
+        "total_fen": claim.total_fen,
+        "limited_by": list(claim.limited_by or []),
+        "checks": list(claim.checks or []),
+        "service_record_ids": [item.service_record_id for item in claim.items],
+        "comment": claim.comment,
+        "submitted_at": clock.iso_utc(claim.submitted_at),
+        "notice_ends_on": claim.notice_ends_on.isoformat() if claim.notice_ends_on else None,
+    }
+
+
+def _page(items: list, args: dict) -> dict[str, Any]:
+    start = (args["page"] - 1) * args["per_page"]
+    return {
+        "items": items[start : start + args["per_page"]],
+        "total": len(items),
+        "page": args["page"],
+        "per_page": args["per_page"],
+    }
+
+
+@blp.route("/schemes/current")
+@blp.response(200, SchemeSchema)
+@_errors(404)
+def current_scheme():
+    """This year's scheme: funds with rates, conditions, budgets, committed, paid and free amounts; caps."""
+    return scheme_json(services.require_scheme())
+
+
+@blp.route("/voucher-applications", methods=["POST"])
+@blp.arguments(ApplicationCreateSchema)
+@blp.response(201, ApplicationSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 404, 409)
+@token_required()
+def create_application(args: dict):
+    """A verified enterprise applies for this year's voucher quota."""
+    application = services.apply_for_voucher(current_user, args["amount_fen"], args["plan"])
+    return application_json(services.get_application(current_user, application.id))
+
+
+@blp.route("/voucher-applications/<int:id>")
+@blp.response(200, ApplicationSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def get_application(id: int):  # the path parameter is {id}, as API.md names it
+    """One voucher application (the enterprise's own, or any for the bureau)."""
+    return application_json(services.get_application(current_user, id))
+
+
+def _application_decision(action: str, schema: type[ma.Schema], summary: str) -> None:
+    def view(args: dict, id: int):  # the path parameter is {id}
+        services.get_application(current_user, id)
+        services.decide_application(
+            current_user, id, action, amount_fen=args.get("amount_fen"), comment=args.get("comment")
+        )
+        return application_json(services.get_application(current_user, id))
+
+    view.__name__, view.__doc__ = f"application_{action}", summary
+    decorated = token_required()(view)
+    decorated = _errors(401, 403, 404, 409)(decorated)
+    decorated = blp.doc(security=BEARER)(decorated)
+    decorated = blp.response(200, ApplicationSchema)(decorated)
+    decorated = blp.arguments(schema)(decorated)
+    blp.route(f"/voucher-applications/<int:id>/{action}", methods=["POST"])(decorated)
+
+
+_application_decision(
+    "approve",
+    ApproveApplicationSchema,
+    "A reviewer approves an amount (default: the amount applied for) within caps and the free budget; "
+    "above the four-eyes threshold a second, different reviewer must approve too.",
+)
+_application_decision("reject", CommentSchema, "A reviewer rejects, with a comment.")
+_application_decision(
+    "return", CommentSchema, "A reviewer returns the application for correction, with a comment."
+)
+
+
+@blp.route("/vouchers")
+@blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
+@blp.response(200, VoucherPageSchema)
+@blp.doc(security=BEARER)
+@_errors(401)
+@token_required()
+def list_vouchers(args: dict):
+    """Your enterprise's vouchers (all of them for the bureau), with their ledgers."""
+    return _page([voucher_json(v) for v in services.vouchers_for(current_user)], args)
+
+
+@blp.route("/vouchers/<int:id>")
+@blp.response(200, VoucherSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def get_voucher(id: int):  # the path parameter is {id}
+    """One voucher with every commitment, release and payment."""
+    return voucher_json(services.get_voucher(current_user, id))
+
+
+@blp.route("/claims/preview", methods=["POST"])
+@blp.arguments(ClaimRequestSchema)
+@blp.response(200, PreviewSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 404)
+@token_required()
+def preview_claim(args: dict):
+    """The subsidy per fund these services would get now, every limit that binds, and the checks."""
+    return services.preview_claim(current_user, args["voucher_id"], args["service_record_ids"]).as_dict()
+
+
+@blp.route("/claims", methods=["POST"])
+@blp.arguments(ClaimRequestSchema)
+@blp.response(201, ClaimSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 404)
+@token_required()
+def create_claim(args: dict):
+    """A draft claim for these services (submit it to reserve them and ask for the subsidy)."""
+    claim = services.create_claim(current_user, args["voucher_id"], args["service_record_ids"])
+    return claim_json(services.get_claim(current_user, claim.id))
+
+
+@blp.route("/claims")
+@blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
+@blp.response(200, ClaimPageSchema)
+@blp.doc(security=BEARER)
+@_errors(401)
+@token_required()
+def list_claims(args: dict):
+    """Your enterprise's claims (all of them for the bureau), newest first."""
+    claims = services.claims_for(current_user)
+    start = (args["page"] - 1) * args["per_page"]
+    page = [
+        claim_json(services.get_claim(current_user, c.id)) for c in claims[start : start + args["per_page"]]
+    ]
+    return {"items": page, "total": len(claims), "page": args["page"], "per_page": args["per_page"]}
+
+
+@blp.route("/claims/<int:id>")
+@blp.response(200, ClaimSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404)
+@token_required()
+def get_claim(id: int):  # the path parameter is {id}
+    """One claim with its amounts per fund and its checks."""
+    return claim_json(services.get_claim(current_user, id))
+
+
+def _claim_route(action: str, handler, schema: type[ma.Schema] | None, summary: str) -> None:
+    def view(*args: Any, id: int):  # the path parameter is {id}
+        body = args[0] if args else {}
+        services.get_claim(current_user, id)  # someone else's claim is simply not found
+        handler(id, body)
+        return claim_json(services.get_claim(current_user, id))
+
+    view.__name__, view.__doc__ = f"claim_{action}", summary
+    decorated = token_required()(view)
+    decorated = _errors(401, 403, 404, 409)(decorated)
+    decorated = blp.doc(security=BEARER)(decorated)
+    decorated = blp.response(200, ClaimSchema)(decorated)
+    if schema is not None:
+        decorated = blp.arguments(schema)(decorated)
+    blp.route(f"/claims/<int:id>/{action}", methods=["POST"])(decorated)
+
+
+_claim_route(
+    "submit",
+    lambda i, _b: services.submit_claim(current_user, i),
+    None,
+    "The enterprise submits a draft (or a returned claim): its services are reserved and the amounts set.",
+)
+for _action, _summary in (
+    ("approve", "A reviewer approves; the money is reserved atomically (four eyes above the threshold)."),
+    ("reject", "A reviewer rejects, with a comment; the services are released."),
+    ("return", "A reviewer returns the claim for correction, with a comment."),
+):
+    _claim_route(
+        _action,
+        lambda i, b, action=_action: services.decide_claim(current_user, i, action, b.get("comment")),
+        CommentSchema,
+        _summary,
+    )

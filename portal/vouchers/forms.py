@@ -1,0 +1,152 @@
+"""Voucher forms: verification, applications, claims, review decisions, the scheme, the audit search."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    DateField,
+    DecimalField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from portal.accounts.models import ENTERPRISE_KIND_LABELS
+from portal.booking.models import SERVICE_TYPE_LABELS
+from portal.core.forms import options, yuan_amount
+from portal.vouchers.models import RELATION_LABELS
+
+
+class VerificationForm(FlaskForm):
+    kind = SelectField(_l("Enterprise type"), choices=options(ENTERPRISE_KIND_LABELS.items()))
+    tech_sme_number = StringField(
+        _l("Tech SME registration number"),
+        validators=[Optional(), Length(max=40)],
+        description=_l("Required for tech SMEs (科技型中小企业入库编号)."),
+    )
+    actual_controller = StringField(
+        _l("Actual controller"),
+        validators=[DataRequired(), Length(max=120)],
+        description=_l("The person or company that ultimately controls the enterprise."),
+    )
+    certificate = FileField(_l("Registration certificate (PDF, JPEG or PNG)"))
+    related_institution = SelectField(
+        _l("Related host institution (if any)"), coerce=str, validators=[Optional()]
+    )
+    relation_kind = SelectField(
+        _l("Kind of relation"), choices=options(RELATION_LABELS.items()), validators=[Optional()]
+    )
+    submit = SubmitField(_l("Submit for verification"))
+
+
+class ApplicationForm(FlaskForm):
+    amount = DecimalField(
+        _l("Voucher amount applied for (yuan)"), places=2, validators=[InputRequired(), yuan_amount]
+    )
+    plan = TextAreaField(
+        _l("Plan: what you will test, on which instruments, and why"),
+        validators=[DataRequired(), Length(max=4000)],
+    )
+    submit = SubmitField(_l("Apply for the voucher"))
+
+
+class ClaimForm(FlaskForm):
+    voucher_id = IntegerField(validators=[InputRequired()])
+    records = SelectMultipleField(_l("Completed services"), coerce=int, validators=[DataRequired()])
+    preview = SubmitField(_l("Show the subsidy"))
+    create = SubmitField(_l("Save as a draft claim"))
+
+
+class DecisionForm(FlaskForm):
+    comment = TextAreaField(
+        _l("Comment (required to reject or return)"), validators=[Optional(), Length(max=2000)]
+    )
+    amount = DecimalField(_l("Approved amount (yuan)"), places=2, validators=[Optional(), yuan_amount])
+    approve = SubmitField(_l("Approve"))
+    return_ = SubmitField(_l("Return for correction"), name="return")
+    reject = SubmitField(_l("Reject"))
+
+    def action(self) -> str | None:
+        """Which of the three buttons was pressed."""
+        if self.approve.data:
+            return "approve"
+        if self.return_.data:
+            return "return"
+        if self.reject.data:
+            return "reject"
+        return None
+
+
+class VerificationDecisionForm(FlaskForm):
+    reason = TextAreaField(
+        _l("Reason (required to reject or to override)"), validators=[Optional(), Length(max=2000)]
+    )
+    uscc_override = BooleanField(_l("Override: accept the legacy credit code although its checksum fails"))
+    verify = SubmitField(_l("Verify"))
+    reject = SubmitField(_l("Reject"))
+
+
+class RelationForm(FlaskForm):
+    institution = SelectField(_l("Host institution"), coerce=str, validators=[DataRequired()])
+    kind = SelectField(_l("Kind of relation"), choices=options(RELATION_LABELS.items()))
+    submit = SubmitField(_l("Record the relation"))
+
+
+class SchemeForm(FlaskForm):
+    year = IntegerField(_l("Year"), validators=[InputRequired(), NumberRange(min=2020, max=2100)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    province_rate = DecimalField(
+        _l("Provincial rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
+    )
+    province_budget = DecimalField(
+        _l("Provincial budget (yuan)"), places=2, validators=[InputRequired(), yuan_amount]
+    )
+    city_rate = DecimalField(
+        _l("City top-up rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
+    )
+    city_budget = DecimalField(_l("City budget (yuan)"), places=2, validators=[InputRequired(), yuan_amount])
+    city_local_only = BooleanField(_l("City top-up only when the provider is in Liaocheng"), default=True)
+    enterprise_cap = DecimalField(
+        _l("Provincial cap per enterprise and year (yuan)"),
+        places=2,
+        validators=[InputRequired(), yuan_amount],
+    )
+    group_cap = DecimalField(
+        _l("Cap per controller group and year, province and city (yuan)"),
+        places=2,
+        validators=[InputRequired(), yuan_amount],
+    )
+    four_eyes_threshold = DecimalField(
+        _l("Second reviewer above (yuan)"), places=2, validators=[InputRequired(), yuan_amount]
+    )
+    voucher_validity_days = IntegerField(
+        _l("Voucher validity (days)"), validators=[InputRequired(), NumberRange(min=1, max=1000)]
+    )
+    service_window_start = DateField(_l("Services from"), validators=[InputRequired()])
+    service_window_end = DateField(_l("Services until"), validators=[InputRequired()])
+    public_notice_days = IntegerField(
+        _l("Public notice (days)"), validators=[InputRequired(), NumberRange(min=0, max=60)]
+    )
+    excluded_service_types = SelectMultipleField(
+        _l("Service types never subsidised"), choices=options(SERVICE_TYPE_LABELS.items())
+    )
+    submit = SubmitField(_l("Save the scheme"))
+
+
+class AuditSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a search changes nothing
+
+    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
+    object_type = StringField(_l("Object"), validators=[Optional(), Length(max=40)])
+    object_id = StringField(_l("Number"), validators=[Optional(), Length(max=64)])
+    actor = StringField(_l("Username"), validators=[Optional(), Length(max=40)])
+    since = DateField(_l("From"), validators=[Optional()])
+    until = DateField(_l("Until"), validators=[Optional()])

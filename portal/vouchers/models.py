@@ -1,0 +1,440 @@
+"""Innovation vouchers: yearly schemes and their funds, verification, applications, vouchers, claims."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
+from portal.booking.models import ServiceRecord
+from portal.core.clock import current_time
+from portal.core.types import UTCDateTime, str_enum
+from portal.extensions import db
+
+
+class FundCondition(StrEnum):
+    ALWAYS = "always"
+    LOCAL_PROVIDER = "local_provider"
+
+
+FUND_LABELS = {"province": _l("Provincial voucher"), "city": _l("Liaocheng top-up")}
+CONDITION_LABELS = {
+    FundCondition.ALWAYS: _l("Always"),
+    FundCondition.LOCAL_PROVIDER: _l("Only when the provider is in Liaocheng"),
+}
+
+
+class Scheme(db.Model):
+    """One year's voucher programme with its published numbers (never hard-coded elsewhere)."""
+
+    __tablename__ = "schemes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    # The provincial subsidy an enterprise can get in the year.
+    enterprise_cap_fen: Mapped[int] = mapped_column(BigInteger)
+    # Province plus city, for all enterprises with the same actual controller together.
+    group_cap_fen: Mapped[int] = mapped_column(BigInteger)
+    voucher_validity_days: Mapped[int] = mapped_column(Integer)
+    service_window_start: Mapped[date] = mapped_column(Date)
+    service_window_end: Mapped[date] = mapped_column(Date)
+    public_notice_days: Mapped[int] = mapped_column(SmallInteger)
+    # Decisions above this amount need a second reviewer (four eyes).
+    four_eyes_threshold_fen: Mapped[int] = mapped_column(BigInteger)
+    excluded_service_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Voucher quotas currently allocated (issued minus released).
+    allocated_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    funds: Mapped[list[Fund]] = relationship(back_populates="scheme", order_by="Fund.position")
+
+    __table_args__ = (
+        CheckConstraint("service_window_start <= service_window_end", name="window_order"),
+        CheckConstraint(
+            "enterprise_cap_fen >= 0 AND group_cap_fen >= 0 AND allocated_fen >= 0", name="amounts"
+        ),
+    )
+
+    @property
+    def budget_fen(self) -> int:
+        return sum(f.budget_fen for f in self.funds)
+
+    @property
+    def unallocated_fen(self) -> int:
+        return self.budget_fen - self.allocated_fen
+
+    def __repr__(self) -> str:
+        return f"<Scheme {self.year}>"
+
+
+class Fund(db.Model):
+    """A fund source of a scheme (province, city): its rate, condition and budget."""
+
+    __tablename__ = "funds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("schemes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    rate: Mapped[Decimal] = mapped_column(Numeric(5, 4))
+    condition: Mapped[FundCondition] = mapped_column(str_enum(FundCondition))
+    enterprise_capped: Mapped[bool] = mapped_column(Boolean, default=False)
+    budget_fen: Mapped[int] = mapped_column(BigInteger)
+    # Approved claim amounts (paid ones included); paid_fen is the part already paid out.
+    committed_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    scheme: Mapped[Scheme] = relationship(back_populates="funds")
+
+    __table_args__ = (
+        UniqueConstraint("scheme_id", "name", name="uq_funds_scheme_name"),
+        CheckConstraint("rate >= 0 AND rate <= 1", name="rate_range"),
+        CheckConstraint("committed_fen >= 0 AND committed_fen <= budget_fen", name="within_budget"),
+        CheckConstraint("paid_fen >= 0 AND paid_fen <= committed_fen", name="paid_within_committed"),
+    )
+
+    @property
+    def free_fen(self) -> int:
+        return self.budget_fen - self.committed_fen
+
+    def __repr__(self) -> str:
+        return f"<Fund {self.name} {self.rate}>"
+
+
+class CapLedger(db.Model):
+    """How much of a yearly cap is used: per enterprise (provincial) or per controller group (total).
+
+    Approvals lock the row before they compute, so two reviewers can never both spend the last of a cap.
+    """
+
+    __tablename__ = "cap_ledgers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("schemes.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(12))  # "enterprise" or "group"
+    key: Mapped[str] = mapped_column(String(80))
+    used_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("scheme_id", "scope", "key", name="uq_cap_ledgers_scheme_scope_key"),
+        CheckConstraint("used_fen >= 0", name="used_not_negative"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<CapLedger {self.scope}:{self.key} {self.used_fen}>"
+
+
+class RequestState(StrEnum):
+    SUBMITTED = "submitted"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class VerificationRequest(db.Model):
+    """What an enterprise submits to be verified: its type, evidence and actual controller."""
+
+    __tablename__ = "verification_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    kind: Mapped[EnterpriseKind] = mapped_column(str_enum(EnterpriseKind))
+    tech_sme_number: Mapped[str | None] = mapped_column(String(40))
+    actual_controller: Mapped[str] = mapped_column(String(120))
+    certificate_name: Mapped[str | None] = mapped_column(String(200))
+    certificate_stored: Mapped[str | None] = mapped_column(String(80), unique=True)
+    certificate_type: Mapped[str | None] = mapped_column(String(40))
+    certificate_size: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[RequestState] = mapped_column(
+        str_enum(RequestState), default=RequestState.SUBMITTED, index=True
+    )
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # A legacy credit code that fails the checksum passes only with this, recorded with a reason.
+    uscc_override: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    enterprise: Mapped[Enterprise] = relationship()
+    submitted_by: Mapped[User] = relationship(foreign_keys=[submitted_by_id])
+
+    def __repr__(self) -> str:
+        return f"<VerificationRequest {self.id} {self.state}>"
+
+
+class RelationKind(StrEnum):
+    INVESTOR = "investor"
+    INVESTEE = "investee"
+    AFFILIATE = "affiliate"
+    CO_BUILT = "co_built"
+    PROPERTY_TIE = "property_tie"
+
+
+RELATION_LABELS = {
+    RelationKind.INVESTOR: _l("Invests in the provider"),
+    RelationKind.INVESTEE: _l("Invested in by the provider"),
+    RelationKind.AFFILIATE: _l("Affiliated (subordinate)"),
+    RelationKind.CO_BUILT: _l("Jointly built"),
+    RelationKind.PROPERTY_TIE: _l("Property ties"),
+}
+
+
+class EnterpriseRelation(db.Model):
+    """A declared relation between an enterprise and a host institution (related-party services)."""
+
+    __tablename__ = "enterprise_relations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    kind: Mapped[RelationKind] = mapped_column(str_enum(RelationKind))
+    declared_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    institution: Mapped[Institution] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "institution_id", name="uq_enterprise_relations_pair"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<EnterpriseRelation {self.enterprise_id}-{self.institution_id} {self.kind}>"
+
+
+class ApplicationState(StrEnum):
+    SUBMITTED = "submitted"
+    PENDING_SECOND = "pending_second"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+
+
+class VoucherApplication(db.Model):
+    """An enterprise's request for the year's voucher quota, with a short plan."""
+
+    __tablename__ = "voucher_applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("schemes.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    plan: Mapped[str] = mapped_column(Text)
+    state: Mapped[ApplicationState] = mapped_column(
+        str_enum(ApplicationState), default=ApplicationState.SUBMITTED, index=True
+    )
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    first_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    first_amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    enterprise: Mapped[Enterprise] = relationship()
+    scheme: Mapped[Scheme] = relationship()
+    voucher: Mapped[Voucher | None] = relationship(back_populates="application")
+
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+
+    def __repr__(self) -> str:
+        return f"<VoucherApplication {self.id} {self.state}>"
+
+
+class VoucherState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+class Voucher(db.Model):
+    """An approved quota: claims draw on its balance until it expires and the rest returns to the budget."""
+
+    __tablename__ = "vouchers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("schemes.id"))
+    application_id: Mapped[int] = mapped_column(ForeignKey("voucher_applications.id"), unique=True)
+    quota_fen: Mapped[int] = mapped_column(BigInteger)
+    balance_fen: Mapped[int] = mapped_column(BigInteger)
+    released_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    valid_until: Mapped[date] = mapped_column(Date)
+    state: Mapped[VoucherState] = mapped_column(
+        str_enum(VoucherState), default=VoucherState.ACTIVE, index=True
+    )
+
+    enterprise: Mapped[Enterprise] = relationship()
+    scheme: Mapped[Scheme] = relationship()
+    application: Mapped[VoucherApplication] = relationship(back_populates="voucher")
+    ledger: Mapped[list[LedgerEntry]] = relationship(back_populates="voucher", order_by="LedgerEntry.id")
+
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "scheme_id", name="uq_vouchers_enterprise_scheme"),
+        CheckConstraint("balance_fen >= 0 AND balance_fen <= quota_fen", name="balance_range"),
+        CheckConstraint("released_fen >= 0", name="released_not_negative"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Voucher {self.code} {self.balance_fen}/{self.quota_fen}>"
+
+
+class LedgerKind(StrEnum):
+    ISSUED = "issued"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    PAID = "paid"
+
+
+LEDGER_LABELS = {
+    LedgerKind.ISSUED: _l("Voucher issued"),
+    LedgerKind.COMMITTED: _l("Subsidy approved"),
+    LedgerKind.RELEASED: _l("Unused balance released"),
+    LedgerKind.PAID: _l("Subsidy paid"),
+}
+
+
+class LedgerEntry(db.Model):
+    """Every movement of a voucher: issue, commitment to a claim, release at expiry, payment."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("vouchers.id"), index=True)
+    kind: Mapped[LedgerKind] = mapped_column(str_enum(LedgerKind))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    balance_after_fen: Mapped[int] = mapped_column(BigInteger)
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    voucher: Mapped[Voucher] = relationship(back_populates="ledger")
+
+    def __repr__(self) -> str:
+        return f"<LedgerEntry {self.kind} {self.amount_fen}>"
+
+
+class ClaimState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    PENDING_SECOND = "pending_second"
+    RETURNED = "returned"
+    REJECTED = "rejected"
+    IN_NOTICE = "in_notice"
+    PAYABLE = "payable"
+    PAID = "paid"
+
+
+CLAIM_STATE_LABELS = {
+    ClaimState.DRAFT: _l("Draft"),
+    ClaimState.SUBMITTED: _l("Submitted"),
+    ClaimState.PENDING_SECOND: _l("Awaiting second review"),
+    ClaimState.RETURNED: _l("Returned for correction"),
+    ClaimState.REJECTED: _l("Rejected"),
+    ClaimState.IN_NOTICE: _l("Approved, in public notice"),
+    ClaimState.PAYABLE: _l("Payable"),
+    ClaimState.PAID: _l("Paid"),
+}
+APPLICATION_STATE_LABELS = {
+    ApplicationState.SUBMITTED: _l("Submitted"),
+    ApplicationState.PENDING_SECOND: _l("Awaiting second review"),
+    ApplicationState.APPROVED: _l("Approved"),
+    ApplicationState.REJECTED: _l("Rejected"),
+    ApplicationState.RETURNED: _l("Returned for correction"),
+}
+REQUEST_STATE_LABELS = {
+    RequestState.SUBMITTED: _l("Submitted"),
+    RequestState.VERIFIED: _l("Verified"),
+    RequestState.REJECTED: _l("Rejected"),
+}
+LIMIT_LABELS = {
+    "enterprise_cap": _l("the enterprise's yearly provincial cap"),
+    "group_cap": _l("the controller group's yearly cap"),
+    "voucher_balance": _l("the voucher balance"),
+    "province_budget": _l("the provincial budget"),
+    "city_budget": _l("the city budget"),
+    "scheme_budget": _l("the scheme's budget"),
+}
+# Claims whose money is reserved (approved and later).
+COMMITTED_STATES = (ClaimState.IN_NOTICE, ClaimState.PAYABLE, ClaimState.PAID)
+
+
+class Claim(db.Model):
+    """A subsidy claim against a voucher for completed, invoiced services."""
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("vouchers.id"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    state: Mapped[ClaimState] = mapped_column(str_enum(ClaimState), default=ClaimState.DRAFT, index=True)
+    fee_fen: Mapped[int] = mapped_column(BigInteger)
+    # The amounts per fund: estimated at submission, fixed at approval.
+    province_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    city_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    limited_by: Mapped[list[str]] = mapped_column(JSON, default=list)
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    comment: Mapped[str | None] = mapped_column(Text)
+    notice_ends_on: Mapped[date | None] = mapped_column(Date)
+    payable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    voucher: Mapped[Voucher] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+    items: Mapped[list[ClaimItem]] = relationship(back_populates="claim", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        CheckConstraint("province_fen >= 0 AND city_fen >= 0 AND fee_fen >= 0", name="amounts_not_negative"),
+        Index("ix_claims_state_notice", "state", "notice_ends_on"),
+    )
+
+    @property
+    def total_fen(self) -> int:
+        return self.province_fen + self.city_fen
+
+    def __repr__(self) -> str:
+        return f"<Claim {self.id} {self.state} {self.total_fen}>"
+
+
+class ClaimItem(db.Model):
+    """A service record claimed by a claim."""
+
+    __tablename__ = "claim_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"), index=True)
+    service_record_id: Mapped[int] = mapped_column(ForeignKey("service_records.id"), index=True)
+    fee_fen: Mapped[int] = mapped_column(BigInteger)
+
+    claim: Mapped[Claim] = relationship(back_populates="items")
+    service_record: Mapped[ServiceRecord] = relationship()
+
+    __table_args__ = (UniqueConstraint("claim_id", "service_record_id", name="uq_claim_items_pair"),)
+
+    def __repr__(self) -> str:
+        return f"<ClaimItem claim={self.claim_id} record={self.service_record_id}>"

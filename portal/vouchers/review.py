@@ -1,0 +1,168 @@
+"""The review desk's reading side: the queue with its filters and counts, histories, the audit search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from portal.accounts.models import Enterprise, User
+from portal.core import clock
+from portal.core.models import AuditEvent
+from portal.core.money import yuan_to_fen
+from portal.extensions import db
+from portal.vouchers.models import (
+    ApplicationState,
+    Claim,
+    ClaimState,
+    RequestState,
+    VerificationRequest,
+    VoucherApplication,
+)
+
+KINDS = ("verification", "application", "claim")
+PAGE_SIZE = 25
+
+
+@dataclass
+class QueueFilters:
+    kind: str = "claim"
+    county: str | None = None
+    amount_min_fen: int | None = None
+    amount_max_fen: int | None = None
+    older_than_days: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: MultiDict) -> QueueFilters:
+        """Read the filters from a query string; a malformed value is reported and left out."""
+        filters = cls(kind=args.get("kind") if args.get("kind") in KINDS else "claim")
+        filters.county = args.get("county") or None
+        for name, target in (("amount_min", "amount_min_fen"), ("amount_max", "amount_max_fen")):
+            if args.get(name):
+                try:
+                    setattr(filters, target, yuan_to_fen(args[name]))
+                except ValueError:
+                    filters.errors[name] = args[name]
+        if args.get("older_than"):
+            if args["older_than"].isdigit():
+                filters.older_than_days = int(args["older_than"])
+            else:
+                filters.errors["older_than"] = args["older_than"]
+        return filters
+
+
+@dataclass
+class Queue:
+    items: list[Any]
+    counts: dict[str, int]
+    total: int
+
+
+def _filtered(filters: QueueFilters, kind: str) -> Select:
+    if kind == "verification":
+        model, submitted, waiting, amount = (
+            VerificationRequest,
+            VerificationRequest.submitted_at,
+            [RequestState.SUBMITTED],
+            None,
+        )
+    elif kind == "application":
+        model, submitted, waiting, amount = (
+            VoucherApplication,
+            VoucherApplication.submitted_at,
+            [ApplicationState.SUBMITTED, ApplicationState.PENDING_SECOND],
+            VoucherApplication.amount_fen,
+        )
+    else:
+        model, submitted, waiting, amount = (
+            Claim,
+            Claim.submitted_at,
+            [ClaimState.SUBMITTED, ClaimState.PENDING_SECOND],
+            Claim.province_fen + Claim.city_fen,
+        )
+    stmt = (
+        select(model)
+        .join(Enterprise, Enterprise.id == model.enterprise_id)
+        .where(model.state.in_(waiting))
+        .order_by(submitted)
+    )
+    if filters.county:
+        stmt = stmt.where(Enterprise.county == filters.county)
+    if amount is not None and filters.amount_min_fen is not None:
+        stmt = stmt.where(amount >= filters.amount_min_fen)
+    if amount is not None and filters.amount_max_fen is not None:
+        stmt = stmt.where(amount <= filters.amount_max_fen)
+    if filters.older_than_days is not None:
+        stmt = stmt.where(submitted <= clock.utcnow() - timedelta(days=filters.older_than_days))
+    return stmt
+
+
+def queue(filters: QueueFilters) -> Queue:
+    """What waits for a decision, oldest first, with how many of each kind match the filters."""
+    counts = {
+        kind: db.session.scalar(select(func.count()).select_from(_filtered(filters, kind).subquery()))
+        for kind in KINDS
+    }
+    items = list(
+        db.session.scalars(_filtered(filters, filters.kind).options(joinedload("*")).limit(200)).unique()
+    )
+    return Queue(items=items, counts=counts, total=counts[filters.kind])
+
+
+def history(object_type: str, object_id: Any) -> list[AuditEvent]:
+    """The audit rows of one object, oldest first."""
+    return list(
+        db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.object_type == object_type, AuditEvent.object_id == str(object_id))
+            .order_by(AuditEvent.id)
+        )
+    )
+
+
+@dataclass
+class AuditPage:
+    items: list[tuple[AuditEvent, str | None]]
+    total: int
+    page: int
+    per_page: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def search_audit(
+    *,
+    action: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 1,
+) -> AuditPage:
+    """Audit rows matching every given condition, newest first, with the actor's username."""
+    stmt = select(AuditEvent, User.username).outerjoin(User, User.id == AuditEvent.actor_id)
+    if action:
+        stmt = stmt.where(AuditEvent.action.like(f"{action}%"))
+    if object_type:
+        stmt = stmt.where(AuditEvent.object_type == object_type)
+    if object_id:
+        stmt = stmt.where(AuditEvent.object_id == object_id)
+    if actor:
+        stmt = stmt.where(func.lower(User.username) == actor.lower())
+    if since:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.created_at < until)
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = db.session.execute(
+        stmt.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return AuditPage([(event, username) for event, username in rows], total, page)

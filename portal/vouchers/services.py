@@ -1,0 +1,1268 @@
+"""Voucher rules: schemes, verification, applications, vouchers, claims, checks and the review decisions.
+
+Money moves only inside `serialized_write` transactions that lock what they spend from (the claim,
+the scheme's funds, the enterprise's and the group's cap rows, the voucher), always in that order,
+so concurrent reviewers can never overspend a voucher, a cap or a fund, nor approve a claim twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload, selectinload
+
+from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
+from portal.accounts.models import VerificationState as EnterpriseState
+from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceRecord
+from portal.catalog.models import Instrument
+from portal.core import audit, clock, uploads
+from portal.core.database import insert_ignore, serialized_write
+from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
+from portal.core.permissions import BUREAU_ROLES, Role
+from portal.core.text import normalize
+from portal.extensions import db
+from portal.vouchers.models import (
+    ApplicationState,
+    CapLedger,
+    Claim,
+    ClaimItem,
+    ClaimState,
+    EnterpriseRelation,
+    Fund,
+    LedgerEntry,
+    LedgerKind,
+    RelationKind,
+    RequestState,
+    Scheme,
+    VerificationRequest,
+    Voucher,
+    VoucherApplication,
+    VoucherState,
+)
+from portal.vouchers.rules import FundRule, Subsidy, SubsidyInput, compute_subsidy
+
+REVIEW_ROLES = (Role.REVIEWER, Role.ADMIN)
+EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
+
+
+# --- schemes ------------------------------------------------------------------------------------
+
+
+def current_scheme(today: date | None = None) -> Scheme | None:
+    """The scheme of this year (Beijing time), or None before the bureau has set one up."""
+    year = (today or clock.local_today()).year
+    return db.session.scalar(select(Scheme).where(Scheme.year == year).options(selectinload(Scheme.funds)))
+
+
+def require_scheme() -> Scheme:
+    scheme = current_scheme()
+    if scheme is None:
+        raise NotFound(_("There is no voucher scheme for this year yet."))
+    return scheme
+
+
+@dataclass(frozen=True)
+class FundSettings:
+    name: str
+    rate: Decimal
+    condition: str
+    budget_fen: int
+    enterprise_capped: bool = False
+
+
+def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -> Scheme:
+    """Create or update the scheme of a year (administrators); budgets never drop below what is committed."""
+    if user.role is not Role.ADMIN:
+        raise Forbidden(_("Only administrators set up voucher schemes."))
+    fields: dict[str, str] = {}
+    if values["service_window_start"] > values["service_window_end"]:
+        fields["service_window_end"] = _("The window ends before it starts.")
+    for fund in funds:
+        if not Decimal(0) <= fund.rate <= Decimal(1):
+            fields[f"{fund.name}_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+    with serialized_write():
+        scheme = db.session.scalar(
+            select(Scheme)
+            .where(Scheme.year == values["year"])
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        before = None
+        if scheme is None:
+            scheme = Scheme(allocated_fen=0, **values)
+            db.session.add(scheme)
+            db.session.flush()
+        else:
+            before = _scheme_snapshot(scheme)
+            for key, value in values.items():
+                setattr(scheme, key, value)
+        existing = {f.name: f for f in db.session.scalars(select(Fund).where(Fund.scheme_id == scheme.id))}
+        for position, settings in enumerate(funds):
+            fund = existing.get(settings.name) or Fund(
+                scheme_id=scheme.id, name=settings.name, committed_fen=0, paid_fen=0
+            )
+            if settings.budget_fen < fund.committed_fen:
+                message = _(
+                    "The budget cannot be below what is already committed (%(fen)d fen).",
+                    fen=fund.committed_fen,
+                )
+                raise ValidationFailed(message, {f"{settings.name}_budget": message})
+            fund.position, fund.rate, fund.condition = position, settings.rate, settings.condition
+            fund.budget_fen, fund.enterprise_capped = settings.budget_fen, settings.enterprise_capped
+            db.session.add(fund)
+        db.session.flush()
+        db.session.refresh(scheme)
+        audit.record(
+            "scheme.saved",
+            "scheme",
+            scheme.year,
+            before=before,
+            after=_scheme_snapshot(scheme),
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return scheme
+
+
+def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
+    return {
+        "enterprise_cap_fen": scheme.enterprise_cap_fen,
+        "group_cap_fen": scheme.group_cap_fen,
+        "four_eyes_threshold_fen": scheme.four_eyes_threshold_fen,
+        "public_notice_days": scheme.public_notice_days,
+        "voucher_validity_days": scheme.voucher_validity_days,
+        "funds": {f.name: {"rate": str(f.rate), "budget_fen": f.budget_fen} for f in scheme.funds},
+    }
+
+
+# --- enterprise verification --------------------------------------------------------------------
+
+
+def controller_key(actual_controller: str | None) -> str | None:
+    """The group key of an actual controller (case, width and spacing do not make another group)."""
+    key = normalize(actual_controller).replace(" ", "")
+    return key or None
+
+
+@dataclass(frozen=True)
+class VerificationData:
+    kind: EnterpriseKind
+    actual_controller: str
+    tech_sme_number: str | None = None
+    related_institution_id: int | None = None
+    relation_kind: RelationKind | None = None
+
+
+def submit_verification(
+    user: User, data: VerificationData, certificate=None, filename: str | None = None
+) -> VerificationRequest:
+    """The enterprise asks to be verified, with its type, evidence and actual controller."""
+    if user.role is not Role.ENTERPRISE:
+        raise Forbidden(_("Only enterprise accounts are verified."))
+    kind = EnterpriseKind(data.kind)
+    fields: dict[str, str] = {}
+    if not data.actual_controller.strip():
+        fields["actual_controller"] = _("Name the actual controller (a person or a company).")
+    if kind is EnterpriseKind.TECH_SME and not (data.tech_sme_number or "").strip():
+        fields["tech_sme_number"] = _("Tech SMEs give their registration number.")
+    if kind is EnterpriseKind.TECH_SME and certificate is None:
+        fields["certificate"] = _("Attach the registration certificate.")
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+    enterprise_id = user.enterprise_id
+    if db.session.scalar(
+        select(VerificationRequest.id).where(
+            VerificationRequest.enterprise_id == enterprise_id,
+            VerificationRequest.state == RequestState.SUBMITTED,
+        )
+    ):
+        raise InvalidTransition(_("Your enterprise is already waiting for verification."))
+    stored = uploads.store_upload(certificate, filename) if certificate is not None else None
+    try:
+        with serialized_write():
+            request = VerificationRequest(
+                enterprise_id=enterprise_id,
+                kind=kind,
+                tech_sme_number=(data.tech_sme_number or "").strip() or None,
+                actual_controller=data.actual_controller.strip()[:120],
+                submitted_by_id=user.id,
+                submitted_at=clock.utcnow(),
+            )
+            if stored:
+                request.certificate_name, request.certificate_stored = (
+                    stored.original_name,
+                    stored.stored_name,
+                )
+                request.certificate_type, request.certificate_size = stored.content_type, stored.size
+            db.session.add(request)
+            if data.related_institution_id and data.relation_kind:
+                insert_ignore(
+                    EnterpriseRelation,
+                    {
+                        "enterprise_id": enterprise_id,
+                        "institution_id": data.related_institution_id,
+                        "kind": data.relation_kind.value,
+                        "declared_by_id": user.id,
+                        "created_at": clock.utcnow(),
+                    },
+                )
+            enterprise = db.session.get(Enterprise, enterprise_id)
+            if enterprise.verification_state is EnterpriseState.REJECTED:
+                enterprise.verification_state = EnterpriseState.PENDING
+            db.session.flush()
+            audit.record(
+                "verification.submitted",
+                "enterprise",
+                enterprise_id,
+                after={
+                    "request": request.id,
+                    "kind": kind.value,
+                    "actual_controller": request.actual_controller,
+                },
+                actor_id=user.id,
+            )
+            db.session.commit()
+    except BaseException:
+        if stored:
+            uploads.discard(stored.stored_name)
+        raise
+    return request
+
+
+def _require_reviewer(user: User) -> None:
+    if not user.is_authenticated or user.role not in REVIEW_ROLES:
+        raise Forbidden(_("Only bureau reviewers can decide this."))
+
+
+def decide_verification(
+    reviewer: User, request_id: int, *, verify: bool, reason: str | None = None, uscc_override: bool = False
+) -> VerificationRequest:
+    """The reviewer verifies or rejects; a legacy credit code needs an explicit, reasoned override."""
+    _require_reviewer(reviewer)
+    reason = (reason or "").strip() or None
+    with serialized_write():
+        request = db.session.scalar(
+            select(VerificationRequest)
+            .where(VerificationRequest.id == request_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if request is None:
+            raise NotFound(_("No such verification request."))
+        if request.state is not RequestState.SUBMITTED:
+            raise InvalidTransition(_("This request has already been decided."))
+        enterprise = db.session.get(Enterprise, request.enterprise_id)
+        if not verify and not reason:
+            raise ValidationFailed(_("Please give a reason."), {"reason": _("Required.")})
+        if verify and not enterprise.uscc_checksum_ok and not (uscc_override and reason):
+            message = _(
+                "The credit code fails its checksum: verify only with an override and a recorded reason."
+            )
+            raise ValidationFailed(message, {"uscc_override": message})
+        before = enterprise.verification_state.value
+        request.state = RequestState.VERIFIED if verify else RequestState.REJECTED
+        request.decided_by_id, request.decided_at = reviewer.id, clock.utcnow()
+        request.reason, request.uscc_override = reason, bool(verify and uscc_override)
+        if verify:
+            enterprise.verification_state = EnterpriseState.VERIFIED
+            enterprise.kind = request.kind
+            enterprise.tech_sme_number = request.tech_sme_number
+            enterprise.actual_controller = request.actual_controller
+            enterprise.controller_group = controller_key(request.actual_controller)
+            enterprise.verified_at = clock.utcnow()
+        else:
+            enterprise.verification_state = EnterpriseState.REJECTED
+        audit.record(
+            "enterprise.verified" if verify else "enterprise.rejected",
+            "enterprise",
+            enterprise.id,
+            before={"state": before},
+            after={"state": enterprise.verification_state.value, "uscc_override": request.uscc_override},
+            reason=reason,
+            actor_id=reviewer.id,
+        )
+        db.session.commit()
+    return request
+
+
+def add_relation(user: User, enterprise_id: int, institution_id: int, kind: RelationKind) -> None:
+    """Record a relation between an enterprise and a provider (reviewers, or the enterprise itself)."""
+    if not (
+        user.role in REVIEW_ROLES or (user.role is Role.ENTERPRISE and user.enterprise_id == enterprise_id)
+    ):
+        raise Forbidden(_("You may not declare relations for this enterprise."))
+    if db.session.get(Institution, institution_id) is None:
+        raise ValidationFailed(
+            _("Unknown host institution."), {"institution": _("Unknown host institution.")}
+        )
+    with serialized_write():
+        insert_ignore(
+            EnterpriseRelation,
+            {
+                "enterprise_id": enterprise_id,
+                "institution_id": institution_id,
+                "kind": kind.value,
+                "declared_by_id": user.id,
+                "created_at": clock.utcnow(),
+            },
+        )
+        audit.record(
+            "enterprise.relation_declared",
+            "enterprise",
+            enterprise_id,
+            after={"institution": institution_id, "kind": kind.value},
+            actor_id=user.id,
+        )
+        db.session.commit()
+
+
+# --- voucher applications and vouchers ----------------------------------------------------------
+
+
+def _require_verified_enterprise(user: User) -> Enterprise:
+    if not user.is_authenticated or user.role is not Role.ENTERPRISE:
+        raise Forbidden(_("Only enterprise accounts can do this."))
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    if enterprise.verification_state is not EnterpriseState.VERIFIED:
+        raise Forbidden(_("Your enterprise must be verified by the bureau first."))
+    return enterprise
+
+
+def apply_for_voucher(user: User, amount_fen: int, plan: str) -> VoucherApplication:
+    """A verified enterprise applies for this year's quota with a short plan."""
+    enterprise = _require_verified_enterprise(user)
+    scheme = require_scheme()
+    _check_application(scheme, amount_fen, plan)
+    with serialized_write():
+        open_states = (ApplicationState.SUBMITTED, ApplicationState.PENDING_SECOND, ApplicationState.RETURNED)
+        if db.session.scalar(
+            select(VoucherApplication.id).where(
+                VoucherApplication.enterprise_id == enterprise.id,
+                VoucherApplication.scheme_id == scheme.id,
+                VoucherApplication.state.in_([*open_states, ApplicationState.APPROVED]),
+            )
+        ):
+            raise InvalidTransition(
+                _("Your enterprise already has a voucher or an open application this year.")
+            )
+        application = VoucherApplication(
+            enterprise_id=enterprise.id,
+            scheme_id=scheme.id,
+            amount_fen=amount_fen,
+            plan=plan.strip(),
+            state=ApplicationState.SUBMITTED,
+            submitted_at=clock.utcnow(),
+        )
+        db.session.add(application)
+        db.session.flush()
+        audit.record(
+            "voucher_application.submitted",
+            "voucher_application",
+            application.id,
+            after={"state": "submitted", "amount_fen": amount_fen},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return application
+
+
+def _check_application(scheme: Scheme, amount_fen: int, plan: str) -> None:
+    fields: dict[str, str] = {}
+    if not 0 < amount_fen <= scheme.group_cap_fen:
+        fields["amount_fen"] = _("Between 0.01 yuan and the yearly cap.")
+    if not plan.strip():
+        fields["plan"] = _("Describe what you plan to test and why.")
+    elif len(plan) > 4000:
+        fields["plan"] = _("At most 4,000 characters.")
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+
+
+def resubmit_application(user: User, application_id: int, amount_fen: int, plan: str) -> VoucherApplication:
+    """After a return, the enterprise corrects and submits again."""
+    with serialized_write():
+        application = _own_application(user, application_id)
+        if application.state is not ApplicationState.RETURNED:
+            raise InvalidTransition(_("Only a returned application can be submitted again."))
+        _check_application(application.scheme, amount_fen, plan)
+        application.amount_fen, application.plan = amount_fen, plan.strip()
+        application.state, application.first_reviewer_id, application.submitted_at = (
+            ApplicationState.SUBMITTED,
+            None,
+            clock.utcnow(),
+        )
+        audit.record(
+            "voucher_application.submitted",
+            "voucher_application",
+            application.id,
+            before={"state": "returned"},
+            after={"state": "submitted", "amount_fen": amount_fen},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return application
+
+
+def _own_application(user: User, application_id: int) -> VoucherApplication:
+    application = db.session.get(VoucherApplication, application_id)
+    if application is None or not can_view_enterprise_object(user, application.enterprise_id):
+        raise NotFound(_("No such voucher application."))
+    return application
+
+
+def can_view_enterprise_object(user: User, enterprise_id: int) -> bool:
+    """Vouchers, applications and claims are the enterprise's own business and the bureau's."""
+    if not user.is_authenticated:
+        return False
+    if user.role is Role.ENTERPRISE:
+        return user.enterprise_id == enterprise_id
+    return user.role in BUREAU_ROLES
+
+
+def get_application(user: User, application_id: int) -> VoucherApplication:
+    return _own_application(user, application_id)
+
+
+def _four_eyes(scheme: Scheme, amount_fen: int) -> bool:
+    return amount_fen > scheme.four_eyes_threshold_fen
+
+
+def _voucher_code(scheme: Scheme) -> str:
+    return f"LC{scheme.year}-{secrets.token_hex(4).upper()}"
+
+
+def decide_application(
+    reviewer: User,
+    application_id: int,
+    action: str,
+    *,
+    amount_fen: int | None = None,
+    comment: str | None = None,
+) -> VoucherApplication:
+    """Approve (an amount within caps and the free budget), reject, or return for correction."""
+    _require_reviewer(reviewer)
+    comment = (comment or "").strip() or None
+    with serialized_write():
+        application = db.session.scalar(
+            select(VoucherApplication)
+            .where(VoucherApplication.id == application_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if application is None:
+            raise NotFound(_("No such voucher application."))
+        state = application.state
+        if state not in (ApplicationState.SUBMITTED, ApplicationState.PENDING_SECOND):
+            raise InvalidTransition(_("This application has already been decided."))
+        if action in ("reject", "return"):
+            if not comment:
+                raise ValidationFailed(_("Please give a reason."), {"comment": _("Required.")})
+            application.state = ApplicationState.REJECTED if action == "reject" else ApplicationState.RETURNED
+            application.decided_by_id, application.decided_at, application.comment = (
+                reviewer.id,
+                clock.utcnow(),
+                comment,
+            )
+            _audit_application(application, state, reviewer, comment)
+            db.session.commit()
+            return application
+        if action != "approve":
+            raise ValidationFailed(_("Unknown decision."), {"action": _("Unknown decision.")})
+        scheme = db.session.scalar(
+            select(Scheme)
+            .where(Scheme.id == application.scheme_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if state is ApplicationState.PENDING_SECOND:
+            if reviewer.id == application.first_reviewer_id:
+                raise Forbidden(
+                    _("A second reviewer must confirm this: you cannot approve your own approval.")
+                )
+            amount = application.first_amount_fen
+        else:
+            amount = amount_fen if amount_fen is not None else application.amount_fen
+        _check_allocation(scheme, application, amount)
+        if state is ApplicationState.SUBMITTED and _four_eyes(scheme, amount):
+            application.state, application.first_reviewer_id, application.first_amount_fen = (
+                ApplicationState.PENDING_SECOND,
+                reviewer.id,
+                amount,
+            )
+            _audit_application(application, state, reviewer, comment, amount_fen=amount)
+            db.session.commit()
+            return application
+        today = clock.local_today()
+        voucher = Voucher(
+            code=_voucher_code(scheme),
+            enterprise_id=application.enterprise_id,
+            scheme_id=scheme.id,
+            application_id=application.id,
+            quota_fen=amount,
+            balance_fen=amount,
+            released_fen=0,
+            issued_at=clock.utcnow(),
+            valid_until=today + timedelta(days=scheme.voucher_validity_days),
+            state=VoucherState.ACTIVE,
+        )
+        db.session.add(voucher)
+        scheme.allocated_fen += amount
+        application.state, application.decided_by_id, application.decided_at = (
+            ApplicationState.APPROVED,
+            reviewer.id,
+            clock.utcnow(),
+        )
+        application.comment = comment
+        db.session.flush()
+        db.session.add(
+            LedgerEntry(
+                voucher_id=voucher.id, kind=LedgerKind.ISSUED, amount_fen=amount, balance_after_fen=amount
+            )
+        )
+        _audit_application(application, state, reviewer, comment, amount_fen=amount, voucher=voucher.code)
+        db.session.commit()
+    return application
+
+
+def _check_allocation(scheme: Scheme, application: VoucherApplication, amount: int) -> None:
+    if not 0 < amount <= scheme.group_cap_fen:
+        raise ValidationFailed(_("Between 0.01 yuan and the yearly cap."), {"amount_fen": _("Out of range.")})
+    free = scheme.budget_fen - scheme.allocated_fen
+    if amount > free:
+        raise LimitExceeded(
+            _("Only %(free)s of the scheme's budget is not yet allocated.", free=_yuan(free)),
+            {"limited_by": ["scheme_budget"], "free_fen": free},
+        )
+    enterprise = db.session.get(Enterprise, application.enterprise_id)
+    group_allocated = db.session.scalar(
+        select(func.coalesce(func.sum(Voucher.quota_fen - Voucher.released_fen), 0))
+        .join(Enterprise, Enterprise.id == Voucher.enterprise_id)
+        .where(Voucher.scheme_id == scheme.id, _same_group(enterprise))
+    )
+    if group_allocated + amount > scheme.group_cap_fen:
+        left = scheme.group_cap_fen - group_allocated
+        raise LimitExceeded(
+            _("The controller group has only %(left)s of its yearly cap left.", left=_yuan(max(0, left))),
+            {"limited_by": ["group_cap"], "free_fen": max(0, left)},
+        )
+
+
+def _same_group(enterprise: Enterprise):
+    if enterprise.controller_group:
+        return Enterprise.controller_group == enterprise.controller_group
+    return Enterprise.id == enterprise.id
+
+
+def _audit_application(application, before_state, reviewer, comment, **extra) -> None:
+    audit.record(
+        f"voucher_application.{application.state.value}",
+        "voucher_application",
+        application.id,
+        before={"state": before_state.value},
+        after={"state": application.state.value, **extra},
+        reason=comment,
+        actor_id=reviewer.id,
+    )
+
+
+def _yuan(fen: int) -> str:
+    from portal.core.money import format_yuan
+
+    return format_yuan(fen)
+
+
+def vouchers_for(user: User) -> list[Voucher]:
+    stmt = (
+        select(Voucher)
+        .options(joinedload(Voucher.scheme), selectinload(Voucher.ledger))
+        .order_by(Voucher.id.desc())
+    )
+    if user.role is Role.ENTERPRISE:
+        stmt = stmt.where(Voucher.enterprise_id == user.enterprise_id)
+    elif user.role not in BUREAU_ROLES:
+        return []
+    return list(db.session.scalars(stmt))
+
+
+def get_voucher(user: User, voucher_id: int) -> Voucher:
+    voucher = db.session.get(
+        Voucher, voucher_id, options=[selectinload(Voucher.ledger), joinedload(Voucher.scheme)]
+    )
+    if voucher is None or not can_view_enterprise_object(user, voucher.enterprise_id):
+        raise NotFound(_("No such voucher."))
+    return voucher
+
+
+def expire_vouchers(today: date | None = None) -> int:
+    """Vouchers past their validity expire; their unused balance returns to the scheme's budget."""
+    today = today or clock.local_today()
+    due = db.session.scalars(
+        select(Voucher.id).where(Voucher.state == VoucherState.ACTIVE, Voucher.valid_until < today)
+    ).all()
+    for voucher_id in due:
+        with serialized_write():
+            voucher = db.session.scalar(
+                select(Voucher)
+                .where(Voucher.id == voucher_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            if voucher.state is not VoucherState.ACTIVE:
+                continue
+            scheme = db.session.scalar(
+                select(Scheme)
+                .where(Scheme.id == voucher.scheme_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            unused = voucher.balance_fen
+            voucher.state, voucher.balance_fen, voucher.released_fen = VoucherState.EXPIRED, 0, unused
+            scheme.allocated_fen -= unused
+            db.session.add(
+                LedgerEntry(
+                    voucher_id=voucher.id, kind=LedgerKind.RELEASED, amount_fen=unused, balance_after_fen=0
+                )
+            )
+            audit.record(
+                "voucher.expired",
+                "voucher",
+                voucher.id,
+                before={"state": "active", "balance_fen": unused},
+                after={"state": "expired", "released_fen": unused},
+            )
+            db.session.commit()
+    return len(due)
+
+
+# --- claims: checks and subsidy -----------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    code: str
+    passed: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "passed": self.passed, "message": self.message}
+
+
+def _records(record_ids: list[int]) -> list[ServiceRecord]:
+    return list(
+        db.session.scalars(
+            select(ServiceRecord)
+            .where(ServiceRecord.id.in_(record_ids))
+            .options(
+                joinedload(ServiceRecord.booking)
+                .joinedload(Booking.instrument)
+                .joinedload(Instrument.institution),
+                selectinload(ServiceRecord.files),
+            )
+            .order_by(ServiceRecord.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _service_day(record: ServiceRecord) -> date:
+    booking = record.booking
+    if booking.mode is BookingMode.SLOT and booking.starts_at:
+        return clock.to_local(booking.starts_at).date()
+    return clock.to_local(record.recorded_at).date()
+
+
+def run_checks(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
+) -> list[Check]:
+    """The automatic checks a reviewer sees, each with its reason (all must pass before approval)."""
+    checks: list[Check] = []
+
+    def add(code: str, failures: list[str], ok: str) -> None:
+        checks.append(Check(code, not failures, "; ".join(failures) if failures else ok))
+
+    add(
+        "service_completed",
+        [
+            _("Service #%(id)d is not completed and rated.", id=r.id)
+            for r in records
+            if r.booking.state is not BookingState.COMPLETED or r.rating is None
+        ],
+        _("Every service is completed and rated by the enterprise."),
+    )
+    missing = []
+    for r in records:
+        kinds = {f.kind for f in r.files}
+        lacking = [k for k in EVIDENCE if k not in kinds]
+        if lacking:
+            names = ", ".join(str(_file_label(k)) for k in lacking)
+            missing.append(_("Service #%(id)d lacks: %(kinds)s.", id=r.id, kinds=names))
+    add("evidence", missing, _("Contract, invoice and payment receipt are attached to every service."))
+    add(
+        "service_window",
+        [
+            _(
+                "Service #%(id)d took place on %(day)s, outside the scheme's window.",
+                id=r.id,
+                day=_service_day(r),
+            )
+            for r in records
+            if not scheme.service_window_start <= _service_day(r) <= scheme.service_window_end
+        ],
+        _(
+            "Every service lies inside %(start)s to %(end)s.",
+            start=scheme.service_window_start,
+            end=scheme.service_window_end,
+        ),
+    )
+    relations = {
+        institution_id: kind
+        for institution_id, kind in db.session.execute(
+            select(EnterpriseRelation.institution_id, EnterpriseRelation.kind).where(
+                EnterpriseRelation.enterprise_id == enterprise.id
+            )
+        )
+    }
+    related = []
+    for r in records:
+        host = r.booking.instrument.institution
+        if host.uscc and host.uscc == enterprise.uscc:
+            related.append(_("%(host)s has the enterprise's own credit code.", host=host.name))
+        elif enterprise.controller_group and host.controller_group == enterprise.controller_group:
+            related.append(_("%(host)s has the same actual controller as the enterprise.", host=host.name))
+        elif host.id in relations:
+            related.append(_("The enterprise declared a relation with %(host)s.", host=host.name))
+    add("related_party", sorted(set(related)), _("No provider is related to the enterprise."))
+    twice = [
+        _("Service #%(id)d is already in claim #%(claim)d.", id=r.id, claim=r.claim_id)
+        for r in records
+        if r.claim_id is not None and r.claim_id != claim_id
+    ]
+    add("claimed_twice", twice, _("No service has been claimed before."))
+    excluded = set(scheme.excluded_service_types or [])
+    add(
+        "excluded_service",
+        [
+            _("Service #%(id)d is of an excluded type.", id=r.id)
+            for r in records
+            if r.service_type in excluded
+        ],
+        _("No service is of an excluded type (statutory testing, mandatory certification)."),
+    )
+    over = []
+    for r in records:
+        booking = r.booking
+        if booking.mode is BookingMode.SLOT and r.hours is not None and booking.starts_at:
+            booked = Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
+            if r.hours > booked:
+                over.append(
+                    _(
+                        "Service #%(id)d bills %(billed)s hours for %(booked)s booked.",
+                        id=r.id,
+                        billed=r.hours,
+                        booked=booked.normalize(),
+                    )
+                )
+    add("hours_within_booking", over, _("No service bills more hours than were booked."))
+    return checks
+
+
+def _file_label(kind: FileKind) -> str:
+    from portal.booking.models import FILE_KIND_LABELS
+
+    return FILE_KIND_LABELS[kind]
+
+
+def _cap_used(scheme: Scheme, scope: str, key: str) -> int:
+    used = db.session.scalar(
+        select(CapLedger.used_fen).where(
+            CapLedger.scheme_id == scheme.id, CapLedger.scope == scope, CapLedger.key == key
+        )
+    )
+    return used or 0
+
+
+def _lock_cap(scheme: Scheme, scope: str, key: str) -> CapLedger:
+    insert_ignore(CapLedger, {"scheme_id": scheme.id, "scope": scope, "key": key, "used_fen": 0})
+    return db.session.scalar(
+        select(CapLedger)
+        .where(CapLedger.scheme_id == scheme.id, CapLedger.scope == scope, CapLedger.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def subsidy_for(
+    enterprise: Enterprise, scheme: Scheme, voucher: Voucher, fee_fen: int, provider_is_local: bool
+) -> Subsidy:
+    """The subsidy these services would get now, from the current remaining budgets, caps and balance."""
+    funds = sorted(scheme.funds, key=lambda f: f.position)
+    return compute_subsidy(
+        SubsidyInput(
+            fee_fen=fee_fen,
+            provider_is_local=provider_is_local,
+            funds=tuple(
+                FundRule(f.name, f.rate, f.free_fen, f.condition.value, f.enterprise_capped) for f in funds
+            ),
+            enterprise_remaining_fen=scheme.enterprise_cap_fen
+            - _cap_used(scheme, "enterprise", str(enterprise.id)),
+            group_remaining_fen=scheme.group_cap_fen - _cap_used(scheme, "group", enterprise.group_key),
+            voucher_balance_fen=voucher.balance_fen if voucher.state is VoucherState.ACTIVE else 0,
+        )
+    )
+
+
+@dataclass
+class Preview:
+    fee_fen: int
+    subsidy: Subsidy
+    checks: list[Check]
+    records: list[ServiceRecord]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fee_fen": self.fee_fen,
+            "funds": [
+                {"fund": f.fund, "raw_fen": f.raw_fen, "amount_fen": f.amount_fen} for f in self.subsidy.funds
+            ],
+            "total_fen": self.subsidy.total_fen,
+            "limited_by": list(self.subsidy.limited_by),
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+def _claim_inputs(
+    user: User, voucher_id: int, record_ids: list[int]
+) -> tuple[Enterprise, Voucher, list[ServiceRecord]]:
+    enterprise = _require_verified_enterprise(user)
+    voucher = db.session.get(Voucher, voucher_id)
+    if voucher is None or voucher.enterprise_id != enterprise.id:
+        raise NotFound(_("No such voucher."))
+    unique_ids = sorted(set(record_ids))
+    if not unique_ids:
+        raise ValidationFailed(
+            _("Choose at least one completed service."), {"service_record_ids": _("Required.")}
+        )
+    if len(unique_ids) > 50:
+        raise ValidationFailed(_("At most 50 services per claim."), {"service_record_ids": _("Too many.")})
+    records = _records(unique_ids)
+    if len(records) != len(unique_ids) or any(r.booking.enterprise_id != enterprise.id for r in records):
+        raise NotFound(_("Some of these services are not your enterprise's."))
+    return enterprise, voucher, records
+
+
+def _provider_is_local(records: list[ServiceRecord]) -> bool:
+    return all(r.booking.instrument.institution.is_local for r in records)
+
+
+def preview_claim(user: User, voucher_id: int, record_ids: list[int]) -> Preview:
+    """What a claim for these services would bring, every limit that binds, and the checks."""
+    enterprise, voucher, records = _claim_inputs(user, voucher_id, record_ids)
+    fee = sum(r.fee_fen for r in records)
+    subsidy = subsidy_for(enterprise, voucher.scheme, voucher, fee, _provider_is_local(records))
+    checks = [*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records)]
+    return Preview(fee, subsidy, checks, records)
+
+
+def _voucher_checks(voucher: Voucher) -> list[Check]:
+    ok = voucher.state is VoucherState.ACTIVE and voucher.valid_until >= clock.local_today()
+    return [
+        Check(
+            "voucher_valid",
+            ok,
+            _("The voucher is valid until %(day)s.", day=voucher.valid_until)
+            if ok
+            else _("The voucher expired on %(day)s.", day=voucher.valid_until),
+        )
+    ]
+
+
+def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
+    """A draft claim (nothing reserved yet; submitting it does that)."""
+    preview = preview_claim(user, voucher_id, record_ids)
+    with serialized_write():
+        claim = Claim(
+            voucher_id=voucher_id,
+            enterprise_id=user.enterprise_id,
+            state=ClaimState.DRAFT,
+            fee_fen=preview.fee_fen,
+            province_fen=preview.subsidy.amount("province"),
+            city_fen=preview.subsidy.amount("city"),
+            limited_by=list(preview.subsidy.limited_by),
+            checks=[c.as_dict() for c in preview.checks],
+            created_by_id=user.id,
+            created_at=clock.utcnow(),
+        )
+        claim.items = [ClaimItem(service_record_id=r.id, fee_fen=r.fee_fen) for r in preview.records]
+        db.session.add(claim)
+        db.session.flush()
+        audit.record(
+            "claim.created",
+            "claim",
+            claim.id,
+            after={"state": "draft", "fee_fen": claim.fee_fen},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return claim
+
+
+def get_claim(user: User, claim_id: int) -> Claim:
+    claim = db.session.get(
+        Claim,
+        claim_id,
+        options=[
+            selectinload(Claim.items)
+            .joinedload(ClaimItem.service_record)
+            .joinedload(ServiceRecord.booking)
+            .joinedload(Booking.instrument)
+            .joinedload(Instrument.institution),
+            joinedload(Claim.voucher),
+            joinedload(Claim.enterprise),
+        ],
+    )
+    if claim is None or not can_view_enterprise_object(user, claim.enterprise_id):
+        raise NotFound(_("No such claim."))
+    return claim
+
+
+def _record_ids(claim: Claim) -> list[int]:
+    return [item.service_record_id for item in claim.items]
+
+
+def submit_claim(user: User, claim_id: int) -> Claim:
+    """Submit (or resubmit after a return): the services are reserved for this claim and the amounts set."""
+    enterprise = _require_verified_enterprise(user)
+    with serialized_write():
+        claim = db.session.scalar(
+            select(Claim)
+            .where(Claim.id == claim_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if claim is None or claim.enterprise_id != enterprise.id:
+            raise NotFound(_("No such claim."))
+        before = claim.state
+        if before not in (ClaimState.DRAFT, ClaimState.RETURNED):
+            raise InvalidTransition(_("Only a draft or a returned claim can be submitted."))
+        ids = _record_ids(claim)
+        if before is ClaimState.DRAFT:
+            # Reserve every service for this claim at once, or none: a service is never in two claims.
+            taken = db.session.execute(
+                update(ServiceRecord)
+                .where(ServiceRecord.id.in_(ids), ServiceRecord.claim_id.is_(None))
+                .values(claim_id=claim.id)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if taken != len(ids):
+                db.session.rollback()
+                raise InvalidTransition(
+                    _("Some of these services are already in another claim."), {"check": "claimed_twice"}
+                )
+        records = _records(ids)
+        voucher = db.session.get(Voucher, claim.voucher_id)
+        subsidy = subsidy_for(enterprise, voucher.scheme, voucher, claim.fee_fen, _provider_is_local(records))
+        if subsidy.total_fen <= 0:
+            db.session.rollback()
+            raise LimitExceeded(
+                _(
+                    "Nothing is left to claim: the subsidy is bound by %(limits)s.",
+                    limits=", ".join(subsidy.limited_by),
+                ),
+                {"limited_by": list(subsidy.limited_by)},
+            )
+        claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
+        claim.limited_by = list(subsidy.limited_by)
+        claim.checks = [
+            c.as_dict()
+            for c in (*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim.id))
+        ]
+        claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
+        audit.record(
+            "claim.submitted",
+            "claim",
+            claim.id,
+            before={"state": before.value},
+            after={"state": "submitted", "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return claim
+
+
+def delete_draft(user: User, claim_id: int) -> None:
+    """Throw away a draft (nothing was reserved)."""
+    with serialized_write():
+        claim = db.session.get(Claim, claim_id)
+        if claim is None or user.role is not Role.ENTERPRISE or claim.enterprise_id != user.enterprise_id:
+            raise NotFound(_("No such claim."))
+        if claim.state is not ClaimState.DRAFT:
+            raise InvalidTransition(_("Only a draft can be deleted."))
+        audit.record("claim.deleted", "claim", claim.id, before={"state": "draft"}, actor_id=user.id)
+        db.session.delete(claim)
+        db.session.commit()
+
+
+def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None = None) -> Claim:
+    """Approve (reserving the money atomically), reject (releasing the services) or return a claim."""
+    _require_reviewer(reviewer)
+    comment = (comment or "").strip() or None
+    with serialized_write():
+        claim = db.session.scalar(
+            select(Claim)
+            .where(Claim.id == claim_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if claim is None:
+            raise NotFound(_("No such claim."))
+        before = claim.state
+        if before not in (ClaimState.SUBMITTED, ClaimState.PENDING_SECOND):
+            raise InvalidTransition(_("This claim is not waiting for a decision."), {"state": before.value})
+        if action in ("reject", "return"):
+            if not comment:
+                raise ValidationFailed(_("Please give a reason."), {"comment": _("Required.")})
+            claim.state = ClaimState.REJECTED if action == "reject" else ClaimState.RETURNED
+            if action == "reject":
+                db.session.execute(
+                    update(ServiceRecord)
+                    .where(ServiceRecord.claim_id == claim.id)
+                    .values(claim_id=None)
+                    .execution_options(synchronize_session=False)
+                )
+            claim.decided_by_id, claim.decided_at, claim.comment = reviewer.id, clock.utcnow(), comment
+            _audit_claim(claim, before, reviewer, comment)
+            db.session.commit()
+            return claim
+        if action != "approve":
+            raise ValidationFailed(_("Unknown decision."), {"action": _("Unknown decision.")})
+        if before is ClaimState.PENDING_SECOND and reviewer.id == claim.first_reviewer_id:
+            raise Forbidden(_("A second reviewer must confirm this: you cannot approve your own approval."))
+        _approve(claim, before, reviewer, comment)
+        db.session.commit()
+    return claim
+
+
+def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | None) -> None:
+    # Lock order, the same in every approval: claim (done), funds, enterprise cap, group cap, voucher.
+    voucher_row = db.session.get(Voucher, claim.voucher_id)
+    scheme = db.session.get(Scheme, voucher_row.scheme_id)
+    funds = {
+        f.name: f
+        for f in db.session.scalars(
+            select(Fund)
+            .where(Fund.scheme_id == scheme.id)
+            .order_by(Fund.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    enterprise = db.session.get(Enterprise, claim.enterprise_id)
+    enterprise_cap = _lock_cap(scheme, "enterprise", str(enterprise.id))
+    group_cap = _lock_cap(scheme, "group", enterprise.group_key)
+    voucher = db.session.scalar(
+        select(Voucher)
+        .where(Voucher.id == claim.voucher_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+    records = _records(_record_ids(claim))
+    checks = [*_voucher_checks(voucher), *run_checks(enterprise, scheme, records, claim.id)]
+    claim.checks = [c.as_dict() for c in checks]
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise InvalidTransition(
+            _("Not every check passes: %(failed)s", failed="; ".join(c.message for c in failed)),
+            {"checks": [c.as_dict() for c in failed]},
+        )
+    # The reviewer approves exactly the amounts the enterprise submitted, or nothing: if others have
+    # spent the room since, this claim is refused (and can be returned to be recomputed).
+    limits = {
+        "voucher_balance": voucher.balance_fen - claim.total_fen,
+        "group_cap": scheme.group_cap_fen - group_cap.used_fen - claim.total_fen,
+        "enterprise_cap": scheme.enterprise_cap_fen - enterprise_cap.used_fen - claim.province_fen,
+    }
+    for name, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
+        if amount:
+            limits[f"{name}_budget"] = funds[name].free_fen - amount
+    short = [name for name, room in limits.items() if room < 0]
+    if short:
+        raise LimitExceeded(
+            _("There is no longer room for this claim: %(limits)s.", limits=", ".join(short)),
+            {"limited_by": short},
+        )
+    if before is ClaimState.SUBMITTED and _four_eyes(scheme, claim.total_fen):
+        claim.state, claim.first_reviewer_id = ClaimState.PENDING_SECOND, reviewer.id
+        _audit_claim(claim, before, reviewer, comment)
+        return
+    funds["province"].committed_fen += claim.province_fen
+    if "city" in funds:
+        funds["city"].committed_fen += claim.city_fen
+    enterprise_cap.used_fen += claim.province_fen
+    group_cap.used_fen += claim.total_fen
+    voucher.balance_fen -= claim.total_fen
+    today = clock.local_today()
+    claim.state = ClaimState.IN_NOTICE
+    claim.decided_by_id, claim.decided_at, claim.comment = reviewer.id, clock.utcnow(), comment
+    claim.notice_ends_on = today + timedelta(days=scheme.public_notice_days)
+    db.session.add(
+        LedgerEntry(
+            voucher_id=voucher.id,
+            kind=LedgerKind.COMMITTED,
+            amount_fen=claim.total_fen,
+            balance_after_fen=voucher.balance_fen,
+            claim_id=claim.id,
+        )
+    )
+    _audit_claim(claim, before, reviewer, comment)
+
+
+def _audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, comment: str | None) -> None:
+    audit.record(
+        f"claim.{claim.state.value}",
+        "claim",
+        claim.id,
+        before={"state": before.value},
+        after={"state": claim.state.value, "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+        reason=comment,
+        actor_id=reviewer.id if reviewer else None,
+    )
+
+
+def end_public_notice(today: date | None = None) -> int:
+    """Approved claims whose public notice has ended become payable; returns how many."""
+    today = today or clock.local_today()
+    due = db.session.scalars(
+        select(Claim.id).where(Claim.state == ClaimState.IN_NOTICE, Claim.notice_ends_on <= today)
+    ).all()
+    for claim_id in due:
+        with serialized_write():
+            claim = db.session.scalar(
+                select(Claim)
+                .where(Claim.id == claim_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            if claim.state is not ClaimState.IN_NOTICE:
+                continue
+            claim.state, claim.payable_at = ClaimState.PAYABLE, clock.utcnow()
+            _audit_claim(claim, ClaimState.IN_NOTICE, None, "public notice ended")
+            db.session.commit()
+    return len(due)
+
+
+def claims_in_notice() -> list[Claim]:
+    """The public notice board (公示): approved claims whose notice period runs now."""
+    return list(
+        db.session.scalars(
+            select(Claim)
+            .where(Claim.state == ClaimState.IN_NOTICE)
+            .options(
+                joinedload(Claim.enterprise), selectinload(Claim.items).joinedload(ClaimItem.service_record)
+            )
+            .order_by(Claim.notice_ends_on, Claim.id)
+        )
+    )
+
+
+def claimable_records(user: User) -> list[ServiceRecord]:
+    """The enterprise's completed services not yet in a claim, newest first."""
+    return list(
+        db.session.scalars(
+            select(ServiceRecord)
+            .join(Booking, Booking.id == ServiceRecord.booking_id)
+            .where(
+                Booking.enterprise_id == user.enterprise_id,
+                Booking.state == BookingState.COMPLETED,
+                ServiceRecord.claim_id.is_(None),
+            )
+            .options(
+                joinedload(ServiceRecord.booking)
+                .joinedload(Booking.instrument)
+                .joinedload(Instrument.institution),
+                selectinload(ServiceRecord.files),
+            )
+            .order_by(ServiceRecord.recorded_at.desc())
+        )
+    )
+
+
+def claims_for(user: User) -> list[Claim]:
+    stmt = select(Claim).options(joinedload(Claim.voucher)).order_by(Claim.id.desc())
+    if user.role is Role.ENTERPRISE:
+        stmt = stmt.where(Claim.enterprise_id == user.enterprise_id)
+    elif user.role not in BUREAU_ROLES:
+        return []
+    return list(db.session.scalars(stmt))
+
+
+def enterprise_history(enterprise_id: int) -> dict[str, Any]:
+    """What a reviewer wants to know about an enterprise before deciding."""
+    return {
+        "vouchers": list(db.session.scalars(select(Voucher).where(Voucher.enterprise_id == enterprise_id))),
+        "claims": list(
+            db.session.scalars(
+                select(Claim).where(Claim.enterprise_id == enterprise_id).order_by(Claim.id.desc())
+            )
+        ),
+        "completed_services": db.session.scalar(
+            select(func.count())
+            .select_from(Booking)
+            .where(Booking.enterprise_id == enterprise_id, Booking.state == BookingState.COMPLETED)
+        ),
+        "relations": list(
+            db.session.scalars(
+                select(EnterpriseRelation)
+                .where(EnterpriseRelation.enterprise_id == enterprise_id)
+                .options(joinedload(EnterpriseRelation.institution))
+            )
+        ),
+    }
+
+
+@dataclass
+class BookingHint:
+    """What the enterprise's voucher would cover of a booking's fee, shown before it books."""
+
+    subsidy: Subsidy | None
+    warning: str | None
+
+
+def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHint:
+    """The subsidy this fee would get from the enterprise's voucher now, and a warning if it falls short."""
+    if not user.is_authenticated or user.role is not Role.ENTERPRISE:
+        return BookingHint(None, None)
+    scheme = current_scheme()
+    voucher = None
+    if scheme is not None:
+        voucher = db.session.scalar(
+            select(Voucher).where(
+                Voucher.enterprise_id == user.enterprise_id,
+                Voucher.scheme_id == scheme.id,
+                Voucher.state == VoucherState.ACTIVE,
+            )
+        )
+    if voucher is None or voucher.valid_until < clock.local_today():
+        return BookingHint(None, _("You have no valid innovation voucher: the whole fee is yours to pay."))
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    subsidy = subsidy_for(enterprise, scheme, voucher, fee_fen, instrument.institution.is_local)
+    warning = None
+    short = [
+        name for name in ("voucher_balance", "group_cap", "enterprise_cap") if name in subsidy.limited_by
+    ]
+    if short:
+        from portal.vouchers.models import LIMIT_LABELS
+
+        warning = _(
+            "Your voucher cannot cover the full subsidy: it is limited by %(limits)s.",
+            limits=", ".join(str(LIMIT_LABELS[name]) for name in short),
+        )
+    return BookingHint(subsidy, warning)

@@ -1,0 +1,413 @@
+"""Vouchers end to end through the services and the API: verification, applications, claims, notice."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.accounts.models import Enterprise, VerificationState
+from portal.booking.models import FileKind, ServiceRecord
+from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, ValidationFailed
+from portal.core.models import AuditEvent
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.vouchers import services
+from portal.vouchers.models import (
+    ApplicationState,
+    CapLedger,
+    ClaimState,
+    EnterpriseRelation,
+    Fund,
+    LedgerKind,
+    RelationKind,
+    Voucher,
+    VoucherApplication,
+)
+from tests.test_booking_files import PDF
+from tests.test_booking_rules import bearer
+
+
+@pytest.fixture
+def desk(app, fake_clock, make_scheme, make_user):
+    scheme = make_scheme()
+    return {
+        "scheme": scheme,
+        "reviewer": make_user(Role.REVIEWER),
+        "reviewer2": make_user(Role.REVIEWER),
+        "clock": fake_clock,
+    }
+
+
+def checks_by_code(checks) -> dict[str, bool]:
+    return {
+        (c.code if hasattr(c, "code") else c["code"]): (c.passed if hasattr(c, "passed") else c["passed"])
+        for c in checks
+    }
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+def test_verification_records_the_controller_and_the_group(desk, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    request = services.submit_verification(
+        user,
+        services.VerificationData(
+            kind="tech_sme", actual_controller="  张 建 国 ", tech_sme_number="202637150100123"
+        ),
+        io.BytesIO(PDF),
+        "入库证明.pdf",
+    )
+    services.decide_verification(desk["reviewer"], request.id, verify=True)
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    assert enterprise.verification_state is VerificationState.VERIFIED
+    assert (enterprise.actual_controller, enterprise.controller_group) == ("张 建 国", "张建国")
+    assert enterprise.tech_sme_number == "202637150100123"
+    actions = db.session.scalars(
+        select(AuditEvent.action).where(AuditEvent.object_type == "enterprise")
+    ).all()
+    assert actions == ["verification.submitted", "enterprise.verified"]
+
+
+def test_tech_smes_need_their_number_and_certificate(desk, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    with pytest.raises(ValidationFailed) as error:
+        services.submit_verification(
+            user, services.VerificationData(kind="tech_sme", actual_controller="王某")
+        )
+    assert {"tech_sme_number", "certificate"} <= set(error.value.fields)
+
+
+def test_a_legacy_code_passes_only_with_a_recorded_override(desk, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    user.enterprise.uscc_checksum_ok = False
+    db.session.commit()
+    request = services.submit_verification(
+        user, services.VerificationData(kind="maker_team", actual_controller="李四")
+    )
+    with pytest.raises(ValidationFailed):
+        services.decide_verification(desk["reviewer"], request.id, verify=True)
+    with pytest.raises(ValidationFailed):
+        services.decide_verification(
+            desk["reviewer"], request.id, verify=True, uscc_override=True
+        )  # no reason
+    services.decide_verification(
+        desk["reviewer"], request.id, verify=True, uscc_override=True, reason="营业执照为旧版"
+    )
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "enterprise.verified"))
+    assert event.after["uscc_override"] is True and event.reason == "营业执照为旧版"
+
+
+def test_registration_accepts_a_legacy_code_only_when_declared(client, app):
+    from tests.factories import valid_uscc
+    from tests.test_accounts import registration_form
+
+    code = valid_uscc(5)
+    bad = code[:17] + ("1" if code[17] != "1" else "2")
+    refused = client.post("/register", data=registration_form(client, uscc=bad))
+    assert refused.status_code == 200
+    accepted = client.post("/register", data=registration_form(client, uscc=bad, legacy_code="y"))
+    assert accepted.status_code == 302
+    assert db.session.scalar(select(Enterprise.uscc_checksum_ok).where(Enterprise.uscc == bad)) is False
+
+
+# --- applications and vouchers --------------------------------------------------------------------
+
+
+def test_apply_approve_and_the_voucher_is_issued_and_allocated(desk, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = services.apply_for_voucher(user, 40_000_00, "研发测试计划")
+    services.decide_application(desk["reviewer"], application.id, "approve", amount_fen=30_000_00)
+    voucher = db.session.scalar(select(Voucher).where(Voucher.enterprise_id == user.enterprise_id))
+    assert (voucher.quota_fen, voucher.balance_fen) == (30_000_00, 30_000_00)
+    assert voucher.valid_until == date(2026, 12, 7) + timedelta(days=365)
+    assert voucher.code.startswith("LC2026-")
+    assert [e.kind for e in voucher.ledger] == [LedgerKind.ISSUED]
+    db.session.refresh(desk["scheme"])
+    assert desk["scheme"].allocated_fen == 30_000_00
+    with pytest.raises(InvalidTransition):
+        services.apply_for_voucher(user, 10_000_00, "再申请")  # one voucher a year
+
+
+def test_an_unverified_enterprise_cannot_apply(desk, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    with pytest.raises(Forbidden):
+        services.apply_for_voucher(user, 10_000_00, "计划")
+
+
+def test_four_eyes_for_large_vouchers(desk, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = services.apply_for_voucher(user, 200_000_00, "大额计划")
+    first = services.decide_application(desk["reviewer"], application.id, "approve")
+    assert first.state is ApplicationState.PENDING_SECOND
+    assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
+    with pytest.raises(Forbidden):
+        services.decide_application(desk["reviewer"], application.id, "approve")
+    done = services.decide_application(desk["reviewer2"], application.id, "approve")
+    assert done.state is ApplicationState.APPROVED
+
+
+def test_return_then_resubmit_then_reject(desk, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = services.apply_for_voucher(user, 20_000_00, "计划")
+    with pytest.raises(ValidationFailed):
+        services.decide_application(desk["reviewer"], application.id, "return")  # a comment is required
+    services.decide_application(desk["reviewer"], application.id, "return", comment="请细化测试计划")
+    services.resubmit_application(user, application.id, 25_000_00, "细化后的计划")
+    assert db.session.get(VoucherApplication, application.id).state is ApplicationState.SUBMITTED
+    services.decide_application(desk["reviewer"], application.id, "reject", comment="不符合条件")
+    assert db.session.get(VoucherApplication, application.id).state is ApplicationState.REJECTED
+
+
+def test_quotas_stay_within_the_budget_and_the_group_cap(desk, make_scheme, make_user):
+    scheme = desk["scheme"]
+    for fund in scheme.funds:
+        fund.budget_fen = 40_000_00 if fund.name == "province" else 20_000_00
+    db.session.commit()
+    a, b = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    services.decide_application(
+        desk["reviewer"], services.apply_for_voucher(a, 45_000_00, "计划").id, "approve"
+    )
+    with pytest.raises(LimitExceeded) as error:
+        services.decide_application(
+            desk["reviewer"], services.apply_for_voucher(b, 30_000_00, "计划").id, "approve"
+        )
+    assert error.value.details["limited_by"] == ["scheme_budget"]
+
+
+def test_expiry_releases_the_unused_balance(desk, make_user, make_voucher):
+    from portal.vouchers.tasks import expire_vouchers
+
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, desk["scheme"], 80_000_00, valid_until=date(2026, 12, 6))
+    voucher.balance_fen = 50_000_00
+    db.session.commit()
+    assert expire_vouchers.delay().get() == 1
+    db.session.refresh(voucher)
+    assert (voucher.state.value, voucher.balance_fen, voucher.released_fen) == ("expired", 0, 50_000_00)
+    assert voucher.ledger[-1].kind is LedgerKind.RELEASED and voucher.ledger[-1].amount_fen == 50_000_00
+    db.session.refresh(desk["scheme"])
+    assert desk["scheme"].allocated_fen == 30_000_00
+    assert expire_vouchers.delay().get() == 0
+
+
+# --- claims --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def claimant(desk, make_user, make_voucher, make_service):
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, desk["scheme"], 100_000_00)
+    return {"user": user, "voucher": voucher, "record": make_service(user, 10_000_00), **desk}
+
+
+def test_preview_via_the_api_has_the_documented_shape(client, claimant):
+    response = client.post(
+        "/api/v1/claims/preview",
+        json={"voucher_id": claimant["voucher"].id, "service_record_ids": [claimant["record"].id]},
+        headers=bearer(client, claimant["user"]),
+    )
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["fee_fen"] == 10_000_00
+    assert body["funds"] == [
+        {"fund": "province", "raw_fen": 6_000_00, "amount_fen": 6_000_00},
+        {"fund": "city", "raw_fen": 3_000_00, "amount_fen": 3_000_00},
+    ]
+    assert body["total_fen"] == 9_000_00 and body["limited_by"] == []
+    assert all(c["passed"] for c in body["checks"]), body["checks"]
+    assert {c["code"] for c in body["checks"]} >= {
+        "service_completed",
+        "evidence",
+        "service_window",
+        "related_party",
+        "claimed_twice",
+        "excluded_service",
+        "hours_within_booking",
+        "voucher_valid",
+    }
+
+
+def test_claim_submit_approve_notice_payable(client, claimant):
+    user, reviewer = claimant["user"], claimant["reviewer"]
+    headers = bearer(client, user)
+    draft = client.post(
+        "/api/v1/claims",
+        json={"voucher_id": claimant["voucher"].id, "service_record_ids": [claimant["record"].id]},
+        headers=headers,
+    )
+    assert draft.status_code == 201 and draft.json["state"] == "draft"
+    claim_id = draft.json["id"]
+    submitted = client.post(f"/api/v1/claims/{claim_id}/submit", headers=headers)
+    assert submitted.json["state"] == "submitted"
+    assert db.session.get(ServiceRecord, claimant["record"].id).claim_id == claim_id
+    approved = client.post(f"/api/v1/claims/{claim_id}/approve", json={}, headers=bearer(client, reviewer))
+    assert approved.json["state"] == "in_notice", approved.json
+    assert approved.json["notice_ends_on"] == "2026-12-14"
+    voucher = db.session.get(Voucher, claimant["voucher"].id)
+    assert voucher.balance_fen == 91_000_00
+    assert [(e.kind, e.amount_fen) for e in voucher.ledger][-1] == (LedgerKind.COMMITTED, 9_000_00)
+    funds = {f.name: f.committed_fen for f in db.session.scalars(select(Fund))}
+    assert funds == {"province": 6_000_00, "city": 3_000_00}
+    caps = {(c.scope, c.used_fen) for c in db.session.scalars(select(CapLedger))}
+    assert caps == {("enterprise", 6_000_00), ("group", 9_000_00)}
+    # The public notice board shows it; after seven days the periodic task makes it payable.
+    assert f"#{claim_id}" in client.get("/vouchers/notices").get_data(as_text=True)
+    from portal.vouchers.tasks import end_public_notice
+
+    assert end_public_notice.delay().get() == 0
+    claimant["clock"].advance(days=7)
+    assert end_public_notice.delay().get() == 1
+    assert client.get(f"/api/v1/claims/{claim_id}", headers=headers).json["state"] == "payable"
+
+
+def test_reject_releases_the_services_and_return_allows_resubmission(claimant):
+    user, reviewer = claimant["user"], claimant["reviewer"]
+    claim = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    services.submit_claim(user, claim.id)
+    services.decide_claim(reviewer, claim.id, "return", "请补充合同")
+    services.submit_claim(user, claim.id)
+    services.decide_claim(reviewer, claim.id, "reject", "不予支持")
+    assert db.session.get(ServiceRecord, claimant["record"].id).claim_id is None
+    again = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    assert services.submit_claim(user, again.id).state is ClaimState.SUBMITTED
+
+
+def test_four_eyes_for_large_claims(desk, make_user, make_voucher, make_service):
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, desk["scheme"], 300_000_00)
+    record = make_service(user, 100_000_00)  # subsidy 90,000 yuan, above the 50,000 threshold
+    claim = services.submit_claim(user, services.create_claim(user, voucher.id, [record.id]).id)
+    first = services.decide_claim(desk["reviewer"], claim.id, "approve")
+    assert first.state is ClaimState.PENDING_SECOND
+    assert db.session.get(Voucher, voucher.id).balance_fen == 300_000_00  # nothing reserved yet
+    with pytest.raises(Forbidden):
+        services.decide_claim(desk["reviewer"], claim.id, "approve")
+    assert services.decide_claim(desk["reviewer2"], claim.id, "approve").state is ClaimState.IN_NOTICE
+    assert db.session.get(Voucher, voucher.id).balance_fen == 210_000_00
+
+
+def test_a_claim_is_approved_for_its_submitted_amount_or_not_at_all(
+    desk, make_user, make_voucher, make_service
+):
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, desk["scheme"], 15_000_00)
+    first = services.submit_claim(
+        user, services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
+    )
+    second = services.submit_claim(
+        user, services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
+    )
+    assert (first.total_fen, second.total_fen) == (9_000_00, 9_000_00)  # each fits the balance alone
+    services.decide_claim(desk["reviewer"], first.id, "approve")
+    with pytest.raises(LimitExceeded) as error:
+        services.decide_claim(desk["reviewer"], second.id, "approve")
+    assert error.value.details["limited_by"] == ["voucher_balance"]
+    assert db.session.get(Voucher, voucher.id).balance_fen == 6_000_00
+
+
+# --- each automatic check -------------------------------------------------------------------------
+
+
+def preview_checks(user, voucher, records):
+    return checks_by_code(services.preview_claim(user, voucher.id, [r.id for r in records]).checks)
+
+
+def test_check_service_completed_and_rated(claimant, make_service):
+    record = make_service(claimant["user"], 1_000_00, rated=False)
+    assert preview_checks(claimant["user"], claimant["voucher"], [record])["service_completed"] is False
+
+
+def test_check_evidence(claimant, make_service):
+    record = make_service(claimant["user"], 1_000_00, evidence=(FileKind.INVOICE,))
+    preview = services.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
+    evidence = next(c for c in preview.checks if c.code == "evidence")
+    assert evidence.passed is False
+    assert "合同" in evidence.message and "付款凭证" in evidence.message
+
+
+def test_check_service_window(claimant, make_service):
+    record = make_service(claimant["user"], 1_000_00, starts_at=datetime(2025, 12, 30, 1, 0, tzinfo=UTC))
+    assert preview_checks(claimant["user"], claimant["voucher"], [record])["service_window"] is False
+
+
+@pytest.mark.parametrize("relation", ["same_uscc", "same_group", "declared"])
+def test_check_related_party(claimant, make_institution, make_instrument, make_service, relation):
+    user = claimant["user"]
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    host = make_institution(kind="company")
+    if relation == "same_uscc":
+        host.uscc = enterprise.uscc
+    elif relation == "same_group":
+        enterprise.controller_group = host.controller_group = "聊城某集团"
+    else:
+        db.session.add(
+            EnterpriseRelation(
+                enterprise_id=enterprise.id,
+                institution_id=host.id,
+                kind=RelationKind.INVESTEE,
+                declared_by_id=user.id,
+            )
+        )
+    db.session.commit()
+    record = make_service(user, 1_000_00, instrument=make_instrument(institution=host))
+    assert preview_checks(user, claimant["voucher"], [record])["related_party"] is False
+    assert preview_checks(user, claimant["voucher"], [claimant["record"]])["related_party"] is True
+
+
+def test_check_claimed_twice(claimant):
+    user = claimant["user"]
+    first = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    services.submit_claim(user, first.id)
+    assert preview_checks(user, claimant["voucher"], [claimant["record"]])["claimed_twice"] is False
+    second = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    with pytest.raises(InvalidTransition):
+        services.submit_claim(user, second.id)
+
+
+def test_check_excluded_service_type(claimant, make_service):
+    record = make_service(claimant["user"], 1_000_00, service_type="statutory_testing")
+    assert preview_checks(claimant["user"], claimant["voucher"], [record])["excluded_service"] is False
+
+
+def test_check_hours_above_the_booked_time(claimant, make_service):
+    from decimal import Decimal
+
+    record = make_service(claimant["user"], 1_000_00, hours=Decimal("3.5"), booked_hours=2)
+    assert preview_checks(claimant["user"], claimant["voucher"], [record])["hours_within_booking"] is False
+
+
+def test_check_voucher_validity(claimant):
+    claimant["voucher"].valid_until = date(2026, 12, 1)
+    db.session.commit()
+    assert (
+        preview_checks(claimant["user"], claimant["voucher"], [claimant["record"]])["voucher_valid"] is False
+    )
+
+
+def test_a_failing_check_blocks_approval(claimant, make_service):
+    user = claimant["user"]
+    record = make_service(user, 1_000_00, evidence=(FileKind.CONTRACT,))
+    claim = services.submit_claim(user, services.create_claim(user, claimant["voucher"].id, [record.id]).id)
+    with pytest.raises(InvalidTransition) as error:
+        services.decide_claim(claimant["reviewer"], claim.id, "approve")
+    assert [c["code"] for c in error.value.details["checks"]] == ["evidence"]
+
+
+def test_the_audit_log_is_searchable_by_reviewers(client, claimant):
+    from tests.factories import login
+
+    claim = services.submit_claim(
+        claimant["user"],
+        services.create_claim(claimant["user"], claimant["voucher"].id, [claimant["record"].id]).id,
+    )
+    services.decide_claim(claimant["reviewer"], claim.id, "approve")
+    login(client, claimant["reviewer"].username)
+    page = client.get(
+        "/review/audit", query_string={"object_type": "claim", "object_id": str(claim.id)}
+    ).get_data(as_text=True)
+    assert "claim.in_notice" in page and "claim.submitted" in page
+    assert client.get("/review/audit", query_string={"action": "nothing.like.this"}).status_code == 200
