@@ -187,3 +187,30 @@ def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
     mine = enterprise.get("/bookings/?state=").get_data(as_text=True)
     for state in ("待确认", "已确认", "已完成", "已取消"):
         assert state in mine
+
+
+def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
+    from portal.vouchers.models import COMMITTED_STATES, CapLedger, Claim, Fund, Scheme, Voucher
+
+    scheme = db.session.scalar(select(Scheme))
+    assert (scheme.enterprise_cap_fen, scheme.group_cap_fen, scheme.public_notice_days) == (
+        50_000_000,
+        65_000_000,
+        7,
+    )
+    funds = {f.name: f for f in db.session.scalars(select(Fund))}
+    assert (str(funds["province"].rate), str(funds["city"].rate)) == ("0.6000", "0.3000")
+    committed = db.session.scalars(select(Claim).where(Claim.state.in_(COMMITTED_STATES))).all()
+    assert {c.state.value for c in committed} == {"in_notice", "payable"}
+    assert funds["province"].committed_fen == sum(c.province_fen for c in committed)
+    assert funds["city"].committed_fen == sum(c.city_fen for c in committed)
+    vouchers = db.session.scalars(select(Voucher)).all()
+    assert sum(v.quota_fen - v.balance_fen for v in vouchers) == sum(c.total_fen for c in committed)
+    assert scheme.allocated_fen == sum(v.quota_fen for v in vouchers)
+    group_used = db.session.scalar(select(func.sum(CapLedger.used_fen)).where(CapLedger.scope == "group"))
+    assert group_used == sum(c.total_fen for c in committed)
+    users = {
+        u.username
+        for u in db.session.scalars(select(User).join(Voucher, Voucher.enterprise_id == User.enterprise_id))
+    }
+    assert {"enterprise", "enterprise2"} <= users

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import Enterprise, User
 from portal.catalog.models import Instrument
+from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.extensions import db
@@ -61,18 +62,20 @@ STATE_LABELS = {
 }
 
 # What the history of a booking calls each audit action.
-EVENT_LABELS = {
-    "booking.requested": _l("Requested"),
-    "booking.confirmed": _l("Confirmed by the provider"),
-    "booking.rejected": _l("Declined by the provider"),
-    "booking.cancelled": _l("Cancelled"),
-    "booking.expired": _l("Expired without an answer"),
-    "booking.completed": _l("Service completed"),
-    "booking.no_show": _l("Recorded as a no-show"),
-    "service.recorded": _l("Service and fee recorded"),
-    "service.rated": _l("Service confirmed and rated"),
-    "service.file_added": _l("Document added"),
-}
+ACTION_LABELS.update(
+    {
+        "booking.requested": _l("Requested"),
+        "booking.confirmed": _l("Confirmed by the provider"),
+        "booking.rejected": _l("Declined by the provider"),
+        "booking.cancelled": _l("Cancelled"),
+        "booking.expired": _l("Expired without an answer"),
+        "booking.completed": _l("Service completed"),
+        "booking.no_show": _l("Recorded as a no-show"),
+        "service.recorded": _l("Service and fee recorded"),
+        "service.rated": _l("Service confirmed and rated"),
+        "service.file_added": _l("Document added"),
+    }
+)
 
 # Requested and confirmed bookings hold their slot; nothing else does.
 HOLDING_STATES = (BookingState.REQUESTED, BookingState.CONFIRMED)

@@ -27,7 +27,6 @@ from portal.booking.forms import (
 )
 from portal.booking.models import (
     BLACKOUT_LABELS,
-    EVENT_LABELS,
     FILE_KIND_LABELS,
     MODE_LABELS,
     RATING_LABELS,
@@ -214,7 +213,6 @@ def detail(booking_id: int) -> ResponseReturnValue:
         rate_form=RateForm(),
         upload_form=UploadForm(),
         history=services.booking_history(booking),
-        event_labels=EVENT_LABELS,
     )
 
 

@@ -10,6 +10,14 @@ from flask_login import current_user
 from portal.core.models import AuditEvent
 from portal.extensions import db
 
+# How histories name each audit action; every area adds its own actions when its models load.
+ACTION_LABELS: dict[str, Any] = {}
+
+
+def action_label(action: str) -> Any:
+    """The human name of an audit action (the code itself when none is registered)."""
+    return ACTION_LABELS.get(action, action)
+
 
 def _current_actor_id() -> int | None:
     if has_request_context() and current_user and current_user.is_authenticated:

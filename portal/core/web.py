@@ -21,6 +21,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
+from portal.core.audit import action_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
@@ -191,6 +192,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local"] = format_local
     app.jinja_env.filters["iso"] = iso_utc
+    app.jinja_env.filters["action_label"] = action_label
     app.jinja_env.filters["localdate"] = lambda value: to_local(value).date().isoformat()
     app.jinja_env.globals["weekday_names"] = WEEKDAY_NAMES
     app.jinja_env.globals["page_url"] = page_url

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.booking.models import ServiceRecord
+from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.extensions import db
@@ -366,6 +367,29 @@ REQUEST_STATE_LABELS = {
     RequestState.VERIFIED: _l("Verified"),
     RequestState.REJECTED: _l("Rejected"),
 }
+ACTION_LABELS.update(
+    {
+        "verification.submitted": _l("Verification requested"),
+        "enterprise.verified": _l("Enterprise verified"),
+        "enterprise.rejected": _l("Verification rejected"),
+        "enterprise.relation_declared": _l("Relation with a provider declared"),
+        "voucher_application.submitted": _l("Application submitted"),
+        "voucher_application.pending_second": _l("Approved once, awaiting a second reviewer"),
+        "voucher_application.approved": _l("Voucher approved and issued"),
+        "voucher_application.rejected": _l("Application rejected"),
+        "voucher_application.returned": _l("Returned for correction"),
+        "voucher.expired": _l("Voucher expired, unused balance released"),
+        "claim.created": _l("Draft created"),
+        "claim.submitted": _l("Submitted to the bureau"),
+        "claim.pending_second": _l("Approved once, awaiting a second reviewer"),
+        "claim.in_notice": _l("Approved, public notice begins"),
+        "claim.returned": _l("Returned for correction"),
+        "claim.rejected": _l("Rejected"),
+        "claim.payable": _l("Public notice ended: payable"),
+        "claim.deleted": _l("Draft deleted"),
+    }
+)
+
 LIMIT_LABELS = {
     "enterprise_cap": _l("the enterprise's yearly provincial cap"),
     "group_cap": _l("the controller group's yearly cap"),
