@@ -12,14 +12,19 @@ from flask_smorest.fields import Upload
 from marshmallow import validate
 
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, PageSchema
+from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema
 from portal.booking import services
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ValidationFailed
 
-blp = ApiBlueprint("api_booking", __name__, description="Availability, bookings and service records.")
+blp = ApiBlueprint(
+    "api_booking",
+    __name__,
+    description="Availability, bookings and service records.",
+    error_descriptions={404: "No such booking (or not yours)", 409: "slot_conflict or invalid_transition"},
+)
 
 MAX_AVAILABILITY_DAYS = 31
 
@@ -215,27 +220,10 @@ def _booking(booking_id: int) -> dict[str, Any]:
     return booking_json(services.get_booking(current_user, booking_id))
 
 
-ERRORS = {
-    401: "No or an invalid bearer token",
-    403: "Your role or organisation may not do this",
-    404: "No such booking (or not yours)",
-    409: "slot_conflict or invalid_transition",
-}
-
-
-def _errors(*codes: int):
-    def decorator(view):
-        for code in codes:
-            view = blp.alt_response(code, schema=ErrorSchema, description=ERRORS[code])(view)
-        return view
-
-    return decorator
-
-
 @blp.route("/instruments/<code>/availability")
 @blp.arguments(AvailabilityArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, AvailabilitySchema)
-@_errors(404)
+@blp.errors(404)
 def availability(args: dict, code: str):
     """Free, held and closed time of an instrument between start and end (default: the next 7 days)."""
     instrument = get_instrument(code)
@@ -251,7 +239,7 @@ def availability(args: dict, code: str):
 @blp.arguments(BookingCreateSchema)
 @blp.response(201, BookingSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 403, 404, 409)
+@blp.errors(401, 403, 404, 409)
 @token_required()
 def create_booking(args: dict):
     """Request machine time (mode slot: starts_at, ends_at) or a sample service (mode sample)."""
@@ -275,7 +263,7 @@ def create_booking(args: dict):
 @blp.arguments(BookingListArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, BookingPageSchema)
 @blp.doc(security=BEARER)
-@_errors(401)
+@blp.errors(401)
 @token_required()
 def list_bookings(args: dict):
     """Bookings you may see: your enterprise's, your institution's instruments', or all (bureau)."""
@@ -298,52 +286,44 @@ def list_bookings(args: dict):
 @blp.route("/bookings/<int:id>")
 @blp.response(200, BookingSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def get_booking(id: int):
     """One booking."""
     return _booking(id)
 
 
-def _transition_route(action: str, handler, summary: str, schema: type[ma.Schema] | None = None):
-    """POST /bookings/{id}/<action>: one endpoint per transition, documented like the others."""
-
-    def view(*args: Any, id: int):
-        body = args[0] if args else {}
-        services.get_booking(current_user, id)  # someone else's booking is simply not found
-        handler(id, body)
-        return _booking(id)
-
-    view.__name__ = f"booking_{action.replace('-', '_')}"
-    view.__doc__ = summary
-    decorated = token_required()(view)
-    decorated = _errors(401, 403, 404, 409)(decorated)
-    decorated = blp.doc(security=BEARER)(decorated)
-    decorated = blp.response(200, BookingSchema)(decorated)
-    if schema is not None:
-        decorated = blp.arguments(schema)(decorated)
-    blp.route(f"/bookings/<int:id>/{action}", methods=["POST"])(decorated)
+def _transition(action: str, act, summary: str, body: type[ma.Schema] | None = None) -> None:
+    """POST /bookings/{id}/<action>: one endpoint per transition."""
+    blp.action(
+        f"/bookings/<int:id>/{action}",
+        f"booking_{action.replace('-', '_')}",
+        summary,
+        guard=lambda i: services.get_booking(current_user, i),
+        act=act,
+        respond=_booking,
+        response_schema=BookingSchema,
+        body=body,
+    )
 
 
-_transition_route(
-    "confirm", lambda i, _b: services.confirm_booking(current_user, i), "The provider confirms."
-)
-_transition_route(
+_transition("confirm", lambda i, _b: services.confirm_booking(current_user, i), "The provider confirms.")
+_transition(
     "reject",
     lambda i, b: services.reject_booking(current_user, i, b.get("reason")),
     "The provider declines, with a reason.",
     ReasonSchema,
 )
-_transition_route(
+_transition(
     "cancel",
     lambda i, b: services.cancel_booking(current_user, i, b.get("reason")),
     "Cancel: the enterprise before the cut-off, the provider any time with a reason.",
     ReasonSchema,
 )
-_transition_route(
+_transition(
     "no-show", lambda i, _b: services.mark_no_show(current_user, i), "The provider records a no-show."
 )
-_transition_route(
+_transition(
     "complete",
     lambda i, b: services.complete_booking(
         current_user,
@@ -360,7 +340,7 @@ _transition_route(
     "The provider records the service: hours or samples, and a fee (the standard unless a reason is given).",
     CompleteSchema,
 )
-_transition_route(
+_transition(
     "rate",
     lambda i, b: services.rate_service(current_user, i, b["rating"], b.get("comment")),
     "The enterprise confirms the service and rates it from 1 (very poor) to 5 (very satisfied).",
@@ -371,7 +351,7 @@ _transition_route(
 @blp.route("/service-records/<int:id>")
 @blp.response(200, ServiceRecordSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def get_service_record(id: int):
     """A service record with its documents."""
@@ -382,7 +362,7 @@ def get_service_record(id: int):
 @blp.arguments(UploadSchema, location="multipart")
 @blp.response(201, NewFileSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 403, 404)
+@blp.errors(401, 403, 404)
 @token_required()
 def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md names it
     """Add a contract, invoice, payment receipt or result (PDF, JPEG or PNG, checked by content)."""
@@ -394,7 +374,7 @@ def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md n
 @blp.route("/service-records/<int:id>/files/<int:file_id>")
 @blp.response(200, description="The file itself", content_type="application/octet-stream")
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def download_file(id: int, file_id: int):
     """Download a document of a service record."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import marshmallow as ma
 from flask_smorest import Blueprint
@@ -50,8 +51,65 @@ class PortalParser(FlaskParser):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
 
+ERROR_DESCRIPTIONS = {
+    401: "No or an invalid bearer token",
+    403: "Your role or organisation may not do this",
+    404: "No such object, or not one you may see",
+    409: "The object's state or a limit does not allow this",
+}
+
+
 class ApiBlueprint(Blueprint):
     """The blueprint every API area uses (multipart bodies documented as one request body)."""
+
+    def __init__(self, *args: Any, error_descriptions: dict[int, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_descriptions = {**ERROR_DESCRIPTIONS, **(error_descriptions or {})}
+
+    def errors(self, *codes: int) -> Callable:
+        """Document these error answers (all in the one error shape)."""
+
+        def decorator(view: Callable) -> Callable:
+            for code in codes:
+                view = self.alt_response(code, schema=ErrorSchema, description=self.error_descriptions[code])(
+                    view
+                )
+            return view
+
+        return decorator
+
+    def action(
+        self,
+        rule: str,
+        name: str,
+        summary: str,
+        *,
+        guard: Callable[[int], Any],
+        act: Callable[[int, dict], Any],
+        respond: Callable[[int], Any],
+        response_schema: type[ma.Schema],
+        body: type[ma.Schema] | None = None,
+    ) -> None:
+        """A POST endpoint for one state transition of the object {id}.
+
+        `guard` loads the object as the caller may see it (someone else's is simply not found),
+        `act` performs the transition with the request body, `respond` renders the object after it.
+        """
+        from portal.api.auth import BEARER, token_required
+
+        def view(*args: Any, id: int) -> Any:  # the path parameter is {id}, as API.md names it
+            guard(id)
+            act(id, args[0] if args else {})
+            return respond(id)
+
+        view.__name__, view.__doc__ = name, summary
+        decorated = token_required()(view)
+        decorated = self.errors(401, 403, 404, 409)(decorated)
+        decorated = self.doc(security=BEARER)(decorated)
+        decorated = self.response(200, response_schema)(decorated)
+        if body is not None:
+            decorated = self.arguments(body)(decorated)
+        self.route(rule, methods=["POST"])(decorated)
 
     ARGUMENTS_PARSER = PortalParser()
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING: ClassVar[dict[str, str]] = {

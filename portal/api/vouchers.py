@@ -10,7 +10,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, PageSchema
+from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema
 from portal.core import clock
 from portal.vouchers import services
 from portal.vouchers.models import (
@@ -23,24 +23,14 @@ from portal.vouchers.models import (
 )
 
 blp = ApiBlueprint(
-    "api_vouchers", __name__, description="Innovation vouchers: schemes, applications, vouchers, claims."
+    "api_vouchers",
+    __name__,
+    description="Innovation vouchers: schemes, applications, vouchers, claims.",
+    error_descriptions={
+        403: "Your role may not do this (or four eyes: not your own approval)",
+        409: "invalid_transition or limit_exceeded",
+    },
 )
-
-ERRORS = {
-    401: "No or an invalid bearer token",
-    403: "Your role may not do this (or four eyes: not your own approval)",
-    404: "No such object (or not yours)",
-    409: "invalid_transition or limit_exceeded",
-}
-
-
-def _errors(*codes: int):
-    def decorator(view):
-        for code in codes:
-            view = blp.alt_response(code, schema=ErrorSchema, description=ERRORS[code])(view)
-        return view
-
-    return decorator
 
 
 class FundSchema(ma.Schema):
@@ -279,7 +269,7 @@ def _page(items: list, args: dict) -> dict[str, Any]:
 
 @blp.route("/schemes/current")
 @blp.response(200, SchemeSchema)
-@_errors(404)
+@blp.errors(404)
 def current_scheme():
     """This year's scheme: funds with rates, conditions, budgets, committed, paid and free amounts; caps."""
     return scheme_json(services.require_scheme())
@@ -289,7 +279,7 @@ def current_scheme():
 @blp.arguments(ApplicationCreateSchema)
 @blp.response(201, ApplicationSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 403, 404, 409)
+@blp.errors(401, 403, 404, 409)
 @token_required()
 def create_application(args: dict):
     """A verified enterprise applies for this year's voucher quota."""
@@ -300,28 +290,26 @@ def create_application(args: dict):
 @blp.route("/voucher-applications/<int:id>")
 @blp.response(200, ApplicationSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def get_application(id: int):  # the path parameter is {id}, as API.md names it
     """One voucher application (the enterprise's own, or any for the bureau)."""
     return application_json(services.get_application(current_user, id))
 
 
-def _application_decision(action: str, schema: type[ma.Schema], summary: str) -> None:
-    def view(args: dict, id: int):  # the path parameter is {id}
-        services.get_application(current_user, id)
-        services.decide_application(
-            current_user, id, action, amount_fen=args.get("amount_fen"), comment=args.get("comment")
-        )
-        return application_json(services.get_application(current_user, id))
-
-    view.__name__, view.__doc__ = f"application_{action}", summary
-    decorated = token_required()(view)
-    decorated = _errors(401, 403, 404, 409)(decorated)
-    decorated = blp.doc(security=BEARER)(decorated)
-    decorated = blp.response(200, ApplicationSchema)(decorated)
-    decorated = blp.arguments(schema)(decorated)
-    blp.route(f"/voucher-applications/<int:id>/{action}", methods=["POST"])(decorated)
+def _application_decision(action: str, body: type[ma.Schema], summary: str) -> None:
+    blp.action(
+        f"/voucher-applications/<int:id>/{action}",
+        f"application_{action}",
+        summary,
+        guard=lambda i: services.get_application(current_user, i),
+        act=lambda i, b: services.decide_application(
+            current_user, i, action, amount_fen=b.get("amount_fen"), comment=b.get("comment")
+        ),
+        respond=lambda i: application_json(services.get_application(current_user, i)),
+        response_schema=ApplicationSchema,
+        body=body,
+    )
 
 
 _application_decision(
@@ -340,7 +328,7 @@ _application_decision(
 @blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, VoucherPageSchema)
 @blp.doc(security=BEARER)
-@_errors(401)
+@blp.errors(401)
 @token_required()
 def list_vouchers(args: dict):
     """Your enterprise's vouchers (all of them for the bureau), with their ledgers."""
@@ -350,7 +338,7 @@ def list_vouchers(args: dict):
 @blp.route("/vouchers/<int:id>")
 @blp.response(200, VoucherSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def get_voucher(id: int):  # the path parameter is {id}
     """One voucher with every commitment, release and payment."""
@@ -361,7 +349,7 @@ def get_voucher(id: int):  # the path parameter is {id}
 @blp.arguments(ClaimRequestSchema)
 @blp.response(200, PreviewSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 403, 404)
+@blp.errors(401, 403, 404)
 @token_required()
 def preview_claim(args: dict):
     """The subsidy per fund these services would get now, every limit that binds, and the checks."""
@@ -372,7 +360,7 @@ def preview_claim(args: dict):
 @blp.arguments(ClaimRequestSchema)
 @blp.response(201, ClaimSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 403, 404)
+@blp.errors(401, 403, 404)
 @token_required()
 def create_claim(args: dict):
     """A draft claim for these services (submit it to reserve them and ask for the subsidy)."""
@@ -384,7 +372,7 @@ def create_claim(args: dict):
 @blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, ClaimPageSchema)
 @blp.doc(security=BEARER)
-@_errors(401)
+@blp.errors(401)
 @token_required()
 def list_claims(args: dict):
     """Your enterprise's claims (all of them for the bureau), newest first."""
@@ -399,28 +387,24 @@ def list_claims(args: dict):
 @blp.route("/claims/<int:id>")
 @blp.response(200, ClaimSchema)
 @blp.doc(security=BEARER)
-@_errors(401, 404)
+@blp.errors(401, 404)
 @token_required()
 def get_claim(id: int):  # the path parameter is {id}
     """One claim with its amounts per fund and its checks."""
     return claim_json(services.get_claim(current_user, id))
 
 
-def _claim_route(action: str, handler, schema: type[ma.Schema] | None, summary: str) -> None:
-    def view(*args: Any, id: int):  # the path parameter is {id}
-        body = args[0] if args else {}
-        services.get_claim(current_user, id)  # someone else's claim is simply not found
-        handler(id, body)
-        return claim_json(services.get_claim(current_user, id))
-
-    view.__name__, view.__doc__ = f"claim_{action}", summary
-    decorated = token_required()(view)
-    decorated = _errors(401, 403, 404, 409)(decorated)
-    decorated = blp.doc(security=BEARER)(decorated)
-    decorated = blp.response(200, ClaimSchema)(decorated)
-    if schema is not None:
-        decorated = blp.arguments(schema)(decorated)
-    blp.route(f"/claims/<int:id>/{action}", methods=["POST"])(decorated)
+def _claim_route(action: str, act, body: type[ma.Schema] | None, summary: str) -> None:
+    blp.action(
+        f"/claims/<int:id>/{action}",
+        f"claim_{action}",
+        summary,
+        guard=lambda i: services.get_claim(current_user, i),
+        act=act,
+        respond=lambda i: claim_json(services.get_claim(current_user, i)),
+        response_schema=ClaimSchema,
+        body=body,
+    )
 
 
 _claim_route(

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from portal.extensions import db
@@ -73,3 +73,10 @@ def insert_ignore(model, values: dict) -> None:
     else:
         from sqlalchemy.dialects.sqlite import insert
     db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+def locked(model, object_id: int):
+    """The row, locked for this transaction (FOR UPDATE on PostgreSQL) and read afresh after the wait."""
+    return db.session.scalar(
+        select(model).where(model.id == object_id).with_for_update().execution_options(populate_existing=True)
+    )

@@ -22,7 +22,7 @@ from portal.accounts.models import VerificationState as EnterpriseState
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
-from portal.core.database import insert_ignore, serialized_write
+from portal.core.database import insert_ignore, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.core.text import normalize
@@ -249,12 +249,7 @@ def decide_verification(
     _require_reviewer(reviewer)
     reason = (reason or "").strip() or None
     with serialized_write():
-        request = db.session.scalar(
-            select(VerificationRequest)
-            .where(VerificationRequest.id == request_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        request = locked(VerificationRequest, request_id)
         if request is None:
             raise NotFound(_("No such verification request."))
         if request.state is not RequestState.SUBMITTED:
@@ -451,12 +446,7 @@ def decide_application(
     _require_reviewer(reviewer)
     comment = (comment or "").strip() or None
     with serialized_write():
-        application = db.session.scalar(
-            select(VoucherApplication)
-            .where(VoucherApplication.id == application_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        application = locked(VoucherApplication, application_id)
         if application is None:
             raise NotFound(_("No such voucher application."))
         state = application.state
@@ -476,12 +466,7 @@ def decide_application(
             return application
         if action != "approve":
             raise ValidationFailed(_("Unknown decision."), {"action": _("Unknown decision.")})
-        scheme = db.session.scalar(
-            select(Scheme)
-            .where(Scheme.id == application.scheme_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        scheme = locked(Scheme, application.scheme_id)
         if state is ApplicationState.PENDING_SECOND:
             if reviewer.id == application.first_reviewer_id:
                 raise Forbidden(
@@ -609,20 +594,10 @@ def expire_vouchers(today: date | None = None) -> int:
     ).all()
     for voucher_id in due:
         with serialized_write():
-            voucher = db.session.scalar(
-                select(Voucher)
-                .where(Voucher.id == voucher_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
+            voucher = locked(Voucher, voucher_id)
             if voucher.state is not VoucherState.ACTIVE:
                 continue
-            scheme = db.session.scalar(
-                select(Scheme)
-                .where(Scheme.id == voucher.scheme_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
+            scheme = locked(Scheme, voucher.scheme_id)
             unused = voucher.balance_fen
             voucher.state, voucher.balance_fen, voucher.released_fen = VoucherState.EXPIRED, 0, unused
             scheme.allocated_fen -= unused
@@ -941,12 +916,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
     """Submit (or resubmit after a return): the services are reserved for this claim and the amounts set."""
     enterprise = _require_verified_enterprise(user)
     with serialized_write():
-        claim = db.session.scalar(
-            select(Claim)
-            .where(Claim.id == claim_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        claim = locked(Claim, claim_id)
         if claim is None or claim.enterprise_id != enterprise.id:
             raise NotFound(_("No such claim."))
         before = claim.state
@@ -1015,12 +985,7 @@ def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None
     _require_reviewer(reviewer)
     comment = (comment or "").strip() or None
     with serialized_write():
-        claim = db.session.scalar(
-            select(Claim)
-            .where(Claim.id == claim_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        claim = locked(Claim, claim_id)
         if claim is None:
             raise NotFound(_("No such claim."))
         before = claim.state
@@ -1067,12 +1032,7 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     enterprise = db.session.get(Enterprise, claim.enterprise_id)
     enterprise_cap = _lock_cap(scheme, "enterprise", str(enterprise.id))
     group_cap = _lock_cap(scheme, "group", enterprise.group_key)
-    voucher = db.session.scalar(
-        select(Voucher)
-        .where(Voucher.id == claim.voucher_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    voucher = locked(Voucher, claim.voucher_id)
 
     records = _records(_record_ids(claim))
     checks = [*_voucher_checks(voucher), *run_checks(enterprise, scheme, records, claim.id)]
@@ -1145,12 +1105,7 @@ def end_public_notice(today: date | None = None) -> int:
     ).all()
     for claim_id in due:
         with serialized_write():
-            claim = db.session.scalar(
-                select(Claim)
-                .where(Claim.id == claim_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
+            claim = locked(Claim, claim_id)
             if claim.state is not ClaimState.IN_NOTICE:
                 continue
             claim.state, claim.payable_at = ClaimState.PAYABLE, clock.utcnow()
