@@ -36,6 +36,9 @@ class Config:
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
     PG_RANDOM_PAGE_COST = float(os.environ.get("PG_RANDOM_PAGE_COST", "1.1"))
+    # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For is
+    # trusted, so rate limits and audit rows see the visitor's address instead of the proxy's.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 
     # Password hashing: scrypt with N = 2^17 (OWASP's minimum for scrypt).
     PASSWORD_HASH_METHOD = "scrypt:131072:8:1"  # noqa: S105 - a method name, not a password

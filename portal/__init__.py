@@ -32,6 +32,11 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     app.config.from_object(config)
     app.config.update(overrides or {})
     _derive_settings(app)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)

@@ -180,3 +180,20 @@ def test_users_create_command_makes_an_admin(app):
     short = runner.invoke(args=["users", "create", "ops2", "--password", "short"])
     assert short.exit_code != 0
     assert "10" in short.output
+
+
+def test_behind_a_trusted_proxy_the_rate_limit_keys_on_the_visitor(database_url, make_user):
+    from tests.conftest import make_app
+
+    make_user(username="proxied")
+    app = make_app(database_url, TRUSTED_PROXIES=1)
+    visitor_a, visitor_b = app.test_client(), app.test_client()
+    for client, address in ((visitor_a, "203.0.113.1"), (visitor_b, "203.0.113.2")):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+    codes_a = [login(visitor_a, "proxied", f"wrong-{i}").status_code for i in range(10)]
+    assert codes_a == [200] * 10
+    # Another visitor behind the same proxy is not locked out by the first one's attempts
+    # (the per-username limit still applies, so use another username).
+    make_user(username="proxied2")
+    assert login(visitor_b, "proxied2", "wrong").status_code == 200
+    assert login(visitor_a, "proxied2", "wrong").status_code == 429
