@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -64,6 +65,8 @@ class Config:
     API_TOKEN_TTL_SECONDS = 60 * 60 * 24
 
     CACHE_DEFAULT_TIMEOUT = 300
+    # Exports with more rows than this are written by a worker, with a progress page.
+    EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS", "5000"))
     CATALOG_PAGE_SIZE = 20
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
@@ -80,6 +83,21 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "portal@kjj.liaocheng.gov.cn")
     MAIL_FILE_FOLDER = str(INSTANCE_DIR / "mail")
+    MAIL_TIMEOUT = int(os.environ.get("MAIL_TIMEOUT", "30"))
+    # Links in e-mails point here.
+    PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000")
+
+    # Delivery: a claimed notification is held this long; failures retry with doubling backoff until
+    # the attempts are used up; the sweep re-queues pending mail older than its grace.
+    NOTIFY_LOCK_SECONDS = int(os.environ.get("NOTIFY_LOCK_SECONDS", "120"))
+    NOTIFY_MAX_ATTEMPTS = int(os.environ.get("NOTIFY_MAX_ATTEMPTS", "5"))
+    NOTIFY_RETRY_BACKOFF_SECONDS = int(os.environ.get("NOTIFY_RETRY_BACKOFF_SECONDS", "30"))
+    NOTIFY_SWEEP_GRACE_SECONDS = int(os.environ.get("NOTIFY_SWEEP_GRACE_SECONDS", "60"))
+    # How long Redis keeps an unacknowledged task before handing it to another worker.
+    CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+    # A web process gives up publishing to a broker that does not answer after this many seconds
+    # (the outbox sweep sends later); celery_worker.py sets None, so workers wait for Redis instead.
+    CELERY_BROKER_SOCKET_TIMEOUT: float | None = 3
 
     # Counties of the network; a province deployment replaces the list.
     COUNTIES = (
@@ -124,6 +142,8 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = True
     CACHE_TYPE = "SimpleCache"
     MAIL_SERVER = None
+    # Mail the tests do not read goes to a scratch folder, never into the demo's instance/mail.
+    MAIL_FILE_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-mail")
     DEMO_DATA = True
 
 

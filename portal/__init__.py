@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask, has_app_context
 
 from config import CONFIGS, Config, ProductionConfig
@@ -19,6 +20,9 @@ BEAT_SCHEDULE = {
     "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
+    "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+    "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
+    "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }
 
 
@@ -52,12 +56,14 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, api, booking, catalog, vouchers
+    from portal import accounts, api, booking, catalog, finance, notifications, vouchers
 
     accounts.init_app(app)
     catalog.init_app(app)
     booking.init_app(app)
     vouchers.init_app(app)
+    notifications.init_app(app)
+    finance.init_app(app)
     api.init_app(app)
 
     from portal.demo.cli import demo_cli
@@ -99,6 +105,19 @@ def _derive_settings(app: Flask) -> None:
             "broker_connection_retry_on_startup": True,
             "timezone": "Asia/Shanghai",
             "beat_schedule": BEAT_SCHEDULE,
+            # An approval must not wait for a broker that is down: the outbox sweep sends later. A
+            # publish makes one connection attempt (kombu would otherwise retry it for ~6 s, even with
+            # apply_async(retry=False)), and a broker that accepts connections but does not answer
+            # (hung, cut off) is given up after the socket timeout instead of blocking for ever. The
+            # workers wait instead (celery_worker.py sets no socket timeout): a consumer whose
+            # acknowledgement times out can stop consuming for good (kombu 5.7).
+            "broker_transport_options": {
+                "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
+                "max_retries": 0,
+                "socket_connect_timeout": 3,
+                "socket_timeout": app.config["CELERY_BROKER_SOCKET_TIMEOUT"],
+            },
+            "broker_connection_timeout": 3,
         },
     )
 

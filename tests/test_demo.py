@@ -201,9 +201,18 @@ def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
     funds = {f.name: f for f in db.session.scalars(select(Fund))}
     assert (str(funds["province"].rate), str(funds["city"].rate)) == ("0.6000", "0.3000")
     committed = db.session.scalars(select(Claim).where(Claim.state.in_(COMMITTED_STATES))).all()
-    assert {c.state.value for c in committed} == {"in_notice", "payable"}
+    assert {c.state.value for c in committed} == {"in_notice", "payable", "paid"}
     assert funds["province"].committed_fen == sum(c.province_fen for c in committed)
     assert funds["city"].committed_fen == sum(c.city_fen for c in committed)
+    paid = [c for c in committed if c.state.value == "paid"]
+    assert funds["province"].paid_fen + funds["city"].paid_fen == sum(c.total_fen for c in paid)
+    # The finance figures come from the tallies, and they agree with the ledgers to the fen.
+    from portal.finance import services as finance
+
+    month = finance.month_of(paid[0].paid_at)
+    totals = finance.totals(month, month, "fund")
+    assert totals.approved_fen == finance.ledger_committed(month) == sum(c.total_fen for c in committed)
+    assert totals.paid_fen == sum(c.total_fen for c in paid)
     vouchers = db.session.scalars(select(Voucher)).all()
     assert sum(v.quota_fen - v.balance_fen for v in vouchers) == sum(c.total_fen for c in committed)
     assert scheme.allocated_fen == sum(v.quota_fen for v in vouchers)

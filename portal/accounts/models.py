@@ -138,6 +138,7 @@ class User(UserMixin, db.Model):
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped at logout and password change: every session cookie minted before stops working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    email_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
     # The secret in the URL of the user's private calendar feed; replaced when the user resets it.
     calendar_token: Mapped[str | None] = mapped_column(String(43), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)

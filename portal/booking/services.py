@@ -18,7 +18,7 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
-from portal.accounts.models import User, VerificationState
+from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import (
     HOLDING_STATES,
     Blackout,
@@ -459,8 +459,40 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
             after={"state": booking.state.value, "mode": booking.mode.value, "instrument": instrument.code},
             actor_id=user_id,
         )
+        _tell(booking, "booking.requested", "provider")
         db.session.commit()
     return booking
+
+
+# --- notifications --------------------------------------------------------------------------------
+
+
+def _when(booking: Booking) -> str:
+    if booking.starts_at:
+        return f"{clock.format_local(booking.starts_at)}–{clock.format_local(booking.ends_at, '%H:%M')}"
+    return str(booking.sample_delivery_on or "")
+
+
+def _tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
+    """Notify the booking's enterprise ("enterprise") or the instrument's providers ("provider")."""
+    from portal.notifications.services import notify, users_of_enterprise, users_of_institution
+
+    instrument = db.session.get(Instrument, booking.instrument_id)
+    recipients = (
+        users_of_enterprise(booking.enterprise_id)
+        if to == "enterprise"
+        else users_of_institution(instrument.institution_id)
+    )
+    payload = {
+        "instrument": instrument.name,
+        "institution": instrument.institution.name,
+        "enterprise": db.session.get(Enterprise, booking.enterprise_id).name,
+        "when": _when(booking),
+        "place": instrument.address or instrument.county,
+        "booking": booking.id,
+        **{k: ("" if v is None else v) for k, v in extra.items()},
+    }
+    notify(recipients, kind, f"booking:{booking.id}:{kind}", payload=payload, link=f"/bookings/{booking.id}")
 
 
 # --- transitions -------------------------------------------------------------------------------
@@ -527,6 +559,7 @@ def confirm_booking(user: User, booking_id: int) -> Booking:
         booking = _fresh(booking_id)
         _require_manager(user, booking.instrument)
         _transition(booking, "confirm", user, decided_at=clock.utcnow())
+        _tell(booking, "booking.confirmed", "enterprise")
         db.session.commit()
     return _fresh(booking_id)
 
@@ -538,6 +571,7 @@ def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
         booking = _fresh(booking_id)
         _require_manager(user, booking.instrument)
         _transition(booking, "reject", user, why=reason, reason=reason, decided_at=clock.utcnow())
+        _tell(booking, "booking.rejected", "enterprise", reason=reason)
         db.session.commit()
     return _fresh(booking_id)
 
@@ -573,6 +607,12 @@ def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
                     {"rule": "cancel_cutoff"},
                 )
         _transition(booking, "cancel", user, why=reason, reason=reason)
+        _tell(
+            booking,
+            "booking.cancelled",
+            "enterprise" if user.role is Role.PROVIDER else "provider",
+            reason=reason,
+        )
         db.session.commit()
     return _fresh(booking_id)
 
@@ -675,6 +715,7 @@ def complete_booking(user: User, booking_id: int, report: ServiceReport) -> Serv
             reason=record.fee_reason,
             actor_id=user.id,
         )
+        _tell(booking, "service.recorded", "enterprise", fee=_yuan(fee))
         db.session.commit()
     return record
 
@@ -713,6 +754,33 @@ def rate_service(user: User, booking_id: int, rating: int, comment: str | None =
     return db.session.get(ServiceRecord, record.id, populate_existing=True)
 
 
+def send_reminders(now: datetime | None = None, ahead_hours: int = 24) -> int:
+    """Remind enterprises of confirmed bookings that begin within a day (once each); returns how many."""
+    now = now or clock.utcnow()
+    due = db.session.scalars(
+        select(Booking.id).where(
+            Booking.state == BookingState.CONFIRMED,
+            Booking.reminded_at.is_(None),
+            Booking.starts_at > now,
+            Booking.starts_at <= now + timedelta(hours=ahead_hours),
+        )
+    ).all()
+    sent = 0
+    for booking_id in due:
+        with serialized_write():
+            claimed = db.session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id, Booking.reminded_at.is_(None))
+                .values(reminded_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed:
+                _tell(_fresh(booking_id), "booking.reminder", "enterprise")
+                sent += 1
+            db.session.commit()
+    return sent
+
+
 def expire_unanswered(now: datetime | None = None) -> int:
     """Requests nobody answered in time (or whose slot has begun) expire; returns how many."""
     now = now or clock.utcnow()
@@ -730,6 +798,7 @@ def expire_unanswered(now: datetime | None = None) -> int:
             if booking.state is not BookingState.REQUESTED:
                 continue
             _transition(booking, "expire", None, why="no answer in time")
+            _tell(booking, "booking.expired", "enterprise")
             db.session.commit()
             expired += 1
     return expired

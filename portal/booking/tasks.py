@@ -11,3 +11,9 @@ from portal.booking import services
 def expire_requests() -> int:
     """Expire booking requests that nobody answered in time; safe to run twice."""
     return services.expire_unanswered()
+
+
+@shared_task(name="booking.send_reminders")
+def send_reminders() -> int:
+    """Remind enterprises of tomorrow's bookings; each booking is reminded once."""
+    return services.send_reminders()

@@ -8,11 +8,12 @@ relies on constraints and row or advisory locks instead.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 
@@ -80,3 +81,26 @@ def locked(model, object_id: int):
     return db.session.scalar(
         select(model).where(model.id == object_id).with_for_update().execution_options(populate_existing=True)
     )
+
+
+AFTER_COMMIT = "after_commit_callbacks"
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` once the current transaction has committed; never if it rolls back.
+
+    Work handed to Celery must wait for the commit (a worker would not see the rows yet), and an
+    eager task must not run while this session still holds a transaction (SQLite would be locked).
+    """
+    db.session().info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(AFTER_COMMIT, None)

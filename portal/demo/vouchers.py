@@ -20,6 +20,7 @@ from portal.core import clock, uploads
 from portal.core.errors import ServiceError
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import services as finance
 from portal.vouchers import services
 from portal.vouchers.models import Claim, ClaimState, FundCondition
 
@@ -95,6 +96,15 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
             return
 
 
+def _end_notice(claim_ids: list[int], today: date) -> None:
+    for claim_id in claim_ids:
+        claim = db.session.get(Claim, claim_id)
+        if claim.state is ClaimState.IN_NOTICE:
+            claim.notice_ends_on = today - timedelta(days=1)
+    db.session.commit()
+    services.end_public_notice(today)
+
+
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
     today = clock.local_today()
@@ -162,12 +172,16 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
                 approved.append(claim.id)
             elif fate < 0.7:
                 services.decide_claim(reviewers[0], claim.id, "return", "请补充付款凭证的清晰扫描件")
-    # The earlier half has been through its public notice and is payable now.
-    for claim_id in approved[: len(approved) // 2]:
-        claim = db.session.get(Claim, claim_id)
-        if claim.state is ClaimState.IN_NOTICE:
-            claim.notice_ends_on = today - timedelta(days=1)
-    db.session.commit()
-    services.end_public_notice(today)
+    # The first quarter has been through its public notice and was paid in a batch; the second
+    # quarter is payable and waits for finance's next batch; the rest is still in public notice.
+    quarter = len(approved) // 4
+    _end_notice(approved[:quarter], today)
+    if quarter:
+        clerk = _user("finance")
+        batch = finance.build_batch(clerk, finance.month_of(clock.utcnow()))
+        finance.export_batch(clerk, batch.id)
+        finance.mark_batch_paid(clerk, batch.id, f"DEMO-{today:%Y%m%d}-001")
+        counts["paid"] = batch.claims
+    _end_notice(approved[quarter : 2 * quarter], today)
     current_app.logger.info("demo voucher year: %s", counts)
     return counts

@@ -427,6 +427,12 @@ class Claim(db.Model):
     notice_ends_on: Mapped[date | None] = mapped_column(Date)
     payable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # One provider per claim (one service contract): what the tallies attribute the subsidy to.
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"))
+    # The accounting months (YYYY-MM, Beijing time) of the approval and of the payment.
+    approved_month: Mapped[str | None] = mapped_column(String(7), index=True)
+    paid_month: Mapped[str | None] = mapped_column(String(7), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("disbursement_batches.id"), index=True)
 
     voucher: Mapped[Voucher] = relationship()
     enterprise: Mapped[Enterprise] = relationship()

@@ -237,6 +237,26 @@ def submit_verification(
     return request
 
 
+def _tell_enterprise(enterprise_id: int, kind: str, key: str, link: str, **payload: Any) -> None:
+    from portal.notifications.services import notify, users_of_enterprise
+
+    notify(users_of_enterprise(enterprise_id), kind, key, payload=payload, link=link)
+
+
+def tell_about_claim(claim: Claim, event: str, *, repeatable: bool = False, **payload: Any) -> None:
+    """Notify the claim's enterprise of `event`; a repeatable event (a return, say) may recur."""
+    key = f"claim:{claim.id}:{event}" + (f":{clock.utcnow().timestamp()}" if repeatable else "")
+    _tell_enterprise(
+        claim.enterprise_id,
+        f"claim.{event}",
+        key,
+        f"/vouchers/claims/{claim.id}",
+        claim=claim.id,
+        amount=_yuan(claim.total_fen),
+        **payload,
+    )
+
+
 def _require_reviewer(user: User) -> None:
     if not user.is_authenticated or user.role not in REVIEW_ROLES:
         raise Forbidden(_("Only bureau reviewers can decide this."))
@@ -275,6 +295,14 @@ def decide_verification(
             enterprise.verified_at = clock.utcnow()
         else:
             enterprise.verification_state = EnterpriseState.REJECTED
+        _tell_enterprise(
+            enterprise.id,
+            "verification.verified" if verify else "verification.rejected",
+            f"verification:{request.id}",
+            "/vouchers/",
+            enterprise=enterprise.name,
+            reason=reason or "",
+        )
         audit.record(
             "enterprise.verified" if verify else "enterprise.rejected",
             "enterprise",
@@ -462,6 +490,13 @@ def decide_application(
                 comment,
             )
             _audit_application(application, state, reviewer, comment)
+            _tell_enterprise(
+                application.enterprise_id,
+                f"application.{application.state.value}",
+                f"application:{application.id}:{application.state.value}:{clock.utcnow().timestamp()}",
+                "/vouchers/" if action == "reject" else f"/vouchers/applications/{application.id}/resubmit",
+                reason=comment,
+            )
             db.session.commit()
             return application
         if action != "approve":
@@ -513,6 +548,15 @@ def decide_application(
             )
         )
         _audit_application(application, state, reviewer, comment, amount_fen=amount, voucher=voucher.code)
+        _tell_enterprise(
+            application.enterprise_id,
+            "application.approved",
+            f"application:{application.id}:approved",
+            f"/vouchers/voucher/{voucher.id}",
+            code=voucher.code,
+            amount=_yuan(amount),
+            valid_until=str(voucher.valid_until),
+        )
         db.session.commit()
     return application
 
@@ -830,6 +874,9 @@ def _claim_inputs(
     records = _records(unique_ids)
     if len(records) != len(unique_ids) or any(r.booking.enterprise_id != enterprise.id for r in records):
         raise NotFound(_("Some of these services are not your enterprise's."))
+    if len({r.booking.instrument.institution_id for r in records}) > 1:
+        message = _("One claim covers the services of one provider; make a claim per provider.")
+        raise ValidationFailed(message, {"service_record_ids": message})
     return enterprise, voucher, records
 
 
@@ -866,6 +913,7 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
         claim = Claim(
             voucher_id=voucher_id,
             enterprise_id=user.enterprise_id,
+            institution_id=preview.records[0].booking.instrument.institution_id,
             state=ClaimState.DRAFT,
             fee_fen=preview.fee_fen,
             province_fen=preview.subsidy.amount("province"),
@@ -1004,13 +1052,22 @@ def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None
                 )
             claim.decided_by_id, claim.decided_at, claim.comment = reviewer.id, clock.utcnow(), comment
             _audit_claim(claim, before, reviewer, comment)
+            tell_about_claim(claim, claim.state.value, repeatable=True, reason=comment)
             db.session.commit()
             return claim
         if action != "approve":
             raise ValidationFailed(_("Unknown decision."), {"action": _("Unknown decision.")})
         if before is ClaimState.PENDING_SECOND and reviewer.id == claim.first_reviewer_id:
             raise Forbidden(_("A second reviewer must confirm this: you cannot approve your own approval."))
+        from portal.finance.services import is_closed, month_of, queue_tally
+
+        month = month_of(clock.utcnow())
+        if is_closed(month):
+            raise InvalidTransition(_("%(month)s is closed: its numbers can no longer change.", month=month))
         _approve(claim, before, reviewer, comment)
+        if claim.state is ClaimState.IN_NOTICE:
+            claim.approved_month = month
+            queue_tally(month)
         db.session.commit()
     return claim
 
@@ -1062,6 +1119,15 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     if before is ClaimState.SUBMITTED and _four_eyes(scheme, claim.total_fen):
         claim.state, claim.first_reviewer_id = ClaimState.PENDING_SECOND, reviewer.id
         _audit_claim(claim, before, reviewer, comment)
+        from portal.notifications.services import notify, users_with_role
+
+        notify(
+            [u for u in users_with_role(Role.REVIEWER) if u.id != reviewer.id],
+            "claim.second_review",
+            f"claim:{claim.id}:second_review",
+            payload={"claim": claim.id, "amount": _yuan(claim.total_fen)},
+            link=f"/vouchers/claims/{claim.id}",
+        )
         return
     funds["province"].committed_fen += claim.province_fen
     if "city" in funds:
@@ -1083,6 +1149,7 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
         )
     )
     _audit_claim(claim, before, reviewer, comment)
+    tell_about_claim(claim, "approved", notice_ends_on=str(claim.notice_ends_on))
 
 
 def _audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, comment: str | None) -> None:
@@ -1110,6 +1177,7 @@ def end_public_notice(today: date | None = None) -> int:
                 continue
             claim.state, claim.payable_at = ClaimState.PAYABLE, clock.utcnow()
             _audit_claim(claim, ClaimState.IN_NOTICE, None, "public notice ended")
+            tell_about_claim(claim, "payable")
             db.session.commit()
     return len(due)
 

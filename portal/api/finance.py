@@ -1,0 +1,80 @@
+"""Finance endpoints: subsidy totals per month or range, grouped, reconciled with the voucher ledgers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import validate
+
+from portal.api.auth import BEARER, token_required
+from portal.api.schemas import ApiBlueprint
+from portal.core.permissions import Role
+from portal.finance import services
+
+blp = ApiBlueprint("api_finance", __name__, description="Finance: subsidy totals from the monthly tallies.")
+
+MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="A month looks like 2026-11.")
+
+
+class TotalsArgsSchema(ma.Schema):
+    month = ma.fields.String(validate=MONTH, metadata={"description": "one month, YYYY-MM (Beijing time)"})
+    month_from = ma.fields.String(validate=MONTH, metadata={"description": "or a range: first month"})
+    month_to = ma.fields.String(validate=MONTH, metadata={"description": "last month (inclusive)"})
+    group_by = ma.fields.String(load_default="fund", validate=validate.OneOf(services.GROUPS))
+
+    @ma.validates_schema
+    def _one_period(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data.get("month") and not (data.get("month_from") and data.get("month_to")):
+            raise ma.ValidationError("Give month, or month_from and month_to.", "month")
+
+
+class TotalRowSchema(ma.Schema):
+    key = ma.fields.Raw(
+        required=True, metadata={"description": "fund name, county, enterprise or institution id"}
+    )
+    label = ma.fields.String(required=True)
+    amount_fen = ma.fields.Integer(required=True, metadata={"description": "approved subsidy"})
+    paid_fen = ma.fields.Integer(required=True)
+
+
+class TotalsSchema(ma.Schema):
+    month_from = ma.fields.String(required=True)
+    month_to = ma.fields.String(required=True)
+    group_by = ma.fields.String(required=True)
+    rows = ma.fields.List(ma.fields.Nested(TotalRowSchema), required=True)
+    total_fen = ma.fields.Integer(required=True, metadata={"description": "sum of amount_fen"})
+    paid_fen = ma.fields.Integer(required=True)
+    ledger_fen = ma.fields.Integer(
+        required=True, metadata={"description": "committed by the voucher ledgers in the same months"}
+    )
+    reconciled = ma.fields.Boolean(required=True, metadata={"description": "total_fen equals ledger_fen"})
+
+
+@blp.route("/finance/totals")
+@blp.arguments(TotalsArgsSchema, location="query")
+@blp.response(200, TotalsSchema)
+@blp.doc(security=BEARER)
+@blp.errors(401, 403)
+@token_required(Role.FINANCE, Role.ADMIN, Role.REVIEWER)
+def totals(args: dict[str, Any]) -> dict[str, Any]:
+    """Approved and paid subsidy of a month (or months), by fund, enterprise, provider or county."""
+    month_from = args.get("month") or args["month_from"]
+    month_to = args.get("month") or args["month_to"]
+    if month_from > month_to:
+        month_from, month_to = month_to, month_from
+    result = services.totals(month_from, month_to, args["group_by"])
+    ledger = services.ledger_committed(month_from, month_to)
+    return {
+        "month_from": month_from,
+        "month_to": month_to,
+        "group_by": result.group_by,
+        "rows": [
+            {"key": r.key, "label": r.label, "amount_fen": r.approved_fen, "paid_fen": r.paid_fen}
+            for r in result.rows
+        ],
+        "total_fen": result.approved_fen,
+        "paid_fen": result.paid_fen,
+        "ledger_fen": ledger,
+        "reconciled": ledger == result.approved_fen,
+    }

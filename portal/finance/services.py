@@ -1,0 +1,678 @@
+"""Finance rules: monthly tallies in SQL, totals, formula-safe exports, disbursement batches, closings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+
+from portal.accounts.models import Enterprise, Institution, User
+from portal.core import audit, clock, uploads
+from portal.core.database import after_commit, locked, serialized_write
+from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from portal.core.money import fen_to_yuan
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.finance.models import (
+    BatchState,
+    DisbursementBatch,
+    ExportJob,
+    ExportState,
+    PeriodClose,
+    SubsidyTally,
+)
+from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
+from portal.vouchers.services import tell_about_claim
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+LOCK_TALLY = 7302
+FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
+GROUPS = ("fund", "county", "enterprise", "provider")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def month_of(moment: datetime) -> str:
+    """The accounting month (Beijing time) of an instant."""
+    return clock.to_local(moment).strftime("%Y-%m")
+
+
+def check_month(text: str | None, field: str = "month") -> str:
+    if not text or not MONTH.match(text):
+        raise ValidationFailed(_("A month looks like 2026-11."), {field: _("A month looks like 2026-11.")})
+    return text
+
+
+def month_range(month: str) -> tuple[datetime, datetime]:
+    """The UTC instants a Beijing-time month runs between."""
+    year, number = int(month[:4]), int(month[5:])
+    start = date(year, number, 1)
+    end = date(year + (number == 12), number % 12 + 1, 1)
+    return clock.local_datetime_to_utc(start, time.min), clock.local_datetime_to_utc(end, time.min)
+
+
+def is_closed(month: str) -> bool:
+    return db.session.scalar(select(PeriodClose.id).where(PeriodClose.month == month)) is not None
+
+
+def _require_finance(user: User) -> None:
+    if not user.is_authenticated or user.role not in FINANCE_ROLES:
+        raise Forbidden(_("Only bureau finance can do this."))
+
+
+# --- tallies ------------------------------------------------------------------------------------
+
+
+def _tally_source(month: str):
+    """Every approved and every paid amount of the month, one row per claim and fund."""
+    parts = []
+    for fund, column in (("province", Claim.province_fen), ("city", Claim.city_fen)):
+        for measure, month_column, states in (
+            ("approved", Claim.approved_month, COMMITTED_STATES),
+            ("paid", Claim.paid_month, (ClaimState.PAID,)),
+        ):
+            parts.append(
+                select(
+                    literal(fund, String).label("fund"),
+                    Claim.enterprise_id,
+                    Claim.institution_id,
+                    Enterprise.county,
+                    (column if measure == "approved" else literal(0, BigInteger)).label("approved"),
+                    (column if measure == "paid" else literal(0, BigInteger)).label("paid"),
+                )
+                .join(Enterprise, Enterprise.id == Claim.enterprise_id)
+                .where(
+                    month_column == month,
+                    Claim.state.in_(states),
+                    Claim.institution_id.is_not(None),
+                    column > 0,
+                )
+            )
+    rows = union_all(*parts).subquery()
+    return select(
+        literal(month, String),
+        rows.c.fund,
+        rows.c.enterprise_id,
+        rows.c.institution_id,
+        rows.c.county,
+        func.sum(rows.c.approved),
+        func.sum(rows.c.paid),
+        func.sum(case((rows.c.approved > 0, literal(1, Integer)), else_=literal(0, Integer))),
+    ).group_by(rows.c.fund, rows.c.enterprise_id, rows.c.institution_id, rows.c.county)
+
+
+def tally_month(month: str) -> int:
+    """Recompute the month's tally rows from the claims; idempotent, and a closed month stays as it is."""
+    check_month(month)
+    with serialized_write((LOCK_TALLY, int(month.replace("-", "")))):
+        if is_closed(month):
+            db.session.rollback()
+            return 0
+        db.session.execute(delete(SubsidyTally).where(SubsidyTally.month == month))
+        db.session.execute(
+            insert(SubsidyTally).from_select(
+                [
+                    "month",
+                    "fund",
+                    "enterprise_id",
+                    "institution_id",
+                    "county",
+                    "approved_fen",
+                    "paid_fen",
+                    "claims",
+                ],
+                _tally_source(month),
+            )
+        )
+        count = db.session.scalar(
+            select(func.count()).select_from(SubsidyTally).where(SubsidyTally.month == month)
+        )
+        db.session.commit()
+    return count
+
+
+# --- totals -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TotalRow:
+    key: Any
+    label: str
+    approved_fen: int
+    paid_fen: int
+
+
+@dataclass
+class Totals:
+    rows: list[TotalRow]
+    approved_fen: int
+    paid_fen: int
+    month_from: str
+    month_to: str
+    group_by: str
+
+
+def totals(month_from: str, month_to: str, group_by: str = "fund") -> Totals:
+    """Approved and paid subsidy between two months (inclusive), grouped as asked, from the tallies."""
+    check_month(month_from, "month_from")
+    check_month(month_to, "month_to")
+    if group_by not in GROUPS:
+        raise ValidationFailed(_("Unknown grouping."), {"group_by": _("Unknown grouping.")})
+    key = {
+        "fund": SubsidyTally.fund,
+        "county": SubsidyTally.county,
+        "enterprise": SubsidyTally.enterprise_id,
+        "provider": SubsidyTally.institution_id,
+    }[group_by]
+    rows = db.session.execute(
+        select(key, func.sum(SubsidyTally.approved_fen), func.sum(SubsidyTally.paid_fen))
+        .where(SubsidyTally.month >= month_from, SubsidyTally.month <= month_to)
+        .group_by(key)
+        .order_by(func.sum(SubsidyTally.approved_fen).desc())
+    ).all()
+    labels = _labels(group_by, [r[0] for r in rows])
+    out = [TotalRow(k, labels.get(k, str(k)), int(a or 0), int(p or 0)) for k, a, p in rows]
+    return Totals(
+        out, sum(r.approved_fen for r in out), sum(r.paid_fen for r in out), month_from, month_to, group_by
+    )
+
+
+def _labels(group_by: str, keys: list[Any]) -> dict[Any, str]:
+    if group_by == "enterprise":
+        return dict(
+            db.session.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(keys))).all()
+        )
+    if group_by == "provider":
+        return dict(
+            db.session.execute(select(Institution.id, Institution.name).where(Institution.id.in_(keys))).all()
+        )
+    if group_by == "fund":
+        from portal.vouchers.models import FUND_LABELS
+
+        return {k: str(FUND_LABELS.get(k, k)) for k in keys}
+    return {k: k for k in keys}
+
+
+def monthly_series(month_from: str, month_to: str) -> list[tuple[str, int, int]]:
+    """(month, provincial, city) approved subsidy per month, for the chart."""
+    rows = db.session.execute(
+        select(SubsidyTally.month, SubsidyTally.fund, func.sum(SubsidyTally.approved_fen))
+        .where(SubsidyTally.month >= month_from, SubsidyTally.month <= month_to)
+        .group_by(SubsidyTally.month, SubsidyTally.fund)
+    ).all()
+    by_month: dict[str, dict[str, int]] = {}
+    for month, fund, amount in rows:
+        by_month.setdefault(month, {})[fund] = int(amount or 0)
+    return [(m, v.get("province", 0), v.get("city", 0)) for m, v in sorted(by_month.items())]
+
+
+def ledger_committed(month_from: str, month_to: str | None = None) -> int:
+    """What the voucher ledgers committed in the months (inclusive): the figure every total must equal."""
+    start, end = month_range(month_from)[0], month_range(month_to or month_from)[1]
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+                LedgerEntry.kind == LedgerKind.COMMITTED,
+                LedgerEntry.created_at >= start,
+                LedgerEntry.created_at < end,
+            )
+        )
+    )
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+
+def neutralise(value: Any) -> Any:
+    """A spreadsheet cell that starts with = + - @ tab or CR is shown as text, never run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def export_headers() -> list[str]:
+    return [
+        _("Claim"),
+        _("Approved in"),
+        _("Enterprise"),
+        _("Unified social credit code"),
+        _("County or district"),
+        _("Provider"),
+        _("Provincial (yuan)"),
+        _("City (yuan)"),
+        _("Total (yuan)"),
+        _("State"),
+        _("Paid in"),
+        _("Batch"),
+    ]
+
+
+def _claims_query(month_from: str, month_to: str):
+    return (
+        select(
+            Claim.id,
+            Claim.approved_month,
+            Enterprise.name,
+            Enterprise.uscc,
+            Enterprise.county,
+            Institution.name,
+            Claim.province_fen,
+            Claim.city_fen,
+            Claim.state,
+            Claim.paid_month,
+            Claim.batch_id,
+        )
+        .join(Enterprise, Enterprise.id == Claim.enterprise_id)
+        .join(Institution, Institution.id == Claim.institution_id)
+        .where(
+            Claim.state.in_(COMMITTED_STATES),
+            Claim.approved_month >= month_from,
+            Claim.approved_month <= month_to,
+        )
+        .order_by(Claim.approved_month, Claim.id)
+    )
+
+
+def count_export_rows(month_from: str, month_to: str) -> int:
+    return db.session.scalar(select(func.count()).select_from(_claims_query(month_from, month_to).subquery()))
+
+
+def export_rows(month_from: str, month_to: str) -> Iterator[tuple[list[Any], int, int]]:
+    """(cells, province fen, city fen) per approved claim, streamed from the database."""
+    from portal.vouchers.models import CLAIM_STATE_LABELS
+
+    stmt = _claims_query(month_from, month_to).execution_options(yield_per=2000)
+    for (
+        cid,
+        approved,
+        enterprise,
+        uscc,
+        county,
+        provider,
+        province,
+        city,
+        state,
+        paid,
+        batch,
+    ) in db.session.execute(stmt):
+        cells = [
+            cid,
+            approved,
+            neutralise(enterprise),
+            uscc,
+            county,
+            neutralise(provider),
+            fen_to_yuan(province),
+            fen_to_yuan(city),
+            fen_to_yuan(province + city),
+            str(CLAIM_STATE_LABELS[state]),
+            paid or "",
+            batch or "",
+        ]
+        yield cells, province, city
+
+
+def write_csv(handle, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
+    """UTF-8 with BOM (so Excel shows Chinese), a totals row; returns (rows, total fen)."""
+    handle.write("\ufeff")
+    writer = csv.writer(handle)
+    writer.writerow(export_headers())
+    rows = province_total = city_total = 0
+    for cells, province, city in export_rows(month_from, month_to):
+        writer.writerow(cells)
+        rows, province_total, city_total = rows + 1, province_total + province, city_total + city
+        if progress and rows % 1000 == 0:
+            progress(rows)
+    writer.writerow(_totals_cells(province_total, city_total))
+    return rows, province_total + city_total
+
+
+def _totals_cells(province: int, city: int) -> list[Any]:
+    return [
+        _("Total"),
+        "",
+        "",
+        "",
+        "",
+        "",
+        fen_to_yuan(province),
+        fen_to_yuan(city),
+        fen_to_yuan(province + city),
+        "",
+        "",
+        "",
+    ]
+
+
+def write_xlsx(path, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
+    """openpyxl in write-only mode (memory stays flat); amounts as numbers in yuan with two decimals."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(_("Subsidies"))
+    sheet.append(export_headers())
+
+    def money_row(cells: list[Any]) -> list[Any]:
+        out = []
+        for index, value in enumerate(cells):
+            cell = WriteOnlyCell(sheet, value=value)
+            if index in (6, 7, 8):
+                cell.number_format = "#,##0.00"
+            out.append(cell)
+        return out
+
+    rows = province_total = city_total = 0
+    for cells, province, city in export_rows(month_from, month_to):
+        sheet.append(money_row(cells))
+        rows, province_total, city_total = rows + 1, province_total + province, city_total + city
+        if progress and rows % 1000 == 0:
+            progress(rows)
+    sheet.append(money_row(_totals_cells(province_total, city_total)))
+    workbook.save(path)
+    return rows, province_total + city_total
+
+
+def csv_text(month_from: str, month_to: str) -> str:
+    buffer = io.StringIO()
+    write_csv(buffer, month_from, month_to)
+    return buffer.getvalue()
+
+
+def start_export_job(user: User, month_from: str, month_to: str, fmt: str) -> ExportJob:
+    """A large export, written by a worker; the user follows its progress."""
+    _require_finance(user)
+    job = ExportJob(
+        user_id=user.id,
+        params={"month_from": month_from, "month_to": month_to},
+        fmt=fmt,
+        total_rows=count_export_rows(month_from, month_to),
+    )
+    db.session.add(job)
+    db.session.commit()
+    from portal.finance.tasks import run_export
+
+    job_id = job.id
+    with current_app.app_context():
+        run_export.delay(job_id)
+    return db.session.get(ExportJob, job_id)
+
+
+def run_export_job(job_id: int) -> None:
+    job = db.session.get(ExportJob, job_id)
+    if job is None or job.state is not ExportState.QUEUED:
+        return
+    job.state = ExportState.RUNNING
+    db.session.commit()
+    name = f"export-{uuid.uuid4().hex}.{job.fmt}"
+    path = uploads.upload_root() / name
+
+    def progress(rows: int) -> None:
+        db.session.execute(update(ExportJob).where(ExportJob.id == job_id).values(done_rows=rows))
+        db.session.commit()
+
+    try:
+        params = job.params
+        if job.fmt == "csv":
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                rows, _total = write_csv(handle, params["month_from"], params["month_to"], progress)
+        else:
+            rows, _total = write_xlsx(path, params["month_from"], params["month_to"], progress)
+    except Exception as error:
+        db.session.rollback()
+        db.session.execute(
+            update(ExportJob)
+            .where(ExportJob.id == job_id)
+            .values(state=ExportState.FAILED, error=str(error)[:1000])
+        )
+        db.session.commit()
+        raise
+    db.session.execute(
+        update(ExportJob)
+        .where(ExportJob.id == job_id)
+        .values(state=ExportState.DONE, done_rows=rows, stored_name=name, finished_at=clock.utcnow())
+    )
+    db.session.commit()
+
+
+def get_export_job(user: User, job_id: int) -> ExportJob:
+    job = db.session.get(ExportJob, job_id)
+    if job is None or job.user_id != user.id:
+        raise NotFound(_("No such export."))
+    return job
+
+
+# --- disbursement batches and closed months ------------------------------------------------------
+
+
+def _refuse_closed(month: str) -> None:
+    if is_closed(month):
+        raise InvalidTransition(_("%(month)s is closed: its numbers can no longer change.", month=month))
+
+
+def build_batch(user: User, month: str) -> DisbursementBatch:
+    """Gather every payable claim not yet in a batch into a new batch of the month."""
+    _require_finance(user)
+    check_month(month)
+    with serialized_write((LOCK_TALLY, 0)):
+        _refuse_closed(month)
+        claims = db.session.scalars(
+            select(Claim)
+            .where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
+            .order_by(Claim.id)
+            .with_for_update()
+        ).all()
+        if not claims:
+            raise InvalidTransition(_("No payable claim is waiting for a batch."))
+        batch = DisbursementBatch(
+            month=month,
+            state=BatchState.DRAFT,
+            province_fen=sum(c.province_fen for c in claims),
+            city_fen=sum(c.city_fen for c in claims),
+            claims=len(claims),
+            created_by_id=user.id,
+        )
+        db.session.add(batch)
+        db.session.flush()
+        for claim in claims:
+            claim.batch_id = batch.id
+        audit.record(
+            "batch.built",
+            "batch",
+            batch.id,
+            after={"month": month, "claims": len(claims), "total_fen": batch.total_fen},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    return batch
+
+
+def claims_waiting_for_batch() -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Claim)
+        .where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
+    )
+
+
+def batch_claims(batch: DisbursementBatch) -> list[Claim]:
+    return list(
+        db.session.scalars(
+            select(Claim).where(Claim.batch_id == batch.id).order_by(Claim.enterprise_id, Claim.id)
+        )
+    )
+
+
+def bank_rows(batch: DisbursementBatch) -> list[list[Any]]:
+    """One payment per enterprise: payee, credit code, amount in yuan, the claims it pays."""
+    per_enterprise: dict[int, list[Claim]] = {}
+    for claim in batch_claims(batch):
+        per_enterprise.setdefault(claim.enterprise_id, []).append(claim)
+    rows = []
+    for enterprise_id, claims in per_enterprise.items():
+        enterprise = db.session.get(Enterprise, enterprise_id)
+        rows.append(
+            [
+                enterprise.name,
+                enterprise.uscc,
+                fen_to_yuan(sum(c.total_fen for c in claims)),
+                " ".join(f"#{c.id}" for c in claims),
+            ]
+        )
+    return rows
+
+
+def export_batch(user: User, batch_id: int) -> str:
+    """The batch as a CSV for the bank (BOM, totals row); the batch is marked exported."""
+    _require_finance(user)
+    with serialized_write():
+        batch = locked(DisbursementBatch, batch_id)
+        if batch is None:
+            raise NotFound(_("No such batch."))
+        if batch.state is BatchState.PAID:
+            raise InvalidTransition(_("This batch is already paid."))
+        buffer = io.StringIO()
+        buffer.write("\ufeff")
+        writer = csv.writer(buffer)
+        writer.writerow([_("Payee"), _("Unified social credit code"), _("Amount (yuan)"), _("Claims")])
+        for row in bank_rows(batch):
+            writer.writerow([neutralise(cell) for cell in row])
+        writer.writerow([_("Total"), "", fen_to_yuan(batch.total_fen), ""])
+        if batch.state is BatchState.DRAFT:
+            batch.state, batch.exported_at = BatchState.EXPORTED, clock.utcnow()
+            audit.record(
+                "batch.exported",
+                "batch",
+                batch.id,
+                before={"state": "draft"},
+                after={"state": "exported"},
+                actor_id=user.id,
+            )
+        db.session.commit()
+    return buffer.getvalue()
+
+
+def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBatch:
+    """The bank has paid: every claim of the batch is paid, funds and vouchers record it, enterprises hear."""
+    _require_finance(user)
+    reference = (reference or "").strip()
+    if not reference:
+        raise ValidationFailed(_("Give the bank's payment reference."), {"reference": _("Required.")})
+    now = clock.utcnow()
+    month = month_of(now)
+    with serialized_write((LOCK_TALLY, 0)):
+        batch = locked(DisbursementBatch, batch_id)
+        if batch is None:
+            raise NotFound(_("No such batch."))
+        _refuse_closed(batch.month)
+        _refuse_closed(month)
+        if batch.state is not BatchState.EXPORTED:
+            raise InvalidTransition(_("Export the batch for the bank before marking it paid."))
+        claims = batch_claims(batch)
+        funds: dict[tuple[int, str], Fund] = {}
+        for claim in claims:
+            voucher = locked(Voucher, claim.voucher_id)
+            for name, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
+                key = (voucher.scheme_id, name)
+                if key not in funds:
+                    funds[key] = db.session.scalar(
+                        select(Fund)
+                        .where(Fund.scheme_id == voucher.scheme_id, Fund.name == name)
+                        .with_for_update()
+                    )
+                funds[key].paid_fen += amount
+            claim.state, claim.paid_at, claim.paid_month = ClaimState.PAID, now, month
+            db.session.add(
+                LedgerEntry(
+                    voucher_id=voucher.id,
+                    kind=LedgerKind.PAID,
+                    amount_fen=claim.total_fen,
+                    balance_after_fen=voucher.balance_fen,
+                    claim_id=claim.id,
+                )
+            )
+            audit.record(
+                "claim.paid",
+                "claim",
+                claim.id,
+                before={"state": "payable"},
+                after={"state": "paid"},
+                reason=reference,
+                actor_id=user.id,
+            )
+            tell_about_claim(claim, "paid", reference=reference)
+        batch.state, batch.paid_at, batch.paid_reference = BatchState.PAID, now, reference[:80]
+        audit.record(
+            "batch.paid",
+            "batch",
+            batch.id,
+            before={"state": "exported"},
+            after={"state": "paid"},
+            reason=reference,
+            actor_id=user.id,
+        )
+        queue_tally(month)
+        db.session.commit()
+    return batch
+
+
+def close_month(user: User, month: str) -> PeriodClose:
+    """Close a finished month: its tally is brought up to date one last time, then frozen."""
+    _require_finance(user)
+    check_month(month)
+    if month >= month_of(clock.utcnow()):
+        raise ValidationFailed(
+            _("Only a month that has ended can be closed."), {"month": _("Not ended yet.")}
+        )
+    tally_month(month)
+    with serialized_write((LOCK_TALLY, int(month.replace("-", "")))):
+        if is_closed(month):
+            raise InvalidTransition(_("%(month)s is already closed.", month=month))
+        row = PeriodClose(month=month, closed_by_id=user.id, closed_at=clock.utcnow())
+        db.session.add(row)
+        audit.record("period.closed", "period", month, after={"month": month}, actor_id=user.id)
+        db.session.commit()
+    return row
+
+
+def closed_months() -> list[PeriodClose]:
+    return list(db.session.scalars(select(PeriodClose).order_by(PeriodClose.month.desc())))
+
+
+def queue_tally(month: str) -> None:
+    """Recompute the month's tally in a worker once the current transaction (which changes it) commits."""
+    from portal.finance.tasks import tally
+
+    def send() -> None:
+        try:
+            with current_app.app_context():
+                tally.apply_async(args=[month], retry=False)
+        except Exception as error:
+            # The nightly tally (and the next approval) brings the month up to date.
+            current_app.logger.warning("tally of %s not queued (%s)", month, error)
+
+    after_commit(send)
+
+
+def batches() -> list[DisbursementBatch]:
+    return list(db.session.scalars(select(DisbursementBatch).order_by(DisbursementBatch.id.desc())))

@@ -1,0 +1,185 @@
+"""Finance pages: totals with charts, exports (large ones by a worker), batches, closing months."""
+
+from __future__ import annotations
+
+import io
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.core import clock, uploads
+from portal.core.charts import Series, bar_chart
+from portal.core.errors import ServiceError
+from portal.core.permissions import Role, role_required
+from portal.extensions import db
+from portal.finance import services
+from portal.finance.forms import ActionForm, CloseForm, MonthForm, PaidForm, TotalsForm
+from portal.finance.models import BATCH_STATE_LABELS, DisbursementBatch, ExportState
+
+bp = Blueprint("finance", __name__, url_prefix="/finance")
+FINANCE = (Role.FINANCE, Role.ADMIN)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _period() -> tuple[TotalsForm, str, str]:
+    form = TotalsForm(request.args)
+    form.validate()
+    this_month = services.month_of(clock.utcnow())
+    month_from = (
+        form.month_from.data
+        if form.month_from.data and not form.month_from.errors
+        else this_month[:4] + "-01"
+    )
+    month_to = form.month_to.data if form.month_to.data and not form.month_to.errors else this_month
+    if month_from > month_to:
+        month_from, month_to = month_to, month_from
+    return form, month_from, month_to
+
+
+@bp.route("/")
+@role_required(*FINANCE, Role.REVIEWER)
+def index() -> ResponseReturnValue:
+    """Approved and paid subsidy for a period, grouped by fund, county, enterprise or provider."""
+    form, month_from, month_to = _period()
+    group_by = form.group_by.data if form.group_by.data in services.GROUPS else "fund"
+    result = services.totals(month_from, month_to, group_by)
+    series = services.monthly_series(month_from, month_to)
+    chart = bar_chart(
+        [m for m, _p, _c in series],
+        [
+            Series(_("Provincial voucher"), [p / 100 for _m, p, _c in series]),
+            Series(_("Liaocheng top-up"), [c / 100 for _m, _p, c in series]),
+        ],
+        title=_("Approved subsidy per month"),
+        unit="",
+    )
+    group_choices = [(choice.value, choice.label) for choice in form.group_by.choices]
+    group_label = dict(group_choices).get(group_by, group_by)
+    return render_template(
+        "finance/index.html",
+        form=form,
+        result=result,
+        group_label=group_label,
+        group_choices=group_choices,
+        ledger_fen=services.ledger_committed(month_from, month_to),
+        chart=chart,
+        month_from=month_from,
+        month_to=month_to,
+        rows_to_export=services.count_export_rows(month_from, month_to),
+        async_rows=current_app.config["EXPORT_ASYNC_ROWS"],
+    )
+
+
+@bp.route("/export.<fmt>")
+@role_required(*FINANCE)
+def export(fmt: str) -> ResponseReturnValue:
+    """Every approved claim of the period as CSV or XLSX; a large export goes to a worker."""
+    if fmt not in ("csv", "xlsx"):
+        abort(404)
+    _form, month_from, month_to = _period()
+    if services.count_export_rows(month_from, month_to) > current_app.config["EXPORT_ASYNC_ROWS"]:
+        job = services.start_export_job(current_user, month_from, month_to, fmt)
+        return redirect(url_for("finance.export_job", job_id=job.id))
+    name = f"subsidies-{month_from}-{month_to}.{fmt}"
+    if fmt == "csv":
+        response = Response(services.csv_text(month_from, month_to), mimetype="text/csv")
+    else:
+        buffer = io.BytesIO()
+        services.write_xlsx(buffer, month_from, month_to)
+        response = Response(buffer.getvalue(), mimetype=XLSX)
+    response.headers["Content-Disposition"] = f"attachment; filename={name}"
+    return response
+
+
+@bp.route("/exports/<int:job_id>")
+@role_required(*FINANCE)
+def export_job(job_id: int) -> ResponseReturnValue:
+    """The progress of a large export, then its download link."""
+    job = services.get_export_job(current_user, job_id)
+    return render_template("finance/export_job.html", job=job, done=job.state is ExportState.DONE)
+
+
+@bp.route("/exports/<int:job_id>/download")
+@role_required(*FINANCE)
+def export_download(job_id: int) -> ResponseReturnValue:
+    job = services.get_export_job(current_user, job_id)
+    if job.state is not ExportState.DONE or not job.stored_name:
+        abort(404)
+    return send_file(
+        uploads.stored_path(job.stored_name),
+        as_attachment=True,
+        download_name=f"subsidies-{job.params['month_from']}-{job.params['month_to']}.{job.fmt}",
+    )
+
+
+@bp.route("/batches", methods=["GET", "POST"])
+@role_required(*FINANCE)
+def batches() -> ResponseReturnValue:
+    """Disbursement batches; build this month's from the payable claims; close a finished month."""
+    form, close_form = MonthForm(prefix="batch"), CloseForm(prefix="close")
+    if not form.is_submitted():
+        form.month.data = services.month_of(clock.utcnow())
+    try:
+        if form.submit.data and form.validate_on_submit():
+            batch = services.build_batch(current_user, form.month.data)
+            flash(_("Batch built."), "success")
+            return redirect(url_for("finance.batch", batch_id=batch.id))
+        if close_form.submit.data and close_form.validate_on_submit():
+            services.close_month(current_user, close_form.month.data)
+            flash(_("The month is closed."), "success")
+            return redirect(url_for("finance.batches"))
+    except ServiceError as error:
+        flash(error.message, "danger")
+    waiting = services.claims_waiting_for_batch()
+    return render_template(
+        "finance/batches.html",
+        batches=services.batches(),
+        form=form,
+        close_form=close_form,
+        closed=services.closed_months(),
+        waiting=waiting,
+        state_labels=BATCH_STATE_LABELS,
+    )
+
+
+@bp.route("/batches/<int:batch_id>", methods=["GET", "POST"])
+@role_required(*FINANCE)
+def batch(batch_id: int) -> ResponseReturnValue:
+    """A batch: its payments, the bank export, marking it paid."""
+    item = db.session.get(DisbursementBatch, batch_id)
+    if item is None:
+        abort(404)
+    export_form, paid_form = ActionForm(prefix="export"), PaidForm(prefix="paid")
+    try:
+        if export_form.submit.data and export_form.validate_on_submit():
+            text = services.export_batch(current_user, batch_id)
+            response = Response(text, mimetype="text/csv")
+            response.headers["Content-Disposition"] = f"attachment; filename=batch-{batch_id}.csv"
+            return response
+        if paid_form.submit.data and paid_form.validate_on_submit():
+            services.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
+            flash(_("The batch is paid; the enterprises are notified."), "success")
+            return redirect(url_for("finance.batch", batch_id=batch_id))
+    except ServiceError as error:
+        flash(error.message, "danger")
+    return render_template(
+        "finance/batch.html",
+        batch=item,
+        rows=services.bank_rows(item),
+        export_form=export_form,
+        paid_form=paid_form,
+        state_labels=BATCH_STATE_LABELS,
+    )

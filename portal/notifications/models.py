@@ -1,0 +1,61 @@
+"""The notification outbox: written in the same transaction as the change, delivered afterwards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.accounts.models import User
+from portal.core.clock import current_time
+from portal.core.types import UTCDateTime, str_enum
+from portal.extensions import db
+
+
+class EmailState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the recipient does not want e-mail, or has no address
+
+
+class Notification(db.Model):
+    """One message to one user: always in the in-app centre, and by e-mail unless they opted out."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    link: Mapped[str | None] = mapped_column(String(200))
+    # One notification per event and recipient, whatever retries or double calls happen.
+    dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_state: Mapped[EmailState] = mapped_column(str_enum(EmailState), default=EmailState.PENDING)
+    email_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A delivery holds the notification until then; a sweep may retry it once the hold has lapsed.
+    email_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_error: Mapped[str | None] = mapped_column(Text)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    recipient: Mapped[User] = relationship()
+
+    __table_args__ = (
+        Index("ix_notifications_recipient_read", "recipient_id", "read_at"),
+        Index("ix_notifications_email_state", "email_state", "email_locked_until"),
+    )
+
+    @property
+    def message_id(self) -> str:
+        """Fixed per notification, so a mail sent twice (worker lost after the server accepted it) is
+        recognisably the same message."""
+        return f"<notification-{self.id}@liaocheng-portal>"
+
+    def __repr__(self) -> str:
+        return f"<Notification {self.id} {self.kind} → {self.recipient_id} {self.email_state}>"
