@@ -56,7 +56,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, api, booking, catalog, finance, notifications, vouchers
+    from portal import accounts, api, booking, catalog, dashboard, finance, notifications, vouchers
 
     accounts.init_app(app)
     catalog.init_app(app)
@@ -64,6 +64,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     vouchers.init_app(app)
     notifications.init_app(app)
     finance.init_app(app)
+    dashboard.init_app(app)
     api.init_app(app)
 
     from portal.demo.cli import demo_cli

@@ -239,6 +239,8 @@ class Booking(db.Model):
         ),
         Index("ix_bookings_instrument_starts_at", "instrument_id", "starts_at"),
         Index("ix_bookings_state_created_at", "state", "created_at"),
+        # The dashboard counts and sums the bookings of a period across every instrument.
+        Index("ix_bookings_starts_at", "starts_at"),
         # No double booking, enforced by PostgreSQL itself: two slot-holding bookings of one
         # instrument can never overlap (half-open ranges, so back-to-back slots are fine).
         ExcludeConstraint(

@@ -31,15 +31,17 @@ def bar_chart(
     *,
     title: str,
     line: Series | None = None,
+    lines: Sequence[Series] = (),
     width: int = 720,
     height: int = 260,
     unit: str = "",
 ) -> Markup:
-    """Stacked bars per label, an optional line on top (a budget, a forecast), a legend."""
+    """Stacked bars per label, optional lines on top (a budget, a forecast), a legend."""
+    lines = [*([line] if line is not None else []), *lines]
     left, bottom, top_pad, right = 64, 40, 16, 16
     plot_w, plot_h = width - left - right, height - bottom - top_pad
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    peak = max([*totals, *(line.values if line else []), 1])
+    peak = max([*totals, *(v for item in lines for v in item.values), 1])
     ticks = _ticks(peak)
     scale = plot_h / (ticks[-1] or 1)
     slot = plot_w / max(len(labels), 1)
@@ -70,22 +72,55 @@ def bar_chart(
             f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11" '
             f'fill="#495057">{escape(label)}</text>'
         )
-    if line is not None and labels:
+    line_colours = ("#bc4b51", "#212529", "#6f42c1")
+    for n, item in enumerate(lines if labels else []):
         points = " ".join(
             f"{left + slot * i + slot / 2:.1f},{top_pad + plot_h - v * scale:.1f}"
-            for i, v in enumerate(line.values)
+            for i, v in enumerate(item.values)
         )
+        dash = ' stroke-dasharray="6 4"' if n % 2 == 0 else ""
         parts.append(
-            f'<polyline class="line" points="{points}" fill="none" stroke="#bc4b51" '
-            'stroke-width="2" stroke-dasharray="6 4"/>'
+            f'<polyline class="line" points="{points}" fill="none" stroke="{line_colours[n % 3]}" '
+            f'stroke-width="2"{dash}><title>{escape(item.name)}</title></polyline>'
         )
-    legend = [*series, *([line] if line else [])]
-    for n, item in enumerate(legend):
-        colour = "#bc4b51" if line is not None and item is line else PALETTE[n % len(PALETTE)]
-        x = left + n * 170
+    legend = [(PALETTE[n % len(PALETTE)], item) for n, item in enumerate(series)]
+    legend += [(line_colours[n % 3], item) for n, item in enumerate(lines)]
+    step = max(min(170, (width - left) // max(len(legend), 1)), 90)
+    for n, (colour, item) in enumerate(legend):
+        x = left + n * step
         parts.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colour}"/>')
         parts.append(
             f'<text x="{x + 14}" y="{height - 5}" font-size="11" fill="#495057">{escape(item.name)}</text>'
+        )
+    parts.append("</svg>")
+    # Every piece of text above went through escape(); the rest is our own markup.
+    return Markup("".join(parts))  # noqa: S704
+
+
+def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 720) -> Markup:
+    """One horizontal bar per (label, value): for categories whose names are too long to stand under a bar."""
+    label_w, right, row_h = 200, 70, 22
+    height = max(len(rows), 1) * row_h + 8
+    peak = max([v for _l, v in rows] + [1])
+    plot_w = width - label_w - right
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    ]
+    for i, (label, value) in enumerate(rows):
+        y = 4 + i * row_h
+        w = plot_w * value / peak
+        text = f"{escape(_short(value))}{escape(unit)}"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="12" fill="#495057">'
+            f"{escape(label[:18])}</text>"
+        )
+        parts.append(
+            f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+            f'fill="{PALETTE[0]}"><title>{escape(label)}: {text}</title></rect>'
+        )
+        parts.append(
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="11" fill="#6c757d">{text}</text>'
         )
     parts.append("</svg>")
     # Every piece of text above went through escape(); the rest is our own markup.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -137,7 +139,32 @@ class SchemeForm(FlaskForm):
     excluded_service_types = SelectMultipleField(
         _l("Service types never subsidised"), choices=options(SERVICE_TYPE_LABELS.items())
     )
+    # The providers' ranking weights (places=None shows them as typed, not padded to four digits).
+    weight_hours = DecimalField(
+        _l("Weight of service hours"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
+    )
+    weight_samples = DecimalField(
+        _l("Weight of samples"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
+    )
+    weight_fees = DecimalField(
+        _l("Weight of fees"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
+    )
+    weight_enterprises = DecimalField(
+        _l("Weight of enterprises served"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
+    )
+    weight_rating = DecimalField(
+        _l("Weight of the average rating"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
+    )
     submit = SubmitField(_l("Save the scheme"))
+
+    # The ranking measure each weight field sets.
+    WEIGHT_FIELDS: ClassVar[dict[str, str]] = {
+        "hours": "weight_hours",
+        "samples": "weight_samples",
+        "fees": "weight_fees",
+        "enterprises": "weight_enterprises",
+        "rating": "weight_rating",
+    }
 
 
 class AuditSearchForm(FlaskForm):

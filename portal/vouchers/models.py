@@ -44,6 +44,15 @@ CONDITION_LABELS = {
     FundCondition.LOCAL_PROVIDER: _l("Only when the provider is in Liaocheng"),
 }
 
+# How much each measure counts in the providers' yearly ranking when a scheme sets none.
+DEFAULT_RANKING_WEIGHTS: dict[str, Decimal] = {
+    "hours": Decimal("0.25"),
+    "samples": Decimal("0.15"),
+    "fees": Decimal("0.25"),
+    "enterprises": Decimal("0.2"),
+    "rating": Decimal("0.15"),
+}
+
 
 class Scheme(db.Model):
     """One year's voucher programme with its published numbers (never hard-coded elsewhere)."""
@@ -66,6 +75,8 @@ class Scheme(db.Model):
     excluded_service_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Voucher quotas currently allocated (issued minus released).
     allocated_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The providers' ranking weights as decimal strings (JSON numbers would be floats); None = defaults.
+    ranking_weights: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     funds: Mapped[list[Fund]] = relationship(back_populates="scheme", order_by="Fund.position")
@@ -84,6 +95,14 @@ class Scheme(db.Model):
     @property
     def unallocated_fen(self) -> int:
         return self.budget_fen - self.allocated_fen
+
+    @property
+    def ranking_weight_values(self) -> dict[str, Decimal]:
+        """The ranking weights as Decimals, each measure the scheme does not set taking its default."""
+        stored = self.ranking_weights or {}
+        return {
+            key: Decimal(str(stored.get(key, default))) for key, default in DEFAULT_RANKING_WEIGHTS.items()
+        }
 
     def __repr__(self) -> str:
         return f"<Scheme {self.year}>"

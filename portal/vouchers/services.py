@@ -28,6 +28,7 @@ from portal.core.permissions import BUREAU_ROLES, Role
 from portal.core.text import normalize
 from portal.extensions import db
 from portal.vouchers.models import (
+    DEFAULT_RANKING_WEIGHTS,
     ApplicationState,
     CapLedger,
     Claim,
@@ -86,6 +87,8 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
     for fund in funds:
         if not Decimal(0) <= fund.rate <= Decimal(1):
             fields[f"{fund.name}_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
+    if values.get("ranking_weights") is not None:
+        fields.update(_check_ranking_weights(values["ranking_weights"]))
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     with serialized_write():
@@ -132,6 +135,24 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
     return scheme
 
 
+def _check_ranking_weights(weights: dict[str, str]) -> dict[str, str]:
+    """Field errors of a set of ranking weights: each 0..1, and not all zero (nothing to rank by)."""
+    fields: dict[str, str] = {}
+    values: list[Decimal] = []
+    for key in DEFAULT_RANKING_WEIGHTS:
+        try:
+            value = Decimal(str(weights.get(key, "0")))
+        except ArithmeticError:
+            value = Decimal(-1)
+        if not value.is_finite() or not Decimal(0) <= value <= Decimal(1):
+            fields[f"weight_{key}"] = _("A weight between 0 and 1, e.g. 0.25.")
+        values.append(value)
+    if not fields and not any(value > 0 for value in values):
+        # No form field has this name, so the page shows it above the form.
+        fields["ranking_weights"] = _("At least one ranking weight must be above 0.")
+    return fields
+
+
 def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
     return {
         "enterprise_cap_fen": scheme.enterprise_cap_fen,
@@ -140,6 +161,7 @@ def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
         "public_notice_days": scheme.public_notice_days,
         "voucher_validity_days": scheme.voucher_validity_days,
         "funds": {f.name: {"rate": str(f.rate), "budget_fen": f.budget_fen} for f in scheme.funds},
+        "ranking_weights": scheme.ranking_weights,
     }
 
 

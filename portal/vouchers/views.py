@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
+from decimal import Decimal
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
@@ -33,6 +34,7 @@ from portal.vouchers.forms import (
 from portal.vouchers.models import (
     APPLICATION_STATE_LABELS,
     CLAIM_STATE_LABELS,
+    DEFAULT_RANKING_WEIGHTS,
     FUND_LABELS,
     LEDGER_LABELS,
     LIMIT_LABELS,
@@ -395,6 +397,7 @@ def scheme() -> ResponseReturnValue:
         _fill_scheme_form(form, current)
     elif not form.is_submitted():
         form.year.data = year
+        _fill_ranking_weights(form, dict(DEFAULT_RANKING_WEIGHTS))
     if form.validate_on_submit():
         try:
             services.save_scheme(current_user, *_scheme_values(form))
@@ -427,6 +430,23 @@ def _fill_scheme_form(form: SchemeForm, scheme: Scheme) -> None:
     )
     form.public_notice_days.data = scheme.public_notice_days
     form.excluded_service_types.data = list(scheme.excluded_service_types or [])
+    _fill_ranking_weights(form, scheme.ranking_weight_values)
+
+
+def _fill_ranking_weights(form: SchemeForm, weights: dict[str, Decimal]) -> None:
+    for key, name in form.WEIGHT_FIELDS.items():
+        getattr(form, name).data = weights[key]
+
+
+def _ranking_weights(form: SchemeForm) -> dict[str, str] | None:
+    """The weights typed in, as decimal strings; a blank field is 0.
+
+    None (keep what the scheme has) when all five are blank, as from a client that predates them.
+    """
+    typed = {key: getattr(form, name).data for key, name in form.WEIGHT_FIELDS.items()}
+    if all(value is None for value in typed.values()):
+        return None
+    return {key: format(value if value is not None else 0, "f") for key, value in typed.items()}
 
 
 def _scheme_values(form: SchemeForm) -> tuple[dict, list[services.FundSettings]]:
@@ -442,6 +462,9 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[services.FundSettings]]
         "public_notice_days": form.public_notice_days.data,
         "excluded_service_types": list(form.excluded_service_types.data or []),
     }
+    weights = _ranking_weights(form)
+    if weights is not None:
+        values["ranking_weights"] = weights
     funds = [
         services.FundSettings(
             "province", form.province_rate.data, "always", yuan_to_fen(form.province_budget.data), True
