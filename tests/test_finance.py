@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from portal.accounts.models import Enterprise
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
+from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -210,7 +211,7 @@ def test_csv_export_has_a_bom_neutralised_cells_and_a_total_equal_to_the_ledger(
     assert len(body) == 2
     for row in rows:
         for cell in row:
-            assert not cell.startswith(finance.FORMULA_PREFIXES), cell
+            assert not cell.startswith(FORMULA_PREFIXES), cell
     assert any(row[2] == "'" + HOSTILE for row in body)
     ledger = finance.ledger_committed(MONTH)
     assert Decimal(total[8]) * 100 == ledger
@@ -233,7 +234,7 @@ def test_xlsx_export_has_no_formula_cells_and_its_totals_match(approved):
     for row in rows:
         for cell in row:
             assert cell.data_type != "f", cell.coordinate
-            assert not (isinstance(cell.value, str) and cell.value.startswith(finance.FORMULA_PREFIXES))
+            assert not (isinstance(cell.value, str) and cell.value.startswith(FORMULA_PREFIXES))
     body, totals = rows[1:-1], rows[-1]
     assert len(body) == 3
     amounts = [row[8].value for row in body]
@@ -333,7 +334,7 @@ def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, ma
 
     text = finance.export_batch(clerk, batch.id)
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    assert all(not cell.startswith(finance.FORMULA_PREFIXES) for row in rows for cell in row)
+    assert all(not cell.startswith(FORMULA_PREFIXES) for row in rows for cell in row)
     assert Decimal(rows[-1][2]) * 100 == batch.total_fen
     with pytest.raises(ValidationFailed):
         finance.mark_batch_paid(clerk, batch.id, "  ")

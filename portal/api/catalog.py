@@ -8,7 +8,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
-from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, page_of
+from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
 from portal.catalog import services
 from portal.catalog.models import InstrumentStatus, SharingMode
 from portal.core.web import revalidated
@@ -110,22 +110,12 @@ def get_instrument(code: str):
     return revalidated(current_app.json.response(body))
 
 
-def _page(items: list, args: dict) -> dict:
-    start = (args["page"] - 1) * args["per_page"]
-    return {
-        "items": items[start : start + args["per_page"]],
-        "total": len(items),
-        "page": args["page"],
-        "per_page": args["per_page"],
-    }
-
-
 @blp.route("/categories")
 @blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, CategoryPageSchema)
 def list_categories(args: dict):
     """The two-level classification: first-level categories, each with its children."""
-    return _page(services.category_tree(), args)
+    return paginate(services.category_tree(), args)
 
 
 @blp.route("/institutions")
@@ -133,4 +123,4 @@ def list_categories(args: dict):
 @blp.response(200, InstitutionPageSchema)
 def list_institutions(args: dict):
     """Host institutions with the number of instruments each has networked."""
-    return _page(services.institution_summaries(), args)
+    return paginate(services.institution_summaries(), args)

@@ -42,6 +42,17 @@ def page_of(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     return type(name, (PageSchema,), {"items": ma.fields.List(ma.fields.Nested(item_schema), required=True)})
 
 
+def paginate(items: list, args: dict) -> dict[str, Any]:
+    """One page of a list that is small enough to hold whole (categories, institutions, vouchers)."""
+    start = (args["page"] - 1) * args["per_page"]
+    return {
+        "items": items[start : start + args["per_page"]],
+        "total": len(items),
+        "page": args["page"],
+        "per_page": args["per_page"],
+    }
+
+
 class PortalParser(FlaskParser):
     """webargs' Flask parser plus a `multipart` location: form fields and files of one request."""
 

@@ -10,7 +10,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema
+from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema, paginate
 from portal.core import clock
 from portal.vouchers import services
 from portal.vouchers.models import (
@@ -257,16 +257,6 @@ def claim_json(claim: Claim) -> dict[str, Any]:
     }
 
 
-def _page(items: list, args: dict) -> dict[str, Any]:
-    start = (args["page"] - 1) * args["per_page"]
-    return {
-        "items": items[start : start + args["per_page"]],
-        "total": len(items),
-        "page": args["page"],
-        "per_page": args["per_page"],
-    }
-
-
 @blp.route("/schemes/current")
 @blp.response(200, SchemeSchema)
 @blp.errors(404)
@@ -332,7 +322,7 @@ _application_decision(
 @token_required()
 def list_vouchers(args: dict):
     """Your enterprise's vouchers (all of them for the bureau), with their ledgers."""
-    return _page([voucher_json(v) for v in services.vouchers_for(current_user)], args)
+    return paginate([voucher_json(v) for v in services.vouchers_for(current_user)], args)
 
 
 @blp.route("/vouchers/<int:id>")

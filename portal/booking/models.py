@@ -30,6 +30,7 @@ from portal.catalog.models import Instrument
 from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
+from portal.core.uploads import StoredFile
 from portal.extensions import db
 
 
@@ -315,6 +316,22 @@ class ServiceFile(db.Model):
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     record: Mapped[ServiceRecord] = relationship(back_populates="files")
+
+    @classmethod
+    def from_upload(
+        cls, stored: StoredFile, record_id: int, kind: FileKind, uploaded_by_id: int
+    ) -> ServiceFile:
+        """The row for a file `portal.core.uploads.store_upload` has checked and stored."""
+        return cls(
+            record_id=record_id,
+            kind=kind,
+            original_name=stored.original_name,
+            stored_name=stored.stored_name,
+            content_type=stored.content_type,
+            size=stored.size,
+            sha256=stored.sha256,
+            uploaded_by_id=uploaded_by_id,
+        )
 
     def __repr__(self) -> str:
         return f"<ServiceFile {self.id} {self.kind} {self.original_name}>"

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -641,7 +641,12 @@ def mark_no_show(user: User, booking_id: int) -> Booking:
     return _fresh(booking_id)
 
 
-def compute_fee(instrument: Instrument, hours: Decimal | None, samples: int | None) -> int:
+class PricedInstrument(Protocol):
+    fee_per_hour_fen: int | None
+    fee_per_sample_fen: int | None
+
+
+def compute_fee(instrument: PricedInstrument, hours: Decimal | None, samples: int | None) -> int:
     """The fee the instrument's published standard gives (fen, rounded half up)."""
     total = Decimal(0)
     if hours and instrument.fee_per_hour_fen is not None:
@@ -832,17 +837,7 @@ def attach_file(user: User, record_id: int, kind: FileKind, stream, filename: st
     stored = uploads.store_upload(stream, filename)
     try:
         with serialized_write():
-            row = ServiceFile(
-                record_id=record_id,
-                kind=kind,
-                original_name=stored.original_name,
-                stored_name=stored.stored_name,
-                content_type=stored.content_type,
-                size=stored.size,
-                sha256=stored.sha256,
-                uploaded_by_id=user.id,
-                uploaded_at=clock.utcnow(),
-            )
+            row = ServiceFile.from_upload(stored, record_id, kind, user.id)
             db.session.add(row)
             db.session.flush()
             audit.record(

@@ -24,12 +24,12 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts.models import Institution
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
 from portal.core import audit
+from portal.core.exports import FORMULA_PREFIXES, neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
 from portal.extensions import db
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 PHONE_PATTERN = re.compile(r"^[0-9+()\- ,;/、]{5,40}$")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_ROWS = 200_000
 
 
@@ -403,13 +403,6 @@ def import_catalog(
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else _comparable(v)) for k, v in values.items()}
-
-
-def neutralise(value: Any) -> Any:
-    """Make text safe for spreadsheets: a cell starting with = + - @ tab or CR is shown, never run."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def export_rows() -> Iterable[list[Any]]:

@@ -8,7 +8,7 @@ filter is where the service happened (the instrument's county), as on the rest o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +17,8 @@ from sqlalchemy import Numeric, distinct, func, null, select
 from portal.accounts.models import Institution
 from portal.booking.models import Booking, ServiceRecord
 from portal.catalog.models import Instrument
-from portal.core import clock
 from portal.extensions import db
+from portal.finance.services import month_range
 from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Scheme
 
 LEVELS = ("institution", "instrument")
@@ -44,12 +44,9 @@ class RankRow:
     rank: int = 0
 
 
-def year_range(year: int) -> tuple:
+def year_range(year: int) -> tuple[datetime, datetime]:
     """The calendar year in Beijing time as a half-open range of UTC instants."""
-    return (
-        clock.local_datetime_to_utc(date(year, 1, 1), time(0)),
-        clock.local_datetime_to_utc(date(year + 1, 1, 1), time(0)),
-    )
+    return month_range(f"{year:04d}-01")[0], month_range(f"{year:04d}-12")[1]
 
 
 def weights_for(year: int) -> dict[str, Decimal]:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from flask import Response, current_app, render_template, request
+from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.core import clock
+from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, neutralise
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role, role_required
 from portal.dashboard.ranking import LEVELS, RankRow, ranking, weights_for
 from portal.dashboard.views import bp
-from portal.finance.services import neutralise
 
 BUREAU = (Role.REVIEWER, Role.FINANCE, Role.ADMIN)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # The page shows the top of the list; a 100,000-instrument table is for the export, not a browser.
 PAGE_ROWS = 200
 LEVEL_LABELS = {"institution": _l("Institutions"), "instrument": _l("Instruments")}
@@ -134,15 +132,9 @@ def _filename(query: Query, extension: str) -> str:
 def ranking_csv() -> ResponseReturnValue:
     """The whole ranking as CSV: UTF-8 with a BOM so that Excel shows the Chinese names."""
     query = _query()
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow([neutralise(h) for h in _headers(query.level)])
-    for row in ranking(query.year, query.level, None, query.county):
-        writer.writerow(_cells(row, query.level))
-    response = Response(buffer.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f"attachment; filename={_filename(query, 'csv')}"
-    return response
+    rows = ranking(query.year, query.level, None, query.county)
+    text = csv_text([[neutralise(h) for h in _headers(query.level)], *(_cells(r, query.level) for r in rows)])
+    return attachment(text, "text/csv", _filename(query, "csv"))
 
 
 @bp.route("/ranking.xlsx")
@@ -175,6 +167,4 @@ def ranking_xlsx() -> ResponseReturnValue:
         settings.append([str(label), weights.get(key, Decimal(0))])
     buffer = io.BytesIO()
     workbook.save(buffer)
-    response = Response(buffer.getvalue(), mimetype=XLSX)
-    response.headers["Content-Disposition"] = f"attachment; filename={_filename(query, 'xlsx')}"
-    return response
+    return attachment(buffer.getvalue(), XLSX_MIMETYPE, _filename(query, "xlsx"))

@@ -7,13 +7,14 @@ enterprise is (the tallies' county) for subsidies, as the bureau's own reports d
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, and_, case, cast, distinct, func, literal, select
+from sqlalchemy import and_, case, distinct, func, literal, select
 
-from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, User
+from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, Institution, User
 from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.catalog.models import Category, Instrument, OpeningHours
 from portal.core import clock
@@ -88,7 +89,7 @@ class Budget:
 
 
 def _hours(start, end):
-    """Hours between two timestamp columns, on either backend."""
+    """Hours between two timestamp (or time-of-day) columns, on either backend."""
     if dialect() == "postgresql":
         return func.extract("epoch", end - start) / 3600.0
     return (func.julianday(end) - func.julianday(start)) * 24.0
@@ -207,10 +208,7 @@ def _weekday_counts(period: Period) -> list[int]:
 def _open_hours_per_instrument(period: Period, county: str | None):
     """Open hours in the period per instrument, from the weekly hours (closures not subtracted)."""
     counts = _weekday_counts(period)
-    if dialect() == "postgresql":
-        span = func.extract("epoch", OpeningHours.closes_at - OpeningHours.opens_at) / 3600.0
-    else:
-        span = (func.julianday(OpeningHours.closes_at) - func.julianday(OpeningHours.opens_at)) * 24.0
+    span = _hours(OpeningHours.opens_at, OpeningHours.closes_at)
     days = case(*[(OpeningHours.weekday == d, literal(n)) for d, n in enumerate(counts)], else_=literal(0))
     query = select(OpeningHours.instrument_id, func.sum(span * days).label("open_hours")).group_by(
         OpeningHours.instrument_id
@@ -269,52 +267,40 @@ def utilisation(period: Period, county: str | None = None, listed: int = 10) -> 
     """Booked hours ÷ open hours per instrument with opening hours: a distribution and both ends."""
     opened = _open_hours_per_instrument(period, county)
     booked = _booked_hours_per_instrument(period, county)
-    ratio = cast(func.coalesce(booked.c.booked_hours, 0), Float) / opened.c.open_hours
-    rows = db.session.execute(
-        select(opened.c.instrument_id, ratio)
-        .select_from(opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id))
-        .where(opened.c.open_hours > 0)
-    ).all()
-    counts: Counter[int] = Counter()
-    for _id, value in rows:
-        index = min(int((value or 0) * 10), 9)
-        counts[index] += 1
+    booked_hours = func.coalesce(booked.c.booked_hours, 0)
+    rows = [
+        (instrument_id, float(hours or 0), float(open_hours))
+        for instrument_id, hours, open_hours in db.session.execute(
+            select(opened.c.instrument_id, booked_hours, opened.c.open_hours)
+            .select_from(opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id))
+            .where(opened.c.open_hours > 0)
+        )
+    ]
+    counts: Counter[int] = Counter(min(int(hours / open_hours * 10), 9) for _id, hours, open_hours in rows)
     labels = [f"{int(low * 100)}–{int(low * 100) + 10}%" for low in UTILISATION_BUCKETS]
     labels[-1] = "90%+"
-    ordered = sorted(rows, key=lambda r: (-(r[1] or 0), r[0]))
-    top_ids = [r[0] for r in ordered[:listed]]
-    bottom_ids = [r[0] for r in sorted(rows, key=lambda r: ((r[1] or 0), r[0]))[:listed]]
-    details = _utilisation_details(set(top_ids) | set(bottom_ids), opened, booked)
-    mean = sum((r[1] or 0) for r in rows) / len(rows) if rows else 0.0
+    # Both ends without sorting every instrument; ties go by id, as the lists are shown.
+    top = heapq.nsmallest(listed, rows, key=lambda r: (-r[1] / r[2], r[0]))
+    bottom = heapq.nsmallest(listed, rows, key=lambda r: (r[1] / r[2], r[0]))
+    names = _instrument_names({r[0] for r in top + bottom})
+    mean = sum(hours / open_hours for _id, hours, open_hours in rows) / len(rows) if rows else 0.0
     return Utilisation(
         [(labels[i], counts[i]) for i in range(10)],
-        [details[i] for i in top_ids],
-        [details[i] for i in bottom_ids],
+        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in top],
+        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in bottom],
         len(rows),
         mean,
     )
 
 
-def _utilisation_details(ids: set[int], opened, booked) -> dict[int, UtilisationRow]:
-    if not ids:
-        return {}
-    from portal.accounts.models import Institution
-
+def _instrument_names(ids: set[int]) -> dict[int, tuple[str, str, str]]:
+    """(code, name, host institution) of a few instruments."""
     rows = db.session.execute(
-        select(
-            Instrument.id,
-            Instrument.code,
-            Instrument.name,
-            Institution.name,
-            func.coalesce(booked.c.booked_hours, 0),
-            opened.c.open_hours,
-        )
+        select(Instrument.id, Instrument.code, Instrument.name, Institution.name)
         .join(Institution, Institution.id == Instrument.institution_id)
-        .join(opened, opened.c.instrument_id == Instrument.id)
-        .outerjoin(booked, booked.c.instrument_id == Instrument.id)
         .where(Instrument.id.in_(ids))
-    ).all()
-    return {r[0]: UtilisationRow(r[0], r[1], r[2], r[3], float(r[4] or 0), float(r[5] or 0)) for r in rows}
+    )
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
 def bookings_by_county(period: Period, county: str | None = None) -> list[tuple[str, int]]:
@@ -382,10 +368,13 @@ class Headline:
     subsidy_approved_fen: int
 
 
+def _year_before(today: date) -> datetime:
+    return clock.local_datetime_to_utc(today - timedelta(days=365), datetime.min.time())
+
+
 def public_headline(today: date) -> Headline:
     """The network in numbers over the last twelve months, for the public page."""
-
-    since = clock.local_datetime_to_utc(today - timedelta(days=365), datetime.min.time())
+    since = _year_before(today)
     services, hours = db.session.execute(
         select(func.count(), func.coalesce(func.sum(ServiceRecord.hours), 0)).where(
             ServiceRecord.recorded_at >= since
@@ -412,9 +401,7 @@ def public_headline(today: date) -> Headline:
 
 def most_used(today: date, limit: int = 10) -> list[tuple[str, str, str, float, int]]:
     """(code, name, institution, booked hours, bookings) of the most booked instruments, last 12 months."""
-    from portal.accounts.models import Institution
-
-    since = clock.local_datetime_to_utc(today - timedelta(days=365), datetime.min.time())
+    since = _year_before(today)
     hours = func.sum(_hours(Booking.starts_at, Booking.ends_at))
     ranked = (
         select(Booking.instrument_id, hours.label("hours"), func.count().label("bookings"))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import insert, select
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
+from portal.booking.services import compute_fee
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.core import clock
 from portal.core.models import AuditEvent
@@ -55,15 +56,6 @@ class _Instrument:
 
 def _pick(rng: random.Random, weights: dict):
     return rng.choices(list(weights), weights=list(weights.values()))[0]
-
-
-def _fee(instrument: _Instrument, hours: Decimal | None, samples: int | None) -> int:
-    total = Decimal(0)
-    if hours and instrument.fee_per_hour_fen is not None:
-        total += Decimal(instrument.fee_per_hour_fen) * hours
-    if samples and instrument.fee_per_sample_fen is not None:
-        total += Decimal(instrument.fee_per_sample_fen) * samples
-    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def load_bookings(rng: random.Random, count: int, today: date | None = None) -> int:
@@ -211,7 +203,7 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 else None
             )
             samples = row["sample_count"]
-            fee = _fee(instrument, slot_hours, samples)
+            fee = compute_fee(instrument, slot_hours, samples)
             rating = _pick(rng, RATINGS) if rng.random() < 0.85 else None
             records.append(
                 {

@@ -66,18 +66,7 @@ def _user(username: str) -> User:
 def _attach_evidence(record: ServiceRecord, uploader_id: int) -> None:
     for kind in EVIDENCE:
         stored = uploads.store_upload(io.BytesIO(DEMO_PDF), f"{kind.value}-{record.id}.pdf")
-        db.session.add(
-            ServiceFile(
-                record_id=record.id,
-                kind=kind,
-                original_name=stored.original_name,
-                stored_name=stored.stored_name,
-                content_type=stored.content_type,
-                size=stored.size,
-                sha256=stored.sha256,
-                uploaded_by_id=uploader_id,
-            )
-        )
+        db.session.add(ServiceFile.from_upload(stored, record.id, kind, uploader_id))
 
 
 def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, reviewers: list[User]) -> None:

@@ -28,9 +28,10 @@ from sqlalchemy import (
 )
 
 from portal.accounts.models import Enterprise, Institution, User
-from portal.core import audit, clock, uploads
+from portal.core import audit, clock, exports, uploads
 from portal.core.database import after_commit, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from portal.core.exports import neutralise
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -49,7 +50,6 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 LOCK_TALLY = 7302
 FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
 GROUPS = ("fund", "county", "enterprise", "provider")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def month_of(moment: datetime) -> str:
@@ -241,13 +241,6 @@ def ledger_committed(month_from: str, month_to: str | None = None) -> int:
 
 
 # --- exports ------------------------------------------------------------------------------------
-
-
-def neutralise(value: Any) -> Any:
-    """A spreadsheet cell that starts with = + - @ tab or CR is shown as text, never run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def export_headers() -> list[str]:
@@ -551,13 +544,13 @@ def export_batch(user: User, batch_id: int) -> str:
             raise NotFound(_("No such batch."))
         if batch.state is BatchState.PAID:
             raise InvalidTransition(_("This batch is already paid."))
-        buffer = io.StringIO()
-        buffer.write("\ufeff")
-        writer = csv.writer(buffer)
-        writer.writerow([_("Payee"), _("Unified social credit code"), _("Amount (yuan)"), _("Claims")])
-        for row in bank_rows(batch):
-            writer.writerow([neutralise(cell) for cell in row])
-        writer.writerow([_("Total"), "", fen_to_yuan(batch.total_fen), ""])
+        text = exports.csv_text(
+            [
+                [_("Payee"), _("Unified social credit code"), _("Amount (yuan)"), _("Claims")],
+                *([neutralise(cell) for cell in row] for row in bank_rows(batch)),
+                [_("Total"), "", fen_to_yuan(batch.total_fen), ""],
+            ]
+        )
         if batch.state is BatchState.DRAFT:
             batch.state, batch.exported_at = BatchState.EXPORTED, clock.utcnow()
             audit.record(
@@ -569,7 +562,7 @@ def export_batch(user: User, batch_id: int) -> str:
                 actor_id=user.id,
             )
         db.session.commit()
-    return buffer.getvalue()
+    return text
 
 
 def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBatch:

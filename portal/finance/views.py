@@ -6,7 +6,6 @@ import io
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -23,6 +22,7 @@ from flask_login import current_user
 from portal.core import clock, uploads
 from portal.core.charts import Series, bar_chart
 from portal.core.errors import ServiceError
+from portal.core.exports import XLSX_MIMETYPE, attachment
 from portal.core.permissions import Role, role_required
 from portal.extensions import db
 from portal.finance import services
@@ -31,7 +31,6 @@ from portal.finance.models import BATCH_STATE_LABELS, DisbursementBatch, ExportS
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 FINANCE = (Role.FINANCE, Role.ADMIN)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _period() -> tuple[TotalsForm, str, str]:
@@ -95,13 +94,10 @@ def export(fmt: str) -> ResponseReturnValue:
         return redirect(url_for("finance.export_job", job_id=job.id))
     name = f"subsidies-{month_from}-{month_to}.{fmt}"
     if fmt == "csv":
-        response = Response(services.csv_text(month_from, month_to), mimetype="text/csv")
-    else:
-        buffer = io.BytesIO()
-        services.write_xlsx(buffer, month_from, month_to)
-        response = Response(buffer.getvalue(), mimetype=XLSX)
-    response.headers["Content-Disposition"] = f"attachment; filename={name}"
-    return response
+        return attachment(services.csv_text(month_from, month_to), "text/csv", name)
+    buffer = io.BytesIO()
+    services.write_xlsx(buffer, month_from, month_to)
+    return attachment(buffer.getvalue(), XLSX_MIMETYPE, name)
 
 
 @bp.route("/exports/<int:job_id>")
@@ -166,9 +162,7 @@ def batch(batch_id: int) -> ResponseReturnValue:
     try:
         if export_form.submit.data and export_form.validate_on_submit():
             text = services.export_batch(current_user, batch_id)
-            response = Response(text, mimetype="text/csv")
-            response.headers["Content-Disposition"] = f"attachment; filename=batch-{batch_id}.csv"
-            return response
+            return attachment(text, "text/csv", f"batch-{batch_id}.csv")
         if paid_form.submit.data and paid_form.validate_on_submit():
             services.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
             flash(_("The batch is paid; the enterprises are notified."), "success")

@@ -24,8 +24,9 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from portal.accounts.models import User
-from portal.core import clock
+from portal.core import audit, clock
 from portal.core.database import after_commit, insert_ignore
+from portal.core.errors import Forbidden
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.messages import render
@@ -268,8 +269,6 @@ def sweep(older_than_seconds: int | None = None) -> int:
 def retry_failed(user: User, notification_id: int) -> None:
     """An administrator sends a failed notification again."""
     if user.role is not Role.ADMIN:
-        from portal.core.errors import Forbidden
-
         raise Forbidden("Only administrators retry deliveries.")
     notification = db.session.get(Notification, notification_id)
     if notification is None or notification.email_state is not EmailState.FAILED:
@@ -319,8 +318,6 @@ def mark_read(user: User, notification_id: int | None = None) -> int:
 
 def set_email_preference(user: User, wants_email: bool) -> None:
     user.email_notifications = wants_email
-    from portal.core import audit
-
     audit.record(
         "user.email_preference", "user", user.id, after={"email_notifications": wants_email}, actor_id=user.id
     )
