@@ -1,9 +1,10 @@
 """Dashboard latency at province scale: each figure's query, and the whole page, on a database you name.
 
-    .venv/bin/python bench/dashboard_latency.py postgresql://postgres@127.0.0.1/dashbench [--grow]
+    .venv/bin/python -m bench.dashboard_latency postgresql://postgres@127.0.0.1/dashbench [--grow]
 
-`--grow` first copies the demo's instruments (with their opening hours) up to 100,000 and its
-bookings up to 1,000,000 with INSERT … SELECT (a minute, not hours); load the demo before it:
+`--grow` first makes the database anew with bench/generate.py: the demo network, its instruments
+copied up to 100,000 and bookings up to 1,000,000 by INSERT … SELECT (minutes, not hours), unless it
+already holds that many. Without it, load the demo yourself:
     export DATABASE_URL=...
     .venv/bin/flask --app wsgi db upgrade && .venv/bin/flask --app wsgi demo load
 Prints the median of 5 runs per figure. A benchmark, not a test: it prints and never fails.
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
 
+from bench import generate
 from config import database_url
 from portal import create_app
 from portal.core import clock
@@ -29,56 +31,11 @@ from portal.finance.services import month_of
 
 INSTRUMENTS, BOOKINGS = 100_000, 1_000_000
 
-GROW = [
-    # Copies of the existing instruments under new codes, until there are INSTRUMENTS.
-    """
-    INSERT INTO instruments (code, name, name_en, category_id, model, manufacturer,
-        original_value_fen, status, sharing_mode, fee_per_hour_fen, fee_per_sample_fen,
-        headline_fee_fen, institution_id, county, address, search_text, search_grams,
-        created_at, updated_at)
-    SELECT 'X' || g || '-' || i.code, i.name, i.name_en, i.category_id, i.model, i.manufacturer,
-        i.original_value_fen, i.status, i.sharing_mode, i.fee_per_hour_fen, i.fee_per_sample_fen,
-        i.headline_fee_fen, i.institution_id, i.county, i.address, i.search_text, i.search_grams,
-        i.created_at, i.updated_at
-    FROM instruments i CROSS JOIN generate_series(1, :copies) g
-    WHERE i.code NOT LIKE 'X%'
-    """,
-    """
-    INSERT INTO opening_hours (instrument_id, weekday, opens_at, closes_at)
-    SELECT i.id, h.weekday, h.opens_at, h.closes_at FROM instruments i
-    JOIN instruments o ON o.code = substr(i.code, strpos(i.code, '-') + 1)
-    JOIN opening_hours h ON h.instrument_id = o.id
-    WHERE i.code LIKE 'X%'
-    """,
-    # Completed bookings (outside the no-double-booking constraint, which covers held slots),
-    # spread over the year and over every instrument.
-    """
-    INSERT INTO bookings (instrument_id, enterprise_id, requested_by_id, mode, state, starts_at,
-        ends_at, held_until, purpose, created_at, updated_at)
-    SELECT (SELECT min(id) FROM instruments) + (g % (SELECT count(*) FROM instruments)),
-        b.enterprise_id, b.requested_by_id, 'slot', 'completed',
-        date_trunc('hour', now()) - (g % 8000) * interval '1 hour',
-        date_trunc('hour', now()) - (g % 8000) * interval '1 hour' + interval '2 hours',
-        date_trunc('hour', now()) - (g % 8000) * interval '1 hour' + interval '2 hours',
-        'bench', now(), now()
-    FROM generate_series(1, :bookings) g
-    CROSS JOIN LATERAL (SELECT enterprise_id, requested_by_id FROM bookings ORDER BY id LIMIT 1) b
-    """,
-]
 
-
-def grow() -> None:
-    have = db.session.scalar(text("SELECT count(*) FROM instruments"))
-    if have < INSTRUMENTS:
-        copies = (INSTRUMENTS - have) // have
-        db.session.execute(text(GROW[0]), {"copies": copies})
-        db.session.execute(text(GROW[1]))
-    bookings = db.session.scalar(text("SELECT count(*) FROM bookings"))
-    if bookings < BOOKINGS:
-        db.session.execute(text(GROW[2]), {"bookings": BOOKINGS - bookings})
-    db.session.commit()
-    with db.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+def grow(url: str) -> None:
+    """The demo network grown to INSTRUMENTS instruments and BOOKINGS bookings (bench/generate.py),
+    unless the database already holds that many."""
+    generate.ensure(url, generate.Sizes(INSTRUMENTS, BOOKINGS, 0), month_of(clock.utcnow()), reuse=True)
 
 
 def timed(call) -> float:
@@ -91,10 +48,10 @@ def timed(call) -> float:
 
 
 def main(url: str, do_grow: bool) -> None:
+    if do_grow:
+        grow(database_url(url, url))
     app = create_app("development", {"SQLALCHEMY_DATABASE_URI": database_url(url, url)})
     with app.app_context():
-        if do_grow:
-            grow()
         counts = db.session.execute(
             text("SELECT (SELECT count(*) FROM instruments), (SELECT count(*) FROM bookings)")
         ).one()

@@ -1,6 +1,6 @@
 """Catalogue search latency (service level, cache off) on a database of your choice.
 
-    .venv/bin/python bench/search_latency.py postgresql://postgres@127.0.0.1/bench100k
+    .venv/bin/python -m bench.search_latency postgresql://postgres@127.0.0.1/bench100k
 
 Prints the median of 7 runs per query. Load the database first, e.g.
     DATABASE_URL=... .venv/bin/flask --app wsgi db upgrade

@@ -134,12 +134,17 @@ class RedisServer:
 
 
 class CeleryWorker:
-    """`celery -A celery_worker worker` with a prefork pool of one, in a process group of its own."""
+    """`celery -A celery_worker worker` with a prefork pool (of one unless told), in a process group
+    of its own; `extra` arguments are appended (the benchmarks load a module of their own tasks)."""
 
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log: Path, concurrency: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.env = env
         self.log = log
+        self.concurrency = concurrency
+        self.extra = extra
         self.process: subprocess.Popen | None = None
 
     def start(self, ready_timeout: float = 30) -> CeleryWorker:
@@ -147,8 +152,10 @@ class CeleryWorker:
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "celery", "-A", "celery_worker", "worker"),
-                    *("--pool", "prefork", "--concurrency", "1", "--hostname", f"{self.name}@%h"),
+                    *("--pool", "prefork", "--concurrency", str(self.concurrency)),
+                    *("--hostname", f"{self.name}@%h"),
                     *("--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"),
+                    *self.extra,
                 ],
                 cwd=ROOT,
                 env=self.env,

@@ -149,10 +149,14 @@ class Instrument(db.Model):
         CheckConstraint(
             "fee_per_sample_fen IS NULL OR fee_per_sample_fen >= 0", name="sample_fee_not_negative"
         ),
-        # Only PostgreSQL can index an array; the embedded SQLite demo scans its 1202 rows.
-        Index("ix_instruments_search_grams", "search_grams", postgresql_using="gin").ddl_if(
-            dialect="postgresql"
-        ),
+        # Only PostgreSQL can index an array; the embedded SQLite demo scans its 1202 rows. No
+        # fastupdate: a pending list of new entries slows every search until a vacuum (0007).
+        Index(
+            "ix_instruments_search_grams",
+            "search_grams",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     SEARCH_FIELDS = ("code", "name", "name_en", "model", "manufacturer")

@@ -13,19 +13,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    String,
-    case,
-    delete,
-    func,
-    insert,
-    literal,
-    select,
-    union_all,
-    update,
-)
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from portal.accounts.models import Enterprise, Institution, User
 from portal.core import audit, clock, exports, uploads
@@ -46,7 +34,8 @@ from portal.finance.models import (
 from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
 from portal.vouchers.services import tell_about_claim
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
+MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
 LOCK_TALLY = 7302
 FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
 GROUPS = ("fund", "county", "enterprise", "provider")
@@ -83,42 +72,79 @@ def _require_finance(user: User) -> None:
 # --- tallies ------------------------------------------------------------------------------------
 
 
+FUNDS = ("province", "city")
+
+
 def _tally_source(month: str):
-    """Every approved and every paid amount of the month, one row per claim and fund."""
-    parts = []
-    for fund, column in (("province", Claim.province_fen), ("city", Claim.city_fen)):
-        for measure, month_column, states in (
-            ("approved", Claim.approved_month, COMMITTED_STATES),
-            ("paid", Claim.paid_month, (ClaimState.PAID,)),
-        ):
-            parts.append(
-                select(
-                    literal(fund, String).label("fund"),
-                    Claim.enterprise_id,
-                    Claim.institution_id,
-                    Enterprise.county,
-                    (column if measure == "approved" else literal(0, BigInteger)).label("approved"),
-                    (column if measure == "paid" else literal(0, BigInteger)).label("paid"),
-                )
-                .join(Enterprise, Enterprise.id == Claim.enterprise_id)
-                .where(
-                    month_column == month,
-                    Claim.state.in_(states),
-                    Claim.institution_id.is_not(None),
-                    column > 0,
-                )
-            )
-    rows = union_all(*parts).subquery()
-    return select(
-        literal(month, String),
-        rows.c.fund,
-        rows.c.enterprise_id,
-        rows.c.institution_id,
-        rows.c.county,
-        func.sum(rows.c.approved),
-        func.sum(rows.c.paid),
-        func.sum(case((rows.c.approved > 0, literal(1, Integer)), else_=literal(0, Integer))),
-    ).group_by(rows.c.fund, rows.c.enterprise_id, rows.c.institution_id, rows.c.county)
+    """The claims approved or paid in the month, grouped per enterprise, provider and county and
+    also per state, approval month and payment month: the sums per fund and the number of claims
+    with money from each fund.
+
+    As plain as a GROUP BY gets, so PostgreSQL scans in parallel and evaluates nothing per row
+    beyond the filter; which groups count as approved or paid is decided on the few grouped rows.
+    (One conditional sum per fund and measure made the tally nearly twice as slow as a bare GROUP BY
+    of the month's claims; a union of one scan per fund and measure, five times.)
+    """
+    keys = (
+        Claim.enterprise_id,
+        Claim.institution_id,
+        Enterprise.county,
+        Claim.state,
+        Claim.approved_month,
+        Claim.paid_month,
+    )
+    return (
+        select(
+            *keys,
+            func.sum(Claim.province_fen),
+            func.sum(Claim.city_fen),
+            func.count().filter(Claim.province_fen > 0),
+            func.count().filter(Claim.city_fen > 0),
+        )
+        .join(Enterprise, Enterprise.id == Claim.enterprise_id)
+        .where(
+            or_(Claim.approved_month == month, Claim.paid_month == month), Claim.institution_id.is_not(None)
+        )
+        .group_by(*keys)
+    )
+
+
+def _tally_rows(month: str) -> list[dict[str, Any]]:
+    """The month's tally rows, one per fund × enterprise × provider × county with money in it."""
+    committed = {state.value for state in COMMITTED_STATES}
+    figures: dict[tuple, dict[str, list[int]]] = {}
+    for row in db.session.execute(_tally_source(month)):
+        enterprise_id, institution_id, county, state, approved_month, paid_month, *sums = row
+        province, city, province_claims, city_claims = (int(value or 0) for value in sums)
+        state = getattr(state, "value", state)
+        entry = figures.setdefault(
+            (enterprise_id, institution_id, county), {fund: [0, 0, 0] for fund in FUNDS}
+        )
+        if approved_month == month and state in committed:
+            for fund, amount, claims in (
+                ("province", province, province_claims),
+                ("city", city, city_claims),
+            ):
+                entry[fund][0] += amount
+                entry[fund][2] += claims
+        if paid_month == month and state == ClaimState.PAID.value:
+            entry["province"][1] += province
+            entry["city"][1] += city
+    return [
+        {
+            "month": month,
+            "fund": fund,
+            "enterprise_id": enterprise_id,
+            "institution_id": institution_id,
+            "county": county,
+            "approved_fen": approved,
+            "paid_fen": paid,
+            "claims": claims,
+        }
+        for (enterprise_id, institution_id, county), funds in figures.items()
+        for fund, (approved, paid, claims) in funds.items()
+        if approved or paid
+    ]
 
 
 def tally_month(month: str) -> int:
@@ -128,25 +154,13 @@ def tally_month(month: str) -> int:
         if is_closed(month):
             db.session.rollback()
             return 0
+        # Read, then write back: PostgreSQL never runs the SELECT of an INSERT … SELECT in parallel,
+        # and the groups are few (enterprises × providers × funds) however many claims there are.
+        rows = _tally_rows(month)
         db.session.execute(delete(SubsidyTally).where(SubsidyTally.month == month))
-        db.session.execute(
-            insert(SubsidyTally).from_select(
-                [
-                    "month",
-                    "fund",
-                    "enterprise_id",
-                    "institution_id",
-                    "county",
-                    "approved_fen",
-                    "paid_fen",
-                    "claims",
-                ],
-                _tally_source(month),
-            )
-        )
-        count = db.session.scalar(
-            select(func.count()).select_from(SubsidyTally).where(SubsidyTally.month == month)
-        )
+        if rows:
+            db.session.execute(insert(SubsidyTally), rows)
+        count = len(rows)
         db.session.commit()
     return count
 

@@ -1,0 +1,117 @@
+"""Exports: CSV and XLSX of 1,000,000 claim rows, their peak memory, against the `csv` module alone.
+
+    .venv/bin/python -m bench.exports LARGE_URL [YYYY-MM]
+
+Each export runs in a fresh child process, so its peak resident memory (VmHWM) is its own: the
+interpreter, the portal and the export together. Ours are the finance exports
+(`finance.write_csv`, `finance.write_xlsx`: labels, formula-safe cells, yuan amounts, totals row).
+The baseline streams the same query's rows from the same database and writes them with `csv.writer`
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.common import ROOT, Result
+
+MEMORY_TARGET_MB = 200
+
+
+def _child(kind: str, url: str, month: str, path: str) -> None:
+    from portal import create_app
+    from portal.extensions import db
+    from portal.finance import services
+
+    app = create_app("development", {"SQLALCHEMY_DATABASE_URI": url, "CACHE_TYPE": "NullCache"})
+    with app.app_context(), app.test_request_context():
+        started = time.perf_counter()
+        if kind == "csv":
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                rows, _total = services.write_csv(handle, month, month)
+        elif kind == "xlsx":
+            rows, _total = services.write_xlsx(path, month, month)
+        else:
+            query = services._claims_query(month, month).execution_options(yield_per=2000)
+            rows = 0
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                for row in db.session.execute(query):
+                    writer.writerow(row)
+                    rows += 1
+        seconds = time.perf_counter() - started
+    print(
+        json.dumps({"rows": rows, "seconds": seconds, "bytes": os.path.getsize(path), "peak_mb": _peak_mb()})
+    )
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory since it started the interpreter.
+
+    VmHWM belongs to the process's own address space; ru_maxrss would also count the parent's memory
+    that the child had between fork and exec.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _measure(kind: str, url: str, month: str, folder: str) -> dict:
+    path = os.path.join(folder, f"export.{kind}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.exports", "--child", kind, url, month, path],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"the {kind} export failed ({process.returncode})")
+    figures = json.loads(out.strip().splitlines()[-1])
+    os.remove(path)
+    return figures
+
+
+def run(url: str, month: str | None = None) -> list[Result]:
+    if month is None:
+        from portal.core import clock
+        from portal.finance.services import month_of
+
+        month = month_of(clock.utcnow())
+    with tempfile.TemporaryDirectory() as folder:
+        bare = _measure("bare", url, month, folder)
+        ours = {kind: _measure(kind, url, month, folder) for kind in ("csv", "xlsx")}
+    results = []
+    for kind, figures in ours.items():
+        label = f"{kind.upper()} export of {figures['rows']:,} claim rows"
+        results.append(
+            Result(
+                f"{label}: peak memory",
+                figures["peak_mb"],
+                bare["peak_mb"],
+                "MB",
+                f"≤ {MEMORY_TARGET_MB} MB",
+                figures["peak_mb"] <= MEMORY_TARGET_MB,
+                note=f"{figures['bytes'] / 1e6:.0f} MB file; baseline: csv.writer over the same "
+                f"{bare['rows']:,} rows",
+            )
+        )
+        results.append(Result(f"{label}: time", figures["seconds"], bare["seconds"], "s", "report", None))
+    return results
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--child":
+        _child(*sys.argv[2:6])
+    else:
+        from bench.common import table
+
+        print(table(run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)))
