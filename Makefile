@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test install install-dev translations extract-messages lint format serve clean
+.PHONY: demo test install install-dev translations extract-messages lint format security bench serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+## Security checks: bandit (medium severity and up) on the code; known vulnerabilities in the pinned requirements.
+security: install-dev
+	$(BIN)/bandit -q -ll -r portal config.py wsgi.py celery_worker.py
+	BIN=$(BIN) .ci/audit-dependencies
+
+## Benchmarks against PostgreSQL (BENCH_DATABASE_URL): prints the table, appends it to bench/RESULTS.md.
+## BENCH_ARGS=--reuse keeps already generated databases; BENCH_ARGS=--quick is a tenfold smaller trial.
+bench: install-dev
+	$(BIN)/python -m bench.run --record bench/RESULTS.md $(BENCH_ARGS)
 
 format: install-dev
 	$(BIN)/ruff format .

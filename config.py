@@ -44,12 +44,19 @@ class Config:
     # Password hashing: scrypt with N = 2^17 (OWASP's minimum for scrypt).
     PASSWORD_HASH_METHOD = "scrypt:131072:8:1"  # noqa: S105 - a method name, not a password
 
+    # Cookies: never readable by script, not sent on cross-site POSTs; Secure in production (HTTPS).
+    # The server refuses a session cookie signed longer ago than PERMANENT_SESSION_LIFETIME; the
+    # browser drops "keep me signed in" after REMEMBER_COOKIE_DURATION. Both stop working at sign-out:
+    # the signed user id carries the user's session_version, which sign-out bumps.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_SECURE = False
+    REMEMBER_COOKIE_DURATION = 14 * 24 * 3600
+    # Strict-Transport-Security max-age in seconds; 0 sends none (development serves plain HTTP).
+    HSTS_MAX_AGE = 0
     PERMANENT_SESSION_LIFETIME = 60 * 60 * 12
     WTF_CSRF_TIME_LIMIT = 60 * 60 * 12
 
@@ -154,6 +161,7 @@ class ProductionConfig(Config):
 
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
+    HSTS_MAX_AGE = int(os.environ.get("HSTS_MAX_AGE", str(365 * 24 * 3600)))
     PREFERRED_URL_SCHEME = "https"
 
     @classmethod

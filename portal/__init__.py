@@ -67,9 +67,12 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     dashboard.init_app(app)
     api.init_app(app)
 
+    from portal.core.backup import backup_command, restore_command
     from portal.demo.cli import demo_cli
 
     app.cli.add_command(demo_cli)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
     celery_init_app(app)
     return app
 

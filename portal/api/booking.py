@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -27,6 +28,10 @@ blp = ApiBlueprint(
 )
 
 MAX_AVAILABILITY_DAYS = 31
+# Times a client may send: the years a calendar can hold (see Calendar.load).
+PLAUSIBLE_TIME = validate.Range(
+    min=services.CALENDAR_EARLIEST, max=services.CALENDAR_LATEST, error="Give a time between 2000 and 2099."
+)
 
 
 class SpanSchema(ma.Schema):
@@ -42,8 +47,10 @@ class AvailabilitySchema(ma.Schema):
 
 
 class AvailabilityArgsSchema(ma.Schema):
-    start = ma.fields.AwareDateTime(load_default=None, metadata={"description": "ISO 8601 with an offset"})
-    end = ma.fields.AwareDateTime(load_default=None)
+    start = ma.fields.AwareDateTime(
+        load_default=None, validate=PLAUSIBLE_TIME, metadata={"description": "ISO 8601 with an offset"}
+    )
+    end = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
 
     @ma.validates_schema
     def _range(self, data: dict, **kwargs: Any) -> None:
@@ -122,8 +129,8 @@ class BookingListArgsSchema(PageArgsSchema):
 class BookingCreateSchema(ma.Schema):
     instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
     mode = ma.fields.String(load_default="slot", validate=validate.OneOf([m.value for m in BookingMode]))
-    starts_at = ma.fields.AwareDateTime(load_default=None)
-    ends_at = ma.fields.AwareDateTime(load_default=None)
+    starts_at = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
+    ends_at = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
     sample_count = ma.fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=1, max=10000)
@@ -137,7 +144,13 @@ class ReasonSchema(ma.Schema):
 
 
 class CompleteSchema(ma.Schema):
-    hours = ma.fields.Decimal(load_default=None, places=2, validate=validate.Range(min=0.01, max=1000))
+    hours = ma.fields.Decimal(
+        load_default=None,
+        places=2,
+        validate=validate.Range(min=Decimal("0.01"), max=1000),
+        # apispec would write the bounds as strings ("0.01"); OpenAPI wants numbers.
+        metadata={"minimum": 0.01, "maximum": 1000},
+    )
     samples = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=100000))
     fee_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0, max=10**11))
     fee_reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
@@ -231,6 +244,10 @@ def availability(args: dict, code: str):
     end = args.get("end") or start + timedelta(days=7)
     if not start < end:
         raise ValidationFailed("end must be after start", {"end": "end must be after start"})
+    if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
+        # Also when only one end is given: the other defaults to now (or a week on).
+        message = f"at most {MAX_AVAILABILITY_DAYS} days at a time"
+        raise ValidationFailed(message, {"end": message})
     spans = services.Calendar.load(instrument, start, end).availability()
     return {key: [span.as_dict() for span in value] for key, value in spans.items()}
 

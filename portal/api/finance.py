@@ -14,7 +14,7 @@ from portal.finance import services
 
 blp = ApiBlueprint("api_finance", __name__, description="Finance: subsidy totals from the monthly tallies.")
 
-MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="A month looks like 2026-11.")
+MONTH = validate.Regexp(r"^20[0-9]{2}-(0[1-9]|1[0-2])$", error="A month looks like 2026-11.")
 
 
 class TotalsArgsSchema(ma.Schema):

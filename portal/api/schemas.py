@@ -11,6 +11,8 @@ from marshmallow import validate
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
+from portal.core.inputs import clean_json
+
 MAX_PER_PAGE = 100
 
 
@@ -60,6 +62,10 @@ class PortalParser(FlaskParser):
 
     def load_multipart(self, req, schema: ma.Schema):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
+
+    def _raw_load_json(self, req):
+        # Like form fields and query parameters (portal.core.inputs): no control characters.
+        return clean_json(super()._raw_load_json(req))
 
 
 ERROR_DESCRIPTIONS = {

@@ -21,10 +21,10 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.booking.models import BLACKOUT_LABELS, FILE_KIND_LABELS, RATING_LABELS, BlackoutKind, FileKind
-from portal.core.forms import options, yuan_amount
+from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 
 PURPOSE = _l("Purpose of the test")
 
@@ -43,7 +43,7 @@ class SampleBookingForm(FlaskForm):
     sample_description = TextAreaField(
         _l("Samples (material, form, quantity, hazards)"), validators=[DataRequired(), Length(max=2000)]
     )
-    sample_delivery_on = DateField(_l("Samples arrive on"), validators=[InputRequired()])
+    sample_delivery_on = DateField(_l("Samples arrive on"), validators=[InputRequired(), plausible_date])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
     submit = SubmitField(_l("Send sample request"))
 
@@ -167,8 +167,12 @@ class BlackoutForm(FlaskForm):
         choices=options(BLACKOUT_LABELS.items()),
         default=BlackoutKind.MAINTENANCE.value,
     )
-    starts_at = DateTimeLocalField(_l("From"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()])
-    ends_at = DateTimeLocalField(_l("Until"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()])
+    starts_at = DateTimeLocalField(
+        _l("From"), format="%Y-%m-%dT%H:%M", validators=[InputRequired(), plausible_date]
+    )
+    ends_at = DateTimeLocalField(
+        _l("Until"), format="%Y-%m-%dT%H:%M", validators=[InputRequired(), plausible_date]
+    )
     reason = StringField(_l("Reason"), validators=[Optional(), Length(max=200)])
     submit = SubmitField(_l("Close the instrument for this time"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
@@ -41,6 +41,12 @@ from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
 
 MIDNIGHT_MARK = time(23, 59)
+# What a calendar may span: views ask for days, a closure may last years; beyond that, and outside
+# these years, it is a typing error (or an attack: the span is walked day by day, and near year 1
+# or 9999 the Shanghai offset would overflow datetime).
+CALENDAR_MAX_SPAN = timedelta(days=3660)
+CALENDAR_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+CALENDAR_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 SERVICE_TYPES = tuple(t.value for t in ServiceType)
 BOOKABLE_STATUSES = (InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT)
 DEFAULT_POLICY: dict[str, Any] = {
@@ -211,6 +217,12 @@ class Calendar:
     def load(
         cls, instrument: Instrument, start: datetime, end: datetime, now: datetime | None = None
     ) -> Calendar:
+        # The loop below walks every day of the range: refuse input that would make it run for
+        # seconds (a far end) or overflow (the edges of datetime), instead of a 500 after the wait.
+        inside = CALENDAR_EARLIEST <= start <= CALENDAR_LATEST and CALENDAR_EARLIEST <= end <= CALENDAR_LATEST
+        if not inside or end - start > CALENDAR_MAX_SPAN:
+            message = _("Choose times between 2000 and 2099, at most ten years apart.")
+            raise ValidationFailed(message, {"starts_at": message})
         calendar = cls(instrument, policy_for(instrument), start, end, now or clock.utcnow())
         hours = db.session.scalars(
             select(OpeningHours).where(OpeningHours.instrument_id == instrument.id)

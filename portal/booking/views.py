@@ -42,6 +42,7 @@ from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
+from portal.core.inputs import page_number
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
 from portal.extensions import db
@@ -52,9 +53,11 @@ bp = Blueprint("booking", __name__)
 
 def _parse_day(text: str | None) -> date:
     try:
-        return date.fromisoformat(text) if text else clock.local_today()
+        day = date.fromisoformat(text) if text else clock.local_today()
     except ValueError:
         return clock.local_today()
+    # Weeks near year 1 or 9999 would overflow the calendar's datetimes.
+    return day if 2000 <= day.year <= 2099 else clock.local_today()
 
 
 @bp.route("/instruments/<code>/availability")
@@ -74,9 +77,13 @@ def availability(code: str) -> ResponseReturnValue:
 
 def _parse_start(text: str | None) -> datetime:
     try:
-        return clock.parse_iso(text or "")
+        starts_at = clock.parse_iso(text or "")
     except ValueError:
         abort(400)
+    # Near year 1 or 9999 the calendar's datetimes would overflow.
+    if not services.CALENDAR_EARLIEST <= starts_at < services.CALENDAR_LATEST - timedelta(days=2):
+        abort(400)
+    return starts_at
 
 
 @bp.route("/instruments/<code>/book", methods=["GET", "POST"])
@@ -95,7 +102,7 @@ def book_slot(code: str) -> ResponseReturnValue:
         instrument,
         services.compute_fee(instrument, Decimal(calendar.policy.min_minutes) / 60, None),
     )
-    if not ends and not form.is_submitted():
+    if not ends:  # also on a post: the slot may have gone since the page was shown, and the form with it
         problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
         form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
     if form.validate_on_submit():
@@ -182,7 +189,7 @@ def index() -> ResponseReturnValue:
         state = None
     if state is None and current_user.role is Role.PROVIDER and "state" not in request.args:
         state = BookingState.REQUESTED.value  # the queue opens on what needs an answer
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     result = services.list_bookings(
         current_user, state=state, instrument_code=request.args.get("instrument") or None, page=page
     )
@@ -315,7 +322,7 @@ def complete(booking_id: int) -> ResponseReturnValue:
             flash(problem, "warning")
         return redirect(url_for("booking.detail", booking_id=booking_id))
     for field, errors in form.errors.items():
-        flash(f"{getattr(form, field).label.text}: {'; '.join(errors)}", "danger")
+        flash(f"{getattr(form, field).label.text}: {'; '.join(str(error) for error in errors)}", "danger")
     return redirect(url_for("booking.detail", booking_id=booking.id))
 
 

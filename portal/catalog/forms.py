@@ -8,11 +8,11 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from portal.catalog.models import STATUS_LABELS, InstrumentStatus
 from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
-from portal.core.forms import options, yuan_amount
+from portal.core.forms import NumberRange, options, yuan_amount
 from portal.core.money import yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)

@@ -26,6 +26,7 @@ from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, Instr
 from portal.core import audit
 from portal.core.exports import FORMULA_PREFIXES, neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
+from portal.core.text import strip_control
 from portal.extensions import db
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -82,6 +83,8 @@ def _parse_money(parse: Callable[[str], int]) -> Callable[[str], int]:
                 raise RowError(_("“%(value)s” is not a number.", value=text)) from None
             if reason == "must not be negative":
                 raise RowError(_("Must not be negative.")) from None
+            if reason == "too large":
+                raise RowError(_("“%(value)s” is too large.", value=text)) from None
             raise RowError(_("At most two decimal places.")) from None
 
     return inner
@@ -164,7 +167,8 @@ def _cell_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, float):
         value = Decimal(repr(value))
-        return str(value.quantize(Decimal(1))) if value == value.to_integral_value() else str(value)
+        # A whole number prints without ".0" (a huge one, 1e308, as it is: quantize cannot hold it).
+        return str(int(value)) if value == value.to_integral_value() and abs(value) < 10**15 else str(value)
     text = str(value).strip()
     # Exports neutralise formula-like text with a leading apostrophe; take it off again on the way in.
     if text.startswith("'") and text[1:2] in FORMULA_PREFIXES:
@@ -215,6 +219,10 @@ def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: lis
             if column.required:
                 problems.append(Problem(row, column.header, _("Required, but empty.")))
             values[column.attr] = None
+            continue
+        if strip_control(text) != text:
+            # NUL and the like: PostgreSQL refuses them, and an XLSX export could not hold them.
+            problems.append(Problem(row, column.header, _("Contains control characters; remove them.")))
             continue
         if column.max_length and len(text) > column.max_length:
             problems.append(

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import Field
+from wtforms import Field, validators
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from portal.core import money
 from portal.core.errors import ValidationFailed
+
+
+class NumberRange(validators.NumberRange):
+    """WTForms' NumberRange, except that an integer too large for a float is out of range.
+
+    WTForms calls math.isnan() on the value, which raises OverflowError for a 400-digit integer.
+    """
+
+    def __call__(self, form: FlaskForm, field: Field) -> None:
+        try:
+            super().__call__(form, field)
+        except OverflowError:
+            data, field.data = field.data, math.inf if field.data > 0 else -math.inf
+            try:
+                super().__call__(form, field)  # raises the usual message: out of range
+            finally:
+                field.data = data
 
 
 def show_service_errors(form: FlaskForm, error: ValidationFailed) -> None:
@@ -34,6 +53,16 @@ def yuan_amount(form: FlaskForm, field: Field) -> None:
         raise ValidationError(
             _l("Enter an amount in yuan, not negative, with at most two decimals.")
         ) from None
+
+
+def plausible_date(form: FlaskForm, field: Field) -> None:
+    """A validator for dates and times: years 2000 to 2099, the portal's working range.
+
+    Anything else is a typing error, and near year 1 or 9999 converting to UTC or adding a day
+    overflows Python's datetime.
+    """
+    if field.data is not None and not 2000 <= field.data.year <= 2099:
+        raise ValidationError(_l("Enter a date between 2000 and 2099."))
 
 
 def options(pairs) -> list[SelectChoice]:

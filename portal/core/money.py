@@ -6,6 +6,9 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
 FEN_PER_WAN = 1_000_000  # 1 万元 = 10,000 yuan
+# Larger amounts are typing errors (or attacks): a trillion is beyond any budget, and even in 万元
+# it keeps fen inside the database's 64-bit integers and Decimal's 28 digits.
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 def _decimal(text: str | int | Decimal, places: int) -> Decimal:
@@ -17,6 +20,8 @@ def _decimal(text: str | int | Decimal, places: int) -> Decimal:
         raise ValueError("not a number")
     if value < 0:
         raise ValueError("must not be negative")
+    if value >= MAX_AMOUNT:
+        raise ValueError("too large")
     if value != value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN):
         raise ValueError(f"at most {places} decimal places")
     return value

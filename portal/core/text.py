@@ -7,6 +7,14 @@ import unicodedata
 from collections.abc import Iterable
 
 _SPACE = re.compile(r"\s+")
+# C0 controls but tab, LF and CR (PostgreSQL refuses NUL, XML the rest), and unpaired surrogates
+# (a JSON "\\ud800" escape; UTF-8 cannot encode it).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def strip_control(text: str) -> str:
+    """Text without the characters no database column or spreadsheet cell can hold."""
+    return _CONTROL.sub("", text)
 
 
 def normalize(text: str | None) -> str:

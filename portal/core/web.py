@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Flask,
+    Response,
     current_app,
     has_request_context,
     jsonify,
@@ -21,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
+from portal.core import inputs
 from portal.core.audit import action_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
@@ -80,7 +82,14 @@ def set_language(code: str) -> ResponseReturnValue:
         db.session.commit()
     target = request.args.get("next")
     response = redirect(target if is_safe_url(target) else url_for("catalog.index"))
-    response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    response.set_cookie(
+        LANG_COOKIE,
+        code,
+        max_age=365 * 24 * 3600,
+        samesite="Lax",
+        httponly=True,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
     return response
 
 
@@ -120,8 +129,10 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
         messages = data.get("messages")
         if status == 422 and messages:
             # webargs reports {location: {field: [messages]}}; the API promises {field: message}.
+            # str(name): an unknown multipart field may have no name (None), which JSON's sorted
+            # keys cannot compare with the others.
             fields = {
-                name: "; ".join(str(m) for m in (msgs if isinstance(msgs, list) else [msgs]))
+                str(name): "; ".join(str(m) for m in (msgs if isinstance(msgs, list) else [msgs]))
                 for location in messages.values()
                 for name, msgs in location.items()
             }
@@ -148,17 +159,35 @@ def _internal_error(error: Exception) -> ResponseReturnValue:
     return render_template("errors/error.html", status=500, message=_("Something went wrong.")), 500
 
 
-def _security_headers(response):
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+# No inline script, style or event handler anywhere (templates and SVG charts use classes and
+# presentation attributes), so neither scripts nor styles need 'unsafe-inline'; data: images are
+# Bootstrap's own icons (form controls, the navbar toggler).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'self'",
     )
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if current_app.config.get("SESSION_COOKIE_SECURE"):
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+)
+
+
+def _security_headers(response: Response) -> Response:
+    """Every response (pages, API, static files, errors, downloads) gets the same protective headers."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for browsers without CSP 2
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    max_age = current_app.config.get("HSTS_MAX_AGE")
+    if max_age:
+        # Sent whatever scheme the app sees (a TLS-terminating proxy that does not forward the scheme
+        # makes every request look like HTTP); browsers ignore it on a plain-HTTP answer (RFC 6797 8.1).
+        headers.setdefault("Strict-Transport-Security", f"max-age={int(max_age)}; includeSubDomains")
     return response
 
 
@@ -166,9 +195,13 @@ def _security_headers(response):
 def _load_user(session_id: str):
     from portal.accounts.models import User
 
-    # The API authenticates by bearer token only; a browser cookie there would bypass CSRF.
+    # The API authenticates by bearer token only; a browser cookie there would bypass CSRF. Flask-Login
+    # asks this loader (not the request loader) whenever a session or remember-me cookie comes along,
+    # so the bearer token is read here too: a remembered browser login must not hide it.
     if wants_json():
-        return None
+        from portal.api.auth import _user_from_bearer
+
+        return _user_from_bearer(request)
     user_id, _sep, version = session_id.partition(":")
     if not user_id.isdigit() or not version.isdigit():
         return None
@@ -180,6 +213,7 @@ def _load_user(session_id: str):
 
 def init_app(app: Flask) -> None:
     """Register the shared blueprint, error handlers, headers and template helpers."""
+    inputs.init_app(app)  # first: routes bind their converters when they are added
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ServiceError, _service_error)

@@ -49,7 +49,7 @@ def _query() -> Query:
     query = Query(clock.local_today().year, "institution", None)
     year = request.args.get("year", "").strip()
     if year:
-        if year.isdigit() and 2000 <= int(year) <= 2100:
+        if year.isdecimal() and 2000 <= int(year) <= 2100:  # isdigit would pass "²", which int() refuses
             query.year = int(year)
         else:
             query.problems.append(_("A year between 2000 and 2100, e.g. 2026."))

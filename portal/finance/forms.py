@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from portal.core.forms import options
 
-MONTH = Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", message=_l("A month looks like 2026-11."))
+MONTH = Regexp(r"^20[0-9]{2}-(0[1-9]|1[0-2])$", message=_l("A month looks like 2026-11."))
 
 
 class TotalsForm(FlaskForm):

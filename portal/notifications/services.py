@@ -218,7 +218,9 @@ def build_message(notification: Notification, recipient: User) -> EmailMessage:
         if notification.link:
             body += f"\n\n{base}{notification.link}"
     message = EmailMessage()
-    message["Subject"] = subject
+    # One line: a name with a line break in it (a catalogue cell can have one) would make the header
+    # refuse the whole message.
+    message["Subject"] = " ".join(subject.split())
     message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
     message["To"] = recipient.email
     message["Message-ID"] = notification.message_id

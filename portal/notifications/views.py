@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from portal.core.inputs import DATABASE_INT_MAX
 from portal.core.permissions import Role, role_required
 from portal.core.web import is_safe_url
 from portal.notifications import services
@@ -56,8 +57,10 @@ def read_all() -> ResponseReturnValue:
 def failed() -> ResponseReturnValue:
     """E-mails the mail server refused for good, to be checked and sent again."""
     form = PreferenceForm()
-    if form.validate_on_submit() and request.form.get("retry", "").isdigit():
-        services.retry_failed(current_user, int(request.form["retry"]))
+    retry = request.form.get("retry", "")
+    # isdecimal (int() refuses "²"), and no bigger than a database id, which would overflow the query.
+    if form.validate_on_submit() and retry.isdecimal() and int(retry) <= DATABASE_INT_MAX:
+        services.retry_failed(current_user, int(retry))
         flash(_("Queued for another attempt."), "success")
         return redirect(url_for("notifications.failed"))
     return render_template("notifications/failed.html", items=services.failed_deliveries(), form=form)

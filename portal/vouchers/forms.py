@@ -18,11 +18,11 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS
 from portal.booking.models import SERVICE_TYPE_LABELS
-from portal.core.forms import options, yuan_amount
+from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.vouchers.models import RELATION_LABELS
 
 
@@ -131,8 +131,8 @@ class SchemeForm(FlaskForm):
     voucher_validity_days = IntegerField(
         _l("Voucher validity (days)"), validators=[InputRequired(), NumberRange(min=1, max=1000)]
     )
-    service_window_start = DateField(_l("Services from"), validators=[InputRequired()])
-    service_window_end = DateField(_l("Services until"), validators=[InputRequired()])
+    service_window_start = DateField(_l("Services from"), validators=[InputRequired(), plausible_date])
+    service_window_end = DateField(_l("Services until"), validators=[InputRequired(), plausible_date])
     public_notice_days = IntegerField(
         _l("Public notice (days)"), validators=[InputRequired(), NumberRange(min=0, max=60)]
     )
@@ -175,5 +175,5 @@ class AuditSearchForm(FlaskForm):
     object_type = StringField(_l("Object"), validators=[Optional(), Length(max=40)])
     object_id = StringField(_l("Number"), validators=[Optional(), Length(max=64)])
     actor = StringField(_l("Username"), validators=[Optional(), Length(max=40)])
-    since = DateField(_l("From"), validators=[Optional()])
-    until = DateField(_l("Until"), validators=[Optional()])
+    since = DateField(_l("From"), validators=[Optional(), plausible_date])
+    until = DateField(_l("Until"), validators=[Optional(), plausible_date])

@@ -25,6 +25,7 @@ from portal.vouchers.models import (
 )
 
 KINDS = ("verification", "application", "claim")
+QUEUE_MODELS = {"verification": VerificationRequest, "application": VoucherApplication, "claim": Claim}
 PAGE_SIZE = 25
 
 
@@ -49,7 +50,8 @@ class QueueFilters:
                 except ValueError:
                     filters.errors[name] = args[name]
         if args.get("older_than"):
-            if args["older_than"].isdigit():
+            # isdecimal, not isdigit: int() refuses "²"; and no more days than a date can go back.
+            if args["older_than"].isdecimal() and int(args["older_than"]) <= 36_500:
                 filters.older_than_days = int(args["older_than"])
             else:
                 filters.errors["older_than"] = args["older_than"]
@@ -108,8 +110,11 @@ def queue(filters: QueueFilters) -> Queue:
         kind: db.session.scalar(select(func.count()).select_from(_filtered(filters, kind).subquery()))
         for kind in KINDS
     }
+    # Only the enterprise is shown with each item: a wildcard eager load here pulled in every related row
+    # (vouchers with their ledgers, claim items, users ...), some 100,000 objects for a few dozen claims.
+    enterprise = QUEUE_MODELS[filters.kind].enterprise
     items = list(
-        db.session.scalars(_filtered(filters, filters.kind).options(joinedload("*")).limit(200)).unique()
+        db.session.scalars(_filtered(filters, filters.kind).options(joinedload(enterprise)).limit(200))
     )
     return Queue(items=items, counts=counts, total=counts[filters.kind])
 

@@ -16,6 +16,7 @@ from portal.booking.models import FILE_KIND_LABELS
 from portal.core import clock, uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
+from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
 from portal.extensions import db
@@ -369,7 +370,7 @@ def audit_log() -> ResponseReturnValue:
     """Search the audit log: who did what to which object, when."""
     form = AuditSearchForm(request.args)
     form.validate()
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     result = desk.search_audit(
         action=form.action.data or None,
         object_type=form.object_type.data or None,
@@ -390,7 +391,9 @@ def audit_log() -> ResponseReturnValue:
 @role_required(Role.ADMIN)
 def scheme() -> ResponseReturnValue:
     """Set up or change a year's scheme: funds, rates, budgets, caps, validity, window, notice."""
-    year = request.args.get("year", type=int) or clock.local_today().year
+    year = request.args.get("year", type=int)
+    if year is None or not 2000 <= year <= 2100:  # a huge number would overflow the query
+        year = clock.local_today().year
     current = db.session.scalar(select(Scheme).where(Scheme.year == year))
     form = SchemeForm()
     if current and not form.is_submitted():

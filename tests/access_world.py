@@ -1,0 +1,568 @@
+"""The world the access matrix runs in: two enterprises, two provider institutions, the bureau.
+
+Enterprise A books the instruments of institution P1, enterprise B those of P2, so every object has a
+side: A's booking is P1's business and B's is P2's. Everything is made by the portal's own services
+(registration, verification, applications, bookings, services, evidence, claims, exports, batches),
+except a few rows no service can make in the state a check needs (a machine-time booking that has
+already begun, a second open application); those are written directly and say so.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from portal.accounts import services as accounts
+from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
+from portal.booking import services as booking
+from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
+from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.finance import services as finance
+from portal.finance.models import ExportJob, ExportState
+from portal.notifications import services as notifications
+from portal.notifications.models import Notification
+from portal.vouchers import services as vouchers
+from portal.vouchers.models import ApplicationState, VoucherApplication
+from tests.factories import PASSWORD, extract_csrf, valid_uscc
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+# Monday 7 December 2026, 09:00 in Liaocheng: inside the 2026 scheme, its month open.
+NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+MONTH = "2026-12"
+
+ROLES = ("anon", "ent_a", "ent_b", "prov_p1", "prov_p2", "reviewer", "finance", "admin")
+SIDES = ("A", "B")
+# Whose side is "own" for a role; the roles without a side see both sides alike, so A stands in.
+OWN_SIDE = {"ent_a": "A", "ent_b": "B", "prov_p1": "A", "prov_p2": "B"}
+# Objects that belong to one user (notifications, exports, calendar feeds): "foreign" is this user's.
+PARTNER = {
+    "anon": "ent_b",
+    "ent_a": "ent_b",
+    "ent_b": "ent_a",
+    "prov_p1": "prov_p2",
+    "prov_p2": "prov_p1",
+    "reviewer": "admin",
+    "finance": "admin",
+    "admin": "finance",
+}
+
+_serial = itertools.count(1)
+
+
+def own_side(role: str) -> str:
+    return OWN_SIDE.get(role, "A")
+
+
+def other(side: str) -> str:
+    return "B" if side == "A" else "A"
+
+
+@dataclass
+class World:
+    """Ids of everything in the fixture database, and the means to make fresh copies of it."""
+
+    app: Flask
+    users: dict[str, int] = field(default_factory=dict)
+    institutions: dict[str, int] = field(default_factory=dict)
+    instruments: dict[str, str] = field(default_factory=dict)
+    enterprises: dict[str, int] = field(default_factory=dict)
+    vouchers: dict[str, int] = field(default_factory=dict)
+    # kind -> side -> URL parameters of the shared object of that kind
+    shared: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # kind -> role -> URL parameters (objects that belong to one user)
+    personal: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    clients: dict[str, FlaskClient] = field(default_factory=dict)
+    writes: WriteLog | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+    csrf: dict[str, str] = field(default_factory=dict)
+
+    # --- people ----------------------------------------------------------------------------------
+
+    def user(self, role: str) -> User:
+        return db.session.get(User, self.users[role])
+
+    def username(self, role: str) -> str:
+        return f"matrix_{role}"
+
+    # --- objects as a role sees them -------------------------------------------------------------
+
+    def params(self, kind: str, role: str, which: str) -> dict[str, Any]:
+        """The URL parameters of the `kind` object that is `which` ("own"/"foreign") for `role`."""
+        if kind in self.personal:
+            holders = self.personal[kind]
+            owner = role if which == "own" else PARTNER[role]
+            if owner not in holders:  # a role holding none: two holders stand in for "own" and "foreign"
+                first, second, *_rest = sorted(holders)
+                owner = first if which == "own" else second
+            return holders[owner]
+        if kind in CONSTANT:
+            return CONSTANT[kind]
+        if kind == "calendar":
+            owner = role if which == "own" and role != "anon" else PARTNER[role]
+            return {"token": booking.calendar_token(self.user(owner))}
+        side = own_side(role) if which == "own" else other(own_side(role))
+        return self.shared[kind][side]
+
+    def fresh(self, kind: str, role: str, side: str) -> dict[str, Any] | None:
+        """A new `kind` object on `side` (or of `role`) for a request meant to change it; None: none made."""
+        if kind == "notification":
+            return self.make_notification(role)
+        maker = getattr(self, f"_make_{kind}", None)
+        return maker(side) if maker else None
+
+    # --- building blocks --------------------------------------------------------------------------
+
+    def _ent_user(self, side: str) -> User:
+        return self.user("ent_a" if side == "A" else "ent_b")
+
+    def _provider(self, side: str) -> User:
+        return self.user("prov_p1" if side == "A" else "prov_p2")
+
+    def _sample_request(self, side: str) -> Booking:
+        return booking.request_booking(
+            self._ent_user(side),
+            self.instruments[side],
+            booking.BookingRequest(
+                mode=BookingMode.SAMPLE,
+                purpose="成分分析",
+                sample_count=2,
+                sample_description="粉末样品",
+                sample_delivery_on=date(2026, 12, 10),
+            ),
+        )
+
+    def _make_booking_requested(self, side: str) -> dict[str, Any]:
+        b = self._sample_request(side)
+        return {"booking_id": b.id, "id": b.id}
+
+    def _make_booking_confirmed(self, side: str) -> dict[str, Any]:
+        b = self._sample_request(side)
+        booking.confirm_booking(self._provider(side), b.id)
+        return {"booking_id": b.id, "id": b.id}
+
+    def _make_booking_started(self, side: str) -> dict[str, Any]:
+        # Written directly: no service makes a confirmed machine-time booking whose time has begun
+        # (requests must lie in the future), and only such a booking can be a no-show.
+        user = self._ent_user(side)
+        instrument_id = db.session.scalar(
+            select(Instrument.id).where(Instrument.code == self.instruments[side])
+        )
+        n = next(_serial)
+        starts = NOW - timedelta(days=3, hours=n)  # one hour apart: never the same slot
+        row = Booking(
+            instrument_id=instrument_id,
+            enterprise_id=user.enterprise_id,
+            requested_by_id=user.id,
+            mode=BookingMode.SLOT,
+            state=BookingState.CONFIRMED,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=30),
+            held_until=starts + timedelta(minutes=30),
+            purpose="测试",
+        )
+        db.session.add(row)
+        db.session.commit()
+        return {"booking_id": row.id, "id": row.id}
+
+    def _completed(self, side: str, *, rated: bool = True) -> Booking:
+        b = self._sample_request(side)
+        provider = self._provider(side)
+        booking.confirm_booking(provider, b.id)
+        record = booking.complete_booking(
+            provider, b.id, booking.ServiceReport(samples=2, result_summary="合格")
+        )
+        for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
+            booking.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        if rated:
+            booking.rate_service(self._ent_user(side), b.id, 5, "很好")
+        return db.session.get(Booking, b.id)
+
+    def _make_booking(self, side: str) -> dict[str, Any]:
+        b = self._completed(side)
+        return {"booking_id": b.id, "id": b.id}
+
+    def _make_record(self, side: str) -> dict[str, Any]:
+        record = self._completed(side).service_record
+        return {"record_id": record.id, "id": record.id}
+
+    def completed_objects(self, side: str) -> dict[str, dict[str, Any]]:
+        """A rated service with its evidence, as the booking, the record and one file."""
+        b = self._completed(side)
+        record = b.service_record
+        return {
+            "booking": {"booking_id": b.id, "id": b.id},
+            "record": {"record_id": record.id, "id": record.id},
+            "file": {"record_id": record.id, "id": record.id, "file_id": record.files[0].id},
+        }
+
+    def _make_booking_unrated(self, side: str) -> dict[str, Any]:
+        b = self._completed(side, rated=False)
+        return {"booking_id": b.id, "id": b.id}
+
+    def _make_claim_input(self, side: str) -> dict[str, Any]:
+        record = self._completed(side).service_record
+        return {"voucher_id": self.vouchers[side], "record_id": record.id}
+
+    def _make_claim_draft(self, side: str) -> dict[str, Any]:
+        record_id = self._make_claim_input(side)["record_id"]
+        claim = vouchers.create_claim(self._ent_user(side), self.vouchers[side], [record_id])
+        return {"claim_id": claim.id, "id": claim.id}
+
+    def _make_claim_submitted(self, side: str) -> dict[str, Any]:
+        claim_id = self._make_claim_draft(side)["claim_id"]
+        vouchers.submit_claim(self._ent_user(side), claim_id)
+        return {"claim_id": claim_id, "id": claim_id}
+
+    def _make_application_submitted(self, side: str) -> dict[str, Any]:
+        # Only the bureau decides applications, so a fresh one may belong to a new enterprise (on
+        # the same side): a second open application of A itself would be approved into a second
+        # voucher of the year, which the schema forbids. Written directly for the same reason.
+        n = next(_serial)
+        enterprise = Enterprise(
+            uscc=valid_uscc(),
+            name=f"矩阵新企业{side}{n}",
+            kind=EnterpriseKind.TECH_SME,
+            county="东昌府区",
+            verification_state="verified",
+            actual_controller=f"控制人{side}{n}",
+            controller_group=f"group-{side}-{n}",
+        )
+        db.session.add(enterprise)
+        db.session.flush()
+        application = VoucherApplication(
+            enterprise_id=enterprise.id,
+            scheme_id=vouchers.require_scheme().id,
+            amount_fen=1_000_00,
+            plan="检测计划",
+            state=ApplicationState.SUBMITTED,
+        )
+        db.session.add(application)
+        db.session.commit()
+        return {"application_id": application.id, "id": application.id}
+
+    def _make_verification_submitted(self, side: str) -> dict[str, Any]:
+        # The enterprise itself is already waiting for a decision (the shared request), so a fresh
+        # request comes from a newly registered enterprise.
+        n = next(_serial)
+        user = accounts.register_enterprise(
+            accounts.Registration(
+                username=f"matrix_new{n}",
+                password=PASSWORD,
+                email=None,
+                full_name="新用户",
+                phone=None,
+                company_name=f"聊城新注册企业{side}{n}",
+                uscc=valid_uscc(),
+                kind=EnterpriseKind.TECH_SME,
+                county="东昌府区",
+            )
+        )
+        return self.verification_of(user, side)
+
+    def verification_of(self, user: User, side: str) -> dict[str, Any]:
+        request = vouchers.submit_verification(
+            user,
+            vouchers.VerificationData(
+                kind=EnterpriseKind.TECH_SME,
+                actual_controller=f"控制人{side}",
+                tech_sme_number="2026371500001",
+            ),
+            io.BytesIO(PDF),
+            "证书.pdf",
+        )
+        return {"request_id": request.id}
+
+    def _make_blackout(self, side: str) -> dict[str, Any]:
+        n = next(_serial)
+        instrument = db.session.scalar(select(Instrument).where(Instrument.code == self.instruments[side]))
+        starts = NOW + timedelta(days=40 + n)
+        row = booking.add_blackout(
+            self._provider(side),
+            instrument,
+            BlackoutKind.MAINTENANCE,
+            starts,
+            starts + timedelta(hours=2),
+            "保养",
+        )
+        return {"blackout_id": row.id}
+
+    def make_notification(self, role: str) -> dict[str, Any]:
+        user = self.user(role)
+        n = next(_serial)
+        notifications.notify(
+            [user], "verification.verified", f"matrix:{n}", payload={"enterprise": "矩阵"}, link="/vouchers/"
+        )
+        db.session.commit()
+        row = db.session.scalar(select(Notification).where(Notification.dedup_key == f"matrix:{n}:{user.id}"))
+        return {"notification_id": row.id}
+
+    # --- clients ------------------------------------------------------------------------------------
+
+    def login(self, role: str) -> None:
+        """Sign the role's client in through the real form and keep its CSRF token."""
+        client = self.clients[role]
+        page = client.get("/login")
+        response = client.post(
+            "/login",
+            data={
+                "username": self.username(role),
+                "password": PASSWORD,
+                "csrf_token": extract_csrf(page.text),
+            },
+        )
+        assert response.status_code == 302, f"{role} could not sign in"
+        self.csrf[role] = extract_csrf(client.get("/account").text)
+        take_flashes(client)
+
+
+def take_flashes(client: FlaskClient) -> list[tuple[str, str]]:
+    """The flashed messages waiting in the client's session, removed so the next check starts clean."""
+    with client.session_transaction() as session:
+        return list(session.pop("_flashes", []))
+
+
+CONSTANT: dict[str, dict[str, Any]] = {
+    "static": {"filename": "favicon.svg"},
+    "bootstrap": {"filename": "css/bootstrap.min.css"},
+    "csv": {"fmt": "csv"},
+    "language": {"code": "zh"},
+}
+
+
+# --- building the world --------------------------------------------------------------------------
+
+
+def _institution(name: str) -> Institution:
+    row = Institution(
+        name=name, uscc=valid_uscc(), kind=InstitutionKind.UNIVERSITY, county="东昌府区", is_local=True
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def _instrument(code: str, institution: Institution) -> Instrument:
+    row = Instrument(
+        code=code,
+        name=f"液相色谱质谱联用仪{code}",
+        name_en="LC-MS",
+        category=db.session.scalar(select(Category).where(Category.code == "0102")),
+        model="6470",
+        manufacturer="Agilent (安捷伦)",
+        country_of_origin="美国",
+        original_value_fen=1_000_000_00,
+        status=InstrumentStatus.NORMAL,
+        fee_per_hour_fen=300_00,
+        fee_per_sample_fen=80_00,
+        county="东昌府区",
+        operator_name="张三",
+        operator_phone="0635-8239999",
+        institution=institution,
+    )
+    row.opening_hours = [
+        OpeningHours(weekday=d, opens_at=time(8, 30), closes_at=time(17, 30)) for d in range(5)
+    ]
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def build_world(app: Flask) -> World:
+    """Everything the matrix asks about, made through the services; the clients signed in."""
+    fast_test_database(db.engine)
+    world = World(app=app, writes=WriteLog(db.engine))
+    staff = {"reviewer": Role.REVIEWER, "finance": Role.FINANCE, "admin": Role.ADMIN}
+    for role, value in staff.items():
+        user = accounts.create_user(world.username(role), PASSWORD, value, email=None)
+        world.users[role] = user.id
+    admin, reviewer = world.user("admin"), world.user("reviewer")
+    vouchers.save_scheme(
+        admin,
+        {
+            "year": 2026,
+            "name": "2026年度聊城市科技创新券",
+            "enterprise_cap_fen": 500_000_00,
+            "group_cap_fen": 650_000_00,
+            # High enough that one reviewer decides everything here (four eyes has its own tests).
+            "four_eyes_threshold_fen": 400_000_00,
+            "voucher_validity_days": 365,
+            "service_window_start": date(2026, 1, 1),
+            "service_window_end": date(2026, 12, 31),
+            "public_notice_days": 7,
+            "excluded_service_types": ["statutory_testing", "mandatory_certification"],
+        },
+        [
+            vouchers.FundSettings("province", Decimal("0.60"), "always", 4_000_000_00, True),
+            vouchers.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
+        ],
+    )
+    for side, provider_role in (("A", "prov_p1"), ("B", "prov_p2")):
+        institution = _institution(f"矩阵大学{side}")
+        world.institutions[side] = institution.id
+        world.instruments[side] = _instrument(f"MX-{side}-001", institution).code
+        provider = accounts.create_user(
+            world.username(provider_role),
+            PASSWORD,
+            Role.PROVIDER,
+            email=None,
+            institution=institution,
+        )
+        world.users[provider_role] = provider.id
+    for side, role in (("A", "ent_a"), ("B", "ent_b")):
+        user = accounts.register_enterprise(
+            accounts.Registration(
+                username=world.username(role),
+                password=PASSWORD,
+                email=None,
+                full_name=f"企业用户{side}",
+                phone=None,
+                company_name=f"聊城矩阵科技有限公司{side}",
+                uscc=valid_uscc(),
+                kind=EnterpriseKind.TECH_SME,
+                county="东昌府区",
+            )
+        )
+        world.users[role] = user.id
+        world.enterprises[side] = user.enterprise_id
+        request = world.verification_of(user, side)
+        vouchers.decide_verification(reviewer, request["request_id"], verify=True)
+        application = vouchers.apply_for_voucher(user, 100_000_00, "检测计划")
+        vouchers.decide_application(reviewer, application.id, "approve")
+        voucher_id = db.session.get(VoucherApplication, application.id).voucher.id
+        world.vouchers[side] = voucher_id
+        shared = {
+            "verification": request,
+            "voucher": {"voucher_id": voucher_id, "id": voucher_id},
+            "application": {"application_id": application.id, "id": application.id},
+            "instrument": {"code": world.instruments[side]},
+            **world.completed_objects(side),
+            "booking_requested": world._make_booking_requested(side),
+            "booking_confirmed": world._make_booking_confirmed(side),
+            "booking_started": world._make_booking_started(side),
+            "booking_unrated": world._make_booking_unrated(side),
+            "claim_input": world._make_claim_input(side),
+            "claim_draft": world._make_claim_draft(side),
+            "claim_submitted": world._make_claim_submitted(side),
+            "blackout": world._make_blackout(side),
+        }
+        # The shared claim to look at is approved, in its public notice.
+        approved = world._make_claim_submitted(side)
+        vouchers.decide_claim(reviewer, approved["claim_id"], "approve")
+        shared["claim"] = approved
+        # A second open application of the enterprise itself, for refused decisions (see above).
+        row = VoucherApplication(
+            enterprise_id=user.enterprise_id,
+            scheme_id=vouchers.require_scheme().id,
+            amount_fen=1_000_00,
+            plan="追加计划",
+            state=ApplicationState.SUBMITTED,
+        )
+        db.session.add(row)
+        db.session.commit()
+        shared["application_submitted"] = {"application_id": row.id, "id": row.id}
+        shared["verification_submitted"] = world.verification_of(user, side)
+        for kind, value in shared.items():
+            world.shared.setdefault(kind, {})[side] = value
+    # Both approved claims finish their notice and are paid out in one batch of the month.
+    vouchers.end_public_notice(date(2026, 12, 31))
+    batch = finance.build_batch(world.user("finance"), MONTH)
+    world.shared["batch"] = {side: {"batch_id": batch.id} for side in SIDES}
+    world.personal["notification"] = {role: world.make_notification(role) for role in ROLES if role != "anon"}
+    for role in ROLES:
+        client = app.test_client()
+        world.clients[role] = client
+        if role == "anon":
+            world.csrf[role] = extract_csrf(client.get("/login").text)
+        else:
+            world.login(role)
+            world.tokens[role], _row = accounts.issue_api_token(world.user(role))
+    # Finance and the administrator each start an export job the way the page does, for a period
+    # large enough to go to the worker (which runs in-process here).
+    world.personal["export"] = {}
+    threshold, app.config["EXPORT_ASYNC_ROWS"] = app.config["EXPORT_ASYNC_ROWS"], 0
+    for role in ("finance", "admin"):
+        response = world.clients[role].get("/finance/export.csv?month_from=2026-01&month_to=2026-12")
+        job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
+        assert db.session.get(ExportJob, job_id).state is ExportState.DONE
+        world.personal["export"][role] = {"job_id": job_id}
+    app.config["EXPORT_ASYNC_ROWS"] = threshold
+    return world
+
+
+# --- "nothing changed" ---------------------------------------------------------------------------
+
+
+class WriteLog:
+    """Every INSERT, UPDATE and DELETE that changed rows and was committed (rolled back ones do not count).
+
+    A refused request must leave the database as it was: no audit row, no state change, nothing
+    half-written. Watching the statements that get committed says that exactly, for every table,
+    at no cost, where comparing table contents before and after would read the whole database twice
+    per request.
+    """
+
+    WRITES = ("insert", "update", "delete")
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.pending: dict[int, list[str]] = {}
+        self.committed: list[str] = []
+        sa.event.listen(engine, "after_cursor_execute", self._execute)
+        sa.event.listen(engine, "commit", self._commit)
+        sa.event.listen(engine, "rollback", self._rollback)
+
+    def _execute(self, conn, cursor, statement: str, *_args: Any) -> None:
+        # An UPDATE that matched nothing (e.g. "mark read" on another user's notification) changed nothing.
+        if statement.lstrip()[:6].lower() in self.WRITES and cursor.rowcount != 0:
+            self.pending.setdefault(id(conn), []).append(" ".join(statement.split()[:3]))
+
+    def _commit(self, conn) -> None:
+        self.committed.extend(self.pending.pop(id(conn), []))
+
+    def _rollback(self, conn) -> None:
+        self.pending.pop(id(conn), None)
+
+    def mark(self) -> int:
+        return len(self.committed)
+
+    def since(self, mark: int) -> list[str]:
+        return self.committed[mark:]
+
+
+def stored_files(app: Flask) -> set[str]:
+    root = Path(app.config["UPLOAD_FOLDER"])
+    return {p.name for p in root.iterdir()} if root.exists() else set()
+
+
+def fast_test_database(engine: sa.Engine) -> None:
+    """Commits without waiting for the disk: this database lives as long as the test module."""
+
+    def no_sync(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute("PRAGMA synchronous=OFF")
+        else:
+            cursor.execute("SET synchronous_commit = off")
+        cursor.close()
+
+    sa.event.listen(engine, "connect", no_sync)
+    engine.dispose()
+
+
+URL_PARAM = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
+
+
+def fill(rule: str, params: dict[str, Any]) -> str:
+    return URL_PARAM.sub(lambda m: str(params[m.group(1)]), rule)

@@ -1,0 +1,575 @@
+"""Hostile input in every form and in the catalogue import: arbitrary text (Chinese, emoji, control
+characters, 10,000 characters) and malformed files.
+
+Each page is fetched as the user who would fill it in, every form on it is found in the HTML (so a
+new field is fuzzed without touching this file), and Hypothesis posts it with the page's own values
+and CSRF token except for the fields it replaces with arbitrary text. Whatever is sent: never a 5xx;
+a form shown again says what is wrong; and an answer that refuses leaves the database exactly as it
+was (no half-written rows, no stray audit entries). Search forms (GET) must never change anything.
+A catalogue file is imported whole or not at all, every problem named by its row and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from openpyxl import Workbook
+
+from portal.accounts.models import VerificationState
+from portal.booking import services as booking_services
+from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.catalog.importer import HEADERS, import_catalog
+from portal.catalog.models import Instrument
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.finance import services as finance_services
+from portal.notifications.models import EmailState, Notification
+from portal.vouchers import services as voucher_services
+from tests.conftest import app_in_context
+from tests.factories import login
+from tests.test_booking_files import PDF
+from tests.test_catalog_import import csv_bytes, xlsx_bytes
+from tests.test_catalog_import import row as catalogue_row
+
+settings.register_profile(
+    "fuzz-forms",
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    # A failure is reported as found: shrinking a sequence of page loads and posts takes minutes.
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+PROFILE = settings.get_profile("fuzz-forms")
+
+# Arbitrary text, and text that has broken web applications before.
+HOSTILE = st.one_of(
+    st.text(max_size=30),
+    st.text(
+        alphabet=st.sampled_from("聊城仪器质谱😀🧪\x00\x01\x0b\x1b\x7f\u202e\u200b\ufeff<>&\"' \t\n"),
+        max_size=30,
+    ),
+    st.sampled_from(
+        [
+            "\x00",
+            "测试\x00仪器",
+            "\x0b\x0c\x1b[31m",
+            "\u202e右到左😀",
+            "测试" * 5000,
+            "9" * 400,
+            "1e400",
+            "-0",
+            "NaN",
+            "2026-02-30",
+            "9999-12-31T23:59",
+            "0001-01-01",
+            "=1+1",
+            "<script>alert(1)</script>",
+            "",
+        ]
+    ),
+)
+
+
+# --- reading forms out of a page ------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    action: str
+    method: str
+    multipart: bool
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (name, kind, value)
+    choices: dict[str, list[str]] = field(default_factory=dict)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FormParser(HTMLParser):
+    """Every <form> of a page with its fields, their values as the page fills them, and its buttons."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.url, self.forms, self.form, self.select, self.textarea = url, [], None, None, None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            action = urljoin(self.url, a.get("action") or self.url)
+            self.form = Form(action, a.get("method", "get").lower(), "multipart" in a.get("enctype", ""))
+            self.forms.append(self.form)
+        if self.form is None or ("name" not in a and tag != "option"):
+            return
+        if tag == "input":
+            kind = a.get("type", "text")
+            if kind in ("submit", "button", "image"):
+                self.form.buttons.append((a["name"], a.get("value", "")))
+            elif kind in ("checkbox", "radio"):
+                self.form.choices.setdefault(a["name"], []).append(a.get("value", "y"))
+                if "checked" in a:
+                    self.form.fields.append((a["name"], kind, a.get("value", "y")))
+            else:
+                self.form.fields.append((a["name"], kind, a.get("value", "")))
+        elif tag == "button" and a.get("type", "submit") == "submit":
+            self.form.buttons.append((a["name"], a.get("value", "")))
+        elif tag == "select":
+            self.select = a["name"]
+            self.form.choices[self.select] = []
+            if "multiple" not in a:
+                self.form.fields.append((self.select, "select", ""))
+        elif tag == "option" and self.select:
+            value = a.get("value", "")
+            self.form.choices[self.select].append(value)
+            if "selected" in a:
+                self.form.fields.append((self.select, "option", value))
+        elif tag == "textarea":
+            self.textarea = [a["name"], ""]
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea is not None:
+            self.textarea[1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.form = None
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea" and self.textarea is not None and self.form is not None:
+            # HTML drops the one line break that follows <textarea>.
+            text = self.textarea[1].removeprefix("\r\n").removeprefix("\n")
+            self.form.fields.append((self.textarea[0], "textarea", text))
+            self.textarea = None
+
+
+def forms_on(html: str, url: str) -> list[Form]:
+    parser = FormParser(url)
+    parser.feed(html)
+    # The navigation bar's sign-out form ends the session the fuzzing runs in; it has no fields.
+    return [f for f in parser.forms if not urlsplit(f.action).path.endswith("/logout")]
+
+
+def page_values(form: Form) -> dict[str, str]:
+    """The values the page itself would submit (a select without a selected option sends its first)."""
+    values: dict[str, str] = {}
+    for name, kind, value in form.fields:
+        if kind == "select":
+            values.setdefault(name, (form.choices.get(name) or [""])[0])
+        elif kind == "option":
+            values[name] = value
+        else:
+            values.setdefault(name, value)
+    return values
+
+
+# --- a small world with something for every form ---------------------------------------------------
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """The usual test app without the login rate limit, which would soon answer every sign-in."""
+    yield from app_in_context(database_url, UPLOAD_FOLDER=str(tmp_path / "uploads"), RATELIMIT_ENABLED=False)
+
+
+@pytest.fixture
+def world(
+    app,
+    fake_clock,
+    make_user,
+    make_instrument,
+    make_institution,
+    make_scheme,
+    make_voucher,
+    make_service,
+    make_booking,
+) -> dict[str, Any]:
+    """Users of every role, and an object in every state some form acts on."""
+    host = make_institution(is_local=True)
+    provider = make_user(Role.PROVIDER, institution=host)
+    instrument = make_instrument(institution=host, fee_per_sample_fen=80_00)
+    enterprise = make_user(Role.ENTERPRISE)
+    reviewer, reviewer2 = make_user(Role.REVIEWER), make_user(Role.REVIEWER)
+    finance, admin = make_user(Role.FINANCE), make_user(Role.ADMIN)
+    scheme = make_scheme()
+    voucher = make_voucher(enterprise, scheme)
+    day = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # Wednesday 09:00 in Liaocheng
+    past = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+    def booking(state: BookingState, start: datetime):
+        return make_booking(instrument, enterprise, start, start + timedelta(hours=1), state=state)
+
+    # One object per transition, so that one form's success does not take another's object away.
+    requested = [booking(BookingState.REQUESTED, day + timedelta(hours=n)) for n in range(3)]
+    confirmed = booking(BookingState.CONFIRMED, day + timedelta(days=1))
+    started = [booking(BookingState.CONFIRMED, past + timedelta(hours=n)) for n in range(3)]
+    unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
+    for kind in (FileKind.CONTRACT, FileKind.INVOICE):
+        booking_services.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+    records = [make_service(enterprise, instrument=instrument) for _ in range(5)]
+    draft = voucher_services.create_claim(enterprise, voucher.id, [records[0].id])
+    submitted = []
+    for record in records[1:3]:
+        claim = voucher_services.create_claim(enterprise, voucher.id, [record.id])
+        submitted.append(voucher_services.submit_claim(enterprise, claim.id))
+    approved = voucher_services.create_claim(enterprise, voucher.id, [records[3].id])
+    voucher_services.submit_claim(enterprise, approved.id)
+    voucher_services.decide_claim(reviewer, approved.id, "approve")
+    voucher_services.end_public_notice(date(2027, 1, 31))
+    batch = finance_services.build_batch(finance, "2026-12")
+    applicants = [make_user(Role.ENTERPRISE) for _ in range(2)]
+    applications = [voucher_services.apply_for_voucher(a, 50_000_00, "扩产检测") for a in applicants]
+    returned = make_user(Role.ENTERPRISE)
+    to_resubmit = voucher_services.apply_for_voucher(returned, 20_000_00, "检测计划")
+    voucher_services.decide_application(reviewer, to_resubmit.id, "return", comment="请补充计划")
+    pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    waiting = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    verification = voucher_services.submit_verification(
+        waiting, voucher_services.VerificationData(kind="maker_team", actual_controller="李四")
+    )
+    blackout = Blackout(
+        instrument_id=instrument.id,
+        kind=BlackoutKind.MAINTENANCE,
+        starts_at=day + timedelta(days=7),
+        ends_at=day + timedelta(days=7, hours=4),
+        reason="保养",
+    )
+    failed = Notification(
+        recipient_id=enterprise.id,
+        kind="booking.confirmed",
+        dedup_key="fuzz-failed",
+        email_state=EmailState.FAILED,
+    )
+    db.session.add_all([blackout, failed])
+    db.session.commit()
+    code = instrument.code
+    slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
+    # (who, page, which form: the end of its action, or None for every form on the page)
+    pages = [
+        (None, "/register", None),
+        (None, "/login", None),
+        (None, "/instruments/?q=质谱", None),
+        (enterprise, f"/instruments/{code}/book?start={slot}", None),
+        (enterprise, f"/instruments/{code}/book-sample", None),
+        (enterprise, f"/bookings/{confirmed.id}", None),
+        (enterprise, f"/bookings/{unrated.booking_id}", None),
+        (enterprise, "/bookings/", None),
+        (enterprise, "/vouchers/claims/new", None),
+        (enterprise, f"/vouchers/claims/{draft.id}", None),
+        (enterprise, "/account/calendar", None),
+        (enterprise, "/notifications/", None),
+        (returned, f"/vouchers/applications/{to_resubmit.id}/resubmit", None),
+        (make_user(Role.ENTERPRISE), "/vouchers/apply", None),
+        (pending, "/vouchers/verification", None),
+        (provider, f"/bookings/{requested[0].id}", "/confirm"),
+        (provider, f"/bookings/{requested[1].id}", "/reject"),
+        (provider, f"/bookings/{requested[2].id}", "/cancel"),
+        (provider, f"/bookings/{records[4].booking_id}", "/files"),
+        (provider, f"/bookings/{started[0].id}", "/complete"),
+        (provider, f"/bookings/{started[1].id}", "/no-show"),
+        (provider, f"/manage/instruments/{code}", None),
+        (reviewer2, f"/vouchers/claims/{submitted[0].id}", None),
+        (reviewer2, f"/vouchers/claims/{submitted[1].id}", None),
+        (reviewer2, f"/review/applications/{applications[0].id}", None),
+        (reviewer2, f"/review/applications/{applications[1].id}", None),
+        (reviewer2, f"/review/verifications/{verification.id}", None),
+        (reviewer2, "/review/", None),
+        (reviewer2, "/review/audit", None),
+        (admin, "/review/scheme", None),
+        (admin, "/notifications/failed", None),
+        (finance, "/finance/", None),
+        (finance, "/finance/batches", None),
+        (finance, f"/finance/batches/{batch.id}", None),
+        (finance, "/dashboard/", None),
+        (finance, "/dashboard/ranking", None),
+    ]
+    return {"pages": pages}
+
+
+# --- the fuzzing -----------------------------------------------------------------------------------
+
+ERROR_MARKS = ("is-invalid", "invalid-feedback", "alert-danger", "text-danger")
+# Buttons that answer with a page of results rather than a redirect when all is well.
+RESULT_PAGES = {("/vouchers/claims/new", "preview")}
+KEEP = object()  # the field keeps the value the page gave it
+
+
+def snapshot() -> dict[str, list[tuple]]:
+    """Every row of every table, as the next request would see them."""
+    db.session.rollback()
+    with db.engine.connect() as conn:
+        return {
+            table.name: sorted(map(tuple, conn.execute(sa.select(table))), key=repr)
+            for table in db.metadata.sorted_tables
+        }
+
+
+def signature(form: Form) -> tuple:
+    return (form.action, form.method, tuple(sorted(page_values(form))), tuple(form.buttons))
+
+
+def plan_for(form: Form) -> st.SearchStrategy[dict[str, Any]]:
+    """What to send instead of the page's values: drawn from the form as first seen, so that the
+    drawing does not depend on what earlier examples did to the database."""
+    plan: dict[str, st.SearchStrategy] = {}
+    for name in {name for name, _kind, _value in form.fields} | set(form.choices):
+        kind = next((k for n, k, _v in form.fields if n == name), "choice")
+        if kind == "file":
+            upload = st.tuples(st.sampled_from([PDF, b"", b"MZ\x90\x00", "测试\x00".encode()]), HOSTILE)
+            plan[name] = st.none() | upload
+        elif name.endswith("csrf_token"):
+            # Mostly the page's own token, or the fuzzing would never get past it.
+            plan[name] = st.one_of(*[st.just(KEEP)] * 9, HOSTILE)
+        else:
+            plan[name] = st.one_of(
+                HOSTILE,
+                st.just(KEEP),
+                *([st.sampled_from(form.choices[name])] if name in form.choices else []),
+            )
+    if form.buttons:
+        plan["__button__"] = st.integers(0, len(form.buttons) - 1)
+    if form.method == "get":
+        plan.setdefault("page", st.one_of(HOSTILE, st.just(KEEP)))  # lists page through results
+    return st.fixed_dictionaries(plan)
+
+
+def apply_plan(form: Form, plan: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = page_values(form)
+    for name, choice in plan.items():
+        if name == "__button__":
+            button, value = form.buttons[min(choice, len(form.buttons) - 1)]
+            values[button] = value
+        elif isinstance(choice, tuple):
+            content, filename = choice
+            values[name] = (io.BytesIO(content), filename or "x.pdf")
+        elif choice is None:
+            values.pop(name, None)  # no file attached
+        elif choice is not KEEP:
+            values[name] = choice
+    return values
+
+
+def find_form(client: FlaskClient, url: str, wanted: tuple) -> Form | None:
+    """The form as the page shows it now (fresh CSRF token and values), if the page still has it."""
+    page = client.get(url)
+    if page.status_code != 200:
+        return None
+    here = forms_on(page.get_data(as_text=True), "http://localhost" + url)
+    return next((f for f in here if signature(f) == wanted), None)
+
+
+def send(client: FlaskClient, form: Form, values: dict[str, Any]):
+    parts = urlsplit(form.action)
+    if form.method == "get":
+        return client.get(parts.path, query_string={k: v for k, v in values.items() if isinstance(v, str)})
+    return client.post(
+        parts.path + (f"?{parts.query}" if parts.query else ""),
+        data=values,
+        content_type="multipart/form-data" if form.multipart else None,
+    )
+
+
+def fuzz_form(client: FlaskClient, url: str, form: Form) -> None:
+    """Post the form again and again with drawn text; check each answer and the database."""
+    wanted = signature(form)
+
+    @settings(PROFILE)
+    @given(plan=plan_for(form))
+    def post(plan: dict[str, Any]) -> None:
+        current = find_form(client, url, wanted)
+        if current is None:
+            return  # an earlier example moved the object on (confirmed, decided, paid)
+        values = apply_plan(current, plan)
+        before = snapshot()
+        response = send(client, current, values)
+        after = snapshot()
+        shown = f"{response.status_code} for {values!r:.500}"
+        assert response.status_code < 500, shown
+        changed = [name for name in before if before[name] != after[name]]
+        if current.method == "get":
+            assert not changed, f"a search changed {changed}; {shown}"
+            return
+        body = response.get_data(as_text=True) if response.mimetype == "text/html" else ""
+        if response.status_code in (301, 302, 303):
+            body = client.get(response.headers["Location"]).get_data(as_text=True)
+        refused = response.status_code >= 400 or any(mark in body for mark in ERROR_MARKS)
+        if refused:
+            assert not changed, f"refused, yet {changed} changed (half-written); {shown}"
+        elif response.status_code == 200 and response.mimetype == "text/html" and not changed:
+            pressed = {name for name, _value in current.buttons if name in values}
+            result = any((urlsplit(current.action).path, b) in RESULT_PAGES for b in pressed)
+            assert result, f"the form came back without a word of what is wrong; {shown}"
+
+    # Besides the drawn examples, each text field in turn gets NUL, a control character, emoji and
+    # Chinese (PostgreSQL refuses NUL), and then every text field at once 10,000 characters.
+    text_fields = [
+        n for n, kind, _v in form.fields if kind not in ("file", "select", "option", "checkbox", "radio")
+    ]
+    text_fields = [n for n in text_fields if not n.endswith("csrf_token")]
+    button = {"__button__": 0} if form.buttons else {}
+    for name in text_fields:
+        post = example(plan={name: "测试\x00仪器😀\x0b\u202e", **button})(post)
+    if text_fields:
+        post = example(plan=dict.fromkeys(text_fields, "长" * 10_000) | button)(post)
+    post()
+
+
+def test_every_form_survives_arbitrary_text(app, world) -> None:
+    clients: dict[Any, FlaskClient] = {}
+    failures: list[str] = []
+    fuzzed: set[tuple[str, str]] = set()
+    for user, url, only in world["pages"]:
+        if user not in clients:
+            clients[user] = app.test_client()
+            if user is not None:
+                login(clients[user], user.username)
+        client = clients[user]
+        page = client.get(url)
+        assert page.status_code == 200, url
+        forms = [
+            f
+            for f in forms_on(page.get_data(as_text=True), "http://localhost" + url)
+            if only is None or urlsplit(f.action).path.endswith(only)
+        ]
+        assert forms, f"no form on {url}"
+        for form in forms:
+            fuzzed.add((urlsplit(form.action).path, form.method.upper()))
+            try:
+                fuzz_form(client, url, form)
+            except Exception as error:  # collected, so that one run reports every form
+                failures.append(
+                    f"{url} -> {form.method.upper()} {form.action}: {type(error).__name__}: {error}"
+                )
+    assert not failures, "\n\n".join(failures)
+    # Every POST route of the interface had a form fuzzed (but sign-out, which has nothing to fuzz).
+    routes = app.url_map.bind("localhost")
+    reached = {routes.match(path, method=method)[0] for path, method in fuzzed if method == "POST"}
+    posted = {
+        r.endpoint for r in app.url_map.iter_rules() if "POST" in r.methods and not r.rule.startswith("/api/")
+    }
+    assert posted - reached == {"accounts.logout"}
+
+
+# --- the catalogue import -------------------------------------------------------------------------
+
+IMPORT_PROFILE = settings(PROFILE, max_examples=25)
+# XML (so XLSX) cannot hold C0 control characters: a workbook can only carry the rest.
+NOT_IN_XML = "".join(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]))
+XML_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=NOT_IN_XML), max_size=30
+)
+
+
+@pytest.fixture
+def host(make_institution):
+    return make_institution(name="聊城测试大学", county="东昌府区")
+
+
+@st.composite
+def catalogue_files(draw: st.DrawFn) -> tuple[bytes, str, int]:
+    """A catalogue file of good rows with arbitrary text in some cells: (content, name, data rows)."""
+    as_xlsx = draw(st.booleans(), label="xlsx")
+    cell = (
+        (XML_TEXT | st.integers(-(10**20), 10**20) | st.floats(allow_nan=False, allow_infinity=False))
+        if as_xlsx
+        else HOSTILE
+    )
+    rows = []
+    for n in range(draw(st.integers(1, 4), label="rows")):
+        values = catalogue_row(**{"仪器编码": f"FZ-{n:03d}"})
+        for header in draw(st.lists(st.sampled_from(HEADERS), max_size=3, unique=True), label="replaced"):
+            values[header] = draw(cell, label=header)
+        rows.append(values)
+    return catalogue_file(rows, as_xlsx)
+
+
+def catalogue_file(rows: list[dict[str, Any]], as_xlsx: bool = False) -> tuple[bytes, str, int]:
+    table = [HEADERS, *([values[h] for h in HEADERS] for values in rows)]
+    if as_xlsx:
+        workbook = Workbook()
+        for cells in table:
+            workbook.active.append(cells)
+        buffer = io.BytesIO()
+        workbook.save(buffer)
+        return buffer.getvalue(), "catalogue.xlsx", len(rows)
+    text = io.StringIO()
+    csv.writer(text).writerows(table)
+    return text.getvalue().encode(), "catalogue.csv", len(rows)
+
+
+def test_catalogue_import_of_arbitrary_cells_is_all_or_nothing(app, host) -> None:
+    @IMPORT_PROFILE
+    @given(file=catalogue_files())
+    # Whatever the draws: NUL in free text (PostgreSQL refuses it), a number beyond Decimal's digits,
+    # a huge float in a workbook cell, and a good file of two rows.
+    @example(file=catalogue_file([catalogue_row(**{"仪器名称": "质谱\x00仪", "主要功能": "\x0b"})]))
+    @example(file=catalogue_file([catalogue_row(**{"原值(万元)": "1e400", "收费标准(元/样)": "9" * 400})]))
+    @example(file=catalogue_file([catalogue_row(**{"原值(万元)": 1e308, "启用日期": -1e300})], as_xlsx=True))
+    @example(file=catalogue_file([catalogue_row(), catalogue_row(**{"仪器编码": "FZ-2"})], as_xlsx=True))
+    def check(file: tuple[bytes, str, int]) -> None:
+        content, name, rows = file
+        before = snapshot()
+        report = import_catalog(io.BytesIO(content), name)
+        after = snapshot()
+        if report.problems:
+            assert before == after, "a refused file changed the database"
+            for problem in report.problems:
+                assert 0 <= problem.row <= rows + 1 and problem.column in ("", *HEADERS), problem
+                assert str(problem.message)
+            return
+        stored = db.session.scalar(sa.select(sa.func.count()).select_from(Instrument))
+        assert report.created == stored == rows, (report, stored, rows)
+        again = import_catalog(io.BytesIO(content), name)
+        assert again.ok and again.unchanged == rows, f"importing the same file again changed it: {again}"
+        # Undo, so that the next example starts from the same catalogue.
+        db.session.execute(sa.delete(Instrument))
+        db.session.commit()
+
+    check()
+
+
+def test_malformed_catalogue_files_are_reported_and_change_nothing(app, host) -> None:
+    good_csv = csv_bytes([catalogue_row()])
+    good_xlsx = xlsx_bytes([HEADERS, [catalogue_row()[h] for h in HEADERS]])
+    broken = st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=200).map(lambda b: b"PK\x03\x04" + b),  # looks like a zip, is not
+        st.integers(1, len(good_xlsx) - 1).map(lambda n: good_xlsx[:n]),  # a truncated workbook
+        st.integers(1, len(good_csv) - 1).map(lambda n: good_csv[:n] + b"\xff\xfe"),  # cut, then not UTF-8
+        st.just(b'"unterminated,' + b"x" * 200_000),  # a field beyond the csv module's limit
+    )
+
+    @IMPORT_PROFILE
+    @given(content=broken, name=st.sampled_from(["catalogue.csv", "catalogue.xlsx", "catalogue.CSV", "目录"]))
+    def check(content: bytes, name: str) -> None:
+        before = snapshot()
+        report = import_catalog(io.BytesIO(content), name)
+        assert snapshot() == before
+        assert report.problems and all(str(p) for p in report.problems)
+
+    check()
+
+
+def test_the_import_command_reports_a_hostile_file_without_a_traceback(app, host, tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    hostile = {"仪器名称": "质谱\x00仪", "原值(万元)": "1e400", "启用日期": "0001-13-01"}
+    path.write_bytes(csv_bytes([catalogue_row(**hostile)]))
+    before = snapshot()
+    result = app.test_cli_runner().invoke(args=["catalog", "import", str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    for column in hostile:  # each problem named by its row (2: the first after the headers) and column
+        assert any(column in line and "2" in line for line in result.output.splitlines()), result.output
+    assert snapshot() == before
