@@ -77,6 +77,8 @@ class Config:
     CATALOG_PAGE_SIZE = 20
     # The dashboard's figures take seconds at province scale; they are reused for this long.
     DASHBOARD_CACHE_SECONDS = int(os.environ.get("DASHBOARD_CACHE_SECONDS", "300"))
+    # Visitors' rendered search pages; keyed by the catalogue version, so this only bounds memory.
+    CATALOG_PAGE_CACHE_SECONDS = int(os.environ.get("CATALOG_PAGE_CACHE_SECONDS", "300"))
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024

@@ -130,3 +130,46 @@ def test_pages_have_no_inline_script(client, make_instrument):
         html = client.get(path).get_data(as_text=True)
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
         assert " onclick=" not in html and " style=" not in html
+
+
+def test_visitors_search_page_is_reused_until_the_catalogue_changes(app, client, make_instrument, make_user):
+    from flask import template_rendered
+
+    from portal.extensions import db
+
+    instrument = make_instrument(name="液相色谱仪")
+    url = "/instruments/?q=色谱&status=normal"
+    rendered: list[str] = []
+
+    def note(sender, template, context, **extra) -> None:
+        rendered.append(template.name)
+
+    template_rendered.connect(note, app)
+    try:
+        first = client.get(url).get_data(as_text=True)
+        assert "液相色谱仪" in first and rendered == ["catalog/index.html"]
+        again = client.get(url).get_data(as_text=True)
+        assert again == first and rendered == ["catalog/index.html"], "the second visit rendered again"
+
+        # An edit replaces the catalogue version: the next visitor sees it at once.
+        instrument.name = "超高效液相色谱仪"
+        db.session.commit()
+        assert "超高效液相色谱仪" in client.get(url).get_data(as_text=True)
+        assert rendered == ["catalog/index.html"] * 2
+
+        # A signed-in user gets a page of their own (their name in the menu), never the visitor's copy.
+        make_user(username="browser", full_name="浏览者")
+        login(client, "browser")
+        rendered.clear()
+        assert "浏览者" in client.get(url).get_data(as_text=True)
+        assert rendered == ["catalog/index.html"]
+    finally:
+        template_rendered.disconnect(note, app)
+
+
+def test_a_visitors_page_with_a_message_is_not_kept(app, client, make_instrument):
+    make_instrument(name="液相色谱仪")
+    with client.session_transaction() as session:
+        session["_flashes"] = [("info", "一次性提示")]
+    assert "一次性提示" in client.get("/instruments/").get_data(as_text=True)
+    assert "一次性提示" not in client.get("/instruments/").get_data(as_text=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request, session
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_login import current_user
 
 from portal.booking import services as booking_services
@@ -12,13 +13,30 @@ from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
 from portal.core.errors import ValidationFailed
 from portal.core.web import revalidated
+from portal.extensions import cache
 
 bp = Blueprint("catalog", __name__, url_prefix="/instruments")
+
+
+def _anonymous_page_key() -> str | None:
+    """Where a visitor's rendered search page is kept, or None when the page is personal.
+
+    Most catalogue traffic is anonymous and the page then depends only on the catalogue (whose
+    version is in the key, so an edit is seen at once), the language and the URL; serving it
+    without rendering makes a search page cost about what a static page does.
+    """
+    if current_user.is_authenticated or session.get("_flashes"):
+        return None
+    return f"catalog:page:{services.catalog_version()}:{get_locale()}:{request.full_path}"
 
 
 @bp.route("/")
 def index() -> ResponseReturnValue:
     """Search and filter the catalogue; every filter stays in the URL."""
+    key = _anonymous_page_key()
+    page = cache.get(key) if key else None
+    if page is not None:
+        return revalidated(make_response(page))
     form = SearchForm(request.args)
     form.validate()
     query = form.to_query()
@@ -27,15 +45,10 @@ def index() -> ResponseReturnValue:
     except ValidationFailed as error:
         form.form_errors.append(error.message)
         result = services.SearchResult(items=[], total=0, page=1, per_page=query.per_page)
-    response = make_response(
-        render_template(
-            "catalog/index.html",
-            form=form,
-            result=result,
-            status_labels=STATUS_LABELS,
-        )
-    )
-    return revalidated(response)
+    page = render_template("catalog/index.html", form=form, result=result, status_labels=STATUS_LABELS)
+    if key and not form.errors and not form.form_errors:
+        cache.set(key, page, timeout=current_app.config["CATALOG_PAGE_CACHE_SECONDS"])
+    return revalidated(make_response(page))
 
 
 @bp.route("/<code>")
