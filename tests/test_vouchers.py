@@ -144,6 +144,14 @@ def test_four_eyes_for_large_vouchers(desk, make_user):
     first = services.decide_application(desk["reviewer"], application.id, "approve")
     assert first.state is ApplicationState.PENDING_SECOND
     assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
+    # The other reviewers are told a second approval waits for them; the first reviewer is not.
+    from portal.notifications.models import Notification
+
+    told = db.session.scalars(
+        select(Notification).where(Notification.kind == "voucher_application.second_review")
+    ).all()
+    assert [n.recipient_id for n in told] == [desk["reviewer2"].id]
+    assert told[0].link == f"/review/applications/{application.id}"
     with pytest.raises(Forbidden):
         services.decide_application(desk["reviewer"], application.id, "approve")
     done = services.decide_application(desk["reviewer2"], application.id, "approve")

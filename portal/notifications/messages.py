@@ -68,6 +68,12 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
         _l("Subsidy claim returned"),
         _l("Claim #%(claim)s was returned for correction: %(reason)s"),
     ),
+    "voucher_application.second_review": (
+        _l("A voucher application needs a second reviewer"),
+        _l(
+            "Voucher application #%(application)s for %(amount)s was approved once and needs a second review."
+        ),
+    ),
     "claim.second_review": (
         _l("A claim needs a second reviewer"),
         _l("Claim #%(claim)s of %(amount)s was approved once and needs a second reviewer."),

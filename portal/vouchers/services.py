@@ -540,6 +540,16 @@ def decide_application(
                 amount,
             )
             _audit_application(application, state, reviewer, comment, amount_fen=amount)
+            from portal.notifications.services import notify, users_with_role
+
+            # As for claims: the other reviewers learn that a second approval is waiting for them.
+            notify(
+                [u for u in users_with_role(Role.REVIEWER) if u.id != reviewer.id],
+                "voucher_application.second_review",
+                f"voucher_application:{application.id}:second_review",
+                payload={"application": application.id, "amount": _yuan(amount)},
+                link=f"/review/applications/{application.id}",
+            )
             db.session.commit()
             return application
         today = clock.local_today()

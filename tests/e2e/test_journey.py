@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -369,6 +370,15 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     from_queue(reviewer, "创新券申请")
     reviewer.get_by_role("button", name="批准").click()
     assert state_of(reviewer, "#application-state") == "待复核"
+    application_path = urlsplit(reviewer.url).path
+    application_id = application_path.rsplit("/", 1)[1]
+    told.assert_told(
+        "reviewer2",
+        "voucher_application.second_review",
+        application_path,
+        f"#{application_id}",
+        yuan(VOUCHER_YUAN * 100),
+    )
 
     reviewer2 = open_session(browser, problems)
     sign_in(reviewer2, base, "reviewer2")
