@@ -42,11 +42,10 @@ from portal.extensions import db
 
 MIDNIGHT_MARK = time(23, 59)
 # What a calendar may span: views ask for days, a closure may last years; beyond that, and outside
-# these years, it is a typing error (or an attack: the span is walked day by day, and near year 1
-# or 9999 the Shanghai offset would overflow datetime).
+# the working years, it is a typing error (or an attack: the span is walked day by day).
 CALENDAR_MAX_SPAN = timedelta(days=3660)
-CALENDAR_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-CALENDAR_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+CALENDAR_EARLIEST = datetime(clock.FIRST_YEAR, 1, 1, tzinfo=UTC)
+CALENDAR_LATEST = datetime(clock.LAST_YEAR + 1, 1, 1, tzinfo=UTC)
 SERVICE_TYPES = tuple(t.value for t in ServiceType)
 BOOKABLE_STATUSES = (InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT)
 DEFAULT_POLICY: dict[str, Any] = {

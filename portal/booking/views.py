@@ -56,8 +56,7 @@ def _parse_day(text: str | None) -> date:
         day = date.fromisoformat(text) if text else clock.local_today()
     except ValueError:
         return clock.local_today()
-    # Weeks near year 1 or 9999 would overflow the calendar's datetimes.
-    return day if 2000 <= day.year <= 2099 else clock.local_today()
+    return day if clock.plausible_year(day.year) else clock.local_today()
 
 
 @bp.route("/instruments/<code>/availability")

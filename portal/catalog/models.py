@@ -6,6 +6,7 @@ import uuid
 from datetime import date, datetime, time
 from enum import StrEnum
 
+from flask import has_request_context, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -226,6 +227,16 @@ class CatalogState(db.Model):
 _CATALOG_TYPES = (Instrument, OpeningHours, Institution, Category)
 
 
+# Where the request remembers the version it read (portal.catalog.services.catalog_version).
+VERSION_ATTRIBUTE = "_portal_catalog_version"
+
+
+def forget_catalog_version() -> None:
+    """The version just changed: this request must read it again."""
+    if has_request_context() and hasattr(request, VERSION_ATTRIBUTE):
+        delattr(request, VERSION_ATTRIBUTE)
+
+
 @event.listens_for(Session, "after_flush")
 def _bump_version_on_catalog_change(session: Session, flush_context) -> None:
     changed = (*session.new, *session.dirty, *session.deleted)
@@ -233,3 +244,4 @@ def _bump_version_on_catalog_change(session: Session, flush_context) -> None:
         session.connection().execute(
             update(CatalogState).where(CatalogState.id == 1).values(version=uuid.uuid4().hex)
         )
+        forget_catalog_version()

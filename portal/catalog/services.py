@@ -8,7 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, Text, case, func, select, type_coerce, update
@@ -16,7 +16,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Institution
-from portal.catalog.models import STATUS_LABELS, CatalogState, Category, Instrument, InstrumentStatus
+from portal.catalog.models import (
+    STATUS_LABELS,
+    VERSION_ATTRIBUTE,
+    CatalogState,
+    Category,
+    Instrument,
+    InstrumentStatus,
+    forget_catalog_version,
+)
 from portal.core.errors import NotFound, ValidationFailed
 from portal.core.text import like_escape, normalize, query_grams
 from portal.extensions import cache, db
@@ -69,9 +77,19 @@ class SearchResult:
 
 
 def catalog_version() -> str:
-    """The token every catalogue change replaces; caches keyed by it can never serve stale data."""
-    version = db.session.scalar(select(CatalogState.version).where(CatalogState.id == 1))
-    return version or "0"
+    """The token every catalogue change replaces; caches keyed by it can never serve stale data.
+
+    Read once per request (a search page keys its page, results, categories and hosts by it); a
+    change made during the request forgets the remembered value (see models).
+    """
+    if has_request_context():
+        remembered = getattr(request, VERSION_ATTRIBUTE, None)
+        if remembered is not None:
+            return remembered
+    version = db.session.scalar(select(CatalogState.version).where(CatalogState.id == 1)) or "0"
+    if has_request_context():
+        setattr(request, VERSION_ATTRIBUTE, version)
+    return version
 
 
 def bump_catalog_version() -> None:
@@ -79,6 +97,7 @@ def bump_catalog_version() -> None:
     # A random token, not a counter: after a database restore an old counter value would come back
     # and match cache entries written for different data.
     db.session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=uuid.uuid4().hex))
+    forget_catalog_version()
 
 
 def _dialect() -> str:

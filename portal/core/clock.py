@@ -6,6 +6,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+# The portal's working years: a date outside them is a typing error (or an attack), and near year 1
+# or 9999 converting to UTC or adding a day overflows Python's datetime.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+
+
+def plausible_year(year: int) -> bool:
+    return FIRST_YEAR <= year <= LAST_YEAR
 
 
 def utcnow() -> datetime:

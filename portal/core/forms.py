@@ -10,7 +10,7 @@ from wtforms import Field, validators
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
-from portal.core import money
+from portal.core import clock, money
 from portal.core.errors import ValidationFailed
 
 
@@ -56,12 +56,8 @@ def yuan_amount(form: FlaskForm, field: Field) -> None:
 
 
 def plausible_date(form: FlaskForm, field: Field) -> None:
-    """A validator for dates and times: years 2000 to 2099, the portal's working range.
-
-    Anything else is a typing error, and near year 1 or 9999 converting to UTC or adding a day
-    overflows Python's datetime.
-    """
-    if field.data is not None and not 2000 <= field.data.year <= 2099:
+    """A validator for dates and times: only the portal's working years (`clock.plausible_year`)."""
+    if field.data is not None and not clock.plausible_year(field.data.year):
         raise ValidationError(_l("Enter a date between 2000 and 2099."))
 
 
