@@ -20,8 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from bench.common import Result
-from portal import create_app
+from bench.common import Result, portal_app
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingMode
 from portal.booking.services import BookingRequest, request_booking
@@ -35,10 +34,7 @@ RUNS = 40
 
 
 def _app(url: str, mail_folder: str):
-    return create_app(
-        "development",
-        {"SQLALCHEMY_DATABASE_URI": url, "CACHE_TYPE": "NullCache", "MAIL_FILE_FOLDER": mail_folder},
-    )
+    return portal_app(url, MAIL_FILE_FOLDER=mail_folder)
 
 
 def _instrument_code() -> str:

@@ -19,8 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a scri
 from flask_caching.backends.simplecache import SimpleCache
 
 from bench.common import ROOT, Result, table
+from tests.services_runner import free_port, stop_group
 
 # A realistic search: a Chinese keyword and two filters, returning rows in both databases
 # (16 of 1202 in the demo, about 1,300 of 100,000 in the grown copy).
@@ -105,13 +104,6 @@ def portal_app():
 # --- processes -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Gunicorn:
     """One gunicorn master and its workers in a process group of their own, always killed on exit."""
 
@@ -149,14 +141,7 @@ class Gunicorn:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers too, even if the master is gone
-        self.process.wait()
+        stop_group(self.process, grace=10)  # the workers too, even if the master is gone
         self.log.close()
 
 
@@ -276,19 +261,11 @@ def explain(url: str) -> tuple[str, float]:
     """
     from sqlalchemy import func, select
 
-    from config import database_url
-    from portal import create_app
+    from bench.common import portal_app
     from portal.catalog import services
     from portal.extensions import db
 
-    app = create_app(
-        "development",
-        {
-            "SQLALCHEMY_DATABASE_URI": database_url(url, url),
-            "CACHE_TYPE": "NullCache",
-            "CACHE_NO_NULL_WARNING": True,
-        },
-    )
+    app = portal_app(url)
     with app.app_context():
         query = services.normalize_query(services.InstrumentQuery(**SEARCH))
         statement = select(func.count()).select_from(services._filtered(query).subquery())

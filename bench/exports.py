@@ -19,17 +19,16 @@ import sys
 import tempfile
 import time
 
-from bench.common import ROOT, Result
+from bench.common import ROOT, Result, portal_app
 
 MEMORY_TARGET_MB = 200
 
 
 def _child(kind: str, url: str, month: str, path: str) -> None:
-    from portal import create_app
     from portal.extensions import db
     from portal.finance import services
 
-    app = create_app("development", {"SQLALCHEMY_DATABASE_URI": url, "CACHE_TYPE": "NullCache"})
+    app = portal_app(url)
     with app.app_context(), app.test_request_context():
         started = time.perf_counter()
         if kind == "csv":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import ROOT  # noqa: F401 - puts the repository on sys.path
+from bench.common import portal_app
 
 INSTRUMENTS_SQL = """
 INSERT INTO instruments (code, name, name_en, category_id, model, manufacturer,
@@ -158,13 +158,12 @@ def generate(url: str, sizes: Sizes, month: str, log=print) -> Sizes:
     """Make the database from nothing; returns what it then holds."""
     from flask_migrate import upgrade
 
-    from portal import create_app
     from portal.demo.services import load_demo
     from portal.extensions import db
 
     started = time.perf_counter()
     recreate_database(url)
-    app = create_app("development", {"SQLALCHEMY_DATABASE_URI": url, "CACHE_TYPE": "NullCache"})
+    app = portal_app(url)
     with app.app_context():
         upgrade()
         demo_bookings = min(sizes.bookings, 4000)

@@ -43,8 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
 
-from bench.common import Result, table
-from config import database_url
+from bench.common import Result, portal_app, table
 from tests.services_runner import CeleryWorker, RedisServer, free_port, wait_for, worker_env
 
 CONCURRENCY = 2
@@ -265,7 +264,6 @@ def _forget(app: Any, prefix: str) -> None:
 
 def run(url: str, count: int = 10_000) -> list[Result]:
     """Deliver `count` notifications and run `count` no-ops with the same worker and broker."""
-    from portal import create_app
 
     if not shutil.which("redis-server"):
         return [Result("notification delivery", 0.0, None, "s", "report", None, "skipped: no redis-server")]
@@ -279,16 +277,7 @@ def run(url: str, count: int = 10_000) -> list[Result]:
     try:
         broker.start()
         sink.start()
-        app = create_app(
-            "development",
-            {
-                "SQLALCHEMY_DATABASE_URI": database_url(url, url),
-                "REDIS_URL": broker.url,
-                "CACHE_TYPE": "NullCache",
-                "MAIL_SERVER": "127.0.0.1",
-                "MAIL_PORT": sink.port,
-            },
-        )
+        app = portal_app(url, REDIS_URL=broker.url, MAIL_SERVER="127.0.0.1", MAIL_PORT=sink.port)
         env = worker_env(
             SECRET_KEY="bench-notifications-secret",  # noqa: S106 - a throwaway worker
             DATABASE_URL=url,

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import database_url
-from portal import create_app
+from bench.common import portal_app
 from portal.catalog.services import InstrumentQuery, search_instruments
 from portal.extensions import db
 
@@ -34,9 +33,7 @@ QUERIES = [
 
 
 def main(url: str) -> None:
-    app = create_app(
-        "development", {"SQLALCHEMY_DATABASE_URI": database_url(url, url), "CACHE_TYPE": "NullCache"}
-    )
+    app = portal_app(url)
     with app.app_context():
         print(f"{'query':60s} {'rows':>7s} {'median ms':>10s}")
         for query in QUERIES:

@@ -16,8 +16,7 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import Result
-from portal import create_app
+from bench.common import Result, portal_app
 from portal.core import clock
 from portal.extensions import db
 from portal.finance.services import month_of, tally_month
@@ -34,7 +33,7 @@ RUNS = 5
 
 
 def run(url: str, month: str | None = None) -> list[Result]:
-    app = create_app("development", {"SQLALCHEMY_DATABASE_URI": url, "CACHE_TYPE": "NullCache"})
+    app = portal_app(url)
     with app.app_context():
         month = month or month_of(clock.utcnow())
         claims = db.session.scalar(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
-from datetime import time
+from datetime import datetime, time, timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -20,6 +21,7 @@ from portal.accounts.models import (
     VerificationState,
 )
 from portal.accounts.services import hash_password
+from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
 from portal.demo.services import make_uscc
@@ -31,6 +33,45 @@ _counter = itertools.count(1)
 
 def valid_uscc(seed: int | None = None) -> str:
     return make_uscc(random.Random(seed if seed is not None else next(_counter) * 7919), "371502")
+
+
+def completed_service(
+    instrument: Instrument,
+    user: User,
+    starts_at: datetime,
+    *,
+    fee_fen: int,
+    booked_hours: int = 2,
+    recorded_at: datetime | None = None,
+    **record: Any,
+) -> ServiceRecord:
+    """A completed slot booking of `user`'s enterprise and its service record, flushed, bypassing the
+    rules (for setting up situations); `record` sets further ServiceRecord fields (hours, rating…)."""
+    ends_at = starts_at + timedelta(hours=booked_hours)
+    booking = Booking(
+        instrument_id=instrument.id,
+        enterprise_id=user.enterprise_id,
+        requested_by_id=user.id,
+        mode=BookingMode.SLOT,
+        state=BookingState.COMPLETED,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        held_until=ends_at,
+        purpose="测试",
+    )
+    db.session.add(booking)
+    db.session.flush()
+    service = ServiceRecord(
+        booking_id=booking.id,
+        computed_fee_fen=fee_fen,
+        fee_fen=fee_fen,
+        recorded_by_id=user.id,
+        recorded_at=recorded_at or starts_at + timedelta(hours=3),
+        **record,
+    )
+    db.session.add(service)
+    db.session.flush()
+    return service
 
 
 @pytest.fixture
@@ -293,10 +334,10 @@ def make_voucher(app):
 @pytest.fixture
 def make_service(app, make_instrument, make_institution):
     """A completed, rated, invoiced service of the user's enterprise with the given fee."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC
     from decimal import Decimal
 
-    from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+    from portal.booking.models import FileKind, ServiceFile
 
     hosts: list = []
 
@@ -316,31 +357,16 @@ def make_service(app, make_instrument, make_institution):
             if not hosts:
                 hosts.append(make_institution(is_local=True))
             instrument = make_instrument(institution=hosts[0])
-        booking = Booking(
-            instrument_id=instrument.id,
-            enterprise_id=user.enterprise_id,
-            requested_by_id=user.id,
-            mode=BookingMode.SLOT,
-            state=BookingState.COMPLETED,
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(hours=booked_hours),
-            held_until=starts_at + timedelta(hours=booked_hours),
-            purpose="测试",
-        )
-        db.session.add(booking)
-        db.session.flush()
-        record = ServiceRecord(
-            booking_id=booking.id,
-            hours=hours,
-            computed_fee_fen=fee_fen,
+        record = completed_service(
+            instrument,
+            user,
+            starts_at,
             fee_fen=fee_fen,
-            recorded_by_id=user.id,
-            recorded_at=starts_at + timedelta(hours=3),
+            booked_hours=booked_hours,
+            hours=hours,
             rating=5 if rated else None,
             service_type=service_type,
         )
-        db.session.add(record)
-        db.session.flush()
         for n, kind in enumerate(evidence):
             db.session.add(
                 ServiceFile(

@@ -51,7 +51,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-def _stop_group(process: subprocess.Popen, grace: float) -> None:
+def stop_group(process: subprocess.Popen, grace: float) -> None:
     """TERM the process group, then KILL what is left after `grace` seconds; always reaps."""
     if process.poll() is None:
         try:
@@ -112,7 +112,7 @@ class RedisServer:
         """Shut the server down (its queued messages are lost: it keeps nothing on disk)."""
         if self.process is not None:
             self.resume()
-            _stop_group(self.process, grace=5)
+            stop_group(self.process, grace=5)
             self.process = None
 
     def freeze(self) -> None:
@@ -183,7 +183,7 @@ class CeleryWorker:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop_group(self.process, grace=10)
+            stop_group(self.process, grace=10)
 
 
 def worker_env(**settings: Any) -> dict[str, str]:

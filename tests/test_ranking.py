@@ -13,13 +13,13 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
+from portal.booking.models import ServiceRecord
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.dashboard.ranking import ranking
 from portal.extensions import db
 from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Scheme
-from tests.factories import extract_csrf, login
+from tests.factories import completed_service, extract_csrf, login
 
 # 2026 in Beijing time begins at 2025-12-31 16:00 UTC and ends at 2026-12-31 16:00 UTC.
 FIRST_INSTANT = datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
@@ -44,30 +44,16 @@ def serve(app):
     ) -> ServiceRecord:
         # Distinct past slots, so no two bookings of one instrument overlap.
         starts_at = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=3 * next(counter))
-        booking = Booking(
-            instrument_id=instrument.id,
-            enterprise_id=user.enterprise_id,
-            requested_by_id=user.id,
-            mode=BookingMode.SLOT,
-            state=BookingState.COMPLETED,
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(hours=2),
-            held_until=starts_at + timedelta(hours=2),
-            purpose="测试",
-        )
-        db.session.add(booking)
-        db.session.flush()
-        record = ServiceRecord(
-            booking_id=booking.id,
+        record = completed_service(
+            instrument,
+            user,
+            starts_at,
+            fee_fen=fee_fen,
+            recorded_at=recorded_at,
             hours=hours,
             samples=samples,
-            computed_fee_fen=fee_fen,
-            fee_fen=fee_fen,
-            recorded_by_id=user.id,
-            recorded_at=recorded_at,
             rating=rating,
         )
-        db.session.add(record)
         db.session.commit()
         return record
 

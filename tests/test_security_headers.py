@@ -7,7 +7,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,12 +26,12 @@ from portal.accounts.models import (
     User,
     VerificationState,
 )
-from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+from portal.booking.models import FileKind, ServiceFile
 from portal.catalog.models import Category, Instrument, InstrumentStatus
 from portal.core.permissions import Role
 from portal.extensions import db
 from tests.conftest import IsolatedClient, make_app
-from tests.factories import PASSWORD, extract_csrf, valid_uscc
+from tests.factories import PASSWORD, completed_service, extract_csrf, valid_uscc
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "portal" / "templates"
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -145,30 +145,9 @@ def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         db.session.add_all([host, instrument, user])
         db.session.flush()
         starts = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
-        booking = Booking(
-            instrument_id=instrument.id,
-            enterprise_id=user.enterprise_id,
-            requested_by_id=user.id,
-            mode=BookingMode.SLOT,
-            state=BookingState.COMPLETED,
-            starts_at=starts,
-            ends_at=starts + timedelta(hours=2),
-            held_until=starts + timedelta(hours=2),
-            purpose="测试",
+        record = completed_service(
+            instrument, user, starts, fee_fen=600_00, hours=Decimal(2), service_type="analysis"
         )
-        db.session.add(booking)
-        db.session.flush()
-        record = ServiceRecord(
-            booking_id=booking.id,
-            hours=Decimal(2),
-            computed_fee_fen=600_00,
-            fee_fen=600_00,
-            recorded_by_id=user.id,
-            recorded_at=starts + timedelta(hours=3),
-            service_type="analysis",
-        )
-        db.session.add(record)
-        db.session.flush()
         stored = "security-test-invoice.pdf"
         (uploads / stored).write_bytes(b"%PDF-1.4\n% test invoice\n%%EOF\n")
         file = ServiceFile(
