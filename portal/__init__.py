@@ -56,7 +56,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, api, booking, catalog, dashboard, finance, notifications, vouchers
+    from portal import accounts, admin, api, booking, catalog, dashboard, finance, notifications, vouchers
 
     accounts.init_app(app)
     catalog.init_app(app)
@@ -65,6 +65,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     notifications.init_app(app)
     finance.init_app(app)
     dashboard.init_app(app)
+    admin.init_app(app)
     api.init_app(app)
 
     from portal.core.backup import backup_command, restore_command

@@ -151,6 +151,8 @@ def make_user(app, make_institution) -> Callable[..., User]:
                 county="东昌府区",
                 verification_state=overrides.pop("verification_state", VerificationState.VERIFIED),
             )
+            # The user who brings a new enterprise along is its account holder, as at registration.
+            overrides.setdefault("is_holder", True)
         if role is Role.PROVIDER and "institution" not in overrides:
             overrides["institution"] = make_institution()
         values = {

@@ -136,6 +136,9 @@ class User(UserMixin, db.Model):
     enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The enterprise's account holder: the registrant, until they hand the role to a colleague. Only
+    # the holder applies for vouchers, submits claims and changes the bank account; one per enterprise.
+    is_holder: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped at logout and password change: every session cookie minted before stops working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     email_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -156,6 +159,15 @@ class User(UserMixin, db.Model):
         ),
         # Usernames are unique regardless of case ("Admin" cannot shadow "admin").
         Index("uq_users_username_lower", text("lower(username)"), unique=True),
+        CheckConstraint("NOT is_holder OR role = 'enterprise'", name="holder_is_enterprise_user"),
+        # At most one holder per enterprise, whatever the concurrency of a hand-over.
+        Index(
+            "uq_users_enterprise_holder",
+            "enterprise_id",
+            unique=True,
+            sqlite_where=text("is_holder"),
+            postgresql_where=text("is_holder"),
+        ),
     )
 
     @property

@@ -17,7 +17,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from portal.accounts.models import ApiToken, Enterprise, EnterpriseKind, Institution, User, VerificationState
 from portal.core import audit
 from portal.core.clock import utcnow
-from portal.core.errors import ValidationFailed
+from portal.core.errors import Forbidden, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
 
@@ -149,6 +149,7 @@ def register_enterprise(data: Registration) -> User:
         full_name=data.full_name.strip(),
         phone=data.phone or None,
         enterprise=enterprise,
+        is_holder=True,  # the registrant holds the enterprise's account until they hand it over
     )
     db.session.add_all([enterprise, user])
     db.session.flush()
@@ -166,6 +167,25 @@ def register_enterprise(data: Registration) -> User:
     )
     db.session.commit()
     return user
+
+
+def is_holder(user: User) -> bool:
+    """Whether the user is their enterprise's account holder."""
+    return user.role is Role.ENTERPRISE and user.is_holder
+
+
+def require_holder(user: User) -> None:
+    """Refuse what only the enterprise's account holder may do, and say who that is."""
+    if is_holder(user):
+        return
+    holder = db.session.scalar(
+        select(User).where(User.enterprise_id == user.enterprise_id, User.is_holder.is_(True))
+    )
+    name = (holder.full_name or holder.username) if holder else "—"
+    raise Forbidden(
+        _("Only the enterprise's account holder (%(name)s) can do this.", name=name),
+        {"holder": name},
+    )
 
 
 def authenticate(username: str, password: str) -> User | None:

@@ -350,6 +350,7 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
                 "full_name": _person(rng),
                 "phone": f"1{rng.choice('3578')}{rng.randint(0, 999999999):09d}",
                 "language": "zh",
+                "is_holder": True,
                 "uscc": uscc,
             }
         )
