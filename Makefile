@@ -42,9 +42,11 @@ demo: install
 serve: install
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present).
+## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present), one process
+## per core (TEST_WORKERS=0 runs it in this process).
+TEST_WORKERS ?= auto
 test: install-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 
 lint: install-dev
 	$(BIN)/ruff format --check .
