@@ -273,6 +273,8 @@ class ServiceRecord(db.Model):
     computed_fee_fen: Mapped[int] = mapped_column(BigInteger)
     fee_fen: Mapped[int] = mapped_column(BigInteger)
     fee_reason: Mapped[str | None] = mapped_column(Text)
+    # Why more hours were used than booked (the provider must say; the reviewer of a claim sees it).
+    hours_reason: Mapped[str | None] = mapped_column(Text)
     result_summary: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -47,7 +46,7 @@ def completed_service_for(app, username: str, fake_clock) -> None:
             purpose="新产品成分分析",
             sample_count=4,
             sample_description="树脂样品",
-            sample_delivery_on=clock.local_today() + timedelta(days=1),
+            sample_delivery_on=clock.local_today(),  # arrived: the service can be recorded today
         )
         made = booking.request_booking(user, instrument.code, request)
         booking.confirm_booking(provider, made.id)
