@@ -152,7 +152,7 @@ def test_without_files_kept_the_page_says_plainly_to_choose_them_again(client, w
     response = complete(client, world["booking"], page(client, world["booking"]), hours="abc")
     form = form_html(response.get_data(as_text=True), "complete-form")
     assert 'value="abc"' in form
-    assert form.count('id="contract-kept"') == 1
+    assert form.count('id="contract-again"') == 1
     assert "choose it again" in form or "重新选择" in form
 
 

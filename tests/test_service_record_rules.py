@@ -1,4 +1,4 @@
-"""Recording a service: more hours than booked need a reason; samples cannot be recorded before they arrive."""
+"""Recording a service: more hours than booked need a reason; no sample service before the samples arrive."""
 
 from __future__ import annotations
 
@@ -108,9 +108,7 @@ def test_a_sample_service_cannot_be_recorded_before_the_samples_arrive(client, w
     assert complete(client, world, booking, {"samples": 3}).json["state"] == "completed"
 
 
-def test_a_sample_booking_without_a_delivery_date_counts_from_the_day_it_was_made(
-    app, world, make_booking
-):
+def test_a_sample_booking_without_a_delivery_date_counts_from_the_day_it_was_made(app, world, make_booking):
     booking = sample_booking(world, make_booking, None)
     booking.created_at = datetime(2026, 12, 9, 2, 0, tzinfo=UTC)  # made on Wednesday (as if)
     db.session.commit()

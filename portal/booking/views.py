@@ -326,15 +326,10 @@ def complete(booking_id: int) -> ResponseReturnValue:
     valid = form.validate_on_submit()
     if form.csrf_token.errors:
         abort(400)
-    held = held_uploads.receive(
-        {kind.value: getattr(form, kind.value).data for kind in FileKind},
-        {kind.value: request.form.get(f"held-{kind.value}", "") for kind in FileKind},
-        scope=f"service-record:{booking_id}",
-        owner_id=current_user.id,
+    held = held_uploads.receive_form(
+        form, tuple(kind.value for kind in FileKind), f"service-record:{booking_id}"
     )
-    if held.errors:
-        show_service_errors(form, ValidationFailed("", held.errors))
-    elif valid:
+    if valid and not held.errors:
         try:
             services.complete_booking(
                 current_user,

@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, request
+from flask_login import current_user
+from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.datastructures import FileStorage
 
@@ -130,4 +132,20 @@ def receive(
                 continue
         if before is not None:
             received.held[name] = before
+    return received
+
+
+def receive_form(form: FlaskForm, names: tuple[str, ...], scope: str) -> Received:
+    """The files of a submitted, validated form (held as `receive` does); a refused file's message goes
+    to its field. Nothing is stored for a submission without a valid CSRF token."""
+    if "csrf_token" in form and form.csrf_token.errors:
+        return Received()
+    received = receive(
+        {name: form[name].data for name in names},
+        {name: request.form.get(f"held-{name}", "") for name in names},
+        scope,
+        current_user.id,
+    )
+    for name, message in received.errors.items():
+        form[name].errors = [*form[name].errors, message]
     return received

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, EnterpriseKind, Institution
 from portal.booking.models import FILE_KIND_LABELS
-from portal.core import clock, uploads
+from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
 from portal.core.inputs import page_number
@@ -114,8 +114,9 @@ def verification() -> ResponseReturnValue:
     """Ask the bureau to verify the enterprise: type, evidence and actual controller."""
     form = VerificationForm()
     form.related_institution.choices = _institution_choices()
-    if form.validate_on_submit():
-        upload = form.certificate.data if form.certificate.data and form.certificate.data.filename else None
+    valid = form.validate_on_submit()
+    held = held_uploads.receive_form(form, ("certificate",), "verification") if form.is_submitted() else None
+    if valid and not held.errors:
         try:
             services.submit_verification(
                 current_user,
@@ -130,8 +131,7 @@ def verification() -> ResponseReturnValue:
                     if form.related_institution.data
                     else None,
                 ),
-                upload.stream if upload else None,
-                upload.filename if upload else None,
+                stored=held.files.get("certificate"),
             )
         except ValidationFailed as error:
             show_service_errors(form, error)
@@ -140,7 +140,7 @@ def verification() -> ResponseReturnValue:
         else:
             flash(_("Submitted. The bureau will verify your enterprise."), "success")
             return redirect(url_for("vouchers.index"))
-    return render_template("vouchers/verification.html", form=form)
+    return render_template("vouchers/verification.html", form=form, held=held)
 
 
 @bp.route("/apply", methods=["GET", "POST"])
