@@ -1240,6 +1240,13 @@ def next_free_time(instrument: Instrument, days: int = 14) -> datetime | None:
     return None
 
 
+def opening_week(instrument: Instrument) -> tuple[date, datetime | None]:
+    """Where a calendar opens when no week is asked for: a day of the week of the next free time (else
+    today), and that time (None when nothing is free in the next two weeks)."""
+    free = next_free_time(instrument)
+    return (clock.to_local(free).date() if free else clock.local_today()), free
+
+
 def _ceil_to_grid(moment: datetime, step_minutes: int) -> datetime:
     local = clock.to_local(moment).replace(second=0, microsecond=0)
     if local < clock.to_local(moment):

@@ -50,23 +50,29 @@ from portal.vouchers import services as voucher_services
 bp = Blueprint("booking", __name__)
 
 
-def _parse_day(text: str | None) -> date:
+def _parse_day(text: str | None) -> date | None:
     try:
-        day = date.fromisoformat(text) if text else clock.local_today()
+        day = date.fromisoformat(text) if text else None
     except ValueError:
-        return clock.local_today()
-    return day if clock.plausible_year(day.year) else clock.local_today()
+        return None
+    return day if day and clock.plausible_year(day.year) else None
 
 
 @bp.route("/instruments/<code>/availability")
 def availability(code: str) -> ResponseReturnValue:
-    """The instrument's week: free, held and closed time; free cells lead to the booking form."""
+    """The instrument's week: free, held and closed time; free cells lead to the booking form.
+
+    Without a week asked for, it opens on the week of the next free time, not an empty current week.
+    """
     instrument = get_instrument(code)
-    view = services.week_view(instrument, _parse_day(request.args.get("week")))
+    first_free_day, next_free = services.opening_week(instrument)
+    view = services.week_view(instrument, _parse_day(request.args.get("week")) or first_free_day)
     return render_template(
         "booking/availability.html",
         instrument=instrument,
         view=view,
+        next_free=next_free,
+        today=clock.local_today(),
         policy=services.policy_for(instrument),
         bookable=services.BOOKABLE_STATUSES,
         can_book=current_user.is_authenticated and current_user.role is Role.ENTERPRISE,
