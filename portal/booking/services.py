@@ -379,7 +379,7 @@ def _check_enterprise_may_book(user: User) -> None:
     if not user.is_authenticated or user.role is not Role.ENTERPRISE:
         raise Forbidden(_("Only enterprise accounts can book instruments."))
     if user.enterprise.verification_state is VerificationState.REJECTED:
-        raise Forbidden(_("Your enterprise's registration was rejected; contact the bureau."))
+        raise Forbidden(_("Your enterprise's verification was rejected; contact the bureau."))
 
 
 def _check_sample_request(instrument: Instrument, policy: BookingPolicy, request: BookingRequest) -> None:

@@ -103,7 +103,7 @@ class RelationForm(FlaskForm):
 
 class SchemeForm(FlaskForm):
     year = IntegerField(_l("Year"), validators=[InputRequired(), NumberRange(min=2020, max=2100)])
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Scheme name"), validators=[DataRequired(), Length(max=120)])
     province_rate = DecimalField(
         _l("Provincial rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
     )

@@ -74,7 +74,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     newco.get_by_role("link", name="申请企业认证").click()
     newco.get_by_label("企业类型").select_option(label="创客团队")
     newco.get_by_label("实际控制人").fill("赵新创")
-    newco.get_by_role("button", name="提交认证申请").click()
+    newco.get_by_role("button", name="提交企业认证申请").click()
     assert newco.get_by_text("等待科技局审核").is_visible()
 
     # A reviewer verifies it.
