@@ -204,6 +204,8 @@ def test_a_decline_without_reason_shows_the_form_again_and_asks_first(client, wo
     login(client, world["provider"].username)
     text = page(client, request)
     assert "data-confirm=" in form_html(text, "reject-form")
+    for box in ("reject-reason", "cancel-reason"):  # two reason boxes, each with its own label
+        assert f'for="{box}"' in text and f'id="{box}"' in text
     too_long = "很长的理由" * 300  # above the 1,000 characters a reason may have
     response = client.post(
         f"/bookings/{request.id}/reject", data={"csrf_token": extract_csrf(text), "reason": too_long}

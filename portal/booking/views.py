@@ -225,6 +225,9 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         name: submitted.get(name) or form_class(formdata=None) for name, form_class in DETAIL_FORMS.items()
     }
     forms["complete_form"].service_type.choices = options(SERVICE_TYPE_LABELS.items())
+    # Two reason boxes on one page: each needs its own id, for its label too.
+    for name, box_id in (("reject_form", "reject-reason"), ("cancel_form", "cancel-reason")):
+        forms[name].reason.id = forms[name].reason.label.field_id = box_id
     return render_template(
         "booking/detail.html",
         booking=booking,
