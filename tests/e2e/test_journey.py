@@ -462,7 +462,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     assert f"{COMPANY},{CREDIT_CODE},{fen_to_yuan(subsidy_fen):.2f}" in bank_file
     finance.reload()
     assert state_of(finance, "#batch-state") == "已导出给银行"
-    finance.get_by_label("银行付款流水号").fill(BANK_REFERENCE)
+    finance.get_by_label("兑付银行流水号").fill(BANK_REFERENCE)
     finance.get_by_role("button", name="标记批次已兑付").click()
     assert state_of(finance, "#batch-state") == "已兑付"
     finance.screenshot(path=screenshots / "07-finance-batch.png")
