@@ -131,7 +131,7 @@ class World:
     def _provider(self, side: str) -> User:
         return self.user("prov_p1" if side == "A" else "prov_p2")
 
-    def _sample_request(self, side: str) -> Booking:
+    def _sample_request(self, side: str, delivery: date = date(2026, 12, 10)) -> Booking:
         return booking.request_booking(
             self._ent_user(side),
             self.instruments[side],
@@ -140,7 +140,7 @@ class World:
                 purpose="成分分析",
                 sample_count=2,
                 sample_description="粉末样品",
-                sample_delivery_on=date(2026, 12, 10),
+                sample_delivery_on=delivery,
             ),
         )
 
@@ -149,7 +149,7 @@ class World:
         return {"booking_id": b.id, "id": b.id}
 
     def _make_booking_confirmed(self, side: str) -> dict[str, Any]:
-        b = self._sample_request(side)
+        b = self._sample_request(side, delivery=NOW.date())  # arrived: its service can be recorded
         booking.confirm_booking(self._provider(side), b.id)
         return {"booking_id": b.id, "id": b.id}
 
@@ -178,7 +178,8 @@ class World:
         return {"booking_id": row.id, "id": row.id}
 
     def _completed(self, side: str, *, rated: bool = True) -> Booking:
-        b = self._sample_request(side)
+        # The samples arrive today: a sample service cannot be recorded before they have arrived.
+        b = self._sample_request(side, delivery=NOW.date())
         provider = self._provider(side)
         booking.confirm_booking(provider, b.id)
         record = booking.complete_booking(

@@ -414,8 +414,8 @@ def test_the_audit_log_is_searchable_by_reviewers(client, claimant):
     )
     services.decide_claim(claimant["reviewer"], claim.id, "approve")
     login(client, claimant["reviewer"].username)
-    page = client.get(
-        "/review/audit", query_string={"object_type": "claim", "object_id": str(claim.id)}
-    ).get_data(as_text=True)
-    assert "claim.in_notice" in page and "claim.submitted" in page
+    page = client.get("/review/audit", query_string={"kind": "claim", "object": f"#{claim.id}"}).get_data(
+        as_text=True
+    )
+    assert "批准，开始公示" in page and "提交科技局" in page  # claim.in_notice, claim.submitted
     assert client.get("/review/audit", query_string={"action": "nothing.like.this"}).status_code == 200

@@ -10,6 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.permissions import Role
 from portal.core.types import UTCDateTime, str_enum
@@ -64,6 +65,18 @@ ROLE_LABELS = {
     Role.FINANCE: _l("Finance"),
     Role.ADMIN: _l("Administrator"),
 }
+
+# What the audit log calls the actions and objects of this area.
+OBJECT_LABELS.update({"user": _l("User"), "enterprise": _l("Enterprise")})
+ACTION_LABELS.update(
+    {
+        "enterprise.registered": _l("Enterprise registered"),
+        "user.created": _l("User created"),
+        "user.login": _l("Signed in"),
+        "user.logout": _l("Signed out"),
+        "api_token.issued": _l("API token issued"),
+    }
+)
 
 
 class Institution(db.Model):

@@ -81,6 +81,9 @@ class ServiceRecordSchema(ma.Schema):
     fee_fen = ma.fields.Integer(required=True)
     computed_fee_fen = ma.fields.Integer(required=True)
     fee_reason = ma.fields.String(required=True, allow_none=True)
+    hours_reason = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "why more hours were used than booked"}
+    )
     result_summary = ma.fields.String(required=True)
     recorded_at = ma.fields.String(required=True, metadata={"format": "date-time"})
     rating = ma.fields.Integer(required=True, allow_none=True)
@@ -154,6 +157,12 @@ class CompleteSchema(ma.Schema):
     samples = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=100000))
     fee_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0, max=10**11))
     fee_reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    hours_reason = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "required when `hours` is above the booked time"},
+    )
     result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
     service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(services.SERVICE_TYPES))
 
@@ -219,6 +228,7 @@ def record_json(record: ServiceRecord) -> dict[str, Any]:
         "fee_fen": record.fee_fen,
         "computed_fee_fen": record.computed_fee_fen,
         "fee_reason": record.fee_reason,
+        "hours_reason": record.hours_reason,
         "result_summary": record.result_summary,
         "recorded_at": clock.iso_utc(record.recorded_at),
         "rating": record.rating,
@@ -350,6 +360,7 @@ _transition(
             samples=b.get("samples"),
             fee_fen=b.get("fee_fen"),
             fee_reason=b.get("fee_reason"),
+            hours_reason=b.get("hours_reason"),
             result_summary=b.get("result_summary") or "",
             service_type=b.get("service_type") or "analysis",
         ),

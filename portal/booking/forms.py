@@ -71,6 +71,11 @@ class CompleteForm(FlaskForm):
         description=_l("Leave empty to charge the published fee standard."),
     )
     fee_reason = StringField(_l("Reason for a different fee"), validators=[Optional(), Length(max=500)])
+    hours_reason = StringField(
+        _l("Reason for more hours than booked"),
+        validators=[Optional(), Length(max=500)],
+        description=_l("Needed only when more hours were used than were booked."),
+    )
     service_type = SelectField(_l("Kind of service"), default="analysis")
     result_summary = TextAreaField(_l("Result summary"), validators=[Optional(), Length(max=4000)])
     contract = FileField(_l("Contract"))
@@ -84,7 +89,7 @@ class RateForm(FlaskForm):
     rating = RadioField(
         _l("How satisfied are you with this service?"),
         choices=options(RATING_LABELS.items()),
-        validators=[DataRequired()],
+        validators=[DataRequired(message=_l("Choose one of the five ratings."))],
     )
     comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=1000)])
     submit = SubmitField(_l("Confirm the service and rate it"))
@@ -92,7 +97,9 @@ class RateForm(FlaskForm):
 
 class UploadForm(FlaskForm):
     kind = SelectField(_l("Document"), choices=options(FILE_KIND_LABELS.items()))
-    file = FileField(_l("File (PDF, JPEG or PNG)"), validators=[FileRequired()])
+    file = FileField(
+        _l("File (PDF, JPEG or PNG)"), validators=[FileRequired(message=_l("Choose a file to upload."))]
+    )
     submit = SubmitField(_l("Upload"))
 
 

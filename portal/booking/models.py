@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import Enterprise, User
 from portal.catalog.models import Instrument
-from portal.core.audit import ACTION_LABELS
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.core.uploads import StoredFile
@@ -75,8 +75,14 @@ ACTION_LABELS.update(
         "service.recorded": _l("Service and fee recorded"),
         "service.rated": _l("Service confirmed and rated"),
         "service.file_added": _l("Document added"),
+        "instrument.policy_changed": _l("Booking rules changed"),
+        "instrument.hours_changed": _l("Opening hours changed"),
+        "instrument.blackout_added": _l("Instrument closed for a time"),
+        "instrument.blackout_removed": _l("Closure removed"),
+        "user.calendar_token_reset": _l("Calendar address replaced"),
     }
 )
+OBJECT_LABELS.update({"booking": _l("Booking"), "service_record": _l("Service record")})
 
 # Requested and confirmed bookings hold their slot; nothing else does.
 HOLDING_STATES = (BookingState.REQUESTED, BookingState.CONFIRMED)
@@ -273,6 +279,8 @@ class ServiceRecord(db.Model):
     computed_fee_fen: Mapped[int] = mapped_column(BigInteger)
     fee_fen: Mapped[int] = mapped_column(BigInteger)
     fee_reason: Mapped[str | None] = mapped_column(Text)
+    # Why more hours were used than booked (the provider must say; the reviewer of a claim sees it).
+    hours_reason: Mapped[str | None] = mapped_column(Text)
     result_summary: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)

@@ -33,7 +33,7 @@ from portal.booking.models import (
     ServiceType,
 )
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
-from portal.core import audit, clock, uploads
+from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, SlotConflict, ValidationFailed
 from portal.core.models import AuditEvent
@@ -379,7 +379,7 @@ def _check_enterprise_may_book(user: User) -> None:
     if not user.is_authenticated or user.role is not Role.ENTERPRISE:
         raise Forbidden(_("Only enterprise accounts can book instruments."))
     if user.enterprise.verification_state is VerificationState.REJECTED:
-        raise Forbidden(_("Your enterprise's registration was rejected; contact the bureau."))
+        raise Forbidden(_("Your enterprise's verification was rejected; contact the bureau."))
 
 
 def _check_sample_request(instrument: Instrument, policy: BookingPolicy, request: BookingRequest) -> None:
@@ -475,6 +475,40 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
     return booking
 
 
+# --- contacts ----------------------------------------------------------------------------------
+
+
+def operator_contact(instrument: Instrument) -> str:
+    """Whom to call about an instrument: '张三, 0635-8239999', what of it is known, else its host."""
+    known = [part for part in (instrument.operator_name, instrument.operator_phone) if part]
+    return ", ".join(known) if known else instrument.institution.name
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Who to call about a booking: the person who made it, the enterprise's account holder, the operator."""
+
+    requester: User
+    holder: User | None
+    operator: str
+
+
+def booking_contacts(booking: Booking) -> Contacts:
+    holder = db.session.scalar(
+        select(User).where(
+            User.enterprise_id == booking.enterprise_id, User.is_holder, User.is_active_account
+        )
+    )
+    return Contacts(booking.requested_by, holder, operator_contact(booking.instrument))
+
+
+def _person(user: User | None) -> str:
+    """'李四, 13812345678' for a notification: the name and the phone, as far as they are known."""
+    if user is None:
+        return ""
+    return ", ".join(part for part in (user.full_name or user.username, user.phone) if part)
+
+
 # --- notifications --------------------------------------------------------------------------------
 
 
@@ -501,6 +535,8 @@ def _tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
         "when": _when(booking),
         "place": instrument.address or instrument.county,
         "booking": booking.id,
+        "operator": operator_contact(instrument),
+        "requester": _person(db.session.get(User, booking.requested_by_id)),
         **{k: ("" if v is None else v) for k, v in extra.items()},
     }
     notify(recipients, kind, f"booking:{booking.id}:{kind}", payload=payload, link=f"/bookings/{booking.id}")
@@ -612,8 +648,9 @@ def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
                 raise InvalidTransition(
                     _(
                         "Confirmed bookings can be cancelled online until %(when)s; "
-                        "please call the operator.",
+                        "please call the operator: %(contact)s.",
                         when=clock.format_local(deadline),
+                        contact=operator_contact(booking.instrument),
                     ),
                     {"rule": "cancel_cutoff"},
                 )
@@ -628,15 +665,31 @@ def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
     return _fresh(booking_id)
 
 
+def recordable_from(booking: Booking) -> datetime:
+    """When the service of a booking can be recorded: its start, or the day its samples arrive.
+
+    A sample booking without a delivery date (older rows) counts from the day it was made.
+    """
+    if booking.mode is BookingMode.SLOT:
+        return booking.starts_at
+    day = booking.sample_delivery_on or clock.to_local(booking.created_at).date()
+    return clock.local_datetime_to_utc(day, time.min)
+
+
 def _require_started(booking: Booking, what: str) -> None:
-    if booking.mode is BookingMode.SLOT and clock.utcnow() < booking.starts_at:
-        raise InvalidTransition(
-            _(
-                "This can be recorded only once the booked time has begun (%(when)s).",
-                when=clock.format_local(booking.starts_at),
-            ),
-            {"rule": f"{what}_too_early"},
+    if clock.utcnow() >= recordable_from(booking):
+        return
+    if booking.mode is BookingMode.SLOT:
+        message = _(
+            "This can be recorded only once the booked time has begun (%(when)s).",
+            when=clock.format_local(booking.starts_at),
         )
+    else:
+        message = _(
+            "A sample service can be recorded from the day the samples arrive (%(day)s).",
+            day=clock.to_local(recordable_from(booking)).date().isoformat(),
+        )
+    raise InvalidTransition(message, {"rule": f"{what}_too_early"})
 
 
 def mark_no_show(user: User, booking_id: int) -> Booking:
@@ -675,6 +728,14 @@ class ServiceReport:
     fee_reason: str | None = None
     result_summary: str = ""
     service_type: str = "analysis"
+    hours_reason: str | None = None
+
+
+def booked_hours(booking: Booking) -> Decimal | None:
+    """The hours a slot booking reserved (None for samples)."""
+    if booking.mode is not BookingMode.SLOT or booking.starts_at is None:
+        return None
+    return Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
 
 
 def _check_report(report: ServiceReport) -> None:
@@ -691,17 +752,46 @@ def _check_report(report: ServiceReport) -> None:
         fields["fee_fen"] = _("Must not be negative.")
     if report.service_type not in SERVICE_TYPES:
         fields["service_type"] = _("Unknown service type.")
+    for name in ("fee_reason", "hours_reason"):
+        if len(getattr(report, name) or "") > 500:
+            fields[name] = _("At most 500 characters.")
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
 
 
-def complete_booking(user: User, booking_id: int, report: ServiceReport) -> ServiceRecord:
-    """The provider records the service done and its fee; the standard fee unless a reason is given."""
+def _check_hours(booking: Booking, report: ServiceReport) -> str | None:
+    """The reason for billing more hours than were booked; refused when it is missing."""
+    booked = booked_hours(booking)
+    reason = (report.hours_reason or "").strip() or None
+    if booked is None or report.hours is None or report.hours <= booked:
+        return None
+    if not reason:
+        message = _(
+            "%(hours)s hours were used but %(booked)s booked: say why.",
+            hours=f"{report.hours.normalize():f}",
+            booked=f"{booked.normalize():f}",
+        )
+        raise ValidationFailed(message, {"hours_reason": message})
+    return reason
+
+
+def complete_booking(
+    user: User,
+    booking_id: int,
+    report: ServiceReport,
+    files: dict[FileKind, uploads.StoredFile] | None = None,
+) -> ServiceRecord:
+    """The provider records the service done, its fee and its evidence files, in one transaction.
+
+    The fee is the standard one unless a reason is given; more hours than booked need a reason too.
+    `files` are uploads already checked and stored (`portal.core.uploads`); they become the record's.
+    """
     _check_report(report)
     with serialized_write():
         booking = _fresh(booking_id)
         _require_manager(user, booking.instrument)
         _require_started(booking, "complete")
+        hours_reason = _check_hours(booking, report)
         computed = compute_fee(booking.instrument, report.hours, report.samples)
         fee = computed if report.fee_fen is None else report.fee_fen
         reason = (report.fee_reason or "").strip() or None
@@ -716,6 +806,7 @@ def complete_booking(user: User, booking_id: int, report: ServiceReport) -> Serv
             computed_fee_fen=computed,
             fee_fen=fee,
             fee_reason=reason if fee != computed else None,
+            hours_reason=hours_reason,
             result_summary=report.result_summary.strip()[:4000],
             service_type=report.service_type,
             recorded_by_id=user.id,
@@ -727,10 +818,18 @@ def complete_booking(user: User, booking_id: int, report: ServiceReport) -> Serv
             "service.recorded",
             "service_record",
             record.id,
-            after={"booking": booking.id, "fee_fen": fee, "computed_fee_fen": computed},
-            reason=record.fee_reason,
+            after={
+                "booking": booking.id,
+                "hours": None if report.hours is None else str(report.hours),
+                "booked_hours": None if booked_hours(booking) is None else str(booked_hours(booking)),
+                "fee_fen": fee,
+                "computed_fee_fen": computed,
+            },
+            reason="; ".join(r for r in (record.fee_reason, hours_reason) if r) or None,
             actor_id=user.id,
         )
+        for kind, stored in (files or {}).items():
+            _add_file(user, record.id, kind, stored)
         _tell(booking, "service.recorded", "enterprise", fee=_yuan(fee))
         db.session.commit()
     return record
@@ -848,20 +947,27 @@ def attach_file(user: User, record_id: int, kind: FileKind, stream, filename: st
     stored = uploads.store_upload(stream, filename)
     try:
         with serialized_write():
-            row = ServiceFile.from_upload(stored, record_id, kind, user.id)
-            db.session.add(row)
-            db.session.flush()
-            audit.record(
-                "service.file_added",
-                "service_record",
-                record_id,
-                after={"file": row.id, "kind": kind.value, "sha256": stored.sha256, "size": stored.size},
-                actor_id=user.id,
-            )
+            row = _add_file(user, record_id, kind, stored)
             db.session.commit()
     except BaseException:
         uploads.discard(stored.stored_name)
         raise
+    return row
+
+
+def _add_file(user: User, record_id: int, kind: FileKind, stored: uploads.StoredFile) -> ServiceFile:
+    """The row and the audit entry of a checked, stored file (committed by the caller)."""
+    held_uploads.settle(stored.stored_name)  # before the commit: at worst an unused file stays behind
+    row = ServiceFile.from_upload(stored, record_id, kind, user.id)
+    db.session.add(row)
+    db.session.flush()
+    audit.record(
+        "service.file_added",
+        "service_record",
+        record_id,
+        after={"file": row.id, "kind": kind.value, "sha256": stored.sha256, "size": stored.size},
+        actor_id=user.id,
+    )
     return row
 
 
@@ -1132,6 +1238,13 @@ def next_free_time(instrument: Instrument, days: int = 14) -> datetime | None:
                 return start
             start += step
     return None
+
+
+def opening_week(instrument: Instrument) -> tuple[date, datetime | None]:
+    """Where a calendar opens when no week is asked for: a day of the week of the next free time (else
+    today), and that time (None when nothing is free in the next two weeks)."""
+    free = next_free_time(instrument)
+    return (clock.to_local(free).date() if free else clock.local_today()), free
 
 
 def _ceil_to_grid(moment: datetime, step_minutes: int) -> datetime:

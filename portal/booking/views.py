@@ -9,7 +9,6 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from werkzeug.datastructures import FileStorage
 
 from portal.booking import calendar as ics
 from portal.booking import services
@@ -39,7 +38,7 @@ from portal.booking.models import (
     FileKind,
 )
 from portal.catalog.services import get_instrument
-from portal.core import clock, uploads
+from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
 from portal.core.inputs import page_number
@@ -51,23 +50,29 @@ from portal.vouchers import services as voucher_services
 bp = Blueprint("booking", __name__)
 
 
-def _parse_day(text: str | None) -> date:
+def _parse_day(text: str | None) -> date | None:
     try:
-        day = date.fromisoformat(text) if text else clock.local_today()
+        day = date.fromisoformat(text) if text else None
     except ValueError:
-        return clock.local_today()
-    return day if clock.plausible_year(day.year) else clock.local_today()
+        return None
+    return day if day and clock.plausible_year(day.year) else None
 
 
 @bp.route("/instruments/<code>/availability")
 def availability(code: str) -> ResponseReturnValue:
-    """The instrument's week: free, held and closed time; free cells lead to the booking form."""
+    """The instrument's week: free, held and closed time; free cells lead to the booking form.
+
+    Without a week asked for, it opens on the week of the next free time, not an empty current week.
+    """
     instrument = get_instrument(code)
-    view = services.week_view(instrument, _parse_day(request.args.get("week")))
+    first_free_day, next_free = services.opening_week(instrument)
+    view = services.week_view(instrument, _parse_day(request.args.get("week")) or first_free_day)
     return render_template(
         "booking/availability.html",
         instrument=instrument,
         view=view,
+        next_free=next_free,
+        today=clock.local_today(),
         policy=services.policy_for(instrument),
         bookable=services.BOOKABLE_STATUSES,
         can_book=current_user.is_authenticated and current_user.role is Role.ENTERPRISE,
@@ -201,45 +206,68 @@ def index() -> ResponseReturnValue:
 @login_required
 def detail(booking_id: int) -> ResponseReturnValue:
     """A booking with everything that happened to it and what the viewer can do next."""
-    booking = services.get_booking(current_user, booking_id)
+    return _detail_page(services.get_booking(current_user, booking_id))
+
+
+# The forms of a booking's page; a POST that fails shows the page again with its own form as typed.
+DETAIL_FORMS = {
+    "action_form": ActionForm,
+    "reject_form": ReasonForm,
+    "cancel_form": ReasonForm,
+    "complete_form": CompleteForm,
+    "rate_form": RateForm,
+    "upload_form": UploadForm,
+}
+
+
+def _detail_page(booking, held: held_uploads.Received | None = None, **submitted) -> ResponseReturnValue:
+    forms = {
+        name: submitted.get(name) or form_class(formdata=None) for name, form_class in DETAIL_FORMS.items()
+    }
+    forms["complete_form"].service_type.choices = options(SERVICE_TYPE_LABELS.items())
+    # Two reason boxes on one page: each needs its own id, for its label too.
+    for name, box_id in (("reject_form", "reject-reason"), ("cancel_form", "cancel-reason")):
+        forms[name].reason.id = forms[name].reason.label.field_id = box_id
     return render_template(
         "booking/detail.html",
         booking=booking,
         manages=services.manages(current_user, booking.instrument),
         is_owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == booking.enterprise_id,
         deadline=services.cancellation_deadline(booking),
+        recordable_from=services.recordable_from(booking),
+        booked_hours=services.booked_hours(booking),
+        contacts=services.booking_contacts(booking),
         now=clock.utcnow(),
         state_labels=STATE_LABELS,
         mode_labels=MODE_LABELS,
         rating_labels=RATING_LABELS,
         file_labels=FILE_KIND_LABELS,
-        action_form=ActionForm(),
-        reason_form=ReasonForm(),
-        complete_form=_complete_form(),
-        rate_form=RateForm(),
-        upload_form=UploadForm(),
+        held=held,
         history=services.booking_history(booking),
+        **forms,
     )
 
 
-def _complete_form() -> CompleteForm:
-    form = CompleteForm()
-    form.service_type.choices = options(SERVICE_TYPE_LABELS.items())
-    return form
+def _act(booking_id: int, form_name: str, form, action, success: str) -> ResponseReturnValue:
+    """Run one transition from a page's button: the booking must be visible, the form (CSRF) valid.
 
-
-def _act(booking_id: int, form, action, success: str) -> ResponseReturnValue:
-    """Run one transition from a page's button: the booking must be visible, the form (CSRF) valid."""
-    services.get_booking(current_user, booking_id)  # someone else's booking is simply not found
-    if not form.validate_on_submit():
+    Bad input shows the page again with the form as typed and the message beside its field.
+    """
+    booking = services.get_booking(current_user, booking_id)  # someone else's is simply not found
+    if form.validate_on_submit():
+        try:
+            action(form)
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except ServiceError as error:
+            flash(error.message, "danger")
+            return redirect(url_for("booking.detail", booking_id=booking_id))
+        else:
+            flash(success, "success")
+            return redirect(url_for("booking.detail", booking_id=booking_id))
+    elif form.csrf_token.errors:
         abort(400)
-    try:
-        action(form)
-    except ServiceError as error:
-        flash(error.message, "danger")
-    else:
-        flash(success, "success")
-    return redirect(url_for("booking.detail", booking_id=booking_id))
+    return _detail_page(booking, **{form_name: form})
 
 
 @bp.route("/bookings/<int:booking_id>/confirm", methods=["POST"])
@@ -248,6 +276,7 @@ def confirm(booking_id: int) -> ResponseReturnValue:
     """The provider accepts the request."""
     return _act(
         booking_id,
+        "action_form",
         ActionForm(),
         lambda _form: services.confirm_booking(current_user, booking_id),
         _("Booking confirmed."),
@@ -260,6 +289,7 @@ def reject(booking_id: int) -> ResponseReturnValue:
     """The provider declines, with a reason the enterprise will see."""
     return _act(
         booking_id,
+        "reject_form",
         ReasonForm(),
         lambda form: services.reject_booking(current_user, booking_id, form.reason.data),
         _("Request declined."),
@@ -272,6 +302,7 @@ def cancel(booking_id: int) -> ResponseReturnValue:
     """Cancel: the enterprise before the cut-off, the provider any time with a reason."""
     return _act(
         booking_id,
+        "cancel_form",
         ReasonForm(),
         lambda form: services.cancel_booking(current_user, booking_id, form.reason.data),
         _("Booking cancelled."),
@@ -284,6 +315,7 @@ def no_show(booking_id: int) -> ResponseReturnValue:
     """The provider records that nobody came."""
     return _act(
         booking_id,
+        "action_form",
         ActionForm(),
         lambda _form: services.mark_no_show(current_user, booking_id),
         _("Recorded as a no-show."),
@@ -293,61 +325,59 @@ def no_show(booking_id: int) -> ResponseReturnValue:
 @bp.route("/bookings/<int:booking_id>/complete", methods=["POST"])
 @role_required(Role.PROVIDER)
 def complete(booking_id: int) -> ResponseReturnValue:
-    """The provider records the service: hours or samples, the fee, and the evidence files."""
+    """The provider records the service: hours or samples, the fee, and the evidence files.
+
+    Files that passed their checks are kept for the next attempt when anything else is wrong.
+    """
     booking = services.get_booking(current_user, booking_id)
     form = CompleteForm()
     form.service_type.choices = options(SERVICE_TYPE_LABELS.items())
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    if form.csrf_token.errors:
+        abort(400)
+    held = held_uploads.receive_form(
+        form, tuple(kind.value for kind in FileKind), f"service-record:{booking_id}"
+    )
+    if valid and not held.errors:
         try:
             services.complete_booking(
                 current_user,
                 booking_id,
-                services.ServiceReport(
-                    hours=form.hours.data,
-                    samples=form.samples.data,
-                    fee_fen=None if form.fee.data is None else yuan_to_fen(form.fee.data),
-                    fee_reason=form.fee_reason.data,
-                    result_summary=form.result_summary.data or "",
-                    service_type=form.service_type.data,
-                ),
+                _service_report(form),
+                {FileKind(name): stored for name, stored in held.files.items()},
             )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
         except ServiceError as error:
+            held.release()
             flash(error.message, "danger")
             return redirect(url_for("booking.detail", booking_id=booking_id))
-        record_id = services.get_booking(current_user, booking_id).service_record.id
-        problems = _store_files(record_id, {kind: getattr(form, kind.value).data for kind in FileKind})
-        flash(_("Service recorded."), "success")
-        for problem in problems:
-            flash(problem, "warning")
-        return redirect(url_for("booking.detail", booking_id=booking_id))
-    for field, errors in form.errors.items():
-        flash(f"{getattr(form, field).label.text}: {'; '.join(str(error) for error in errors)}", "danger")
-    return redirect(url_for("booking.detail", booking_id=booking.id))
+        else:
+            flash(_("Service recorded."), "success")
+            return redirect(url_for("booking.detail", booking_id=booking_id))
+    return _detail_page(booking, held=held, complete_form=form)
 
 
-def _store_files(record_id: int, files: dict[FileKind, FileStorage | None]) -> list[str]:
-    problems = []
-    for kind, storage in files.items():
-        if storage and storage.filename:
-            try:
-                services.attach_file(current_user, record_id, kind, storage.stream, storage.filename)
-            except ServiceError as error:
-                problems.append(f"{FILE_KIND_LABELS[kind]}: {error.message}")
-    return problems
+def _service_report(form: CompleteForm) -> services.ServiceReport:
+    return services.ServiceReport(
+        hours=form.hours.data,
+        samples=form.samples.data,
+        fee_fen=None if form.fee.data is None else yuan_to_fen(form.fee.data),
+        fee_reason=form.fee_reason.data,
+        hours_reason=form.hours_reason.data,
+        result_summary=form.result_summary.data or "",
+        service_type=form.service_type.data,
+    )
 
 
 @bp.route("/bookings/<int:booking_id>/rate", methods=["POST"])
 @role_required(Role.ENTERPRISE)
 def rate(booking_id: int) -> ResponseReturnValue:
     """The enterprise confirms the service and rates it."""
-    services.get_booking(current_user, booking_id)
-    form = RateForm()
-    if form.is_submitted() and not form.rating.data and form.csrf_token.validate(form):
-        flash(_("Choose one of the five ratings."), "danger")
-        return redirect(url_for("booking.detail", booking_id=booking_id))
     return _act(
         booking_id,
-        form,
+        "rate_form",
+        RateForm(),
         lambda form: services.rate_service(
             current_user, booking_id, int(form.rating.data), form.comment.data
         ),
@@ -359,19 +389,18 @@ def rate(booking_id: int) -> ResponseReturnValue:
 @login_required
 def upload(booking_id: int) -> ResponseReturnValue:
     """Add an evidence file to the service record."""
-    booking = services.get_booking(current_user, booking_id)
-    form = UploadForm()
-    if booking.service_record is None:
+    record = services.get_booking(current_user, booking_id).service_record
+    if record is None:
         abort(404)
-    if not form.validate_on_submit():
-        flash(_("Choose a file to upload."), "danger")
-        return redirect(url_for("booking.detail", booking_id=booking_id))
-    problems = _store_files(booking.service_record.id, {FileKind(form.kind.data): form.file.data})
-    for problem in problems:
-        flash(problem, "danger")
-    if not problems:
-        flash(_("File uploaded."), "success")
-    return redirect(url_for("booking.detail", booking_id=booking_id))
+    return _act(
+        booking_id,
+        "upload_form",
+        UploadForm(),
+        lambda form: services.attach_file(
+            current_user, record.id, FileKind(form.kind.data), form.file.data.stream, form.file.data.filename
+        ),
+        _("File uploaded."),
+    )
 
 
 @bp.route("/service-records/<int:record_id>/files/<int:file_id>")

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from portal.accounts.models import Institution
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.text import grams, normalize
 from portal.core.types import StringList, UTCDateTime, str_enum
@@ -226,6 +227,17 @@ class CatalogState(db.Model):
 # Anything that changes what the catalogue shows replaces the cache version in the same transaction.
 _CATALOG_TYPES = (Instrument, OpeningHours, Institution, Category)
 
+
+# What the audit log calls the actions and objects of this area.
+OBJECT_LABELS.update({"instrument": _l("Instrument record"), "catalog": _l("Catalogue")})
+ACTION_LABELS.update(
+    {
+        "instrument.imported": _l("Instrument imported"),
+        "instrument.updated": _l("Instrument record changed"),
+        "catalog.imported": _l("Catalogue file imported"),
+        "demo.loaded": _l("Demo data loaded"),
+    }
+)
 
 # Where the request remembers the version it read (portal.catalog.services.catalog_version).
 VERSION_ATTRIBUTE = "_portal_catalog_version"

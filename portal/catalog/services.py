@@ -35,7 +35,7 @@ MAX_TERMS = 8
 SORTS = {
     "relevance": _l("Best match"),
     "code": _l("Code"),
-    "name": _l("Name"),
+    "name": _l("Instrument name"),
     "fee": _l("Fee, low to high"),
     "-fee": _l("Fee, high to low"),
     "-value": _l("Original value, high to low"),

@@ -12,11 +12,18 @@ from portal.extensions import db
 
 # How histories name each audit action; every area adds its own actions when its models load.
 ACTION_LABELS: dict[str, Any] = {}
+# How the audit log names each kind of object (its `object_type`); registered the same way.
+OBJECT_LABELS: dict[str, Any] = {}
 
 
 def action_label(action: str) -> Any:
     """The human name of an audit action (the code itself when none is registered)."""
     return ACTION_LABELS.get(action, action)
+
+
+def object_label(object_type: str) -> Any:
+    """The human name of a kind of audited object (the code itself when none is registered)."""
+    return OBJECT_LABELS.get(object_type, object_type)
 
 
 def _current_actor_id() -> int | None:

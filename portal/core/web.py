@@ -23,7 +23,7 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from portal.core import inputs
-from portal.core.audit import action_label
+from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
@@ -227,6 +227,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["local"] = format_local
     app.jinja_env.filters["iso"] = iso_utc
     app.jinja_env.filters["action_label"] = action_label
+    app.jinja_env.filters["object_label"] = object_label
     app.jinja_env.filters["localdate"] = lambda value: to_local(value).date().isoformat()
     app.jinja_env.globals["weekday_names"] = WEEKDAY_NAMES
     app.jinja_env.globals["page_url"] = page_url

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.core.audit import ACTION_LABELS
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.extensions import db
@@ -135,3 +135,4 @@ ACTION_LABELS.update(
         "period.closed": _l("Month closed"),
     }
 )
+OBJECT_LABELS.update({"batch": _l("Disbursement batch"), "period": _l("Month")})

@@ -126,7 +126,7 @@ def export_download(job_id: int) -> ResponseReturnValue:
 def batches() -> ResponseReturnValue:
     """Disbursement batches; build this month's from the payable claims; close a finished month."""
     form, close_form = MonthForm(prefix="batch"), CloseForm(prefix="close")
-    if not form.is_submitted():
+    if form.month.data is None:  # not the form sent (or none was): offer this month
         form.month.data = services.month_of(clock.utcnow())
     try:
         if form.submit.data and form.validate_on_submit():
@@ -137,8 +137,9 @@ def batches() -> ResponseReturnValue:
             services.close_month(current_user, close_form.month.data)
             flash(_("The month is closed."), "success")
             return redirect(url_for("finance.batches"))
-    except ServiceError as error:
-        flash(error.message, "danger")
+    except ServiceError as error:  # said at the month of the form that was sent, which keeps its value
+        sent = form if form.submit.data else close_form
+        sent.month.errors = [*sent.month.errors, error.message]
     waiting = services.claims_waiting_for_batch()
     return render_template(
         "finance/batches.html",

@@ -10,11 +10,17 @@ from flask_babel import lazy_gettext as _l
 MESSAGES: dict[str, tuple[Any, Any]] = {
     "booking.requested": (
         _l("New booking request: %(instrument)s"),
-        _l("%(enterprise)s asks for %(instrument)s (%(when)s). Please confirm or decline it."),
+        _l(
+            "%(enterprise)s asks for %(instrument)s (%(when)s). Please confirm or decline it. "
+            "Contact: %(requester)s."
+        ),
     ),
     "booking.confirmed": (
         _l("Booking confirmed: %(instrument)s"),
-        _l("Your booking of %(instrument)s (%(when)s) is confirmed by %(institution)s."),
+        _l(
+            "Your booking of %(instrument)s (%(when)s) is confirmed by %(institution)s. "
+            "For any change, call the operator: %(operator)s."
+        ),
     ),
     "booking.rejected": (
         _l("Booking declined: %(instrument)s"),
@@ -30,7 +36,10 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
     ),
     "booking.reminder": (
         _l("Reminder: %(instrument)s, %(when)s"),
-        _l("Your booking of %(instrument)s begins %(when)s at %(place)s."),
+        _l(
+            "Your booking of %(instrument)s begins %(when)s at %(place)s. "
+            "If you cannot come, call the operator: %(operator)s."
+        ),
     ),
     "service.recorded": (
         _l("Please confirm and rate the service: %(instrument)s"),

@@ -103,7 +103,7 @@ class RelationForm(FlaskForm):
 
 class SchemeForm(FlaskForm):
     year = IntegerField(_l("Year"), validators=[InputRequired(), NumberRange(min=2020, max=2100)])
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Scheme name"), validators=[DataRequired(), Length(max=120)])
     province_rate = DecimalField(
         _l("Provincial rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
     )
@@ -168,12 +168,26 @@ class SchemeForm(FlaskForm):
 
 
 class AuditSearchForm(FlaskForm):
+    """The audit search: by what happened, to which kind of object, who did it, and the object's name."""
+
     class Meta:
         csrf = False  # a search changes nothing
 
-    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
-    object_type = StringField(_l("Object"), validators=[Optional(), Length(max=40)])
-    object_id = StringField(_l("Number"), validators=[Optional(), Length(max=64)])
-    actor = StringField(_l("Username"), validators=[Optional(), Length(max=40)])
+    action = SelectField(_l("Action"), validators=[Optional()])
+    kind = SelectField(_l("Kind of object"), validators=[Optional()])
+    who = StringField(
+        _l("Who"), validators=[Optional(), Length(max=60)], description=_l("A username or a person's name.")
+    )
+    object = StringField(
+        _l("Object"),
+        validators=[Optional(), Length(max=120)],
+        description=_l("An instrument's code or name, an enterprise's name, a voucher code or a number."),
+    )
     since = DateField(_l("From"), validators=[Optional(), plausible_date])
     until = DateField(_l("Until"), validators=[Optional(), plausible_date])
+
+    def choose_from(self, actions: dict[str, object], kinds: dict[str, object]) -> None:
+        """Offer the registered actions and kinds of object by their names, alphabetically."""
+        for field, labels in ((self.action, actions), (self.kind, kinds)):
+            named = sorted(((code, str(label)) for code, label in labels.items()), key=lambda pair: pair[1])
+            field.choices = options([("", _l("All")), *named])

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.booking.models import ServiceRecord
-from portal.core.audit import ACTION_LABELS
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.extensions import db
@@ -406,6 +406,15 @@ ACTION_LABELS.update(
         "claim.rejected": _l("Rejected"),
         "claim.payable": _l("Public notice ended: payable"),
         "claim.deleted": _l("Draft deleted"),
+        "scheme.saved": _l("Scheme saved"),
+    }
+)
+OBJECT_LABELS.update(
+    {
+        "voucher_application": _l("Voucher application"),
+        "voucher": _l("Voucher"),
+        "claim": _l("Claim"),
+        "scheme": _l("Scheme"),
     }
 )
 

@@ -1,16 +1,16 @@
-"""The review desk's reading side: the queue with its filters and counts, histories, the audit search."""
+"""The review desk's reading side: the queue with its filters and counts, histories."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from portal.accounts.models import Enterprise, User
+from portal.accounts.models import Enterprise
 from portal.core import clock
 from portal.core.models import AuditEvent
 from portal.core.money import yuan_to_fen
@@ -26,7 +26,6 @@ from portal.vouchers.models import (
 
 KINDS = ("verification", "application", "claim")
 QUEUE_MODELS = {"verification": VerificationRequest, "application": VoucherApplication, "claim": Claim}
-PAGE_SIZE = 25
 
 
 @dataclass
@@ -128,46 +127,3 @@ def history(object_type: str, object_id: Any) -> list[AuditEvent]:
             .order_by(AuditEvent.id)
         )
     )
-
-
-@dataclass
-class AuditPage:
-    items: list[tuple[AuditEvent, str | None]]
-    total: int
-    page: int
-    per_page: int = PAGE_SIZE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-def search_audit(
-    *,
-    action: str | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    page: int = 1,
-) -> AuditPage:
-    """Audit rows matching every given condition, newest first, with the actor's username."""
-    stmt = select(AuditEvent, User.username).outerjoin(User, User.id == AuditEvent.actor_id)
-    if action:
-        stmt = stmt.where(AuditEvent.action.like(f"{action}%"))
-    if object_type:
-        stmt = stmt.where(AuditEvent.object_type == object_type)
-    if object_id:
-        stmt = stmt.where(AuditEvent.object_id == object_id)
-    if actor:
-        stmt = stmt.where(func.lower(User.username) == actor.lower())
-    if since:
-        stmt = stmt.where(AuditEvent.created_at >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.created_at < until)
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = db.session.execute(
-        stmt.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-    ).all()
-    return AuditPage([(event, username) for event, username in rows], total, page)

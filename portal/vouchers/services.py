@@ -21,7 +21,7 @@ from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.accounts.models import VerificationState as EnterpriseState
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceRecord
 from portal.catalog.models import Instrument
-from portal.core import audit, clock, uploads
+from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import insert_ignore, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
 from portal.core.permissions import BUREAU_ROLES, Role
@@ -114,8 +114,8 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
             )
             if settings.budget_fen < fund.committed_fen:
                 message = _(
-                    "The budget cannot be below what is already committed (%(fen)d fen).",
-                    fen=fund.committed_fen,
+                    "The budget cannot be below what is already committed (%(amount)s).",
+                    amount=_yuan(fund.committed_fen),
                 )
                 raise ValidationFailed(message, {f"{settings.name}_budget": message})
             fund.position, fund.rate, fund.condition = position, settings.rate, settings.condition
@@ -184,9 +184,18 @@ class VerificationData:
 
 
 def submit_verification(
-    user: User, data: VerificationData, certificate=None, filename: str | None = None
+    user: User,
+    data: VerificationData,
+    certificate=None,
+    filename: str | None = None,
+    *,
+    stored: uploads.StoredFile | None = None,
 ) -> VerificationRequest:
-    """The enterprise asks to be verified, with its type, evidence and actual controller."""
+    """The enterprise asks to be verified, with its type, evidence and actual controller.
+
+    The certificate comes as a stream to check and store, or already checked and stored (`stored`,
+    e.g. held from an earlier attempt of the form).
+    """
     if user.role is not Role.ENTERPRISE:
         raise Forbidden(_("Only enterprise accounts are verified."))
     kind = EnterpriseKind(data.kind)
@@ -195,7 +204,7 @@ def submit_verification(
         fields["actual_controller"] = _("Name the actual controller (a person or a company).")
     if kind is EnterpriseKind.TECH_SME and not (data.tech_sme_number or "").strip():
         fields["tech_sme_number"] = _("Tech SMEs give their registration number.")
-    if kind is EnterpriseKind.TECH_SME and certificate is None:
+    if kind is EnterpriseKind.TECH_SME and certificate is None and stored is None:
         fields["certificate"] = _("Attach the registration certificate.")
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
@@ -207,9 +216,15 @@ def submit_verification(
         )
     ):
         raise InvalidTransition(_("Your enterprise is already waiting for verification."))
-    stored = uploads.store_upload(certificate, filename) if certificate is not None else None
+    if certificate is not None:
+        try:
+            stored = uploads.store_upload(certificate, filename)
+        except ValidationFailed as error:
+            raise ValidationFailed(error.message, {"certificate": error.message}) from None
     try:
         with serialized_write():
+            if stored:
+                held_uploads.settle(stored.stored_name)  # before the commit: at worst an unused file stays
             request = VerificationRequest(
                 enterprise_id=enterprise_id,
                 kind=kind,

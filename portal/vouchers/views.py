@@ -13,13 +13,15 @@ from sqlalchemy import select
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, EnterpriseKind, Institution
 from portal.booking.models import FILE_KIND_LABELS
-from portal.core import clock, uploads
+from portal.core import clock, held_uploads, uploads
+from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
 from portal.extensions import db
+from portal.vouchers import audit_log as audit_log_search
 from portal.vouchers import review as desk
 from portal.vouchers import services
 from portal.vouchers.forms import (
@@ -114,8 +116,9 @@ def verification() -> ResponseReturnValue:
     """Ask the bureau to verify the enterprise: type, evidence and actual controller."""
     form = VerificationForm()
     form.related_institution.choices = _institution_choices()
-    if form.validate_on_submit():
-        upload = form.certificate.data if form.certificate.data and form.certificate.data.filename else None
+    valid = form.validate_on_submit()
+    held = held_uploads.receive_form(form, ("certificate",), "verification") if form.is_submitted() else None
+    if valid and not held.errors:
         try:
             services.submit_verification(
                 current_user,
@@ -130,8 +133,7 @@ def verification() -> ResponseReturnValue:
                     if form.related_institution.data
                     else None,
                 ),
-                upload.stream if upload else None,
-                upload.filename if upload else None,
+                stored=held.files.get("certificate"),
             )
         except ValidationFailed as error:
             show_service_errors(form, error)
@@ -140,7 +142,7 @@ def verification() -> ResponseReturnValue:
         else:
             flash(_("Submitted. The bureau will verify your enterprise."), "success")
             return redirect(url_for("vouchers.index"))
-    return render_template("vouchers/verification.html", form=form)
+    return render_template("vouchers/verification.html", form=form, held=held)
 
 
 @bp.route("/apply", methods=["GET", "POST"])
@@ -367,24 +369,29 @@ def application_detail(application_id: int) -> ResponseReturnValue:
 @review.route("/audit")
 @role_required(Role.REVIEWER, Role.ADMIN)
 def audit_log() -> ResponseReturnValue:
-    """Search the audit log: who did what to which object, when."""
+    """Search the audit log: who did what to which object, when, by people's and objects' names."""
     form = AuditSearchForm(request.args)
+    form.choose_from(ACTION_LABELS, OBJECT_LABELS)
     form.validate()
-    page = page_number()
-    result = desk.search_audit(
-        action=form.action.data or None,
-        object_type=form.object_type.data or None,
-        object_id=form.object_id.data or None,
-        actor=form.actor.data or None,
-        since=clock.local_datetime_to_utc(form.since.data, time.min)
-        if form.since.data and not form.since.errors
-        else None,
-        until=clock.local_datetime_to_utc(form.until.data + timedelta(days=1), time.min)
-        if form.until.data and not form.until.errors
-        else None,
-        page=page,
+    valid = {
+        name: field.data if field.data and not field.errors else None for name, field in form._fields.items()
+    }
+    result = audit_log_search.search(
+        audit_log_search.AuditQuery(
+            action=valid["action"],
+            object_type=valid["kind"],
+            who=valid["who"],
+            what=valid["object"],
+            since=clock.local_datetime_to_utc(valid["since"], time.min) if valid["since"] else None,
+            until=clock.local_datetime_to_utc(valid["until"] + timedelta(days=1), time.min)
+            if valid["until"]
+            else None,
+            page=page_number(),
+        )
     )
-    return render_template("vouchers/audit.html", form=form, result=result)
+    return render_template(
+        "vouchers/audit.html", form=form, result=result, changes=audit_log_search.readable_changes
+    )
 
 
 @review.route("/scheme", methods=["GET", "POST"])

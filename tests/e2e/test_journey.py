@@ -282,7 +282,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     company.get_by_label("科技型中小企业入库编号").fill("202637150200004217")
     company.get_by_label("入库证明（PDF、JPEG 或 PNG）").set_input_files(str(certificate))
     company.get_by_label("实际控制人").fill(CONTROLLER)
-    company.get_by_role("button", name="提交认证申请").click()
+    company.get_by_role("button", name="提交企业认证申请").click()
     assert company.locator("#verification-card").get_by_text("等待科技局审核").is_visible()
 
     # --- A reviewer verifies it. ---------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     reviewer.wait_for_url(re.compile(r"/review/\?kind=verification"))
     company.reload()
     assert company.locator("#verification-card").get_by_text("已认证").is_visible()
-    told.assert_told(USERNAME, "verification.verified", "/vouchers/", "企业认定已通过", COMPANY)
+    told.assert_told(USERNAME, "verification.verified", "/vouchers/", "企业认证已通过", COMPANY)
 
     # --- The enterprise books machine time next week. -------------------------------------------------
     company.goto(f"{base}/instruments/{code}")
@@ -447,7 +447,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     finance = open_session(browser, problems)
     sign_in(finance, base, "finance")
     nav(finance, "财务")
-    finance.get_by_role("link", name="拨付批次").click()
+    finance.get_by_role("link", name="兑付批次").click()
     finance.get_by_role("button", name="生成批次").click()
     finance.wait_for_url(re.compile(r"/finance/batches/\d+$"))
     assert state_of(finance, "#batch-state") == "草稿"
@@ -462,8 +462,8 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     assert f"{COMPANY},{CREDIT_CODE},{fen_to_yuan(subsidy_fen):.2f}" in bank_file
     finance.reload()
     assert state_of(finance, "#batch-state") == "已导出给银行"
-    finance.get_by_label("银行付款流水号").fill(BANK_REFERENCE)
-    finance.get_by_role("button", name="标记批次已拨付").click()
+    finance.get_by_label("兑付银行流水号").fill(BANK_REFERENCE)
+    finance.get_by_role("button", name="标记批次已兑付").click()
     assert state_of(finance, "#batch-state") == "已兑付"
     finance.screenshot(path=screenshots / "07-finance-batch.png")
     told.assert_told(USERNAME, "claim.paid", claim_path, yuan(subsidy_fen), BANK_REFERENCE)

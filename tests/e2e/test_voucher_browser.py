@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -47,7 +46,7 @@ def completed_service_for(app, username: str, fake_clock) -> None:
             purpose="新产品成分分析",
             sample_count=4,
             sample_description="树脂样品",
-            sample_delivery_on=clock.local_today() + timedelta(days=1),
+            sample_delivery_on=clock.local_today(),  # arrived: the service can be recorded today
         )
         made = booking.request_booking(user, instrument.code, request)
         booking.confirm_booking(provider, made.id)
@@ -75,7 +74,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     newco.get_by_role("link", name="申请企业认证").click()
     newco.get_by_label("企业类型").select_option(label="创客团队")
     newco.get_by_label("实际控制人").fill("赵新创")
-    newco.get_by_role("button", name="提交认证申请").click()
+    newco.get_by_role("button", name="提交企业认证申请").click()
     assert newco.get_by_text("等待科技局审核").is_visible()
 
     # A reviewer verifies it.
