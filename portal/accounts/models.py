@@ -10,6 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.permissions import Role
 from portal.core.types import UTCDateTime, str_enum
@@ -200,3 +201,11 @@ class ApiToken(db.Model):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.id} user={self.user_id}>"
+
+
+ACTION_LABELS.update(
+    {
+        "institution.created": _l("Institution added"),
+        "institution.updated": _l("Institution changed"),
+    }
+)
