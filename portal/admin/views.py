@@ -45,7 +45,7 @@ SECTIONS = [
         _l("Voucher schemes by year; make next year's from this year's."),
     ),
     (
-        "admin.imports",
+        "admin.imports_page",
         _l("Catalogue imports"),
         _l("Upload a CSV or XLSX file: a dry run lists every problem, then apply it."),
     ),
