@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts.models import User
 from portal.catalog import imports
 from portal.catalog.importer import HEADERS
 from portal.catalog.models import CatalogImport, ImportState, Instrument
@@ -416,3 +417,18 @@ def test_the_openapi_document_says_what_the_endpoint_does(app, client):
     assert operation["security"] == [{"bearerAuth": []}]
     result = spec["components"]["schemas"]["ImportResult"]
     assert set(result["required"]) == {"id", "dry_run", "created", "updated", "unchanged", "errors"}
+
+
+# --- the demo ------------------------------------------------------------------------------------
+
+
+def test_the_demo_history_shows_an_applied_file_and_keeps_it(demo_app):
+    admin = db.session.scalar(select(User).where(User.username == "admin"))
+    applied, invalid = history()
+    assert (applied.original_name, applied.state) == ("仪器信息更新.csv", ImportState.APPLIED)
+    assert (applied.created, applied.updated, applied.unchanged) == (0, 3, 2)
+    assert applied.uploaded_by_id == applied.applied_by_id == admin.id
+    path, _row = imports.stored_file(admin, applied.id)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == applied.sha256
+    assert invalid.state is ImportState.INVALID
+    assert [(e["row"], e["column"]) for e in invalid.errors] == [(3, "仪器分类代码")]

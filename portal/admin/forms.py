@@ -22,7 +22,7 @@ from portal.core.forms import options
 
 class InstitutionForm(FlaskForm):
     name = StringField(
-        _l("Name"),
+        _l("Institution name"),
         validators=[DataRequired(), Length(max=120)],
         description=_l("Catalogue files name the host institution exactly like this (column 依托单位)."),
     )
@@ -61,7 +61,7 @@ class SearchForm(FlaskForm):
 class EnterpriseSearchForm(SearchForm):
     county = SelectField(_l("County or district"), validators=[Optional()])
     kind = SelectField(_l("Enterprise type"), validators=[Optional()])
-    state = SelectField(_l("Verification"), validators=[Optional()])
+    state = SelectField(_l("Enterprise verification"), validators=[Optional()])
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
