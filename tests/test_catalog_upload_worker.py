@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import shutil
 from collections.abc import Iterator
-from itertools import count
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -23,39 +19,15 @@ from portal.catalog.models import CatalogImport, ImportState, Instrument
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import cache, db
-from tests.conftest import create_pg_database, drop_pg_database, make_app, migrate_database, service_missing
+from tests.conftest import make_app
 from tests.factories import extract_csrf, login
 from tests.services_runner import CeleryWorker, RedisServer, wait_for, worker_env
 from tests.test_catalog_import import csv_bytes, row
 
-_databases = count(1)
+# The private PostgreSQL database and redis-server fixtures (`database`, `redis_server`).
+pytest_plugins = ["tests.private_services"]
+
 ROWS = 1200  # the importer reports its progress every 500 rows
-
-
-@pytest.fixture
-def database(worker_id: str) -> Iterator[str]:
-    name = re.sub(r"\W", "_", f"portal_import_{worker_id}_{os.getpid()}_{next(_databases)}")
-    try:
-        url = create_pg_database(name)
-    except sa.exc.OperationalError:
-        service_missing("PostgreSQL")
-    try:
-        migrate_database(url)
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not shutil.which("redis-server"):
-        service_missing("redis-server")
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
