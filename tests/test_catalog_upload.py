@@ -286,7 +286,8 @@ def test_a_large_file_goes_to_the_worker_and_reports_its_progress(
     assert seen == [("reading", 2), ("reading", 4)]
     assert history()[0].state is ImportState.CHECKED
     assert cache.get(imports._progress_key(import_id)) == {"phase": "reading", "rows": 4}
-    apply(admin_client, import_id)
+    applied = apply(admin_client, import_id)
+    assert "文件已导入。" in admin_client.get(applied.location).get_data(as_text=True)  # read afresh
     assert queued == [import_id, import_id]
     assert seen[2:] == [("reading", 2), ("reading", 4), ("writing", 2), ("writing", 4)]
     assert history()[0].state is ImportState.APPLIED and instruments() == 5

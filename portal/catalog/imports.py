@@ -268,6 +268,7 @@ def _run_or_queue(import_id: int, large: bool) -> None:
     try:
         with current_app.app_context():  # an eager task gets a session of its own, as a worker would
             task.delay(import_id)
+        db.session.rollback()  # end this session's read: what an eager task wrote must be read afresh
     except Exception as error:  # the broker is down: say so rather than leave the page waiting for ever
         current_app.logger.warning("catalogue import %s not queued (%s)", import_id, error)
         _fail(
