@@ -220,6 +220,7 @@ def test_enterprises_are_searched_by_name_and_code_and_filtered(console, make_us
     assert names_listed(console, "?q=100%25") == []  # a wildcard is just a character
     # Nonsense filters are ignored rather than refused.
     assert console.get("/admin/enterprises?kind=nonsense&state=x&county=y&page=-3").status_code == 200
+    assert console.get("/admin/enterprises?kind=%0A&state=%20&county=%0A").status_code == 200
 
 
 def test_an_enterprise_links_to_its_latest_verification_request(console, make_user):

@@ -400,6 +400,7 @@ def test_api_bad_fields_are_422(app, host, admin, client, fields, bad):
 
 def test_api_needs_an_administrator(app, host, make_user, client):
     assert post_api(client, None, csv_bytes(GOOD)).status_code == 401
+    assert post_api(client, None, csv_bytes(GOOD), dry_run="maybe").status_code == 401  # before the body
     reviewer = make_user(Role.REVIEWER)
     response = post_api(client, token_for(client, reviewer.username), csv_bytes(GOOD))
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"

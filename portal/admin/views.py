@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -123,14 +123,16 @@ def enterprises() -> ResponseReturnValue:
     form = EnterpriseSearchForm(request.args)
     form.validate()
 
-    def chosen(field, kind):
-        return kind(field.data) if field.data and not field.errors else None
+    def chosen(field, values):
+        # What the list offers, else no filter: Optional() lets a blank or odd value through unchecked.
+        return field.data if field.data in values and not field.errors else None
 
+    kind, state = chosen(form.kind, set(EnterpriseKind)), chosen(form.state, set(VerificationState))
     filters = services.EnterpriseFilter(
         q="" if form.q.errors else (form.q.data or ""),
-        county=form.county.data if form.county.data and not form.county.errors else None,
-        kind=chosen(form.kind, EnterpriseKind),
-        state=chosen(form.state, VerificationState),
+        county=chosen(form.county, current_app.config["COUNTIES"]),
+        kind=EnterpriseKind(kind) if kind else None,
+        state=VerificationState(state) if state else None,
     )
     return render_template(
         "admin/enterprises.html",

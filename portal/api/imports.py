@@ -56,6 +56,7 @@ class ImportResultSchema(ma.Schema):
 
 
 @blp.route("/catalog/imports", methods=["POST"])
+@token_required(Role.ADMIN)  # before the upload is read: nobody else's file is even parsed
 @blp.arguments(ImportUploadSchema, location="multipart")
 @blp.response(200, ImportResultSchema)
 @blp.alt_response(
@@ -68,7 +69,6 @@ class ImportResultSchema(ma.Schema):
 )
 @blp.doc(security=BEARER)
 @blp.errors(401, 403, 409)
-@token_required(Role.ADMIN)
 def create_import(args: dict):
     """Check a catalogue file and, unless `dry_run` is true, import it (upsert by code): all or nothing."""
     dry_run = args["dry_run"] == "true"
