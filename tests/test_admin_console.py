@@ -373,3 +373,10 @@ def test_the_front_page_lists_every_section(console):
         "/admin/imports",
     ):
         assert f'href="{path}"' in html
+
+
+def test_what_administrators_type_is_shown_escaped(console, make_institution):
+    make_institution(name="<b>粗体</b>大学", address="<script>alert(1)</script>")
+    for path in ("/admin/institutions", "/admin/institutions?q=粗体"):
+        html = console.get(path).get_data(as_text=True)
+        assert "<b>粗体</b>" not in html and "&lt;b&gt;粗体&lt;/b&gt;大学" in html

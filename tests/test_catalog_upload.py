@@ -434,3 +434,12 @@ def test_the_demo_history_shows_an_applied_file_and_keeps_it(demo_app):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == applied.sha256
     assert invalid.state is ImportState.INVALID
     assert [(e["row"], e["column"]) for e in invalid.errors] == [(3, "仪器分类代码")]
+
+
+def test_file_names_and_cell_values_are_shown_escaped(app, host, admin_client):
+    markup, name = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>.csv"
+    import_id = import_id_of(upload(admin_client, csv_bytes([row(**{"仪器分类代码": markup})]), name))
+    detail = admin_client.get(f"/admin/imports/{import_id}").get_data(as_text=True)
+    assert markup not in detail and "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+    for html in (detail, admin_client.get("/admin/imports").get_data(as_text=True)):
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.csv" in html
