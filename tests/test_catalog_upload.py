@@ -17,6 +17,7 @@ from portal.accounts.models import User
 from portal.catalog import imports
 from portal.catalog.importer import HEADERS
 from portal.catalog.models import CatalogImport, ImportState, Instrument
+from portal.catalog.upload_checks import ImportRefused
 from portal.core.errors import Forbidden, InvalidTransition
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
@@ -249,10 +250,10 @@ def test_a_zip_bomb_is_refused_unopened(app, admin_client, zip_bomb):
 
 def test_size_and_row_limits(app, host, admin):
     app.config.update(IMPORT_MAX_BYTES=1000)
-    with pytest.raises(imports.ImportRefused, match="MB"):
+    with pytest.raises(ImportRefused, match="MB"):
         imports.start_import(admin, io.BytesIO(b"x" * 1001), "big.csv")
     app.config.update(IMPORT_MAX_BYTES=10**6, IMPORT_MAX_ROWS=2)
-    with pytest.raises(imports.ImportRefused, match="2"):
+    with pytest.raises(ImportRefused, match="2"):
         imports.start_import(admin, io.BytesIO(csv_bytes(ONE_BAD_ROW)), "rows.csv")
     assert history() == [] and stored(app) == set()
 

@@ -21,6 +21,7 @@ from portal.admin import services
 from portal.admin.forms import ActionForm, EnterpriseSearchForm, InstitutionForm, SearchForm, UploadForm
 from portal.catalog import imports
 from portal.catalog.models import IMPORT_STATE_LABELS, ImportState
+from portal.catalog.upload_checks import FORMATS
 from portal.core.errors import InvalidTransition, ServiceError, ValidationFailed
 from portal.core.forms import show_service_errors
 from portal.core.inputs import page_number
@@ -251,6 +252,4 @@ APPLY_OUTCOMES = {
 def import_file(import_id: int) -> ResponseReturnValue:
     """The uploaded file as it was kept."""
     path, row = imports.stored_file(current_user, import_id)
-    return send_file(
-        path, mimetype=imports.FORMATS[row.fmt][0], as_attachment=True, download_name=row.original_name
-    )
+    return send_file(path, mimetype=FORMATS[row.fmt][0], as_attachment=True, download_name=row.original_name)

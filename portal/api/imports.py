@@ -12,6 +12,7 @@ from portal.api.auth import BEARER, token_required
 from portal.api.schemas import ApiBlueprint, ErrorSchema
 from portal.catalog import imports
 from portal.catalog.models import ImportState
+from portal.catalog.upload_checks import ImportRefused
 from portal.core.errors import InvalidTransition
 from portal.core.permissions import Role
 
@@ -75,7 +76,7 @@ def create_import(args: dict):
     upload = args["file"]
     row = imports.import_now(current_user, upload.stream, upload.filename, dry_run=dry_run)
     if row.state is ImportState.INVALID:
-        raise imports.ImportRefused(
+        raise ImportRefused(
             _("The file has errors; nothing was written."), row.errors, error_count=row.error_count
         )
     if row.state is ImportState.CHECKED and not dry_run:  # a concurrent edit: apply again

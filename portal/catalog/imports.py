@@ -1,21 +1,17 @@
 """Catalogue files uploaded by administrators: checked on arrival, a dry run, then applied as stored.
 
-An upload is accepted only if its content is a real XLSX workbook (a zip archive whose parts unpack
-to a bounded size) or UTF-8 CSV text, within the size and row limits; it is kept under a name of ours
-in the upload folder. The dry run and the apply both run the one importer (`portal.catalog.importer`)
-on the stored file, so what is applied is exactly what was checked. Small files are handled in the
-request, large ones by a worker whose progress the page shows. The progress is kept in the cache: the
-apply is one transaction, which cannot tell anyone how far it got before it commits.
+An upload is accepted only if its content passes `portal.catalog.upload_checks` (a real XLSX workbook
+or UTF-8 CSV text, within the limits); it is kept under a name of ours in the upload folder. The dry
+run and the apply both run the one importer (`portal.catalog.importer`) on the stored file, so what is
+applied is exactly what was checked. Small files are handled in the request, large ones by a worker
+whose progress the page shows. The progress is kept in the cache: the apply is one transaction, which
+cannot tell anyone how far it got before it commits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,131 +20,23 @@ from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from portal.accounts.models import User
-from portal.catalog.importer import ImportReport, Problem, Progress, RowError, import_catalog, read_table
+from portal.catalog.importer import ImportReport, Problem, Progress, import_catalog
 from portal.catalog.models import IMPORT_TRANSITIONS, CatalogImport, ImportState
+from portal.catalog.upload_checks import FORMATS, check_upload
 from portal.core import audit, clock, uploads
 from portal.core.database import locked, serialized_write
-from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from portal.core.exports import XLSX_MIMETYPE
+from portal.core.errors import Forbidden, InvalidTransition, NotFound
 from portal.core.paging import Page, paginate
 from portal.core.permissions import Role
 from portal.extensions import cache, db
 
-FORMATS = {"csv": ("text/csv", ".csv"), "xlsx": (XLSX_MIMETYPE, ".xlsx")}
-ZIP_MAGIC = b"PK\x03\x04"
-# The parts every XLSX workbook has; a zip archive without them is something else renamed.
-WORKBOOK_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
 PAGE_SIZE = 20
 PROGRESS_SECONDS = 6 * 3600
-
-
-class ImportRefused(ValidationFailed):
-    """A catalogue file that cannot be imported, with the problems found: [{"row", "column", "message"}]."""
-
-    def __init__(self, message: str, errors: list[dict[str, Any]], error_count: int | None = None) -> None:
-        super().__init__(message, {"file": message})
-        self.errors = errors
-        self.details.update(errors=errors, error_count=len(errors) if error_count is None else error_count)
-
-
-@dataclass(frozen=True)
-class CheckedFile:
-    data: bytes
-    fmt: str  # "csv" or "xlsx"
-    rows: int | None  # data rows; None for a large workbook (the worker counts them)
 
 
 def _require_admin(user: User) -> None:
     if user.role is not Role.ADMIN:
         raise Forbidden(_("Only administrators import catalogue files."))
-
-
-# --- checking an upload by its content -----------------------------------------------------------
-
-
-def _refuse(message: str) -> ImportRefused:
-    return ImportRefused(message, [{"row": None, "column": None, "message": message}])
-
-
-def _read_limited(stream: BinaryIO) -> bytes:
-    limit = current_app.config["IMPORT_MAX_BYTES"]
-    data = stream.read(limit + 1)
-    if not data:
-        raise _refuse(_("The file is empty."))
-    if len(data) > limit:
-        raise _refuse(_("The file is larger than %(mb)d MB.", mb=limit // (1024 * 1024)))
-    return data
-
-
-def _check_workbook(data: bytes) -> None:
-    """A real XLSX workbook whose parts unpack to a bounded size: a zip bomb is refused unopened."""
-    config = current_app.config
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
-        raise _refuse(_("The file is not an XLSX workbook: it is damaged or not a zip archive.")) from None
-    if len(members) > config["IMPORT_MAX_ZIP_MEMBERS"]:
-        raise _refuse(_("The workbook has too many parts (%(n)d).", n=len(members)))
-    # zipfile never unpacks a part beyond the size the archive declares for it (it stops there, and
-    # the checksum fails), so the declared sizes bound what opening the workbook can cost. Only
-    # deflate and no compression are allowed: Excel and WPS use nothing else.
-    unpacked = sum(member.file_size for member in members)
-    if unpacked > config["IMPORT_MAX_UNPACKED_BYTES"]:
-        raise _refuse(
-            _(
-                "The workbook unpacks to %(mb)d MB, more than the %(limit)d MB allowed.",
-                mb=unpacked // (1024 * 1024),
-                limit=config["IMPORT_MAX_UNPACKED_BYTES"] // (1024 * 1024),
-            )
-        )
-    names = {member.filename for member in members}
-    allowed = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-    if any(part not in names for part in WORKBOOK_PARTS) or any(
-        member.compress_type not in allowed or member.flag_bits & 0x1 for member in members
-    ):
-        raise _refuse(_("The file is a zip archive but not an XLSX workbook (or it is encrypted)."))
-
-
-def _check_text(data: bytes) -> None:
-    if b"\x00" in data:
-        raise _refuse(_("The file is neither an XLSX workbook nor CSV text."))
-    try:
-        data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _refuse(_("The CSV file is not UTF-8 text; save it as “CSV UTF-8”.")) from None
-
-
-def _count_rows(data: bytes, fmt: str) -> int:
-    """Data rows (the header not counted), read by the importer's own reader."""
-    try:
-        return max(0, sum(1 for _row in read_table(io.BytesIO(data), f"file.{fmt}")) - 1)
-    except RowError as error:
-        raise _refuse(str(error)) from None
-    except csv.Error as error:
-        raise _refuse(_("The CSV file cannot be read: %(reason)s", reason=str(error))) from None
-
-
-def check_upload(stream: BinaryIO, filename: str | None) -> CheckedFile:
-    """Read an upload and check it by its content (the name only words the message); ImportRefused if bad."""
-    config = current_app.config
-    data = _read_limited(stream)
-    if data.startswith(ZIP_MAGIC):
-        _check_workbook(data)
-        fmt = "xlsx"
-    elif Path(filename or "").suffix.lower() in (".xlsx", ".xls", ".xlsm"):
-        raise _refuse(
-            _("The file is not a real XLSX workbook. Save it from Excel or WPS as .xlsx, or as CSV UTF-8.")
-        )
-    else:
-        _check_text(data)
-        fmt = "csv"
-    rows = None
-    if fmt == "csv" or len(data) <= config["IMPORT_ASYNC_BYTES"]:
-        rows = _count_rows(data, fmt)
-        if rows > config["IMPORT_MAX_ROWS"]:
-            raise _refuse(_("At most %(n)d rows per file.", n=config["IMPORT_MAX_ROWS"]))
-    return CheckedFile(data, fmt, rows)
 
 
 def _accept(user: User, stream: BinaryIO, filename: str | None) -> CatalogImport:
