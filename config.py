@@ -84,6 +84,20 @@ class Config:
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 
+    # Catalogue files uploaded in the admin console or the API. An upload may have IMPORT_MAX_BYTES (kept
+    # below MAX_CONTENT_LENGTH so the form can say so); an XLSX workbook may unpack to at most
+    # IMPORT_MAX_UNPACKED_BYTES in IMPORT_MAX_ZIP_MEMBERS parts (a zip bomb is refused unopened); a file
+    # may have IMPORT_MAX_ROWS rows. Files with more rows than IMPORT_ASYNC_ROWS or more bytes than
+    # IMPORT_ASYNC_BYTES are checked and applied by a worker, with a progress page. A dry run lists at
+    # most IMPORT_MAX_ERRORS problems (and says how many there are).
+    IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES", str(16 * 1024 * 1024)))
+    IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("IMPORT_MAX_UNPACKED_BYTES", str(128 * 1024 * 1024)))
+    IMPORT_MAX_ZIP_MEMBERS = int(os.environ.get("IMPORT_MAX_ZIP_MEMBERS", "1000"))
+    IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "200000"))
+    IMPORT_ASYNC_ROWS = int(os.environ.get("IMPORT_ASYNC_ROWS", "2000"))
+    IMPORT_ASYNC_BYTES = int(os.environ.get("IMPORT_ASYNC_BYTES", str(256 * 1024)))
+    IMPORT_MAX_ERRORS = int(os.environ.get("IMPORT_MAX_ERRORS", "1000"))
+
     # Booking requests nobody answers expire after this long (or when their slot begins).
     BOOKING_REQUEST_TTL_HOURS = 72
 

@@ -27,6 +27,7 @@ from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
 from portal.booking import services as booking
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
+from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -35,7 +36,7 @@ from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
 from portal.vouchers import services as vouchers
-from portal.vouchers.models import ApplicationState, VoucherApplication
+from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -60,6 +61,7 @@ PARTNER = {
 }
 
 _serial = itertools.count(1)
+_scheme_years = itertools.count(2030, 2)  # admin console (issue 13): years free for a new scheme
 
 
 def own_side(role: str) -> str:
@@ -310,6 +312,39 @@ class World:
         row = db.session.scalar(select(Notification).where(Notification.dedup_key == f"matrix:{n}:{user.id}"))
         return {"notification_id": row.id}
 
+    # --- admin console (issue 13): fresh objects for its actions -------------------------------------
+
+    def _make_institution(self, side: str) -> dict[str, Any]:
+        row = _institution(f"矩阵新单位{side}{next(_serial)}")
+        return {"institution_id": row.id, "uscc": row.uscc}
+
+    def _make_scheme_year(self, side: str) -> dict[str, Any]:
+        # Written directly: a year whose next year has no scheme yet, for each copy that is meant to work.
+        year = next(_scheme_years)
+        source = vouchers.require_scheme()
+        db.session.add(
+            Scheme(
+                year=year,
+                name=f"{year}年度方案",
+                enterprise_cap_fen=source.enterprise_cap_fen,
+                group_cap_fen=source.group_cap_fen,
+                voucher_validity_days=source.voucher_validity_days,
+                service_window_start=date(year, 1, 1),
+                service_window_end=date(year, 12, 31),
+                public_notice_days=source.public_notice_days,
+                four_eyes_threshold_fen=source.four_eyes_threshold_fen,
+                excluded_service_types=[],
+                allocated_fen=0,
+            )
+        )
+        db.session.commit()
+        return {"year": year}
+
+    def _make_catalog_import(self, side: str) -> dict[str, Any]:
+        """A file whose dry run was clean, waiting to be applied."""
+        row = catalog_imports.start_import(self.user("admin"), io.BytesIO(console_csv()), "矩阵仪器.csv")
+        return {"import_id": row.id}
+
     # --- clients ------------------------------------------------------------------------------------
 
     def login(self, role: str) -> None:
@@ -500,6 +535,7 @@ def build_world(app: Flask) -> World:
         assert db.session.get(ExportJob, job_id).state is ExportState.DONE
         world.personal["export"][role] = {"job_id": job_id}
     app.config["EXPORT_ASYNC_ROWS"] = threshold
+    build_console_objects(world)
     return world
 
 
@@ -567,3 +603,33 @@ URL_PARAM = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
 
 def fill(rule: str, params: dict[str, Any]) -> str:
     return URL_PARAM.sub(lambda m: str(params[m.group(1)]), rule)
+
+
+# --- admin console (issue 13) ----------------------------------------------------------------------
+
+
+def console_csv() -> bytes:
+    """A catalogue file of one instrument of institution A, in the network's format."""
+    from portal.catalog.importer import HEADERS
+
+    values = {
+        "仪器编码": "MX-IMPORT-1",
+        "仪器名称": "导入的光谱仪",
+        "仪器分类代码": "0104",
+        "原值(万元)": "12.5",
+    }
+    values["依托单位"] = "矩阵大学A"
+    return (",".join(HEADERS) + "\n" + ",".join(values.get(h, "") for h in HEADERS) + "\n").encode()
+
+
+def build_console_objects(world: World) -> None:
+    """What the console's routes name: an institution, a year's scheme, an uploaded catalogue file."""
+    for side in SIDES:
+        institution = db.session.get(Institution, world.institutions[side])
+        world.shared.setdefault("institution", {})[side] = {
+            "institution_id": institution.id,
+            "uscc": institution.uscc,
+        }
+        world.shared.setdefault("scheme_year", {})[side] = {"year": 2026}
+    checked = world._make_catalog_import("A")
+    world.shared["catalog_import"] = {side: checked for side in SIDES}

@@ -21,6 +21,7 @@ browser sessions; no page POST works without its CSRF token.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import shutil
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from tests.access_world import (
     ROLES,
     World,
     build_world,
+    console_csv,
     fill,
     other,
     own_side,
@@ -54,7 +56,7 @@ from tests.access_world import (
     take_flashes,
 )
 from tests.conftest import _clean_postgres, app_in_context, service_missing
-from tests.factories import PASSWORD, extract_csrf
+from tests.factories import PASSWORD, extract_csrf, valid_uscc
 
 # --- the answers ---------------------------------------------------------------------------------
 
@@ -155,6 +157,35 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/claims/<int:id>/return", "POST"): {"json": COMMENT},
     ("/api/v1/finance/totals", "GET"): {"query": {"month": "2026-12"}},
 }
+
+# --- admin console (issue 13) ---------------------------------------------------------------------
+
+
+def _institution_form(o: dict, _role: str) -> dict:
+    return {
+        "name": f"矩阵单位{next(_console_serial)}",
+        "uscc": o.get("uscc") or valid_uscc(),
+        "kind": "institute",
+        "county": "东昌府区",
+        "is_local": "y",
+    }
+
+
+def _catalogue_file(_o: dict, _role: str) -> dict:
+    return {"file": (io.BytesIO(console_csv()), "矩阵仪器.csv")}
+
+
+_console_serial = itertools.count(1)
+REQUESTS.update(
+    {
+        ("/admin/institutions/new", "POST"): {"form": _institution_form},
+        ("/admin/institutions/<int:institution_id>", "POST"): {"form": _institution_form},
+        ("/admin/imports", "POST"): {"form": _catalogue_file},
+        ("/api/v1/catalog/imports", "POST"): {
+            "multipart": lambda o, r: {**_catalogue_file(o, r), "dry_run": "true"}
+        },
+    }
+)
 
 API_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "invalid_transition"}
 COLUMN_OF = {"anon": "anon", "ent_a": "ent", "ent_b": "ent", "prov_p1": "prov", "prov_p2": "prov"}

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from itertools import count, pairwise
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import select
 
@@ -36,7 +34,7 @@ from portal.extensions import db
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers import services as vouchers
 from portal.vouchers.models import Claim, ClaimState
-from tests.conftest import create_pg_database, drop_pg_database, make_app, migrate_database, service_missing
+from tests.conftest import make_app
 from tests.factories import extract_csrf, login
 from tests.services_runner import (
     CeleryWorker,
@@ -46,6 +44,9 @@ from tests.services_runner import (
     wait_for,
     worker_env,
 )
+
+# The private PostgreSQL database and redis-server fixtures (`database`, `redis_server`).
+pytest_plugins = ["tests.private_services"]
 
 # Short timings, the same for the workers (environment) and this process (app config).
 SETTINGS = {
@@ -57,7 +58,6 @@ SETTINGS = {
     "MAIL_TIMEOUT": 10,
 }
 SWEEP_EVERY = 0.5
-_databases = count(1)
 
 
 # --- the services --------------------------------------------------------------------------------
@@ -81,33 +81,6 @@ def time_limit() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture
-def database(worker_id: str) -> Iterator[str]:
-    """A migrated PostgreSQL database of this test alone (the workers connect to it too)."""
-    name = re.sub(r"\W", "_", f"portal_delivery_{worker_id}_{os.getpid()}_{next(_databases)}")
-    try:
-        url = create_pg_database(name)
-    except sa.exc.OperationalError:
-        service_missing("PostgreSQL")
-    try:
-        migrate_database(url)
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not shutil.which("redis-server"):
-        service_missing("redis-server")
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

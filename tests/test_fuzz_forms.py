@@ -295,7 +295,36 @@ def world(
         (finance, "/dashboard/", None),
         (finance, "/dashboard/ranking", None),
     ]
+    pages += console_pages(admin, make_institution(), host)  # admin console (issue 13)
     return {"pages": pages}
+
+
+# --- admin console (issue 13) ----------------------------------------------------------------------
+
+
+def console_pages(admin, institution, host) -> list[tuple]:
+    """The console's forms: an institution to edit, the schemes, an upload and a checked file to apply."""
+    from portal.catalog import imports
+    from portal.catalog.importer import HEADERS
+
+    values = {
+        "仪器编码": "FUZZ-1",
+        "仪器名称": "模糊测试仪",
+        "仪器分类代码": "0102",
+        "原值(万元)": "1",
+        "依托单位": host.name,
+    }
+    data = (",".join(HEADERS) + "\n" + ",".join(values.get(h, "") for h in HEADERS) + "\n").encode()
+    checked = imports.start_import(admin, io.BytesIO(data), "fuzz.csv")
+    return [
+        (admin, "/admin/institutions", None),
+        (admin, "/admin/institutions/new", None),
+        (admin, f"/admin/institutions/{institution.id}", None),
+        (admin, "/admin/enterprises", None),
+        (admin, "/admin/schemes", None),
+        (admin, "/admin/imports", None),
+        (admin, f"/admin/imports/{checked.id}", "/apply"),
+    ]
 
 
 # --- the fuzzing -----------------------------------------------------------------------------------

@@ -213,3 +213,12 @@ class ApiToken(db.Model):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.id} user={self.user_id}>"
+
+
+OBJECT_LABELS.update({"institution": _l("Host institution")})
+ACTION_LABELS.update(
+    {
+        "institution.created": _l("Institution added"),
+        "institution.updated": _l("Institution changed"),
+    }
+)

@@ -10,14 +10,23 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import uscc as stdnum_uscc
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.accounts.models import ApiToken, Enterprise, EnterpriseKind, Institution, User, VerificationState
+from portal.accounts.models import (
+    ApiToken,
+    Enterprise,
+    EnterpriseKind,
+    Institution,
+    InstitutionKind,
+    User,
+    VerificationState,
+)
 from portal.core import audit
 from portal.core.clock import utcnow
-from portal.core.errors import Forbidden, ValidationFailed
+from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
 
@@ -281,3 +290,102 @@ def user_for_token(token: str) -> User | None:
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     return row.user if row.user.is_active else None
+
+
+# --- host institutions (the admin console) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstitutionData:
+    name: str
+    uscc: str
+    county: str
+    kind: InstitutionKind
+    address: str | None
+    # In Liaocheng: the city's top-up applies to services of this host's instruments only then.
+    is_local: bool
+
+
+def _institution_values(data: InstitutionData) -> dict[str, object]:
+    """The values to store, or ValidationFailed with a message for every field that is wrong."""
+    fields: dict[str, str] = {}
+    name = " ".join((data.name or "").split())
+    if not name:
+        fields["name"] = _("Required.")
+    try:
+        uscc = check_uscc(data.uscc)
+    except ValidationFailed as error:  # a checksum failure too: institutions have no legacy override
+        fields["uscc"] = error.message
+        uscc = None
+    if data.county not in current_app.config["COUNTIES"]:
+        fields["county"] = _("Choose a county from the list.")
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+    address = " ".join((data.address or "").split()) or None
+    return {
+        "name": name,
+        "uscc": uscc,
+        "county": data.county,
+        "kind": data.kind,
+        "address": address,
+        "is_local": data.is_local,
+    }
+
+
+def _duplicate_fields(values: dict[str, object], institution_id: int | None) -> dict[str, str]:
+    others = select(Institution.id).where(Institution.id != (institution_id or 0))
+    fields = {}
+    if db.session.scalar(others.where(Institution.name == values["name"])):
+        fields["name"] = _("Another institution already has this name.")
+    if db.session.scalar(others.where(Institution.uscc == values["uscc"])):
+        fields["uscc"] = _("Another institution already has this credit code.")
+    return fields
+
+
+def save_institution(user: User, data: InstitutionData, institution_id: int | None = None) -> Institution:
+    """Add a host institution or change one (administrators); names and credit codes are unique."""
+    if user.role is not Role.ADMIN:
+        raise Forbidden(_("Only administrators manage institutions."))
+    institution = None
+    if institution_id is not None:
+        institution = db.session.get(Institution, institution_id)
+        if institution is None:
+            raise NotFound(_("No such institution."))
+    values = _institution_values(data)
+    duplicates = _duplicate_fields(values, institution_id)
+    if duplicates:
+        raise ValidationFailed(_("Please correct the marked fields."), duplicates)
+    if institution is None:
+        institution = Institution(**values)
+        db.session.add(institution)
+        before, after = None, {k: _plain(v) for k, v in values.items()}
+    else:
+        before = {k: _plain(getattr(institution, k)) for k in values if getattr(institution, k) != values[k]}
+        after = {k: _plain(values[k]) for k in before}
+        if not after:
+            return institution  # nothing changed: nothing to record
+        for key in after:
+            setattr(institution, key, values[key])
+    try:
+        db.session.flush()
+        audit.record(
+            "institution.created" if before is None else "institution.updated",
+            "institution",
+            institution.id,
+            before=before,
+            after=after,
+            actor_id=user.id,
+        )
+        db.session.commit()
+    except IntegrityError:
+        # Another administrator saved the same name or code a moment ago.
+        db.session.rollback()
+        raise ValidationFailed(
+            _("Please correct the marked fields."),
+            _duplicate_fields(values, institution_id) or {"name": _("Please try again.")},
+        ) from None
+    return institution
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, InstitutionKind) else value

@@ -22,7 +22,7 @@ class PortalApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register every API blueprint under /api/v1, exempt from CSRF (it uses bearer tokens, not cookies)."""
-    from portal.api import auth, booking, catalog, finance, vouchers
+    from portal.api import auth, booking, catalog, finance, imports, vouchers
 
     api = PortalApi(
         app,
@@ -32,7 +32,7 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (auth, catalog, booking, vouchers, finance):
+    for module in (auth, catalog, booking, vouchers, finance, imports):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
 

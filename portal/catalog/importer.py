@@ -31,7 +31,12 @@ from portal.extensions import db
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 PHONE_PATTERN = re.compile(r"^[0-9+()\- ,;/、]{5,40}$")
-MAX_ROWS = 200_000
+MAX_ROWS = 200_000  # unless IMPORT_MAX_ROWS says otherwise
+# A long import reports how far it got every this many rows (see `import_catalog`'s `progress`).
+PROGRESS_EVERY = 500
+
+# progress(phase, rows): "reading" while the rows are checked, "writing" while they are applied.
+Progress = Callable[[str, int], None]
 
 
 class RowError(ValueError):
@@ -67,6 +72,10 @@ class ImportReport:
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
     dry_run: bool = False
+    rows: int = 0  # data rows that are not empty
+    # The catalogue changed while the file was applied (a concurrent edit): nothing was written, and
+    # the same file can simply be applied again.
+    conflict: bool = False
 
     @property
     def ok(self) -> bool:
@@ -189,10 +198,15 @@ def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
             workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception:
             raise RowError(_("The XLSX workbook cannot be read.")) from None
-        sheet = workbook.worksheets[0]
-        for row in sheet.iter_rows(values_only=True):
-            yield list(row)
-        workbook.close()
+        try:
+            sheet = workbook.worksheets[0]
+            for row in sheet.iter_rows(values_only=True):
+                yield list(row)
+        except Exception:
+            # A damaged sheet (broken XML, an entity bomb defusedxml refuses) is the file's problem.
+            raise RowError(_("The XLSX workbook cannot be read.")) from None
+        finally:
+            workbook.close()
     elif suffix == ".csv":
         try:
             text = stream.read().decode("utf-8-sig")
@@ -272,8 +286,10 @@ def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: lis
 
 
 def _records(
-    rows: Iterator[list[Any]], problems: list[Problem], lookups: _Lookups
+    rows: Iterator[list[Any]], report: ImportReport, lookups: _Lookups, progress: Progress | None = None
 ) -> Iterator[tuple[int, dict]]:
+    problems = report.problems
+    max_rows = current_app.config.get("IMPORT_MAX_ROWS", MAX_ROWS)
     header_row = next(rows, None)
     if header_row is None:
         problems.append(Problem(0, "", _("The file is empty.")))
@@ -287,12 +303,15 @@ def _records(
     positions = {h: i for i, h in reversed(list(enumerate(headers))) if h in HEADERS}
     seen: dict[str, int] = {}
     for row_number, row in enumerate(rows, start=2):
-        if row_number > MAX_ROWS + 1:
-            problems.append(Problem(row_number, "", _("At most %(n)d rows per file.", n=MAX_ROWS)))
+        if row_number > max_rows + 1:
+            problems.append(Problem(row_number, "", _("At most %(n)d rows per file.", n=max_rows)))
             return
+        if progress and (row_number - 1) % PROGRESS_EVERY == 0:
+            progress("reading", row_number - 1)
         cells = {h: _cell_text(row[i]) if i < len(row) else "" for h, i in positions.items()}
         if not any(cells.values()):
             continue
+        report.rows += 1
         record = _parse_row(cells, row_number, lookups, problems)
         if record is None:
             continue
@@ -318,9 +337,19 @@ def _comparable(value: Any) -> Any:
 
 
 def import_catalog(
-    stream: IO[bytes], filename: str, *, dry_run: bool = False, actor_id: int | None = None
+    stream: IO[bytes],
+    filename: str,
+    *,
+    dry_run: bool = False,
+    actor_id: int | None = None,
+    progress: Progress | None = None,
+    before_commit: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
-    """Check a whole catalogue file and, if every row is good and this is not a dry run, upsert it by code."""
+    """Check a whole catalogue file and, if every row is good and this is not a dry run, upsert it by code.
+
+    `progress` hears how many rows are done now and then; `before_commit` may add its own rows to the
+    import's transaction (a history row), so that they are written together with the catalogue or not at all.
+    """
     report = ImportReport(dry_run=dry_run)
     lookups = _Lookups(
         categories={c.code: c for c in db.session.scalars(select(Category))},
@@ -328,7 +357,7 @@ def import_catalog(
         counties=tuple(current_app.config["COUNTIES"]),
     )
     try:
-        records = list(_records(read_table(stream, filename), report.problems, lookups))
+        records = list(_records(read_table(stream, filename), report, lookups, progress))
     except RowError as error:
         report.problems.append(Problem(0, "", str(error)))
         return report
@@ -348,7 +377,9 @@ def import_catalog(
             (i.code, i) for i in db.session.scalars(select(Instrument).where(Instrument.code.in_(chunk)))
         )
 
-    for _row, record in records:
+    for done, (_row, record) in enumerate(records, start=1):
+        if progress and not dry_run and done % PROGRESS_EVERY == 0:
+            progress("writing", done)
         instrument = existing.get(record["code"])
         if instrument is None:
             db.session.add(Instrument(**record))
@@ -383,26 +414,30 @@ def import_catalog(
                 reason=f"import {Path(filename).name}",
                 actor_id=actor_id,
             )
-    if dry_run or not (report.created or report.updated):
+    if dry_run:
         db.session.rollback()
         return report
-    audit.record(
-        "catalog.imported",
-        "catalog",
-        None,
-        after={
-            "file": Path(filename).name,
-            "created": report.created,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-        },
-        actor_id=actor_id,
-    )
+    if report.created or report.updated:
+        audit.record(
+            "catalog.imported",
+            "catalog",
+            None,
+            after={
+                "file": Path(filename).name,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+            },
+            actor_id=actor_id,
+        )
+    if before_commit is not None:
+        before_commit(report)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         report.created = report.updated = report.unchanged = 0
+        report.conflict = True
         report.problems.append(
             Problem(0, "", _("The catalogue changed while this file was imported; run the import again."))
         )

@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from enum import StrEnum
+from typing import Any
 
 from flask import has_request_context, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
     ForeignKey,
     Index,
+    Integer,
     SmallInteger,
     String,
     Text,
@@ -24,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from portal.accounts.models import Institution
+from portal.accounts.models import Institution, User
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.text import grams, normalize
@@ -257,3 +260,103 @@ def _bump_version_on_catalog_change(session: Session, flush_context) -> None:
             update(CatalogState).where(CatalogState.id == 1).values(version=uuid.uuid4().hex)
         )
         forget_catalog_version()
+
+
+# --- catalogue files uploaded in the admin console or through the API ------------------------------
+
+
+class ImportState(StrEnum):
+    CHECKING = "checking"  # the dry run is queued or running
+    CHECKED = "checked"  # the dry run found no problem: the file can be applied
+    INVALID = "invalid"  # the file has problems: it cannot be applied (nothing was written)
+    APPLYING = "applying"  # queued or running
+    APPLIED = "applied"
+    FAILED = "failed"  # the worker stopped on an unexpected error (nothing was written)
+
+
+# The import's state machine in one place: where each state may go next. CHECKED comes back from
+# APPLYING when the catalogue changed under the import (a concurrent edit): nothing was written, and
+# the same file can be applied again.
+IMPORT_TRANSITIONS: dict[ImportState, frozenset[ImportState]] = {
+    ImportState.CHECKING: frozenset({ImportState.CHECKED, ImportState.INVALID, ImportState.FAILED}),
+    ImportState.CHECKED: frozenset({ImportState.APPLYING}),
+    ImportState.APPLYING: frozenset(
+        {ImportState.APPLIED, ImportState.INVALID, ImportState.CHECKED, ImportState.FAILED}
+    ),
+    ImportState.INVALID: frozenset(),
+    ImportState.APPLIED: frozenset(),
+    ImportState.FAILED: frozenset(),
+}
+
+IMPORT_STATE_LABELS = {
+    ImportState.CHECKING: _l("Being checked"),
+    ImportState.CHECKED: _l("Checked (dry run): ready to apply"),
+    ImportState.INVALID: _l("Has problems: not applied"),
+    ImportState.APPLYING: _l("Being applied"),
+    ImportState.APPLIED: _l("Applied"),
+    ImportState.FAILED: _l("Failed"),
+}
+
+
+class CatalogImport(db.Model):
+    """An uploaded catalogue file, kept under our own name: checked by a dry run, then applied as stored."""
+
+    __tablename__ = "catalog_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The name the uploader's computer gave it (shown and used for downloads, never to open the file).
+    original_name: Mapped[str] = mapped_column(String(200))
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)
+    fmt: Mapped[str] = mapped_column(String(4))  # "csv" or "xlsx", recognised by the content
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Data rows (the header not counted); None until known (a large workbook is counted by the worker).
+    rows: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[ImportState] = mapped_column(
+        str_enum(ImportState), default=ImportState.CHECKING, index=True
+    )
+    # What the last run found: would be (dry run) or was (applied) created, updated, left unchanged.
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"row", "column", "message"}], at most IMPORT_MAX_ERRORS of them; error_count says how many in all.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Why a run stopped without a result (the worker failed, the catalogue changed meanwhile).
+    note: Mapped[str | None] = mapped_column(Text)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    applied_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    uploaded_by: Mapped[User] = relationship(foreign_keys=[uploaded_by_id])
+    applied_by: Mapped[User | None] = relationship(foreign_keys=[applied_by_id])
+
+    __table_args__ = (
+        CheckConstraint(
+            "created >= 0 AND updated >= 0 AND unchanged >= 0 AND error_count >= 0", name="counts"
+        ),
+        CheckConstraint("fmt IN ('csv', 'xlsx')", name="fmt"),
+    )
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run is queued or under way (the page follows its progress)."""
+        return self.state in (ImportState.CHECKING, ImportState.APPLYING)
+
+    def __repr__(self) -> str:
+        return f"<CatalogImport {self.id} {self.state} {self.original_name}>"
+
+
+OBJECT_LABELS.update({"catalog_import": _l("Catalogue file")})
+ACTION_LABELS.update(
+    {
+        "catalog_import.uploaded": _l("Catalogue file uploaded"),
+        "catalog_import.checked": _l("Catalogue file checked (dry run)"),
+        "catalog_import.apply_requested": _l("Catalogue file to be applied"),
+        "catalog_import.applied": _l("Catalogue file applied"),
+        "catalog_import.refused": _l("Catalogue file not applied"),
+        "catalog_import.failed": _l("Catalogue import failed"),
+    }
+)

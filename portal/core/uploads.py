@@ -93,3 +93,14 @@ def stored_path(stored_name: str) -> Path:
 def discard(stored_name: str) -> None:
     """Remove a stored file whose database row was not written."""
     stored_path(stored_name).unlink(missing_ok=True)
+
+
+def store_checked(data: bytes, suffix: str, filename: str | None, content_type: str) -> StoredFile:
+    """Store content a caller has already checked (a catalogue file), under a new name of ours."""
+    stored_name = f"{uuid.uuid4().hex}{suffix}"
+    target = upload_root() / stored_name
+    with target.open("xb") as out:
+        out.write(data)
+    return StoredFile(
+        stored_name, content_type, len(data), hashlib.sha256(data).hexdigest(), _clean_name(filename)
+    )

@@ -37,6 +37,7 @@ from portal.demo import (
     data,
 )
 from portal.demo import vouchers as voucher_demo
+from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
 
 BATCH = 2000
@@ -176,6 +177,7 @@ def load_demo(
     if vouchers:
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
+    load_catalog_imports()
     bump_catalog_version()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()

@@ -496,3 +496,7 @@ class ClaimItem(db.Model):
 
     def __repr__(self) -> str:
         return f"<ClaimItem claim={self.claim_id} record={self.service_record_id}>"
+
+
+# The admin console's scheme action (its settings page records "scheme.saved").
+ACTION_LABELS["scheme.copied"] = _l("Next year's scheme made from this year's")

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
@@ -163,6 +164,82 @@ def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
         "funds": {f.name: {"rate": str(f.rate), "budget_fen": f.budget_fen} for f in scheme.funds},
         "ranking_weights": scheme.ranking_weights,
     }
+
+
+def schemes_by_year() -> list[Scheme]:
+    """Every yearly scheme with its funds, the latest year first."""
+    return list(
+        db.session.scalars(select(Scheme).options(selectinload(Scheme.funds)).order_by(Scheme.year.desc()))
+    )
+
+
+def _a_year_later(day: date) -> date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
+
+
+def copy_scheme_to_next_year(user: User, year: int) -> Scheme:
+    """Make next year's scheme from this one: same funds, rates, budgets, caps and rules, dates a year on.
+
+    Nothing is committed or paid in the new year yet; a year that already has a scheme is left alone.
+    """
+    if user.role is not Role.ADMIN:
+        raise Forbidden(_("Only administrators set up voucher schemes."))
+    source = db.session.scalar(select(Scheme).where(Scheme.year == year).options(selectinload(Scheme.funds)))
+    if source is None:
+        raise NotFound(_("There is no scheme for %(year)d.", year=year))
+    target = year + 1
+    exists = _("There is already a scheme for %(year)d; change it in its settings instead.", year=target)
+    if not clock.plausible_year(target):
+        raise ValidationFailed(_("Enter a date between 2000 and 2099."), {"year": _("Out of range.")})
+    if db.session.scalar(select(Scheme.id).where(Scheme.year == target)):
+        raise ValidationFailed(exists, {"year": exists})
+    scheme = Scheme(
+        year=target,
+        name=source.name.replace(str(year), str(target))
+        if str(year) in source.name
+        else f"{source.name} {target}",
+        enterprise_cap_fen=source.enterprise_cap_fen,
+        group_cap_fen=source.group_cap_fen,
+        voucher_validity_days=source.voucher_validity_days,
+        service_window_start=_a_year_later(source.service_window_start),
+        service_window_end=_a_year_later(source.service_window_end),
+        public_notice_days=source.public_notice_days,
+        four_eyes_threshold_fen=source.four_eyes_threshold_fen,
+        excluded_service_types=list(source.excluded_service_types or []),
+        ranking_weights=dict(source.ranking_weights) if source.ranking_weights is not None else None,
+        allocated_fen=0,
+    )
+    scheme.funds = [
+        Fund(
+            name=fund.name,
+            position=fund.position,
+            rate=fund.rate,
+            condition=fund.condition,
+            enterprise_capped=fund.enterprise_capped,
+            budget_fen=fund.budget_fen,
+            committed_fen=0,
+            paid_fen=0,
+        )
+        for fund in source.funds
+    ]
+    db.session.add(scheme)
+    try:
+        db.session.flush()
+        audit.record(
+            "scheme.copied",
+            "scheme",
+            target,
+            after={"copied_from": year, **_scheme_snapshot(scheme)},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    except IntegrityError:  # another administrator made it a moment ago
+        db.session.rollback()
+        raise ValidationFailed(exists, {"year": exists}) from None
+    return scheme
 
 
 # --- enterprise verification --------------------------------------------------------------------
