@@ -28,7 +28,7 @@ from portal.notifications.models import Notification
 from portal.vouchers import services as vouchers
 from portal.vouchers.models import Claim, ClaimState
 from tests.factories import extract_csrf, login
-from tests.test_notifications import mailbox, mails  # noqa: F401 (mailbox is a fixture)
+from tests.test_notifications import mails
 
 State = BankAccountState
 ICBC = "中国工商银行聊城东昌支行"
@@ -36,6 +36,13 @@ ICBC = "中国工商银行聊城东昌支行"
 NUMBER = "0160 9012 3456 7890 123"
 DIGITS = NUMBER.replace(" ", "")
 MONTH = "2026-12"
+
+
+@pytest.fixture
+def mailbox(app, tmp_path) -> Path:
+    """Mail is written as files here (there is no MAIL_SERVER in the tests)."""
+    app.config["MAIL_FILE_FOLDER"] = str(tmp_path / "mail")
+    return tmp_path / "mail"
 
 
 @pytest.fixture
