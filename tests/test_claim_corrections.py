@@ -182,6 +182,13 @@ def test_the_holder_replies_replaces_a_file_and_submits_again(client, desk, retu
     )
     html = bad.get_data(as_text=True)
     assert bad.status_code == 200 and "已重新扫描银行回单，300dpi" in html and "is-invalid" in html
+    # A file without the document it replaces is asked about, not guessed.
+    unsaid = client.post(
+        f"/vouchers/claims/{claim.id}/revise",
+        data={**data, "kind": "", "file": (io.BytesIO(PDF), "回单.pdf"), "save": "1"},
+        content_type="multipart/form-data",
+    )
+    assert unsaid.status_code == 200 and "is-invalid" in unsaid.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(ServiceFile)) == 3
     saved = client.post(
         f"/vouchers/claims/{claim.id}/revise",

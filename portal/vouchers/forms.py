@@ -137,6 +137,16 @@ class ClaimRevisionForm(FlaskForm):
     save = SubmitField(_l("Save"))
     resubmit = SubmitField(_l("Save and submit again"))
 
+    def validate(self, extra_validators=None) -> bool:
+        """A file needs the service and the kind of document it replaces (both optional without one)."""
+        valid = super().validate(extra_validators)
+        if self.file.data and getattr(self.file.data, "filename", None):
+            for field in (self.record, self.kind):
+                if not (field.data or "").strip():
+                    field.errors = [*field.errors, _l("Say which document the new file replaces.")]
+                    valid = False
+        return valid
+
 
 class RelationForm(FlaskForm):
     institution = SelectField(_l("Host institution"), coerce=str, validators=[DataRequired()])
