@@ -228,6 +228,8 @@ def test_the_holder_replies_replaces_a_file_and_submits_again(client, desk, retu
     assert "file-replaced" in seen  # the old receipt is shown, struck through
     history = re.search(r'id="claim-history".*?</ul>', seen, re.S).group(0)
     assert "已重新扫描银行回单，300dpi" in history
+    api = reviewer.get(f"/api/v1/claims/{claim.id}", headers=bearer(reviewer, desk["reviewer2"]))
+    assert api.get_json()["reply"] == "已重新扫描银行回单，300dpi"
 
 
 def test_only_the_holder_corrects_and_only_a_returned_claim(desk, returned):
