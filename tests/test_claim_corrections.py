@@ -232,8 +232,12 @@ def test_the_holder_replies_replaces_a_file_and_submits_again(client, desk, retu
     assert api.get_json()["reply"] == "已重新扫描银行回单，300dpi"
 
 
-def test_only_the_holder_corrects_and_only_a_returned_claim(desk, returned):
+def test_only_the_holder_corrects_and_only_a_returned_claim(client, desk, returned):
     claim = returned["claim"]
+    login(client, desk["staff"].username)
+    seen = client.get(f"/vouchers/claims/{claim.id}").get_data(as_text=True)
+    assert 'id="holder-only"' in seen and 'id="revise-claim"' not in seen and 'id="submit-claim"' not in seen
+    assert 'id="not-revisable"' in client.get(f"/vouchers/claims/{claim.id}/revise").get_data(as_text=True)
     with pytest.raises(Forbidden) as error:
         services.revise_claim(desk["staff"], claim.id, "我来改")
     assert desk["holder"].full_name in error.value.message
