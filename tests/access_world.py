@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from portal.accounts import banking
 from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
 from portal.booking import services as booking
@@ -302,6 +303,36 @@ class World:
         )
         return {"blackout_id": row.id}
 
+    # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
+
+    def verified_bank_account(self, side: str) -> dict[str, Any]:
+        """The enterprise's account, entered by its holder and verified by the reviewer."""
+        account = banking.record_bank_account(
+            self._ent_user(side),
+            banking.BankAccountData(
+                f"聊城矩阵科技有限公司{side}", "中国工商银行聊城分行", "0160 9000 0000 0001"
+            ),
+        )
+        banking.decide_bank_account(self.user("reviewer"), account.id, "verify")
+        return {"account_id": account.id}
+
+    def _make_bank_account_pending(self, side: str) -> dict[str, Any]:
+        n = next(_serial)
+        account = banking.record_bank_account(
+            self._ent_user(side),
+            banking.BankAccountData(
+                f"聊城矩阵科技有限公司{side}", "中国建设银行聊城分行", f"6217 0000 {n:08d}"
+            ),
+        )
+        return {"account_id": account.id}
+
+    def _make_claim_returned(self, side: str) -> dict[str, Any]:
+        claim_id = self._make_claim_submitted(side)["claim_id"]
+        vouchers.decide_claim(self.user("reviewer"), claim_id, "return", "请补充清晰的付款凭证")
+        return {"claim_id": claim_id, "id": claim_id}
+
+    # --- end of bank accounts and corrected claims ------------------------------------------------
+
     def make_notification(self, role: str) -> dict[str, Any]:
         user = self.user(role)
         n = next(_serial)
@@ -512,6 +543,12 @@ def build_world(app: Flask) -> World:
         shared["verification_submitted"] = world.verification_of(user, side)
         for kind, value in shared.items():
             world.shared.setdefault(kind, {})[side] = value
+    # --- bank accounts and corrected claims (issue 13): only a verified account is paid -----------
+    for side in SIDES:
+        world.shared.setdefault("bank_account", {})[side] = world.verified_bank_account(side)
+        world.shared.setdefault("bank_account_pending", {})[side] = world._make_bank_account_pending(side)
+        world.shared.setdefault("claim_returned", {})[side] = world._make_claim_returned(side)
+    # --- end of bank accounts and corrected claims --------------------------------------------------
     # Both approved claims finish their notice and are paid out in one batch of the month.
     vouchers.end_public_notice(date(2026, 12, 31))
     batch = finance.build_batch(world.user("finance"), MONTH)

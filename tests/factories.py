@@ -386,3 +386,37 @@ def make_service(app, make_instrument, make_institution):
         return record
 
     return make
+
+
+# --- bank accounts (issue 13: money reaches the right account) --------------------------------------
+
+
+@pytest.fixture
+def make_bank_account(app):
+    """A bank account version of the user's enterprise, written directly (verified unless told)."""
+    from portal.accounts.models import BankAccount, BankAccountState
+    from portal.core import clock
+
+    def make(user: User, state: BankAccountState = BankAccountState.VERIFIED, **overrides) -> BankAccount:
+        versions = db.session.scalars(
+            select(BankAccount.version).where(BankAccount.enterprise_id == user.enterprise_id)
+        ).all()
+        values = {
+            "enterprise_id": user.enterprise_id,
+            "version": max(versions, default=0) + 1,
+            "account_name": user.enterprise.name,
+            "bank_name": "中国工商银行聊城分行",
+            "account_number": f"0{1609000000000000000 + user.enterprise_id}",
+            "state": state,
+            "entered_by_id": user.id,
+            "entered_at": clock.utcnow(),
+        }
+        if state is BankAccountState.VERIFIED:
+            values.update(decided_by_id=user.id, decided_at=clock.utcnow())
+        values.update(overrides)
+        account = BankAccount(**values)
+        db.session.add(account)
+        db.session.commit()
+        return account
+
+    return make

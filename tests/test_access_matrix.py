@@ -109,6 +109,19 @@ def _upload(_o: dict, _role: str) -> dict:
     return {"kind": "result", "file": (io.BytesIO(PDF), "结果.pdf")}
 
 
+_accounts = itertools.count(1)
+
+
+def _bank_account(_o: dict, role: str) -> dict:
+    """A new account each time (the same one again would be refused as already waiting)."""
+    side = "B" if role == "ent_b" else "A"
+    return {
+        "account_name": f"聊城矩阵科技有限公司{side}",
+        "bank_name": "中国农业银行聊城分行",
+        "account_number": f"1523 0100 {next(_accounts):08d}",
+    }
+
+
 # What each request sends besides its URL: a query string, a page form (the CSRF token is added), a
 # JSON body, or a multipart body. A callable gets the object's URL parameters and the role.
 REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
@@ -126,6 +139,9 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/vouchers/claims/<int:claim_id>", "POST approve"): {"form": {"approve": "1"}},
     ("/review/applications/<int:application_id>", "POST"): {"form": {"reject": "1", **COMMENT}},
     ("/review/verifications/<int:request_id>", "POST"): {"form": {"reject": "1", **REASON}},
+    ("/vouchers/bank-account", "POST"): {"form": _bank_account},
+    ("/review/bank-accounts/<int:account_id>", "POST"): {"form": {"verify": "1"}},
+    ("/vouchers/claims/<int:claim_id>/revise", "POST"): {"form": {"reply": "已补充清晰的付款凭证扫描件"}},
     ("/api/v1/tokens", "POST"): {
         "json": lambda _o, role: (
             {"username": f"matrix_{role}", "password": PASSWORD}
@@ -455,7 +471,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
 DETAIL_ROUTES = {
     "booking": ("/bookings/{id}", "/api/v1/bookings/{id}"),
     "record": ("/api/v1/service-records/{id}",),
-    "claim": ("/vouchers/claims/{id}", "/api/v1/claims/{id}"),
+    "claim": ("/vouchers/claims/{id}", "/api/v1/claims/{id}", "/vouchers/claims/{id}/revise"),
     "voucher": ("/vouchers/voucher/{id}", "/api/v1/vouchers/{id}"),
     "application": ("/api/v1/voucher-applications/{id}", "/vouchers/applications/{id}/resubmit"),
 }
@@ -490,8 +506,9 @@ def test_no_foreign_id_is_found_and_none_answers_unlike_a_missing_one(world: Wor
             problems.append(f"{path}: answers unlike {missing_path}")
 
     for kind, routes in DETAIL_ROUTES.items():
-        if kind == "application" and role.startswith("prov"):
-            routes = routes[:1]  # the resubmit page is the enterprises' (403 for everyone else)
+        if kind in ("application", "claim") and role.startswith("prov"):
+            # The resubmit and revise pages are the enterprises' (403 for everyone else).
+            routes = [r for r in routes if not r.endswith(("/resubmit", "/revise"))]
         foreign = set(db.session.scalars(select(models[kind].id))) - visible[kind]
         assert foreign, f"no foreign {kind} to try"
         for object_id in sorted(foreign):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from flask_babel import force_locale
 
+from portal.accounts.banking import TRANSITIONS as BANKING_TRANSITIONS
 from portal.booking import services as booking
 from portal.booking.services import TRANSITIONS
 from portal.core import audit
@@ -33,6 +34,7 @@ DYNAMIC = {
     "voucher_application.{application.state.value}": {
         f"voucher_application.{state}" for state in ApplicationState
     },
+    "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
     # A helper that records the action its callers name (file:variable).
     "portal/catalog/imports.py:action": {
         "catalog_import.checked",

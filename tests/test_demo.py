@@ -223,3 +223,28 @@ def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
         for u in db.session.scalars(select(User).join(Voucher, Voucher.enterprise_id == User.enterprise_id))
     }
     assert {"enterprise", "enterprise2"} <= users
+
+
+def test_the_demo_pays_only_verified_accounts_and_shows_a_change_waiting(demo_app):
+    from portal.accounts.models import BankAccount, BankAccountState
+    from portal.finance.models import DisbursementBatch
+    from portal.vouchers.models import Claim
+
+    payees = set(
+        db.session.scalars(select(Claim.enterprise_id).where(Claim.state.in_(["payable", "paid"])).distinct())
+    )
+    verified = set(
+        db.session.scalars(
+            select(BankAccount.enterprise_id).where(BankAccount.state == BankAccountState.VERIFIED)
+        )
+    )
+    assert payees and payees <= verified  # the next batch can pay everyone waiting
+    assert all(not batch.held_back for batch in db.session.scalars(select(DisbursementBatch)))
+    demo = db.session.scalar(select(User).where(User.username == "enterprise"))
+    versions = db.session.scalars(
+        select(BankAccount)
+        .where(BankAccount.enterprise_id == demo.enterprise_id)
+        .order_by(BankAccount.version)
+    ).all()
+    assert [v.state for v in versions] == [BankAccountState.VERIFIED, BankAccountState.PENDING]
+    assert versions[1].bank_name != versions[0].bank_name  # a change of bank, for a reviewer to check

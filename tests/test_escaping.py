@@ -25,6 +25,7 @@ from markupsafe import escape
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from portal.accounts import banking
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
 from portal.booking import services as booking_services
 from portal.booking.models import BlackoutKind, BookingMode, BookingState, FileKind
@@ -76,6 +77,7 @@ def enterprise_user(make_user, label: str, **overrides):
         actual_controller=tagged(f"{label}控制人"),
         controller_group=tagged(f"{label}控制人"),
     )
+    overrides.setdefault("is_holder", True)  # who brings the enterprise along holds its account
     return make_user(Role.ENTERPRISE, enterprise=enterprise, full_name=tagged(f"{label}人"), **overrides)
 
 
@@ -159,10 +161,20 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
         tagged("保养"),
     )
 
+    # The bank account (issue 13): the one in effect, verified with a reason, and a change waiting.
+    account = banking.record_bank_account(
+        enterprise, banking.BankAccountData(tagged("户名"), tagged("开户行"), "0160 9000 1111 2222")
+    )
+    banking.decide_bank_account(reviewer, account.id, "verify", tagged("核验理由"))
+    change = banking.record_bank_account(
+        enterprise, banking.BankAccountData(tagged("户名"), tagged("新开户行"), "6217 0000 1111 2222")
+    )
+
     # Vouchers: a claim returned with a comment, one approved (so it is in the totals and exports).
     returned = voucher_services.create_claim(enterprise, voucher.id, [done[0].id])
     voucher_services.submit_claim(enterprise, returned.id)
     voucher_services.decide_claim(reviewer, returned.id, "return", tagged("退回申领"))
+    voucher_services.revise_claim(enterprise, returned.id, tagged("答复"))
     approved = voucher_services.create_claim(enterprise, voucher.id, [done[1].id])
     voucher_services.submit_claim(enterprise, approved.id)
     voucher_services.decide_claim(reviewer, approved.id, "approve")
@@ -213,6 +225,7 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
             "verification": verification.id,
             "voucher": voucher.id,
             "batch": batch.id,
+            "bank_change": change.id,
         },
     }
 
@@ -264,6 +277,13 @@ PAGES = [
     ("reviewer", "/finance/?group_by=enterprise&month_from=2026-01&month_to=2026-12", ["企业名"]),
     ("reviewer", "/finance/?group_by=provider&month_from=2026-01&month_to=2026-12", ["单位"]),
     ("finance", "/finance/batches/{batch}", ["企业名"]),
+    # issue 13: bank accounts and corrected claims
+    ("enterprise", "/vouchers/bank-account", ["户名", "开户行", "核验理由", "新开户行"]),
+    ("enterprise", "/vouchers/claims/{returned}/revise", ["退回申领", "答复"]),
+    ("reviewer", "/vouchers/claims/{returned}", ["答复"]),
+    ("reviewer", "/review/?kind=bank_account", ["企业名"]),
+    ("reviewer", "/review/bank-accounts/{bank_change}", ["企业名", "户名", "开户行", "新开户行"]),
+    ("finance", "/finance/batches/{batch}", ["户名", "开户行"]),
 ]
 
 
@@ -360,7 +380,8 @@ def test_exports_carry_markup_as_plain_cells(app, world, tmp_path: Path) -> None
     response = client.post(batch, data={"export-csrf_token": token, "export-submit": "1"})
     assert response.mimetype == "text/csv"
     rows = csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff")))
-    assert tagged("企业名") in {c for r in rows for c in r}
+    bank_cells = {c for r in rows for c in r}
+    assert tagged("企业名") in bank_cells and tagged("户名") in bank_cells
     export_catalog(tmp_path / "catalogue.xlsx")
     sheet = load_workbook(tmp_path / "catalogue.xlsx", read_only=True).worksheets[0]
     assert tagged("仪器") in {c for r in sheet.iter_rows(values_only=True) for c in r}
@@ -379,5 +400,5 @@ def test_mails_are_plain_text_with_one_line_subjects(app, world, tmp_path: Path)
         bodies.append(mail.get_content())
     subjects = " ".join(str(m["Subject"]) for m in mails)
     assert tagged("仪器") in subjects
-    for text in ("企业名", "拒绝", "退回申领", "退回申请"):
+    for text in ("企业名", "拒绝", "退回申领", "退回申请", "户名"):
         assert any(tagged(text) in body for body in bodies), text

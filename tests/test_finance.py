@@ -49,16 +49,19 @@ def tally_rows(month: str) -> list[tuple]:
 
 
 @pytest.fixture
-def approved(fake_clock, make_scheme, make_user, make_voucher, make_service):
-    """Approve claims through the real services; returns a function making one more."""
+def approved(fake_clock, make_scheme, make_user, make_voucher, make_service, make_bank_account):
+    """Approve claims through the real services; returns a function making one more. The enterprise
+    has a verified bank account unless `bank_account=False`."""
     scheme = make_scheme()
     reviewer = make_user(Role.REVIEWER)
 
-    def approve(user=None, fee_fen=10_000_00, name=None):
+    def approve(user=None, fee_fen=10_000_00, name=None, bank_account=True):
         user = user or make_user(Role.ENTERPRISE)
         if name:
             user.enterprise.name = name
             db.session.commit()
+        if bank_account:
+            make_bank_account(user)
         voucher = make_voucher(user, scheme)
         record = make_service(user, fee_fen)
         claim = services.create_claim(user, voucher.id, [record.id])
@@ -335,7 +338,7 @@ def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, ma
     text = finance.export_batch(clerk, batch.id)
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert all(not cell.startswith(FORMULA_PREFIXES) for row in rows for cell in row)
-    assert Decimal(rows[-1][2]) * 100 == batch.total_fen
+    assert Decimal(rows[-1][5]) * 100 == batch.total_fen
     with pytest.raises(ValidationFailed):
         finance.mark_batch_paid(clerk, batch.id, "  ")
 

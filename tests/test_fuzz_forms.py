@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from portal.accounts.models import VerificationState
+from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import services as booking_services
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
 from portal.catalog.importer import HEADERS, import_catalog
@@ -195,6 +195,7 @@ def world(
     make_voucher,
     make_service,
     make_booking,
+    make_bank_account,
 ) -> dict[str, Any]:
     """Users of every role, and an object in every state some form acts on."""
     host = make_institution(is_local=True)
@@ -228,7 +229,15 @@ def world(
     voucher_services.submit_claim(enterprise, approved.id)
     voucher_services.decide_claim(reviewer, approved.id, "approve")
     voucher_services.end_public_notice(date(2027, 1, 31))
+    make_bank_account(enterprise)  # finance pays only a verified account
     batch = finance_services.build_batch(finance, "2026-12")
+    # A returned claim to correct, and a bank account change to decide (issue 13).
+    to_correct = voucher_services.create_claim(
+        enterprise, voucher.id, [make_service(enterprise, instrument=instrument).id]
+    )
+    voucher_services.submit_claim(enterprise, to_correct.id)
+    voucher_services.decide_claim(reviewer, to_correct.id, "return", "请补充付款凭证")
+    bank_change = make_bank_account(enterprise, state=BankAccountState.PENDING, bank_name="中国银行聊城分行")
     applicants = [make_user(Role.ENTERPRISE) for _ in range(2)]
     applications = [voucher_services.apply_for_voucher(a, 50_000_00, "扩产检测") for a in applicants]
     returned = make_user(Role.ENTERPRISE)
@@ -270,6 +279,8 @@ def world(
         (enterprise, f"/vouchers/claims/{draft.id}", None),
         (enterprise, "/account/calendar", None),
         (enterprise, "/notifications/", None),
+        (enterprise, "/vouchers/bank-account", None),
+        (enterprise, f"/vouchers/claims/{to_correct.id}/revise", None),
         (returned, f"/vouchers/applications/{to_resubmit.id}/resubmit", None),
         (make_user(Role.ENTERPRISE), "/vouchers/apply", None),
         (pending, "/vouchers/verification", None),
@@ -286,6 +297,7 @@ def world(
         (reviewer2, f"/review/applications/{applications[1].id}", None),
         (reviewer2, f"/review/verifications/{verification.id}", None),
         (reviewer2, "/review/", None),
+        (reviewer2, f"/review/bank-accounts/{bank_change.id}", None),
         (reviewer2, "/review/audit", None),
         (admin, "/review/scheme", None),
         (admin, "/notifications/failed", None),

@@ -398,11 +398,14 @@ def test_check_voucher_validity(claimant):
 
 def test_a_failing_check_blocks_approval(claimant, make_service):
     user = claimant["user"]
-    record = make_service(user, 1_000_00, evidence=(FileKind.CONTRACT,))
+    record = make_service(user, 1_000_00)
     claim = services.submit_claim(user, services.create_claim(user, claimant["voucher"].id, [record.id]).id)
+    # The reviewer learns of a relation with the provider after the claim was submitted.
+    host_id = record.booking.instrument.institution_id
+    services.add_relation(claimant["reviewer"], user.enterprise_id, host_id, RelationKind.INVESTOR)
     with pytest.raises(InvalidTransition) as error:
         services.decide_claim(claimant["reviewer"], claim.id, "approve")
-    assert [c["code"] for c in error.value.details["checks"]] == ["evidence"]
+    assert [c["code"] for c in error.value.details["checks"]] == ["related_party"]
 
 
 def test_the_audit_log_is_searchable_by_reviewers(client, claimant):

@@ -116,7 +116,7 @@ def test_the_review_desk_filters_and_counts(
     html = client.get("/review/", query_string={"amount_min": "abc"}).get_data(as_text=True)
     assert "is-invalid" in html
     counts = dict(re.findall(r'data-kind="(\w+)">(\d+)<', client.get("/review/").get_data(as_text=True)))
-    assert counts == {"claim": "2", "application": "0", "verification": "0"}
+    assert counts == {"claim": "2", "application": "0", "verification": "0", "bank_account": "0"}
 
 
 def test_a_reviewer_decides_in_the_page(

@@ -7,7 +7,17 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
@@ -133,6 +143,100 @@ class Enterprise(db.Model):
         return f"<Enterprise {self.id} {self.uscc}>"
 
 
+class BankAccountState(StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    SUPERSEDED = "superseded"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+BANK_ACCOUNT_STATE_LABELS = {
+    BankAccountState.PENDING: _l("Awaiting verification"),
+    BankAccountState.VERIFIED: _l("In effect"),
+    BankAccountState.SUPERSEDED: _l("Replaced"),
+    BankAccountState.REJECTED: _l("Rejected"),
+    BankAccountState.WITHDRAWN: _l("Withdrawn"),
+}
+
+
+class BankAccount(db.Model):
+    """One version of the account an enterprise's subsidies are paid into (户名, 开户行, 账号).
+
+    Versions are never edited: a change is a new version, which takes effect only when a reviewer
+    verifies it, so the history of who entered and who verified what is the table itself. Here, in
+    accounts, finance reads it without going through the vouchers area.
+    """
+
+    __tablename__ = "bank_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    account_name: Mapped[str] = mapped_column(String(100))
+    bank_name: Mapped[str] = mapped_column(String(100))
+    # Digits only (entered with or without spaces); text, never a number: leading zeros matter.
+    account_number: Mapped[str] = mapped_column(String(32))
+    state: Mapped[BankAccountState] = mapped_column(
+        str_enum(BankAccountState), default=BankAccountState.PENDING, index=True
+    )
+    entered_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it was rejected, or why a reviewer verified a name that differs from the enterprise's.
+    reason: Mapped[str | None] = mapped_column(Text)
+    # When a newer version replaced it (superseded or withdrawn).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    enterprise: Mapped[Enterprise] = relationship()
+    entered_by: Mapped[User] = relationship(foreign_keys=[entered_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "version", name="uq_bank_accounts_enterprise_version"),
+        # One version waiting and one in effect per enterprise, whatever the concurrency.
+        Index(
+            "uq_bank_accounts_one_pending",
+            "enterprise_id",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index(
+            "uq_bank_accounts_one_verified",
+            "enterprise_id",
+            unique=True,
+            sqlite_where=text("state = 'verified'"),
+            postgresql_where=text("state = 'verified'"),
+        ),
+    )
+
+    @property
+    def last_digits(self) -> str:
+        """The last four digits: enough to recognise an account in a mail, too few to misuse it."""
+        return self.account_number[-4:]
+
+    @property
+    def grouped_number(self) -> str:
+        """The account number in groups of four, as banks print it."""
+        return " ".join(self.account_number[i : i + 4] for i in range(0, len(self.account_number), 4))
+
+    def __repr__(self) -> str:
+        return f"<BankAccount {self.enterprise_id} v{self.version} {self.state}>"
+
+
+ACTION_LABELS.update(
+    {
+        "bank_account.submitted": _l("Bank account entered"),
+        "bank_account.verified": _l("Bank account verified: in effect"),
+        "bank_account.rejected": _l("Bank account rejected"),
+        "bank_account.withdrawn": _l("Bank account withdrawn for a newer entry"),
+        "bank_account.superseded": _l("Bank account replaced by a newer verified one"),
+    }
+)
+
+
 class User(UserMixin, db.Model):
     """A person who logs in. One role; enterprise users act for an enterprise, providers for a host."""
 
@@ -215,7 +319,7 @@ class ApiToken(db.Model):
         return f"<ApiToken {self.id} user={self.user_id}>"
 
 
-OBJECT_LABELS.update({"institution": _l("Host institution")})
+OBJECT_LABELS.update({"institution": _l("Host institution"), "bank_account": _l("Bank account")})
 ACTION_LABELS.update(
     {
         "institution.created": _l("Institution added"),

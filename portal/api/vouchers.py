@@ -157,6 +157,9 @@ class ClaimSchema(ma.Schema):
     checks = ma.fields.List(ma.fields.Nested(CheckSchema), required=True)
     service_record_ids = ma.fields.List(ma.fields.Integer(), required=True)
     comment = ma.fields.String(required=True, allow_none=True)
+    reply = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "the enterprise's answer to a return"}
+    )
     submitted_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
     notice_ends_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
 
@@ -252,6 +255,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "checks": list(claim.checks or []),
         "service_record_ids": [item.service_record_id for item in claim.items],
         "comment": claim.comment,
+        "reply": claim.reply,
         "submitted_at": clock.iso_utc(claim.submitted_at),
         "notice_ends_on": claim.notice_ends_on.isoformat() if claim.notice_ends_on else None,
     }

@@ -322,6 +322,8 @@ class ServiceFile(db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    # Set when a newer file of the same kind replaced it (a returned claim corrected); kept as evidence.
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     record: Mapped[ServiceRecord] = relationship(back_populates="files")
 

@@ -63,7 +63,9 @@ class SearchForm(FlaskForm):
         errors = self.errors
 
         def ok(name: str) -> bool:
-            return name not in errors and getattr(self, name).data not in (None, "")
+            # Blank as Optional() sees it: it stops validation (and its choice check) on whitespace too.
+            data = getattr(self, name).data
+            return name not in errors and (data.strip() if isinstance(data, str) else data) not in (None, "")
 
         return InstrumentQuery(
             q=(self.q.data or "") if "q" not in errors else "",

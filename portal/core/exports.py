@@ -1,4 +1,5 @@
-"""What every spreadsheet the portal hands out shares: formula-safe cells, Excel-friendly CSV, downloads."""
+"""What every spreadsheet the portal hands out shares: formula-safe cells, codes kept as text,
+Excel-friendly CSV, downloads."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from flask import Response
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The XLSX number format "Text": what is typed into the cell later stays text too.
+TEXT_FORMAT = "@"
+
+
+class Code(str):
+    """A code made of digits and letters that must stay text: an account number, a credit code.
+
+    Spreadsheets read a long run of digits as a number (6.22E+18, the last digits and any leading
+    zero lost) and "1E5" as scientific notation; a Code is written so that Excel and LibreOffice
+    keep every character.
+    """
 
 
 def neutralise(value: Any) -> Any:
@@ -20,11 +32,53 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+def csv_cell(value: Any) -> Any:
+    """A cell as CSV writes it: formula-safe; a Code followed by a tab.
+
+    A CSV cell has no type. Excel and LibreOffice read a field that ends in a tab as text (it can
+    no longer be a number), and a trailing tab, unlike a leading one, leaves the cell starting
+    with its first character, so the formula guard above is untouched.
+    """
+    if isinstance(value, Code):
+        return f"{neutralise(str(value))}\t"
+    return neutralise(value)
+
+
 def csv_text(rows: Iterable[Iterable[Any]]) -> str:
     """Rows as CSV text with a BOM, so that Excel opens the UTF-8 (and its Chinese) correctly."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
-    csv.writer(buffer).writerows(rows)
+    csv.writer(buffer).writerows([csv_cell(cell) for cell in row] for row in rows)
+    return buffer.getvalue()
+
+
+def xlsx_cell(sheet, value: Any, number_format: str | None = None):
+    """A cell of a write-only sheet: formula-safe; a Code as a text cell in the Text format."""
+    from openpyxl.cell import WriteOnlyCell
+
+    if isinstance(value, Code):
+        cell = WriteOnlyCell(sheet, value=neutralise(str(value)))
+        cell.number_format = TEXT_FORMAT
+        return cell
+    cell = WriteOnlyCell(sheet, value=neutralise(value))
+    if number_format:
+        cell.number_format = number_format
+    return cell
+
+
+def xlsx_bytes(
+    title: str, rows: Iterable[Iterable[Any]], number_formats: dict[int, str] | None = None
+) -> bytes:
+    """A one-sheet workbook; `number_formats` maps a column index to the format of its numbers."""
+    from openpyxl import Workbook
+
+    formats = number_formats or {}
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title)
+    for row in rows:
+        sheet.append([xlsx_cell(sheet, value, formats.get(i)) for i, value in enumerate(row)])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
     return buffer.getvalue()
 
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from flask import current_app
 from sqlalchemy import select
 
+from portal.accounts import banking
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord, ServiceType
 from portal.core import clock, uploads
@@ -94,6 +95,40 @@ def _end_notice(claim_ids: list[int], today: date) -> None:
     services.end_public_notice(today)
 
 
+# Banks with branches in Liaocheng and the length of their account numbers.
+DEMO_BANKS = (
+    ("中国工商银行聊城分行营业部", 19),
+    ("中国农业银行聊城东昌府支行", 17),
+    ("中国银行聊城分行", 12),
+    ("中国建设银行聊城分行", 20),
+    ("聊城农村商业银行开发区支行", 22),
+    ("齐鲁银行聊城分行", 16),
+)
+
+
+def _bank_number(rng: random.Random, length: int) -> str:
+    # Some start with 0: the exports must keep it.
+    return str(rng.randint(0, 1)) + "".join(str(rng.randint(0, 9)) for _ in range(length - 1))
+
+
+def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> None:
+    """Every enterprise with a voucher has a verified account (finance pays only those); the demo
+    enterprise has also entered a change that waits for a reviewer."""
+    for user in holders:
+        bank, length = rng.choice(DEMO_BANKS)
+        data = banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+        try:
+            account = banking.record_bank_account(user, data)
+            banking.decide_bank_account(reviewer, account.id, "verify")
+        except ServiceError:
+            continue
+        if user.username == "enterprise":
+            bank, length = DEMO_BANKS[3]
+            banking.record_bank_account(
+                user, banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+            )
+
+
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
     today = clock.local_today()
@@ -161,6 +196,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
                 approved.append(claim.id)
             elif fate < 0.7:
                 services.decide_claim(reviewers[0], claim.id, "return", "请补充付款凭证的清晰扫描件")
+    _bank_accounts(rng, [user for user, _enterprise in chosen], reviewers[0])
     # The first quarter has been through its public notice and was paid in a batch; the second
     # quarter is payable and waits for finance's next batch; the rest is still in public notice.
     quarter = len(approved) // 4

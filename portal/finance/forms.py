@@ -48,4 +48,10 @@ class PaidForm(FlaskForm):
 
 
 class ActionForm(FlaskForm):
-    submit = SubmitField(_l("Export for the bank"))
+    """The bank file, in either format (the button pressed says which)."""
+
+    submit = SubmitField(_l("Export for the bank (CSV)"))
+    xlsx = SubmitField(_l("Export for the bank (XLSX)"))
+
+    def fmt(self) -> str:
+        return "xlsx" if self.xlsx.data else "csv"

@@ -75,6 +75,9 @@ class DisbursementBatch(db.Model):
     exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_reference: Mapped[str | None] = mapped_column(String(80))
+    # Payees whose payable claims stayed out of the batch for want of a verified bank account:
+    # [{"enterprise_id", "name", "claims": [claim ids]}].
+    held_back: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     @property
     def total_fen(self) -> int:

@@ -15,12 +15,13 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from portal.accounts.models import Enterprise, Institution, User
+from portal.accounts import banking
+from portal.accounts.models import BankAccount, Enterprise, Institution, User
 from portal.core import audit, clock, exports, uploads
 from portal.core.database import after_commit, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from portal.core.exports import neutralise
-from portal.core.money import fen_to_yuan
+from portal.core.exports import Code, csv_cell, neutralise, xlsx_cell
+from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import (
@@ -38,6 +39,7 @@ from portal.vouchers.services import tell_about_claim
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
 LOCK_TALLY = 7302
 FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
+MONEY_FORMAT = "#,##0.00"
 GROUPS = ("fund", "county", "enterprise", "provider")
 
 
@@ -326,7 +328,7 @@ def export_rows(month_from: str, month_to: str) -> Iterator[tuple[list[Any], int
             cid,
             approved,
             neutralise(enterprise),
-            uscc,
+            Code(uscc),
             county,
             neutralise(provider),
             fen_to_yuan(province),
@@ -346,7 +348,7 @@ def write_csv(handle, month_from: str, month_to: str, progress=None) -> tuple[in
     writer.writerow(export_headers())
     rows = province_total = city_total = 0
     for cells, province, city in export_rows(month_from, month_to):
-        writer.writerow(cells)
+        writer.writerow([csv_cell(cell) for cell in cells])
         rows, province_total, city_total = rows + 1, province_total + province, city_total + city
         if progress and rows % 1000 == 0:
             progress(rows)
@@ -374,20 +376,16 @@ def _totals_cells(province: int, city: int) -> list[Any]:
 def write_xlsx(path, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
     """openpyxl in write-only mode (memory stays flat); amounts as numbers in yuan with two decimals."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(_("Subsidies"))
     sheet.append(export_headers())
 
     def money_row(cells: list[Any]) -> list[Any]:
-        out = []
-        for index, value in enumerate(cells):
-            cell = WriteOnlyCell(sheet, value=value)
-            if index in (6, 7, 8):
-                cell.number_format = "#,##0.00"
-            out.append(cell)
-        return out
+        return [
+            xlsx_cell(sheet, value, MONEY_FORMAT if index in (6, 7, 8) else None)
+            for index, value in enumerate(cells)
+        ]
 
     rows = province_total = city_total = 0
     for cells, province, city in export_rows(month_from, month_to):
@@ -478,7 +476,11 @@ def _refuse_closed(month: str) -> None:
 
 
 def build_batch(user: User, month: str) -> DisbursementBatch:
-    """Gather every payable claim not yet in a batch into a new batch of the month."""
+    """Gather every payable claim not yet in a batch into a new batch of the month.
+
+    A payee without a verified bank account is refused: its claims stay payable and out of the
+    batch, the batch names it, and its users are told what is missing.
+    """
     _require_finance(user)
     check_month(month)
     with serialized_write((LOCK_TALLY, 0)):
@@ -491,27 +493,76 @@ def build_batch(user: User, month: str) -> DisbursementBatch:
         ).all()
         if not claims:
             raise InvalidTransition(_("No payable claim is waiting for a batch."))
+        accounts = banking.verified_accounts(c.enterprise_id for c in claims)
+        ready = [c for c in claims if c.enterprise_id in accounts]
+        held_back = _held_back([c for c in claims if c.enterprise_id not in accounts])
+        if not ready:
+            raise InvalidTransition(
+                _(
+                    "No payee of the payable claims has a verified bank account: %(payees)s.",
+                    payees=", ".join(p["name"] for p in held_back),
+                ),
+                {"held_back": held_back},
+            )
         batch = DisbursementBatch(
             month=month,
             state=BatchState.DRAFT,
-            province_fen=sum(c.province_fen for c in claims),
-            city_fen=sum(c.city_fen for c in claims),
-            claims=len(claims),
+            province_fen=sum(c.province_fen for c in ready),
+            city_fen=sum(c.city_fen for c in ready),
+            claims=len(ready),
             created_by_id=user.id,
+            held_back=held_back,
         )
         db.session.add(batch)
         db.session.flush()
-        for claim in claims:
+        for claim in ready:
             claim.batch_id = batch.id
+        for payee in held_back:
+            _ask_for_account(batch, payee)
         audit.record(
             "batch.built",
             "batch",
             batch.id,
-            after={"month": month, "claims": len(claims), "total_fen": batch.total_fen},
+            after={
+                "month": month,
+                "claims": len(ready),
+                "total_fen": batch.total_fen,
+                "held_back": [p["enterprise_id"] for p in held_back],
+            },
             actor_id=user.id,
         )
         db.session.commit()
     return batch
+
+
+def _held_back(claims: list[Claim]) -> list[dict[str, Any]]:
+    """The payees of these claims, each with its name, its claims and what they come to."""
+    payees: dict[int, dict[str, Any]] = {}
+    for claim in claims:
+        payee = payees.setdefault(
+            claim.enterprise_id,
+            {"enterprise_id": claim.enterprise_id, "name": "", "claims": [], "total_fen": 0},
+        )
+        payee["claims"].append(claim.id)
+        payee["total_fen"] += claim.total_fen
+    names = dict(
+        db.session.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(payees))).all()
+    )
+    for enterprise_id, payee in payees.items():
+        payee["name"] = names[enterprise_id]
+    return list(payees.values())
+
+
+def _ask_for_account(batch: DisbursementBatch, payee: dict[str, Any]) -> None:
+    from portal.notifications.services import notify, users_of_enterprise
+
+    notify(
+        users_of_enterprise(payee["enterprise_id"]),
+        "bank_account.missing",
+        f"batch:{batch.id}:missing_account:{payee['enterprise_id']}",
+        payload={"enterprise": payee["name"], "amount": format_yuan(payee["total_fen"])},
+        link=banking.LINK,
+    )
 
 
 def claims_waiting_for_batch() -> int:
@@ -522,6 +573,15 @@ def claims_waiting_for_batch() -> int:
     )
 
 
+def payees_without_account() -> list[dict[str, Any]]:
+    """The payees of claims waiting for a batch who have no verified bank account yet."""
+    claims = db.session.scalars(
+        select(Claim).where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None)).order_by(Claim.id)
+    ).all()
+    accounts = banking.verified_accounts(c.enterprise_id for c in claims)
+    return _held_back([c for c in claims if c.enterprise_id not in accounts])
+
+
 def batch_claims(batch: DisbursementBatch) -> list[Claim]:
     return list(
         db.session.scalars(
@@ -530,53 +590,107 @@ def batch_claims(batch: DisbursementBatch) -> list[Claim]:
     )
 
 
-def bank_rows(batch: DisbursementBatch) -> list[list[Any]]:
-    """One payment per enterprise: payee, credit code, amount in yuan, the claims it pays."""
+@dataclass
+class Payment:
+    """One line of the bank file: an enterprise, the account it is paid into, and how much."""
+
+    enterprise: Enterprise
+    account: BankAccount | None
+    amount_fen: int
+    claims: list[int]
+
+    def cells(self) -> list[Any]:
+        account = self.account
+        return [
+            self.enterprise.name,
+            Code(self.enterprise.uscc),
+            account.account_name if account else "",
+            account.bank_name if account else "",
+            Code(account.account_number) if account else "",
+            fen_to_yuan(self.amount_fen),
+            " ".join(f"#{c}" for c in self.claims),
+        ]
+
+
+def payments(batch: DisbursementBatch) -> list[Payment]:
+    """One payment per enterprise, into its verified bank account (None: it has none now)."""
     per_enterprise: dict[int, list[Claim]] = {}
     for claim in batch_claims(batch):
         per_enterprise.setdefault(claim.enterprise_id, []).append(claim)
-    rows = []
-    for enterprise_id, claims in per_enterprise.items():
-        enterprise = db.session.get(Enterprise, enterprise_id)
-        rows.append(
-            [
-                enterprise.name,
-                enterprise.uscc,
-                fen_to_yuan(sum(c.total_fen for c in claims)),
-                " ".join(f"#{c.id}" for c in claims),
-            ]
+    accounts = banking.verified_accounts(per_enterprise)
+    return [
+        Payment(
+            enterprise=db.session.get(Enterprise, enterprise_id),
+            account=accounts.get(enterprise_id),
+            amount_fen=sum(c.total_fen for c in claims),
+            claims=[c.id for c in claims],
         )
-    return rows
+        for enterprise_id, claims in per_enterprise.items()
+    ]
 
 
-def export_batch(user: User, batch_id: int) -> str:
-    """The batch as a CSV for the bank (BOM, totals row); the batch is marked exported."""
+def bank_file_headers() -> list[str]:
+    return [
+        _("Payee"),
+        _("Unified social credit code"),
+        _("Account name"),
+        _("Bank"),
+        _("Account number"),
+        _("Amount (yuan)"),
+        _("Claims"),
+    ]
+
+
+BANK_FILE_FORMATS = ("csv", "xlsx")
+
+
+def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
+    """The batch as a file for the bank (CSV or XLSX, codes and account numbers as text, a totals row),
+    into each payee's verified account; the batch is marked exported and the accounts used recorded."""
     _require_finance(user)
+    if fmt not in BANK_FILE_FORMATS:
+        raise ValidationFailed(_("Unknown format."), {"format": _("CSV or XLSX.")})
     with serialized_write():
         batch = locked(DisbursementBatch, batch_id)
         if batch is None:
             raise NotFound(_("No such batch."))
         if batch.state is BatchState.PAID:
             raise InvalidTransition(_("This batch is already paid."))
-        text = exports.csv_text(
-            [
-                [_("Payee"), _("Unified social credit code"), _("Amount (yuan)"), _("Claims")],
-                *([neutralise(cell) for cell in row] for row in bank_rows(batch)),
-                [_("Total"), "", fen_to_yuan(batch.total_fen), ""],
-            ]
+        lines = payments(batch)
+        missing = [p.enterprise.name for p in lines if p.account is None]
+        if missing:
+            raise InvalidTransition(
+                _("No verified bank account for: %(payees)s.", payees=", ".join(missing)),
+                {"payees": missing},
+            )
+        rows = [
+            bank_file_headers(),
+            *(p.cells() for p in lines),
+            [_("Total"), "", "", "", "", fen_to_yuan(batch.total_fen), ""],
+        ]
+        body: str | bytes = (
+            exports.csv_text(rows)
+            if fmt == "csv"
+            else exports.xlsx_bytes(_("Payments"), rows, {5: MONEY_FORMAT})
         )
+        before = batch.state
         if batch.state is BatchState.DRAFT:
             batch.state, batch.exported_at = BatchState.EXPORTED, clock.utcnow()
-            audit.record(
-                "batch.exported",
-                "batch",
-                batch.id,
-                before={"state": "draft"},
-                after={"state": "exported"},
-                actor_id=user.id,
-            )
+        audit.record(
+            "batch.exported",
+            "batch",
+            batch.id,
+            before={"state": before.value},
+            after={
+                "state": batch.state.value,
+                "format": fmt,
+                # Which version of each payee's account went to the bank.
+                "accounts": {str(p.enterprise.id): p.account.id for p in lines},
+            },
+            actor_id=user.id,
+        )
         db.session.commit()
-    return text
+    return body
 
 
 def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBatch:

@@ -132,6 +132,12 @@ def batches() -> ResponseReturnValue:
         if form.submit.data and form.validate_on_submit():
             batch = services.build_batch(current_user, form.month.data)
             flash(_("Batch built."), "success")
+            if batch.held_back:
+                payees = ", ".join(payee["name"] for payee in batch.held_back)
+                flash(
+                    _("Not in the batch, for want of a verified bank account: %(payees)s.", payees=payees),
+                    "warning",
+                )
             return redirect(url_for("finance.batch", batch_id=batch.id))
         if close_form.submit.data and close_form.validate_on_submit():
             services.close_month(current_user, close_form.month.data)
@@ -148,6 +154,7 @@ def batches() -> ResponseReturnValue:
         close_form=close_form,
         closed=services.closed_months(),
         waiting=waiting,
+        without_account=services.payees_without_account(),
         state_labels=BATCH_STATE_LABELS,
     )
 
@@ -161,9 +168,10 @@ def batch(batch_id: int) -> ResponseReturnValue:
         abort(404)
     export_form, paid_form = ActionForm(prefix="export"), PaidForm(prefix="paid")
     try:
-        if export_form.submit.data and export_form.validate_on_submit():
-            text = services.export_batch(current_user, batch_id)
-            return attachment(text, "text/csv", f"batch-{batch_id}.csv")
+        if (export_form.submit.data or export_form.xlsx.data) and export_form.validate_on_submit():
+            fmt = export_form.fmt()
+            body = services.export_batch(current_user, batch_id, fmt)
+            return attachment(body, XLSX_MIMETYPE if fmt == "xlsx" else "text/csv", f"batch-{batch_id}.{fmt}")
         if paid_form.submit.data and paid_form.validate_on_submit():
             services.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
             flash(_("The batch is paid; the enterprises are notified."), "success")
@@ -173,7 +181,7 @@ def batch(batch_id: int) -> ResponseReturnValue:
     return render_template(
         "finance/batch.html",
         batch=item,
-        rows=services.bank_rows(item),
+        payments=services.payments(item),
         export_form=export_form,
         paid_form=paid_form,
         state_labels=BATCH_STATE_LABELS,

@@ -53,6 +53,36 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
         _l("Verification not passed"),
         _l("The bureau did not verify %(enterprise)s: %(reason)s"),
     ),
+    "bank_account.submitted": (
+        _l("Bank account entered: account ending %(last_digits)s"),
+        _l(
+            "%(by)s entered a bank account for your enterprise's subsidies: %(account_name)s, "
+            "%(bank_name)s, account ending %(last_digits)s. It takes effect once the bureau verifies it; "
+            "until then payments go to the account in effect. If nobody at your enterprise made this "
+            "change, tell the bureau at once."
+        ),
+    ),
+    "bank_account.verified": (
+        _l("Bank account verified: account ending %(last_digits)s"),
+        _l(
+            "The bureau verified the bank account %(account_name)s, %(bank_name)s, account ending "
+            "%(last_digits)s. Your subsidies are paid into it from now on."
+        ),
+    ),
+    "bank_account.rejected": (
+        _l("Bank account not verified: account ending %(last_digits)s"),
+        _l(
+            "The bureau did not verify the bank account ending %(last_digits)s (%(bank_name)s): "
+            "%(reason)s. Payments still go to the account in effect, if there is one."
+        ),
+    ),
+    "bank_account.missing": (
+        _l("A subsidy waits for your bank account"),
+        _l(
+            "%(amount)s of subsidy is payable to %(enterprise)s, but the bureau cannot pay it without a "
+            "verified bank account. Your account holder enters it under Innovation vouchers, Bank account."
+        ),
+    ),
     "application.approved": (
         _l("Innovation voucher approved"),
         _l("Your voucher %(code)s of %(amount)s is issued, valid until %(valid_until)s."),

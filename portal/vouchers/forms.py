@@ -21,7 +21,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS
-from portal.booking.models import SERVICE_TYPE_LABELS
+from portal.booking.models import FILE_KIND_LABELS, SERVICE_TYPE_LABELS
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.vouchers.models import RELATION_LABELS
 
@@ -93,6 +93,59 @@ class VerificationDecisionForm(FlaskForm):
     uscc_override = BooleanField(_l("Override: accept the legacy credit code although its checksum fails"))
     verify = SubmitField(_l("Verify"))
     reject = SubmitField(_l("Reject"))
+
+
+class BankAccountForm(FlaskForm):
+    account_name = StringField(
+        _l("Account name"),
+        validators=[DataRequired(), Length(max=100)],
+        description=_l("Exactly as the bank holds it: normally your enterprise's registered name."),
+    )
+    bank_name = StringField(
+        _l("Bank and branch"),
+        validators=[DataRequired(), Length(max=100)],
+        description=_l("e.g. Industrial and Commercial Bank of China, Liaocheng Branch"),
+    )
+    account_number = StringField(
+        _l("Account number"),
+        validators=[DataRequired(), Length(max=64)],
+        description=_l("Digits only; spaces between groups are fine."),
+    )
+    submit = SubmitField(_l("Send to the bureau for verification"))
+
+
+class BankAccountDecisionForm(FlaskForm):
+    reason = TextAreaField(
+        _l("Reason (required to reject, or to verify a name that differs)"),
+        validators=[Optional(), Length(max=2000)],
+    )
+    verify = SubmitField(_l("Verify the account"))
+    reject = SubmitField(_l("Reject"))
+
+
+class ClaimRevisionForm(FlaskForm):
+    """A returned claim corrected: a reply to the reviewer and, if need be, one evidence file replaced."""
+
+    reply = TextAreaField(
+        _l("Your reply to the reviewer"),
+        validators=[Optional(), Length(max=2000)],
+        description=_l("What you corrected; the reviewer reads it with the claim."),
+    )
+    record = SelectField(_l("Service"), coerce=str, validators=[Optional()])
+    kind = SelectField(_l("Document"), choices=options(FILE_KIND_LABELS.items()), validators=[Optional()])
+    file = FileField(_l("New file (PDF, JPEG or PNG), replacing the one of this kind"))
+    save = SubmitField(_l("Save"))
+    resubmit = SubmitField(_l("Save and submit again"))
+
+    def validate(self, extra_validators=None) -> bool:
+        """A file needs the service and the kind of document it replaces (both optional without one)."""
+        valid = super().validate(extra_validators)
+        if self.file.data and getattr(self.file.data, "filename", None):
+            for field in (self.record, self.kind):
+                if not (field.data or "").strip():
+                    field.errors = [*field.errors, _l("Say which document the new file replaces.")]
+                    valid = False
+        return valid
 
 
 class RelationForm(FlaskForm):

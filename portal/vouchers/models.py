@@ -406,6 +406,7 @@ ACTION_LABELS.update(
         "claim.rejected": _l("Rejected"),
         "claim.payable": _l("Public notice ended: payable"),
         "claim.deleted": _l("Draft deleted"),
+        "claim.revised": _l("Corrected by the enterprise"),
         "scheme.saved": _l("Scheme saved"),
     }
 )
@@ -452,6 +453,8 @@ class Claim(db.Model):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     comment: Mapped[str | None] = mapped_column(Text)
+    # The enterprise's answer to the reviewer's comment when it corrects a returned claim.
+    reply: Mapped[str | None] = mapped_column(Text)
     notice_ends_on: Mapped[date | None] = mapped_column(Date)
     payable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from portal.accounts.models import Enterprise
+from portal.accounts.models import BankAccount, BankAccountState, Enterprise
 from portal.core import clock
 from portal.core.models import AuditEvent
 from portal.core.money import yuan_to_fen
@@ -24,8 +24,13 @@ from portal.vouchers.models import (
     VoucherApplication,
 )
 
-KINDS = ("verification", "application", "claim")
-QUEUE_MODELS = {"verification": VerificationRequest, "application": VoucherApplication, "claim": Claim}
+KINDS = ("verification", "application", "claim", "bank_account")
+QUEUE_MODELS = {
+    "verification": VerificationRequest,
+    "application": VoucherApplication,
+    "claim": Claim,
+    "bank_account": BankAccount,
+}
 
 
 @dataclass
@@ -78,6 +83,13 @@ def _filtered(filters: QueueFilters, kind: str) -> Select:
             VoucherApplication.submitted_at,
             [ApplicationState.SUBMITTED, ApplicationState.PENDING_SECOND],
             VoucherApplication.amount_fen,
+        )
+    elif kind == "bank_account":
+        model, submitted, waiting, amount = (
+            BankAccount,
+            BankAccount.entered_at,
+            [BankAccountState.PENDING],
+            None,
         )
     else:
         model, submitted, waiting, amount = (

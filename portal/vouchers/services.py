@@ -20,7 +20,8 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.accounts.models import VerificationState as EnterpriseState
-from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceRecord
+from portal.accounts.services import is_holder, require_holder
+from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import insert_ignore, locked, serialized_write
@@ -51,6 +52,34 @@ from portal.vouchers.rules import FundRule, Subsidy, SubsidyInput, compute_subsi
 
 REVIEW_ROLES = (Role.REVIEWER, Role.ADMIN)
 EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
+
+# The claim's state machine, in one place: (state, action) -> new state.
+CLAIM_TRANSITIONS: dict[tuple[ClaimState, str], ClaimState | None] = {
+    (ClaimState.DRAFT, "submit"): ClaimState.SUBMITTED,
+    (ClaimState.DRAFT, "delete"): None,  # a draft reserves nothing and is simply thrown away
+    (ClaimState.RETURNED, "revise"): ClaimState.RETURNED,  # a reply, a replaced file
+    (ClaimState.RETURNED, "submit"): ClaimState.SUBMITTED,
+    # Above the four-eyes threshold the first approval leads to PENDING_SECOND, the second here.
+    (ClaimState.SUBMITTED, "approve"): ClaimState.IN_NOTICE,
+    (ClaimState.PENDING_SECOND, "approve"): ClaimState.IN_NOTICE,
+    (ClaimState.SUBMITTED, "reject"): ClaimState.REJECTED,
+    (ClaimState.PENDING_SECOND, "reject"): ClaimState.REJECTED,
+    (ClaimState.SUBMITTED, "return"): ClaimState.RETURNED,
+    (ClaimState.PENDING_SECOND, "return"): ClaimState.RETURNED,
+    (ClaimState.IN_NOTICE, "end_notice"): ClaimState.PAYABLE,
+    (ClaimState.PAYABLE, "pay"): ClaimState.PAID,
+}
+# The voucher application's, likewise.
+APPLICATION_TRANSITIONS: dict[tuple[ApplicationState, str], ApplicationState] = {
+    (ApplicationState.SUBMITTED, "approve"): ApplicationState.APPROVED,
+    (ApplicationState.PENDING_SECOND, "approve"): ApplicationState.APPROVED,
+    (ApplicationState.SUBMITTED, "reject"): ApplicationState.REJECTED,
+    (ApplicationState.PENDING_SECOND, "reject"): ApplicationState.REJECTED,
+    (ApplicationState.SUBMITTED, "return"): ApplicationState.RETURNED,
+    (ApplicationState.PENDING_SECOND, "return"): ApplicationState.RETURNED,
+    (ApplicationState.RETURNED, "resubmit"): ApplicationState.SUBMITTED,
+}
+DECISIONS = ("approve", "reject", "return")
 
 
 # --- schemes ------------------------------------------------------------------------------------
@@ -568,6 +597,60 @@ def get_application(user: User, application_id: int) -> VoucherApplication:
     return _own_application(user, application_id)
 
 
+# --- who may do what: the pages ask these instead of working the rules out again ---------------
+
+
+def _is_reviewer(user: User) -> bool:
+    return user.is_authenticated and user.role in REVIEW_ROLES
+
+
+def _approved_once_by(user: User, item: Claim | VoucherApplication) -> bool:
+    """Whether the user gave the first of the two approvals this item waits for (four eyes)."""
+    return item.state.value == "pending_second" and item.first_reviewer_id == user.id
+
+
+def _enterprise_of(user: User, claim: Claim) -> bool:
+    return (
+        user.is_authenticated and user.role is Role.ENTERPRISE and user.enterprise_id == claim.enterprise_id
+    )
+
+
+def can_decide_claim(user: User, claim: Claim) -> bool:
+    """A reviewer may reject or return a claim that waits for a decision."""
+    return _is_reviewer(user) and (claim.state, "reject") in CLAIM_TRANSITIONS
+
+
+def can_approve_claim(user: User, claim: Claim) -> bool:
+    """...and approve it, unless they gave its first approval: the second must be someone else's."""
+    return can_decide_claim(user, claim) and not _approved_once_by(user, claim)
+
+
+def can_submit_claim(user: User, claim: Claim) -> bool:
+    """The enterprise's account holder submits a draft or a corrected claim."""
+    return _enterprise_of(user, claim) and is_holder(user) and (claim.state, "submit") in CLAIM_TRANSITIONS
+
+
+def can_revise_claim(user: User, claim: Claim) -> bool:
+    """The holder corrects a returned claim (a reply, replaced files) before submitting it again."""
+    return _enterprise_of(user, claim) and is_holder(user) and (claim.state, "revise") in CLAIM_TRANSITIONS
+
+
+def can_delete_claim(user: User, claim: Claim) -> bool:
+    return _enterprise_of(user, claim) and (claim.state, "delete") in CLAIM_TRANSITIONS
+
+
+def can_decide_application(user: User, application: VoucherApplication) -> bool:
+    return _is_reviewer(user) and (application.state, "reject") in APPLICATION_TRANSITIONS
+
+
+def can_approve_application(user: User, application: VoucherApplication) -> bool:
+    return can_decide_application(user, application) and not _approved_once_by(user, application)
+
+
+def can_decide_verification(user: User, request: VerificationRequest) -> bool:
+    return _is_reviewer(user) and request.state is RequestState.SUBMITTED
+
+
 def _four_eyes(scheme: Scheme, amount_fen: int) -> bool:
     return amount_fen > scheme.four_eyes_threshold_fen
 
@@ -592,7 +675,7 @@ def decide_application(
         if application is None:
             raise NotFound(_("No such voucher application."))
         state = application.state
-        if state not in (ApplicationState.SUBMITTED, ApplicationState.PENDING_SECOND):
+        if (state, "reject") not in APPLICATION_TRANSITIONS:
             raise InvalidTransition(_("This application has already been decided."))
         if action in ("reject", "return"):
             if not comment:
@@ -822,19 +905,25 @@ def _service_day(record: ServiceRecord) -> date:
     return clock.to_local(record.recorded_at).date()
 
 
-def run_checks(
-    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
-) -> list[Check]:
-    """The automatic checks a reviewer sees, each with its reason (all must pass before approval)."""
-    checks: list[Check] = []
+# Per check: (code, the message when every service passes, [(service record id, why it fails)]).
+CheckFailures = list[tuple[str, str, list[tuple[int, str]]]]
+# What the enterprise itself can still put right on a service before claiming it.
+FIXABLE_CHECKS = frozenset({"service_completed", "evidence"})
 
-    def add(code: str, failures: list[str], ok: str) -> None:
-        checks.append(Check(code, not failures, "; ".join(failures) if failures else ok))
+
+def _check_records(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
+) -> CheckFailures:
+    """Every automatic check over these services, with the services that fail each and why."""
+    results: CheckFailures = []
+
+    def add(code: str, failures: list[tuple[int, str]], ok: str) -> None:
+        results.append((code, ok, failures))
 
     add(
         "service_completed",
         [
-            _("Service #%(id)d is not completed and rated.", id=r.id)
+            (r.id, _("Service #%(id)d is not completed and rated.", id=r.id))
             for r in records
             if r.booking.state is not BookingState.COMPLETED or r.rating is None
         ],
@@ -842,19 +931,22 @@ def run_checks(
     )
     missing = []
     for r in records:
-        kinds = {f.kind for f in r.files}
+        kinds = {f.kind for f in r.files if f.replaced_at is None}
         lacking = [k for k in EVIDENCE if k not in kinds]
         if lacking:
             names = ", ".join(str(_file_label(k)) for k in lacking)
-            missing.append(_("Service #%(id)d lacks: %(kinds)s.", id=r.id, kinds=names))
+            missing.append((r.id, _("Service #%(id)d lacks: %(kinds)s.", id=r.id, kinds=names)))
     add("evidence", missing, _("Contract, invoice and payment receipt are attached to every service."))
     add(
         "service_window",
         [
-            _(
-                "Service #%(id)d took place on %(day)s, outside the scheme's window.",
-                id=r.id,
-                day=_service_day(r),
+            (
+                r.id,
+                _(
+                    "Service #%(id)d took place on %(day)s, outside the scheme's window.",
+                    id=r.id,
+                    day=_service_day(r),
+                ),
             )
             for r in records
             if not scheme.service_window_start <= _service_day(r) <= scheme.service_window_end
@@ -877,14 +969,16 @@ def run_checks(
     for r in records:
         host = r.booking.instrument.institution
         if host.uscc and host.uscc == enterprise.uscc:
-            related.append(_("%(host)s has the enterprise's own credit code.", host=host.name))
+            related.append((r.id, _("%(host)s has the enterprise's own credit code.", host=host.name)))
         elif enterprise.controller_group and host.controller_group == enterprise.controller_group:
-            related.append(_("%(host)s has the same actual controller as the enterprise.", host=host.name))
+            related.append(
+                (r.id, _("%(host)s has the same actual controller as the enterprise.", host=host.name))
+            )
         elif host.id in relations:
-            related.append(_("The enterprise declared a relation with %(host)s.", host=host.name))
-    add("related_party", sorted(set(related)), _("No provider is related to the enterprise."))
+            related.append((r.id, _("The enterprise declared a relation with %(host)s.", host=host.name)))
+    add("related_party", related, _("No provider is related to the enterprise."))
     twice = [
-        _("Service #%(id)d is already in claim #%(claim)d.", id=r.id, claim=r.claim_id)
+        (r.id, _("Service #%(id)d is already in claim #%(claim)d.", id=r.id, claim=r.claim_id))
         for r in records
         if r.claim_id is not None and r.claim_id != claim_id
     ]
@@ -893,7 +987,7 @@ def run_checks(
     add(
         "excluded_service",
         [
-            _("Service #%(id)d is of an excluded type.", id=r.id)
+            (r.id, _("Service #%(id)d is of an excluded type.", id=r.id))
             for r in records
             if r.service_type in excluded
         ],
@@ -906,15 +1000,41 @@ def run_checks(
             booked = Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
             if r.hours > booked:
                 over.append(
-                    _(
-                        "Service #%(id)d bills %(billed)s hours for %(booked)s booked.",
-                        id=r.id,
-                        billed=r.hours,
-                        booked=booked.normalize(),
+                    (
+                        r.id,
+                        _(
+                            "Service #%(id)d bills %(billed)s hours for %(booked)s booked.",
+                            id=r.id,
+                            billed=r.hours,
+                            booked=booked.normalize(),
+                        ),
                     )
                 )
     add("hours_within_booking", over, _("No service bills more hours than were booked."))
+    return results
+
+
+def run_checks(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
+) -> list[Check]:
+    """The automatic checks a reviewer sees, each with its reason (all must pass before approval)."""
+    checks = []
+    for code, ok, failures in _check_records(enterprise, scheme, records, claim_id):
+        # Several services of one provider fail the related-party check for the same reason: say it once.
+        reasons = list(dict.fromkeys(message for _record, message in failures))
+        checks.append(Check(code, not reasons, "; ".join(reasons) if reasons else ok))
     return checks
+
+
+def checks_per_service(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord]
+) -> dict[int, list[Check]]:
+    """The same checks service by service: what stops each one from passing (nothing: it can pass)."""
+    failed: dict[int, list[Check]] = {r.id: [] for r in records}
+    for code, _ok, failures in _check_records(enterprise, scheme, records):
+        for record_id, message in failures:
+            failed[record_id].append(Check(code, False, message))
+    return failed
 
 
 def _file_label(kind: FileKind) -> str:
@@ -1030,6 +1150,140 @@ def _voucher_checks(voucher: Voucher) -> list[Check]:
     ]
 
 
+def _refuse_failed_checks(checks: list[Check], refusal: str) -> None:
+    """Refuse with every failing check's reason (`refusal` has a %(failed)s placeholder)."""
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise InvalidTransition(
+            refusal % {"failed": "; ".join(c.message for c in failed)},
+            {"checks": [c.as_dict() for c in failed]},
+        )
+
+
+def current_checks(claim: Claim) -> list[Check]:
+    """The checks as they stand now: a draft's or a returned claim's stored ones may be stale (a file
+    added since), and submitting runs exactly these."""
+    voucher = db.session.get(Voucher, claim.voucher_id)
+    enterprise = db.session.get(Enterprise, claim.enterprise_id)
+    records = _records(_record_ids(claim))
+    return [*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim.id)]
+
+
+@dataclass
+class ClaimableService:
+    """A completed service not yet claimed, and what would stop a claim for it from passing review."""
+
+    record: ServiceRecord
+    problems: list[Check]
+
+    @property
+    def fixable(self) -> bool:
+        """Whether the enterprise can still put it right (rate the service, add the documents)."""
+        return all(p.code in FIXABLE_CHECKS for p in self.problems)
+
+
+def claimable_services(user: User, voucher: Voucher | None) -> list[ClaimableService]:
+    """The enterprise's unclaimed completed services, each with the review's own checks against it."""
+    records = claimable_records(user)
+    if voucher is None or not records:
+        return [ClaimableService(r, []) for r in records]
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    problems = checks_per_service(enterprise, voucher.scheme, records)
+    return [ClaimableService(r, problems[r.id]) for r in records]
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A new evidence file for one of a claim's services, replacing the current file of its kind."""
+
+    record_id: int
+    kind: FileKind
+    stream: Any
+    filename: str | None
+
+
+def revise_claim(
+    user: User,
+    claim_id: int,
+    reply: str | None,
+    replacement: Replacement | None = None,
+    *,
+    resubmit: bool = False,
+) -> Claim:
+    """The holder corrects a returned claim: a reply to the reviewer's comment and/or a replaced
+    evidence file (the old one is kept, marked replaced); then, if asked, submits it again."""
+    claim = get_claim(user, claim_id)
+    if _enterprise_of(user, claim):
+        require_holder(user)  # a colleague is told who the holder is
+    if not can_revise_claim(user, claim):
+        raise InvalidTransition(_("Only a returned claim can be corrected."), {"state": claim.state.value})
+    reply = (reply or "").strip() or None
+    fields: dict[str, str] = {}
+    if reply and len(reply) > 2000:
+        fields["reply"] = _("At most 2,000 characters.")
+    if replacement and replacement.record_id not in _record_ids(claim):
+        fields["record"] = _("Not a service of this claim.")
+    if not (reply or replacement or resubmit):
+        fields["reply"] = _("Write a reply or choose a file to replace.")
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+    stored = uploads.store_upload(replacement.stream, replacement.filename) if replacement else None
+    try:
+        with serialized_write():
+            claim = locked(Claim, claim_id)
+            if (claim.state, "revise") not in CLAIM_TRANSITIONS:
+                raise InvalidTransition(_("Only a returned claim can be corrected."))
+            changes: dict[str, Any] = {}
+            if reply and reply != claim.reply:
+                claim.reply = changes["reply"] = reply
+            if stored:
+                changes["file"] = _replace_file(user, replacement, stored)
+            if changes:
+                audit.record(
+                    "claim.revised",
+                    "claim",
+                    claim.id,
+                    before={"state": claim.state.value},
+                    after={"state": claim.state.value, **changes},
+                    reason=changes.get("reply"),
+                    actor_id=user.id,
+                )
+            db.session.commit()
+    except BaseException:
+        if stored:
+            uploads.discard(stored.stored_name)
+        raise
+    return submit_claim(user, claim_id) if resubmit else claim
+
+
+def _replace_file(user: User, replacement: Replacement, stored: uploads.StoredFile) -> dict[str, Any]:
+    """The new evidence row; the current files of its kind are marked replaced, never deleted."""
+    now = clock.utcnow()
+    old = db.session.scalars(
+        select(ServiceFile).where(
+            ServiceFile.record_id == replacement.record_id,
+            ServiceFile.kind == replacement.kind,
+            ServiceFile.replaced_at.is_(None),
+        )
+    ).all()
+    for row in old:
+        row.replaced_at = now
+    row = ServiceFile.from_upload(stored, replacement.record_id, replacement.kind, user.id)
+    db.session.add(row)
+    db.session.flush()
+    summary = {
+        "file": row.id,
+        "kind": replacement.kind.value,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "replaces": [f.id for f in old],
+    }
+    audit.record(
+        "service.file_added", "service_record", replacement.record_id, after=summary, actor_id=user.id
+    )
+    return {"record": replacement.record_id, **summary}
+
+
 def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
     """A draft claim (nothing reserved yet; submitting it does that)."""
     preview = preview_claim(user, voucher_id, record_ids)
@@ -1092,7 +1346,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
         if claim is None or claim.enterprise_id != enterprise.id:
             raise NotFound(_("No such claim."))
         before = claim.state
-        if before not in (ClaimState.DRAFT, ClaimState.RETURNED):
+        if (before, "submit") not in CLAIM_TRANSITIONS:
             raise InvalidTransition(_("Only a draft or a returned claim can be submitted."))
         ids = _record_ids(claim)
         if before is ClaimState.DRAFT:
@@ -1110,6 +1364,10 @@ def submit_claim(user: User, claim_id: int) -> Claim:
                 )
         records = _records(ids)
         voucher = db.session.get(Voucher, claim.voucher_id)
+        checks = [*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim.id)]
+        _refuse_failed_checks(
+            checks, _("This claim cannot be submitted until every check passes: %(failed)s")
+        )
         subsidy = subsidy_for(enterprise, voucher.scheme, voucher, claim.fee_fen, _provider_is_local(records))
         if subsidy.total_fen <= 0:
             db.session.rollback()
@@ -1122,10 +1380,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
             )
         claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
         claim.limited_by = list(subsidy.limited_by)
-        claim.checks = [
-            c.as_dict()
-            for c in (*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim.id))
-        ]
+        claim.checks = [c.as_dict() for c in checks]
         claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
         audit.record(
             "claim.submitted",
@@ -1145,7 +1400,7 @@ def delete_draft(user: User, claim_id: int) -> None:
         claim = db.session.get(Claim, claim_id)
         if claim is None or user.role is not Role.ENTERPRISE or claim.enterprise_id != user.enterprise_id:
             raise NotFound(_("No such claim."))
-        if claim.state is not ClaimState.DRAFT:
+        if (claim.state, "delete") not in CLAIM_TRANSITIONS:
             raise InvalidTransition(_("Only a draft can be deleted."))
         audit.record("claim.deleted", "claim", claim.id, before={"state": "draft"}, actor_id=user.id)
         db.session.delete(claim)
@@ -1161,7 +1416,7 @@ def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None
         if claim is None:
             raise NotFound(_("No such claim."))
         before = claim.state
-        if before not in (ClaimState.SUBMITTED, ClaimState.PENDING_SECOND):
+        if (before, "reject") not in CLAIM_TRANSITIONS:
             raise InvalidTransition(_("This claim is not waiting for a decision."), {"state": before.value})
         if action in ("reject", "return"):
             if not comment:
@@ -1218,12 +1473,7 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     records = _records(_record_ids(claim))
     checks = [*_voucher_checks(voucher), *run_checks(enterprise, scheme, records, claim.id)]
     claim.checks = [c.as_dict() for c in checks]
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        raise InvalidTransition(
-            _("Not every check passes: %(failed)s", failed="; ".join(c.message for c in failed)),
-            {"checks": [c.as_dict() for c in failed]},
-        )
+    _refuse_failed_checks(checks, _("Not every check passes: %(failed)s"))
     # The reviewer approves exactly the amounts the enterprise submitted, or nothing: if others have
     # spent the room since, this claim is refused (and can be returned to be recomputed).
     limits = {

@@ -11,8 +11,15 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, EnterpriseKind, Institution
-from portal.booking.models import FILE_KIND_LABELS
+from portal.accounts import banking
+from portal.accounts.models import (
+    BANK_ACCOUNT_STATE_LABELS,
+    ENTERPRISE_KIND_LABELS,
+    Enterprise,
+    EnterpriseKind,
+    Institution,
+)
+from portal.booking.models import FILE_KIND_LABELS, FileKind
 from portal.core import clock, held_uploads, uploads
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.errors import ServiceError, ValidationFailed
@@ -27,7 +34,10 @@ from portal.vouchers import services
 from portal.vouchers.forms import (
     ApplicationForm,
     AuditSearchForm,
+    BankAccountDecisionForm,
+    BankAccountForm,
     ClaimForm,
+    ClaimRevisionForm,
     DecisionForm,
     RelationForm,
     SchemeForm,
@@ -63,7 +73,26 @@ LABELS = {
     "relation_labels": RELATION_LABELS,
     "kind_labels": ENTERPRISE_KIND_LABELS,
     "limit_labels": LIMIT_LABELS,
+    "bank_account_states": BANK_ACCOUNT_STATE_LABELS,
 }
+# What a page may offer its user: templates ask these (the services' rules) rather than re-derive them.
+PERMISSIONS = {
+    "can_submit_claim": services.can_submit_claim,
+    "can_revise_claim": services.can_revise_claim,
+    "can_delete_claim": services.can_delete_claim,
+    "can_decide_claim": services.can_decide_claim,
+    "can_approve_claim": services.can_approve_claim,
+    "can_decide_application": services.can_decide_application,
+    "can_approve_application": services.can_approve_application,
+    "can_decide_verification": services.can_decide_verification,
+    "can_decide_bank_account": banking.can_decide_bank_account,
+}
+
+
+@bp.context_processor
+@review.context_processor
+def _permissions() -> dict:
+    return PERMISSIONS
 
 
 def _institution_choices(blank: bool = True) -> list:
@@ -106,6 +135,7 @@ def index() -> ResponseReturnValue:
         application=application,
         vouchers=services.vouchers_for(current_user),
         claims=services.claims_for(current_user),
+        bank=banking.overview(current_user),
         **LABELS,
     )
 
@@ -143,6 +173,39 @@ def verification() -> ResponseReturnValue:
             flash(_("Submitted. The bureau will verify your enterprise."), "success")
             return redirect(url_for("vouchers.index"))
     return render_template("vouchers/verification.html", form=form, held=held)
+
+
+@bp.route("/bank-account", methods=["GET", "POST"])
+@role_required(Role.ENTERPRISE)
+def bank_account() -> ResponseReturnValue:
+    """The account subsidies are paid into: the one in effect, a change waiting for the bureau, every
+    version; the account holder enters a new one."""
+    form = BankAccountForm()
+    if form.validate_on_submit():
+        try:
+            banking.record_bank_account(
+                current_user,
+                banking.BankAccountData(
+                    form.account_name.data, form.bank_name.data, form.account_number.data
+                ),
+            )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except ServiceError as error:
+            form.form_errors.append(error.message)
+        else:
+            flash(
+                _(
+                    "Sent to the bureau: the account takes effect once a reviewer verifies it. Every user "
+                    "of your enterprise has been told by mail."
+                ),
+                "success",
+            )
+            return redirect(url_for("vouchers.bank_account"))
+    overview = banking.overview(current_user)
+    if not form.is_submitted() and overview.current is None and overview.pending is None:
+        form.account_name.data = overview.enterprise.name
+    return render_template("vouchers/bank_account.html", form=form, overview=overview, **LABELS)
 
 
 @bp.route("/apply", methods=["GET", "POST"])
@@ -187,10 +250,10 @@ def voucher(voucher_id: int) -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def new_claim() -> ResponseReturnValue:
     """Pick completed services, see the subsidy per fund and every limit, then save a draft."""
-    records = services.claimable_records(current_user)
     vouchers = [v for v in services.vouchers_for(current_user) if v.state.value == "active"]
+    candidates = services.claimable_services(current_user, vouchers[0] if vouchers else None)
     form = ClaimForm()
-    form.records.choices = options((r.id, r.id) for r in records)
+    form.records.choices = options((c.record.id, c.record.id) for c in candidates)
     preview = None
     if vouchers and not form.is_submitted():
         form.voucher_id.data = vouchers[0].id
@@ -204,7 +267,12 @@ def new_claim() -> ResponseReturnValue:
         except ServiceError as error:
             form.form_errors.append(error.message)
     return render_template(
-        "vouchers/new_claim.html", form=form, records=records, vouchers=vouchers, preview=preview, **LABELS
+        "vouchers/new_claim.html",
+        form=form,
+        candidates=candidates,
+        vouchers=vouchers,
+        preview=preview,
+        **LABELS,
     )
 
 
@@ -239,10 +307,59 @@ def claim(claim_id: int) -> ResponseReturnValue:
         history=desk.history("claim", claim.id),
         reviewer=current_user.role in services.REVIEW_ROLES,
         owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == claim.enterprise_id,
+        # Before it is submitted, the checks as submitting would run them now; afterwards, as stored.
+        checks=services.current_checks(claim)
+        if (claim.state, "submit") in services.CLAIM_TRANSITIONS
+        else claim.checks,
         four_eyes=claim.total_fen > claim.voucher.scheme.four_eyes_threshold_fen,
         enterprise_history=services.enterprise_history(claim.enterprise_id)
         if current_user.role in BUREAU_ROLES
         else None,
+        **LABELS,
+    )
+
+
+@bp.route("/claims/<int:claim_id>/revise", methods=["GET", "POST"])
+@role_required(Role.ENTERPRISE)
+def revise_claim(claim_id: int) -> ResponseReturnValue:
+    """Correct a returned claim: reply to the reviewer, replace an evidence file, submit it again."""
+    claim = services.get_claim(current_user, claim_id)
+    form = ClaimRevisionForm()
+    form.record.choices = options(
+        (item.service_record_id, f"#{item.service_record_id} {item.service_record.booking.instrument.name}")
+        for item in claim.items
+    )
+    if not form.is_submitted():
+        form.reply.data = claim.reply
+    if form.validate_on_submit():
+        upload = form.file.data if form.file.data and form.file.data.filename else None
+        try:
+            services.revise_claim(
+                current_user,
+                claim_id,
+                form.reply.data,
+                services.Replacement(
+                    int(form.record.data), FileKind(form.kind.data), upload.stream, upload.filename
+                )
+                if upload
+                else None,
+                resubmit=bool(form.resubmit.data),
+            )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except ServiceError as error:
+            form.form_errors.append(error.message)
+        else:
+            flash(_("Claim submitted to the bureau.") if form.resubmit.data else _("Saved."), "success")
+            return redirect(url_for("vouchers.claim", claim_id=claim_id))
+        if upload:
+            # A browser never re-sends a file: say so rather than let it look kept.
+            form.file.errors = [*form.file.errors, _("The file was not saved: choose it again.")]
+    return render_template(
+        "vouchers/revise_claim.html",
+        claim=claim,
+        form=form,
+        checks=services.current_checks(claim),
         **LABELS,
     )
 
@@ -332,6 +449,36 @@ def certificate(request_id: int) -> ResponseReturnValue:
     )
 
 
+@review.route("/bank-accounts/<int:account_id>", methods=["GET", "POST"])
+@role_required(Role.REVIEWER, Role.ADMIN)
+def bank_account_detail(account_id: int) -> ResponseReturnValue:
+    """A bank account entered by an enterprise, beside the one in effect: verify it or reject it."""
+    account = banking.get_for_review(current_user, account_id)
+    form = BankAccountDecisionForm()
+    if (form.verify.data or form.reject.data) and form.validate_on_submit():
+        try:
+            banking.decide_bank_account(
+                current_user, account_id, "verify" if form.verify.data else "reject", form.reason.data
+            )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except ServiceError as error:
+            form.form_errors.append(error.message)
+        else:
+            flash(_("Decision recorded."), "success")
+            return redirect(url_for("review.queue", kind="bank_account"))
+    versions = banking.versions(account.enterprise_id)
+    return render_template(
+        "vouchers/review_bank_account.html",
+        account=account,
+        form=form,
+        versions=versions,
+        current=next((v for v in versions if v.state.value == "verified"), None),
+        name_matches=banking.name_matches(account, account.enterprise),
+        **LABELS,
+    )
+
+
 @review.route("/applications/<int:application_id>", methods=["GET", "POST"])
 @role_required(Role.REVIEWER, Role.FINANCE, Role.ADMIN)
 def application_detail(application_id: int) -> ResponseReturnValue:
@@ -361,7 +508,6 @@ def application_detail(application_id: int) -> ResponseReturnValue:
         scheme=application.scheme,
         history=services.enterprise_history(application.enterprise_id),
         events=desk.history("voucher_application", application.id),
-        reviewer=current_user.role in services.REVIEW_ROLES,
         **LABELS,
     )
 

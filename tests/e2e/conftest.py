@@ -63,12 +63,33 @@ def browser(chromium_path: str):
         browser.close()
 
 
+def answer_dialogs(page) -> list[str]:
+    """Agree to every confirm() (irreversible actions ask first, portal.js) and keep what was asked,
+    in order, as `page.asked`, so a test can check that a step asked before it acted. A test that
+    wants to say no appends False to `page.answers` before the step (each answer is used once)."""
+    asked: list[str] = []
+    answers: list[bool] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        if answers and not answers.pop(0):
+            dialog.dismiss()
+        else:
+            dialog.accept()
+
+    page.on("dialog", answer)
+    page.asked = asked
+    page.answers = answers
+    return asked
+
+
 def open_page(browser, errors: list[str]):
-    """A fresh browser session (its own cookies) that records console errors."""
+    """A fresh browser session (its own cookies) that records console errors and agrees to confirms."""
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    answer_dialogs(page)
     return page
 
 

@@ -86,17 +86,16 @@ def test_the_service_form_keeps_input_and_decline_asks_first(
     # Declining asks first; "cancel" in the dialog keeps the request and what was typed.
     provider.goto(f"{base}/bookings/{request_id}")
     provider.locator("#reject-reason").fill("当天仪器校准")  # the decline form's reason box
-    provider.once("dialog", lambda dialog: dialog.dismiss())
+    provider.answers.append(False)
     provider.get_by_role("button", name="以此理由拒绝").click()
     assert provider.locator("#reject-reason").input_value() == "当天仪器校准"
     with live_portal.app.app_context():
         assert db.session.get(Booking, request_id).state is BookingState.REQUESTED
-    asked = []
-    provider.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    provider.asked.clear()
     provider.get_by_role("button", name="以此理由拒绝").click()
     provider.wait_for_url(re.compile(rf"/bookings/{request_id}$"))
     provider.wait_for_selector(".alert-success")
-    assert asked and "不能撤销" in asked[0]
+    assert provider.asked and "不能撤销" in provider.asked[0]
     with live_portal.app.app_context():
         assert db.session.get(Booking, request_id).state is BookingState.REJECTED
     provider.context.close()

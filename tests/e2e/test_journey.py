@@ -1,6 +1,7 @@
 """The whole life of a subsidy, in one headless Chromium, each step done by its own user in the pages:
 
-a new enterprise registers and is verified; it finds an instrument, books machine time; the provider
+a new enterprise registers and is verified, enters its bank account, which a reviewer verifies; it
+finds an instrument, books machine time; the provider
 confirms it, records the service with its fee and evidence; the enterprise rates it, gets a voucher (two
 reviewers: above the four-eyes threshold), claims the subsidy (two reviewers again); the public notice
 ends; finance builds a disbursement batch, exports it for the bank and marks it paid.
@@ -12,6 +13,7 @@ the test saves screenshots of the key pages (into docs/screenshots when PORTAL_S
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
+from openpyxl import load_workbook
 from sqlalchemy import select
 from stdnum.cn import uscc
 from werkzeug.serving import make_server
@@ -38,6 +41,7 @@ from portal.extensions import db
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers.models import Claim, Fund, FundCondition, Scheme, Voucher
 from tests.conftest import make_app
+from tests.e2e.conftest import answer_dialogs
 from tests.e2e.test_booking_browser import sign_in
 from tests.e2e.test_voucher_browser import nav
 from tests.services_runner import SmtpSink, wait_for
@@ -57,6 +61,9 @@ VOUCHER_YUAN = 60_000
 # scheme's four-eyes threshold and two reviewers must approve it.
 FEE_YUAN = 62_000
 BANK_REFERENCE = "LCB20261223-0042"
+BANK = "中国工商银行聊城高新区支行"
+# Nineteen digits beginning with 0: the bank file must carry it as text, every digit.
+ACCOUNT = "0160 2502 1100 0421 773"
 
 
 @dataclass
@@ -140,6 +147,7 @@ def open_session(browser, problems: Problems):
     context = browser.new_context(locale="zh-CN", viewport=VIEWPORT, accept_downloads=True)
     page = context.new_page()
     problems.watch(page)
+    answer_dialogs(page)
     return page
 
 
@@ -301,6 +309,26 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     company.reload()
     assert company.locator("#verification-card").get_by_text("已认证").is_visible()
     told.assert_told(USERNAME, "verification.verified", "/vouchers/", "企业认证已通过", COMPANY)
+    assert reviewer.asked[-1].startswith("认证通过该企业")  # the decision asked first
+
+    # --- The enterprise enters the account its subsidies go to; a reviewer checks and verifies it. -----
+    company.locator("#bank-card").get_by_role("link", name="详情与变更").click()
+    assert company.get_by_label("户名").input_value() == COMPANY  # the registered name, suggested
+    company.get_by_label("开户行").fill(BANK)
+    company.get_by_label("账号").fill(ACCOUNT)
+    company.get_by_role("button", name="提交科技局核验账户").click()
+    assert company.locator("#bank-pending").get_by_text(ACCOUNT).is_visible()
+    told.assert_told(USERNAME, "bank_account.submitted", "/vouchers/bank-account", BANK, "尾号 1773")
+    from_queue(reviewer, "银行账户")
+    assert reviewer.locator("#bank-compare").get_by_text(ACCOUNT).is_visible()
+    assert reviewer.locator("#name-mismatch").count() == 0
+    reviewer.screenshot(path=screenshots / "10-bank-account.png")
+    reviewer.get_by_role("button", name="账户核验通过").click()
+    reviewer.wait_for_url(re.compile(r"/review/\?kind=bank_account"))
+    assert reviewer.asked[-1].startswith("核验通过该账户")
+    told.assert_told(USERNAME, "bank_account.verified", "/vouchers/bank-account", BANK, "1773")
+    company.reload()
+    assert company.locator("#bank-current").get_by_text(ACCOUNT).is_visible()
 
     # --- The enterprise books machine time next week. -------------------------------------------------
     company.goto(f"{base}/instruments/{code}")
@@ -452,19 +480,29 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     finance.wait_for_url(re.compile(r"/finance/batches/\d+$"))
     assert state_of(finance, "#batch-state") == "草稿"
     row = finance.locator("#payments tr", has_text=COMPANY)
-    assert row.locator("td").nth(1).inner_text() == CREDIT_CODE
-    assert row.locator("td").nth(2).inner_text() == f"{fen_to_yuan(subsidy_fen):.2f}"
-    assert f"#{claim_id}" in row.locator("td").nth(3).inner_text()
+    cells = [row.locator("td").nth(n).inner_text() for n in range(7)]
+    assert cells[1:6] == [CREDIT_CODE, COMPANY, BANK, ACCOUNT, f"{fen_to_yuan(subsidy_fen):.2f}"]
+    assert f"#{claim_id}" in cells[6]
 
     with finance.expect_download() as download:
-        finance.get_by_role("button", name="导出给银行").click()
+        finance.get_by_role("button", name="导出给银行（CSV）").click()
     bank_file = Path(download.value.path()).read_text(encoding="utf-8-sig")
-    assert f"{COMPANY},{CREDIT_CODE},{fen_to_yuan(subsidy_fen):.2f}" in bank_file
+    digits = ACCOUNT.replace(" ", "")
+    # Codes end in a tab, so that a spreadsheet keeps them as text (every digit, the leading zero).
+    assert (
+        f"{COMPANY},{CREDIT_CODE}\t,{COMPANY},{BANK},{digits}\t,{fen_to_yuan(subsidy_fen):.2f}" in bank_file
+    )
+    with finance.expect_download() as download:
+        finance.get_by_role("button", name="导出给银行（XLSX）").click()
+    sheet = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes())).active
+    number = next(r[4] for r in sheet.iter_rows(min_row=2) if r[0].value == COMPANY)
+    assert (number.value, number.data_type, number.number_format) == (digits, "s", "@")
     finance.reload()
     assert state_of(finance, "#batch-state") == "已导出给银行"
     finance.get_by_label("兑付银行流水号").fill(BANK_REFERENCE)
     finance.get_by_role("button", name="标记批次已兑付").click()
     assert state_of(finance, "#batch-state") == "已兑付"
+    assert finance.asked[-1].startswith("将本批次的全部申领标记为已兑付")
     finance.screenshot(path=screenshots / "07-finance-batch.png")
     told.assert_told(USERNAME, "claim.paid", claim_path, yuan(subsidy_fen), BANK_REFERENCE)
 
@@ -480,6 +518,8 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     assert sorted(kinds) == sorted(
         [
             "verification.verified",
+            "bank_account.submitted",
+            "bank_account.verified",
             "booking.confirmed",
             "service.recorded",
             "application.approved",

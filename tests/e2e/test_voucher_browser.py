@@ -112,6 +112,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     open_from_queue("补贴申领")
     reviewer.get_by_role("button", name="批准").click()
     assert reviewer.locator("#claim-state").inner_text() == "已批准，公示中"
+    assert reviewer.asked[-1].startswith("批准该申领")  # it asked first
     claim_url = reviewer.url
     anonymous = open_page(browser, browser_errors)
     anonymous.goto(f"{base}/vouchers/notices")
