@@ -45,7 +45,7 @@ def _page(
 
 @bp.route("/manage/instruments/<code>/record", methods=["GET", "POST"])
 @role_required(*EDITORS)
-def record(code: str) -> ResponseReturnValue:
+def manage_record(code: str) -> ResponseReturnValue:
     """Every field of the catalogue entry; a status that stops bookings lists them before saving."""
     instrument = editing.editable_instrument(current_user, code)
     form = InstrumentForm()
@@ -79,13 +79,13 @@ def record(code: str) -> ResponseReturnValue:
                 )
             else:
                 flash(_("Saved; the catalogue shows it now."), "success")
-            return redirect(url_for("booking.record", code=code))
+            return redirect(url_for("booking.manage_record", code=code))
     return _page(instrument, form, PhotoForm(prefix="photo"), fill=not form.is_submitted(), stranded=stranded)
 
 
 @bp.route("/manage/instruments/<code>/photos", methods=["POST"])
 @role_required(*EDITORS)
-def add_photo(code: str) -> ResponseReturnValue:
+def manage_add_photo(code: str) -> ResponseReturnValue:
     """Upload a photo: checked by its content, re-encoded without its metadata, with a thumbnail."""
     instrument = editing.editable_instrument(current_user, code)
     photo_form = PhotoForm(prefix="photo")
@@ -96,7 +96,7 @@ def add_photo(code: str) -> ResponseReturnValue:
             show_service_errors(photo_form, error)
         else:
             flash(_("Photo added."), "success")
-            return redirect(url_for("booking.record", code=code, _anchor="photos"))
+            return redirect(url_for("booking.manage_record", code=code, _anchor="photos"))
     return _page(instrument, InstrumentForm(formdata=None), photo_form, fill=True)
 
 
@@ -106,18 +106,18 @@ def _photo_action(code: str, photo_id: int, action, message: str) -> ResponseRet
         abort(400)
     action(current_user, code, photo_id)
     flash(message, "success")
-    return redirect(url_for("booking.record", code=code, _anchor="photos"))
+    return redirect(url_for("booking.manage_record", code=code, _anchor="photos"))
 
 
 @bp.route("/manage/instruments/<code>/photos/<int:photo_id>/main", methods=["POST"])
 @role_required(*EDITORS)
-def main_photo(code: str, photo_id: int) -> ResponseReturnValue:
+def manage_main_photo(code: str, photo_id: int) -> ResponseReturnValue:
     """Show this photo first, in lists and on the record."""
     return _photo_action(code, photo_id, editing.choose_main_photo, _("This is now the main photo."))
 
 
 @bp.route("/manage/instruments/<code>/photos/<int:photo_id>/delete", methods=["POST"])
 @role_required(*EDITORS)
-def delete_photo(code: str, photo_id: int) -> ResponseReturnValue:
+def manage_delete_photo(code: str, photo_id: int) -> ResponseReturnValue:
     """Remove a photo and its files."""
     return _photo_action(code, photo_id, editing.delete_photo, _("Photo deleted."))
