@@ -333,3 +333,13 @@ def test_the_catalogue_shows_the_photos_with_alt_text_at_once(client, world):
     assert (
         client.get(f"/api/v1/instruments?q={instrument.code}").json["items"][0]["thumbnail_url"] == thumbnail
     )
+
+
+def test_search_results_with_photos_are_made_outside_a_request_too(world):
+    """The benchmarks and other scripts search with only an application context."""
+    from portal.catalog.services import InstrumentQuery, search_instruments
+
+    code = world["instrument"].code
+    photo = editing.add_photo(world["provider"], code, io.BytesIO(picture()), None)
+    (item,) = search_instruments(InstrumentQuery(q=code)).items
+    assert item["thumbnail_url"] == f"/instruments/{code}/photos/{photo.thumbnail_name}"

@@ -197,8 +197,11 @@ def _ordering(query: InstrumentQuery) -> list:
 
 
 def photo_url(code: str, name: str) -> str:
-    """Where a photo file of an instrument is served (a path on this site)."""
-    return url_for("catalog.photo", code=code, name=name)
+    """Where a photo file of an instrument is served (a path on this site), in a request or outside one."""
+    values = {"code": code, "name": name}
+    if has_request_context():
+        return url_for("catalog.photo", **values)
+    return current_app.url_map.bind("localhost").build("catalog.photo", values)
 
 
 def photo_json(code: str, photo: InstrumentPhoto) -> dict[str, Any]:
