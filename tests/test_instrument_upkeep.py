@@ -153,6 +153,9 @@ def test_saving_several_fields_audits_only_those_that_changed(client, world):
     assert response.status_code == 302
     (event,) = [e for e in audit_rows(world["instrument"]) if e.action == "instrument.updated"]
     assert set(event.after) == {"model", "operator_name"}  # 300.00 yuan is the fee it already had
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    history = page.split('id="record-history"', 1)[1].split("</ul>", 1)[0]
+    assert "仪器信息已修改: 规格型号、操作员" in unescape(re.sub(r"\s+", " ", history))
 
 
 def test_saving_nothing_new_writes_nothing(client, world):

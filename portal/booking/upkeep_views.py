@@ -40,6 +40,8 @@ def _page(
         mode_labels=MODE_LABELS,
         action_form=ActionForm(),
         max_photos=editing.MAX_PHOTOS,
+        history=editing.recent_changes(instrument),
+        field_labels=form.labels(editing.EDITABLE_FIELDS),
     )
 
 

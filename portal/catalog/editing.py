@@ -187,6 +187,32 @@ def apply_changes(instrument: Instrument, changes: dict[str, Change], actor: Use
     )
 
 
+# What the record page lists as its recent changes.
+HISTORY_ACTIONS = (
+    "instrument.imported",
+    "instrument.updated",
+    "instrument.photo_added",
+    "instrument.main_photo_chosen",
+    "instrument.photo_removed",
+)
+
+
+def recent_changes(instrument: Instrument, limit: int = 20) -> list[AuditEvent]:
+    """The latest changes to the catalogue entry and its photos, newest first."""
+    return list(
+        db.session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.object_type == "instrument",
+                AuditEvent.object_id == instrument.code,
+                AuditEvent.action.in_(HISTORY_ACTIONS),
+            )
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 # --- photos -----------------------------------------------------------------------------------------
 
 

@@ -149,7 +149,8 @@ class InstrumentForm(FlaskForm):
         self.status.choices = options((s.value, STATUS_LABELS[s]) for s in InstrumentStatus)
         self.sharing_mode.choices = options((m.value, SHARING_LABELS[m]) for m in SharingMode)
 
-    def _field(self, name: str):
+    def field_for(self, name: str):
+        """The form field of a record field."""
         return getattr(self, AMOUNT_FIELDS[name][0] if name in AMOUNT_FIELDS else name)
 
     def fill(self, instrument: Instrument, fields: tuple[str, ...]) -> None:
@@ -158,17 +159,20 @@ class InstrumentForm(FlaskForm):
             value = current_value(instrument, name)
             if name in AMOUNT_FIELDS and value is not None:
                 value = AMOUNT_FIELDS[name][1](value)
-            self._field(name).data = "" if value is None else str(getattr(value, "value", value))
+            self.field_for(name).data = "" if value is None else str(getattr(value, "value", value))
+
+    def labels(self, fields: tuple[str, ...]) -> dict[str, str]:
+        return {name: self.field_for(name).label.text for name in fields}
 
     def values(self, fields: tuple[str, ...]) -> dict[str, str]:
         """The typed text of each field, by the record's field names."""
-        return {name: self._field(name).data or "" for name in fields}
+        return {name: self.field_for(name).data or "" for name in fields}
 
     def acknowledged_ids(self) -> list[int]:
         return [int(n) for n in (self.acknowledged.data or "").split(",") if n.isdigit()]
 
     def show_errors(self, error: ValidationFailed) -> None:
-        renamed = {self._field(name).name: message for name, message in error.fields.items()}
+        renamed = {self.field_for(name).name: message for name, message in error.fields.items()}
         show_service_errors(self, ValidationFailed(error.message, renamed))
 
 
