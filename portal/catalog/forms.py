@@ -66,7 +66,9 @@ class SearchForm(FlaskForm):
         errors = self.errors
 
         def ok(name: str) -> bool:
-            return name not in errors and getattr(self, name).data not in (None, "")
+            # Optional() lets blank text through a select without checking it against the choices.
+            data = getattr(self, name).data
+            return name not in errors and (data.strip() if isinstance(data, str) else data) not in (None, "")
 
         return InstrumentQuery(
             q=(self.q.data or "") if "q" not in errors else "",
