@@ -83,6 +83,11 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+    # Instrument photos: the upload's size, its pixels (checked before decoding), how long caches keep
+    # a photo (a name is never reused, so only a deleted photo can linger that long).
+    PHOTO_MAX_BYTES = int(os.environ.get("PHOTO_MAX_BYTES", str(10 * 1024 * 1024)))
+    PHOTO_MAX_PIXELS = int(os.environ.get("PHOTO_MAX_PIXELS", "40000000"))
+    PHOTO_CACHE_SECONDS = int(os.environ.get("PHOTO_CACHE_SECONDS", "86400"))
 
     # Catalogue files uploaded in the admin console or the API. An upload may have IMPORT_MAX_BYTES (kept
     # below MAX_CONTENT_LENGTH so the form can say so); an XLSX workbook may unpack to at most

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import select
 
 from portal.accounts import banking
@@ -28,6 +29,7 @@ from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
 from portal.booking import services as booking
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
+from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
@@ -41,6 +43,15 @@ from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def photo_bytes() -> bytes:
+    """A small PNG photo (instrument upkeep)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 150), "steelblue").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 # Monday 7 December 2026, 09:00 in Liaocheng: inside the 2026 scheme, its month open.
 NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
 MONTH = "2026-12"
@@ -332,6 +343,14 @@ class World:
         return {"claim_id": claim_id, "id": claim_id}
 
     # --- end of bank accounts and corrected claims ------------------------------------------------
+    # --- instrument upkeep (issue 13): photos of each side's instrument ----------------------------
+
+    def _make_photo(self, side: str) -> dict[str, Any]:
+        code = self.instruments[side]
+        photo = editing.add_photo(self._provider(side), code, io.BytesIO(photo_bytes()), "正面")
+        return {"code": code, "photo_id": photo.id, "name": photo.thumbnail_name}
+
+    # --- end of instrument upkeep ------------------------------------------------------------------
 
     def make_notification(self, role: str) -> dict[str, Any]:
         user = self.user(role)
@@ -553,6 +572,9 @@ def build_world(app: Flask) -> World:
     vouchers.end_public_notice(date(2026, 12, 31))
     batch = finance.build_batch(world.user("finance"), MONTH)
     world.shared["batch"] = {side: {"batch_id": batch.id} for side in SIDES}
+    # --- instrument upkeep (issue 13): the shared photo of each side ----------------------------------
+    world.shared["photo"] = {side: world._make_photo(side) for side in SIDES}
+    # --- end of instrument upkeep --------------------------------------------------------------------
     world.personal["notification"] = {role: world.make_notification(role) for role in ROLES if role != "anon"}
     for role in ROLES:
         client = app.test_client()

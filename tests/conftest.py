@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,8 +64,17 @@ def drop_pg_database(name: str) -> None:
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def demo_upload_folder(url: str) -> str:
+    """Where the demo loaded into this database keeps its files (evidence, photos): beside a SQLite
+    file, in the temporary folder for a PostgreSQL database (its names are unique per run)."""
+    database = sa.engine.make_url(url).database
+    if url.startswith("sqlite"):
+        return str(Path(database).with_name(Path(database).stem + "-uploads"))
+    return str(Path(tempfile.gettempdir()) / f"{database}-uploads")
+
+
 def load_demo_into(url: str) -> None:
-    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url})
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": demo_upload_folder(url)})
     with app.app_context():
         from portal.demo.services import load_demo
 
@@ -214,6 +224,7 @@ def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     name = sa.engine.make_url(base).database + "_demo"
     url = create_pg_database(name)
     request.addfinalizer(lambda: drop_pg_database(name))
+    request.addfinalizer(lambda: shutil.rmtree(demo_upload_folder(url), ignore_errors=True))
     migrate_database(url)
     load_demo_into(url)
     return url
@@ -221,7 +232,7 @@ def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 
 @pytest.fixture
 def demo_app(demo_database_url: str) -> Iterator[Flask]:
-    yield from app_in_context(demo_database_url)
+    yield from app_in_context(demo_database_url, UPLOAD_FOLDER=demo_upload_folder(demo_database_url))
 
 
 @pytest.fixture

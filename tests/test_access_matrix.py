@@ -52,6 +52,7 @@ from tests.access_world import (
     fill,
     other,
     own_side,
+    photo_bytes,
     stored_files,
     take_flashes,
 )
@@ -172,7 +173,15 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/claims/<int:id>/reject", "POST"): {"json": COMMENT},
     ("/api/v1/claims/<int:id>/return", "POST"): {"json": COMMENT},
     ("/api/v1/finance/totals", "GET"): {"query": {"month": "2026-12"}},
+    # instrument upkeep
+    ("/manage/instruments/<code>/photos", "POST"): {
+        "form": lambda _o, _role: {"photo-file": (io.BytesIO(photo_bytes()), "照片.png")}
+    },
+    ("/api/v1/instruments/<code>", "PATCH"): {
+        "json": lambda _o, _role: {"operator_name": f"矩阵{next(_renames)}"}  # a change every time
+    },
 }
+_renames = itertools.count(1)
 
 # --- admin console (issue 13) ---------------------------------------------------------------------
 
@@ -203,6 +212,7 @@ REQUESTS.update(
     }
 )
 
+WRITING = ("POST", "PATCH")  # the methods that send a body and must write exactly when they should
 API_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "invalid_transition"}
 COLUMN_OF = {"anon": "anon", "ent_a": "ent", "ent_b": "ent", "prov_p1": "prov", "prov_p2": "prov"}
 
@@ -210,7 +220,7 @@ COLUMN_OF = {"anon": "anon", "ent_a": "ent", "ent_b": "ent", "prov_p1": "prov", 
 @dataclass(frozen=True)
 class Row:
     rule: str
-    method: str  # "GET", "POST", or "POST <action>" for one of several actions of a route
+    method: str  # "GET", "POST", "PATCH", or "POST <action>" for one of several actions of a route
     obj: str | None
     cells: dict[str, Cell]
 
@@ -297,7 +307,7 @@ def _request(world: World, row: Row, role: str, params: dict, *, bearer: bool = 
         kwargs["headers"]["Authorization"] = f"Bearer {world.tokens[role]}"
     if spec.get("query"):
         kwargs["query_string"] = value("query")
-    if row.verb == "POST":
+    if row.verb in WRITING:
         if row.api:
             if "multipart" in spec:
                 kwargs["data"] = value("multipart")
@@ -316,7 +326,7 @@ def check(world: World, row: Row, role: str, which: str, expected: Answer, **opt
         params = world.fresh(row.obj, role, side)
     if row.obj and params is None:
         params = world.params(row.obj, role, which)
-    posting = row.verb == "POST"
+    posting = row.verb in WRITING
     mark, files = world.writes.mark(), stored_files(world.app)
     response = _request(world, row, role, params or {}, **options)
     flashes = [] if row.api else take_flashes(world.clients[role])
@@ -525,9 +535,9 @@ def test_no_foreign_id_is_found_and_none_answers_unlike_a_missing_one(world: Wor
             # A foreign file under one's own record is not found either.
             expect_missing(route.format(record=own_record, file=file_id), missing)
     if role.startswith("prov"):
-        expect_missing(
-            f"/manage/instruments/{world.instruments[other(own_side(role))]}", "/manage/instruments/NOPE"
-        )
+        foreign_code = world.instruments[other(own_side(role))]
+        for page in ("", "/record"):
+            expect_missing(f"/manage/instruments/{foreign_code}{page}", f"/manage/instruments/NOPE{page}")
     assert not problems, "\n".join(problems)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import time
 
+import pytest
+
 from tests.factories import login
 
 
@@ -173,3 +175,13 @@ def test_a_visitors_page_with_a_message_is_not_kept(app, client, make_instrument
         session["_flashes"] = [("info", "一次性提示")]
     assert "一次性提示" in client.get("/instruments/").get_data(as_text=True)
     assert "一次性提示" not in client.get("/instruments/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("blank", [" ", "\n", "\t "])
+def test_a_blank_choice_in_the_url_is_the_default(client, make_instrument, blank):
+    for _ in range(3):
+        make_instrument()
+    for name in ("per_page", "category", "status", "sort", "institution"):
+        response = client.get("/instruments/", query_string={name: blank})
+        assert response.status_code == 200, name
+        assert "共找到 3 台仪器" in response.get_data(as_text=True), name

@@ -248,3 +248,22 @@ def test_the_demo_pays_only_verified_accounts_and_shows_a_change_waiting(demo_ap
     ).all()
     assert [v.state for v in versions] == [BankAccountState.VERIFIED, BankAccountState.PENDING]
     assert versions[1].bank_name != versions[0].bank_name  # a change of bank, for a reviewer to check
+
+
+def test_some_instruments_have_photos_the_catalogue_serves(demo_app, demo_client):
+    from portal.catalog.models import InstrumentPhoto
+    from portal.demo import photos as demo_photos
+
+    photos = db.session.scalars(select(InstrumentPhoto).order_by(InstrumentPhoto.id)).all()
+    hosts = demo_photos.HOSTS
+    assert len(photos) == sum(hosts.values()) + demo_photos.WITH_TWO * len(hosts)
+    by_instrument: dict[int, list] = {}
+    for photo in photos:
+        by_instrument.setdefault(photo.instrument_id, []).append(photo)
+    assert len(by_instrument) == sum(hosts.values())
+    assert all(sum(p.is_main for p in group) == 1 for group in by_instrument.values())
+    first = db.session.get(Instrument, photos[0].instrument_id)
+    assert first.institution.name == "聊城大学" and photos[0].caption.startswith(first.name)
+    for name in (photos[0].stored_name, photos[0].thumbnail_name):
+        response = demo_client.get(f"/instruments/{first.code}/photos/{name}")
+        assert response.status_code == 200 and response.mimetype == "image/jpeg"

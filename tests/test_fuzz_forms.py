@@ -32,6 +32,7 @@ from openpyxl import Workbook
 from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import services as booking_services
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
 from portal.core.permissions import Role
@@ -39,6 +40,7 @@ from portal.extensions import db
 from portal.finance import services as finance_services
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers import services as voucher_services
+from tests.access_world import photo_bytes
 from tests.conftest import app_in_context
 from tests.factories import login
 from tests.test_booking_files import PDF
@@ -264,6 +266,8 @@ def world(
     db.session.add_all([blackout, failed])
     db.session.commit()
     code = instrument.code
+    for caption in ("正面", "侧面"):  # photos to make main and to delete
+        editing.add_photo(provider, code, io.BytesIO(photo_bytes()), caption)
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
@@ -291,6 +295,7 @@ def world(
         (provider, f"/bookings/{started[0].id}", "/complete"),
         (provider, f"/bookings/{started[1].id}", "/no-show"),
         (provider, f"/manage/instruments/{code}", None),
+        (provider, f"/manage/instruments/{code}/record", None),
         (reviewer2, f"/vouchers/claims/{submitted[0].id}", None),
         (reviewer2, f"/vouchers/claims/{submitted[1].id}", None),
         (reviewer2, f"/review/applications/{applications[0].id}", None),

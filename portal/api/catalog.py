@@ -1,4 +1,8 @@
-"""Catalogue endpoints: instruments (list, detail), categories and institutions. No token needed."""
+"""Catalogue endpoints: instruments (list, detail, upkeep), categories and institutions.
+
+Reading needs no token; changing an instrument needs one of its own institution's providers or an
+administrator.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,14 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
+from portal.api.auth import BEARER, token_required
 from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
+from portal.booking import upkeep
 from portal.catalog import services
-from portal.catalog.models import InstrumentStatus, SharingMode
+from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
+from portal.catalog.models import STATUS_FILE_NAMES, InstrumentStatus, SharingMode
+from portal.core.money import FEN_PER_WAN, FEN_PER_YUAN, MAX_AMOUNT
+from portal.core.permissions import Role
 from portal.core.web import revalidated
 
 blp = ApiBlueprint("api_catalog", __name__, description="The instrument catalogue (public).")
@@ -42,12 +51,25 @@ class InstrumentSchema(ma.Schema):
     fee_per_sample_fen = ma.fields.Integer(required=True, allow_none=True)
     original_value_fen = ma.fields.Integer(required=True)
     operator_name = ma.fields.String(required=True, allow_none=True)
+    thumbnail_url = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "The main photo's thumbnail (a path)"}
+    )
 
 
 class OpeningHoursSchema(ma.Schema):
     weekday = ma.fields.Integer(required=True, metadata={"description": "0 = Monday"})
     opens_at = ma.fields.String(required=True, metadata={"description": "HH:MM, Asia/Shanghai"})
     closes_at = ma.fields.String(required=True)
+
+
+class PhotoSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    url = ma.fields.String(required=True, metadata={"description": "The photo (a path; at most 1600 px)"})
+    thumbnail_url = ma.fields.String(required=True, metadata={"description": "320 × 240 px"})
+    width = ma.fields.Integer(required=True)
+    height = ma.fields.Integer(required=True)
+    caption = ma.fields.String(required=True, allow_none=True)
+    is_main = ma.fields.Boolean(required=True)
 
 
 class InstrumentDetailSchema(InstrumentSchema):
@@ -62,6 +84,64 @@ class InstrumentDetailSchema(InstrumentSchema):
         required=True, allow_none=True, metadata={"description": "Only for authenticated callers"}
     )
     opening_hours = ma.fields.List(ma.fields.Nested(OpeningHoursSchema), required=True)
+    photos = ma.fields.List(
+        ma.fields.Nested(PhotoSchema), required=True, metadata={"description": "Main first"}
+    )
+
+
+# The rules are the catalogue import's (portal.catalog.importer) and are checked there, once: these
+# fields only take the JSON types, and the document states the rules (lengths, formats, ranges).
+def _text(attr: str, *, nullable: bool = True, **metadata) -> ma.fields.String:
+    length = COLUMN_OF[attr].max_length
+    return ma.fields.String(
+        allow_none=nullable, metadata={**({"maxLength": length} if length else {}), **metadata}
+    )
+
+
+def _amount(*, per: int, nullable: bool = True, description: str) -> ma.fields.Integer:
+    return ma.fields.Integer(
+        strict=True,
+        allow_none=nullable,
+        metadata={
+            "minimum": 0,
+            "maximum": int(MAX_AMOUNT) * per - per // 100,
+            "multipleOf": per // 100,
+            "description": description,
+        },
+    )
+
+
+class InstrumentPatchSchema(ma.Schema):
+    """Any of these fields; the others stay as they are. Unknown fields are refused."""
+
+    name = _text("name", nullable=False, minLength=1)
+    name_en = _text("name_en")
+    category = ma.fields.String(metadata={"pattern": r"^\d{2}(\d{2})?$", "description": "A category code"})
+    model = _text("model")
+    manufacturer = _text("manufacturer")
+    country_of_origin = _text("country_of_origin")
+    original_value_fen = _amount(
+        per=FEN_PER_WAN, nullable=False, description="In fen; the catalogue keeps 万元 with two decimals"
+    )
+    in_service_on = ma.fields.String(
+        allow_none=True, metadata={"format": "date", "description": "YYYY-MM-DD"}
+    )
+    county = ma.fields.String(metadata={"description": "One of the network's counties"})
+    address = _text("address")
+    status = ma.fields.String(
+        metadata={
+            "enum": [s.value for s in InstrumentStatus] + list(STATUS_FILE_NAMES.values()),
+            "description": "As the record says it, or in the catalogue file's words (待修 …)",
+        }
+    )
+    sharing_mode = ma.fields.String(metadata={"enum": [m.value for m in SharingMode]})
+    fee_per_hour_fen = _amount(per=FEN_PER_YUAN, description="null: on request")
+    fee_per_sample_fen = _amount(per=FEN_PER_YUAN, description="null: on request")
+    specs = _text("specs")
+    functions = _text("functions")
+    service_content = _text("service_content")
+    operator_name = _text("operator_name")
+    operator_phone = ma.fields.String(allow_none=True, metadata={"pattern": PHONE_PATTERN.pattern})
 
 
 class InstrumentArgsSchema(PageArgsSchema):
@@ -108,6 +188,22 @@ def get_instrument(code: str):
     instrument = services.get_instrument(code)
     body = services.detail(instrument, with_contact=current_user.is_authenticated)
     return revalidated(current_app.json.response(body))
+
+
+@blp.route("/instruments/<code>", methods=["PATCH"])
+@blp.arguments(InstrumentPatchSchema)
+@blp.response(200, InstrumentDetailSchema)
+@blp.doc(security=BEARER)
+@blp.errors(401, 403, 404)
+@token_required(Role.PROVIDER, Role.ADMIN)
+def update_instrument(args: dict, code: str):
+    """Change fields of an instrument (its institution's providers, administrators), by the import's rules.
+
+    A status in which it cannot be booked tells the enterprises of its confirmed bookings still to
+    come; the bookings stay confirmed. Answers the full record.
+    """
+    upkeep.update_instrument(current_user, code, args, typed=True)
+    return services.detail(services.get_instrument(code), with_contact=True)
 
 
 @blp.route("/categories")

@@ -6,8 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the booking pages; importing the tasks registers them with Celery."""
-    from portal.booking import tasks  # noqa: F401
+    """Register the booking pages (upkeep pages included) and, by importing them, the Celery tasks."""
+    from portal.booking import tasks, upkeep_views  # noqa: F401
     from portal.booking.views import bp
 
     app.register_blueprint(bp)

@@ -1,4 +1,5 @@
-"""The catalogue search form (a GET form: its values live in the URL, so searches can be shared)."""
+"""Catalogue forms: the search (a GET form: its values live in the URL, so searches can be shared), and
+an instrument's catalogue entry and photos as its providers keep them."""
 
 from __future__ import annotations
 
@@ -6,14 +7,27 @@ from flask import current_app
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DecimalField, IntegerField, SearchField, SelectField
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    DecimalField,
+    HiddenField,
+    IntegerField,
+    SearchField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from portal.catalog.models import STATUS_LABELS, InstrumentStatus
+from portal.catalog.editing import CAPTION_LENGTH, current_value
+from portal.catalog.importer import COLUMN_OF
+from portal.catalog.models import SHARING_LABELS, STATUS_LABELS, Instrument, InstrumentStatus, SharingMode
 from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
-from portal.core.forms import NumberRange, options, yuan_amount
-from portal.core.money import yuan_to_fen
+from portal.core.errors import ValidationFailed
+from portal.core.forms import NumberRange, options, show_service_errors, yuan_amount
+from portal.core.money import fen_to_wan, fen_to_yuan, yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)
 
@@ -41,18 +55,7 @@ class SearchForm(FlaskForm):
             any_choice
             + [(i["id"], f"{i['name']} ({i['instrument_count']})") for i in hosts if i["instrument_count"]]
         )
-        english = str(get_locale()) == "en"
-        categories = [SelectChoice("", _l("Any"))]
-        for parent in category_tree():
-            group = f"{parent['code']} {_label(parent, english)}"
-            categories.append(
-                SelectChoice(parent["code"], _l("All of %(group)s", group=group), optgroup=group)
-            )
-            categories.extend(
-                SelectChoice(child["code"], f"{child['code']} {_label(child, english)}", optgroup=group)
-                for child in parent["children"]
-            )
-        self.category.choices = categories
+        self.category.choices = [SelectChoice("", _l("Any")), *_category_choices(_l("All of %(group)s"))]
         self.status.choices = options(any_choice + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus])
         self.county.choices = options(any_choice + [(c, c) for c in current_app.config["COUNTIES"]])
         self.sort.choices = options(SORTS.items())
@@ -85,3 +88,104 @@ class SearchForm(FlaskForm):
 
 def _label(category: dict, english: bool) -> str:
     return category["name_en"] if english else category["name"]
+
+
+def _category_choices(parent_label) -> list[SelectChoice]:
+    """Every category grouped under its first level; `parent_label` names the first level's own entry."""
+    english = str(get_locale()) == "en"
+    choices = []
+    for parent in category_tree():
+        group = f"{parent['code']} {_label(parent, english)}"
+        choices.append(SelectChoice(parent["code"], parent_label % {"group": group}, optgroup=group))
+        choices.extend(
+            SelectChoice(child["code"], f"{child['code']} {_label(child, english)}", optgroup=group)
+            for child in parent["children"]
+        )
+    return choices
+
+
+def _text(label, *, multiline: bool = False, **render_kw) -> StringField:
+    """A field whose value the service checks by the catalogue's rules (only the length is shown here)."""
+    field_class = TextAreaField if multiline else StringField
+    return field_class(label, render_kw=render_kw or None)
+
+
+# Form fields whose name says the unit the person types (the record keeps fen).
+AMOUNT_FIELDS = {
+    "original_value_fen": ("original_value", fen_to_wan),
+    "fee_per_hour_fen": ("fee_per_hour", fen_to_yuan),
+    "fee_per_sample_fen": ("fee_per_sample", fen_to_yuan),
+}
+
+
+class InstrumentForm(FlaskForm):
+    """An instrument's catalogue entry, typed as in the catalogue file (amounts in yuan and 万元)."""
+
+    name = _text(_l("Instrument name"), maxlength=COLUMN_OF["name"].max_length)
+    name_en = _text(_l("English name"), maxlength=COLUMN_OF["name_en"].max_length)
+    category = SelectField(_l("Category"), validate_choice=False)
+    model = _text(_l("Model"), maxlength=COLUMN_OF["model"].max_length)
+    manufacturer = _text(_l("Manufacturer"), maxlength=COLUMN_OF["manufacturer"].max_length)
+    country_of_origin = _text(_l("Country of origin"), maxlength=COLUMN_OF["country_of_origin"].max_length)
+    original_value = _text(_l("Original value (10,000 yuan)"), inputmode="decimal")
+    in_service_on = _text(_l("In service since"), type="date")
+    county = SelectField(_l("County or district"), validate_choice=False)
+    address = _text(_l("Address"), maxlength=COLUMN_OF["address"].max_length)
+    status = SelectField(_l("Status"), validate_choice=False)
+    sharing_mode = SelectField(_l("Sharing"), validate_choice=False)
+    fee_per_hour = _text(_l("Fee per machine hour (yuan)"), inputmode="decimal")
+    fee_per_sample = _text(_l("Fee per sample (yuan)"), inputmode="decimal")
+    specs = _text(_l("Technical specifications"), multiline=True, rows=4)
+    functions = _text(_l("Main functions"), multiline=True, rows=4)
+    service_content = _text(_l("Services offered"), multiline=True, rows=4)
+    operator_name = _text(_l("Operator"), maxlength=COLUMN_OF["operator_name"].max_length)
+    operator_phone = _text(_l("Operator's phone"), inputmode="tel")
+    # The stranded bookings the page has shown (a status change asks first; see booking.upkeep).
+    acknowledged = HiddenField()
+    submit = SubmitField(_l("Save"))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.category.choices = _category_choices(_l("%(group)s (no finer category)"))
+        self.county.choices = options((c, c) for c in current_app.config["COUNTIES"])
+        self.status.choices = options((s.value, STATUS_LABELS[s]) for s in InstrumentStatus)
+        self.sharing_mode.choices = options((m.value, SHARING_LABELS[m]) for m in SharingMode)
+
+    def field_for(self, name: str):
+        """The form field of a record field."""
+        return getattr(self, AMOUNT_FIELDS[name][0] if name in AMOUNT_FIELDS else name)
+
+    def fill(self, instrument: Instrument, fields: tuple[str, ...]) -> None:
+        """Show the record as it is, in the units the form is typed in."""
+        for name in fields:
+            value = current_value(instrument, name)
+            if name in AMOUNT_FIELDS and value is not None:
+                value = AMOUNT_FIELDS[name][1](value)
+            self.field_for(name).data = "" if value is None else str(getattr(value, "value", value))
+
+    def labels(self, fields: tuple[str, ...]) -> dict[str, str]:
+        return {name: self.field_for(name).label.text for name in fields}
+
+    def values(self, fields: tuple[str, ...]) -> dict[str, str]:
+        """The typed text of each field, by the record's field names."""
+        return {name: self.field_for(name).data or "" for name in fields}
+
+    def acknowledged_ids(self) -> list[int]:
+        return [int(n) for n in (self.acknowledged.data or "").split(",") if n.isdigit()]
+
+    def show_errors(self, error: ValidationFailed) -> None:
+        renamed = {self.field_for(name).name: message for name, message in error.fields.items()}
+        show_service_errors(self, ValidationFailed(error.message, renamed))
+
+
+class PhotoForm(FlaskForm):
+    file = FileField(
+        _l("Photo (JPEG, PNG or WebP)"),
+        validators=[FileRequired(_l("Choose a photo to upload."))],
+        render_kw={"accept": "image/jpeg,image/png,image/webp"},
+    )
+    caption = StringField(
+        _l("Caption (describes the photo for those who cannot see it)"),
+        render_kw={"maxlength": CAPTION_LENGTH},
+    )
+    submit = SubmitField(_l("Upload photo"))

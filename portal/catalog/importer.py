@@ -154,6 +154,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("联系电话", "operator_phone", parse=_parse_phone),
 )
 HEADERS = [c.header for c in COLUMNS]
+COLUMN_OF = {c.attr: c for c in COLUMNS}
 # Instrument attributes a file sets directly (the others are looked up: category, institution).
 PLAIN_ATTRS = [
     c.attr for c in COLUMNS if c.attr not in {"category_code", "institution_name", "county", "status"}
@@ -217,47 +218,66 @@ def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
         raise RowError(_("Only .csv and .xlsx files can be imported."))
 
 
+def parse_cell(column: Column, text: str) -> Any:
+    """One cell's value by its column's rules; an empty optional cell is None, anything wrong a RowError.
+
+    The import checks every cell with it, and so does an edit of a single instrument (the same rules).
+    """
+    if not text:
+        if column.required:
+            raise RowError(_("Required, but empty."))
+        return None
+    if strip_control(text) != text:
+        # NUL and the like: PostgreSQL refuses them, and an XLSX export could not hold them.
+        raise RowError(_("Contains control characters; remove them."))
+    if column.max_length and len(text) > column.max_length:
+        raise RowError(_("At most %(n)d characters (this has %(m)d).", n=column.max_length, m=len(text)))
+    return column.parse(text) if column.parse else text
+
+
 @dataclass
-class _Lookups:
+class Lookups:
+    """What cells are looked up in: category codes, host institutions by name, the network's counties."""
+
     categories: dict[str, Category]
     institutions: dict[str, Institution]
     counties: tuple[str, ...]
 
+    @classmethod
+    def load(cls) -> Lookups:
+        return cls(
+            categories={c.code: c for c in db.session.scalars(select(Category))},
+            institutions={i.name: i for i in db.session.scalars(select(Institution))},
+            counties=tuple(current_app.config["COUNTIES"]),
+        )
 
-def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: list[Problem]) -> dict | None:
+    def category(self, code: str) -> Category:
+        category = self.categories.get(code)
+        if category is None:
+            raise RowError(_("Unknown category code “%(code)s”.", code=code))
+        return category
+
+    def county(self, name: str) -> str:
+        if name not in self.counties:
+            raise RowError(_("Unknown county “%(name)s”.", name=name))
+        return name
+
+
+def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list[Problem]) -> dict | None:
     values: dict[str, Any] = {}
     before = len(problems)
     for column in COLUMNS:
-        text = cells.get(column.header, "")
-        if not text:
-            if column.required:
-                problems.append(Problem(row, column.header, _("Required, but empty.")))
-            values[column.attr] = None
-            continue
-        if strip_control(text) != text:
-            # NUL and the like: PostgreSQL refuses them, and an XLSX export could not hold them.
-            problems.append(Problem(row, column.header, _("Contains control characters; remove them.")))
-            continue
-        if column.max_length and len(text) > column.max_length:
-            problems.append(
-                Problem(
-                    row,
-                    column.header,
-                    _("At most %(n)d characters (this has %(m)d).", n=column.max_length, m=len(text)),
-                )
-            )
-            continue
         try:
-            values[column.attr] = column.parse(text) if column.parse else text
+            values[column.attr] = parse_cell(column, cells.get(column.header, ""))
         except RowError as error:
             problems.append(Problem(row, column.header, str(error)))
     if len(problems) > before:
         return None
-    category = lookups.categories.get(values["category_code"])
-    if category is None:
-        problems.append(
-            Problem(row, "仪器分类代码", _("Unknown category code “%(code)s”.", code=values["category_code"]))
-        )
+    try:
+        category = lookups.category(values["category_code"])
+    except RowError as error:
+        category = None
+        problems.append(Problem(row, "仪器分类代码", str(error)))
     institution = lookups.institutions.get(values["institution_name"])
     if institution is None:
         problems.append(
@@ -271,8 +291,11 @@ def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: lis
             )
         )
     county = values["county"] or (institution.county if institution else None)
-    if county and county not in lookups.counties:
-        problems.append(Problem(row, "所在区县", _("Unknown county “%(name)s”.", name=county)))
+    if county:
+        try:
+            lookups.county(county)
+        except RowError as error:
+            problems.append(Problem(row, "所在区县", str(error)))
     if len(problems) > before:
         return None
     out = {attr: values[attr] for attr in PLAIN_ATTRS}
@@ -286,7 +309,7 @@ def _parse_row(cells: dict[str, str], row: int, lookups: _Lookups, problems: lis
 
 
 def _records(
-    rows: Iterator[list[Any]], report: ImportReport, lookups: _Lookups, progress: Progress | None = None
+    rows: Iterator[list[Any]], report: ImportReport, lookups: Lookups, progress: Progress | None = None
 ) -> Iterator[tuple[int, dict]]:
     problems = report.problems
     max_rows = current_app.config.get("IMPORT_MAX_ROWS", MAX_ROWS)
@@ -351,11 +374,7 @@ def import_catalog(
     import's transaction (a history row), so that they are written together with the catalogue or not at all.
     """
     report = ImportReport(dry_run=dry_run)
-    lookups = _Lookups(
-        categories={c.code: c for c in db.session.scalars(select(Category))},
-        institutions={i.name: i for i in db.session.scalars(select(Institution))},
-        counties=tuple(current_app.config["COUNTIES"]),
-    )
+    lookups = Lookups.load()
     try:
         records = list(_records(read_table(stream, filename), report, lookups, progress))
     except RowError as error:

@@ -1,4 +1,4 @@
-"""Categories, instruments and their weekly opening hours, plus the catalogue's cache version."""
+"""Categories, instruments, their weekly opening hours and photos, plus the catalogue's cache version."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     Time,
     event,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -147,6 +149,12 @@ class Instrument(db.Model):
         cascade="all, delete-orphan",
         order_by="(OpeningHours.weekday, OpeningHours.opens_at)",
     )
+    # The main photo first, then in the order they were added.
+    photos: Mapped[list[InstrumentPhoto]] = relationship(
+        back_populates="instrument",
+        cascade="all, delete-orphan",
+        order_by="(InstrumentPhoto.is_main.desc(), InstrumentPhoto.id)",
+    )
 
     __table_args__ = (
         CheckConstraint("original_value_fen >= 0", name="original_value_not_negative"),
@@ -183,6 +191,10 @@ class Instrument(db.Model):
         for name, value in self.derived_values({f: getattr(self, f) for f in fields}).items():
             setattr(self, name, value)
 
+    @property
+    def main_photo(self) -> InstrumentPhoto | None:
+        return self.photos[0] if self.photos else None
+
     def __repr__(self) -> str:
         return f"<Instrument {self.code} {self.name}>"
 
@@ -215,6 +227,42 @@ class OpeningHours(db.Model):
         return f"<OpeningHours {self.instrument_id} d{self.weekday} {self.opens_at}-{self.closes_at}>"
 
 
+class InstrumentPhoto(db.Model):
+    """A photo of an instrument as the portal re-encoded it, with its thumbnail; files under UPLOAD_FOLDER."""
+
+    __tablename__ = "instrument_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"), index=True)
+    # Our own random names (never the uploader's), so a URL always means the same picture.
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)
+    thumbnail_name: Mapped[str] = mapped_column(String(80), unique=True)
+    content_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    caption: Mapped[str | None] = mapped_column(String(200))
+    is_main: Mapped[bool] = mapped_column(Boolean, default=False)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    instrument: Mapped[Instrument] = relationship(back_populates="photos")
+
+    __table_args__ = (
+        # At most one main photo per instrument.
+        Index(
+            "uq_instrument_photos_main",
+            "instrument_id",
+            unique=True,
+            sqlite_where=text("is_main"),
+            postgresql_where=text("is_main"),
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"<InstrumentPhoto {self.id} of {self.instrument_id}{' main' if self.is_main else ''}>"
+
+
 class CatalogState(db.Model):
     """A single row whose version every catalogue change bumps, so caches keyed by it never go stale."""
 
@@ -228,15 +276,18 @@ class CatalogState(db.Model):
 
 
 # Anything that changes what the catalogue shows replaces the cache version in the same transaction.
-_CATALOG_TYPES = (Instrument, OpeningHours, Institution, Category)
+_CATALOG_TYPES = (Instrument, OpeningHours, InstrumentPhoto, Institution, Category)
 
 
 # What the audit log calls the actions and objects of this area.
 OBJECT_LABELS.update({"instrument": _l("Instrument record"), "catalog": _l("Catalogue")})
 ACTION_LABELS.update(
     {
-        "instrument.imported": _l("Instrument imported"),
-        "instrument.updated": _l("Instrument record changed"),
+        "instrument.imported": _l("Added by a catalogue import"),
+        "instrument.updated": _l("Catalogue entry changed"),
+        "instrument.photo_added": _l("Photo added"),
+        "instrument.photo_removed": _l("Photo removed"),
+        "instrument.main_photo_chosen": _l("Main photo chosen"),
         "catalog.imported": _l("Catalogue file imported"),
         "demo.loaded": _l("Demo data loaded"),
     }

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_request_context, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, Text, case, func, select, type_coerce, update
@@ -22,6 +22,7 @@ from portal.catalog.models import (
     CatalogState,
     Category,
     Instrument,
+    InstrumentPhoto,
     InstrumentStatus,
     forget_catalog_version,
 )
@@ -195,9 +196,30 @@ def _ordering(query: InstrumentQuery) -> list:
     }[sort]
 
 
+def photo_url(code: str, name: str) -> str:
+    """Where a photo file of an instrument is served (a path on this site), in a request or outside one."""
+    values = {"code": code, "name": name}
+    if has_request_context():
+        return url_for("catalog.photo", **values)
+    return current_app.url_map.bind("localhost").build("catalog.photo", values)
+
+
+def photo_json(code: str, photo: InstrumentPhoto) -> dict[str, Any]:
+    return {
+        "id": photo.id,
+        "url": photo_url(code, photo.stored_name),
+        "thumbnail_url": photo_url(code, photo.thumbnail_name),
+        "width": photo.width,
+        "height": photo.height,
+        "caption": photo.caption,
+        "is_main": photo.is_main,
+    }
+
+
 def summary(instrument: Instrument) -> dict[str, Any]:
     """An instrument as a list row (the API's list item)."""
     category = instrument.category
+    main = instrument.main_photo
     return {
         "code": instrument.code,
         "name": instrument.name,
@@ -217,6 +239,7 @@ def summary(instrument: Instrument) -> dict[str, Any]:
         "fee_per_sample_fen": instrument.fee_per_sample_fen,
         "original_value_fen": instrument.original_value_fen,
         "operator_name": instrument.operator_name,
+        "thumbnail_url": photo_url(instrument.code, main.thumbnail_name) if main else None,
     }
 
 
@@ -235,7 +258,11 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
     rows = db.session.scalars(
         select(Instrument)
         .where(Instrument.id.in_(ids))
-        .options(joinedload(Instrument.category), joinedload(Instrument.institution))
+        .options(
+            joinedload(Instrument.category),
+            joinedload(Instrument.institution),
+            selectinload(Instrument.photos),
+        )
     ).all()
     by_id = {row.id: row for row in rows}
     data = {
@@ -257,6 +284,7 @@ def get_instrument(code: str) -> Instrument:
             joinedload(Instrument.category).joinedload(Category.parent),
             joinedload(Instrument.institution),
             selectinload(Instrument.opening_hours),
+            selectinload(Instrument.photos),
         )
     )
     if instrument is None:
@@ -285,6 +313,7 @@ def detail(instrument: Instrument, *, with_contact: bool) -> dict[str, Any]:
                 }
                 for h in instrument.opening_hours
             ],
+            "photos": [photo_json(instrument.code, photo) for photo in instrument.photos],
         }
     )
     return data

@@ -1,14 +1,14 @@
-"""Catalogue pages: the searchable list and the instrument record."""
+"""Catalogue pages: the searchable list, the instrument record and its photos."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, make_response, render_template, request, session
+from flask import Blueprint, current_app, make_response, render_template, request, send_file, session
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
 
 from portal.booking import services as booking_services
-from portal.catalog import services
+from portal.catalog import editing, services
 from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
 from portal.core.errors import ValidationFailed
@@ -64,8 +64,18 @@ def detail(code: str) -> ResponseReturnValue:
             bookable=instrument.status in booking_services.BOOKABLE_STATUSES,
             next_free=booking_services.next_free_time(instrument),
             show_contact=current_user.is_authenticated,
+            can_edit=editing.may_edit(current_user, instrument),
             status_labels=STATUS_LABELS,
             sharing_labels=SHARING_LABELS,
         )
     )
     return revalidated(response)
+
+
+@bp.route("/<code>/photos/<name>")
+def photo(code: str, name: str) -> ResponseReturnValue:
+    """A photo or thumbnail; a name is never given to another picture, so any cache may keep it a while."""
+    path, content_type = editing.photo_file(code, name)
+    response = send_file(path, mimetype=content_type, conditional=True, etag=True)
+    response.headers["Cache-Control"] = f"public, max-age={current_app.config['PHOTO_CACHE_SECONDS']}"
+    return response

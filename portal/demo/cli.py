@@ -45,7 +45,8 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
         click.echo(
             f"Loaded {summary.institutions} institutions, {summary.instruments} instruments, "
             f"{summary.enterprise_users} enterprise users, {summary.staff_users} staff and provider users "
-            f"and {summary.bookings} bookings; {summary.vouchers} vouchers and {summary.claims} claims."
+            f"and {summary.bookings} bookings; {summary.vouchers} vouchers and {summary.claims} claims; "
+            f"{summary.photos} instrument photos."
         )
     click.echo(f"Demo logins (password {DEMO_PASSWORD}):")
     for username, what in (

@@ -36,6 +36,7 @@ from portal.demo import (
     activity,
     data,
 )
+from portal.demo import photos as demo_photos
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
@@ -87,6 +88,7 @@ class DemoSummary:
     bookings: int = 0
     vouchers: int = 0
     claims: int = 0
+    photos: int = 0
 
 
 def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -> str:
@@ -178,6 +180,8 @@ def load_demo(
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
+    # A generator of its own, so the photos leave every other demo value as it was.
+    summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()

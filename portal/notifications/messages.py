@@ -41,6 +41,13 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "If you cannot come, call the operator: %(operator)s."
         ),
     ),
+    "instrument.unavailable": (
+        _l("Instrument out of service: %(instrument)s"),
+        _l(
+            "%(instrument)s of %(institution)s is now “%(status)s”, so your confirmed booking (%(when)s) may "
+            "not take place. Please call the operator %(operator)s on %(phone)s to arrange it."
+        ),
+    ),
     "service.recorded": (
         _l("Please confirm and rate the service: %(instrument)s"),
         _l("%(institution)s recorded the service (fee %(fee)s). Please confirm it and rate it."),

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.conftest import make_app
+from tests.conftest import demo_upload_folder, make_app
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -40,6 +40,7 @@ def live_portal(
     demo_url = request.getfixturevalue("demo_database_url_sqlite")
     folder = tmp_path_factory.mktemp("live")
     shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "live.db")
+    shutil.copytree(demo_upload_folder(demo_url), folder / "uploads")  # the demo's photos and evidence
     app = make_app(f"sqlite:///{folder / 'live.db'}", UPLOAD_FOLDER=str(folder / "uploads"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
