@@ -12,6 +12,11 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # The console's sections, in the order the front page shows them: (endpoint, title, what it is for).
 SECTIONS = [
+    (
+        "admin.users_index",
+        _l("Users"),
+        _l("Every account: create staff accounts, roles, deactivation, reset links."),
+    ),
     ("notifications.failed", _l("Failed mail"), _l("Mail that could not be delivered; send it again.")),
 ]
 
