@@ -43,9 +43,14 @@ def _mobile() -> StringField:
     )
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 def _email(required: bool = True) -> EmailField:
     return EmailField(
         _l("E-mail"),
+        filters=[_strip],
         validators=[
             DataRequired() if required else Optional(),
             Email(check_deliverability=False),
@@ -116,6 +121,7 @@ class ProfileForm(FlaskForm):
     )
     email = EmailField(
         _l("E-mail"),
+        filters=[_strip],
         validators=[Optional(), Email(check_deliverability=False), Length(max=120)],
         description=_l("A new address takes effect when you open the link we send to it."),
     )

@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from portal.accounts.models import AccountToken, Invitation, TokenPurpose, User
-from portal.core.clock import utcnow
+from portal.core import clock
 from portal.extensions import db
 
 # Stands in a notification's link for the secret, which is filled in when the mail is built.
@@ -77,7 +77,7 @@ def issue_account_token(
     user: User, purpose: TokenPurpose, ttl_seconds: int, *, email: str | None = None
 ) -> AccountToken:
     """A new link of this purpose for the user (added to the session); older ones of it stop working."""
-    now = utcnow()
+    now = clock.utcnow()
     void_account_tokens(user, (purpose,), now)
     row = AccountToken(
         user_id=user.id,

@@ -157,6 +157,7 @@ def update_user(admin: User, user_id: int, account: StaffAccount) -> User:
     user.email = normalize_email(account.email) or None
     if user.role is not Role.ENTERPRISE:
         user.role, user.institution = account.role, institution
+    db.session.flush()  # the institution's id into institution_id, for the record
     changed = record_changes("user.updated", user, before, _snapshot(user), admin.id)
     if "email" in changed and before["email"]:
         mail.mail_to(

@@ -19,6 +19,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.config import COOKIE_NAME
 
 from portal.accounts import passwords, profile, services
 from portal.accounts.forms import (
@@ -203,7 +204,7 @@ def change_password() -> ResponseReturnValue:
             show_service_errors(form, error)
         else:
             # This browser stays signed in: its new cookie carries the new session version.
-            remembered = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
+            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME) in request.cookies
             login_user(current_user._get_current_object(), remember=remembered)
             flash(_("Your password is changed. Your other sessions and API tokens have ended."), "success")
             return redirect(url_for("accounts.account"))
