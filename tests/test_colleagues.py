@@ -406,3 +406,20 @@ def test_the_account_page_names_the_holder_and_links_the_colleagues(app, holder,
     assert "王建国" in page and 'href="/account/colleagues"' in page
     people = signed_in(app, "colleague").get("/account/colleagues").get_data(as_text=True)
     assert "colleague" in people and "holder" in people and "deactivate" not in people
+
+
+def test_the_demo_enterprise_has_a_staff_colleague_who_is_not_its_holder(demo_app):
+    from portal.demo import DEMO_PASSWORD
+
+    staff, holder = (
+        db.session.scalar(select(User).where(User.username == name))
+        for name in ("enterprise-staff", "enterprise")
+    )
+    assert staff.enterprise_id == holder.enterprise_id
+    assert (staff.is_holder, holder.is_holder) == (False, True)
+    client = signed_in(demo_app, "enterprise-staff", DEMO_PASSWORD)
+    assert 'id="voucher-balance"' in client.get("/vouchers/").get_data(
+        as_text=True
+    )  # the enterprise's voucher
+    assert holder.full_name in client.get("/account").get_data(as_text=True)
+    assert "enterprise-staff" in client.get("/account/colleagues").get_data(as_text=True)

@@ -118,7 +118,7 @@ def test_a_reset_link_is_mailed_works_once_and_ends_every_session(app, client, m
 
     response = forgot(client, " Forgetful@Example.CN ")
 
-    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert response.status_code == 200 and 'id="reset-sent"' in response.get_data(as_text=True)
     [mail] = mails(mailbox, to="forgetful@example.cn")
     path = link_in(mail)
     assert path.startswith("/password/reset/")
@@ -203,10 +203,7 @@ def test_unknown_and_deactivated_addresses_get_the_same_answer_and_no_mail(app, 
     answers = []
     for address in ("known@example.cn", "nobody@example.cn", "gone@example.cn"):
         response = forgot(client, address)
-        page = client.get(response.headers["Location"]).get_data(as_text=True)
-        answers.append(
-            (response.status_code, response.headers["Location"], page.replace(address, "<address>"))
-        )
+        answers.append((response.status_code, response.get_data(as_text=True).replace(address, "<address>")))
     assert answers[0] == answers[1] == answers[2]
     assert [m["To"] for m in mails(mailbox)] == ["known@example.cn"]
     assert db.session.scalar(select(func.count()).select_from(AccountToken)) == 1
@@ -244,7 +241,7 @@ def test_forgotten_password_requests_are_limited_per_address(app, client, make_u
     app.config["PASSWORD_RESET_ADDRESS_RATE_LIMIT"] = "2 per hour"
     for address in ("limited@example.cn", "unknown@example.cn"):
         codes = [forgot(client, address).status_code for _ in range(3)]
-        assert codes == [302, 302, 429]  # the same for a known and an unknown address
+        assert codes == [200, 200, 429]  # the same for a known and an unknown address
     assert forgot(client, "LIMITED@example.cn").status_code == 429  # the same address, spelt otherwise
     assert len(mails(mailbox)) == 2
 
@@ -252,14 +249,14 @@ def test_forgotten_password_requests_are_limited_per_address(app, client, make_u
 def test_forgotten_password_requests_are_limited_per_visitor(app, client, make_user):
     app.config["PASSWORD_RESET_CLIENT_RATE_LIMIT"] = "3 per hour"
     codes = [forgot(client, f"someone{i}@example.cn").status_code for i in range(4)]
-    assert codes == [302, 302, 302, 429]
+    assert codes == [200, 200, 200, 429]
 
 
 def test_the_per_account_limit_answers_the_same_but_mails_no_more(app, client, make_user, mailbox):
     user = make_user(username="bombed", email="bombed@example.cn")
     app.config["PASSWORD_RESET_ACCOUNT_RATE_LIMIT"] = "2 per hour"
     codes = [forgot(client, "bombed@example.cn").status_code for _ in range(4)]
-    assert codes == [302] * 4
+    assert codes == [200] * 4
     assert len(mails(mailbox)) == 2
     assert audit_actions(user.id).count("user.reset_link_sent") == 2
 
@@ -274,7 +271,7 @@ def test_a_limit_store_that_is_down_lets_requests_through(database_url, make_use
     client = app.test_client()
     with app.app_context():
         response = post_form(client, "/password/forgot", {"email": "failopen@example.cn"})
-        assert response.status_code == 302
+        assert response.status_code == 200
         run_deferred(response)
         assert login(client, "failopen").status_code == 302
     assert len(mails(folder)) == 1

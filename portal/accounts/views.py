@@ -220,19 +220,11 @@ def forgot_password() -> ResponseReturnValue:
         return redirect(url_for("catalog.index"))
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        minutes = current_app.config["PASSWORD_RESET_TTL_SECONDS"] // 60
-        flash(
-            _(
-                "If an account uses %(email)s, a link to choose a new password is on its way there. It "
-                "works once, for %(minutes)d minutes.",
-                email=form.email.data,
-                minutes=minutes,
-            ),
-            "info",
-        )
-        # The work happens after the answer, so that its time cannot tell whether the address is known.
+        # The same page for every address; the work happens after it is sent, so that its time cannot
+        # tell whether the address has an account.
+        page = render_template("accounts/forgot_sent.html", email=form.email.data)
         return after_response(
-            redirect(url_for("accounts.login")),
+            current_app.make_response(page),
             passwords.request_password_reset,
             form.email.data,
             request.remote_addr,
