@@ -188,6 +188,9 @@ def test_a_deactivated_user_cannot_sign_in_and_loses_sessions_and_tokens(app, co
 
     post_form(console, f"/admin/users/{user.id}/reactivate", page=f"/admin/users/{user.id}")
     assert login(app.test_client(), "leaver").status_code == 302
+    # What was ended stays ended: the old session and token do not come back with the account.
+    assert remembered.get("/finance/").status_code == 302
+    assert app.test_client().get("/api/v1/finance/totals?month=2026-12", headers=bearer).status_code == 401
     assert actions_on(user.id).count("user.deactivated") == 1 and "user.reactivated" in actions_on(user.id)
 
 
