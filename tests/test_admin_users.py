@@ -271,3 +271,25 @@ def test_the_users_create_command_uses_the_same_service(app, make_institution):
     assert user.institution_id == host.id and "user.created" in actions_on(user.id)
     missing = runner.invoke(args=["users", "create", "cliprov2", "--role", "provider", "--password", NEW])
     assert missing.exit_code != 0 and "institution" in missing.output
+
+
+MARKUP = '<script>alert("x")</script><b>'
+
+
+def test_names_people_typed_are_shown_as_text(app, console, make_user, mailbox):
+    from portal.accounts import colleagues
+
+    holder = make_user(username="marked", full_name=f"王{MARKUP}", email="marked@example.cn")
+    holder.enterprise.name = f"企业{MARKUP}"
+    db.session.commit()
+    make_user(username="markedstaff", full_name=f"李{MARKUP}", enterprise=holder.enterprise)
+    colleagues.invite(holder, "guest@example.cn")
+    pages = [
+        console.get("/admin/users").get_data(as_text=True),
+        console.get(f"/admin/users/{holder.id}").get_data(as_text=True),
+        signed_in(app, "marked").get("/account/colleagues").get_data(as_text=True),
+        app.test_client().get(link_in(mails(mailbox)[0])).get_data(as_text=True),
+    ]
+    for page in pages:
+        assert "<script>alert" not in page and "<b>" not in page
+        assert "&lt;script&gt;" in page

@@ -76,6 +76,8 @@ def enterprise_user(make_user, label: str, **overrides):
         actual_controller=tagged(f"{label}控制人"),
         controller_group=tagged(f"{label}控制人"),
     )
+    # The enterprise's only user is its account holder (who applies and submits claims), as at registration.
+    overrides.setdefault("is_holder", True)
     return make_user(Role.ENTERPRISE, enterprise=enterprise, full_name=tagged(f"{label}人"), **overrides)
 
 
