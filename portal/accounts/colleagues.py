@@ -17,6 +17,7 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from portal.accounts import mail, tokens
 from portal.accounts.models import Enterprise, Invitation, User
@@ -190,7 +191,12 @@ def accept_invitation(secret: str, data: Acceptance) -> User:
             is_holder=False,
         )
         db.session.add(user)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:  # the username or the address was taken at this very moment
+            db.session.rollback()
+            message = _("This username is taken.")
+            raise ValidationFailed(_("Please correct the marked fields."), {"username": message}) from None
         row.user_id = user.id
         audit.record(
             "invitation.accepted",
