@@ -68,8 +68,23 @@ class Config:
     BOOTSTRAP_BTN_STYLE = "primary"
 
     RATELIMIT_HEADERS_ENABLED = True
+    # A rate-limit store that is down lets requests through (logged) instead of answering 500.
+    RATELIMIT_SWALLOW_ERRORS = True
     LOGIN_RATE_LIMIT = "10 per minute"
     API_TOKEN_TTL_SECONDS = 60 * 60 * 24
+
+    # Accounts (docs/accounts.md): how long one-time links work, and the limits of the forgotten-
+    # password page: per visitor's address and per e-mail address typed (both answer 429), per account
+    # (further requests get the same answer but no mail, so the limit reveals no account).
+    PASSWORD_RESET_TTL_SECONDS = int(os.environ.get("PASSWORD_RESET_TTL_SECONDS", str(60 * 60)))
+    WELCOME_LINK_TTL_SECONDS = int(os.environ.get("WELCOME_LINK_TTL_SECONDS", str(7 * 24 * 3600)))
+    EMAIL_CHANGE_TTL_SECONDS = int(os.environ.get("EMAIL_CHANGE_TTL_SECONDS", str(24 * 3600)))
+    INVITATION_TTL_SECONDS = int(os.environ.get("INVITATION_TTL_SECONDS", str(7 * 24 * 3600)))
+    PASSWORD_RESET_CLIENT_RATE_LIMIT = os.environ.get("PASSWORD_RESET_CLIENT_RATE_LIMIT", "20 per hour")
+    PASSWORD_RESET_ADDRESS_RATE_LIMIT = os.environ.get("PASSWORD_RESET_ADDRESS_RATE_LIMIT", "5 per hour")
+    PASSWORD_RESET_ACCOUNT_RATE_LIMIT = os.environ.get("PASSWORD_RESET_ACCOUNT_RATE_LIMIT", "3 per hour")
+    # Invitations an enterprise's account holder may send.
+    INVITATION_RATE_LIMIT = os.environ.get("INVITATION_RATE_LIMIT", "30 per day")
 
     CACHE_DEFAULT_TIMEOUT = 300
     # Exports with more rows than this are written by a worker, with a progress page.

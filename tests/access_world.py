@@ -131,9 +131,13 @@ class World:
         return self.shared[kind][side]
 
     def fresh(self, kind: str, role: str, side: str) -> dict[str, Any] | None:
-        """A new `kind` object on `side` (or of `role`) for a request meant to change it; None: none made."""
-        if kind == "notification":
-            return self.make_notification(role)
+        """A new `kind` object on `side` (or of `role`) for a request meant to change it; None: none made.
+
+        `make_<kind>(role)` makes objects that belong to one user, `_make_<kind>(side)` the others.
+        """
+        personal = getattr(self, f"make_{kind}", None)
+        if personal is not None:
+            return personal(role)
         maker = getattr(self, f"_make_{kind}", None)
         return maker(side) if maker else None
 
@@ -576,6 +580,7 @@ def build_world(app: Flask) -> World:
     world.shared["photo"] = {side: world._make_photo(side) for side in SIDES}
     # --- end of instrument upkeep --------------------------------------------------------------------
     world.personal["notification"] = {role: world.make_notification(role) for role in ROLES if role != "anon"}
+    build_accounts_objects(world)
     for role in ROLES:
         client = app.test_client()
         world.clients[role] = client
@@ -692,3 +697,187 @@ def build_console_objects(world: World) -> None:
         world.shared.setdefault("scheme_year", {})[side] = {"year": 2026}
     checked = world._make_catalog_import("A")
     world.shared["catalog_import"] = {side: checked for side in SIDES}
+
+
+# --- accounts (issue 13): passwords, profile, colleagues, invitations, the console's users -------------
+# The objects of the accounts rows. A colleague is a second, non-holder user of the side's enterprise.
+# Links (reset, new address, invitation) are given by their secret, derived as the outbox derives it.
+
+_accounts_serial = itertools.count(1)
+
+
+def _secret(row) -> str:
+    from portal.accounts import tokens
+
+    return tokens.derive_secret(tokens.kind_of(row), row.salt)
+
+
+def _holder(world: World, side: str) -> User:
+    return world.user("ent_a" if side == "A" else "ent_b")
+
+
+def _colleague_in(enterprise_id: int, *, is_holder: bool = False) -> dict[str, Any]:
+    n = next(_accounts_serial)
+    user = User(
+        username=f"matrix_colleague{n}",
+        password_hash=accounts.hash_password(PASSWORD),
+        role=Role.ENTERPRISE,
+        full_name=f"矩阵同事{n}",
+        enterprise_id=enterprise_id,
+        is_holder=is_holder,
+    )
+    db.session.add(user)
+    db.session.commit()
+    return {"user_id": user.id}
+
+
+def _make_colleague(world: World, side: str) -> dict[str, Any]:
+    return _colleague_in(world.enterprises[side])
+
+
+def _make_colleague_inactive(world: World, side: str) -> dict[str, Any]:
+    from portal.accounts import users
+
+    made = _make_colleague(world, side)
+    users.set_active(_holder(world, side), made["user_id"], "deactivate")
+    return made
+
+
+def _make_invitation(world: World, side: str) -> dict[str, Any]:
+    from portal.accounts import colleagues
+
+    row = colleagues.invite(_holder(world, side), f"matrix_invited{side}{next(_accounts_serial)}@example.cn")
+    return {"invitation_id": row.id, "token": _secret(row)}
+
+
+def _make_reset_link(world: World, side: str) -> dict[str, Any]:
+    from portal.accounts import passwords
+
+    n = next(_accounts_serial)
+    user = accounts.create_user(
+        f"matrix_forgetful{side}{n}", PASSWORD, Role.REVIEWER, email=f"forgetful{n}@x.cn"
+    )
+    return {"token": _secret(passwords.send_reset_link(user))}
+
+
+def _make_staff_user(world: World, side: str) -> dict[str, Any]:
+    n = next(_accounts_serial)
+    user = accounts.create_user(f"matrix_staff{side}{n}", PASSWORD, Role.REVIEWER, email=f"staff{n}@x.cn")
+    return {"user_id": user.id}
+
+
+def _make_inactive_user(world: World, side: str) -> dict[str, Any]:
+    from portal.accounts import users
+
+    made = _make_staff_user(world, side)
+    users.set_active(world.user("admin"), made["user_id"], "deactivate")
+    return made
+
+
+def _make_spare_colleague(world: World, side: str) -> dict[str, Any]:
+    """A colleague in an enterprise of its own, for the console's hand-over (A's and B's holders stay)."""
+    n = next(_accounts_serial)
+    enterprise = Enterprise(
+        uscc=valid_uscc(), name=f"聊城备用企业{side}{n}", kind=EnterpriseKind.TECH_SME, county="东昌府区"
+    )
+    db.session.add(enterprise)
+    db.session.flush()
+    _colleague_in(enterprise.id, is_holder=True)
+    return _colleague_in(enterprise.id)
+
+
+def _make_email_link(world: World, role: str) -> dict[str, Any]:
+    from portal.accounts import tokens
+    from portal.accounts.models import TokenPurpose
+
+    user = world.user(role)
+    address = f"matrix_{role}_{next(_accounts_serial)}@example.cn"
+    row = tokens.issue_account_token(user, TokenPurpose.EMAIL_CHANGE, 3600, email=address)
+    db.session.commit()
+    return {"token": _secret(row)}
+
+
+for _kind, _maker in {
+    "colleague": _make_colleague,
+    "colleague_inactive": _make_colleague_inactive,
+    "invitation": _make_invitation,
+    "reset_link": _make_reset_link,
+    "staff_user": _make_staff_user,
+    "inactive_user": _make_inactive_user,
+    "spare_colleague": _make_spare_colleague,
+}.items():
+    setattr(World, f"_make_{_kind}", lambda self, side, maker=_maker: maker(self, side))
+World.make_email_link = lambda self, role: _make_email_link(self, role)
+
+
+def build_accounts_objects(world: World) -> None:
+    """The shared objects of the accounts rows, and each user's own link to a new address."""
+    for side in SIDES:
+        for kind in (
+            "colleague",
+            "colleague_inactive",
+            "invitation",
+            "reset_link",
+            "staff_user",
+            "inactive_user",
+            "spare_colleague",
+        ):
+            world.shared.setdefault(kind, {})[side] = world.fresh(kind, "anon", side)
+    world.personal["email_link"] = {role: _make_email_link(world, role) for role in ROLES if role != "anon"}
+
+
+def restore_holders(world: World) -> None:
+    """Put A's and B's registrants back as their enterprises' holders (after a hand-over row)."""
+    from portal.accounts import colleagues
+
+    for side in SIDES:
+        holder = _holder(world, side)
+        if not holder.is_holder:
+            current = accounts.holder_of(holder.enterprise_id)
+            colleagues.hand_over(current, holder.id)
+
+
+def _form_of(role: str) -> dict[str, Any]:
+    user = db.session.scalar(select(User).where(User.username == f"matrix_{role}"))
+    return {
+        "full_name": f"矩阵{role}",
+        "email": user.email if user and user.email else "",
+        "language": "zh",
+        "email_notifications": "y",
+    }
+
+
+_NEW_PASSWORD = "matrix-new-pass-2026"
+ACCOUNT_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/account/password", "POST"): {
+        "form": {"current_password": "not-the-password", "password": _NEW_PASSWORD, "confirm": _NEW_PASSWORD}
+    },
+    ("/account/profile", "POST"): {"form": lambda _o, role: _form_of(role)},
+    ("/password/forgot", "POST"): {"form": {"email": "matrix_nobody@example.cn"}},
+    ("/password/reset/<token>", "POST"): {"form": {"password": _NEW_PASSWORD, "confirm": _NEW_PASSWORD}},
+    ("/invitations/<token>", "POST"): {
+        "form": lambda _o, _role: {
+            "full_name": "矩阵新同事",
+            "username": f"matrix_joiner{next(_accounts_serial)}",
+            "password": _NEW_PASSWORD,
+            "confirm": _NEW_PASSWORD,
+        }
+    },
+    ("/account/colleagues", "POST"): {
+        "form": lambda _o, _role: {"email": f"matrix_invitee{next(_accounts_serial)}@example.cn"}
+    },
+    ("/admin/users/new", "POST"): {
+        "form": lambda _o, _role: {
+            "username": f"matrix_made{(n := next(_accounts_serial))}",
+            "full_name": "矩阵职员",
+            "email": f"matrix_made{n}@example.cn",
+            "role": "reviewer",
+            "institution_id": "",
+        }
+    },
+    ("/admin/users/<int:user_id>", "POST"): {
+        "form": {"full_name": "矩阵改名", "email": "", "phone": "", "role": "finance", "institution_id": ""}
+    },
+}
+# Routes whose answer hands the holder role to someone else: A's and B's registrants get it back.
+HOLDER_CHANGING = {"/account/colleagues/<int:user_id>/handover"}

@@ -14,6 +14,7 @@ import pytest
 from flask_babel import force_locale
 
 from portal.accounts.banking import TRANSITIONS as BANKING_TRANSITIONS
+from portal.accounts.users import TRANSITIONS as USER_TRANSITIONS
 from portal.booking import services as booking
 from portal.booking.services import TRANSITIONS
 from portal.core import audit
@@ -35,7 +36,10 @@ DYNAMIC = {
         f"voucher_application.{state}" for state in ApplicationState
     },
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
-    # A helper that records the action its callers name (file:variable).
+    # Helpers that record the action their callers name (file:variable).
+    "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
+    "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},
+    "portal/accounts/users.py:audit_action": {action for _active, action in USER_TRANSITIONS.values()},
     "portal/catalog/imports.py:action": {
         "catalog_import.checked",
         "catalog_import.refused",

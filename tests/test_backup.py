@@ -22,7 +22,17 @@ from click.testing import Result
 from flask import Flask
 from sqlalchemy import select
 
-from portal.accounts.models import ApiToken, Enterprise, EnterpriseKind, Institution, User
+from portal.accounts import tokens
+from portal.accounts.models import (
+    AccountToken,
+    ApiToken,
+    Enterprise,
+    EnterpriseKind,
+    Institution,
+    Invitation,
+    TokenPurpose,
+    User,
+)
 from portal.booking.models import Blackout, BlackoutKind, BookingPolicy
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
@@ -208,6 +218,20 @@ def fill_every_table(upload_folder: Path) -> None:
             ),
         ]
     )
+    # Accounts (issue 13): a one-time link and an invitation (only hashes of their secrets).
+    holder = db.session.scalar(select(User).where(User.enterprise_id == enterprise.id, User.is_holder))
+    link = AccountToken(
+        user_id=admin.id, purpose=TokenPurpose.PASSWORD_RESET, expires_at=now + timedelta(hours=1)
+    )
+    invitation = Invitation(
+        enterprise_id=enterprise.id,
+        email="colleague@example.cn",
+        invited_by_id=holder.id,
+        expires_at=now + timedelta(days=7),
+    )
+    for row in (link, invitation):
+        tokens.seal(row, tokens.kind_of(row))
+    db.session.add_all([link, invitation])
     audit.record("test.note", "catalog", None, after={"text": "备份测试", "list": [1, 2]})
     db.session.commit()
 

@@ -311,6 +311,7 @@ def world(
         (finance, f"/finance/batches/{batch.id}", None),
         (finance, "/dashboard/", None),
         (finance, "/dashboard/ranking", None),
+        *account_pages(make_user, admin),
     ]
     pages += console_pages(admin, make_institution(), host)  # admin console (issue 13)
     return {"pages": pages}
@@ -344,11 +345,56 @@ def console_pages(admin, institution, host) -> list[tuple]:
     ]
 
 
+def account_pages(make_user, admin) -> list[tuple[Any, str, str | None]]:
+    """The accounts pages (issue 13): passwords, profile, colleagues, mailed links, the console's users."""
+    from portal.accounts import colleagues, passwords, tokens, users
+    from portal.accounts.models import TokenPurpose
+
+    holder = make_user(Role.ENTERPRISE, email="fuzz-holder@example.cn")
+    make_user(Role.ENTERPRISE, enterprise=holder.enterprise, email="fuzz-staff@example.cn")
+    inactive = make_user(Role.ENTERPRISE, enterprise=holder.enterprise)
+    users.set_active(holder, inactive.id, "deactivate")
+    invitation = colleagues.invite(holder, "fuzz-invitee@example.cn")
+    forgetful = make_user(Role.PROVIDER, email="fuzz-forgetful@example.cn")
+    reset = passwords.send_reset_link(forgetful)
+    mover = make_user(Role.REVIEWER, email="fuzz-mover@example.cn")
+    moving = tokens.issue_account_token(mover, TokenPurpose.EMAIL_CHANGE, 3600, email="fuzz-moved@example.cn")
+    db.session.commit()
+    staff, gone = make_user(Role.FINANCE, email="fuzz-staff2@example.cn"), make_user(Role.REVIEWER)
+    users.set_active(admin, gone.id, "deactivate")
+    # Hand-overs in enterprises of their own: the first one that works ends the holder's rights.
+    handing, taking = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    make_user(Role.ENTERPRISE, enterprise=handing.enterprise)
+    other_staff = make_user(Role.ENTERPRISE, enterprise=taking.enterprise)
+
+    def secret(row) -> str:
+        return tokens.derive_secret(tokens.kind_of(row), row.salt)
+
+    return [
+        (None, "/password/forgot", None),
+        (None, f"/password/reset/{secret(reset)}", None),
+        (None, f"/invitations/{secret(invitation)}", None),
+        (mover, f"/account/email/{secret(moving)}", None),
+        (mover, "/account/password", None),
+        (mover, "/account/profile", None),
+        (holder, "/account/colleagues", "/account/colleagues"),
+        (holder, "/account/colleagues", "/revoke"),
+        (holder, "/account/colleagues", "/reactivate"),
+        (holder, "/account/colleagues", "/deactivate"),
+        (handing, "/account/colleagues", "/handover"),
+        (admin, "/admin/users", None),
+        (admin, "/admin/users/new", None),
+        (admin, f"/admin/users/{staff.id}", None),
+        (admin, f"/admin/users/{gone.id}", "/reactivate"),
+        (admin, f"/admin/users/{other_staff.id}", "/holder"),
+    ]
+
+
 # --- the fuzzing -----------------------------------------------------------------------------------
 
 ERROR_MARKS = ("is-invalid", "invalid-feedback", "alert-danger", "text-danger")
 # Buttons that answer with a page of results rather than a redirect when all is well.
-RESULT_PAGES = {("/vouchers/claims/new", "preview")}
+RESULT_PAGES = {("/vouchers/claims/new", "preview"), ("/password/forgot", "submit")}
 KEEP = object()  # the field keeps the value the page gave it
 
 

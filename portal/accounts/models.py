@@ -76,17 +76,8 @@ ROLE_LABELS = {
     Role.ADMIN: _l("Administrator"),
 }
 
-# What the audit log calls the actions and objects of this area.
+# What the audit log calls the objects of this area (the actions are named at the end of the module).
 OBJECT_LABELS.update({"user": _l("User"), "enterprise": _l("Enterprise")})
-ACTION_LABELS.update(
-    {
-        "enterprise.registered": _l("Enterprise registered"),
-        "user.created": _l("User created"),
-        "user.login": _l("Signed in"),
-        "user.logout": _l("Signed out"),
-        "api_token.issued": _l("API token issued"),
-    }
-)
 
 
 class Institution(db.Model):
@@ -253,10 +244,15 @@ class User(UserMixin, db.Model):
     enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When and by whom the account was deactivated (None while it is active): an account the bureau
+    # deactivated is not the enterprise holder's to reactivate.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deactivated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # The enterprise's account holder: the registrant, until they hand the role to a colleague. Only
     # the holder applies for vouchers, submits claims and changes the bank account; one per enterprise.
     is_holder: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Bumped at logout and password change: every session cookie minted before stops working.
+    # Bumped at logout, password change or reset and deactivation: every session cookie minted before
+    # stops working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     email_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
     # The secret in the URL of the user's private calendar feed; replaced when the user resets it.
@@ -266,6 +262,7 @@ class User(UserMixin, db.Model):
 
     enterprise: Mapped[Enterprise | None] = relationship(back_populates="users")
     institution: Mapped[Institution | None] = relationship()
+    deactivated_by: Mapped[User | None] = relationship(remote_side=[id])
 
     __table_args__ = (
         CheckConstraint(
@@ -319,9 +316,126 @@ class ApiToken(db.Model):
         return f"<ApiToken {self.id} user={self.user_id}>"
 
 
-OBJECT_LABELS.update({"institution": _l("Host institution"), "bank_account": _l("Bank account")})
+class TokenPurpose(StrEnum):
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a password
+    WELCOME = "welcome"  # an administrator made the account: its owner chooses the first password
+    EMAIL_CHANGE = "email_change"
+
+
+TOKEN_PURPOSE_LABELS = {
+    TokenPurpose.PASSWORD_RESET: _l("Password reset"),
+    TokenPurpose.WELCOME: _l("First password"),
+    TokenPurpose.EMAIL_CHANGE: _l("New e-mail address"),
+}
+
+
+class AccountToken(db.Model):
+    """A one-time link of a user's account sent by e-mail; single use, expiring.
+
+    Only the SHA-256 of the link's secret is stored; the secret itself is derived from SECRET_KEY and
+    the row's salt when the mail is built (portal.accounts.tokens), so it is never readable from the
+    database, not even from the outbox.
+    """
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[TokenPurpose] = mapped_column(str_enum(TokenPurpose))
+    # The new address of an e-mail change (it becomes the user's only when the link is opened).
+    email: Mapped[str | None] = mapped_column(String(120))
+    salt: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the link is used, or when a newer link or a password change makes it void.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<AccountToken {self.id} {self.purpose} user={self.user_id}>"
+
+
+class InvitationState(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+INVITATION_STATE_LABELS = {
+    InvitationState.PENDING: _l("Waiting for an answer"),
+    InvitationState.ACCEPTED: _l("Accepted"),
+    InvitationState.REVOKED: _l("Withdrawn"),
+    InvitationState.EXPIRED: _l("Expired"),
+}
+
+
+class Invitation(db.Model):
+    """The enterprise holder's invitation of a colleague, by e-mail; single use, expiring.
+
+    The link's secret is stored only as its SHA-256, as for AccountToken.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    email: Mapped[str] = mapped_column(String(120))
+    invited_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    salt: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The account the invitation created.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    enterprise: Mapped[Enterprise] = relationship()
+    invited_by: Mapped[User] = relationship(foreign_keys=[invited_by_id])
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+
+    def state(self, now: datetime) -> InvitationState:
+        if self.accepted_at is not None:
+            return InvitationState.ACCEPTED
+        if self.revoked_at is not None:
+            return InvitationState.REVOKED
+        return InvitationState.PENDING if self.expires_at > now else InvitationState.EXPIRED
+
+    def __repr__(self) -> str:
+        return f"<Invitation {self.id} enterprise={self.enterprise_id}>"
+
+
+OBJECT_LABELS.update(
+    {
+        "institution": _l("Host institution"),
+        "bank_account": _l("Bank account"),
+        "invitation": _l("Invitation"),
+    }
+)
 ACTION_LABELS.update(
     {
+        "enterprise.registered": _l("Enterprise registered"),
+        "user.created": _l("Account created"),
+        "user.updated": _l("Account changed by an administrator"),
+        "user.login": _l("Signed in"),
+        "user.logout": _l("Signed out"),
+        "user.password_changed": _l("Password changed"),
+        "user.reset_link_sent": _l("Password reset link sent"),
+        "user.password_reset": _l("Password reset with a link"),
+        "user.profile_updated": _l("Profile changed"),
+        "user.email_preference": _l("Mail preference changed"),
+        "user.email_change_requested": _l("New e-mail address requested"),
+        "user.email_changed": _l("E-mail address changed"),
+        "user.deactivated": _l("Account deactivated"),
+        "user.reactivated": _l("Account reactivated"),
+        "api_token.issued": _l("API token issued"),
+        "invitation.sent": _l("Colleague invited"),
+        "invitation.revoked": _l("Invitation withdrawn"),
+        "invitation.accepted": _l("Invitation accepted"),
+        "enterprise.holder_changed": _l("Account holder changed"),
         "institution.created": _l("Institution added"),
         "institution.updated": _l("Institution changed"),
     }

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import uscc as stdnum_uscc
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.accounts import mail, tokens
 from portal.accounts.models import (
+    ROLE_LABELS,
     ApiToken,
     Enterprise,
     EnterpriseKind,
     Institution,
     InstitutionKind,
+    TokenPurpose,
     User,
     VerificationState,
 )
@@ -32,10 +37,16 @@ from portal.extensions import db
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 MIN_PASSWORD_LENGTH = 10
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,40}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ChecksumFailed(ValidationFailed):
     """The credit code is well formed but its check character does not match (legacy codes do this)."""
+
+
+class AccountDisabled(Forbidden):
+    """The password is right, but the account is deactivated."""
 
 
 # A hash of a random password, checked when the username is unknown so that a miss costs as
@@ -127,11 +138,13 @@ def register_enterprise(data: Registration) -> User:
     except ValidationFailed as error:
         fields["uscc"] = error.message
         uscc = None
-    if uscc and db.session.scalar(select(Enterprise.id).where(Enterprise.uscc == uscc)):
-        fields["uscc"] = _("This enterprise is already registered; ask its account holder to add you.")
-    if db.session.scalar(select(User.id).where(db.func.lower(User.username) == data.username.lower())):
+    if uscc:
+        existing = db.session.scalar(select(Enterprise).where(Enterprise.uscc == uscc))
+        if existing is not None:
+            fields["uscc"] = already_registered_message(existing)
+    if username_taken(data.username):
         fields["username"] = _("This username is taken.")
-    if data.email and db.session.scalar(select(User.id).where(User.email == data.email.lower())):
+    if data.email and email_taken(data.email):
         fields["email"] = _("This e-mail address is already registered.")
     if data.county not in current_app.config["COUNTIES"]:
         fields["county"] = _("Choose a county from the list.")
@@ -178,6 +191,46 @@ def register_enterprise(data: Registration) -> User:
     return user
 
 
+def already_registered_message(enterprise: Enterprise) -> str:
+    """What someone registering an enterprise that has an account should do: ask its holder to invite them."""
+    holder = holder_of(enterprise.id)
+    name = mail.mask_name(holder.full_name) if holder and holder.full_name else ""
+    if name:
+        return _(
+            "This enterprise is already registered. Its account holder (%(name)s) can invite you: after "
+            "signing in they choose “Colleagues” on their account page and send an invitation to your "
+            "e-mail address.",
+            name=name,
+        )
+    return _(
+        "This enterprise is already registered. Its account holder can invite you: after signing in they "
+        "choose “Colleagues” on their account page and send an invitation to your e-mail address."
+    )
+
+
+def username_taken(username: str) -> bool:
+    query = select(User.id).where(db.func.lower(User.username) == username.lower())
+    return db.session.scalar(query) is not None
+
+
+def normalize_email(address: str | None) -> str:
+    return (address or "").strip().lower()
+
+
+def email_taken(address: str, except_user_id: int | None = None) -> bool:
+    query = select(User.id).where(User.email == normalize_email(address))
+    if except_user_id is not None:
+        query = query.where(User.id != except_user_id)
+    return db.session.scalar(query) is not None
+
+
+def holder_of(enterprise_id: int | None) -> User | None:
+    """The enterprise's account holder (None only for an enterprise without users)."""
+    return db.session.scalar(
+        select(User).where(User.enterprise_id == enterprise_id, User.is_holder.is_(True))
+    )
+
+
 def is_holder(user: User) -> bool:
     """Whether the user is their enterprise's account holder."""
     return user.role is Role.ENTERPRISE and user.is_holder
@@ -187,9 +240,7 @@ def require_holder(user: User) -> None:
     """Refuse what only the enterprise's account holder may do, and say who that is."""
     if is_holder(user):
         return
-    holder = db.session.scalar(
-        select(User).where(User.enterprise_id == user.enterprise_id, User.is_holder.is_(True))
-    )
+    holder = holder_of(user.enterprise_id)
     name = (holder.full_name or holder.username) if holder else "—"
     raise Forbidden(
         _("Only the enterprise's account holder (%(name)s) can do this.", name=name),
@@ -198,7 +249,10 @@ def require_holder(user: User) -> None:
 
 
 def authenticate(username: str, password: str) -> User | None:
-    """The active user with this username and password, or None; takes as long either way."""
+    """The user with this username and password, or None; takes as long either way.
+
+    Raises AccountDisabled when the password is right but the account is deactivated.
+    """
     user = db.session.scalar(select(User).where(db.func.lower(User.username) == (username or "").lower()))
     if user is None:
         method = current_app.config["PASSWORD_HASH_METHOD"]
@@ -206,8 +260,15 @@ def authenticate(username: str, password: str) -> User | None:
             _DUMMY_HASH[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
         check_password_hash(_DUMMY_HASH[method], password or "")
         return None
-    if not check_password_hash(user.password_hash, password or "") or not user.is_active:
+    if not check_password_hash(user.password_hash, password or ""):
         return None
+    if not user.is_active:
+        raise AccountDisabled(
+            _(
+                "This account is deactivated. Ask your enterprise's account holder or the bureau to "
+                "reactivate it."
+            )
+        )
     return user
 
 
@@ -225,45 +286,127 @@ def end_sessions(user: User) -> None:
     db.session.commit()
 
 
+def record_changes(
+    action: str, user: User, before: dict[str, Any], after: dict[str, Any], actor_id: int
+) -> list[str]:
+    """One audit row with the fields of the user that changed (none if nothing did); their names."""
+    changed = [name for name in before if before[name] != after[name]]
+    if changed:
+        audit.record(
+            action,
+            "user",
+            user.id,
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
+            actor_id=actor_id,
+        )
+    return changed
+
+
+def end_every_session(user: User) -> int:
+    """Every session cookie and API token of the user stops working; returns the tokens revoked.
+
+    Part of a password change, reset or deactivation: the caller records the change and commits.
+    """
+    user.session_version += 1
+    return db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def create_user(
     username: str,
-    password: str,
+    password: str | None,
     role: Role,
     *,
     email: str | None = None,
     full_name: str = "",
+    phone: str | None = None,
     institution: Institution | None = None,
     enterprise: Enterprise | None = None,
     actor_id: int | None = None,
 ) -> User:
-    """Create a staff or provider account (used by `flask users create` and the admin pages)."""
-    check_password_strength(password, username)
-    if db.session.scalar(select(User.id).where(db.func.lower(User.username) == username.lower())):
-        raise ValidationFailed(_("This username is taken."), {"username": _("This username is taken.")})
-    if role is Role.PROVIDER and institution is None:
-        raise ValidationFailed(
-            _("A provider account belongs to an institution."), {"institution": _("Required.")}
-        )
-    if role is Role.ENTERPRISE and enterprise is None:
-        raise ValidationFailed(
-            _("An enterprise account belongs to an enterprise."), {"enterprise": _("Required.")}
-        )
+    """Create a staff or provider account (`flask users create` and the admin console).
+
+    Without a password (the console), the account's owner gets a link by e-mail to choose one.
+    """
+    fields = _check_new_user(username, password, role, email, institution, enterprise)
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
     user = User(
-        username=username,
-        email=email.lower() if email else None,
-        password_hash=hash_password(password),
+        username=username.strip(),
+        email=normalize_email(email) or None,
+        # Without a password nobody can sign in until the welcome link has been used.
+        password_hash=hash_password(password if password is not None else secrets.token_urlsafe(32)),
         role=role,
-        full_name=full_name,
-        institution=institution,
+        full_name=full_name.strip(),
+        phone=phone or None,
+        institution=institution if role is Role.PROVIDER else None,
         enterprise=enterprise,
     )
     db.session.add(user)
     db.session.flush()
     audit.record(
-        "user.created", "user", user.id, after={"username": username, "role": role.value}, actor_id=actor_id
+        "user.created",
+        "user",
+        user.id,
+        after={"username": user.username, "role": role.value, "institution_id": user.institution_id},
+        actor_id=actor_id,
     )
+    if password is None:
+        _send_welcome_link(user)
     db.session.commit()
     return user
+
+
+def _check_new_user(
+    username: str,
+    password: str | None,
+    role: Role,
+    email: str | None,
+    institution: Institution | None,
+    enterprise: Enterprise | None,
+) -> dict[str, str]:
+    """Every reason the account cannot be made, by field."""
+    fields: dict[str, str] = {}
+    if not USERNAME_PATTERN.match(username or ""):
+        fields["username"] = _("3 to 40 letters, digits, dots, dashes or underscores.")
+    elif username_taken(username):
+        fields["username"] = _("This username is taken.")
+    if password is not None:
+        try:
+            check_password_strength(password, username)
+        except ValidationFailed as error:
+            fields["password"] = error.message
+    if email and not EMAIL_PATTERN.match(normalize_email(email)):
+        fields["email"] = _("Enter a valid e-mail address.")
+    elif email and email_taken(email):
+        fields["email"] = _("This e-mail address is already registered.")
+    elif password is None and not email:
+        fields["email"] = _("Required: the link to choose a password is sent there.")
+    if role is Role.PROVIDER and institution is None:
+        fields["institution"] = _("A provider account belongs to an institution.")
+    if role is Role.ENTERPRISE and enterprise is None:
+        fields["enterprise"] = _("An enterprise account belongs to an enterprise.")
+    return fields
+
+
+def _send_welcome_link(user: User) -> None:
+    ttl = current_app.config["WELCOME_LINK_TTL_SECONDS"]
+    row = tokens.issue_account_token(user, TokenPurpose.WELCOME, ttl)
+    mail.mail_link(
+        user.email,
+        "account.welcome",
+        row,
+        "/password/reset/",
+        recipient=user,
+        username=user.username,
+        role=str(ROLE_LABELS[user.role]),
+        days=ttl // 86400,
+    )
 
 
 def _token_digest(token: str) -> str:

@@ -1,19 +1,41 @@
-"""Sign-in, sign-out, enterprise registration and the account page."""
+"""Sign-in, sign-out, registration, the account page, passwords and the profile."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.config import COOKIE_NAME
 
-from portal.accounts import services
-from portal.accounts.forms import LoginForm, RegistrationForm
+from portal.accounts import passwords, profile, services
+from portal.accounts.forms import (
+    ChangePasswordForm,
+    ConfirmForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ProfileForm,
+    RegistrationForm,
+    ResetPasswordForm,
+)
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, ROLE_LABELS, VERIFICATION_LABELS, EnterpriseKind
-from portal.core.errors import ValidationFailed
+from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.forms import show_service_errors
 from portal.core.web import is_safe_url
-from portal.extensions import limiter
+from portal.extensions import db, limiter
 
 bp = Blueprint("accounts", __name__)
 
@@ -26,6 +48,68 @@ def _username_key() -> str:
     return "login-user:" + (request.form.get("username") or "").strip().lower()
 
 
+def _account_key() -> str:
+    return f"password-change:{getattr(current_user, 'id', None)}"
+
+
+def _reset_client_limit() -> str:
+    return current_app.config["PASSWORD_RESET_CLIENT_RATE_LIMIT"]
+
+
+def _reset_address_limit() -> str:
+    return current_app.config["PASSWORD_RESET_ADDRESS_RATE_LIMIT"]
+
+
+def _reset_address_key() -> str:
+    return "password-reset-address:" + services.normalize_email(request.form.get("email"))
+
+
+def after_response(response: Response, work: Callable[..., Any], *args: Any) -> Response:
+    """Run `work(*args)` once the response has been sent, in a fresh application context.
+
+    Its time (database writes, a mail handed to the outbox) never shows in the answer's time.
+    """
+    app = current_app._get_current_object()
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                work(*args)
+            except Exception:
+                db.session.rollback()
+                app.logger.exception("deferred %s failed", getattr(work, "__name__", work))
+
+    response.call_on_close(run)
+    return response
+
+
+def private(response: ResponseReturnValue) -> Response:
+    """A page whose address holds a one-time secret: never cached, never sent on as a Referer."""
+    response = current_app.make_response(response)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def button_action(work: Callable[[], object], done: str, back: str) -> ResponseReturnValue:
+    """A button that posts only its CSRF token: the service decides, a refusal comes back as a message
+    (a missing or foreign object is a 404, raised by the service)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        work()
+    except (InvalidTransition, ValidationFailed) as error:
+        flash(error.message, "danger")
+    else:
+        flash(done, "success")
+    return redirect(back)
+
+
+def invalid_link(error: NotFound) -> Response:
+    """Every unusable link (unknown, someone else's, expired, used) gets the same page."""
+    return private((render_template("accounts/link_invalid.html", message=error.message), 404))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
 @limiter.limit(_login_limit, methods=["POST"], key_func=_username_key)
@@ -35,7 +119,11 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("catalog.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = services.authenticate(form.username.data, form.password.data)
+        try:
+            user = services.authenticate(form.username.data, form.password.data)
+        except services.AccountDisabled as error:
+            form.form_errors.append(error.message)
+            return render_template("accounts/login.html", form=form)
         if user is None:
             form.form_errors.append(_("Wrong username or password."))
         else:
@@ -96,7 +184,128 @@ def account() -> ResponseReturnValue:
     return render_template(
         "accounts/account.html",
         user=current_user,
+        holder=services.holder_of(current_user.enterprise_id) if current_user.enterprise_id else None,
         role_labels=ROLE_LABELS,
         enterprise_kind_labels=ENTERPRISE_KIND_LABELS,
         verification_labels=VERIFICATION_LABELS,
     )
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], key_func=_account_key)
+@login_required
+def change_password() -> ResponseReturnValue:
+    """Change the password (the current one is required); every other session and API token ends."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            passwords.change_password(current_user, form.current_password.data, form.password.data)
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        else:
+            # This browser stays signed in: its new cookie carries the new session version.
+            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME) in request.cookies
+            login_user(current_user._get_current_object(), remember=remembered)
+            flash(_("Your password is changed. Your other sessions and API tokens have ended."), "success")
+            return redirect(url_for("accounts.account"))
+    return render_template("accounts/password.html", form=form)
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_reset_client_limit, methods=["POST"])
+@limiter.limit(_reset_address_limit, methods=["POST"], key_func=_reset_address_key)
+def forgot_password() -> ResponseReturnValue:
+    """Ask for a reset link by e-mail; the answer is the same whether or not the address has an account."""
+    if current_user.is_authenticated:
+        return redirect(url_for("catalog.index"))
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        # The same page for every address; the work happens after it is sent, so that its time cannot
+        # tell whether the address has an account.
+        page = render_template("accounts/forgot_sent.html", email=form.email.data)
+        return after_response(
+            current_app.make_response(page),
+            passwords.request_password_reset,
+            form.email.data,
+            request.remote_addr,
+        )
+    return render_template("accounts/forgot.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> ResponseReturnValue:
+    """Choose a new password with a link from a mail (once); every session and API token ends."""
+    if current_user.is_authenticated:
+        return redirect(url_for("catalog.index"))
+    try:
+        link = passwords.password_link(token)
+    except NotFound as error:
+        return invalid_link(error)
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            passwords.reset_password(token, form.password.data)
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        except NotFound as error:
+            return invalid_link(error)
+        else:
+            flash(_("Your new password is set. Sign in with it."), "success")
+            return redirect(url_for("accounts.login"))
+    return private(render_template("accounts/reset.html", form=form, link=link))
+
+
+@bp.route("/account/profile", methods=["GET", "POST"])
+@login_required
+def edit_profile() -> ResponseReturnValue:
+    """Name, phone, e-mail address, language and mail preference."""
+    form = ProfileForm(obj=current_user)
+    if form.validate_on_submit():
+        try:
+            pending = profile.update_profile(
+                current_user,
+                profile.Profile(
+                    full_name=form.full_name.data,
+                    phone=form.phone.data,
+                    language=form.language.data,
+                    email_notifications=form.email_notifications.data,
+                    email=form.email.data,
+                    current_password=form.current_password.data or "",
+                ),
+            )
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        else:
+            flash(_("Your profile is saved."), "success")
+            if pending:
+                flash(
+                    _(
+                        "We sent a link to %(email)s: the new address takes effect when you open it.",
+                        email=pending.email,
+                    ),
+                    "info",
+                )
+            return redirect(url_for("accounts.edit_profile"))
+    return render_template("accounts/profile.html", form=form, pending=profile.pending_address(current_user))
+
+
+@bp.route("/account/email/<token>", methods=["GET", "POST"])
+@login_required
+def confirm_email(token: str) -> ResponseReturnValue:
+    """Open the link sent to a new address (signed in as its account): the address becomes the account's."""
+    try:
+        link = profile.address_link(current_user, token)
+    except NotFound as error:
+        return invalid_link(error)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            address = profile.confirm_address(current_user, token)
+        except NotFound as error:
+            return invalid_link(error)
+        except ValidationFailed as error:
+            flash(error.message, "danger")
+        else:
+            flash(_("Your e-mail address is now %(email)s.", email=address), "success")
+        return redirect(url_for("accounts.edit_profile"))
+    return private(render_template("accounts/confirm_email.html", form=form, link=link))

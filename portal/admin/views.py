@@ -34,6 +34,11 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 # The console's sections, in the order the front page shows them: (endpoint, title, what it is for).
 SECTIONS = [
     (
+        "admin.users_index",
+        _l("Users"),
+        _l("Every account: create staff accounts, roles, deactivation, reset links."),
+    ),
+    (
         "admin.institutions",
         _l("Institutions"),
         _l("Host institutions: name, credit code, county, and whether they are in Liaocheng."),

@@ -79,6 +79,7 @@ def _limit() -> str:
 @blp.arguments(TokenRequestSchema)
 @blp.response(201, TokenSchema)
 @blp.alt_response(401, schema=ErrorSchema, description="Wrong username or password")
+@blp.alt_response(403, schema=ErrorSchema, description="The account is deactivated")
 @blp.alt_response(429, schema=ErrorSchema, description="Too many attempts")
 def create_token(args: dict) -> dict:
     """Exchange a username and password for a bearer token."""

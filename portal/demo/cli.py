@@ -57,6 +57,7 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
         ("provider", "instrument manager, 聊城大学"),
         ("provider2", "instrument manager, 鲁西化工"),
         ("enterprise", "verified tech SME"),
+        ("enterprise-staff", "a colleague at enterprise (staff, not its account holder)"),
         ("enterprise2", "another verified enterprise"),
         ("newco", "registered, not yet verified"),
     ):

@@ -323,7 +323,10 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
     )
     enterprise_rows = []
     user_rows = []
-    for n in range(total):
+    # One of the users is a colleague at the demo enterprise (not its account holder), so there is one
+    # enterprise fewer than users.
+    holders = total - 1 if total > len(named) else total
+    for n in range(holders):
         if n < len(named):
             username, state, kind = named[n]
         else:
@@ -365,6 +368,21 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
     ids = dict(db.session.execute(select(Enterprise.uscc, Enterprise.id)).all())
     for row in user_rows:
         row["enterprise_id"] = ids[row.pop("uscc")]
+    enterprise_of_holder = {row["username"]: row["enterprise_id"] for row in user_rows[: len(named)]}
+    if holders < total:
+        user_rows.append(
+            {
+                "username": "enterprise-staff",
+                "email": "enterprise-staff@example.cn",
+                "password_hash": password_hash,
+                "role": Role.ENTERPRISE,
+                "full_name": "赵敏",
+                "phone": "13806350010",
+                "language": "zh",
+                "is_holder": False,
+                "enterprise_id": enterprise_of_holder["enterprise"],
+            }
+        )
     for offset in range(0, len(user_rows), BATCH):
         db.session.execute(insert(User), user_rows[offset : offset + BATCH])
     return len(user_rows)

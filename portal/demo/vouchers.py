@@ -123,7 +123,8 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
         except ServiceError:
             continue
         if user.username == "enterprise":
-            bank, length = DEMO_BANKS[3]
+            # A change of bank, for a reviewer to look at.
+            bank, length = next((b, n) for b, n in DEMO_BANKS if b != data.bank_name)
             banking.record_bank_account(
                 user, banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
             )

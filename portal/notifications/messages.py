@@ -132,6 +132,75 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
         _l("Subsidy paid: %(amount)s"),
         _l("Claim #%(claim)s has been paid: %(amount)s (bank reference %(reference)s)."),
     ),
+    # Accounts (portal.accounts): links that work once are added to the mail when it is sent.
+    "account.password_reset": (
+        _l("Choose a new password"),
+        _l(
+            "Someone (we hope you) asked to reset the password of the account %(username)s. Open the link "
+            "below within %(minutes)s minutes to choose a new one; it works once. If it was not you, ignore "
+            "this mail: your password stays as it is."
+        ),
+    ),
+    "account.welcome": (
+        _l("Your account at the portal"),
+        _l(
+            "The bureau made the account %(username)s (%(role)s) for you. Open the link below within "
+            "%(days)s days to choose your password; it works once."
+        ),
+    ),
+    "account.password_changed": (
+        _l("Your password was changed"),
+        _l(
+            "The password of %(username)s was changed on %(when)s; every other session was signed out and "
+            "the API tokens stopped working. If it was not you, ask for a password link at once and tell "
+            "the bureau."
+        ),
+    ),
+    "account.email_confirm": (
+        _l("Confirm your new e-mail address"),
+        _l(
+            "Open the link below within %(hours)s hours, signed in as %(username)s, to receive the "
+            "account's mail at %(email)s. Until then it goes to the old address."
+        ),
+    ),
+    "account.email_change_requested": (
+        _l("A new e-mail address was requested for your account"),
+        _l(
+            "Someone signed in as %(username)s asked to use %(new_email)s instead of this address. It takes "
+            "effect only when the link sent there is opened. If it was not you, change your password now."
+        ),
+    ),
+    "account.email_changed": (
+        _l("Your e-mail address was changed"),
+        _l("The account %(username)s now uses %(new_email)s; its mail no longer comes to this address."),
+    ),
+    "account.deactivated": (
+        _l("Your account was deactivated"),
+        _l("The account %(username)s was deactivated by %(by)s; it can no longer sign in."),
+    ),
+    "account.reactivated": (
+        _l("Your account is active again"),
+        _l("%(by)s reactivated your account; you can sign in again."),
+    ),
+    "enterprise.invitation": (
+        _l("%(enterprise)s invites you to the instrument and voucher portal"),
+        _l(
+            "%(inviter)s invites you to join %(enterprise)s at the Liaocheng Instrument & Voucher Portal, "
+            "to book instruments and follow vouchers and claims. Open the link below before %(expires)s to "
+            "create your account; it works once."
+        ),
+    ),
+    "enterprise.invitation_accepted": (
+        _l("%(name)s joined %(enterprise)s"),
+        _l("%(name)s (%(username)s) accepted your invitation and has an account of %(enterprise)s now."),
+    ),
+    "enterprise.holder_changed": (
+        _l("New account holder of %(enterprise)s"),
+        _l(
+            "%(new_holder)s is now the account holder of %(enterprise)s (before: %(old_holder)s): only the "
+            "holder applies for vouchers, submits claims and changes the bank account."
+        ),
+    ),
 }
 
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import User
@@ -25,12 +25,18 @@ class EmailState(StrEnum):
 
 
 class Notification(db.Model):
-    """One message to one user: always in the in-app centre, and by e-mail unless they opted out."""
+    """One message to one user: always in the in-app centre, and by e-mail unless they opted out.
+
+    A notification with an explicit address (`email_to`) is a mail only: to an address that is not (or
+    not yet) the recipient's, such as a new e-mail address to confirm or an invitation to someone
+    without an account (no recipient then), or one-time links, which never show in the centre.
+    """
 
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    email_to: Mapped[str | None] = mapped_column(String(120))
     kind: Mapped[str] = mapped_column(String(60))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     link: Mapped[str | None] = mapped_column(String(200))
@@ -46,9 +52,10 @@ class Notification(db.Model):
     email_error: Mapped[str | None] = mapped_column(Text)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    recipient: Mapped[User] = relationship()
+    recipient: Mapped[User | None] = relationship()
 
     __table_args__ = (
+        CheckConstraint("recipient_id IS NOT NULL OR email_to IS NOT NULL", name="has_recipient"),
         Index("ix_notifications_recipient_read", "recipient_id", "read_at"),
         Index("ix_notifications_email_state", "email_state", "email_locked_until"),
     )

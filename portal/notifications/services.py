@@ -24,7 +24,8 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from portal.accounts.models import User
-from portal.core import audit, clock
+from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
+from portal.core import clock
 from portal.core.database import after_commit, insert_ignore
 from portal.core.errors import Forbidden
 from portal.core.permissions import Role
@@ -84,6 +85,42 @@ def notify(
         )
         if wants_mail:
             _deliver_after_commit(session, dedup_key)
+
+
+def notify_address(
+    address: str,
+    kind: str,
+    key: str,
+    *,
+    payload: dict[str, Any],
+    link: str | None = None,
+    recipient: User | None = None,
+) -> None:
+    """Queue a mail to an explicit address, in the current transaction; it is a mail only (see Notification).
+
+    For mail the person must get whatever their preferences (one-time links, a notice to an address
+    that is being replaced) or that goes where no account is yet (an invitation). `recipient`, when
+    known, gives the language. A `link` may hold SECRET_PLACEHOLDER, filled in only when the mail is
+    built, with payload["secret_of"] naming the one-time link (portal.accounts.tokens).
+    """
+    session = db.session()
+    dedup_key = f"{key}:{address}"
+    insert_ignore(
+        Notification,
+        {
+            "recipient_id": recipient.id if recipient else None,
+            "email_to": address,
+            "kind": kind,
+            "payload": payload,
+            "link": link,
+            "dedup_key": dedup_key,
+            "created_at": clock.utcnow(),
+            "email_state": EmailState.PENDING.value,
+            "email_attempts": 0,
+            "urgent": False,
+        },
+    )
+    _deliver_after_commit(session, dedup_key)
 
 
 def _deliver_after_commit(session: Session, key: str) -> None:
@@ -160,9 +197,8 @@ def deliver_email(key: str) -> str:
     notification = _claim(key)
     if notification is None:
         return "skipped"
-    recipient = notification.recipient
     try:
-        send_mail(build_message(notification, recipient))
+        send_mail(build_message(notification))
     except Exception as error:
         # Refused, unreachable, or a message that cannot be built: each counts as an attempt, so a
         # notification never stays pending for ever; after the last it is listed to administrators.
@@ -210,23 +246,36 @@ def _record_failure(notification: Notification, error: Exception) -> int | None:
     return retry_in
 
 
-def build_message(notification: Notification, recipient: User) -> EmailMessage:
-    """The mail in the recipient's language, with a Message-ID fixed per notification."""
-    with force_locale(recipient.language or current_app.config["BABEL_DEFAULT_LOCALE"]):
+def build_message(notification: Notification) -> EmailMessage:
+    """The mail in the recipient's language, with a Message-ID fixed per notification.
+
+    To the notification's own address if it has one, else to the recipient's.
+    """
+    recipient = notification.recipient
+    language = (recipient.language if recipient else None) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    with force_locale(language):
         subject, body = render(notification.kind, notification.payload)
         base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
         if notification.link:
-            body += f"\n\n{base}{notification.link}"
+            body += f"\n\n{base}{_mail_link(notification)}"
     message = EmailMessage()
     # One line: a name with a line break in it (a catalogue cell can have one) would make the header
     # refuse the whole message.
     message["Subject"] = " ".join(subject.split())
     message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
-    message["To"] = recipient.email
+    message["To"] = notification.email_to or recipient.email
     message["Message-ID"] = notification.message_id
     message["Date"] = formatdate(localtime=False)
     message.set_content(body)
     return message
+
+
+def _mail_link(notification: Notification) -> str:
+    """The notification's link, with a one-time secret derived now (it is stored nowhere)."""
+    reference = notification.payload.get("secret_of")
+    if not reference or SECRET_PLACEHOLDER not in notification.link:
+        return notification.link
+    return notification.link.replace(SECRET_PLACEHOLDER, mail_secret(*reference))
 
 
 def send_mail(message: EmailMessage) -> None:
@@ -291,7 +340,11 @@ def unread_count(user: User) -> int:
     return db.session.scalar(
         select(func.count())
         .select_from(Notification)
-        .where(Notification.recipient_id == user.id, Notification.read_at.is_(None))
+        .where(
+            Notification.recipient_id == user.id,
+            Notification.email_to.is_(None),
+            Notification.read_at.is_(None),
+        )
     )
 
 
@@ -299,7 +352,7 @@ def inbox(user: User, limit: int = 100) -> list[Notification]:
     return list(
         db.session.scalars(
             select(Notification)
-            .where(Notification.recipient_id == user.id)
+            .where(Notification.recipient_id == user.id, Notification.email_to.is_(None))
             .order_by(Notification.read_at.is_not(None), Notification.id.desc())
             .limit(limit)
         )
@@ -316,14 +369,6 @@ def mark_read(user: User, notification_id: int | None = None) -> int:
     ).rowcount
     db.session.commit()
     return count
-
-
-def set_email_preference(user: User, wants_email: bool) -> None:
-    user.email_notifications = wants_email
-    audit.record(
-        "user.email_preference", "user", user.id, after={"email_notifications": wants_email}, actor_id=user.id
-    )
-    db.session.commit()
 
 
 def failed_deliveries(limit: int = 200) -> list[Notification]:

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from portal.accounts import profile
 from portal.core.inputs import DATABASE_INT_MAX
 from portal.core.permissions import Role, role_required
 from portal.core.web import is_safe_url
@@ -23,7 +24,7 @@ def index() -> ResponseReturnValue:
     """Your notifications, unread first; and whether you also want them by e-mail."""
     form = PreferenceForm()
     if form.validate_on_submit():
-        services.set_email_preference(current_user, form.email_notifications.data)
+        profile.set_email_preference(current_user, form.email_notifications.data)
         flash(_("Your preference is saved."), "success")
         return redirect(url_for("notifications.index"))
     form.email_notifications.data = current_user.email_notifications

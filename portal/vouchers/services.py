@@ -503,8 +503,9 @@ def _require_verified_enterprise(user: User) -> Enterprise:
 
 
 def apply_for_voucher(user: User, amount_fen: int, plan: str) -> VoucherApplication:
-    """A verified enterprise applies for this year's quota with a short plan."""
+    """A verified enterprise applies for this year's quota with a short plan (its account holder only)."""
     enterprise = _require_verified_enterprise(user)
+    require_holder(user)
     scheme = require_scheme()
     _check_application(scheme, amount_fen, plan)
     with serialized_write():
@@ -553,7 +554,8 @@ def _check_application(scheme: Scheme, amount_fen: int, plan: str) -> None:
 
 
 def resubmit_application(user: User, application_id: int, amount_fen: int, plan: str) -> VoucherApplication:
-    """After a return, the enterprise corrects and submits again."""
+    """After a return, the enterprise's account holder corrects and submits again."""
+    require_holder(user)
     with serialized_write():
         application = _own_application(user, application_id)
         if application.state is not ApplicationState.RETURNED:
@@ -1339,8 +1341,10 @@ def _record_ids(claim: Claim) -> list[int]:
 
 
 def submit_claim(user: User, claim_id: int) -> Claim:
-    """Submit (or resubmit after a return): the services are reserved for this claim and the amounts set."""
+    """Submit (or resubmit after a return; the account holder only): the services are reserved for this
+    claim and the amounts set."""
     enterprise = _require_verified_enterprise(user)
+    require_holder(user)
     with serialized_write():
         claim = locked(Claim, claim_id)
         if claim is None or claim.enterprise_id != enterprise.id:

@@ -1,0 +1,66 @@
+"""The accounts area's messages, queued in the outbox of portal.notifications with the change itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from portal.accounts import tokens
+from portal.accounts.models import AccountToken, Invitation, User
+
+
+def tell(users: Iterable[User], kind: str, key: str, **payload: Any) -> None:
+    """A notification to users (in-app, and by mail as they chose), in the current transaction."""
+    # Imported here: the outbox is a higher area (it knows users), as booking and vouchers do.
+    from portal.notifications.services import notify
+
+    notify(list(users), kind, key, payload=payload)
+
+
+def mail_to(
+    address: str,
+    kind: str,
+    key: str,
+    *,
+    link: str | None = None,
+    recipient: User | None = None,
+    **payload: Any,
+) -> None:
+    """A mail to this address only, whatever the recipient's preferences, in the current transaction."""
+    from portal.notifications.services import notify_address
+
+    notify_address(address, kind, key, payload=payload, link=link, recipient=recipient)
+
+
+def mail_link(
+    address: str,
+    kind: str,
+    row: AccountToken | Invitation,
+    path: str,
+    *,
+    recipient: User | None = None,
+    **payload: Any,
+) -> None:
+    """A mail with the one-time link of `row` (`path` followed by its secret, derived when it is sent)."""
+    name = tokens.kind_of(row)
+    mail_to(
+        address,
+        kind,
+        f"{name}:{row.id}",
+        link=path + tokens.SECRET_PLACEHOLDER,
+        recipient=recipient,
+        **payload,
+        **tokens.secret_reference(name, row),
+    )
+
+
+def mask_email(address: str) -> str:
+    """An address as a notice may show it to someone else: w***@example.cn."""
+    local, _sep, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_name(name: str) -> str:
+    """A person's name as a stranger may see it: 王** (the family name only)."""
+    name = name.strip()
+    return name[:1] + "*" * max(len(name) - 1, 1) if name else ""
