@@ -21,6 +21,7 @@ BEAT_SCHEDULE = {
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+    "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }
@@ -51,7 +52,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     bootstrap.init_app(app)
     login_manager.init_app(app)
 
-    from portal.core import database, web  # noqa: F401 - database registers the engine events
+    from portal.core import database, tasks, web  # noqa: F401 - engine events, the core's tasks
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
