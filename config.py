@@ -36,6 +36,8 @@ class Config:
     )
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # The cache may live in a Redis of its own (one that evicts); by default it shares REDIS_URL.
+    CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL") or None
     PG_RANDOM_PAGE_COST = float(os.environ.get("PG_RANDOM_PAGE_COST", "1.1"))
     # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For is
     # trusted, so rate limits and audit rows see the visitor's address instead of the proxy's.
@@ -87,6 +89,12 @@ class Config:
     INVITATION_RATE_LIMIT = os.environ.get("INVITATION_RATE_LIMIT", "30 per day")
 
     CACHE_DEFAULT_TIMEOUT = 300
+    # When the database cannot be reached, pages and the API answer 503 with this Retry-After.
+    RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "30"))
+    # The cache and the rate-limit store fail open: Redis is given this many seconds to answer, and
+    # after a connection error the cache leaves it alone for CACHE_PAUSE_SECONDS (pages are computed).
+    CACHE_SOCKET_TIMEOUT = float(os.environ.get("CACHE_SOCKET_TIMEOUT", "0.5"))
+    CACHE_PAUSE_SECONDS = float(os.environ.get("CACHE_PAUSE_SECONDS", "5"))
     # Exports with more rows than this are written by a worker, with a progress page.
     EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS", "5000"))
     CATALOG_PAGE_SIZE = 20
@@ -185,7 +193,6 @@ class TestingConfig(Config):
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 - a method name, not a password
     WTF_CSRF_ENABLED = True
     RATELIMIT_ENABLED = True
-    CACHE_TYPE = "SimpleCache"
     MAIL_SERVER = None
     # Mail the tests do not read goes to a scratch folder, never into the demo's instance/mail.
     MAIL_FILE_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-mail")

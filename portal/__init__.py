@@ -21,6 +21,7 @@ BEAT_SCHEDULE = {
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+    "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }
@@ -51,7 +52,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     bootstrap.init_app(app)
     login_manager.init_app(app)
 
-    from portal.core import database, web  # noqa: F401 - database registers the engine events
+    from portal.core import database, tasks, web  # noqa: F401 - engine events, the core's tasks
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
@@ -82,9 +83,21 @@ def _derive_settings(app: Flask) -> None:
     """Settings that follow from others: the sqlite pragmas, the rate-limit store, the cache, Celery."""
     redis_url = app.config.get("REDIS_URL")
     app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
+    # A rate-limit store that cannot answer is replaced by an in-process one with the same limits
+    # (never by no limit) until it answers again; it is asked with short timeouts.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    timeout = app.config["CACHE_SOCKET_TIMEOUT"]
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    )
     if "CACHE_TYPE" not in app.config:
-        if redis_url:
-            app.config.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, CACHE_KEY_PREFIX="portal:")
+        cache_url = app.config.get("CACHE_REDIS_URL") or redis_url
+        if cache_url:
+            app.config.update(
+                CACHE_TYPE="portal.core.cache.FailSafeRedisCache",
+                CACHE_REDIS_URL=cache_url,
+                CACHE_KEY_PREFIX="portal:",
+            )
         else:
             app.config["CACHE_TYPE"] = "SimpleCache"
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
@@ -108,6 +121,9 @@ def _derive_settings(app: Flask) -> None:
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
             "broker_connection_retry_on_startup": True,
+            # kombu's Redis transport, repaired so a worker survives losing Redis while it holds tasks
+            # (portal/core/broker.py).
+            "broker_transport": "portal.core.broker:Transport" if redis_url else None,
             "timezone": "Asia/Shanghai",
             "beat_schedule": BEAT_SCHEDULE,
             # An approval must not wait for a broker that is down: the outbox sweep sends later. A

@@ -12,6 +12,7 @@ import contextlib
 import email
 import email.policy
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,6 +155,7 @@ class CeleryWorker:
                     *(sys.executable, "-m", "celery", "-A", "celery_worker", "worker"),
                     *("--pool", "prefork", "--concurrency", str(self.concurrency)),
                     *("--hostname", f"{self.name}@%h"),
+                    # As the Procfile runs it (no gossip, mingle or heartbeat: nothing here needs them).
                     *("--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"),
                     *self.extra,
                 ],
@@ -252,6 +254,9 @@ class SmtpSink:
     def __init__(self) -> None:
         self.port = free_port()
         self.refuse: str | None = None
+        # Seconds the server takes over each message before answering (a busy server keeps the
+        # worker's task running).
+        self.delay = 0.0
         self.release_reply = "451 4.3.0 try again later"
         self.holding = threading.Event()
         self._released = threading.Event()
@@ -290,6 +295,8 @@ class SmtpSink:
             if held:
                 self._to_hold -= 1
         try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if held:
                 self.holding.set()
                 while not self._released.is_set():
@@ -314,3 +321,73 @@ class SmtpSink:
     def attempts(self, message_id: str) -> list[Received]:
         with self._lock:
             return [r for r in self.received if r.message_id == message_id]
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def postgres_bin_dir() -> Path | None:
+    """Where initdb and pg_ctl are (Debian keeps them out of PATH), or None."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    return candidates[0].parent if candidates else None
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (initdb) on a free port, to be stopped and started by a test.
+
+    PostgreSQL refuses to run as root; as root, the cluster runs as the `postgres` user, in a folder of
+    its own under the system's temporary folder (pytest's are closed to other users)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        import tempfile
+
+        self.directory = Path(tempfile.mkdtemp(prefix="portal-pg-"))
+        self.data = self.directory / "data"
+        self.bin = bin_dir
+        self.port = free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as_user, *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> PostgresCluster:
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"
+        )
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop the cluster if it runs, and delete its files."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -36,6 +36,7 @@ from portal.accounts.models import (
 from portal.booking.models import Blackout, BlackoutKind, BookingPolicy
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
+from portal.core.models import QueuedTask
 from portal.core.permissions import Role
 from portal.demo.services import load_demo
 from portal.extensions import db
@@ -169,6 +170,7 @@ def fill_every_table(upload_folder: Path) -> None:
     db.session.add_all(
         [
             ApiToken(user_id=admin.id, token_hash="ab" * 32, expires_at=now + timedelta(days=1)),
+            QueuedTask(name="finance.tally_month", args=["2026-11"], created_at=now, attempts=1),
             Blackout(
                 instrument_id=instrument.id,
                 kind=BlackoutKind.MAINTENANCE,

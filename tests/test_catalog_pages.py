@@ -185,3 +185,25 @@ def test_a_blank_choice_in_the_url_is_the_default(client, make_instrument, blank
         response = client.get("/instruments/", query_string={name: blank})
         assert response.status_code == 200, name
         assert "共找到 3 台仪器" in response.get_data(as_text=True), name
+
+
+def test_junk_parameters_redirect_to_the_one_url_of_the_search_and_make_no_cache_entry(
+    app, client, make_instrument
+):
+    from portal.extensions import cache
+
+    make_instrument(name="液相色谱仪")
+    clean = client.get("/instruments/?q=色谱")
+    assert clean.status_code == 200
+    entries = len(cache.cache._cache)
+    for junk in ("q=色谱&utm_source=x", "q=色谱&q=质谱", "q=色谱&x=1&y=2", "q=色谱&page=01"):
+        answer = client.get(f"/instruments/?{junk}")
+        assert answer.status_code == 302
+        assert answer.headers["Location"] == "/instruments/?q=%E8%89%B2%E8%B0%B1"
+    assert len(cache.cache._cache) == entries  # the junk URLs left nothing in the cache
+    # What the search form sends (empty fields, default sort and page size) is the same search.
+    form = "q=色谱&institution=&category=&status=&county=&fee_min=&fee_max=&sort=relevance&per_page=20"
+    assert client.get(f"/instruments/?{form}").status_code == 200
+    assert client.get("/instruments/?q=%20%20色谱%20&sort=relevance&page=1").status_code == 200
+    assert len(cache.cache._cache) == entries
+    assert client.get("/instruments/?fee_min=100.00").headers["Location"] == "/instruments/?fee_min=100"

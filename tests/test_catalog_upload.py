@@ -279,8 +279,13 @@ def test_a_large_file_goes_to_the_worker_and_reports_its_progress(
     queued: list[int] = []
     from portal.catalog import tasks
 
-    real_delay = tasks.run_import.delay
-    monkeypatch.setattr(tasks.run_import, "delay", lambda i: (queued.append(i), real_delay(i)))
+    real_send = tasks.run_import.apply_async
+
+    def send(args, **options):
+        queued.append(args[0])
+        return real_send(args=args, **options)
+
+    monkeypatch.setattr(tasks.run_import, "apply_async", send)
     rows = [row(**{"仪器编码": f"LCU-{n}"}) for n in range(5)]
     import_id = import_id_of(upload(admin_client, csv_bytes(rows)))
     assert queued == [import_id]  # the check went through the task
@@ -306,23 +311,32 @@ def test_the_progress_page_follows_a_running_import(app, host, admin, admin_clie
     assert 'http-equiv="refresh"' not in page and 'id="apply-form"' in page
 
 
-def test_a_broker_that_cannot_be_reached_fails_the_import_with_a_message(
+def test_a_broker_that_cannot_be_reached_keeps_the_import_waiting_until_it_is_back(
     app, host, admin, admin_client, monkeypatch
 ):
     from kombu.exceptions import OperationalError
 
     from portal.catalog import tasks
+    from portal.core import outbox
+    from portal.core.models import QueuedTask
 
-    def down(_import_id):
+    def down(*_args, **_options):
         raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks.run_import, "delay", down)
+    monkeypatch.setattr(tasks.run_import, "apply_async", down)
     app.config.update(IMPORT_ASYNC_ROWS=0)
     import_id = import_id_of(upload(admin_client, csv_bytes(GOOD)))
     (item,) = history()
-    assert item.state is ImportState.FAILED and "稍后" in item.note
+    assert item.state is ImportState.CHECKING  # waiting for its worker, not failed
     page = admin_client.get(f"/admin/imports/{import_id}").get_data(as_text=True)
-    assert item.note in page and 'id="apply-form"' not in page
+    assert 'id="import-progress"' in page and "等待" in page and 'id="apply-form"' not in page
+    (waiting,) = db.session.scalars(select(QueuedTask)).all()
+    assert (waiting.name, waiting.args) == ("catalog.run_import", [import_id])
+
+    monkeypatch.undo()  # the broker is back: the periodic sweep sends the task
+    assert outbox.send_waiting(older_than_seconds=0) == 1
+    db.session.rollback()
+    assert history()[0].state is ImportState.CHECKED
 
 
 # --- the API --------------------------------------------------------------------------------------

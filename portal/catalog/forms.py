@@ -8,6 +8,7 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     DecimalField,
     HiddenField,
@@ -19,6 +20,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.fields.core import UnboundField
 from wtforms.validators import Optional
 
 from portal.catalog.editing import CAPTION_LENGTH, current_value
@@ -30,6 +32,8 @@ from portal.core.forms import NumberRange, options, show_service_errors, yuan_am
 from portal.core.money import fen_to_wan, fen_to_yuan, yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)
+# What an empty search form sends: the same search as no parameter at all.
+DEFAULT_ARGS = {"sort": "relevance", "per_page": str(PER_PAGE_CHOICES[0]), "page": "1"}
 
 
 class SearchForm(FlaskForm):
@@ -61,6 +65,40 @@ class SearchForm(FlaskForm):
         self.sort.choices = options(SORTS.items())
         self.per_page.choices = options((n, n) for n in PER_PAGE_CHOICES)
 
+    @classmethod
+    def normalized_args(cls, args: MultiDict) -> dict[str, str] | None:
+        """The URL's parameters without empty or default values (None: unknown or repeated ones).
+
+        Cheap (no validation): the page cache is looked up with it before any work is done.
+        """
+        known = {name for name, value in vars(cls).items() if isinstance(value, UnboundField)}
+        if any(name not in known for name in args) or any(len(v) > 1 for v in args.listvalues()):
+            return None
+        values = {
+            name: " ".join(value.split()) if name == "q" else value.strip() for name, value in args.items()
+        }
+        return {k: v for k, v in sorted(values.items()) if v and DEFAULT_ARGS.get(k) != v}
+
+    def canonical_args(self) -> dict[str, str]:
+        """The search as the URL that names it: known fields only, in one order, without defaults.
+
+        Equal searches get one URL (and one cache entry); anything else in the URL is dropped.
+        """
+        query = self.to_query()
+        values = {
+            "q": " ".join(query.q.split()),
+            "institution": "" if query.institution_id is None else str(query.institution_id),
+            "category": query.category or "",
+            "status": query.status or "",
+            "county": query.county or "",
+            "fee_min": _yuan_text(query.fee_min_fen),
+            "fee_max": _yuan_text(query.fee_max_fen),
+            "sort": "" if query.sort == "relevance" else query.sort,
+            "per_page": "" if query.per_page == PER_PAGE_CHOICES[0] else str(query.per_page),
+            "page": "" if query.page == 1 else str(query.page),
+        }
+        return {name: value for name, value in sorted(values.items()) if value}
+
     def to_query(self) -> InstrumentQuery:
         """The search these fields ask for; a field that failed validation is left out, not guessed."""
         errors = self.errors
@@ -84,6 +122,13 @@ class SearchForm(FlaskForm):
             page=self.page.data if ok("page") else 1,
             per_page=int(self.per_page.data) if ok("per_page") else PER_PAGE_CHOICES[0],
         )
+
+
+def _yuan_text(fen: int | None) -> str:
+    """An amount in yuan as few characters as say it exactly ("100", "99.5")."""
+    if fen is None:
+        return ""
+    return format(fen_to_yuan(fen).normalize(), "f")
 
 
 def _label(category: dict, english: bool) -> str:

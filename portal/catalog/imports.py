@@ -23,7 +23,7 @@ from portal.accounts.models import User
 from portal.catalog.importer import ImportReport, Problem, Progress, import_catalog
 from portal.catalog.models import IMPORT_TRANSITIONS, CatalogImport, ImportState
 from portal.catalog.upload_checks import FORMATS, check_upload
-from portal.core import audit, clock, uploads
+from portal.core import audit, clock, outbox, uploads
 from portal.core.database import locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound
 from portal.core.paging import Page, paginate
@@ -147,22 +147,16 @@ def _is_large(row: CatalogImport) -> bool:
 
 
 def _run_or_queue(import_id: int, large: bool) -> None:
-    """Run the import's next step here, or hand it to a worker (run eagerly without REDIS_URL)."""
+    """Run the import's next step here, or hand it to a worker (run at once without REDIS_URL).
+
+    The task goes through the outbox: when the broker is down it is sent as soon as it is back, and the
+    progress page waits meanwhile."""
     if not large:
         run_import(import_id)
         return
-    from portal.catalog.tasks import run_import as task
-
-    try:
-        with current_app.app_context():  # an eager task gets a session of its own, as a worker would
-            task.delay(import_id)
-        db.session.rollback()  # end this session's read: what an eager task wrote must be read afresh
-    except Exception as error:  # the broker is down: say so rather than leave the page waiting for ever
-        current_app.logger.warning("catalogue import %s not queued (%s)", import_id, error)
-        _fail(
-            import_id,
-            _("The worker queue cannot be reached, so nothing was done. Please upload the file again later."),
-        )
+    outbox.send_task("catalog.run_import", import_id)
+    db.session.commit()
+    db.session.rollback()  # end this session's read: what an eager task wrote must be read afresh
 
 
 # --- running the importer (in the request or in a worker) ------------------------------------------

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, make_response, render_template, request, send_file, session
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
@@ -27,7 +39,10 @@ def _anonymous_page_key() -> str | None:
     """
     if current_user.is_authenticated or session.get("_flashes"):
         return None
-    return f"catalog:page:{services.catalog_version()}:{get_locale()}:{request.full_path}"
+    args = SearchForm.normalized_args(request.args)
+    if args is None:
+        return None
+    return f"catalog:page:{services.catalog_version()}:{get_locale()}:{urlencode(args)}"
 
 
 @bp.route("/")
@@ -38,7 +53,12 @@ def index() -> ResponseReturnValue:
     if page is not None:
         return revalidated(make_response(page))
     form = SearchForm(request.args)
-    form.validate()
+    valid = form.validate()
+    canonical = form.canonical_args()
+    if valid and SearchForm.normalized_args(request.args) != canonical:
+        # Unknown or repeated parameters, odd spellings: one search, one URL, one cache entry (junk in
+        # the URL can neither bypass the page cache nor fill it).
+        return redirect(url_for("catalog.index", **canonical))
     query = form.to_query()
     try:
         result = services.search_instruments(query)
@@ -46,7 +66,7 @@ def index() -> ResponseReturnValue:
         form.form_errors.append(error.message)
         result = services.SearchResult(items=[], total=0, page=1, per_page=query.per_page)
     page = render_template("catalog/index.html", form=form, result=result, status_labels=STATUS_LABELS)
-    if key and not form.errors and not form.form_errors:
+    if key and valid and not form.form_errors:
         cache.set(key, page, timeout=current_app.config["CATALOG_PAGE_CACHE_SECONDS"])
     return revalidated(make_response(page))
 

@@ -43,3 +43,23 @@ class AuditEvent(db.Model):
 def _refuse_change(mapper, connection, target: AuditEvent) -> None:
     # The database has a trigger as well; this stops the application before it even tries.
     raise RuntimeError("audit events are append-only")
+
+
+class QueuedTask(db.Model):
+    """A Celery task to send once its transaction has committed: the outbox of work for the workers.
+
+    The row is written in the transaction that asks for the work, so the work is never lost: after the
+    commit the task is sent and the row deleted; if the broker could not take it then, the periodic
+    `core.send_queued_tasks` sends it later. Tasks are idempotent, so sending one twice is harmless.
+    """
+
+    __tablename__ = "queued_tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))  # the task's registered name, e.g. "finance.tally_month"
+    args: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+
+    def __repr__(self) -> str:
+        return f"<QueuedTask {self.id} {self.name}{tuple(self.args)}>"

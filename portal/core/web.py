@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import urlsplit
 
 from flask import (
@@ -9,6 +10,7 @@ from flask import (
     Flask,
     Response,
     current_app,
+    g,
     has_request_context,
     jsonify,
     redirect,
@@ -20,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from portal.core import inputs
@@ -151,6 +154,29 @@ def _service_error(error: ServiceError) -> ResponseReturnValue:
     return render_template("errors/error.html", status=error.status, message=error.message), error.status
 
 
+def _database_unavailable(error: DBAPIError) -> ResponseReturnValue:
+    """The database cannot be reached (down, restarting, cut off): 503 with Retry-After, not a 500.
+
+    Anything else the database refuses (a constraint, a bad statement) is a real 500.
+    """
+    if not (isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated):
+        return _internal_error(error)
+    current_app.logger.warning("database unavailable: %s", str(error).splitlines()[0][:300])
+    with contextlib.suppress(Exception):
+        db.session.rollback()
+    # The page must not ask the database again (who is signed in, unread notifications).
+    g._login_user = login_manager.anonymous_user()
+    retry_after = str(current_app.config["RETRY_AFTER_SECONDS"])
+    message = _("The service is briefly unavailable. Please try again in a minute.")
+    if wants_json():
+        response = json_error(503, "service_unavailable", message)
+    else:
+        response = render_template("errors/error.html", status=503, message=message), 503
+    response = current_app.make_response(response)
+    response.headers["Retry-After"] = retry_after
+    return response
+
+
 def _internal_error(error: Exception) -> ResponseReturnValue:
     current_app.logger.exception("unhandled error", exc_info=error)
     db.session.rollback()
@@ -217,6 +243,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(DBAPIError, _database_unavailable)
     app.register_error_handler(Exception, _internal_error)
     app.after_request(_security_headers)
     login_manager.login_view = "accounts.login"

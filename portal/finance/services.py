@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from portal.accounts import banking
 from portal.accounts.models import BankAccount, Enterprise, Institution, User
-from portal.core import audit, clock, exports, uploads
-from portal.core.database import after_commit, locked, serialized_write
+from portal.core import audit, clock, exports, outbox, uploads
+from portal.core.database import locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import Code, csv_cell, neutralise, xlsx_cell
 from portal.core.money import fen_to_yuan, format_yuan
@@ -414,12 +413,10 @@ def start_export_job(user: User, month_from: str, month_to: str, fmt: str) -> Ex
         total_rows=count_export_rows(month_from, month_to),
     )
     db.session.add(job)
-    db.session.commit()
-    from portal.finance.tasks import run_export
-
+    db.session.flush()
     job_id = job.id
-    with current_app.app_context():
-        run_export.delay(job_id)
+    outbox.send_task("finance.run_export", job_id)
+    db.session.commit()
     return db.session.get(ExportJob, job_id)
 
 
@@ -782,17 +779,7 @@ def closed_months() -> list[PeriodClose]:
 
 def queue_tally(month: str) -> None:
     """Recompute the month's tally in a worker once the current transaction (which changes it) commits."""
-    from portal.finance.tasks import tally
-
-    def send() -> None:
-        try:
-            with current_app.app_context():
-                tally.apply_async(args=[month], retry=False)
-        except Exception as error:
-            # The nightly tally (and the next approval) brings the month up to date.
-            current_app.logger.warning("tally of %s not queued (%s)", month, error)
-
-    after_commit(send)
+    outbox.send_task("finance.tally_month", month)
 
 
 def batches() -> list[DisbursementBatch]:
