@@ -214,10 +214,17 @@ pytest_plugins = ["tests.factories"]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def demo_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A database holding the full demo network, loaded once per backend. Tests must only read it."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("demo_database_url_sqlite")
+def demo_database_url(request: pytest.FixtureRequest) -> str:
+    """A database holding the full demo network, on each backend. Tests must only read it.
+
+    The databases themselves are fixtures of their own, loaded once per test process: pytest sets a
+    parametrised session fixture up again whenever the parameter changes between modules."""
+    return request.getfixturevalue(f"demo_database_url_{request.param}")
+
+
+@pytest.fixture(scope="session")
+def demo_database_url_postgresql(request: pytest.FixtureRequest) -> str:
+    """The demo network in PostgreSQL, loaded once per test process."""
     base = request.getfixturevalue("pg_database")
     if base is None:
         service_missing("PostgreSQL")
