@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, R
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, ROLE_LABELS, EnterpriseKind
 from portal.core.forms import options
+from portal.core.languages import county_choices
 from portal.core.permissions import Role
 
 
@@ -88,7 +89,7 @@ class RegistrationForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kind.choices = options((kind.value, ENTERPRISE_KIND_LABELS[kind]) for kind in EnterpriseKind)
-        self.county.choices = options((c, c) for c in current_app.config["COUNTIES"])
+        self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
 
 
 class ChangePasswordForm(FlaskForm):

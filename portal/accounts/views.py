@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.config import COOKIE_NAME
+from markupsafe import escape
 
 from portal.accounts import passwords, profile, services
 from portal.accounts.forms import (
@@ -34,6 +35,7 @@ from portal.accounts.forms import (
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, ROLE_LABELS, VERIFICATION_LABELS, EnterpriseKind
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.forms import show_service_errors
+from portal.core.languages import zh
 from portal.core.web import is_safe_url
 from portal.extensions import db, limiter
 
@@ -129,7 +131,11 @@ def login() -> ResponseReturnValue:
         else:
             login_user(user, remember=form.remember.data)
             services.record_login(user)
-            flash(_("Welcome, %(name)s.", name=user.full_name or user.username), "success")
+            # The name is data: marked with its language on an English page (a flash keeps its markup).
+            flash(
+                escape(_("Welcome, %(name)s.")) % {"name": zh(user.full_name or user.username)},
+                "success",
+            )
             target = request.args.get("next")
             return redirect(target if is_safe_url(target) else url_for("catalog.index"))
     return render_template("accounts/login.html", form=form)

@@ -18,13 +18,17 @@ from portal.accounts.models import (
     VerificationState,
 )
 from portal.core.forms import options
+from portal.core.languages import CHINESE, county_choices
 
 
 class InstitutionForm(FlaskForm):
     name = StringField(
         _l("Institution name"),
         validators=[DataRequired(), Length(max=120)],
-        description=_l("Catalogue files name the host institution exactly like this (column 依托单位)."),
+        description=_l(
+            "Catalogue files name the host institution exactly like this (column %(column)s).",
+            column=CHINESE % "依托单位",
+        ),
     )
     uscc = StringField(
         _l("Unified social credit code"),
@@ -46,7 +50,7 @@ class InstitutionForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kind.choices = options((k.value, INSTITUTION_KIND_LABELS[k]) for k in InstitutionKind)
-        self.county.choices = options((c, c) for c in current_app.config["COUNTIES"])
+        self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
 
 
 class SearchForm(FlaskForm):
@@ -66,7 +70,7 @@ class EnterpriseSearchForm(SearchForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         every = [("", _l("All"))]
-        self.county.choices = options(every + [(c, c) for c in current_app.config["COUNTIES"]])
+        self.county.choices = options(every + county_choices(current_app.config["COUNTIES"]))
         self.kind.choices = options(every + [(k.value, ENTERPRISE_KIND_LABELS[k]) for k in EnterpriseKind])
         self.state.choices = options(every + [(s.value, VERIFICATION_LABELS[s]) for s in VerificationState])
 
@@ -76,8 +80,9 @@ class UploadForm(FlaskForm):
         _l("Catalogue file (CSV UTF-8 or XLSX)"),
         validators=[FileRequired(_l("Choose a file."))],
         description=_l(
-            "First row the headers of the catalogue format (仪器编码, 仪器名称 …). Nothing is written until "
-            "the dry run has found no problem and you apply it."
+            "First row the headers of the catalogue format (%(headers)s …). Nothing is written until "
+            "the dry run has found no problem and you apply it.",
+            headers=CHINESE % "仪器编码, 仪器名称",
         ),
     )
     submit = SubmitField(_l("Upload and check (dry run)"))

@@ -252,7 +252,11 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         ],
         "total_fen": claim.total_fen,
         "limited_by": list(claim.limited_by or []),
-        "checks": list(claim.checks or []),
+        # Each stored check's message in the language of the request.
+        "checks": [
+            {"code": c["code"], "passed": c["passed"], "message": services.check_message(c)}
+            for c in claim.checks or []
+        ],
         "service_record_ids": [item.service_record_id for item in claim.items],
         "comment": claim.comment,
         "reply": claim.reply,

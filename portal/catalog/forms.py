@@ -29,6 +29,7 @@ from portal.catalog.models import SHARING_LABELS, STATUS_LABELS, Instrument, Ins
 from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
 from portal.core.errors import ValidationFailed
 from portal.core.forms import NumberRange, options, show_service_errors, yuan_amount
+from portal.core.languages import county_choices
 from portal.core.money import fen_to_wan, fen_to_yuan, yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)
@@ -61,7 +62,7 @@ class SearchForm(FlaskForm):
         )
         self.category.choices = [SelectChoice("", _l("Any")), *_category_choices(_l("All of %(group)s"))]
         self.status.choices = options(any_choice + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus])
-        self.county.choices = options(any_choice + [(c, c) for c in current_app.config["COUNTIES"]])
+        self.county.choices = options(any_choice + county_choices(current_app.config["COUNTIES"]))
         self.sort.choices = options(SORTS.items())
         self.per_page.choices = options((n, n) for n in PER_PAGE_CHOICES)
 
@@ -192,7 +193,7 @@ class InstrumentForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.category.choices = _category_choices(_l("%(group)s (no finer category)"))
-        self.county.choices = options((c, c) for c in current_app.config["COUNTIES"])
+        self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
         self.status.choices = options((s.value, STATUS_LABELS[s]) for s in InstrumentStatus)
         self.sharing_mode.choices = options((m.value, SHARING_LABELS[m]) for m in SharingMode)
 

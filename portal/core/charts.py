@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from portal.core.languages import is_english, zh_attr
+
 PALETTE = ("#0b4f8a", "#f4a259", "#5b8e7d", "#bc4b51", "#8cb369", "#6c757d")
 
 
@@ -70,7 +72,7 @@ def bar_chart(
             )
         parts.append(
             f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11" '
-            f'fill="#495057">{escape(label)}</text>'
+            f'fill="#495057"{zh_attr(label)}>{escape(label)}</text>'
         )
     line_colours = ("#bc4b51", "#212529", "#6f42c1")
     for n, item in enumerate(lines if labels else []):
@@ -112,8 +114,8 @@ def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "",
         w = plot_w * value / peak
         text = f"{escape(_short(value))}{escape(unit)}"
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="12" fill="#495057">'
-            f"{escape(label[:18])}</text>"
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="12" fill="#495057"'
+            f"{zh_attr(label)}>{escape(label[:18])}</text>"
         )
         parts.append(
             f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
@@ -128,6 +130,12 @@ def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "",
 
 
 def _short(value: float) -> str:
-    if abs(value) >= 10_000:
+    """An axis or tooltip amount: Chinese counts in 万 (ten thousands), English in k and M."""
+    if is_english():
+        if abs(value) >= 1_000_000:
+            return f"{value / 1_000_000:,.1f}M"
+        if abs(value) >= 10_000:
+            return f"{value / 1_000:,.0f}k"
+    elif abs(value) >= 10_000:
         return f"{value / 10_000:,.1f}万"
     return f"{value:,.0f}"

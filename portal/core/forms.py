@@ -12,6 +12,7 @@ from wtforms.validators import ValidationError
 
 from portal.core import clock, money
 from portal.core.errors import ValidationFailed
+from portal.core.languages import has_chinese, is_english
 
 
 class NumberRange(validators.NumberRange):
@@ -62,5 +63,10 @@ def plausible_date(form: FlaskForm, field: Field) -> None:
 
 
 def options(pairs) -> list[SelectChoice]:
-    """Select options from (value, label) pairs (WTForms 3.3 wants SelectChoice objects)."""
-    return [SelectChoice(str(value), label) for value, label in pairs]
+    """Select options from (value, label) pairs (WTForms 3.3 wants SelectChoice objects); a Chinese
+    label on an English page (an institution's name) carries its language."""
+    english = is_english()
+    return [
+        SelectChoice(str(value), label, render_kw={"lang": "zh"} if english and has_chinese(label) else {})
+        for value, label in pairs
+    ]

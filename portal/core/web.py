@@ -25,7 +25,7 @@ from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from portal.core import inputs
+from portal.core import inputs, languages
 from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
@@ -54,10 +54,15 @@ def page_url(page: int) -> str:
 
 
 def select_locale() -> str:
-    """The user's saved language, else the language cookie, else Chinese."""
+    """For the API, Accept-Language; else the user's saved language, else the language cookie, else Chinese."""
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
+    if request.path.startswith("/api/") and request.headers.get("Accept-Language"):
+        # API clients say what they read in the header; the page's cookie or profile is not theirs.
+        best = request.accept_languages.best_match(list(languages))
+        if best:
+            return best
     user_lang = getattr(current_user, "language", None) if current_user else None
     if user_lang in languages:
         return user_lang
@@ -256,6 +261,11 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["action_label"] = action_label
     app.jinja_env.filters["object_label"] = object_label
     app.jinja_env.filters["localdate"] = lambda value: to_local(value).date().isoformat()
+    app.jinja_env.filters["zh"] = languages.zh
+    app.jinja_env.filters["county"] = languages.county_name
+    app.jinja_env.filters["country"] = languages.country_name
+    app.jinja_env.globals["zh_attrs"] = languages.zh_attrs
+    app.jinja_env.globals["zh_attr"] = languages.zh_attr
     app.jinja_env.globals["weekday_names"] = WEEKDAY_NAMES
     app.jinja_env.globals["page_url"] = page_url
     app.jinja_env.globals["is_safe_url"] = is_safe_url

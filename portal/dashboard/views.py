@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 
 from portal.core import clock
 from portal.core.charts import Series, bar_chart, hbar_chart
+from portal.core.languages import COUNTY_NAMES
 from portal.core.permissions import Role, role_required
 from portal.dashboard import services
 from portal.extensions import cache
@@ -86,7 +87,13 @@ def _dashboard(period: services.Period, county: str | None) -> dict:
             [Series(_("Instruments"), [n for _label, n in use.buckets])],
             title=_("Instruments by utilisation"),
         ),
-        "county": hbar_chart(services.bookings_by_county(period, county), title=_("Bookings by county")),
+        "county": hbar_chart(
+            [
+                (str(COUNTY_NAMES.get(name, name)), value)
+                for name, value in services.bookings_by_county(period, county)
+            ],
+            title=_("Bookings by county"),
+        ),
         "category": hbar_chart(
             services.bookings_by_category(period, county), title=_("Bookings by category")
         ),

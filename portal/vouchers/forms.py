@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from portal.accounts.models import ENTERPRISE_KIND_LABELS
 from portal.booking.models import FILE_KIND_LABELS, SERVICE_TYPE_LABELS
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
+from portal.core.languages import CHINESE
 from portal.vouchers.models import RELATION_LABELS
 
 
@@ -31,7 +32,7 @@ class VerificationForm(FlaskForm):
     tech_sme_number = StringField(
         _l("Tech SME registration number"),
         validators=[Optional(), Length(max=40)],
-        description=_l("Required for tech SMEs (科技型中小企业入库编号)."),
+        description=_l("Required for tech SMEs (%(name)s).", name=CHINESE % "科技型中小企业入库编号"),
     )
     actual_controller = StringField(
         _l("Actual controller"),

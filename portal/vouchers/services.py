@@ -8,11 +8,14 @@ so concurrent reviewers can never overspend a voucher, a cap or a fund, nor appr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from flask import current_app
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -1139,6 +1142,31 @@ def preview_claim(user: User, voucher_id: int, record_ids: list[int]) -> Preview
     return Preview(fee, subsidy, checks, records)
 
 
+def _all_checks(
+    enterprise: Enterprise, voucher: Voucher, records: list[ServiceRecord], claim_id: int
+) -> list[Check]:
+    return [*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim_id)]
+
+
+def stored_checks(checks: list[Check], again: Callable[[], list[Check]]) -> list[dict[str, Any]]:
+    """The checks as a claim keeps them, with their messages in every interface language: a claim
+    submitted in Chinese is reviewed in English too. `again` runs the same checks once more."""
+    stored = [c.as_dict() | {"messages": {}} for c in checks]
+    for language in current_app.config["LANGUAGES"]:
+        with force_locale(language):
+            for row, check in zip(stored, again(), strict=True):
+                row["messages"][language] = check.message
+    return stored
+
+
+def check_message(check: Check | dict[str, Any]) -> str:
+    """A check's message in the interface language (a stored one in the language it was stored in
+    when it predates the translated copies)."""
+    if isinstance(check, Check):
+        return check.message
+    return (check.get("messages") or {}).get(str(get_locale())) or check["message"]
+
+
 def _voucher_checks(voucher: Voucher) -> list[Check]:
     ok = voucher.state is VoucherState.ACTIVE and voucher.valid_until >= clock.local_today()
     return [
@@ -1368,7 +1396,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
                 )
         records = _records(ids)
         voucher = db.session.get(Voucher, claim.voucher_id)
-        checks = [*_voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim.id)]
+        checks = _all_checks(enterprise, voucher, records, claim.id)
         _refuse_failed_checks(
             checks, _("This claim cannot be submitted until every check passes: %(failed)s")
         )
@@ -1384,7 +1412,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
             )
         claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
         claim.limited_by = list(subsidy.limited_by)
-        claim.checks = [c.as_dict() for c in checks]
+        claim.checks = stored_checks(checks, lambda: _all_checks(enterprise, voucher, records, claim.id))
         claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
         audit.record(
             "claim.submitted",
@@ -1475,8 +1503,8 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     voucher = locked(Voucher, claim.voucher_id)
 
     records = _records(_record_ids(claim))
-    checks = [*_voucher_checks(voucher), *run_checks(enterprise, scheme, records, claim.id)]
-    claim.checks = [c.as_dict() for c in checks]
+    checks = _all_checks(enterprise, voucher, records, claim.id)
+    claim.checks = stored_checks(checks, lambda: _all_checks(enterprise, voucher, records, claim.id))
     _refuse_failed_checks(checks, _("Not every check passes: %(failed)s"))
     # The reviewer approves exactly the amounts the enterprise submitted, or nothing: if others have
     # spent the room since, this claim is refused (and can be returned to be recomputed).

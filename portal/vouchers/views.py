@@ -92,7 +92,7 @@ PERMISSIONS = {
 @bp.context_processor
 @review.context_processor
 def _permissions() -> dict:
-    return PERMISSIONS
+    return PERMISSIONS | {"check_message": services.check_message}
 
 
 def _institution_choices(blank: bool = True) -> list:
