@@ -13,10 +13,8 @@ from __future__ import annotations
 import html
 import re
 import shutil
-from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask import Flask
@@ -24,6 +22,7 @@ from flask import Flask
 from portal.accounts.models import User
 from portal.demo import DEMO_PASSWORD
 from portal.extensions import db
+from tests import page_walk
 from tests.conftest import demo_upload_folder, make_app
 from tests.factories import login
 
@@ -33,11 +32,7 @@ CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 UNREAD = ("script", "style", "template", "title")
 READABLE_ATTRIBUTES = ("title", "placeholder", "aria-label", "alt")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-ROLES = ("anon", "enterprise", "enterprise-staff", "newco", "provider", "reviewer", "finance", "admin")
-# Links not followed: they sign out, switch language, download files or change state on GET.
-SKIP = re.compile(
-    r"^/(logout|language/|static/)|/(download|export|feed|calendar\.ics|file)|\.(ics|csv|xlsx|pdf)$"
-)
+ROLES = page_walk.ROLES
 PAGES_PER_KIND = 3  # a kind of page is its path with the numbers taken out
 PAGES_PER_ROLE = 160
 
@@ -106,10 +101,6 @@ def read(html: str) -> _Reader:
     return reader
 
 
-def _kind(path: str) -> str:
-    return re.sub(r"\d+", "#", path)
-
-
 @pytest.fixture(scope="module")
 def english_portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """A copy of the demo network (the walk changes nothing, but it must not touch the shared one)."""
@@ -121,41 +112,14 @@ def english_portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 
 def walk(app: Flask, role: str) -> tuple[dict[str, list[str]], int]:
-    """Every page this role reaches by links from its home pages: {url: Chinese found}, pages read."""
-    client = app.test_client()
-    client.set_cookie("lang", "en")
-    if role != "anon":
-        with app.app_context():  # the saved language wins over the cookie: make it English
-            user = db.session.execute(db.select(User).filter_by(username=role)).scalar_one()
-            user.language = "en"
-            db.session.commit()
-        answer = login(client, role, DEMO_PASSWORD)
-        assert answer.status_code == 302, f"{role} cannot sign in"
-    queue = ["/", "/catalog/", "/network/", "/login", "/register", "/password/forgot"]
-    seen: set[str] = set()
-    kinds: Counter[str] = Counter()
+    """Every page this role reaches by links, read: {url: Chinese found}, pages read."""
     problems: dict[str, list[str]] = {}
     pages = 0
-    while queue and pages < PAGES_PER_ROLE:
-        url = queue.pop(0)
-        path = urlsplit(url).path
-        if url in seen or SKIP.search(path) or kinds[_kind(path)] >= PAGES_PER_KIND:
-            continue
-        seen.add(url)
-        kinds[_kind(path)] += 1
-        response = client.get(url, follow_redirects=True)
-        if response.status_code != 200 or not response.mimetype.startswith("text/html"):
-            continue
+    for url, body in page_walk.walk(app, role, "en", per_kind=PAGES_PER_KIND, limit=PAGES_PER_ROLE):
         pages += 1
-        page = read(response.get_data(as_text=True))
+        page = read(body)
         if page.found:
             problems[url] = page.found
-        for href in page.links:
-            target = urljoin(url, href)
-            parts = urlsplit(target)
-            if parts.netloc or not parts.path.startswith("/"):
-                continue
-            queue.append(parts.path + (f"?{parts.query}" if parts.query else ""))
     return problems, pages
 
 

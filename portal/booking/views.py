@@ -71,12 +71,25 @@ def availability(code: str) -> ResponseReturnValue:
         "booking/availability.html",
         instrument=instrument,
         view=view,
+        shown_day=_shown_day(view, request.args.get("day")),
         next_free=next_free,
         today=clock.local_today(),
         policy=services.policy_for(instrument),
         bookable=services.BOOKABLE_STATUSES,
         can_book=current_user.is_authenticated and current_user.role is Role.ENTERPRISE,
     )
+
+
+def _shown_day(view: services.WeekView, asked: str | None) -> int:
+    """Which day of the week a phone shows (one at a time): the one asked for, else today if it is in
+    this week, else the first day with time to book, else the first."""
+    if asked in {str(n) for n in range(len(view.days))}:
+        return int(asked)
+    today = clock.local_today()
+    if today in view.days:
+        return view.days.index(today)
+    bookable = [i for i in range(len(view.days)) if any(row[i].bookable for row in view.rows)]
+    return bookable[0] if bookable else 0
 
 
 def _parse_start(text: str | None) -> datetime:

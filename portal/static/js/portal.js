@@ -8,3 +8,13 @@ document.addEventListener("submit", function (event) {
     event.preventDefault();
   }
 });
+
+// A select with data-detail="id" shows its chosen option's whole text in that element: on a phone
+// a closed select cuts a long option (an end time with its fee and voucher share) short.
+document.addEventListener("change", function (event) {
+  var select = event.target;
+  var target = select.getAttribute && select.getAttribute("data-detail");
+  if (target && select.selectedOptions && select.selectedOptions.length) {
+    document.getElementById(target).textContent = select.selectedOptions[0].textContent;
+  }
+});
