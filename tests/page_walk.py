@@ -52,12 +52,26 @@ def set_language(app: Flask, username: str, language: str) -> None:
         db.session.commit()
 
 
+def address_of(role: str, language: str) -> str:
+    return f"10.{ROLES.index(role) + 1}.{1 + ('zh', 'en').index(language)}.7"
+
+
+def browser_headers(role: str, language: str) -> dict[str, str]:
+    """Extra headers for a browser context taking over `signed_in(app, role, language)`'s session."""
+    return {"X-Forwarded-For": address_of(role, language)}
+
+
 def signed_in(app: Flask, role: str, language: str, user_agent: str | None = None) -> FlaskClient:
     """A test client of `role` reading in `language` (anonymous: only the language cookie). A browser
     can take over its session when it sends the same User-Agent (sessions are bound to it)."""
     client = app.test_client()
     if user_agent:
         client.environ_base["HTTP_USER_AGENT"] = user_agent
+    # Each role and language signs in from an address of its own, so that many walks in one test do
+    # not meet the per-address sign-in limit. The browser that takes the session over sends the same
+    # address as X-Forwarded-For (see browser_headers), which is what sessions are bound to.
+    client.environ_base["REMOTE_ADDR"] = address_of(role, language)
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = address_of(role, language)
     client.set_cookie("lang", language)
     if role != "anon":
         set_language(app, role, language)

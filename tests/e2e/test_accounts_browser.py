@@ -92,6 +92,7 @@ def test_forgotten_password_mail_link_new_password_sign_in(portal_with_mail, mai
     page.wait_for_url(re.compile(r"/instruments/"))
 
     # The link worked once; signed out, it is refused.
+    page.locator("#user-menu-button").click()  # signing out is in the user menu
     page.locator("form[action='/logout'] button").click()
     response = page.goto(link)
     assert response.status == 404 and "该链接无效" in page.locator("main").inner_text()

@@ -49,6 +49,7 @@ def test_no_page_scrolls_sideways_on_a_phone(live_portal, browser, role: str, la
     assert len(urls) >= 5, f"{role} reached only {len(urls)} pages"
     context = browser.new_context(
         user_agent=USER_AGENT,
+        extra_http_headers=page_walk.browser_headers(role, language),
         viewport={"width": WIDTHS[0][0], "height": WIDTHS[0][1]},
         is_mobile=True,
         has_touch=True,
@@ -85,7 +86,10 @@ def test_no_page_scrolls_sideways_on_a_phone(live_portal, browser, role: str, la
 def test_on_a_phone_booking_starts_near_the_top_and_the_end_time_is_shown_whole(live_portal, browser) -> None:
     client = page_walk.signed_in(live_portal.app, "enterprise", "zh", user_agent=USER_AGENT)
     context = browser.new_context(
-        user_agent=USER_AGENT, viewport={"width": 390, "height": 844}, is_mobile=True
+        user_agent=USER_AGENT,
+        extra_http_headers=page_walk.browser_headers("enterprise", "zh"),
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
     )
     host = live_portal.url.split("//", 1)[1].split(":")[0]
     context.add_cookies(
