@@ -54,7 +54,7 @@ def page_url(page: int) -> str:
 
 
 def select_locale() -> str:
-    """For the API, Accept-Language; else the user's saved language, else the language cookie, else Chinese."""
+    """The API: Accept-Language. Pages: the saved language, else the language cookie, else Chinese."""
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]

@@ -7,6 +7,10 @@ than the viewport; the report names the elements that stick out.
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from tests import page_walk
@@ -14,6 +18,19 @@ from tests import page_walk
 pytestmark = pytest.mark.e2e
 
 WIDTHS = ((320, 640), (390, 844))
+# With PORTAL_SCREENSHOTS=docs/screenshots the walk also renews the phone screenshots of key pages.
+SCREENSHOTS = os.environ.get("PORTAL_SCREENSHOTS")
+KEY_PAGES = {
+    ("anon", r"^/instruments/$"): "phone-01-catalogue",
+    ("anon", r"^/instruments/[A-Z]+-\d+$"): "phone-02-instrument",
+    ("anon", r"^/instruments/[A-Z]+-\d+/availability$"): "phone-03-week",
+    ("enterprise", r"^/bookings/$"): "phone-05-my-bookings",
+    ("enterprise", r"^/vouchers/$"): "phone-06-vouchers",
+    ("reviewer", r"^/review/$"): "phone-07-review-desk",
+    ("reviewer", r"^/vouchers/claims/\d+$"): "phone-08-claim",
+    ("finance", r"^/finance/$"): "phone-09-finance",
+}
+ROOT = Path(__file__).resolve().parents[2]
 PAGES_PER_ROLE = 120
 USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131 Mobile"
@@ -21,18 +38,29 @@ USER_AGENT = (
 # What sticks out: the document's width, and the outermost elements reaching past the viewport.
 OVERFLOW = """() => {
   const width = window.innerWidth;
+  const clipped = (el) => {
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if (o !== 'visible' && p.getBoundingClientRect().right <= width + 1) return true;
+    }
+    return false;
+  };
   const wide = [];
   for (const el of document.querySelectorAll('body *')) {
     const box = el.getBoundingClientRect();
-    if (box.right > width + 1 && box.width > 0 && !el.closest('.table-responsive, .scroll-x')) {
-      const parent = el.parentElement && el.parentElement.getBoundingClientRect();
-      if (!parent || parent.right <= width + 1) {
-        const cls = typeof el.className === 'string' ? el.className.trim().split(/\\s+/).join('.') : '';
-        wide.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (cls ? '.' + cls : ''));
-      }
+    if (box.right > width + 1 && !clipped(el)) {
+      const cls = typeof el.className === 'string' ? el.className.trim().split(/\\s+/).join('.') : '';
+      wide.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (cls ? '.' + cls : '')
+                + ' ' + Math.round(box.left) + '-' + Math.round(box.right));
     }
   }
-  return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 4)};
+  // A table cell squeezed to a character or two per line (a long text in a sliver of a column).
+  const squeezed = [...document.querySelectorAll('th, td')].filter(cell => {
+    const box = cell.getBoundingClientRect();
+    return cell.textContent.trim().length >= 4 && box.width > 0 && box.width < 48 && box.height > 90;
+  }).map(cell => cell.textContent.trim().slice(0, 12));
+  const scroll = document.documentElement.scrollWidth;
+  return {scroll, width, wide: wide.slice(0, 6), squeezed: squeezed.slice(0, 4)};
 }"""
 
 
@@ -71,7 +99,13 @@ def test_no_page_scrolls_sideways_on_a_phone(live_portal, browser, role: str, la
                 continue
             for width, height in WIDTHS:
                 page.set_viewport_size({"width": width, "height": height})
+                if width == 390:
+                    screenshot(page, role, language, url)
                 found = page.evaluate(OVERFLOW)
+                if found["squeezed"]:
+                    problems.append(
+                        f"{url} at {width}px: squeezed to a character per line: {found['squeezed']}"
+                    )
                 if found["scroll"] > width + 1:
                     problems.append(
                         f"{url} at {width}px: {found['scroll']}px wide; sticking out: {found['wide']}"
@@ -117,6 +151,7 @@ def test_on_a_phone_booking_starts_near_the_top_and_the_end_time_is_shown_whole(
             page.locator(".day-picker a").first.click()
             free = page.locator("#week-grid td:not(.other-day) a.stretched-cell")
         free.first.click()
+        screenshot(page, "enterprise", "zh", page.url, "phone-04-booking-form")
         ends = page.locator("select[data-detail]")
         detail = page.locator("#ends-at-detail")
         assert detail.inner_text() == ends.locator("option:checked").inner_text()
@@ -147,3 +182,17 @@ def bookable_code(app) -> str:
             if services.policy_for(instrument).accepts_slots:
                 return instrument.code
     raise AssertionError("the demo has no instrument to book")
+
+
+def screenshot(page, role: str, language: str, url: str, name: str | None = None) -> None:
+    """Save the key pages' phone screenshots when asked to (PORTAL_SCREENSHOTS), in Chinese."""
+    if not SCREENSHOTS or language != "zh":
+        return
+    path = url.split("?", 1)[0]
+    name = name or next(
+        (n for (r, pattern), n in KEY_PAGES.items() if r == role and re.match(pattern, path)), None
+    )
+    if name:
+        folder = ROOT / SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"))
