@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 
-def build_pdf(*objects: bytes, root: int = 1, xref: bool = True) -> bytes:
-    """A PDF whose objects are numbered from 1 in order, with a correct cross-reference table."""
+def build_pdf(*objects: bytes, root: int = 1, xref: bool = True, unlisted: bytes = b"") -> bytes:
+    """A PDF whose objects are numbered from 1 in order, with a correct cross-reference table.
+
+    `unlisted` (whole `n 0 obj … endobj` text) goes after them, left out of the table.
+    """
     out = b"%PDF-1.4\n"
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
         out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    out += unlisted
     start = len(out)
     if xref:
         out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
