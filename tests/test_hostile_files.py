@@ -148,6 +148,21 @@ def test_a_pdf_that_cannot_be_read_is_refused_as_damaged(client, app, service):
     assert response.status_code == 422 and "已损坏" in response.json["error"]["message"]
 
 
+@pytest.mark.parametrize(("password", "outcome"), [("", 201), ("secret", 422)])
+def test_an_encrypted_pdf_is_checked_if_it_opens_without_a_password(client, app, service, password, outcome):
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(72, 72)
+    writer.encrypt(user_password=password, owner_password="owner", algorithm="RC4-128")
+    data = io.BytesIO()
+    writer.write(data)
+    response = upload(client, service["provider"], service["record"], data.getvalue(), "发票.pdf")
+    assert response.status_code == outcome
+    if outcome == 422:
+        assert "需要密码" in response.json["error"]["message"]
+
+
 def test_the_form_says_why_a_pdf_is_refused_in_chinese(client, app, fake_clock, make_user):
     from portal.accounts.models import VerificationState
 

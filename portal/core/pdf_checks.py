@@ -56,6 +56,10 @@ def malformed_message() -> str:
     return _("This PDF is damaged and cannot be checked. Save or print it to a new PDF and upload that.")
 
 
+def locked_message() -> str:
+    return _("This PDF needs a password to be opened, so it cannot be checked. Upload a copy without one.")
+
+
 def names_in(data: bytes) -> set[bytes]:
     """Every PDF name outside stream data, with `#xx` escapes undone (`/J#61vaScript` is `/JavaScript`)."""
     text = STREAM_DATA.sub(b" ", data)
@@ -87,6 +91,13 @@ def _parsed_active(path: Path) -> bool:
     from pypdf.generic import IndirectObject
 
     reader = PdfReader(path, strict=False)
+    if reader.is_encrypted:
+        # Many issued invoices are encrypted only against editing, with an empty password to open
+        # them; one that needs a password to be read cannot be checked (and raises below).
+        from pypdf import PasswordType
+
+        if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise _refuse(locked_message())
     if _active(reader.trailer):
         return True
     numbers = {(number, generation) for generation, table in reader.xref.items() for number in table}
@@ -110,6 +121,8 @@ def check_pdf(path: Path) -> None:
     logger.setLevel(logging.CRITICAL)
     try:
         active = _parsed_active(path)
+    except PdfRefused:
+        raise
     except Exception:  # any failure to parse (pypdf raises many kinds) means the file cannot be checked
         raise _refuse(malformed_message()) from None
     finally:
