@@ -41,8 +41,9 @@ from portal.notifications.models import Notification
 from portal.vouchers import services as vouchers
 from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
+from tests.pdf_samples import minimal_pdf
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = minimal_pdf()
 
 
 def photo_bytes() -> bytes:

@@ -43,10 +43,11 @@ from portal.extensions import db
 from portal.finance.models import DisbursementBatch, ExportJob, ExportState, PeriodClose, SubsidyTally
 from portal.vouchers.models import EnterpriseRelation, RelationKind, VerificationRequest
 from tests.conftest import create_pg_database, drop_pg_database, make_app, service_missing
+from tests.pdf_samples import minimal_pdf
 
 # Every byte value, so that "byte-identical" is tested on more than text.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
-PDF = b"%PDF-1.4\n% evidence\n" + "检测报告".encode() * 100
+PDF = minimal_pdf("检测报告".encode() * 100)
 _names = itertools.count(1)
 
 

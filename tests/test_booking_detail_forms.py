@@ -24,10 +24,11 @@ from portal.extensions import db
 from portal.notifications.messages import render
 from portal.notifications.models import Notification
 from tests.factories import completed_service, extract_csrf, login
+from tests.pdf_samples import minimal_pdf
 from tests.test_booking_rules import WEEKDAY_HOURS, bearer
 
 TUESDAY_9 = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)  # 09:00 Beijing
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = minimal_pdf()
 HTML = b"<!doctype html><script>alert(1)</script>"
 
 

@@ -13,9 +13,10 @@ from portal.booking.models import BookingState, ServiceFile, ServiceRecord
 from portal.core.permissions import Role
 from portal.extensions import db
 from tests.factories import login
+from tests.pdf_samples import minimal_pdf
 from tests.test_booking_rules import bearer
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = minimal_pdf()
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 64
 START = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)

@@ -19,10 +19,11 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers.models import Scheme, VerificationRequest, VoucherApplication
 from tests.factories import extract_csrf, login
+from tests.pdf_samples import minimal_pdf
 from tests.test_booking_rules import WEEKDAY_HOURS
 
 HTML = b"<!doctype html><p>not a certificate</p>"
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = minimal_pdf()
 
 
 def values_in(text: str, *typed: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -22,6 +22,7 @@ from portal.admin.forms import ActionForm, EnterpriseSearchForm, InstitutionForm
 from portal.catalog import imports
 from portal.catalog.models import IMPORT_STATE_LABELS, ImportState
 from portal.catalog.upload_checks import FORMATS
+from portal.core import uploads
 from portal.core.errors import InvalidTransition, ServiceError, ValidationFailed
 from portal.core.forms import show_service_errors
 from portal.core.inputs import page_number
@@ -256,5 +257,5 @@ APPLY_OUTCOMES = {
 @role_required(Role.ADMIN)
 def import_file(import_id: int) -> ResponseReturnValue:
     """The uploaded file as it was kept."""
-    path, row = imports.stored_file(current_user, import_id)
-    return send_file(path, mimetype=FORMATS[row.fmt][0], as_attachment=True, download_name=row.original_name)
+    _path, row = imports.stored_file(current_user, import_id)
+    return uploads.send_stored(row.stored_name, FORMATS[row.fmt][0], row.original_name)

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
-from flask import send_file
 from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
@@ -212,7 +211,7 @@ def _file_json(row: ServiceFile) -> dict[str, Any]:
         "id": row.id,
         "kind": row.kind.value,
         "size": row.size,
-        "name": row.original_name,
+        "name": uploads.clean_name(row.original_name),
         "content_type": row.content_type,
         "sha256": row.sha256,
         "uploaded_at": clock.iso_utc(row.uploaded_at),
@@ -407,9 +406,4 @@ def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md n
 def download_file(id: int, file_id: int):
     """Download a document of a service record."""
     row = services.get_service_file(current_user, id, file_id)
-    return send_file(
-        uploads.stored_path(row.stored_name),
-        mimetype=row.content_type,
-        as_attachment=True,
-        download_name=row.original_name,
-    )
+    return uploads.send_stored(row.stored_name, row.content_type, row.original_name)

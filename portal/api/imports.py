@@ -12,7 +12,7 @@ from portal.api.auth import BEARER, token_required
 from portal.api.schemas import ApiBlueprint, ErrorSchema
 from portal.catalog import imports
 from portal.catalog.models import ImportState
-from portal.catalog.upload_checks import ImportRefused
+from portal.catalog.upload_checks import ImportRefused, ImportTooLarge
 from portal.core.errors import InvalidTransition
 from portal.core.permissions import Role
 
@@ -43,6 +43,7 @@ class ImportErrorSchema(ma.Schema):
         required=True, allow_none=True, metadata={"description": "Header; null: the row"}
     )
     message = ma.fields.String(required=True)
+    code = ma.fields.String(metadata={"description": "import_too_large: a limit stopped the reading"})
 
 
 class ImportResultSchema(ma.Schema):
@@ -65,7 +66,9 @@ class ImportResultSchema(ma.Schema):
     schema=ErrorSchema,
     description=(
         "The file has errors and nothing was written: details.errors lists each "
-        "{row, column, message} (details.error_count how many there are in all)"
+        "{row, column, message} (details.error_count how many there are in all). "
+        "Code `import_too_large`: the file is beyond a limit (its size, the bytes an XLSX unpacks to, "
+        "its parts or its rows; details.limit names the setting when the upload check found it)"
     ),
 )
 @blp.doc(security=BEARER)
@@ -76,6 +79,8 @@ def create_import(args: dict):
     upload = args["file"]
     row = imports.import_now(current_user, upload.stream, upload.filename, dry_run=dry_run)
     if row.state is ImportState.INVALID:
+        if any(error.get("code") == ImportTooLarge.code for error in row.errors):  # found while reading
+            raise ImportTooLarge(row.errors[0]["message"], row.errors, error_count=row.error_count)
         raise ImportRefused(
             _("The file has errors; nothing was written."), row.errors, error_count=row.error_count
         )

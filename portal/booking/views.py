@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -421,14 +421,7 @@ def upload(booking_id: int) -> ResponseReturnValue:
 def download(record_id: int, file_id: int) -> ResponseReturnValue:
     """An evidence file, only for those who may see the booking."""
     row = services.get_service_file(current_user, record_id, file_id)
-    response = send_file(
-        uploads.stored_path(row.stored_name),
-        mimetype=row.content_type,
-        as_attachment=True,
-        download_name=row.original_name,
-    )
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return uploads.send_stored(row.stored_name, row.content_type, row.original_name)
 
 
 # --- calendars ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from portal.catalog.importer import export_catalog, import_catalog
@@ -22,6 +23,11 @@ def import_command(file: Path, dry_run: bool) -> None:
     if not report.ok:
         for problem in report.problems:
             click.echo(str(problem), err=True)
+        if report.limit:  # a zip bomb or a huge file: say which setting stopped it
+            limit = current_app.config[report.limit]
+            raise click.ClickException(
+                f"the file is beyond the limit {report.limit}={limit}; nothing was written"
+            )
         raise click.ClickException(f"{len(report.problems)} problem(s); nothing was written")
     prefix = "dry run: would have " if dry_run else ""
     click.echo(f"{prefix}created {report.created}, updated {report.updated}, unchanged {report.unchanged}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -43,6 +44,16 @@ class RowError(ValueError):
     """A value that cannot be accepted; the message says why."""
 
 
+class LimitReached(RowError):
+    """A file beyond a configured limit; `setting` names it (IMPORT_MAX_UNPACKED_BYTES, IMPORT_MAX_ROWS…)."""
+
+    code = "import_too_large"
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
@@ -57,6 +68,7 @@ class Problem:
     row: int
     column: str
     message: str
+    code: str | None = None  # "import_too_large": a limit stopped the reading
 
     def __str__(self) -> str:
         where = _("row %(row)d", row=self.row) if self.row else _("file")
@@ -76,6 +88,8 @@ class ImportReport:
     # The catalogue changed while the file was applied (a concurrent edit): nothing was written, and
     # the same file can simply be applied again.
     conflict: bool = False
+    # The setting whose limit stopped the reading (IMPORT_MAX_ROWS…), if one did.
+    limit: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -186,15 +200,75 @@ def _cell_text(value: Any) -> str:
     return text
 
 
+def _read_limited(stream: IO[bytes]) -> bytes:
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise LimitReached(
+            _("The file is larger than %(mb)d MB.", mb=limit // (1024 * 1024)), "IMPORT_MAX_BYTES"
+        )
+    return data
+
+
+def check_workbook_size(archive: zipfile.ZipFile) -> None:
+    """Refuse (LimitReached) a workbook of too many parts or that unpacks to too much, before it is parsed.
+
+    A zip bomb of 0.4 MB unpacks to 400 MB, and openpyxl keeps a sheet's shared strings in memory. The
+    sizes the archive declares are summed first (cheap); then every part is unpacked as a stream, in
+    constant memory, and the bytes that really come out are counted, because a declared size can lie.
+    """
+    config = current_app.config
+    members = archive.infolist()
+    if len(members) > config["IMPORT_MAX_ZIP_MEMBERS"]:
+        raise LimitReached(
+            _("The workbook has too many parts (%(n)d).", n=len(members)), "IMPORT_MAX_ZIP_MEMBERS"
+        )
+    limit = config["IMPORT_MAX_UNPACKED_BYTES"]
+
+    def too_large(unpacked: int) -> LimitReached:
+        message = _(
+            "The workbook unpacks to %(mb)d MB, more than the %(limit)d MB allowed.",
+            mb=unpacked // (1024 * 1024),
+            limit=limit // (1024 * 1024),
+        )
+        return LimitReached(message, "IMPORT_MAX_UNPACKED_BYTES")
+
+    declared = sum(member.file_size for member in members)
+    if declared > limit:
+        raise too_large(declared)
+    unpacked = 0
+    for member in members:
+        with archive.open(member) as part:
+            while chunk := part.read(256 * 1024):
+                unpacked += len(chunk)
+                if unpacked > limit:
+                    raise too_large(unpacked)
+
+
 def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
-    """The rows of a CSV or XLSX file as lists of cell values (header row first)."""
+    """The rows of a CSV or XLSX file as lists of cell values (header row first), within the size limits."""
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
         from openpyxl import load_workbook
 
-        data = stream.read()
+        data = _read_limited(stream)
         if not data.startswith(b"PK"):
             raise RowError(_("The file is not an XLSX workbook."))
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                check_workbook_size(archive)
+        except LimitReached:
+            raise
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            NotImplementedError,
+            RuntimeError,
+            ValueError,
+            EOFError,
+            OSError,
+        ):
+            raise RowError(_("The XLSX workbook cannot be read.")) from None
         try:
             workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception:
@@ -210,7 +284,7 @@ def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
             workbook.close()
     elif suffix == ".csv":
         try:
-            text = stream.read().decode("utf-8-sig")
+            text = _read_limited(stream).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise RowError(_("The CSV file is not UTF-8 text; save it as “CSV UTF-8”.")) from None
         yield from csv.reader(io.StringIO(text, newline=""))
@@ -327,8 +401,7 @@ def _records(
     seen: dict[str, int] = {}
     for row_number, row in enumerate(rows, start=2):
         if row_number > max_rows + 1:
-            problems.append(Problem(row_number, "", _("At most %(n)d rows per file.", n=max_rows)))
-            return
+            raise LimitReached(_("At most %(n)d rows per file.", n=max_rows), "IMPORT_MAX_ROWS")
         if progress and (row_number - 1) % PROGRESS_EVERY == 0:
             progress("reading", row_number - 1)
         cells = {h: _cell_text(row[i]) if i < len(row) else "" for h, i in positions.items()}
@@ -377,6 +450,10 @@ def import_catalog(
     lookups = Lookups.load()
     try:
         records = list(_records(read_table(stream, filename), report, lookups, progress))
+    except LimitReached as error:
+        report.problems.append(Problem(0, "", str(error), code=error.code))
+        report.limit = error.setting
+        return report
     except RowError as error:
         report.problems.append(Problem(0, "", str(error)))
         return report

@@ -270,7 +270,10 @@ def _run_importer(
 
 def problem_json(problem: Problem) -> dict[str, Any]:
     """A problem as the history and the API give it: row and column are null for the whole file."""
-    return {"row": problem.row or None, "column": problem.column or None, "message": problem.message}
+    out = {"row": problem.row or None, "column": problem.column or None, "message": problem.message}
+    if problem.code:  # a limit stopped the reading
+        out["code"] = problem.code
+    return out
 
 
 def _take_report(row: CatalogImport, report: ImportReport) -> None:

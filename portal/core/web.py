@@ -25,7 +25,7 @@ from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from portal.core import inputs, languages
+from portal.core import inputs, languages, uploads
 from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
@@ -266,6 +266,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["country"] = languages.country_name
     app.jinja_env.globals["zh_attrs"] = languages.zh_attrs
     app.jinja_env.globals["zh_attr"] = languages.zh_attr
+    app.jinja_env.filters["display_name"] = uploads.clean_name  # an uploader's file name, safe to show
     app.jinja_env.globals["weekday_names"] = WEEKDAY_NAMES
     app.jinja_env.globals["page_url"] = page_url
     app.jinja_env.globals["is_safe_url"] = is_safe_url

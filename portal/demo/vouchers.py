@@ -27,10 +27,11 @@ from portal.vouchers.models import Claim, ClaimState, FundCondition
 
 YUAN = 100
 EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
-# A tiny but well-formed PDF, stored once per demo document.
+# A tiny but well-formed PDF (uploads refuse one pypdf cannot read), stored once per demo document.
 DEMO_PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Count 0/Kids[]>>endobj\n"
+    b"xref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n"
+    b"trailer<</Size 3/Root 1 0 R>>\nstartxref\n96\n%%EOF\n"
 )
 
 

@@ -12,7 +12,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -114,11 +113,8 @@ def export_download(job_id: int) -> ResponseReturnValue:
     job = services.get_export_job(current_user, job_id)
     if job.state is not ExportState.DONE or not job.stored_name:
         abort(404)
-    return send_file(
-        uploads.stored_path(job.stored_name),
-        as_attachment=True,
-        download_name=f"subsidies-{job.params['month_from']}-{job.params['month_to']}.{job.fmt}",
-    )
+    name = f"subsidies-{job.params['month_from']}-{job.params['month_to']}.{job.fmt}"
+    return uploads.send_stored(job.stored_name, None, name)
 
 
 @bp.route("/batches", methods=["GET", "POST"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import time, timedelta
 from decimal import Decimal
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -441,12 +441,7 @@ def certificate(request_id: int) -> ResponseReturnValue:
     item = db.session.get(VerificationRequest, request_id)
     if item is None or not item.certificate_stored:
         abort(404)
-    return send_file(
-        uploads.stored_path(item.certificate_stored),
-        mimetype=item.certificate_type,
-        as_attachment=True,
-        download_name=item.certificate_name,
-    )
+    return uploads.send_stored(item.certificate_stored, item.certificate_type, item.certificate_name)
 
 
 @review.route("/bank-accounts/<int:account_id>", methods=["GET", "POST"])
