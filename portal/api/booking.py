@@ -8,6 +8,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import send_file
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
@@ -216,6 +217,12 @@ class CompleteSchema(ma.Schema):
     result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
     service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(services.SERVICE_TYPES))
 
+    @ma.validates_schema
+    def _hours_or_samples(self, data: dict, **kwargs: Any) -> None:
+        # Checked here too (the service checks it again), so that a missing body is refused at once.
+        if data.get("hours") is None and data.get("samples") is None:
+            raise ma.ValidationError(_("Give the hours used or the number of samples."), "hours")
+
 
 class RateSchema(ma.Schema):
     rating = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
@@ -373,7 +380,9 @@ def get_booking(id: int):
     return _booking(id)
 
 
-def _transition(action: str, act, summary: str, body: type[ma.Schema] | None = None) -> None:
+def _transition(
+    action: str, act, summary: str, body: type[ma.Schema] | None = None, body_required: bool | None = None
+) -> None:
     """POST /bookings/{id}/<action>: one endpoint per transition."""
     blp.action(
         f"/bookings/<int:id>/{action}",
@@ -384,6 +393,7 @@ def _transition(action: str, act, summary: str, body: type[ma.Schema] | None = N
         respond=_booking,
         response_schema=BookingSchema,
         body=body,
+        body_required=body_required,
     )
 
 
@@ -420,6 +430,7 @@ _transition(
     ),
     "The provider records the service: hours or samples, and a fee (the standard unless a reason is given).",
     CompleteSchema,
+    body_required=True,  # `hours` or `samples` (CompleteSchema)
 )
 _transition(
     "rate",

@@ -201,7 +201,7 @@ def get_instrument(code: str):
 
 
 @blp.route("/instruments/<code>", methods=["PATCH"])
-@blp.arguments(InstrumentPatchSchema)
+@blp.arguments(InstrumentPatchSchema, required=False)  # no body, or {}: nothing changes
 @blp.response(200, InstrumentDetailSchema)
 @blp.doc(security=BEARER)
 @blp.errors(401, 403, 404)

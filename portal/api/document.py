@@ -146,7 +146,7 @@ def complete(api: Api, app: Flask) -> None:
             schema.setdefault("additionalProperties", False)
     responses = document["components"]["responses"]
     responses["UNPROCESSABLE_ENTITY"]["description"] = UNPROCESSABLE
-    for path, operations in document["paths"].items():
+    for operations in document["paths"].values():
         for method, operation in operations.items():
             if method not in METHODS:
                 continue

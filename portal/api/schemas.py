@@ -120,11 +120,13 @@ class ApiBlueprint(Blueprint):
         respond: Callable[[int], Any],
         response_schema: type[ma.Schema],
         body: type[ma.Schema] | None = None,
+        body_required: bool | None = None,
     ) -> None:
         """A POST endpoint for one state transition of the object {id}.
 
         `guard` loads the object as the caller may see it (someone else's is simply not found),
         `act` performs the transition with the request body, `respond` renders the object after it.
+        The body is required if `body_required` says so, else if any of its fields is.
         """
         from portal.api.auth import BEARER, token_required
 
@@ -139,7 +141,9 @@ class ApiBlueprint(Blueprint):
         decorated = self.doc(security=BEARER)(decorated)
         decorated = self.response(200, response_schema)(decorated)
         if body is not None:
-            decorated = self.arguments(body)(decorated)
+            if body_required is None:
+                body_required = any(field.required for field in body().fields.values())
+            decorated = self.arguments(body, required=body_required)(decorated)
         self.route(rule, methods=["POST"])(decorated)
 
     ARGUMENTS_PARSER = PortalParser()
