@@ -68,6 +68,11 @@ BOOKING_LINKS = _links(
 )
 # (method, path, status) of the answer → links from it.
 LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
+    # A new token is used as the bearer token of the next request.
+    ("post", "/tokens", "201"): _links(
+        ("ListBookings", "get", "/bookings", {"header.Authorization": "Bearer {$response.body#/token}"}),
+        ("ListVouchers", "get", "/vouchers", {"header.Authorization": "Bearer {$response.body#/token}"}),
+    ),
     ("get", "/instruments", "200"): _links(
         ("GetInstrument", "get", "/instruments/{code}", {"code": "$response.body#/items/0/code"}),
         (
