@@ -15,6 +15,8 @@ class PortalApi(Api):
     """flask-smorest, minus its app-wide error handler: errors are shaped by portal.core.web."""
 
     ERROR_SCHEMA = ErrorSchema
+    # No catch-all `default` answer: each operation lists the statuses it can give (portal.api.document).
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def _register_error_handlers(self) -> None:
         pass
@@ -22,7 +24,7 @@ class PortalApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register every API blueprint under /api/v1, exempt from CSRF (it uses bearer tokens, not cookies)."""
-    from portal.api import auth, booking, catalog, finance, imports, vouchers
+    from portal.api import auth, booking, catalog, document, finance, imports, vouchers
 
     api = PortalApi(
         app,
@@ -35,6 +37,7 @@ def init_app(app: Flask) -> None:
     for module in (auth, catalog, booking, vouchers, finance, imports):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
+    document.complete(api, app)
 
     @app.before_request
     def _api_credentials() -> None:

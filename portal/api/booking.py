@@ -7,12 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
 
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema
+from portal.api.schemas import NOT_BLANK, YEAR_2000_TO_2099, ApiBlueprint, PageArgsSchema, PageSchema
 from portal.booking import services
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.services import get_instrument
@@ -45,11 +46,21 @@ class AvailabilitySchema(ma.Schema):
     closed = ma.fields.List(ma.fields.Nested(SpanSchema), required=True)
 
 
-class AvailabilityArgsSchema(ma.Schema):
-    start = ma.fields.AwareDateTime(
-        load_default=None, validate=PLAUSIBLE_TIME, metadata={"description": "ISO 8601 with an offset"}
+def _time(description: str) -> ma.fields.AwareDateTime:
+    """A time a client sends: ISO 8601 with an offset, in the years 2000 to 2099."""
+    return ma.fields.AwareDateTime(
+        load_default=None,
+        validate=PLAUSIBLE_TIME,
+        metadata={"pattern": YEAR_2000_TO_2099, "description": description},
     )
-    end = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
+
+
+class AvailabilityArgsSchema(ma.Schema):
+    start = _time("ISO 8601 with an offset, 2000 to 2099; default: now")
+    end = _time(
+        f"After `start` and at most {MAX_AVAILABILITY_DAYS} days after it (422 on `end` otherwise); "
+        "default: 7 days after `start`"
+    )
 
     @ma.validates_schema
     def _range(self, data: dict, **kwargs: Any) -> None:
@@ -129,10 +140,20 @@ class BookingListArgsSchema(PageArgsSchema):
 
 
 class BookingCreateSchema(ma.Schema):
+    class Meta:
+        description = (
+            "mode `slot` needs `starts_at` and `ends_at` (the end after the start, inside the opening "
+            "hours and the instrument's booking policy, not in the past, free); mode `sample` needs "
+            "`sample_count`, `sample_description` (not blank) and `sample_delivery_on` (from today "
+            "to the policy's days ahead), and the instrument must take samples. The instrument "
+            "must exist and be bookable. A refused rule answers 422 validation_error naming the field "
+            "(`details.fields`), a taken slot 409 slot_conflict."
+        )
+
     instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
     mode = ma.fields.String(load_default="slot", validate=validate.OneOf([m.value for m in BookingMode]))
-    starts_at = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
-    ends_at = ma.fields.AwareDateTime(load_default=None, validate=PLAUSIBLE_TIME)
+    starts_at = _time("mode slot: required; ISO 8601 with an offset")
+    ends_at = _time("mode slot: required, after `starts_at`")
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
     sample_count = ma.fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=1, max=10000)
@@ -142,10 +163,35 @@ class BookingCreateSchema(ma.Schema):
 
 
 class ReasonSchema(ma.Schema):
-    reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000))
+    class Meta:
+        description = (
+            "Optional for the booking's enterprise; a provider must give a `reason` (422 otherwise)."
+        )
+
+    reason = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=1000),
+        metadata={"description": "Required (not blank) when a provider cancels"},
+    )
+
+
+class RequiredReasonSchema(ma.Schema):
+    reason = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=1000),
+        metadata={"pattern": NOT_BLANK, "description": "Why; not blank"},
+    )
 
 
 class CompleteSchema(ma.Schema):
+    class Meta:
+        description = (
+            "Give `hours` or `samples` (or both). `fee_fen` defaults to the standard fee of the "
+            "instrument; another fee needs a `fee_reason`, and more hours than were booked need an "
+            "`hours_reason`. A broken rule answers 422 validation_error naming the field."
+        )
+
     hours = ma.fields.Decimal(
         load_default=None,
         places=2,
@@ -155,7 +201,12 @@ class CompleteSchema(ma.Schema):
     )
     samples = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=100000))
     fee_fen = ma.fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0, max=10**11))
-    fee_reason = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    fee_reason = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "required when `fee_fen` differs from the standard fee"},
+    )
     hours_reason = ma.fields.String(
         load_default=None,
         allow_none=True,
@@ -165,6 +216,12 @@ class CompleteSchema(ma.Schema):
     result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
     service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(services.SERVICE_TYPES))
 
+    @ma.validates_schema
+    def _hours_or_samples(self, data: dict, **kwargs: Any) -> None:
+        # Checked here too (the service checks it again), so that a missing body is refused at once.
+        if data.get("hours") is None and data.get("samples") is None:
+            raise ma.ValidationError(_("Give the hours used or the number of samples."), "hours")
+
 
 class RateSchema(ma.Schema):
     rating = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
@@ -173,7 +230,10 @@ class RateSchema(ma.Schema):
 
 class UploadSchema(ma.Schema):
     kind = ma.fields.String(required=True, validate=validate.OneOf([k.value for k in FileKind]))
-    file = Upload(required=True)
+    file = Upload(
+        required=True,
+        metadata={"description": "PDF, JPEG or PNG, recognised by its content (422 on `file` otherwise)"},
+    )
 
 
 class NewFileSchema(ma.Schema):
@@ -319,7 +379,9 @@ def get_booking(id: int):
     return _booking(id)
 
 
-def _transition(action: str, act, summary: str, body: type[ma.Schema] | None = None) -> None:
+def _transition(
+    action: str, act, summary: str, body: type[ma.Schema] | None = None, body_required: bool | None = None
+) -> None:
     """POST /bookings/{id}/<action>: one endpoint per transition."""
     blp.action(
         f"/bookings/<int:id>/{action}",
@@ -330,6 +392,7 @@ def _transition(action: str, act, summary: str, body: type[ma.Schema] | None = N
         respond=_booking,
         response_schema=BookingSchema,
         body=body,
+        body_required=body_required,
     )
 
 
@@ -338,7 +401,7 @@ _transition(
     "reject",
     lambda i, b: services.reject_booking(current_user, i, b.get("reason")),
     "The provider declines, with a reason.",
-    ReasonSchema,
+    RequiredReasonSchema,
 )
 _transition(
     "cancel",
@@ -366,6 +429,7 @@ _transition(
     ),
     "The provider records the service: hours or samples, and a fee (the standard unless a reason is given).",
     CompleteSchema,
+    body_required=True,  # `hours` or `samples` (CompleteSchema)
 )
 _transition(
     "rate",

@@ -13,7 +13,7 @@ from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
+from portal.api.schemas import CONFIG_ENUM, ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
 from portal.booking import upkeep
 from portal.catalog import services
 from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
@@ -126,7 +126,9 @@ class InstrumentPatchSchema(ma.Schema):
     in_service_on = ma.fields.String(
         allow_none=True, metadata={"format": "date", "description": "YYYY-MM-DD"}
     )
-    county = ma.fields.String(metadata={"description": "One of the network's counties"})
+    county = ma.fields.String(
+        metadata={"description": "One of the network's counties", CONFIG_ENUM: "COUNTIES"}
+    )
     address = _text("address")
     status = ma.fields.String(
         metadata={
@@ -147,9 +149,17 @@ class InstrumentPatchSchema(ma.Schema):
 class InstrumentArgsSchema(PageArgsSchema):
     q = ma.fields.String(load_default="", validate=validate.Length(max=200))
     institution_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
-    category = ma.fields.String(load_default=None, validate=validate.Regexp(r"^\d{2}(\d{2})?$"))
+    category = ma.fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^\d{2}(\d{2})?$"),
+        metadata={"description": "A first- or second-level code the catalogue has (422 otherwise)"},
+    )
     status = ma.fields.String(load_default=None, validate=validate.OneOf([s.value for s in InstrumentStatus]))
-    county = ma.fields.String(load_default=None, validate=validate.Length(max=20))
+    county = ma.fields.String(
+        load_default=None,
+        validate=validate.Length(max=20),
+        metadata={"description": "One of the network's counties", CONFIG_ENUM: "COUNTIES"},
+    )
     fee_min_fen = ma.fields.Integer(load_default=None, validate=validate.Range(min=0, max=10**12))
     fee_max_fen = ma.fields.Integer(load_default=None, validate=validate.Range(min=0, max=10**12))
     sort = ma.fields.String(load_default="relevance", validate=validate.OneOf(list(services.SORTS)))
@@ -191,7 +201,7 @@ def get_instrument(code: str):
 
 
 @blp.route("/instruments/<code>", methods=["PATCH"])
-@blp.arguments(InstrumentPatchSchema)
+@blp.arguments(InstrumentPatchSchema, required=False)  # no body, or {}: nothing changes
 @blp.response(200, InstrumentDetailSchema)
 @blp.doc(security=BEARER)
 @blp.errors(401, 403, 404)

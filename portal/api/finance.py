@@ -18,9 +18,18 @@ MONTH = validate.Regexp(r"^20[0-9]{2}-(0[1-9]|1[0-2])$", error="A month looks li
 
 
 class TotalsArgsSchema(ma.Schema):
-    month = ma.fields.String(validate=MONTH, metadata={"description": "one month, YYYY-MM (Beijing time)"})
+    month = ma.fields.String(
+        validate=MONTH,
+        metadata={
+            "description": "One month, YYYY-MM (Beijing time). Give `month`, or `month_from` and "
+            "`month_to` (422 on `month` when neither is given).",
+        },
+    )
     month_from = ma.fields.String(validate=MONTH, metadata={"description": "or a range: first month"})
-    month_to = ma.fields.String(validate=MONTH, metadata={"description": "last month (inclusive)"})
+    month_to = ma.fields.String(
+        validate=MONTH,
+        metadata={"description": "last month (inclusive; the two may come in either order)"},
+    )
     group_by = ma.fields.String(load_default="fund", validate=validate.OneOf(services.GROUPS))
 
     @ma.validates_schema

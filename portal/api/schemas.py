@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import marshmallow as ma
 from flask_smorest import Blueprint
 from marshmallow import validate
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 from werkzeug.datastructures import CombinedMultiDict
 
 from portal.core.inputs import clean_json
 
 MAX_PER_PAGE = 100
+# Text the services take as given: at least one character that is neither a space nor a control
+# character (they strip both before they check that a reason or comment is there).
+NOT_BLANK = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+# Field metadata: the field's `enum` is this app setting (a list), filled in when the document is built.
+CONFIG_ENUM = "x-config-enum"
+# A time the calendars can hold (see portal.core.clock: years 2000 to 2099), as the document says it.
+YEAR_2000_TO_2099 = r"^20[0-9]{2}-"
+# The `details.fields` key of a body that is not JSON at all (marshmallow's key for the whole body).
+MALFORMED_JSON_FIELD = "_schema"
 
 
 class ErrorBodySchema(ma.Schema):
@@ -67,6 +76,11 @@ class PortalParser(FlaskParser):
         # Like form fields and query parameters (portal.core.inputs): no control characters.
         return clean_json(super()._raw_load_json(req))
 
+    def _handle_invalid_json_error(self, error: Exception, req, *args: Any, **kwargs: Any) -> NoReturn:
+        # A body that is not JSON is invalid input like any other: 422 validation_error (webargs
+        # answers 400), so clients handle one code and the document declares one answer.
+        abort(422, exc=error, messages={"json": {MALFORMED_JSON_FIELD: ["Invalid JSON body."]}})
+
 
 ERROR_DESCRIPTIONS = {
     401: "No or an invalid bearer token",
@@ -106,11 +120,13 @@ class ApiBlueprint(Blueprint):
         respond: Callable[[int], Any],
         response_schema: type[ma.Schema],
         body: type[ma.Schema] | None = None,
+        body_required: bool | None = None,
     ) -> None:
         """A POST endpoint for one state transition of the object {id}.
 
         `guard` loads the object as the caller may see it (someone else's is simply not found),
         `act` performs the transition with the request body, `respond` renders the object after it.
+        The body is required if `body_required` says so, else if any of its fields is.
         """
         from portal.api.auth import BEARER, token_required
 
@@ -125,7 +141,9 @@ class ApiBlueprint(Blueprint):
         decorated = self.doc(security=BEARER)(decorated)
         decorated = self.response(200, response_schema)(decorated)
         if body is not None:
-            decorated = self.arguments(body)(decorated)
+            if body_required is None:
+                body_required = any(field.required for field in body().fields.values())
+            decorated = self.arguments(body, required=body_required)(decorated)
         self.route(rule, methods=["POST"])(decorated)
 
     ARGUMENTS_PARSER = PortalParser()

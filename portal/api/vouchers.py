@@ -10,7 +10,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.auth import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, PageArgsSchema, PageSchema, paginate
+from portal.api.schemas import NOT_BLANK, ApiBlueprint, PageArgsSchema, PageSchema, paginate
 from portal.core import clock
 from portal.vouchers import services
 from portal.vouchers.models import (
@@ -60,8 +60,20 @@ class SchemeSchema(ma.Schema):
 
 
 class ApplicationCreateSchema(ma.Schema):
-    amount_fen = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10**11))
-    plan = ma.fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    amount_fen = ma.fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=10**11),
+        metadata={"description": "At most the scheme's `group_cap_fen` (422 on `amount_fen` otherwise)"},
+    )
+    plan = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=4000),
+        metadata={
+            "pattern": NOT_BLANK,
+            "description": "What the enterprise plans to test and why; not blank",
+        },
+    )
 
 
 class ApproveApplicationSchema(ma.Schema):
@@ -71,6 +83,14 @@ class ApproveApplicationSchema(ma.Schema):
 
 class CommentSchema(ma.Schema):
     comment = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class RequiredCommentSchema(ma.Schema):
+    comment = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"pattern": NOT_BLANK, "description": "The reason, which the enterprise sees; not blank"},
+    )
 
 
 class ApplicationSchema(ma.Schema):
@@ -316,9 +336,9 @@ _application_decision(
     "A reviewer approves an amount (default: the amount applied for) within caps and the free budget; "
     "above the four-eyes threshold a second, different reviewer must approve too.",
 )
-_application_decision("reject", CommentSchema, "A reviewer rejects, with a comment.")
+_application_decision("reject", RequiredCommentSchema, "A reviewer rejects, with a comment.")
 _application_decision(
-    "return", CommentSchema, "A reviewer returns the application for correction, with a comment."
+    "return", RequiredCommentSchema, "A reviewer returns the application for correction, with a comment."
 )
 
 
@@ -411,14 +431,18 @@ _claim_route(
     None,
     "The enterprise submits a draft (or a returned claim): its services are reserved and the amounts set.",
 )
-for _action, _summary in (
-    ("approve", "A reviewer approves; the money is reserved atomically (four eyes above the threshold)."),
-    ("reject", "A reviewer rejects, with a comment; the services are released."),
-    ("return", "A reviewer returns the claim for correction, with a comment."),
+for _action, _body, _summary in (
+    (
+        "approve",
+        CommentSchema,
+        "A reviewer approves; the money is reserved atomically (four eyes above the threshold).",
+    ),
+    ("reject", RequiredCommentSchema, "A reviewer rejects, with a comment; the services are released."),
+    ("return", RequiredCommentSchema, "A reviewer returns the claim for correction, with a comment."),
 ):
     _claim_route(
         _action,
         lambda i, b, action=_action: services.decide_claim(current_user, i, action, b.get("comment")),
-        CommentSchema,
+        _body,
         _summary,
     )

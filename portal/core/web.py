@@ -132,6 +132,14 @@ HTTP_CODES = {
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
+    # What the exception says besides its body: `Allow` on a 405 (RFC 9110 requires it), `Retry-After`.
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    response = current_app.make_response(_http_error_body(error, status))
+    response.headers.extend(headers)
+    return response
+
+
+def _http_error_body(error: HTTPException, status: int) -> ResponseReturnValue:
     if wants_json():
         data = getattr(error, "data", None) or {}
         messages = data.get("messages")
