@@ -62,3 +62,30 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
         ("newco", "registered, not yet verified"),
     ):
         click.echo(f"  {username:<12} {what}")
+
+
+@demo_cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve_command(host: str, port: int) -> None:
+    """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
+    import os
+
+    from flask import current_app
+
+    from portal.demo.scheduler import DemoScheduler
+
+    app = current_app._get_current_object()
+    if not os.environ.get("PORTAL_BASE_URL"):
+        # Links in the mails point at the port the demo is served on.
+        app.config["PORTAL_BASE_URL"] = f"http://{host}:{port}"
+    scheduler = DemoScheduler(app)
+    scheduler.start()
+    click.echo(
+        f"Serving on http://{host}:{port} (Ctrl-C to stop); the periodic tasks run every "
+        f"{int(scheduler.longest)} s at most."
+    )
+    try:
+        app.run(host=host, port=port, use_reloader=False, threaded=True)
+    finally:
+        scheduler.stop()

@@ -101,7 +101,7 @@ def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -
 
 
 def _person(rng: random.Random) -> str:
-    return rng.choice(data.SURNAMES) + rng.choice(data.GIVEN_NAMES)
+    return data.person_name(rng)
 
 
 def _room(rng: random.Random) -> str:
@@ -133,16 +133,22 @@ def _opening_hours(rng: random.Random, instrument_id: int) -> list[dict]:
     rows = []
     late = rng.random() < 0.15
     saturday = rng.random() < 0.25
+    # Two labs in three run their instruments through the lunch hour; the rest close from 12 to 2.
+    lunch_break = instrument_id % 3 == 0
     for weekday in range(5):
-        rows.append(
-            dict(instrument_id=instrument_id, weekday=weekday, opens_at=time(8, 30), closes_at=time(12, 0))
-        )
+        closes = time(21, 0) if late else time(17, 30)
+        if lunch_break:
+            rows.append(
+                dict(
+                    instrument_id=instrument_id, weekday=weekday, opens_at=time(8, 30), closes_at=time(12, 0)
+                )
+            )
         rows.append(
             dict(
                 instrument_id=instrument_id,
                 weekday=weekday,
-                opens_at=time(14, 0),
-                closes_at=time(21, 0) if late else time(17, 30),
+                opens_at=time(14, 0) if lunch_break else time(8, 30),
+                closes_at=closes,
             )
         )
     if saturday:
