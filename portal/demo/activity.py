@@ -26,7 +26,7 @@ from portal.extensions import db
 
 BATCH = 5000
 BLOCKS = ((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30)))
-IDLE_SHARE, FULL_SHARE = 0.06, 0.04
+IDLE_SHARE, FULL_SHARE = 0.02, 0.03
 # The share of booked intervals that ends up as used time (completed, or confirmed ahead) and of the
 # interval a booking takes: asked-for bookings are divided by it to meet an instrument's target.
 USED_FRACTION = 0.66
@@ -131,7 +131,11 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 Instrument.fee_per_hour_fen,
                 Instrument.fee_per_sample_fen,
             )
-            .where(Instrument.status.in_([InstrumentStatus.NORMAL, InstrumentStatus.STANDBY]))
+            .where(
+                Instrument.status.in_(
+                    [InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT]
+                )
+            )
             .order_by(Instrument.id)
         )
     ]
@@ -215,20 +219,17 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
             mode = BookingMode.SLOT
         starts_at = clock.local_datetime_to_utc(day, opens)
         interval = clock.local_datetime_to_utc(day, closes) - starts_at
-        if solid:
-            ends_at = starts_at + interval
-        elif rng.random() < 0.6:
-            ends_at = starts_at + min(
-                interval, timedelta(hours=9)
-            )  # the whole interval (a working day at most)
+        # The whole interval, or a working day where the lab stays open through lunch (the booking
+        # rules' longest booking is 8 hours unless an institution allows more).
+        if solid or rng.random() < 0.6:
+            ends_at = starts_at + min(interval, timedelta(hours=8))
         else:
             ends_at = starts_at + min(interval, timedelta(hours=rng.choice((2, 3, 4, 5))))
         if n == EXPIRING_SOON and state is BookingState.REQUESTED:
             # Asked almost the whole answer time ago: the demo's scheduler expires it in its first minutes.
             created_at = now - ttl + timedelta(minutes=4)
-        elif (
-            state is BookingState.REQUESTED
-        ):  # asked recently, or the expiry task would already have closed it
+        elif state is BookingState.REQUESTED:
+            # Asked recently, or the expiry task would already have closed it.
             created_at = now - timedelta(hours=rng.randint(1, 48), minutes=rng.randint(0, 59))
         else:
             created_at = min(

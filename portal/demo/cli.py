@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask.cli import AppGroup
 
@@ -69,16 +71,12 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve_command(host: str, port: int) -> None:
     """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
-    import os
-
     from flask import current_app
 
     from portal.demo.scheduler import DemoScheduler
 
     app = current_app._get_current_object()
-    if not os.environ.get("PORTAL_BASE_URL"):
-        # Links in the mails point at the port the demo is served on.
-        app.config["PORTAL_BASE_URL"] = f"http://{host}:{port}"
+    app.config["PORTAL_BASE_URL"] = serving_base_url(host, port)
     scheduler = DemoScheduler(app)
     scheduler.start()
     click.echo(
@@ -89,3 +87,8 @@ def serve_command(host: str, port: int) -> None:
         app.run(host=host, port=port, use_reloader=False, threaded=True)
     finally:
         scheduler.stop()
+
+
+def serving_base_url(host: str, port: int) -> str:
+    """Where links in mails point: PORTAL_BASE_URL when set, else the address the demo is served on."""
+    return os.environ.get("PORTAL_BASE_URL") or f"http://{host}:{port}"

@@ -124,19 +124,27 @@ class _Year:
         self.minutes: set[datetime] = set()  # no two claims submitted in the same minute
         self.counts = {"vouchers": 0, "claims": 0, "paid": 0}
         self.clerk = _user("finance")
-        # Finance pays once a month, on the 10th (or the next working day), for the month before.
-        month = date(self.today.year, 2, 10)
-        while month <= self.today:
-            day = month
-            while day.weekday() >= 5:
-                day += timedelta(days=1)
-            self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
-            month = date(month.year + month.month // 12, month.month % 12 + 1, 10)
+        self.recent = 0
+        self.moment: list[datetime] = [now]
+        # Finance pays twice a month, on the 1st and the 16th (or the next working day), whatever has
+        # become payable since.
+        for month in range(1, self.today.month + 1):
+            for day_of_month in (1, 16):
+                day = date(self.today.year, month, day_of_month)
+                while day.weekday() >= 5:
+                    day += timedelta(days=1)
+                self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
 
     def push(self, at: datetime, action: Callable[..., None], *args) -> None:
         if at < self.now:
             self.sequence += 1
             heapq.heappush(self.events, (at, self.sequence, action, args))
+
+    def working_day_moment(self, day: date) -> datetime:
+        """A minute in office hours on `day`, or on the working day before."""
+        while day.weekday() >= 5:
+            day -= timedelta(days=1)
+        return self.working_moment(day)
 
     def working_moment(self, day: date) -> datetime:
         """A minute in office hours (Beijing time) on `day`, or on the next working day."""
@@ -148,6 +156,7 @@ class _Year:
         return clock.local_datetime_to_utc(day, time(minute // 60, minute % 60))
 
     def run(self, moment: list[datetime]) -> None:
+        self.moment = moment
         while self.events:
             at, _n, action, args = heapq.heappop(self.events)
             moment[0] = at
@@ -181,12 +190,20 @@ class _Year:
                 _attach_evidence(record, record.recorded_by_id or user.id)
             db.session.commit()
             return
-        # Two to five claims over the rest of the year, each for the services since the one before.
-        claims = self.rng.randint(2, 5)
+        # Two to four claims over the rest of the year, the first a few days after the voucher, each
+        # for the latest services at one provider.
+        claims = self.rng.randint(2, 4)
         room = (self.today - issued).days
         for n in range(claims):
-            day = issued + timedelta(days=room * (n + 1) // (claims + 1) + self.rng.randint(0, 9))
-            self.push(self.working_moment(day), self.claim, user, voucher.id, issued)
+            day = issued + timedelta(days=1 + room * n // claims + self.rng.randint(0, 5))
+            self.push(self.working_moment(day), self.claim, user, voucher.id)
+        if self.recent < len(RECENT):
+            # By construction, the last weeks hold claims in every stage: approved a week ago (its notice
+            # ends today or tomorrow), approved in the last days (in notice), waiting for review.
+            approved_ago, submitted_ago = RECENT[self.recent]
+            self.recent += 1
+            day = self.today - timedelta(days=submitted_ago)
+            self.push(self.working_moment(day), self.claim, user, voucher.id, approved_ago)
 
     def records(self, user: User, since: date, until: date) -> list[tuple[ServiceRecord, int]]:
         """The enterprise's rated, unclaimed services in the days given, oldest first, with their provider."""
@@ -209,12 +226,13 @@ class _Year:
             )
         ]
 
-    def claim(self, user: User, voucher_id: int, issued: date) -> None:
+    def claim(self, user: User, voucher_id: int, approved_ago: int | None = None) -> None:
         submitted = clock.utcnow()
         while submitted in self.minutes:
             submitted += timedelta(minutes=self.rng.randint(1, 7))
         self.minutes.add(submitted)
-        records = self.records(user, issued, clock.local_today(submitted))
+        self.moment[0] = submitted
+        records = self.records(user, self.first_day, clock.local_today(submitted))
         if not records:
             return
         # One claim per provider: the latest services at the provider of the latest one.
@@ -232,7 +250,14 @@ class _Year:
         self.counts["claims"] += 1
         fate = self.rng.random()
         decided = self.working_moment(clock.local_today(submitted) + timedelta(days=self.rng.randint(1, 6)))
-        if fate < 0.85:
+        if approved_ago is not None:
+            if approved_ago >= 0:
+                self.push(
+                    self.working_day_moment(self.today - timedelta(days=approved_ago)),
+                    self.approve_claim,
+                    claim.id,
+                )
+        elif fate < 0.85:
             self.push(decided, self.approve_claim, claim.id)
         elif fate < 0.93:
             self.push(decided, self.return_claim, claim.id)
@@ -266,6 +291,11 @@ class _Year:
         )
         self.counts["paid"] += batch.claims
 
+
+# The last weeks' claims by construction: (approved how many days ago, or -1 for not yet; submitted how
+# many days ago). A week ago: the notice ends today (the demo's scheduler makes it payable at once) or
+# tomorrow; two and four days ago: in notice; one still waiting for a reviewer.
+RECENT = ((7, 10), (6, 9), (4, 6), (2, 5), (-1, 2))
 
 # Banks with branches in Liaocheng and the length of their account numbers.
 DEMO_BANKS = (
@@ -336,10 +366,10 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     year = _Year(rng, now, reviewers)
     with simulated_clock(now) as moment:
         for index, (user, _enterprise) in enumerate(chosen):
-            # Applications come in over the first half of the year; the demo accounts' first.
-            asked = year.working_moment(
-                year.first_day + timedelta(days=3 + index * year.span // (2 * len(chosen)))
-            )
+            # Applications come in over the first half of the year (the demo accounts' and a few
+            # others' in the first days of January, so that January has claims).
+            days = 1 + index if index < 8 else 1 + index * year.span // (2 * len(chosen))
+            asked = year.working_moment(year.first_day + timedelta(days=days))
             year.push(asked, year.apply, user)
         year.run(moment)
     current_app.logger.info("demo voucher year: %s", year.counts)
