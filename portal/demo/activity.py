@@ -1,8 +1,11 @@
 """A year of demo activity: bookings in every state, service records with fees and ratings, their history.
 
 Dates are relative to the day of loading (a year back, four weeks ahead), so the demo always has
-past services to claim and future requests to answer. One booking at most per instrument per
-half-day block, so holding bookings never overlap (PostgreSQL's exclusion constraint would refuse).
+past services to claim and future requests to answer. Each instrument is booked for a share of its
+opening hours (most 5-60 %, see `_target_share`), which is what the dashboard's utilisation measures
+(booked hours of confirmed and completed bookings over opening hours). One booking at most per
+instrument per opening interval, so holding bookings never overlap (PostgreSQL's exclusion
+constraint would refuse).
 """
 
 from __future__ import annotations

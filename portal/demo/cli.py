@@ -21,7 +21,13 @@ demo_cli = AppGroup("demo", help="Demo data.")
 @demo_cli.command("load")
 @click.option("--instruments", default=DEFAULT_INSTRUMENTS, show_default=True, type=click.IntRange(1))
 @click.option("--enterprises", default=DEFAULT_ENTERPRISE_USERS, show_default=True, type=click.IntRange(3))
-@click.option("--bookings", default=DEFAULT_BOOKINGS, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--bookings",
+    default=DEFAULT_BOOKINGS,
+    show_default=True,
+    type=click.IntRange(0),
+    help="At most this many bookings (the year needs about 110,000; fewer scale every instrument down).",
+)
 @click.option(
     "--vouchers",
     default=DEFAULT_VOUCHERS,
