@@ -368,7 +368,7 @@ def test_controllers_and_contacts_have_plausible_names(demo_app):
         assert name[0] in data.SURNAMES and name[1:] in data.GIVEN_NAMES, name
     # Some enterprises share a controller (the group cap groups them); no namesakes by accident.
     shared = {c for c in controllers if controllers.count(c) > 1}
-    assert shared and all(controllers.count(c) == 3 for c in shared)
+    assert shared and all(controllers.count(c) in (2, 3) for c in shared)
 
 
 def test_the_demo_has_a_request_that_expires_in_its_first_minutes(demo_app):

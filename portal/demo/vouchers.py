@@ -126,10 +126,10 @@ class _Year:
         self.clerk = _user("finance")
         self.recent = 0
         self.moment: list[datetime] = [now]
-        # Finance pays twice a month, on the 1st and the 16th (or the next working day), whatever has
+        # Finance pays twice a month, on the 1st and the 20th (or the next working day), whatever has
         # become payable since.
         for month in range(1, self.today.month + 1):
-            for day_of_month in (1, 16):
+            for day_of_month in (1, 20):
                 day = date(self.today.year, month, day_of_month)
                 while day.weekday() >= 5:
                     day += timedelta(days=1)
@@ -190,12 +190,12 @@ class _Year:
                 _attach_evidence(record, record.recorded_by_id or user.id)
             db.session.commit()
             return
-        # Two to four claims over the rest of the year, the first a few days after the voucher, each
-        # for the latest services at one provider.
+        # Two to four claims from the days after the voucher to the last weeks, each for the latest
+        # services at one provider.
         claims = self.rng.randint(2, 4)
-        room = (self.today - issued).days
+        room = max((self.today - issued).days - 12, 0)
         for n in range(claims):
-            day = issued + timedelta(days=1 + room * n // claims + self.rng.randint(0, 5))
+            day = issued + timedelta(days=1 + room * n // (claims - 1) + self.rng.randint(0, 5))
             self.push(self.working_moment(day), self.claim, user, voucher.id)
         if self.recent < len(RECENT):
             # By construction, the last weeks hold claims in every stage: approved a week ago (its notice
@@ -228,8 +228,8 @@ class _Year:
 
     def claim(self, user: User, voucher_id: int, approved_ago: int | None = None) -> None:
         submitted = clock.utcnow()
-        while submitted in self.minutes:
-            submitted += timedelta(minutes=self.rng.randint(1, 7))
+        while submitted in self.minutes:  # another minute of the same day's office hours
+            submitted = self.working_moment(clock.local_today(submitted))
         self.minutes.add(submitted)
         self.moment[0] = submitted
         records = self.records(user, self.first_day, clock.local_today(submitted))
@@ -249,7 +249,10 @@ class _Year:
             return
         self.counts["claims"] += 1
         fate = self.rng.random()
-        decided = self.working_moment(clock.local_today(submitted) + timedelta(days=self.rng.randint(1, 6)))
+        # Reviewed within a week; in January, when little else waits, the next day (so that January's
+        # first claims are through their notice and paid within the month).
+        wait = 1 if clock.local_today(submitted).month == 1 else self.rng.randint(1, 6)
+        decided = self.working_moment(clock.local_today(submitted) + timedelta(days=wait))
         if approved_ago is not None:
             if approved_ago >= 0:
                 self.push(
