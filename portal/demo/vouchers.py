@@ -190,12 +190,14 @@ class _Year:
                 _attach_evidence(record, record.recorded_by_id or user.id)
             db.session.commit()
             return
-        # Two to four claims from the days after the voucher to the last weeks, each for the latest
-        # services at one provider.
-        claims = self.rng.randint(2, 4)
-        room = max((self.today - issued).days - 12, 0)
-        for n in range(claims):
-            day = issued + timedelta(days=1 + room * n // (claims - 1) + self.rng.randint(0, 5))
+        # Two to four claims on days drawn from the voucher's first days to the last week (so every
+        # month has some), each for the latest services at one provider.
+        room = max((self.today - issued).days - 4, 1)
+        offsets = sorted(self.rng.randint(1, room) for _n in range(self.rng.randint(2, 4)))
+        if issued.month == 1:
+            offsets[0] = self.rng.randint(1, 4)  # January's vouchers are used at once
+        for offset in offsets:
+            day = issued + timedelta(days=offset)
             self.push(self.working_moment(day), self.claim, user, voucher.id)
         if self.recent < len(RECENT):
             # By construction, the last weeks hold claims in every stage: approved a week ago (its notice
