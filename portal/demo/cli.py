@@ -78,6 +78,7 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
 def serve_command(host: str, port: int) -> None:
     """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
     from flask import current_app
+    from werkzeug.serving import run_simple
 
     from portal.demo.scheduler import DemoScheduler
 
@@ -90,7 +91,8 @@ def serve_command(host: str, port: int) -> None:
         f"{int(scheduler.longest)} s at most."
     )
     try:
-        app.run(host=host, port=port, use_reloader=False, threaded=True)
+        # Werkzeug's server directly: Flask refuses app.run() inside a `flask` command.
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
         scheduler.stop()
 
