@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Links in the mails the demo writes point at the port it is served on (unless set otherwise).
+PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
+export PORTAL_BASE_URL
 
-.PHONY: demo test install install-dev translations extract-messages lint format security bench serve clean
+.PHONY: demo demo-reset test install install-dev translations extract-messages lint format security bench serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +36,18 @@ extract-messages: $(VENV)/.runtime
 	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 ## Run the demo: migrate the embedded SQLite database, load the demo network, serve on http://127.0.0.1:5000
+## (PORT=8080 make demo for another port) with the periodic tasks running in-process.
 demo: install
 	$(FLASK) db upgrade
 	$(FLASK) demo load
-	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	$(FLASK) demo serve --host $(HOST) --port $(PORT)
+
+## Start the demo again from scratch: delete its database and files (instance/), then `make demo`.
+demo-reset:
+	rm -rf instance/portal.db instance/uploads instance/mail
 
 serve: install
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	$(FLASK) demo serve --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present), one process
 ## per core (TEST_WORKERS=0 runs it in this process).

@@ -139,6 +139,8 @@ class Config:
     MAIL_TIMEOUT = int(os.environ.get("MAIL_TIMEOUT", "30"))
     # Links in e-mails point here.
     PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000")
+    # `flask demo serve` runs the beat schedule in-process, every task at least this often (seconds).
+    DEMO_TASK_MAX_INTERVAL_SECONDS = int(os.environ.get("DEMO_TASK_MAX_INTERVAL_SECONDS", "60"))
 
     # Delivery: a claimed notification is held this long; failures retry with doubling backoff until
     # the attempts are used up; the sweep re-queues pending mail older than its grace.

@@ -159,8 +159,11 @@ def test_a_year_of_bookings_in_every_state_without_overlaps(demo_app):
 
     from portal.booking.models import HOLDING_STATES, Booking, BookingState, ServiceRecord
 
-    bookings = db.session.scalars(select(Booking)).all()
-    assert len(bookings) > 3000
+    # Plain rows, not objects: the demo year holds some hundred thousand bookings.
+    bookings = db.session.execute(
+        select(Booking.instrument_id, Booking.state, Booking.starts_at, Booking.held_until)
+    ).all()
+    assert len(bookings) > 30_000
     states = {b.state for b in bookings}
     assert states == set(BookingState)
     holds: dict[int, list] = {}
@@ -170,7 +173,9 @@ def test_a_year_of_bookings_in_every_state_without_overlaps(demo_app):
     for spans in holds.values():
         overlapping = [(a, b) for a, b in pairwise(sorted(spans)) if a[1] > b[0]]
         assert overlapping == []
-    records = db.session.scalars(select(ServiceRecord)).all()
+    records = db.session.execute(
+        select(ServiceRecord.fee_fen, ServiceRecord.computed_fee_fen, ServiceRecord.rating)
+    ).all()
     assert len(records) == sum(1 for b in bookings if b.state is BookingState.COMPLETED)
     assert all(r.fee_fen == r.computed_fee_fen > 0 for r in records)
     assert {r.rating for r in records} == {None, 1, 2, 3, 4, 5}
@@ -207,11 +212,14 @@ def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
     paid = [c for c in committed if c.state.value == "paid"]
     assert funds["province"].paid_fen + funds["city"].paid_fen == sum(c.total_fen for c in paid)
     # The finance figures come from the tallies, and they agree with the ledgers to the fen.
+    from portal.core import clock
     from portal.finance import services as finance
 
-    month = finance.month_of(paid[0].paid_at)
-    totals = finance.totals(month, month, "fund")
-    assert totals.approved_fen == finance.ledger_committed(month) == sum(c.total_fen for c in committed)
+    # Over the year's months, as the claims were approved and paid through the year.
+    first = min(c.approved_month for c in committed)
+    last = finance.month_of(clock.utcnow())
+    totals = finance.totals(first, last, "fund")
+    assert totals.approved_fen == finance.ledger_committed(first, last) == sum(c.total_fen for c in committed)
     assert totals.paid_fen == sum(c.total_fen for c in paid)
     vouchers = db.session.scalars(select(Voucher)).all()
     assert sum(v.quota_fen - v.balance_fen for v in vouchers) == sum(c.total_fen for c in committed)
@@ -267,3 +275,154 @@ def test_some_instruments_have_photos_the_catalogue_serves(demo_app, demo_client
     for name in (photos[0].stored_name, photos[0].thumbnail_name):
         response = demo_client.get(f"/instruments/{first.code}/photos/{name}")
         assert response.status_code == 200 and response.mimetype == "image/jpeg"
+
+
+def _months_back(today, count: int) -> list[str]:
+    index = today.year * 12 + today.month - 1
+    return [f"{(index - n) // 12:04d}-{(index - n) % 12 + 1:02d}" for n in range(count - 1, -1, -1)]
+
+
+def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(demo_app):
+    from collections import Counter
+
+    from portal.booking.models import Booking
+    from portal.core import clock
+    from portal.dashboard.services import USED_STATES
+    from portal.finance.services import month_of
+    from portal.vouchers.models import Claim
+
+    today = clock.local_today()
+    # Bookings: the twelve months up to this one.
+    used = Counter(
+        month_of(starts_at)
+        for starts_at in db.session.scalars(select(Booking.starts_at).where(Booking.state.in_(USED_STATES)))
+        if starts_at is not None
+    )
+    assert all(used[m] > 0 for m in _months_back(today, 12)), used
+    # Approvals and payments: every month of the scheme's year so far (the scheme runs January to
+    # December), the current month too once its first payment batch (the 1st or next working day) is paid.
+    claims = db.session.scalars(select(Claim)).all()
+    approved = Counter(c.approved_month for c in claims if c.approved_month)
+    paid = Counter(c.paid_month for c in claims if c.paid_month)
+    year_so_far = [m for m in _months_back(today, today.month)]
+    assert all(approved[m] > 0 for m in year_so_far), approved
+    assert all(paid[m] > 0 for m in year_so_far[:-1]), paid
+    if today.day >= 6:
+        assert paid[year_so_far[-1]] > 0, paid
+
+
+def test_claims_are_submitted_in_office_hours_never_two_in_the_same_minute(demo_app):
+    from portal.core import clock
+    from portal.vouchers.models import Claim
+
+    submitted = [c.submitted_at for c in db.session.scalars(select(Claim)) if c.submitted_at]
+    assert len(submitted) > 60
+    minutes = {clock.to_local(at).replace(second=0, microsecond=0) for at in submitted}
+    assert len(minutes) == len(submitted)
+    for at in map(clock.to_local, submitted):
+        assert at.weekday() < 5 and (8, 30) <= (at.hour, at.minute) <= (17, 30), at
+        assert not (12, 0) <= (at.hour, at.minute) < (13, 30), at
+
+
+def test_utilisation_spreads_like_a_real_network(demo_app):
+    from portal.core import clock
+    from portal.dashboard import services as dashboard
+    from portal.finance.services import month_of
+
+    this_month = month_of(clock.utcnow())
+    period = dashboard.Period(this_month[:4] + "-01", this_month)
+    opened = dashboard._open_hours_per_instrument(period, None)
+    booked = dashboard._booked_hours_per_instrument(period, None)
+    ratios = [
+        float(hours or 0) / float(open_hours)
+        for hours, open_hours in db.session.execute(
+            select(booked.c.booked_hours, opened.c.open_hours).select_from(
+                opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id)
+            )
+        )
+    ]
+    assert len(ratios) == 1202
+    idle = sum(r < 0.01 for r in ratios)
+    middle = sum(0.05 <= r <= 0.60 for r in ratios)
+    full = sum(r >= 0.8 for r in ratios)
+    assert 0.03 * len(ratios) <= idle <= 0.15 * len(ratios)  # a few idle (most awaiting repair)
+    assert middle >= 0.65 * len(ratios)  # most between 5 % and 60 %
+    assert 10 <= full <= 0.05 * len(ratios)  # a few near full
+    assert max(ratios) <= 1.0
+
+
+def test_controllers_and_contacts_have_plausible_names(demo_app):
+    import re
+
+    from portal.demo import data
+
+    controllers = [
+        e.actual_controller
+        for e in db.session.scalars(select(Enterprise).where(Enterprise.actual_controller.is_not(None)))
+    ]
+    assert len(controllers) > 400
+    people = [u.full_name for u in db.session.scalars(select(User))] + controllers
+    placeholder = re.compile(r"[0-9]|控制人|联系人|用户|测试")
+    assert [name for name in people if placeholder.search(name or "")] == []
+    for name in controllers:
+        assert name[0] in data.SURNAMES and name[1:] in data.GIVEN_NAMES, name
+    # Some enterprises share a controller (the group cap groups them); no namesakes by accident.
+    shared = {c for c in controllers if controllers.count(c) > 1}
+    assert shared and all(controllers.count(c) in (2, 3) for c in shared)
+
+
+def test_the_demo_has_a_request_that_expires_in_its_first_minutes(demo_app):
+    from datetime import timedelta
+
+    from portal.booking.models import Booking, BookingState
+    from portal.core.models import AuditEvent
+
+    loaded = db.session.scalar(select(AuditEvent.created_at).where(AuditEvent.action == "demo.loaded"))
+    ttl = timedelta(hours=demo_app.config["BOOKING_REQUEST_TTL_HOURS"])
+    requests = db.session.scalars(select(Booking).where(Booking.state == BookingState.REQUESTED)).all()
+    due = [b.created_at + ttl - loaded for b in requests]
+    assert all(d > timedelta(0) for d in due)  # none was already overdue when the demo was loaded
+    assert any(d <= timedelta(minutes=10) for d in due)
+    # And a public notice that ends within a day or two: the scheduler makes it payable then.
+    from portal.core import clock
+    from portal.vouchers.models import Claim, ClaimState
+
+    ends = [
+        c.notice_ends_on for c in db.session.scalars(select(Claim).where(Claim.state == ClaimState.IN_NOTICE))
+    ]
+    assert ends and min(ends) <= clock.local_today(loaded) + timedelta(days=3)
+
+
+def test_the_demo_scheduler_runs_the_beat_tasks_so_requests_expire(
+    app, fake_clock, make_instrument, make_user, make_booking
+):
+    from datetime import timedelta
+
+    from portal import BEAT_SCHEDULE
+    from portal.booking.models import Booking, BookingState
+    from portal.demo.scheduler import DemoScheduler
+
+    instrument = make_instrument()
+    owner = make_user(Role.ENTERPRISE)
+    starts = fake_clock() + timedelta(days=10)
+    booking = make_booking(instrument, owner, starts, starts + timedelta(hours=2))
+    scheduler = DemoScheduler(app)
+    # Every interval task runs at once; the nightly tallies wait for their hour.
+    ran = scheduler.run_due()
+    assert set(ran) == set(BEAT_SCHEDULE) - {"nightly-tallies"}
+    assert db.session.get(Booking, booking.id, populate_existing=True).state is BookingState.REQUESTED
+    assert scheduler.run_due() == []  # nothing is due again within the minute
+    fake_clock.advance(hours=app.config["BOOKING_REQUEST_TTL_HOURS"] + 1)
+    later = scheduler.last_run["expire-unanswered-booking-requests"] + timedelta(seconds=61)
+    assert "expire-unanswered-booking-requests" in scheduler.run_due(later)
+    db.session.rollback()  # the scheduler worked in a session of its own: read past our snapshot
+    assert db.session.get(Booking, booking.id, populate_existing=True).state is BookingState.EXPIRED
+
+
+def test_demo_serve_points_mail_links_at_its_port(app, monkeypatch):
+    from portal.demo.cli import serving_base_url
+
+    monkeypatch.delenv("PORTAL_BASE_URL", raising=False)
+    assert serving_base_url("127.0.0.1", 8123) == "http://127.0.0.1:8123"
+    monkeypatch.setenv("PORTAL_BASE_URL", "https://kjj.example.cn/portal")
+    assert serving_base_url("127.0.0.1", 8123) == "https://kjj.example.cn/portal"

@@ -37,15 +37,24 @@ def bar_chart(
     width: int = 720,
     height: int = 260,
     unit: str = "",
+    lines_on_right_axis: bool = False,
 ) -> Markup:
-    """Stacked bars per label, optional lines on top (a budget, a forecast), a legend."""
+    """Stacked bars per label, optional lines on top (a budget, a forecast), a legend.
+
+    With `lines_on_right_axis` the lines have a scale of their own, read on a right-hand axis: a
+    year's budget and running total would otherwise flatten the monthly bars to a few pixels.
+    """
     lines = [*([line] if line is not None else []), *lines]
-    left, bottom, top_pad, right = 64, 40, 16, 16
+    left, bottom, top_pad, right = 64, 40, 16, 64 if lines_on_right_axis and lines else 16
     plot_w, plot_h = width - left - right, height - bottom - top_pad
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    peak = max([*totals, *(v for item in lines for v in item.values), 1])
+    line_values = [v for item in lines for v in item.values]
+    separate = lines_on_right_axis and bool(lines)
+    peak = max([*totals, *([] if separate else line_values), 1])
     ticks = _ticks(peak)
     scale = plot_h / (ticks[-1] or 1)
+    line_ticks = _ticks(max([*line_values, 1])) if separate else ticks
+    line_scale = plot_h / (line_ticks[-1] or 1)
     slot = plot_w / max(len(labels), 1)
     bar = slot * 0.6
     parts = [
@@ -59,6 +68,13 @@ def bar_chart(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#6c757d">'
             f"{escape(_short(tick))}{escape(unit)}</text>"
         )
+    if separate:
+        for tick in line_ticks:
+            y = top_pad + plot_h - tick * line_scale
+            parts.append(
+                f'<text x="{width - right + 6}" y="{y + 4:.1f}" text-anchor="start" font-size="11" '
+                f'fill="#212529">{escape(_short(tick))}{escape(unit)}</text>'
+            )
     for i, label in enumerate(labels):
         x = left + slot * i + (slot - bar) / 2
         base = top_pad + plot_h
@@ -77,7 +93,7 @@ def bar_chart(
     line_colours = ("#bc4b51", "#212529", "#6f42c1")
     for n, item in enumerate(lines if labels else []):
         points = " ".join(
-            f"{left + slot * i + slot / 2:.1f},{top_pad + plot_h - v * scale:.1f}"
+            f"{left + slot * i + slot / 2:.1f},{top_pad + plot_h - v * line_scale:.1f}"
             for i, v in enumerate(item.values)
         )
         dash = ' stroke-dasharray="6 4"' if n % 2 == 0 else ""

@@ -80,7 +80,11 @@ def _dashboard(period: services.Period, county: str | None) -> dict:
     ]
     charts = {
         "burn": bar_chart(
-            [m[5:] for m in burn.months], yuan, lines=lines, title=_("Subsidy by month and fund")
+            [m[5:] for m in burn.months],
+            yuan,
+            lines=lines,
+            title=_("Subsidy by month and fund"),
+            lines_on_right_axis=True,  # the budget and running totals dwarf a month's bars
         ),
         "utilisation": bar_chart(
             [label for label, _n in use.buckets],

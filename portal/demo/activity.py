@@ -1,8 +1,11 @@
 """A year of demo activity: bookings in every state, service records with fees and ratings, their history.
 
 Dates are relative to the day of loading (a year back, four weeks ahead), so the demo always has
-past services to claim and future requests to answer. One booking at most per instrument per
-half-day block, so holding bookings never overlap (PostgreSQL's exclusion constraint would refuse).
+past services to claim and future requests to answer. Each instrument is booked for a share of its
+opening hours (most 5-60 %, see `_target_share`), which is what the dashboard's utilisation measures
+(booked hours of confirmed and completed bookings over opening hours). One booking at most per
+instrument per opening interval, so holding bookings never overlap (PostgreSQL's exclusion
+constraint would refuse).
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
+from flask import current_app
 from sqlalchemy import insert, select
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
 from portal.booking.services import compute_fee
-from portal.catalog.models import Instrument, InstrumentStatus
+from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import clock
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
@@ -25,6 +29,24 @@ from portal.extensions import db
 
 BATCH = 5000
 BLOCKS = ((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30)))
+IDLE_SHARE, FULL_SHARE = 0.02, 0.03
+# The share of booked intervals that ends up as used time (completed, or confirmed ahead) and of the
+# interval a booking takes: asked-for bookings are divided by it to meet an instrument's target.
+USED_FRACTION = 0.66
+# The demo accounts' showcase: (user, state, days from today).
+SHOWCASE = (
+    ("enterprise", BookingState.REQUESTED, 9),
+    ("enterprise", BookingState.CONFIRMED, 5),
+    ("enterprise", BookingState.COMPLETED, -20),
+    ("enterprise", BookingState.COMPLETED, -45),
+    ("enterprise", BookingState.COMPLETED, -70),
+    ("enterprise", BookingState.CANCELLED, -30),
+    ("enterprise2", BookingState.COMPLETED, -15),
+    ("enterprise2", BookingState.REQUESTED, 12),
+    ("enterprise2", BookingState.REQUESTED, 6),
+)
+# The showcase request (by position) that was asked almost the whole answer time ago.
+EXPIRING_SOON = 8
 PAST_STATES = {
     BookingState.COMPLETED: 80,
     BookingState.CANCELLED: 7,
@@ -58,10 +80,52 @@ def _pick(rng: random.Random, weights: dict):
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
+def _target_share(rng: random.Random) -> tuple[float, bool]:
+    """How busy an instrument is over the year, as a share of its opening hours, and whether it is one
+    of the few booked solid: most between 5 % and 60 % (log-uniform, so more quiet ones than busy
+    ones), some idle, a few near full."""
+    draw = rng.random()
+    if draw < IDLE_SHARE:
+        return 0.0, False
+    if draw < IDLE_SHARE + FULL_SHARE:
+        return rng.uniform(0.85, 0.97), True
+    if draw < IDLE_SHARE + FULL_SHARE + 0.04:
+        return rng.uniform(0.6, 0.8), False
+    # 5 % × 12^(x²): from 5 % to 60 %, half of them under about 9 % (as in the bureau's surveys, most
+    # instruments are quiet and a few are in demand).
+    return 0.05 * 12 ** (rng.random() ** 2), False
+
+
+def _working_moment(rng: random.Random, day: date, earliest: time = time(8, 30)) -> datetime:
+    """A moment in office hours (Beijing time) on `day`, as UTC: when people ask, answer and record."""
+    first = earliest.hour * 60 + earliest.minute
+    minute = rng.randint(min(first, 17 * 60), 17 * 60 + 30)
+    return clock.local_datetime_to_utc(day, time(minute // 60, minute % 60))
+
+
+def _weekday_before(day: date, days: int) -> date:
+    day -= timedelta(days=days)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def _slots(
+    hours: list[tuple[int, time, time]], days_by_weekday: dict[int, list[date]]
+) -> list[tuple[date, time, time]]:
+    return [(day, opens, closes) for weekday, opens, closes in hours for day in days_by_weekday[weekday]]
+
+
 def load_bookings(rng: random.Random, count: int, today: date | None = None) -> int:
-    """Insert `count` demo bookings (with service records and history); returns how many."""
+    """Insert up to `count` demo bookings (with service records and history); returns how many.
+
+    Each instrument gets a share of its opening hours (`_target_share`) and that many of its opening
+    intervals, a year back to four weeks ahead, are booked (each interval at most once, so holding
+    bookings never overlap); a smaller `count` scales every instrument down alike.
+    """
     now = clock.utcnow()
     today = today or clock.local_today(now)
+    ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
     instruments = [
         _Instrument(*row)
         for row in db.session.execute(
@@ -71,12 +135,27 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 Instrument.fee_per_hour_fen,
                 Instrument.fee_per_sample_fen,
             )
-            .where(Instrument.status.in_([InstrumentStatus.NORMAL, InstrumentStatus.STANDBY]))
+            .where(
+                Instrument.status.in_(
+                    [InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT]
+                )
+            )
             .order_by(Instrument.id)
         )
     ]
     if not instruments or count <= 0:
         return 0
+    opening: dict[int, list[tuple[int, time, time]]] = {}
+    for instrument_id, weekday, opens, closes in db.session.execute(
+        select(
+            OpeningHours.instrument_id, OpeningHours.weekday, OpeningHours.opens_at, OpeningHours.closes_at
+        ).order_by(OpeningHours.instrument_id, OpeningHours.weekday, OpeningHours.opens_at)
+    ):
+        opening.setdefault(instrument_id, []).append((weekday, opens, closes))
+    days_by_weekday: dict[int, list[date]] = {d: [] for d in range(7)}
+    for offset in range(-365, 29):
+        day = today + timedelta(days=offset)
+        days_by_weekday[day.weekday()].append(day)
     customers = db.session.execute(
         select(User.id, User.enterprise_id, User.username)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
@@ -89,60 +168,82 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
         ).all()
     )
     named = {username: (user_id, enterprise_id) for user_id, enterprise_id, username in customers}
-    taken: set[tuple[int, date, int]] = set()
-    bookings: list[dict] = []
-    plans: list[tuple[_Instrument, BookingState]] = []
+    taken: set[tuple[int, date, time]] = set()
+    # (instrument, customer, day, opens, closes, state or None, solid)
+    plans: list[tuple[_Instrument, tuple[int, int], date, time, time, BookingState | None, bool]] = []
     # The demo accounts get a little of everything on instruments whose provider is a demo login.
-    showcase = [
-        ("enterprise", BookingState.REQUESTED, 9),
-        ("enterprise", BookingState.CONFIRMED, 5),
-        ("enterprise", BookingState.COMPLETED, -20),
-        ("enterprise", BookingState.COMPLETED, -45),
-        ("enterprise", BookingState.COMPLETED, -70),
-        ("enterprise", BookingState.CANCELLED, -30),
-        ("enterprise2", BookingState.COMPLETED, -15),
-        ("enterprise2", BookingState.REQUESTED, 12),
-    ]
     lcu = db.session.scalar(select(User.institution_id).where(User.username == "provider"))
     lcu_instruments = [i for i in instruments if i.institution_id == lcu] or instruments
-    for n in range(count):
-        if n < len(showcase) and showcase[n][0] in named:
-            username, state, offset = showcase[n]
-            user_id, enterprise_id = named[username]
-            instrument = lcu_instruments[n % len(lcu_instruments)]
-            day = today + timedelta(days=offset)
-        else:
-            user_id, enterprise_id, _name = customers[rng.randrange(len(customers))]
-            instrument = instruments[rng.randrange(len(instruments))]
-            day = today + timedelta(days=rng.randint(-365, 28))
-            state = None
+    for n, (username, state, offset) in enumerate(SHOWCASE):
+        if username not in named:
+            continue
+        instrument = lcu_instruments[n % len(lcu_instruments)]
+        day = today + timedelta(days=offset)
         while day.weekday() >= 5:
             day -= timedelta(days=1)
-        block = rng.randrange(2)
-        if (instrument.id, day, block) in taken:
-            continue
-        taken.add((instrument.id, day, block))
+        taken.add((instrument.id, day, BLOCKS[0][0]))
+        plans.append((instrument, named[username], day, *BLOCKS[0], state, False))
+    shares = [_target_share(rng) for _instrument in instruments]
+    slots = {i.id: _slots(opening.get(i.id, []), days_by_weekday) for i in instruments}
+    # Only about two thirds of what is asked for ends up used (completed, or confirmed ahead), and not
+    # always for the whole interval: ask for more so that the used share meets the target.
+    wanted = [
+        min(1.0, share / (0.97 if solid else USED_FRACTION)) * len(slots[i.id])
+        for i, (share, solid) in zip(instruments, shares, strict=True)
+    ]
+    scale = min(1.0, max(count - len(plans), 0) / (sum(wanted) or 1))
+    for instrument, want, (_share, solid) in zip(instruments, wanted, shares, strict=True):
+        mine = slots[instrument.id]
+        for day, opens, closes in rng.sample(mine, min(len(mine), round(want * scale))):
+            if (instrument.id, day, opens) in taken:
+                continue
+            taken.add((instrument.id, day, opens))
+            plans.append(
+                (instrument, customers[rng.randrange(len(customers))][:2], day, opens, closes, None, solid)
+            )
+    bookings: list[dict] = []
+    states: list[BookingState] = []
+    for n, (instrument, (user_id, enterprise_id), day, opens, closes, state, solid) in enumerate(plans):
         future = day > today
         if state is None:
-            state = _pick(rng, FUTURE_STATES if future else PAST_STATES)
-        opens, _closes = BLOCKS[block]
+            if solid and not future:
+                state = BookingState.COMPLETED
+            else:
+                state = _pick(rng, FUTURE_STATES if future else PAST_STATES)
         # Machine time where the instrument charges by the hour, samples where it charges per sample.
         if instrument.fee_per_hour_fen is None:
             mode = BookingMode.SAMPLE
-        elif instrument.fee_per_sample_fen is None:
+        elif instrument.fee_per_sample_fen is None or solid:
             mode = BookingMode.SLOT
         else:
-            mode = BookingMode.SLOT if rng.random() < 0.7 else BookingMode.SAMPLE
-        hours = rng.choice((1, 1.5, 2, 2.5, 3))
+            mode = BookingMode.SLOT if rng.random() < 0.8 else BookingMode.SAMPLE
+        if instrument.fee_per_hour_fen is None and rng.random() < 0.8:
+            # Instruments priced per sample are mostly booked for machine time too (the samples are
+            # counted and charged in the service record), so their time shows in the utilisation.
+            mode = BookingMode.SLOT
         starts_at = clock.local_datetime_to_utc(day, opens)
-        ends_at = starts_at + timedelta(hours=hours)
-        if state is BookingState.REQUESTED:  # asked recently, or the expiry task would already have closed it
-            created_at = now - timedelta(hours=rng.randint(1, 48))
+        interval = clock.local_datetime_to_utc(day, closes) - starts_at
+        # The whole interval, or a working day where the lab stays open through lunch (the booking
+        # rules' longest booking is 8 hours unless an institution allows more).
+        if solid or rng.random() < 0.75:
+            ends_at = starts_at + min(interval, timedelta(hours=8))
+        else:
+            ends_at = starts_at + min(interval, timedelta(hours=rng.choice((2, 3, 4, 5))))
+        if n == EXPIRING_SOON and state is BookingState.REQUESTED:
+            # Asked almost the whole answer time ago: the demo's scheduler expires it in its first minutes.
+            created_at = now - ttl + timedelta(minutes=4)
+        elif state is BookingState.REQUESTED:
+            # Asked recently, or the expiry task would already have closed it.
+            created_at = now - timedelta(hours=rng.randint(1, 48), minutes=rng.randint(0, 59))
         else:
             created_at = min(
-                starts_at - timedelta(days=rng.randint(2, 14), hours=rng.randint(0, 8)),
-                now - timedelta(days=3),
+                _working_moment(rng, _weekday_before(day, rng.randint(2, 14))), now - timedelta(days=3)
             )
+        decided_at = (
+            None
+            if state in (BookingState.REQUESTED, BookingState.EXPIRED)
+            else created_at + timedelta(hours=rng.randint(1, 6), minutes=rng.randint(0, 59))
+        )
         row = {
             "instrument_id": instrument.id,
             "enterprise_id": enterprise_id,
@@ -152,9 +253,7 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
             "purpose": rng.choice(PURPOSES),
             "created_at": created_at,
             "updated_at": created_at,
-            "decided_at": None
-            if state in (BookingState.REQUESTED, BookingState.EXPIRED)
-            else created_at + timedelta(hours=5),
+            "decided_at": decided_at,
             "reason": "仪器当天需校准"
             if state is BookingState.REJECTED
             else ("计划调整" if state is BookingState.CANCELLED else None),
@@ -174,12 +273,13 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 sample_delivery_on=day,
             )
         bookings.append(row)
-        plans.append((instrument, state))
+        states.append(state)
     for offset in range(0, len(bookings), BATCH):
-        db.session.execute(insert(Booking), bookings[offset : offset + BATCH])
+        db.session.execute(insert(Booking.__table__), bookings[offset : offset + BATCH])
     ids = db.session.scalars(select(Booking.id).order_by(Booking.id)).all()[-len(bookings) :]
     records, history = [], []
-    for booking_id, row, (instrument, state) in zip(ids, bookings, plans, strict=True):
+    for booking_id, row, plan, state in zip(ids, bookings, plans, states, strict=True):
+        instrument = plan[0]
         provider_id = providers.get(instrument.institution_id)
         history.append(
             _event(
@@ -202,7 +302,9 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 if row["ends_at"]
                 else None
             )
-            samples = row["sample_count"]
+            samples = row["sample_count"] or (
+                rng.randint(1, 12) if instrument.fee_per_hour_fen is None else None
+            )
             fee = compute_fee(instrument, slot_hours, samples)
             rating = _pick(rng, RATINGS) if rng.random() < 0.85 else None
             records.append(
@@ -237,9 +339,9 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 )
             )
     for offset in range(0, len(records), BATCH):
-        db.session.execute(insert(ServiceRecord), records[offset : offset + BATCH])
+        db.session.execute(insert(ServiceRecord.__table__), records[offset : offset + BATCH])
     for offset in range(0, len(history), BATCH):
-        db.session.execute(insert(AuditEvent), history[offset : offset + BATCH])
+        db.session.execute(insert(AuditEvent.__table__), history[offset : offset + BATCH])
     return len(bookings)
 
 

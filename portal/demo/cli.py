@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask.cli import AppGroup
 
@@ -19,7 +21,13 @@ demo_cli = AppGroup("demo", help="Demo data.")
 @demo_cli.command("load")
 @click.option("--instruments", default=DEFAULT_INSTRUMENTS, show_default=True, type=click.IntRange(1))
 @click.option("--enterprises", default=DEFAULT_ENTERPRISE_USERS, show_default=True, type=click.IntRange(3))
-@click.option("--bookings", default=DEFAULT_BOOKINGS, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--bookings",
+    default=DEFAULT_BOOKINGS,
+    show_default=True,
+    type=click.IntRange(0),
+    help="At most this many bookings (the year needs about 110,000; fewer scale every instrument down).",
+)
 @click.option(
     "--vouchers",
     default=DEFAULT_VOUCHERS,
@@ -62,3 +70,33 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
         ("newco", "registered, not yet verified"),
     ):
         click.echo(f"  {username:<12} {what}")
+
+
+@demo_cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve_command(host: str, port: int) -> None:
+    """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
+    from flask import current_app
+    from werkzeug.serving import run_simple
+
+    from portal.demo.scheduler import DemoScheduler
+
+    app = current_app._get_current_object()
+    app.config["PORTAL_BASE_URL"] = serving_base_url(host, port)
+    scheduler = DemoScheduler(app)
+    scheduler.start()
+    click.echo(
+        f"Serving on http://{host}:{port} (Ctrl-C to stop); the periodic tasks run every "
+        f"{int(scheduler.longest)} s at most."
+    )
+    try:
+        # Werkzeug's server directly: Flask refuses app.run() inside a `flask` command.
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        scheduler.stop()
+
+
+def serving_base_url(host: str, port: int) -> str:
+    """Where links in mails point: PORTAL_BASE_URL when set, else the address the demo is served on."""
+    return os.environ.get("PORTAL_BASE_URL") or f"http://{host}:{port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 
@@ -2615,3 +2616,15 @@ COMPANY_INDUSTRIES: tuple[str, ...] = (
 
 COMPANY_SUFFIXES: tuple[str, ...] = ("有限公司", "股份有限公司", "有限责任公司")
 # fmt: on
+
+
+def person_name(rng: random.Random, taken: set[str] | None = None) -> str:
+    """A plausible Chinese full name from the common surnames and given names above (seeded, so
+    deterministic); with `taken`, one not given out before (two controllers never share a name by
+    accident: the group cap would join their enterprises)."""
+    while True:
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES)
+        if taken is None or name not in taken:
+            if taken is not None:
+                taken.add(name)
+            return name

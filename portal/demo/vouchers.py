@@ -6,24 +6,30 @@ submitted and decided), so budgets, caps, balances, ledgers and the audit trail 
 
 from __future__ import annotations
 
+import heapq
 import io
 import random
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from portal.accounts import banking
+from portal.accounts import services as accounts_services
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord, ServiceType
+from portal.catalog.models import Instrument
 from portal.core import clock, uploads
 from portal.core.errors import ServiceError
 from portal.core.permissions import Role
+from portal.demo import data
 from portal.extensions import db
 from portal.finance import services as finance
 from portal.vouchers import services
-from portal.vouchers.models import Claim, ClaimState, FundCondition
+from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition
 
 YUAN = 100
 EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
@@ -87,14 +93,215 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
             return
 
 
-def _end_notice(claim_ids: list[int], today: date) -> None:
-    for claim_id in claim_ids:
+@contextmanager
+def simulated_clock(start: datetime) -> Iterator[list[datetime]]:
+    """The application's clock stands at the moment in the yielded list (change it to move time), so the
+    real services date what they do back into the demo's year. Stored rows' defaults follow it too."""
+    moment = [start]
+    saved = clock.utcnow, accounts_services.utcnow
+
+    def now() -> datetime:
+        return moment[0]
+
+    clock.utcnow = accounts_services.utcnow = now
+    try:
+        yield moment
+    finally:
+        clock.utcnow, accounts_services.utcnow = saved
+
+
+class _Year:
+    """The voucher year as a queue of dated events, run in order on the simulated clock: applications,
+    their review, claims a few days after the services, review, the end of public notice (as the
+    hourly task would), and finance's monthly disbursement batch."""
+
+    def __init__(self, rng: random.Random, now: datetime, reviewers: list[User]) -> None:
+        self.rng, self.now, self.reviewers = rng, now, reviewers
+        self.today = clock.local_today(now)
+        self.first_day = date(self.today.year, 1, 1)
+        self.span = max((self.today - self.first_day).days, 1)
+        self.events: list[tuple[datetime, int, Callable[..., None], tuple]] = []
+        self.sequence = 0
+        self.minutes: set[datetime] = set()  # no two claims submitted in the same minute
+        self.counts = {"vouchers": 0, "claims": 0, "paid": 0}
+        self.clerk = _user("finance")
+        self.recent = 0
+        self.moment: list[datetime] = [now]
+        # Finance pays twice a month, on the 1st and the 20th (or the next working day), whatever has
+        # become payable since.
+        for month in range(1, self.today.month + 1):
+            for day_of_month in (1, 20):
+                day = date(self.today.year, month, day_of_month)
+                while day.weekday() >= 5:
+                    day += timedelta(days=1)
+                self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
+
+    def push(self, at: datetime, action: Callable[..., None], *args) -> None:
+        if at < self.now:
+            self.sequence += 1
+            heapq.heappush(self.events, (at, self.sequence, action, args))
+
+    def working_day_moment(self, day: date) -> datetime:
+        """A minute in office hours on `day`, or on the working day before."""
+        while day.weekday() >= 5:
+            day -= timedelta(days=1)
+        return self.working_moment(day)
+
+    def working_moment(self, day: date) -> datetime:
+        """A minute in office hours (Beijing time) on `day`, or on the next working day."""
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        minute = self.rng.randint(8 * 60 + 40, 17 * 60 + 20)
+        if 12 * 60 <= minute < 13 * 60 + 30:
+            minute += 90  # nobody works through lunch
+        return clock.local_datetime_to_utc(day, time(minute // 60, minute % 60))
+
+    def run(self, moment: list[datetime]) -> None:
+        self.moment = moment
+        while self.events:
+            at, _n, action, args = heapq.heappop(self.events)
+            moment[0] = at
+            action(*args)
+        moment[0] = self.now
+
+    def apply(self, user: User) -> None:
+        amount = self.rng.choice((30_000, 50_000, 80_000, 100_000, 150_000)) * YUAN
+        try:
+            application = services.apply_for_voucher(
+                user, amount, "围绕新产品研发开展检测分析，预计使用大型仪器共享服务。"
+            )
+        except ServiceError:
+            return
+        later = self.working_moment(
+            clock.local_today(clock.utcnow()) + timedelta(days=self.rng.randint(1, 4))
+        )
+        self.push(later, self.approve_application, user, application.id, amount)
+
+    def approve_application(self, user: User, application_id: int, amount: int) -> None:
+        _decide("application", application_id, amount, self.reviewers)
+        voucher = next(iter(services.vouchers_for(user)), None)
+        if voucher is None:
+            return
+        self.counts["vouchers"] += 1
+        _bank_accounts(self.rng, [user], self.reviewers[0])
+        issued = clock.local_today(voucher.issued_at)
+        if user.username == "enterprise":
+            # The demo enterprise makes its own claim, from the pages: its latest services have evidence.
+            for record, _host in self.records(user, issued, self.today)[-6:]:
+                _attach_evidence(record, record.recorded_by_id or user.id)
+            db.session.commit()
+            return
+        # Two to four claims on days drawn from the voucher's first days to the last week (so every
+        # month has some), each for the latest services at one provider.
+        room = max((self.today - issued).days - 4, 1)
+        offsets = sorted(self.rng.randint(1, room) for _n in range(self.rng.randint(2, 4)))
+        if issued.month == 1:
+            offsets[0] = self.rng.randint(1, 4)  # January's vouchers are used at once
+        for offset in offsets:
+            day = issued + timedelta(days=offset)
+            self.push(self.working_moment(day), self.claim, user, voucher.id)
+        if self.recent < len(RECENT):
+            # By construction, the last weeks hold claims in every stage: approved a week ago (its notice
+            # ends today or tomorrow), approved in the last days (in notice), waiting for review.
+            approved_ago, submitted_ago = RECENT[self.recent]
+            self.recent += 1
+            day = self.today - timedelta(days=submitted_ago)
+            self.push(self.working_moment(day), self.claim, user, voucher.id, approved_ago)
+
+    def records(self, user: User, since: date, until: date) -> list[tuple[ServiceRecord, int]]:
+        """The enterprise's rated, unclaimed services in the days given, oldest first, with their provider."""
+        return [
+            (record, host)
+            for record, host in db.session.execute(
+                select(ServiceRecord, Instrument.institution_id)
+                .join(Booking, Booking.id == ServiceRecord.booking_id)
+                .join(Instrument, Instrument.id == Booking.instrument_id)
+                .where(
+                    Booking.enterprise_id == user.enterprise_id,
+                    Booking.state == BookingState.COMPLETED,
+                    ServiceRecord.rating.is_not(None),
+                    ServiceRecord.recorded_at >= clock.local_datetime_to_utc(since, time(0)),
+                    ServiceRecord.recorded_at
+                    < clock.local_datetime_to_utc(until - timedelta(days=1), time(0)),
+                    ~exists().where(ClaimItem.service_record_id == ServiceRecord.id),
+                )
+                .order_by(ServiceRecord.recorded_at, ServiceRecord.id)
+            )
+        ]
+
+    def claim(self, user: User, voucher_id: int, approved_ago: int | None = None) -> None:
+        submitted = clock.utcnow()
+        while submitted in self.minutes:  # another minute of the same day's office hours
+            submitted = self.working_moment(clock.local_today(submitted))
+        self.minutes.add(submitted)
+        self.moment[0] = submitted
+        records = self.records(user, self.first_day, clock.local_today(submitted))
+        if not records:
+            return
+        # One claim per provider: the latest services at the provider of the latest one.
+        records = [r for r, host in records if host == records[-1][1]][-3:]
+        for record in records:
+            _attach_evidence(record, record.recorded_by_id or user.id)
+        db.session.commit()
+        try:
+            claim = services.create_claim(user, voucher_id, [r.id for r in records])
+            services.submit_claim(user, claim.id)
+        except ServiceError as error:
+            current_app.logger.info("demo claim refused: %s", error)
+            db.session.rollback()
+            return
+        self.counts["claims"] += 1
+        fate = self.rng.random()
+        # Reviewed within a week; in January, when little else waits, the next day (so that January's
+        # first claims are through their notice and paid within the month).
+        wait = 1 if clock.local_today(submitted).month == 1 else self.rng.randint(1, 6)
+        decided = self.working_moment(clock.local_today(submitted) + timedelta(days=wait))
+        if approved_ago is not None:
+            if approved_ago >= 0:
+                self.push(
+                    self.working_day_moment(self.today - timedelta(days=approved_ago)),
+                    self.approve_claim,
+                    claim.id,
+                )
+        elif fate < 0.85:
+            self.push(decided, self.approve_claim, claim.id)
+        elif fate < 0.93:
+            self.push(decided, self.return_claim, claim.id)
+
+    def approve_claim(self, claim_id: int) -> None:
+        _decide("claim", claim_id, None, self.reviewers)
         claim = db.session.get(Claim, claim_id)
         if claim.state is ClaimState.IN_NOTICE:
-            claim.notice_ends_on = today - timedelta(days=1)
-    db.session.commit()
-    services.end_public_notice(today)
+            # The hourly task ends the notice in the small hours of its last day.
+            end = clock.local_datetime_to_utc(claim.notice_ends_on, time(0, 5))
+            self.push(end, services.end_public_notice, claim.notice_ends_on)
 
+    def return_claim(self, claim_id: int) -> None:
+        services.decide_claim(self.reviewers[0], claim_id, "return", "请补充付款凭证的清晰扫描件")
+
+    def pay(self) -> None:
+        if not finance.claims_waiting_for_batch():
+            return
+        try:
+            batch = finance.build_batch(self.clerk, finance.month_of(clock.utcnow()))
+        except ServiceError:
+            db.session.rollback()
+            return
+        finance.export_batch(self.clerk, batch.id)
+        paid_on = self.working_moment(clock.local_today(clock.utcnow()) + timedelta(days=2))
+        self.push(paid_on, self.mark_paid, batch.id)
+
+    def mark_paid(self, batch_id: int) -> None:
+        batch = finance.mark_batch_paid(
+            self.clerk, batch_id, f"DEMO-{clock.local_today(clock.utcnow()):%Y%m%d}-001"
+        )
+        self.counts["paid"] += batch.claims
+
+
+# The last weeks' claims by construction: (approved how many days ago, or -1 for not yet; submitted how
+# many days ago). A week ago: the notice ends today (the demo's scheduler makes it payable at once) or
+# tomorrow; two and four days ago: in notice; one still waiting for a reviewer.
+RECENT = ((7, 10), (6, 9), (4, 6), (2, 5), (-1, 2))
 
 # Banks with branches in Liaocheng and the length of their account numbers.
 DEMO_BANKS = (
@@ -117,15 +324,15 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
     enterprise has also entered a change that waits for a reviewer."""
     for user in holders:
         bank, length = rng.choice(DEMO_BANKS)
-        data = banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+        details = banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
         try:
-            account = banking.record_bank_account(user, data)
+            account = banking.record_bank_account(user, details)
             banking.decide_bank_account(reviewer, account.id, "verify")
         except ServiceError:
             continue
         if user.username == "enterprise":
             # A change of bank, for a reviewer to look at.
-            bank, length = next((b, n) for b, n in DEMO_BANKS if b != data.bank_name)
+            bank, length = next((b, n) for b, n in DEMO_BANKS if b != details.bank_name)
             banking.record_bank_account(
                 user, banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
             )
@@ -133,82 +340,43 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
 
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
-    today = clock.local_today()
+    now = clock.utcnow()
+    today = clock.local_today(now)
     admin, reviewers = _user("admin"), [_user("reviewer"), _user("reviewer2")]
-    services.save_scheme(admin, *published_scheme(today.year))
+    with simulated_clock(clock.local_datetime_to_utc(date(today.year - 1, 12, 10), time(10, 0))):
+        services.save_scheme(admin, *published_scheme(today.year))
     verified = db.session.execute(
         select(User, Enterprise)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
         .where(User.role == Role.ENTERPRISE, Enterprise.verification_state == VerificationState.VERIFIED)
         .order_by(User.id)
     ).all()
-    # Some enterprises share an actual controller, so the group cap has something to group.
+    # Every enterprise is controlled by a person; some share one (three at a time among every fifth
+    # enterprise), so the group cap has something to group. Names are drawn without repeats, so no two
+    # enterprises are grouped by an accidental namesake.
+    taken: set[str] = set()
+    shared: dict[int, str] = {}
     for index, (_user_row, enterprise) in enumerate(verified):
-        enterprise.actual_controller = f"控制人{index // 3:03d}" if index % 5 == 0 else enterprise.name
+        if index % 5 == 0:
+            if index // 15 not in shared:
+                shared[index // 15] = data.person_name(rng, taken)
+            enterprise.actual_controller = shared[index // 15]
+        else:
+            enterprise.actual_controller = data.person_name(rng, taken)
         enterprise.controller_group = services.controller_key(enterprise.actual_controller)
     db.session.commit()
 
     chosen = [row for row in verified if row[0].username in ("enterprise", "enterprise2")]
     others = [row for row in verified if row[0].username not in ("enterprise", "enterprise2")]
     chosen += rng.sample(others, min(vouchers, len(others)))
-    counts = {"vouchers": 0, "claims": 0}
-    approved: list[int] = []
-    for user, _enterprise in chosen:
-        amount = rng.choice((30_000, 50_000, 80_000, 100_000, 150_000)) * YUAN
-        try:
-            application = services.apply_for_voucher(
-                user, amount, "围绕新产品研发开展检测分析，预计使用大型仪器共享服务。"
-            )
-        except ServiceError:
-            continue
-        _decide("application", application.id, amount, reviewers)
-        counts["vouchers"] += 1
-        voucher = next(iter(services.vouchers_for(user)), None)
-        if voucher is None:
-            continue
-        records = [
-            r
-            for r in db.session.scalars(
-                select(ServiceRecord)
-                .join(Booking, Booking.id == ServiceRecord.booking_id)
-                .where(
-                    Booking.enterprise_id == user.enterprise_id,
-                    Booking.state == BookingState.COMPLETED,
-                    ServiceRecord.rating.is_not(None),
-                )
-                .order_by(ServiceRecord.id)
-            )
-            if voucher.scheme.service_window_start <= clock.to_local(r.recorded_at).date() <= today
-        ]
-        for record in records:
-            _attach_evidence(record, record.recorded_by_id or user.id)
-        db.session.commit()
-        if user.username == "enterprise":
-            continue  # the demo enterprise makes its own claim, from the pages
-        for record in records[:2]:
-            try:
-                claim = services.create_claim(user, voucher.id, [record.id])
-                services.submit_claim(user, claim.id)
-            except ServiceError:
-                continue
-            counts["claims"] += 1
-            fate = rng.random()
-            if fate < 0.6:
-                _decide("claim", claim.id, None, reviewers)
-                approved.append(claim.id)
-            elif fate < 0.7:
-                services.decide_claim(reviewers[0], claim.id, "return", "请补充付款凭证的清晰扫描件")
-    _bank_accounts(rng, [user for user, _enterprise in chosen], reviewers[0])
-    # The first quarter has been through its public notice and was paid in a batch; the second
-    # quarter is payable and waits for finance's next batch; the rest is still in public notice.
-    quarter = len(approved) // 4
-    _end_notice(approved[:quarter], today)
-    if quarter:
-        clerk = _user("finance")
-        batch = finance.build_batch(clerk, finance.month_of(clock.utcnow()))
-        finance.export_batch(clerk, batch.id)
-        finance.mark_batch_paid(clerk, batch.id, f"DEMO-{today:%Y%m%d}-001")
-        counts["paid"] = batch.claims
-    _end_notice(approved[quarter : 2 * quarter], today)
-    current_app.logger.info("demo voucher year: %s", counts)
-    return counts
+    year = _Year(rng, now, reviewers)
+    with simulated_clock(now) as moment:
+        for index, (user, _enterprise) in enumerate(chosen):
+            # Applications come in over the first half of the year (the demo accounts' and a few
+            # others' in the first days of January, so that January has claims).
+            days = 1 + index if index < 8 else 1 + index * year.span // (2 * len(chosen))
+            asked = year.working_moment(year.first_day + timedelta(days=days))
+            year.push(asked, year.apply, user)
+        year.run(moment)
+    current_app.logger.info("demo voucher year: %s", year.counts)
+    return year.counts
