@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from portal.core.languages import is_english, zh_attr
@@ -111,8 +112,9 @@ def bar_chart(
             f'<text x="{x + 14}" y="{height - 5}" font-size="11" fill="#495057">{escape(item.name)}</text>'
         )
     parts.append("</svg>")
-    # Every piece of text above went through escape(); the rest is our own markup (hence the nosec).
-    return Markup("".join(parts))  # noqa: S704  # nosec B704
+    columns = [item.name for item in (*series, *lines)]
+    rows = [(label, [item.values[i] for item in (*series, *lines)]) for i, label in enumerate(labels)]
+    return _with_table("".join(parts), title, columns, rows, unit)
 
 
 def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 720) -> Markup:
@@ -141,8 +143,37 @@ def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "",
             f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="11" fill="#6c757d">{text}</text>'
         )
     parts.append("</svg>")
+    return _with_table("".join(parts), title, [title], [(label, [value]) for label, value in rows], unit)
+
+
+def _with_table(
+    svg: str, title: str, columns: Sequence[str], rows: Sequence[tuple[str, Sequence[float]]], unit: str
+) -> Markup:
+    """The chart in a box that scrolls sideways on a phone (so its text is never scaled below 11 px:
+    the SVG keeps its own width, see portal.css), and its figures as a table in a <details> beside it,
+    for screen readers and for anyone who wants the numbers."""
+    head = "".join(f'<th scope="col" class="text-end">{escape(c)}</th>' for c in columns)
+    body = "".join(
+        f'<tr><th scope="row">{escape(label)}</th>'
+        + "".join(f'<td class="text-end">{escape(_full(v))}{escape(unit)}</td>' for v in values)
+        + "</tr>"
+        for label, values in rows
+    )
+    summary, item = _("Figures as a table"), _("Item")  # outside the f-string, so pybabel finds them
+    html = (
+        f'<div class="chart-scroll" role="group" aria-label="{escape(title)}">{svg}</div>'
+        f'<details class="chart-figures small"><summary>{escape(summary)}</summary>'
+        f'<div class="table-responsive"><table class="table table-sm mb-0"><caption>{escape(title)}</caption>'
+        f'<thead><tr><th scope="col">{escape(item)}</th>{head}</tr></thead><tbody>{body}</tbody>'
+        "</table></div></details>"
+    )
     # Every piece of text above went through escape(); the rest is our own markup (hence the nosec).
-    return Markup("".join(parts))  # noqa: S704  # nosec B704
+    return Markup(html)  # noqa: S704  # nosec B704
+
+
+def _full(value: float) -> str:
+    """A figure in full for the table (the chart's axis shortens large ones)."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
 def _short(value: float) -> str:
