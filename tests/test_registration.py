@@ -94,15 +94,17 @@ def test_the_account_is_usable_only_once_its_link_is_opened(app, client, mailbox
     path = link_in(mails(mailbox, to="zhao@example.cn")[0])
     assert "激活我的账户" in client.get(path).get_data(as_text=True)
     done = post_form(client, path)
-    assert done.status_code == 302 and done.headers["Location"].endswith("/account")
-    assert "zhaomin" in client.get("/account").get_data(as_text=True)
+    assert done.status_code == 302 and done.headers["Location"].endswith("/login")
+    assert client.get("/account").status_code == 302  # the link activates; it does not sign in
     user = db.session.scalar(select(User).where(User.username == "zhaomin"))
     assert not user.awaiting_confirmation
     assert db.session.scalar(
         select(AuditEvent.object_id).where(AuditEvent.action == "user.registration_confirmed")
     )
     assert app.test_client().get(path).status_code == 404  # once
-    assert login(app.test_client(), "zhaomin", PASS).status_code == 302
+    signed_in = app.test_client()
+    assert login(signed_in, "zhaomin", PASS).status_code == 302
+    assert "zhaomin" in signed_in.get("/account").get_data(as_text=True)
 
 
 def test_registering_again_while_waiting_sends_a_new_link_and_voids_the_old(app, client, mailbox):

@@ -212,7 +212,12 @@ def register() -> ResponseReturnValue:
 
 @bp.route("/register/confirm/<token>", methods=["GET", "POST"])
 def confirm_registration(token: str) -> ResponseReturnValue:
-    """Open the link mailed at registration: the address is confirmed, the account activated and signed in."""
+    """Open the link mailed at registration (once): the address is confirmed and the account activated.
+
+    The link does not sign in: the password does, as for an invitation.
+    """
+    if current_user.is_authenticated:
+        return redirect(url_for("catalog.index"))
     try:
         link = registration.registration_link(token)
     except NotFound as error:
@@ -220,13 +225,11 @@ def confirm_registration(token: str) -> ResponseReturnValue:
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            user = registration.confirm_registration(token)
+            registration.confirm_registration(token)
         except NotFound as error:
             return invalid_link(error)
-        login_user(user)
-        services.record_login(user)
-        flash(_("Registration complete. The bureau will verify your enterprise."), "success")
-        return redirect(url_for("accounts.account"))
+        flash(_("Your account is active. Sign in; the bureau will then verify your enterprise."), "success")
+        return redirect(url_for("accounts.login"))
     return private(render_template("accounts/confirm_registration.html", form=form, link=link))
 
 
