@@ -280,7 +280,7 @@ def test_registering_a_registered_credit_code_mails_how_to_get_an_invitation(cli
     run_deferred(response)
     [mail] = mails(mailbox, to="newcomer@example.cn")
     text = mail.get_content()
-    assert "已注册" in mail["Subject"] and "王**" in text and "同事" in text and "邀请" in text
+    assert "已在平台注册" in mail["Subject"] and "王**" in text and "同事" in text and "邀请" in text
     for private in ("王建国", "holder@example.cn", "13900000001"):
         assert private not in text
     assert db.session.scalar(select(User).where(User.username == "newcomer")) is None
