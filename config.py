@@ -69,16 +69,32 @@ class Config:
     BOOTSTRAP_SERVE_LOCAL = True
     BOOTSTRAP_BTN_STYLE = "primary"
 
-    RATELIMIT_HEADERS_ENABLED = True
+    # Flask-Limiter's X-RateLimit-* headers are off: it would set Retry-After on every limited answer, over
+    # the one of a sign-in delay. A 429 carries Retry-After (portal.core.web).
+    RATELIMIT_HEADERS_ENABLED = False
     # A rate-limit store that is down lets requests through (logged) instead of answering 500.
     RATELIMIT_SWALLOW_ERRORS = True
-    LOGIN_RATE_LIMIT = "10 per minute"
+    # Sign-in, on the form and at POST /api/v1/tokens (docs/accounts.md): attempts per visitor's address,
+    # and per username from one address (both answer 429). Failures of one username from every address
+    # count against LOGIN_USER_FAILURE_LIMIT: past it the username is slowed, not locked: an address that
+    # has failed for it waits LOGIN_SLOW_DELAY_SECONDS after the last such attempt ("try again in N
+    # seconds"), and an address that has not failed for it is not slowed, so the owner still gets in.
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    LOGIN_USER_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_USER_ADDRESS_RATE_LIMIT", "20 per hour")
+    LOGIN_USER_FAILURE_LIMIT = os.environ.get("LOGIN_USER_FAILURE_LIMIT", "20 per hour")
+    LOGIN_SLOW_DELAY_SECONDS = int(os.environ.get("LOGIN_SLOW_DELAY_SECONDS", "30"))
+    # Registration (POST /register): per visitor's address, for all visitors together (a flood costs
+    # one password hash each), and per e-mail address typed (the mail goes there).
+    REGISTRATION_CLIENT_RATE_LIMIT = os.environ.get("REGISTRATION_CLIENT_RATE_LIMIT", "20 per hour")
+    REGISTRATION_GLOBAL_RATE_LIMIT = os.environ.get("REGISTRATION_GLOBAL_RATE_LIMIT", "300 per hour")
+    REGISTRATION_ADDRESS_RATE_LIMIT = os.environ.get("REGISTRATION_ADDRESS_RATE_LIMIT", "5 per hour")
     API_TOKEN_TTL_SECONDS = 60 * 60 * 24
 
     # Accounts (docs/accounts.md): how long one-time links work, and the limits of the forgotten-
     # password page: per visitor's address and per e-mail address typed (both answer 429), per account
     # (further requests get the same answer but no mail, so the limit reveals no account).
     PASSWORD_RESET_TTL_SECONDS = int(os.environ.get("PASSWORD_RESET_TTL_SECONDS", str(60 * 60)))
+    REGISTRATION_LINK_TTL_SECONDS = int(os.environ.get("REGISTRATION_LINK_TTL_SECONDS", str(3 * 24 * 3600)))
     WELCOME_LINK_TTL_SECONDS = int(os.environ.get("WELCOME_LINK_TTL_SECONDS", str(7 * 24 * 3600)))
     EMAIL_CHANGE_TTL_SECONDS = int(os.environ.get("EMAIL_CHANGE_TTL_SECONDS", str(24 * 3600)))
     INVITATION_TTL_SECONDS = int(os.environ.get("INVITATION_TTL_SECONDS", str(7 * 24 * 3600)))

@@ -761,6 +761,33 @@ def _make_reset_link(world: World, side: str) -> dict[str, Any]:
     return {"token": _secret(passwords.send_reset_link(user))}
 
 
+def _make_registration_link(world: World, side: str) -> dict[str, Any]:
+    """The link mailed to a newly self-registered enterprise's address."""
+    from portal.accounts.models import AccountToken, TokenPurpose
+
+    n = next(_accounts_serial)
+    user = accounts.register_enterprise(
+        accounts.Registration(
+            username=f"matrix_signup{side}{n}",
+            password=PASSWORD,
+            email=f"signup{side}{n}@example.cn",
+            full_name="新注册人",
+            phone=None,
+            company_name=f"聊城待激活企业{side}{n}",
+            uscc=valid_uscc(),
+            kind=EnterpriseKind.TECH_SME,
+            county="东昌府区",
+        ),
+        awaiting_confirmation=True,
+    )
+    row = db.session.scalar(
+        select(AccountToken).where(
+            AccountToken.user_id == user.id, AccountToken.purpose == TokenPurpose.REGISTRATION
+        )
+    )
+    return {"token": _secret(row)}
+
+
 def _make_staff_user(world: World, side: str) -> dict[str, Any]:
     n = next(_accounts_serial)
     user = accounts.create_user(f"matrix_staff{side}{n}", PASSWORD, Role.REVIEWER, email=f"staff{n}@x.cn")
@@ -803,6 +830,7 @@ for _kind, _maker in {
     "colleague_inactive": _make_colleague_inactive,
     "invitation": _make_invitation,
     "reset_link": _make_reset_link,
+    "registration_link": _make_registration_link,
     "staff_user": _make_staff_user,
     "inactive_user": _make_inactive_user,
     "spare_colleague": _make_spare_colleague,
@@ -819,6 +847,7 @@ def build_accounts_objects(world: World) -> None:
             "colleague_inactive",
             "invitation",
             "reset_link",
+            "registration_link",
             "staff_user",
             "inactive_user",
             "spare_colleague",
@@ -848,7 +877,7 @@ def _form_of(role: str) -> dict[str, Any]:
     }
 
 
-_NEW_PASSWORD = "matrix-new-pass-2026"
+_NEW_PASSWORD = "lattice-new-pass-2026"  # not made from the "matrix_…" usernames (the policy)
 ACCOUNT_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/account/password", "POST"): {
         "form": {"current_password": "not-the-password", "password": _NEW_PASSWORD, "confirm": _NEW_PASSWORD}

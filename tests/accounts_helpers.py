@@ -15,7 +15,9 @@ from flask.testing import FlaskClient
 from portal.extensions import db
 from tests.factories import PASSWORD, extract_csrf, login
 
-LINK = re.compile(r"https?://[^/\s]+(/(?:password/reset|account/email|invitations)/[A-Za-z0-9_-]+)")
+LINK = re.compile(
+    r"https?://[^/\s]+(/(?:password/reset|account/email|invitations|register/confirm)/[A-Za-z0-9_-]+)"
+)
 
 
 @pytest.fixture(name="mailbox")

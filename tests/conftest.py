@@ -21,7 +21,7 @@ from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from portal import create_app
-from portal.extensions import db
+from portal.extensions import db, limiter
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -163,6 +163,9 @@ class IsolatedClient(FlaskClient):
 
 def make_app(database_url: str, **overrides) -> Flask:
     app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+    # The one Limiter of the process serves every app a test makes, and init_app does not forget that
+    # an earlier app's store was down: without this, a later app would count in memory for a while.
+    limiter._storage_dead = False
     app.test_client_class = IsolatedClient
     return app
 

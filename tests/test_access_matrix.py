@@ -92,10 +92,11 @@ NOOP = Answer(302, "NOOP", to="/notifications/")  # as for a missing id; nothing
 DONE = Answer(302, "DONE", writes=True)  # a page action that works
 DONE200 = Answer(200, "DONE200", writes=True)  # an API action that works
 MADE = Answer(201, "MADE", writes=True)  # an API POST that creates
+GONE = Answer(204, "GONE", writes=True)  # an API DELETE that works
 
 ANSWERS = {
     a.label: a
-    for a in (OK, FORM, NF, FB, UA, CONFLICT, LOGIN, HOME, DESK, REFUSED, NOOP, DONE, DONE200, MADE)
+    for a in (OK, FORM, NF, FB, UA, CONFLICT, LOGIN, HOME, DESK, REFUSED, NOOP, DONE, DONE200, MADE, GONE)
 }
 Cell = Answer | tuple[Answer, Answer]
 COLUMNS = ("anon", "ent", "prov", "reviewer", "finance", "admin")
@@ -216,7 +217,7 @@ REQUESTS.update(
     }
 )
 
-WRITING = ("POST", "PATCH")  # the methods that send a body and must write exactly when they should
+WRITING = ("POST", "PATCH", "DELETE")  # the methods that send a body and must write exactly when they should
 REQUESTS.update(ACCOUNT_REQUESTS)
 
 API_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "invalid_transition"}
@@ -361,6 +362,8 @@ def check(world: World, row: Row, role: str, which: str, expected: Answer, **opt
             problems.append(f"a refused request wrote {written}")
     if row.rule == "/logout" and role != "anon" and response.status_code == 302:
         world.login(role)  # signing out ended the client's session: sign it in again
+    if row.rule == "/api/v1/tokens/current" and response.status_code == 204:
+        world.tokens[role], _row = accounts.issue_api_token(world.user(role))  # it revoked the role's token
     if row.rule in HOLDER_CHANGING:
         restore_holders(world)  # the other checks need A's and B's registrants as holders
     return [f"{role} {which} {params}: {p}" for p in problems]

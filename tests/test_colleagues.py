@@ -15,7 +15,7 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.models import Notification
 from portal.vouchers.models import Claim, ClaimState, VoucherApplication
-from tests.accounts_helpers import link_in, mailbox_fixture, mails, post_form, signed_in  # noqa: F401
+from tests.accounts_helpers import link_in, mailbox_fixture, mails, post_form, run_deferred, signed_in  # noqa: F401
 from tests.factories import extract_csrf, login
 
 NEW = "colleague-pass-2026"
@@ -258,9 +258,9 @@ def test_concurrent_hand_overs_leave_exactly_one_holder(app, holder, make_user):
     assert holders(holder.enterprise_id)[0] in {"cand0", "cand1"}
 
 
-def test_registering_a_registered_credit_code_says_how_to_get_an_invitation(client, holder):
+def test_registering_a_registered_credit_code_mails_how_to_get_an_invitation(client, holder, mailbox):
     token = extract_csrf(client.get("/register").get_data(as_text=True))
-    page = client.post(
+    response = client.post(
         "/register",
         data={
             "csrf_token": token,
@@ -274,10 +274,16 @@ def test_registering_a_registered_credit_code_says_how_to_get_an_invitation(clie
             "password": NEW,
             "confirm": NEW,
         },
-    ).get_data(as_text=True)
-    assert "该企业已注册" in page and "王**" in page and "同事" in page
-    for private in ("王建国", "holder@example.cn", "13900000001", "holder"):
-        assert private not in page.replace('name="username"', "")
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "该企业已注册" not in page  # the page tells nobody
+    run_deferred(response)
+    [mail] = mails(mailbox, to="newcomer@example.cn")
+    text = mail.get_content()
+    assert "已在平台注册" in mail["Subject"] and "王**" in text and "同事" in text and "邀请" in text
+    for private in ("王建国", "holder@example.cn", "13900000001"):
+        assert private not in text
+    assert db.session.scalar(select(User).where(User.username == "newcomer")) is None
 
 
 # --- what staff may and may not do ----------------------------------------------------------------

@@ -286,6 +286,8 @@ def test_no_operation_answers_a_5xx_or_breaks_its_schema(app, world) -> None:
     statuses: dict[str, set[int]] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 35
+    # Revoking the token a request is sent with ends the world's tokens: that operation goes last.
+    operations.sort(key=lambda operation: operation.label == "DELETE /api/v1/tokens/current")
 
     for operation in operations:
         has_input = bool(operation.query or operation.body)

@@ -347,7 +347,7 @@ def console_pages(admin, institution, host) -> list[tuple]:
 
 def account_pages(make_user, admin) -> list[tuple[Any, str, str | None]]:
     """The accounts pages (issue 13): passwords, profile, colleagues, mailed links, the console's users."""
-    from portal.accounts import colleagues, passwords, tokens, users
+    from portal.accounts import colleagues, passwords, services, tokens, users
     from portal.accounts.models import TokenPurpose
 
     holder = make_user(Role.ENTERPRISE, email="fuzz-holder@example.cn")
@@ -359,6 +359,8 @@ def account_pages(make_user, admin) -> list[tuple[Any, str, str | None]]:
     reset = passwords.send_reset_link(forgetful)
     mover = make_user(Role.REVIEWER, email="fuzz-mover@example.cn")
     moving = tokens.issue_account_token(mover, TokenPurpose.EMAIL_CHANGE, 3600, email="fuzz-moved@example.cn")
+    signing_up = make_user(Role.ENTERPRISE, email="fuzz-signup@example.cn", awaiting_confirmation=True)
+    activation = services.send_registration_link(signing_up)
     db.session.commit()
     staff, gone = make_user(Role.FINANCE, email="fuzz-staff2@example.cn"), make_user(Role.REVIEWER)
     users.set_active(admin, gone.id, "deactivate")
@@ -374,6 +376,7 @@ def account_pages(make_user, admin) -> list[tuple[Any, str, str | None]]:
         (None, "/password/forgot", None),
         (None, f"/password/reset/{secret(reset)}", None),
         (None, f"/invitations/{secret(invitation)}", None),
+        (None, f"/register/confirm/{secret(activation)}", None),
         (mover, f"/account/email/{secret(moving)}", None),
         (mover, "/account/password", None),
         (mover, "/account/profile", None),

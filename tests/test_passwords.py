@@ -95,7 +95,7 @@ def test_a_password_that_is_the_username_is_refused(app, make_user):
         "/account/password",
         {"current_password": PASSWORD, "password": "SameName12", "confirm": "SameName12"},
     )
-    assert response.status_code == 200 and "不能与用户名相同" in response.get_data(as_text=True)
+    assert response.status_code == 200 and "不能包含用户名或电子邮箱" in response.get_data(as_text=True)
 
 
 # --- forgotten and reset --------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def accept_invitation(secret: str, data: Acceptance) -> User:
         if not data.full_name.strip():
             fields["full_name"] = _("Required.")
         try:
-            check_password_strength(data.password, data.username)
+            check_password_strength(data.password, data.username, row.email)
         except ValidationFailed as error:
             fields["password"] = error.message
         if email_taken(row.email):

@@ -251,6 +251,9 @@ class User(UserMixin, db.Model):
     # The enterprise's account holder: the registrant, until they hand the role to a colleague. Only
     # the holder applies for vouchers, submits claims and changes the bank account; one per enterprise.
     is_holder: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A self-registered account until the link mailed to its address is opened: nobody signs in with it
+    # (portal.accounts.registration), so registering someone else's address gets nowhere.
+    awaiting_confirmation: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped at logout, password change or reset and deactivation: every session cookie minted before
     # stops working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -286,7 +289,7 @@ class User(UserMixin, db.Model):
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
-        return self.is_active_account
+        return self.is_active_account and not self.awaiting_confirmation
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
@@ -320,12 +323,14 @@ class TokenPurpose(StrEnum):
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a password
     WELCOME = "welcome"  # an administrator made the account: its owner chooses the first password
     EMAIL_CHANGE = "email_change"
+    REGISTRATION = "registration"  # confirms a self-registered account's address and activates it
 
 
 TOKEN_PURPOSE_LABELS = {
     TokenPurpose.PASSWORD_RESET: _l("Password reset"),
     TokenPurpose.WELCOME: _l("First password"),
     TokenPurpose.EMAIL_CHANGE: _l("New e-mail address"),
+    TokenPurpose.REGISTRATION: _l("Registration"),
 }
 
 
@@ -418,6 +423,8 @@ OBJECT_LABELS.update(
 ACTION_LABELS.update(
     {
         "enterprise.registered": _l("Enterprise registered"),
+        "user.registration_confirmed": _l("Registration confirmed by e-mail"),
+        "api_token.revoked": _l("API token revoked"),
         "user.created": _l("Account created"),
         "user.updated": _l("Account changed by an administrator"),
         "user.login": _l("Signed in"),

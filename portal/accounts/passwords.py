@@ -38,7 +38,7 @@ def change_password(user: User, current: str, new: str) -> None:
     if not check_password_hash(user.password_hash, current or ""):
         fields["current_password"] = _("This is not your current password.")
     try:
-        check_password_strength(new, user.username)
+        check_password_strength(new, user.username, user.email)
     except ValidationFailed as error:
         fields["password"] = error.message
     if not fields and new == current:
@@ -142,7 +142,7 @@ def reset_password(secret: str, new: str) -> User:
         row = password_link(secret)
         user = row.user
         try:
-            check_password_strength(new, user.username)
+            check_password_strength(new, user.username, user.email)
         except ValidationFailed as error:  # the link stays usable: nothing was written
             raise ValidationFailed(error.message, {"password": error.message}) from None
         if not tokens.use(row, "used_at", clock.utcnow()):

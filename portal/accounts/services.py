@@ -17,9 +17,10 @@ from stdnum import exceptions as stdnum_errors
 from stdnum.cn import uscc as stdnum_uscc
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.accounts import mail, tokens
+from portal.accounts import mail, password_policy, tokens
 from portal.accounts.models import (
     ROLE_LABELS,
+    AccountToken,
     ApiToken,
     Enterprise,
     EnterpriseKind,
@@ -36,7 +37,6 @@ from portal.core.permissions import Role
 from portal.extensions import db
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-MIN_PASSWORD_LENGTH = 10
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,40}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -47,6 +47,10 @@ class ChecksumFailed(ValidationFailed):
 
 class AccountDisabled(Forbidden):
     """The password is right, but the account is deactivated."""
+
+
+class AccountUnconfirmed(AccountDisabled):
+    """The password is right, but the registration's link has not been opened yet."""
 
 
 # A hash of a random password, checked when the username is unknown so that a miss costs as
@@ -95,17 +99,10 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
-def check_password_strength(password: str, username: str = "") -> None:
-    """Refuse passwords that are short, or that are the username."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            _("The password needs at least %(n)d characters.", n=MIN_PASSWORD_LENGTH),
-            {"password": _("Too short.")},
-        )
-    if username and password.lower() == username.lower():
-        raise ValidationFailed(
-            _("The password must not be the username."), {"password": _("Same as the username.")}
-        )
+def check_password_strength(password: str, username: str = "", email: str | None = "") -> None:
+    """Refuse a password against the policy (portal.accounts.password_policy): every reason, as the
+    `password` field's message."""
+    password_policy.check_password(password or "", username or "", email or "")
 
 
 @dataclass(frozen=True)
@@ -123,8 +120,12 @@ class Registration:
     legacy_code: bool = False
 
 
-def register_enterprise(data: Registration) -> User:
-    """Create an enterprise (awaiting verification) and its first user, in one transaction."""
+def register_enterprise(data: Registration, *, awaiting_confirmation: bool = False) -> User:
+    """Create an enterprise (awaiting verification) and its first user, in one transaction.
+
+    Self-registration (portal.accounts.registration) makes the user `awaiting_confirmation`: usable
+    only once the link mailed to its address is opened.
+    """
     fields: dict[str, str] = {}
     checksum_ok = True
     try:
@@ -149,7 +150,7 @@ def register_enterprise(data: Registration) -> User:
     if data.county not in current_app.config["COUNTIES"]:
         fields["county"] = _("Choose a county from the list.")
     try:
-        check_password_strength(data.password, data.username)
+        check_password_strength(data.password, data.username, data.email)
     except ValidationFailed as error:
         fields.update(error.fields)
     if fields:
@@ -172,6 +173,7 @@ def register_enterprise(data: Registration) -> User:
         phone=data.phone or None,
         enterprise=enterprise,
         is_holder=True,  # the registrant holds the enterprise's account until they hand it over
+        awaiting_confirmation=awaiting_confirmation,
     )
     db.session.add_all([enterprise, user])
     db.session.flush()
@@ -187,8 +189,27 @@ def register_enterprise(data: Registration) -> User:
         },
         actor_id=user.id,
     )
+    if awaiting_confirmation:
+        send_registration_link(user)
     db.session.commit()
     return user
+
+
+def send_registration_link(user: User) -> AccountToken:
+    """A new link (in the session) that confirms a self-registered account's address and activates it."""
+    ttl = current_app.config["REGISTRATION_LINK_TTL_SECONDS"]
+    row = tokens.issue_account_token(user, TokenPurpose.REGISTRATION, ttl)
+    mail.mail_link(
+        user.email,
+        "account.registration_confirm",
+        row,
+        "/register/confirm/",
+        recipient=user,
+        username=user.username,
+        enterprise=user.enterprise.name if user.enterprise else "",
+        days=max(ttl // 86400, 1),
+    )
+    return row
 
 
 def already_registered_message(enterprise: Enterprise) -> str:
@@ -251,7 +272,8 @@ def require_holder(user: User) -> None:
 def authenticate(username: str, password: str) -> User | None:
     """The user with this username and password, or None; takes as long either way.
 
-    Raises AccountDisabled when the password is right but the account is deactivated.
+    Raises AccountDisabled when the password is right but the account is deactivated (AccountUnconfirmed
+    when it waits for its registration link).
     """
     user = db.session.scalar(select(User).where(db.func.lower(User.username) == (username or "").lower()))
     if user is None:
@@ -262,6 +284,13 @@ def authenticate(username: str, password: str) -> User | None:
         return None
     if not check_password_hash(user.password_hash, password or ""):
         return None
+    if user.awaiting_confirmation:
+        raise AccountUnconfirmed(
+            _(
+                "This account is not active yet: open the link we mailed to its address when you "
+                "registered. No mail? Register again with the same address to get a new link."
+            )
+        )
     if not user.is_active:
         raise AccountDisabled(
             _(
@@ -378,7 +407,7 @@ def _check_new_user(
         fields["username"] = _("This username is taken.")
     if password is not None:
         try:
-            check_password_strength(password, username)
+            check_password_strength(password, username, email)
         except ValidationFailed as error:
             fields["password"] = error.message
     if email and not EMAIL_PATTERN.match(normalize_email(email)):
@@ -425,6 +454,16 @@ def issue_api_token(user: User) -> tuple[str, ApiToken]:
     audit.record("api_token.issued", "user", user.id, actor_id=user.id)
     db.session.commit()
     return token, row
+
+
+def revoke_api_token(token: str) -> None:
+    """The bearer token stops working (the API's sign-out); the user's other tokens go on."""
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
+    if row is None or row.revoked_at is not None:
+        raise NotFound(_("No such token."))
+    row.revoked_at = utcnow()
+    audit.record("api_token.revoked", "user", row.user_id, after={"token_id": row.id}, actor_id=row.user_id)
+    db.session.commit()
 
 
 def user_for_token(token: str) -> User | None:

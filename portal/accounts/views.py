@@ -22,7 +22,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.config import COOKIE_NAME
 from markupsafe import escape
 
-from portal.accounts import passwords, profile, services
+from portal.accounts import passwords, profile, registration, services, throttle
 from portal.accounts.forms import (
     ChangePasswordForm,
     ConfirmForm,
@@ -46,8 +46,34 @@ def _login_limit() -> str:
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
-def _username_key() -> str:
-    return "login-user:" + (request.form.get("username") or "").strip().lower()
+def _login_user_address_limit() -> str:
+    return current_app.config["LOGIN_USER_ADDRESS_RATE_LIMIT"]
+
+
+def _username_address_key() -> str:
+    """The username typed, from this visitor's address: someone else's guesses elsewhere do not count."""
+    username = (request.form.get("username") or "").strip().lower()
+    return f"login-user:{username}:{throttle.client_address()}"
+
+
+def _registration_client_limit() -> str:
+    return current_app.config["REGISTRATION_CLIENT_RATE_LIMIT"]
+
+
+def _registration_global_limit() -> str:
+    return current_app.config["REGISTRATION_GLOBAL_RATE_LIMIT"]
+
+
+def _registration_address_limit() -> str:
+    return current_app.config["REGISTRATION_ADDRESS_RATE_LIMIT"]
+
+
+def _everyone_key() -> str:
+    return "everyone"
+
+
+def _registration_address_key() -> str:
+    return "registration-address:" + services.normalize_email(request.form.get("email"))
 
 
 def _account_key() -> str:
@@ -114,15 +140,20 @@ def invalid_link(error: NotFound) -> Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
-@limiter.limit(_login_limit, methods=["POST"], key_func=_username_key)
+@limiter.limit(_login_user_address_limit, methods=["POST"], key_func=_username_address_key)
 def login() -> ResponseReturnValue:
-    """Sign in with username and password."""
+    """Sign in with username and password (the limits: docs/accounts.md)."""
     if current_user.is_authenticated:
         return redirect(url_for("catalog.index"))
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = services.authenticate(form.username.data, form.password.data)
+            user = throttle.sign_in(form.username.data, form.password.data, throttle.client_address())
+        except throttle.SignInDelayed as error:
+            form.form_errors.append(error.message)
+            page = current_app.make_response((render_template("accounts/login.html", form=form), 429))
+            page.headers["Retry-After"] = str(error.retry_after)
+            return page
         except services.AccountDisabled as error:
             form.form_errors.append(error.message)
             return render_template("accounts/login.html", form=form)
@@ -152,35 +183,60 @@ def logout() -> ResponseReturnValue:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(_registration_client_limit, methods=["POST"])
+@limiter.limit(_registration_global_limit, methods=["POST"], key_func=_everyone_key)
+@limiter.limit(_registration_address_limit, methods=["POST"], key_func=_registration_address_key)
 def register() -> ResponseReturnValue:
-    """Enterprise self-registration; the bureau verifies the enterprise afterwards."""
+    """Enterprise self-registration: every valid submission gets the same page, the mail says the rest."""
     if current_user.is_authenticated:
         return redirect(url_for("catalog.index"))
     form = RegistrationForm()
     if form.validate_on_submit():
+        data = services.Registration(
+            username=form.username.data.strip(),
+            password=form.password.data,
+            email=form.email.data,
+            full_name=form.full_name.data,
+            phone=form.phone.data,
+            company_name=form.company_name.data,
+            uscc=form.uscc.data,
+            kind=EnterpriseKind(form.kind.data),
+            county=form.county.data,
+            legacy_code=form.legacy_code.data,
+        )
         try:
-            user = services.register_enterprise(
-                services.Registration(
-                    username=form.username.data.strip(),
-                    password=form.password.data,
-                    email=form.email.data,
-                    full_name=form.full_name.data,
-                    phone=form.phone.data,
-                    company_name=form.company_name.data,
-                    uscc=form.uscc.data,
-                    kind=EnterpriseKind(form.kind.data),
-                    county=form.county.data,
-                    legacy_code=form.legacy_code.data,
-                )
-            )
+            registration.check_registration(data)
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
-            login_user(user)
-            services.record_login(user)
-            flash(_("Registration complete. The bureau will verify your enterprise."), "success")
-            return redirect(url_for("accounts.account"))
+            # Whether the address, code or username exists is looked up (and the password hashed) after
+            # the page is sent: neither its content nor its time tells.
+            page = current_app.make_response(render_template("accounts/register_sent.html"))
+            return after_response(page, registration.process_registration, data)
     return render_template("accounts/register.html", form=form)
+
+
+@bp.route("/register/confirm/<token>", methods=["GET", "POST"])
+def confirm_registration(token: str) -> ResponseReturnValue:
+    """Open the link mailed at registration (once): the address is confirmed and the account activated.
+
+    The link does not sign in: the password does, as for an invitation.
+    """
+    if current_user.is_authenticated:
+        return redirect(url_for("catalog.index"))
+    try:
+        link = registration.registration_link(token)
+    except NotFound as error:
+        return invalid_link(error)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            registration.confirm_registration(token)
+        except NotFound as error:
+            return invalid_link(error)
+        flash(_("Your account is active. Sign in; the bureau will then verify your enterprise."), "success")
+        return redirect(url_for("accounts.login"))
+    return private(render_template("accounts/confirm_registration.html", form=form, link=link))
 
 
 @bp.route("/account")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -30,7 +32,7 @@ from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
-from portal.extensions import db, login_manager
+from portal.extensions import db, limiter, login_manager
 
 bp = Blueprint("core", __name__)
 
@@ -131,6 +133,17 @@ HTTP_CODES = {
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
+    response = current_app.make_response(_http_error_answer(error))
+    if response.status_code == 429:
+        # Flask-Limiter's own headers are off (config: they would overwrite the Retry-After of a sign-in
+        # delay with the window of another limit): a refusal says when the limit that refused opens.
+        limit = limiter.current_limit
+        if limit is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(limit.reset_at - time.time())))
+    return response
+
+
+def _http_error_answer(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
     # What the exception says besides its body: `Allow` on a 405 (RFC 9110 requires it), `Retry-After`.
     headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
@@ -163,8 +176,16 @@ def _http_error_body(error: HTTPException, status: int) -> ResponseReturnValue:
 
 def _service_error(error: ServiceError) -> ResponseReturnValue:
     if wants_json():
-        return json_error(error.status, error.code, error.message, error.details)
-    return render_template("errors/error.html", status=error.status, message=error.message), error.status
+        response = current_app.make_response(
+            json_error(error.status, error.code, error.message, error.details)
+        )
+    else:
+        page = render_template("errors/error.html", status=error.status, message=error.message)
+        response = current_app.make_response((page, error.status))
+    retry_after = getattr(error, "retry_after", None)  # a refusal that lasts a known time (a delay)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _database_unavailable(error: DBAPIError) -> ResponseReturnValue:

@@ -148,6 +148,42 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "%(days)s days to choose your password; it works once."
         ),
     ),
+    # Registration: the form answers the same for everyone; the mail says what happened.
+    "account.registration_confirm": (
+        _l("Confirm your registration"),
+        _l(
+            "Thank you for registering %(enterprise)s at the Liaocheng Instrument & Voucher Portal. Open the "
+            "link below within %(days)s days to confirm this address and activate the account %(username)s; "
+            "until then nobody can sign in with it. If you did not register, ignore this mail."
+        ),
+    ),
+    "account.registration_existing": (
+        _l("You already have an account at the portal"),
+        _l(
+            "Someone (we hope you) tried to register at the portal with this address, which already belongs "
+            "to the account %(username)s. No new account was made. Sign in with it at the link below; if you "
+            "have forgotten the password, choose “Forgotten password” on that page. If it was not you, "
+            "ignore this mail."
+        ),
+    ),
+    "account.registration_enterprise_exists": (
+        _l("This enterprise is already registered at the portal"),
+        _l(
+            "Someone (we hope you) tried to register the enterprise with the credit code %(uscc)s, which "
+            "already has an account at the portal. No new account was made. Its account holder "
+            "(%(holder)s) can invite you: after signing in they choose “Colleagues” on their account page "
+            "and send an invitation to this address; the invitation's link lets you create your own "
+            "account of the enterprise."
+        ),
+    ),
+    "account.registration_username_taken": (
+        _l("Choose another username"),
+        _l(
+            "Someone (we hope you) tried to register at the portal with this address and the username "
+            "%(username)s, which is taken. No account was made: register again with another username at "
+            "the link below."
+        ),
+    ),
     "account.password_changed": (
         _l("Your password was changed"),
         _l(
