@@ -81,9 +81,19 @@ def signed_in(app: Flask, role: str, language: str, user_agent: str | None = Non
 
 
 def walk(
-    app: Flask, role: str, language: str, *, per_kind: int, limit: int, client: FlaskClient | None = None
+    app: Flask,
+    role: str,
+    language: str,
+    *,
+    per_kind: int,
+    limit: int,
+    client: FlaskClient | None = None,
+    seen_kinds: set[str] | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """(url, html) of every page `role` reaches from the start pages, at most `per_kind` of a kind."""
+    """(url, html) of every page `role` reaches from the start pages, at most `per_kind` of a kind.
+
+    With `seen_kinds` (shared by the walks of several roles), a kind another role has already been
+    shown is still followed for its links but not yielded again, and the kinds yielded are added."""
     client = client or signed_in(app, role, language)
     queue = list(START)
     seen: set[str] = set()
@@ -102,9 +112,12 @@ def walk(
             continue
         if response.status_code != 200 or not response.mimetype.startswith("text/html"):
             continue
-        pages += 1
         body = response.get_data(as_text=True)
-        yield url, body
+        if seen_kinds is None or kind(path) not in seen_kinds or kinds[kind(path)] > 1:
+            pages += 1
+            yield url, body
+        if seen_kinds is not None and kinds[kind(path)] == 1:
+            seen_kinds.add(kind(path))
         links = _Links()
         links.feed(body)
         for href in links.links:
