@@ -8,8 +8,6 @@ Every instrument's search columns are computed again (pinyin of its name and of 
 the host's name itself), and the synonym table is seeded from portal/catalog/synonyms.tsv.
 """
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,9 +15,6 @@ revision = "0017_search"
 down_revision = "0014_task_outbox"
 branch_labels = None
 depends_on = None
-
-SEED = Path(__file__).resolve().parents[2] / "portal" / "catalog" / "synonyms.tsv"
-
 
 def upgrade():
     op.create_table(
@@ -54,7 +49,7 @@ def upgrade():
         sa.column("created_at", UTCDateTime()),
     )
     now = utcnow()
-    op.bulk_insert(synonyms, [{"term": t, "expansion": e, "created_at": now} for t, e in read_seed(SEED)])
+    op.bulk_insert(synonyms, [{"term": t, "expansion": e, "created_at": now} for t, e in read_seed()])
     _reindex()
 
 

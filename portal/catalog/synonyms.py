@@ -30,7 +30,11 @@ MAX_ALTERNATIVES = 6
 Synonyms = dict[str, list[str]]
 
 
-def read_seed(path: Path) -> list[tuple[str, str]]:
+# The seed of the table (migration 0017); tests that empty the database sow it again.
+SEED_FILE = Path(__file__).with_name("synonyms.tsv")
+
+
+def read_seed(path: Path = SEED_FILE) -> list[tuple[str, str]]:
     """The (term, expansion) pairs of a synonyms file: one pair a line, TAB between, # comments."""
     pairs = []
     for line in path.read_text(encoding="utf-8").splitlines():
