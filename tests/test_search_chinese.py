@@ -16,6 +16,7 @@ from portal.catalog.editing import apply_changes, parse_changes
 from portal.catalog.importer import import_catalog
 from portal.catalog.models import Instrument, SearchSynonym
 from portal.catalog.services import InstrumentQuery, _filtered, normalize_query
+from portal.core.errors import Forbidden
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -255,5 +256,9 @@ def test_bad_synonyms_show_the_form_again_with_what_was_typed(app, client, make_
 
 
 def test_only_administrators_change_the_table(app, make_user):
-    with pytest.raises(Exception, match="administrators"):
-        synonyms.add_synonym(make_user(Role.PROVIDER), "abc", "def")
+    provider = make_user(Role.PROVIDER)
+    with pytest.raises(Forbidden):
+        synonyms.add_synonym(provider, "abc", "def")
+    with pytest.raises(Forbidden):
+        synonyms.delete_synonym(provider, db.session.scalar(select(SearchSynonym.id)))
+    assert db.session.scalar(select(SearchSynonym.id).where(SearchSynonym.term == "abc")) is None

@@ -281,10 +281,16 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
     if cached is not None:
         return SearchResult(**cached, query=query)
     filtered = _filtered(query)
-    total = db.session.scalar(select(func.count()).select_from(filtered.subquery()))
-    ids = db.session.scalars(
-        filtered.order_by(*_ordering(query)).limit(query.per_page).offset((query.page - 1) * query.per_page)
+    # The page and the total in one pass over the matching rows (a broad keyword such as a big host's
+    # name matches a third of the catalogue); a page past the end counts separately.
+    page = db.session.execute(
+        filtered.add_columns(func.count().over())
+        .order_by(*_ordering(query))
+        .limit(query.per_page)
+        .offset((query.page - 1) * query.per_page)
     ).all()
+    ids = [row[0] for row in page]
+    total = page[0][1] if page else db.session.scalar(select(func.count()).select_from(filtered.subquery()))
     rows = db.session.scalars(
         select(Instrument)
         .where(Instrument.id.in_(ids))
