@@ -281,16 +281,20 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
     if cached is not None:
         return SearchResult(**cached, query=query)
     filtered = _filtered(query)
-    # The page and the total in one pass over the matching rows (a broad keyword such as a big host's
-    # name matches a third of the catalogue); a page past the end counts separately.
-    page = db.session.execute(
-        filtered.add_columns(func.count().over())
-        .order_by(*_ordering(query))
-        .limit(query.per_page)
-        .offset((query.page - 1) * query.per_page)
-    ).all()
-    ids = [row[0] for row in page]
-    total = page[0][1] if page else db.session.scalar(select(func.count()).select_from(filtered.subquery()))
+    offset = (query.page - 1) * query.per_page
+    ordered = filtered.order_by(*_ordering(query)).limit(query.per_page).offset(offset)
+    counted = select(func.count()).select_from(filtered.subquery())
+    if query.q:
+        # A keyword's rows come from the index in no useful order, so every match is read anyway: the
+        # page and the total in one pass (a big host's name matches a third of the catalogue). A page
+        # past the end counts separately.
+        page = db.session.execute(ordered.add_columns(func.count().over())).all()
+        ids = [row[0] for row in page]
+        total = page[0][1] if page else db.session.scalar(counted)
+    else:
+        # Filters only: the page can stop early along an index (code, fee), so it counts apart.
+        total = db.session.scalar(counted)
+        ids = db.session.scalars(ordered).all()
     rows = db.session.scalars(
         select(Instrument)
         .where(Instrument.id.in_(ids))
