@@ -66,7 +66,7 @@ SECTIONS = [
     (
         "admin.synonyms",
         _l("Search synonyms"),
-        _l("Short forms a catalogue search also reads as their long form: 扫描电镜, XRD, 核磁."),
+        _l("Short forms a catalogue search also reads as their long form: XRD, SEM, NMR …"),
     ),
     ("notifications.failed", _l("Failed mail"), _l("Mail that could not be delivered; send it again.")),
 ]
