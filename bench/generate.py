@@ -27,11 +27,11 @@ from bench.common import portal_app
 INSTRUMENTS_SQL = """
 INSERT INTO instruments (code, name, name_en, category_id, model, manufacturer,
     original_value_fen, status, sharing_mode, fee_per_hour_fen, fee_per_sample_fen,
-    headline_fee_fen, institution_id, county, address, search_text, search_grams,
+    headline_fee_fen, institution_id, county, address, search_text, search_grams, search_pinyin,
     created_at, updated_at)
 SELECT 'B' || g || '-' || i.code, i.name, i.name_en, i.category_id, i.model, i.manufacturer,
     i.original_value_fen, i.status, i.sharing_mode, i.fee_per_hour_fen, i.fee_per_sample_fen,
-    i.headline_fee_fen, i.institution_id, i.county, i.address, i.search_text, i.search_grams,
+    i.headline_fee_fen, i.institution_id, i.county, i.address, i.search_text, i.search_grams, i.search_pinyin,
     i.created_at, i.updated_at
 FROM (SELECT * FROM instruments WHERE id <= :last_original ORDER BY id LIMIT :per_copy) i
 CROSS JOIN generate_series(CAST(:first AS integer), CAST(:last AS integer)) g

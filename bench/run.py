@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from bench import generate
 from bench.common import Result, table
 
-CASES = ("generate", "catalogue", "booking", "tally", "exports", "notifications")
+CASES = ("generate", "catalogue", "search", "booking", "tally", "exports", "notifications")
 
 
 def _database(base: str, name: str) -> str:
@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> None:
             only.append("generate")
         step("generate", prepare)
 
-    from bench import booking, catalogue, exports, notifications, tally
+    from bench import booking, catalogue, exports, notifications, search_latency, tally
 
     step("catalogue", lambda: catalogue.run(small_url, large_url))
+    step("search", lambda: search_latency.run(small_url, large_url, explain=True))
     step("booking", lambda: booking.run(small_url, large_url))
     step("tally", lambda: tally.run(large_url, month))
     step("exports", lambda: exports.run(large_url, month))

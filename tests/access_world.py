@@ -400,6 +400,13 @@ class World:
         row = catalog_imports.start_import(self.user("admin"), io.BytesIO(console_csv()), "矩阵仪器.csv")
         return {"import_id": row.id}
 
+    def _make_search_synonym(self, side: str) -> dict[str, Any]:
+        """A synonym of the search table (a new short form each time)."""
+        from portal.catalog import synonyms
+
+        row = synonyms.add_synonym(self.user("admin"), f"矩阵{next(_serial)}", "矩阵仪器")
+        return {"synonym_id": row.id}
+
     # --- clients ------------------------------------------------------------------------------------
 
     def login(self, role: str) -> None:
@@ -698,6 +705,8 @@ def build_console_objects(world: World) -> None:
         world.shared.setdefault("scheme_year", {})[side] = {"year": 2026}
     checked = world._make_catalog_import("A")
     world.shared["catalog_import"] = {side: checked for side in SIDES}
+    synonym = world._make_search_synonym("A")
+    world.shared["search_synonym"] = {side: synonym for side in SIDES}
 
 
 # --- accounts (issue 13): passwords, profile, colleagues, invitations, the console's users -------------

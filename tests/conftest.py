@@ -21,6 +21,7 @@ from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from portal import create_app
+from portal.catalog.synonyms import read_seed
 from portal.extensions import db, limiter
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
@@ -129,6 +130,11 @@ def _clean_postgres(url: str) -> None:
         if tables:
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         conn.execute(sa.text("UPDATE catalog_state SET version = 'initial'"))
+        # What migrations seed, as a freshly migrated database holds it.
+        conn.execute(
+            sa.text("INSERT INTO search_synonyms (term, expansion, created_at) VALUES (:t, :e, now())"),
+            [{"t": term, "e": expansion} for term, expansion in read_seed()],
+        )
     engine.dispose()
 
 

@@ -211,6 +211,9 @@ REQUESTS.update(
         ("/admin/institutions/new", "POST"): {"form": _institution_form},
         ("/admin/institutions/<int:institution_id>", "POST"): {"form": _institution_form},
         ("/admin/imports", "POST"): {"form": _catalogue_file},
+        ("/admin/synonyms", "POST"): {
+            "form": lambda _o, _role: {"term": f"矩阵简称{next(_console_serial)}", "expansion": "矩阵全称"}
+        },
         ("/api/v1/catalog/imports", "POST"): {
             "multipart": lambda o, r: {**_catalogue_file(o, r), "dry_run": "true"}
         },

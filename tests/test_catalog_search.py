@@ -6,18 +6,45 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pypinyin import lazy_pinyin
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import Institution
-from portal.catalog.models import Instrument, InstrumentStatus
+from portal.catalog.models import Instrument, InstrumentStatus, SearchSynonym
 from portal.catalog.services import InstrumentQuery, _filtered, normalize_query
 from portal.core.text import normalize
 from portal.extensions import db
 
 
 def everything() -> list[Instrument]:
-    return list(db.session.scalars(select(Instrument).options(joinedload(Instrument.category))))
+    return list(
+        db.session.scalars(
+            select(Instrument).options(joinedload(Instrument.category), joinedload(Instrument.institution))
+        )
+    )
+
+
+def spoken(text: str) -> list[str]:
+    """The pinyin and initials of the Chinese in `text`, straight from pypinyin."""
+    syllables = lazy_pinyin(text, errors="ignore")
+    return ["".join(syllables), "".join(s[0] for s in syllables)] if syllables else []
+
+
+def alternatives(term: str) -> list[list[str]]:
+    """What the synonym table says a term stands for, read directly from the table."""
+    out = [[term]]
+    for short, expansion in db.session.execute(select(SearchSynonym.term, SearchSynonym.expansion)):
+        if (short.isascii() and term == short) or (not short.isascii() and short in term):
+            out.append(term.replace(short, expansion).split())
+    return out
+
+
+def holds(fields: list[str], pinyin: list[str], may_be_pinyin: bool, alts: list[list[str]]) -> bool:
+    """A term is in the pinyin, or every word of one of its alternatives is in some field."""
+    if may_be_pinyin and any(alts[0][0] in p for p in pinyin):
+        return True
+    return any(all(any(w in f for f in fields) for w in words) for words in alts)
 
 
 def oracle(
@@ -30,13 +57,24 @@ def oracle(
     fee_min_fen: int | None = None,
     fee_max_fen: int | None = None,
 ) -> list[str]:
-    """The expected codes, by a direct Python scan over every instrument (no SQL, no index)."""
+    """The expected codes, by a direct Python scan over every instrument (no SQL, no index).
+
+    A term matches a field, the host's name, the pinyin of the name or the host's name (a latin term
+    that is not a short form of the synonym table), or all the words of one of its synonyms.
+    """
+    short_forms = {t for t in db.session.scalars(select(SearchSynonym.term)) if t.isascii()}
+    # Per term: whether it may be pinyin, and the word lists it stands for.
+    terms = [
+        (t.isascii() and t.isalpha() and t not in short_forms, alternatives(t)) for t in normalize(q).split()
+    ]
     out = []
     for row in rows:
         fields = [
             normalize(getattr(row, f) or "") for f in ("code", "name", "name_en", "model", "manufacturer")
         ]
-        if any(not any(term in f for f in fields) for term in normalize(q).split()):
+        fields.append(normalize(row.institution.name))
+        pinyin = [*spoken(row.name), *spoken(row.institution.name)]
+        if not all(holds(fields, pinyin, may_be_pinyin, alts) for may_be_pinyin, alts in terms):
             continue
         fee = row.fee_per_hour_fen if row.fee_per_hour_fen is not None else row.fee_per_sample_fen
         if institution_id is not None and row.institution_id != institution_id:
@@ -83,6 +121,14 @@ KEYWORDS = [
     "色谱仪",
     "不存在的仪器",
     "ＧＣ",
+    "zhipu",
+    "ZP",
+    "聊城大学",
+    "扫描电镜",
+    "液质",
+    "xrd",
+    "gc-ms",
+    "dianjing lcdx",
 ]
 
 

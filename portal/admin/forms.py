@@ -92,3 +92,22 @@ class ActionForm(FlaskForm):
     """A button that changes something: the form only carries its CSRF token."""
 
     submit = SubmitField()
+
+
+class SynonymForm(FlaskForm):
+    term = StringField(
+        _l("Short form"),
+        validators=[DataRequired(), Length(max=40)],
+        description=_l("One word, as people type it: %(example)s, XRD.", example=CHINESE % "扫描电镜"),
+    )
+    expansion = StringField(
+        _l("Stands for"),
+        validators=[DataRequired(), Length(max=80)],
+        description=_l(
+            "What a search for the short form also finds: %(example)s. Several words separated by a "
+            "space must all be in a record, in any order: %(words)s.",
+            example=CHINESE % "扫描电子显微镜",
+            words=CHINESE % "液相色谱 质谱",
+        ),
+    )
+    submit = SubmitField(_l("Add"))

@@ -18,8 +18,16 @@ from portal.accounts.models import (
     VerificationState,
 )
 from portal.admin import services
-from portal.admin.forms import ActionForm, EnterpriseSearchForm, InstitutionForm, SearchForm, UploadForm
+from portal.admin.forms import (
+    ActionForm,
+    EnterpriseSearchForm,
+    InstitutionForm,
+    SearchForm,
+    SynonymForm,
+    UploadForm,
+)
 from portal.catalog import imports
+from portal.catalog import synonyms as search_synonyms
 from portal.catalog.models import IMPORT_STATE_LABELS, ImportState
 from portal.catalog.upload_checks import FORMATS
 from portal.core import uploads
@@ -55,6 +63,11 @@ SECTIONS = [
         "admin.imports_page",
         _l("Catalogue imports"),
         _l("Upload a CSV or XLSX file: a dry run lists every problem, then apply it."),
+    ),
+    (
+        "admin.synonyms",
+        _l("Search synonyms"),
+        _l("Short forms a catalogue search also reads as their long form: XRD, SEM, NMR …"),
     ),
     ("notifications.failed", _l("Failed mail"), _l("Mail that could not be delivered; send it again.")),
 ]
@@ -155,6 +168,35 @@ def enterprises() -> ResponseReturnValue:
 def categories() -> ResponseReturnValue:
     """The catalogue's category codes, read-only."""
     return render_template("admin/categories.html", table=services.category_table(current_user))
+
+
+# --- search synonyms -----------------------------------------------------------------------------
+
+
+@bp.route("/synonyms", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def synonyms() -> ResponseReturnValue:
+    """The synonym table, and a form to add a short form."""
+    form = SynonymForm()
+    if form.validate_on_submit():
+        try:
+            search_synonyms.add_synonym(current_user, form.term.data, form.expansion.data)
+        except ValidationFailed as error:
+            show_service_errors(form, error)
+        else:
+            flash(_("The synonym is added; searches use it now."), "success")
+            return redirect(url_for("admin.synonyms"))
+    rows = search_synonyms.list_synonyms(current_user)
+    return render_template("admin/synonyms.html", form=form, rows=rows, action_form=ActionForm())
+
+
+@bp.route("/synonyms/<int:synonym_id>/delete", methods=["POST"])
+@role_required(Role.ADMIN)
+def delete_synonym(synonym_id: int) -> ResponseReturnValue:
+    """Remove a synonym from the table."""
+    search_synonyms.delete_synonym(current_user, synonym_id)  # CSRFProtect has checked the token
+    flash(_("The synonym is deleted."), "success")
+    return redirect(url_for("admin.synonyms"))
 
 
 # --- yearly schemes ------------------------------------------------------------------------------

@@ -147,7 +147,15 @@ class InstrumentPatchSchema(ma.Schema):
 
 
 class InstrumentArgsSchema(PageArgsSchema):
-    q = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    q = ma.fields.String(
+        load_default="",
+        validate=validate.Length(max=200),
+        metadata={
+            "description": "Keywords, all of which must match: in the code, name, English name, model, "
+            "manufacturer or host institution's name, in the pinyin or initials of the name or the host's "
+            "name (zhipu, zp), or through the synonym table (扫描电镜, XRD). See docs/search.md."
+        },
+    )
     institution_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
     category = ma.fields.String(
         load_default=None,

@@ -23,7 +23,11 @@ from sqlalchemy import (
     String,
     Text,
     Time,
+    UniqueConstraint,
+    bindparam,
     event,
+    inspect,
+    select,
     text,
     update,
 )
@@ -32,7 +36,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from portal.accounts.models import Institution, User
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
-from portal.core.text import grams, normalize
+from portal.core.text import grams, normalize, pinyin_forms
 from portal.core.types import StringList, UTCDateTime, str_enum
 from portal.extensions import db
 
@@ -139,6 +143,9 @@ class Instrument(db.Model):
     # Derived from the searchable fields on every write (see _refresh_derived below).
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_grams: Mapped[list[str]] = mapped_column(StringList, default=list)
+    # Full pinyin and initials of the name and the host's name, one line each ("zhipuyi zpy"); their
+    # grams are in search_grams too, so a pinyin keyword uses the same index (0017).
+    search_pinyin: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
 
@@ -173,22 +180,31 @@ class Instrument(db.Model):
     )
 
     SEARCH_FIELDS = ("code", "name", "name_en", "model", "manufacturer")
+    # The fields whose Chinese is also indexed as pinyin (the host's name is the other one).
+    PINYIN_FIELDS = ("name",)
 
     @classmethod
-    def derived_values(cls, values: dict) -> dict:
-        """The search columns and headline fee for these field values (also used by bulk inserts)."""
-        searchable = [values.get(f) for f in cls.SEARCH_FIELDS]
+    def derived_values(cls, values: dict, institution_name: str | None = None) -> dict:
+        """The search columns and headline fee for these field values and the host's name.
+
+        Also used by bulk inserts, and by a host's renaming (`reindex_institution`).
+        """
+        searchable = [*(values.get(f) for f in cls.SEARCH_FIELDS), institution_name]
+        spoken = [values.get(f) for f in cls.PINYIN_FIELDS] + [institution_name]
+        pinyin = [" ".join(pinyin_forms(v)) for v in spoken]
         hour, sample = values.get("fee_per_hour_fen"), values.get("fee_per_sample_fen")
         return {
             "search_text": "\n".join(normalize(v) for v in searchable),
-            "search_grams": grams(searchable),
+            "search_grams": grams([*searchable, *pinyin]),
+            "search_pinyin": "\n".join(p for p in pinyin if p),
             "headline_fee_fen": hour if hour is not None else sample,
         }
 
-    def refresh_derived(self) -> None:
+    def refresh_derived(self, institution_name: str | None = None) -> None:
         """Recompute the derived columns from the fields they come from."""
         fields = (*self.SEARCH_FIELDS, "fee_per_hour_fen", "fee_per_sample_fen")
-        for name, value in self.derived_values({f: getattr(self, f) for f in fields}).items():
+        values = {f: getattr(self, f) for f in fields}
+        for name, value in self.derived_values(values, institution_name).items():
             setattr(self, name, value)
 
     @property
@@ -202,7 +218,49 @@ class Instrument(db.Model):
 @event.listens_for(Instrument, "before_insert")
 @event.listens_for(Instrument, "before_update")
 def _refresh_derived(mapper, connection, target: Instrument) -> None:
-    target.refresh_derived()
+    target.refresh_derived(_institution_name(connection, target))
+
+
+def _institution_name(connection, target: Instrument) -> str | None:
+    """The host's name as it will be after this flush (the relationship when loaded, else the row)."""
+    loaded = target.__dict__.get("institution")
+    if loaded is not None and loaded.id == target.institution_id:
+        return loaded.name
+    if target.institution_id is None:
+        return None
+    return connection.scalar(select(Institution.name).where(Institution.id == target.institution_id))
+
+
+def reindex_institution(connection, institution_id: int, name: str | None) -> int:
+    """Recompute the search columns of every instrument of a host under its (new) name; how many."""
+    fields = (*Instrument.SEARCH_FIELDS, "fee_per_hour_fen", "fee_per_sample_fen")
+    table = Instrument.__table__
+    rows = connection.execute(
+        select(table.c.id, *(table.c[f] for f in fields)).where(table.c.institution_id == institution_id)
+    ).all()
+    updates = []
+    for row in rows:
+        derived = Instrument.derived_values(dict(zip(fields, row[1:], strict=True)), name)
+        updates.append({"b_id": row.id, **{k: derived[k] for k in SEARCH_COLUMNS}})
+    if updates:
+        connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in SEARCH_COLUMNS}),
+            updates,
+        )
+    return len(updates)
+
+
+SEARCH_COLUMNS = ("search_text", "search_grams", "search_pinyin")
+
+
+@event.listens_for(Session, "after_flush")
+def _reindex_renamed_institutions(session: Session, flush_context) -> None:
+    # The host's name is searched: a renamed host's instruments are reindexed in the same transaction.
+    for obj in session.dirty:
+        if isinstance(obj, Institution) and inspect(obj).attrs.name.history.has_changes():
+            reindex_institution(session.connection(), obj.id, obj.name)
 
 
 class OpeningHours(db.Model):
@@ -275,12 +333,44 @@ class CatalogState(db.Model):
         return f"<CatalogState v{self.version}>"
 
 
-# Anything that changes what the catalogue shows replaces the cache version in the same transaction.
-_CATALOG_TYPES = (Instrument, OpeningHours, InstrumentPhoto, Institution, Category)
+class SearchSynonym(db.Model):
+    """A short form the field uses and what it stands for: a search for `term` also finds `expansion`.
+
+    Seeded by migration 0017 from portal/catalog/synonyms.tsv; administrators add more in the console.
+    Both sides are stored normalised (portal.core.text.normalize). An expansion of several words
+    (液质 → "液相色谱 质谱") finds the instruments holding every one of them, in any order.
+    """
+
+    __tablename__ = "search_synonyms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    term: Mapped[str] = mapped_column(String(40), index=True)
+    expansion: Mapped[str] = mapped_column(String(80))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        UniqueConstraint("term", "expansion", name="uq_search_synonyms_term_expansion"),
+        CheckConstraint("term <> '' AND expansion <> '' AND term <> expansion", name="synonym_not_empty"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<SearchSynonym {self.term} → {self.expansion}>"
+
+
+# Anything that changes what the catalogue shows replaces the cache version in the same transaction
+# (a synonym changes what a search finds).
+_CATALOG_TYPES = (Instrument, OpeningHours, InstrumentPhoto, Institution, Category, SearchSynonym)
 
 
 # What the audit log calls the actions and objects of this area.
-OBJECT_LABELS.update({"instrument": _l("Instrument record"), "catalog": _l("Catalogue")})
+OBJECT_LABELS.update(
+    {
+        "instrument": _l("Instrument record"),
+        "catalog": _l("Catalogue"),
+        "search_synonym": _l("Search synonym"),
+    }
+)
 ACTION_LABELS.update(
     {
         "instrument.imported": _l("Added by a catalogue import"),
@@ -289,6 +379,8 @@ ACTION_LABELS.update(
         "instrument.photo_removed": _l("Photo removed"),
         "instrument.main_photo_chosen": _l("Main photo chosen"),
         "catalog.imported": _l("Catalogue file imported"),
+        "search_synonym.added": _l("Search synonym added"),
+        "search_synonym.deleted": _l("Search synonym deleted"),
         "demo.loaded": _l("Demo data loaded"),
     }
 )

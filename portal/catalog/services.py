@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app, has_request_context, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, Text, case, func, select, type_coerce, update
+from sqlalchemy import ColumnElement, Select, Text, and_, case, false, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -26,8 +26,9 @@ from portal.catalog.models import (
     InstrumentStatus,
     forget_catalog_version,
 )
+from portal.catalog.synonyms import Synonyms, expand, is_short_form, synonym_map
 from portal.core.errors import NotFound, ValidationFailed
-from portal.core.text import like_escape, normalize, query_grams
+from portal.core.text import is_pinyin_like, like_escape, normalize, query_grams
 from portal.extensions import cache, db
 
 MAX_PER_PAGE = 100
@@ -146,16 +147,36 @@ def normalize_query(query: InstrumentQuery) -> InstrumentQuery:
     return replace(query, q=" ".join(normalize(query.q).split()[:MAX_TERMS]))
 
 
+def _word_matches(word: str, *, pinyin: bool) -> ColumnElement[bool]:
+    """The row holds `word` in its fields (and, for a latin word, in its pinyin too)."""
+    pattern = f"%{like_escape(word)}%"
+    found = Instrument.search_text.like(pattern, escape="\\")
+    if pinyin:
+        found = or_(found, Instrument.search_pinyin.like(pattern, escape="\\"))
+    return found
+
+
+def _term_matches(term: str, synonyms: Synonyms) -> ColumnElement[bool]:
+    """One query term: the term itself or any of its synonyms' expansions (each all of its words)."""
+    pinyin = is_pinyin_like(term) and not is_short_form(term, synonyms)
+    alternatives = []
+    for index, words in enumerate(expand(term, synonyms)):
+        conditions = [_word_matches(w, pinyin=pinyin and index == 0) for w in words]
+        if _dialect() == "postgresql":
+            # The GIN index finds rows holding every gram; LIKE then checks the grams are in order.
+            needed = sorted({g for w in words for g in query_grams(w)})
+            grams_column = type_coerce(Instrument.search_grams, postgresql.ARRAY(Text))
+            conditions.insert(0, grams_column.contains(needed))
+        alternatives.append(and_(*conditions))
+    return or_(*alternatives)
+
+
 def _filtered(query: InstrumentQuery) -> Select:
     stmt = select(Instrument.id)
     terms = query.q.split()
+    synonyms = synonym_map(catalog_version()) if terms else {}
     for term in terms:
-        if _dialect() == "postgresql":
-            # The GIN index finds rows holding every gram; LIKE then checks the grams are in order.
-            stmt = stmt.where(
-                type_coerce(Instrument.search_grams, postgresql.ARRAY(Text)).contains(query_grams(term))
-            )
-        stmt = stmt.where(Instrument.search_text.like(f"%{like_escape(term)}%", escape="\\"))
+        stmt = stmt.where(_term_matches(term, synonyms))
     if query.institution_id is not None:
         stmt = stmt.where(Instrument.institution_id == query.institution_id)
     if query.category:
@@ -177,12 +198,21 @@ def _ordering(query: InstrumentQuery) -> list:
         sort = "code"
     if sort == "relevance":
         whole = like_escape(query.q)
-        first = like_escape(query.q.split()[0])
+        terms = query.q.split()
+        first = like_escape(terms[0])
+        name = func.lower(Instrument.name)
+        # What a one-word query also stands for (扫描电镜: 扫描电子显微镜): a name equal to it is exact too.
+        expanded = (
+            [" ".join(words) for words in expand(terms[0], synonym_map(catalog_version()))[1:]]
+            if len(terms) == 1
+            else []
+        )
         rank = case(
-            (func.lower(Instrument.code) == query.q, 0),
-            (Instrument.search_text.like(f"%{whole}%", escape="\\"), 1),
-            (func.lower(Instrument.name).like(f"{first}%", escape="\\"), 2),
-            else_=3,
+            (or_(func.lower(Instrument.code) == query.q, name == query.q), 0),
+            (name.in_(expanded) if expanded else false(), 1),
+            (Instrument.search_text.like(f"%{whole}%", escape="\\"), 2),
+            (name.like(f"{first}%", escape="\\"), 3),
+            else_=4,
         )
         return [rank, Instrument.code]
     nulls_last = Instrument.headline_fee_fen.is_(None)
@@ -251,10 +281,20 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
     if cached is not None:
         return SearchResult(**cached, query=query)
     filtered = _filtered(query)
-    total = db.session.scalar(select(func.count()).select_from(filtered.subquery()))
-    ids = db.session.scalars(
-        filtered.order_by(*_ordering(query)).limit(query.per_page).offset((query.page - 1) * query.per_page)
-    ).all()
+    offset = (query.page - 1) * query.per_page
+    ordered = filtered.order_by(*_ordering(query)).limit(query.per_page).offset(offset)
+    counted = select(func.count()).select_from(filtered.subquery())
+    if query.q:
+        # A keyword's rows come from the index in no useful order, so every match is read anyway: the
+        # page and the total in one pass (a big host's name matches a third of the catalogue). A page
+        # past the end counts separately.
+        page = db.session.execute(ordered.add_columns(func.count().over())).all()
+        ids = [row[0] for row in page]
+        total = page[0][1] if page else db.session.scalar(counted)
+    else:
+        # Filters only: the page can stop early along an index (code, fee), so it counts apart.
+        total = db.session.scalar(counted)
+        ids = db.session.scalars(ordered).all()
     rows = db.session.scalars(
         select(Instrument)
         .where(Instrument.id.in_(ids))

@@ -49,3 +49,28 @@ def query_grams(term: str) -> list[str]:
 def like_escape(term: str) -> str:
     """Escape LIKE wildcards so user input matches literally (use with escape='\\')."""
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def pinyin_forms(text: str | None) -> list[str]:
+    """The full pinyin and the initials of the Chinese characters in `text` ([] when it has none).
+
+    质谱仪 gives ["zhipuyi", "zpy"]: what people type on a keyboard without switching to a Chinese
+    input method. Other characters are left out, so a hyphen or a model number inside a name does not
+    split a name's pinyin. pypinyin picks each character's reading from its phrase dictionary.
+    """
+    if not text or not _HAN.search(text):
+        return []
+    # Imported here: its dictionaries take a moment to load, and only indexing needs them.
+    from pypinyin import Style, lazy_pinyin
+
+    syllables = lazy_pinyin(text, errors="ignore")
+    initials = lazy_pinyin(text, style=Style.FIRST_LETTER, errors="ignore")
+    return [normalize("".join(syllables)), normalize("".join(initials))]
+
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def is_pinyin_like(term: str) -> bool:
+    """Whether a search term could be pinyin or initials: latin letters only."""
+    return term.isascii() and term.isalpha()

@@ -291,7 +291,7 @@ def _load_instruments(
                 "operator_name": _person(rng),
                 "operator_phone": f"0635-{rng.randint(8100000, 8599999)}",
             }
-            values.update(Instrument.derived_values(values))
+            values.update(Instrument.derived_values(values, institution.name))
             rows.append(values)
     for offset in range(0, len(rows), BATCH):
         db.session.execute(insert(Instrument), rows[offset : offset + BATCH])
