@@ -33,7 +33,7 @@ UNREAD = ("script", "style", "template", "title")
 READABLE_ATTRIBUTES = ("title", "placeholder", "aria-label", "alt")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 ROLES = page_walk.ROLES
-PAGES_PER_KIND = 3  # a kind of page is its path with the numbers taken out
+PAGES_PER_KIND = 2  # a kind of page is its path with the numbers taken out
 PAGES_PER_ROLE = 160
 
 

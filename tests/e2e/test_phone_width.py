@@ -64,17 +64,31 @@ OVERFLOW = """() => {
 }"""
 
 
+@pytest.fixture(scope="module")
+def shown_kinds() -> dict[str, set[str]]:
+    """Page kinds already measured, per language: a page one role has shown is not measured again."""
+    return {"zh": set(), "en": set()}
+
+
 @pytest.mark.parametrize("language", ["zh", "en"])
 @pytest.mark.parametrize("role", page_walk.ROLES)
-def test_no_page_scrolls_sideways_on_a_phone(live_portal, browser, role: str, language: str) -> None:
+def test_no_page_scrolls_sideways_on_a_phone(
+    live_portal, browser, shown_kinds, role: str, language: str
+) -> None:
     client = page_walk.signed_in(live_portal.app, role, language, user_agent=USER_AGENT)
     urls = [
         url
         for url, _ in page_walk.walk(
-            live_portal.app, role, language, per_kind=1, limit=PAGES_PER_ROLE, client=client
+            live_portal.app,
+            role,
+            language,
+            per_kind=1,
+            limit=PAGES_PER_ROLE,
+            client=client,
+            seen_kinds=shown_kinds[language],
         )
     ]
-    assert len(urls) >= 5, f"{role} reached only {len(urls)} pages"
+    assert urls or role != "anon", "the anonymous walk reached no page"
     context = browser.new_context(
         user_agent=USER_AGENT,
         extra_http_headers=page_walk.browser_headers(role, language),
