@@ -29,7 +29,8 @@ def test_week_view_marks_free_held_closed_and_links_only_bookable_starts(
     login(client, user.username)
     page = client.get(f"/instruments/{instrument.code}/availability?week=2026-12-07").get_data(as_text=True)
     statuses = dict(
-        (start, status) for status, start in re.findall(r'<td class="cell-(\w+)" data-start="([^"]+)"', page)
+        (start, status)
+        for status, start in re.findall(r'<td class="cell-(\w+)[^"]*" data-start="([^"]+)"', page)
     )
     assert statuses["2026-12-09T01:00:00Z"] == "held"  # Wed 09:00
     assert statuses["2026-12-09T02:00:00Z"] == "free"  # Wed 10:00

@@ -48,7 +48,7 @@ from tests.test_booking_files import PDF
 # data (a category that exists, the scheme's cap, the hours booked). The document describes each
 # (tests below), and a schema-valid request may be refused with 422 naming only these fields.
 DOCUMENTED_RULES: dict[str, set[str]] = {
-    "GET /api/v1/instruments": {"category"},
+    "GET /api/v1/instruments": {"category", "fee_max_fen"},
     "GET /api/v1/instruments/{code}/availability": {"end"},
     "POST /api/v1/bookings": {
         "starts_at",

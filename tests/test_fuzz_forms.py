@@ -341,6 +341,7 @@ def console_pages(admin, institution, host) -> list[tuple]:
         (admin, "/admin/enterprises", None),
         (admin, "/admin/schemes", None),
         (admin, "/admin/imports", None),
+        (admin, "/admin/synonyms", None),
         (admin, f"/admin/imports/{checked.id}", "/apply"),
     ]
 

@@ -18,6 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import refresh
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.config import COOKIE_NAME
 from markupsafe import escape
@@ -338,6 +339,7 @@ def edit_profile() -> ResponseReturnValue:
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
+            refresh()  # the language may have just changed: say it in the new one
             flash(_("Your profile is saved."), "success")
             if pending:
                 flash(

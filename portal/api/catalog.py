@@ -169,7 +169,11 @@ class InstrumentArgsSchema(PageArgsSchema):
         metadata={"description": "One of the network's counties", CONFIG_ENUM: "COUNTIES"},
     )
     fee_min_fen = ma.fields.Integer(load_default=None, validate=validate.Range(min=0, max=10**12))
-    fee_max_fen = ma.fields.Integer(load_default=None, validate=validate.Range(min=0, max=10**12))
+    fee_max_fen = ma.fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=10**12),
+        metadata={"description": "Not below fee_min_fen when both are given (else 422 on this field)"},
+    )
     sort = ma.fields.String(load_default="relevance", validate=validate.OneOf(list(services.SORTS)))
 
 

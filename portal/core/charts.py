@@ -154,7 +154,7 @@ def _with_table(
     for screen readers and for anyone who wants the numbers."""
     head = "".join(f'<th scope="col" class="text-end">{escape(c)}</th>' for c in columns)
     body = "".join(
-        f'<tr><th scope="row">{escape(label)}</th>'
+        f'<tr><th scope="row"{zh_attr(label)}>{escape(label)}</th>'
         + "".join(f'<td class="text-end">{escape(_full(v))}{escape(unit)}</td>' for v in values)
         + "</tr>"
         for label, values in rows

@@ -336,11 +336,11 @@ def bookings_by_category(period: Period, county: str | None = None) -> list[tupl
     if county:
         query = query.where(Instrument.county == county)
     counts = db.session.execute(query).all()
-    names = dict(
-        db.session.execute(
-            select(Category.code, Category.name).where(Category.code.in_([c for c, _n in counts]))
-        ).all()
-    )
+    # The category's name in the interface language (Category.label).
+    names = {
+        category.code: category.label
+        for category in db.session.scalars(select(Category).where(Category.code.in_([c for c, _n in counts])))
+    }
     return [(names.get(code, code), n) for code, n in counts]
 
 

@@ -42,6 +42,7 @@ def test_upload_a_file_with_a_bad_row_fix_it_and_import(live_portal, browser, br
     base = live_portal.url
     page = open_page(browser, browser_errors)
     sign_in(page, base, "admin")
+    page.locator("#user-menu-button").click()  # the console is in the user menu
     page.get_by_role("link", name="管理后台").click()
     page.get_by_role("link", name="仪器目录导入").click()
     page.wait_for_url(re.compile(r"/admin/imports$"))
