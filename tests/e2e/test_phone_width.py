@@ -36,8 +36,9 @@ USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131 Mobile"
 )
 # What sticks out: the document's width, and the outermost elements reaching past the viewport.
-OVERFLOW = """() => {
-  const width = window.innerWidth;
+# A phone lays a page that is too wide out in a wider viewport (innerWidth grows): measure against
+# the screen's width, which the test passes in.
+OVERFLOW = """(width) => {
   const clipped = (el) => {
     for (let p = el.parentElement; p; p = p.parentElement) {
       const o = getComputedStyle(p).overflowX;
@@ -115,7 +116,7 @@ def test_no_page_scrolls_sideways_on_a_phone(
                 page.set_viewport_size({"width": width, "height": height})
                 if width == 390:
                     screenshot(page, role, language, url)
-                found = page.evaluate(OVERFLOW)
+                found = page.evaluate(OVERFLOW, width)
                 if found["squeezed"]:
                     problems.append(
                         f"{url} at {width}px: squeezed to a character per line: {found['squeezed']}"
