@@ -478,6 +478,10 @@ class Claim(db.Model):
     def total_fen(self) -> int:
         return self.province_fen + self.city_fen
 
+    def fund_amounts(self) -> dict[str, int]:
+        """What each fund gives this claim, by fund name, in the scheme's order."""
+        return {"province": self.province_fen, "city": self.city_fen}
+
     def __repr__(self) -> str:
         return f"<Claim {self.id} {self.state} {self.total_fen}>"
 
