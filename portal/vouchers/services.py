@@ -1332,6 +1332,7 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
             fee_fen=preview.fee_fen,
             province_fen=preview.subsidy.amount("province"),
             city_fen=preview.subsidy.amount("city"),
+            raw_amounts={f.fund: f.raw_fen for f in preview.subsidy.funds},
             limited_by=list(preview.subsidy.limited_by),
             checks=[c.as_dict() for c in preview.checks],
             created_by_id=user.id,
@@ -1417,6 +1418,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
                 {"limited_by": list(subsidy.limited_by)},
             )
         claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
+        claim.raw_amounts = {f.fund: f.raw_fen for f in subsidy.funds}
         claim.limited_by = list(subsidy.limited_by)
         claim.checks = stored_checks(checks, lambda: _all_checks(enterprise, voucher, records, claim.id))
         claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
