@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal.accounts.models import Enterprise
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
@@ -413,6 +413,61 @@ def test_tallies_after_a_batch_still_reconcile(payable, make_user, fake_clock):
     finance.mark_batch_paid(clerk, batch.id, "REF-9")
     result = finance.totals(MONTH, MONTH, "fund")
     assert result.approved_fen == finance.ledger_committed(MONTH) == result.paid_fen
+
+
+def test_a_scheme_without_a_city_fund_pays_its_batch(
+    fake_clock, make_scheme, make_user, make_voucher, make_service, make_bank_account
+):
+    scheme = make_scheme()
+    db.session.delete(next(f for f in scheme.funds if f.name == "city"))
+    db.session.commit()
+    user, reviewer, clerk = make_user(Role.ENTERPRISE), make_user(Role.REVIEWER), make_user(Role.FINANCE)
+    make_bank_account(user)
+    voucher = make_voucher(user, scheme)
+    claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
+    services.submit_claim(user, claim.id)
+    services.decide_claim(reviewer, claim.id, "approve")
+    fake_clock.advance(days=10)
+    services.end_public_notice()
+    batch = finance.build_batch(clerk, MONTH)
+    finance.export_batch(clerk, batch.id)
+    finance.mark_batch_paid(clerk, batch.id, "ICBC-1")
+    db.session.rollback()
+    claim = db.session.get(Claim, claim.id)
+    assert (claim.state, claim.province_fen, claim.city_fen) == (ClaimState.PAID, 6_000_00, 0)
+    assert [(f.name, f.committed_fen, f.paid_fen) for f in db.session.scalars(select(Fund))] == [
+        ("province", 6_000_00, 6_000_00)
+    ]
+
+
+def test_paying_a_claim_checks_its_current_state_and_audits_the_real_one(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    claim = db.session.get(Claim, payable[0])
+    voucher = claim.voucher
+    funds = {f.name: f for f in voucher.scheme.funds}
+    with pytest.raises(Forbidden):
+        services.pay_claim(make_user(Role.REVIEWER), claim, voucher, funds, reference="R", month=MONTH)
+    # Another transaction paid it after this one read it: the conditional UPDATE refuses.
+    db.session.execute(
+        update(Claim)
+        .where(Claim.id == claim.id)
+        .values(state=ClaimState.PAID)
+        .execution_options(synchronize_session=False)
+    )
+    assert claim.state is ClaimState.PAYABLE  # what this transaction read
+    with pytest.raises(InvalidTransition):
+        services.pay_claim(clerk, claim, voucher, funds, reference="R", month=MONTH)
+    db.session.rollback()
+
+    claim = db.session.get(Claim, payable[1])
+    services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-2", month=MONTH)
+    db.session.commit()
+    row = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "claim.paid", AuditEvent.object_id == str(claim.id))
+    )
+    assert (row.before, row.after, row.reason) == ({"state": "payable"}, {"state": "paid"}, "R-2")
+    with pytest.raises(InvalidTransition):
+        services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-3", month=MONTH)
 
 
 # --- pages and API ------------------------------------------------------------------------------

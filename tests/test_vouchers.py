@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
@@ -18,6 +20,7 @@ from portal.vouchers import services
 from portal.vouchers.models import (
     ApplicationState,
     CapLedger,
+    Claim,
     ClaimState,
     EnterpriseRelation,
     Fund,
@@ -239,6 +242,52 @@ def test_preview_via_the_api_has_the_documented_shape(client, claimant):
         "hours_within_booking",
         "voucher_valid",
     }
+
+
+def test_a_claim_reports_each_funds_raw_amount_before_the_limits(
+    client, desk, make_user, make_voucher, make_service
+):
+    user = make_user(Role.ENTERPRISE)
+    headers = bearer(client, user)
+    small = make_voucher(user, desk["scheme"], 7_000_00)  # less than the 9,000-yuan subsidy
+    draft = client.post(
+        "/api/v1/claims",
+        json={"voucher_id": small.id, "service_record_ids": [make_service(user, 10_000_00).id]},
+        headers=headers,
+    )
+    assert [(f["raw_fen"], f["amount_fen"]) for f in draft.json["funds"]] == [
+        (6_000_00, 6_000_00),
+        (3_000_00, 1_000_00),
+    ]
+    submitted = client.post(f"/api/v1/claims/{draft.json['id']}/submit", headers=headers)
+    # The voucher's balance cuts the city fund first: its raw amount stays what the rate gives.
+    assert submitted.json["funds"] == [
+        {"fund": "province", "raw_fen": 6_000_00, "amount_fen": 6_000_00},
+        {"fund": "city", "raw_fen": 3_000_00, "amount_fen": 1_000_00},
+    ]
+    assert submitted.json["limited_by"] == ["voucher_balance"]
+    shown = client.get(f"/api/v1/claims/{draft.json['id']}", headers=headers)
+    assert shown.json["funds"] == submitted.json["funds"]
+
+
+def test_the_migration_fills_the_raw_amounts_of_earlier_claims(
+    app, desk, make_user, make_voucher, make_service
+):
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, desk["scheme"], 7_000_00)
+    claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
+    services.submit_claim(user, claim.id)
+    db.session.execute(update(Claim).values(raw_amounts={}))  # as every claim was before 0019_money
+    path = Path(__file__).parents[1] / "migrations" / "versions" / "0019_money.py"
+    spec = importlib.util.spec_from_file_location("migration_0019_money", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    migration.fill_raw_amounts(db.session.connection())
+    db.session.commit()
+    assert db.session.get(Claim, claim.id).funds() == [
+        {"fund": "province", "raw_fen": 6_000_00, "amount_fen": 6_000_00},
+        {"fund": "city", "raw_fen": 3_000_00, "amount_fen": 1_000_00},
+    ]
 
 
 def test_claim_submit_approve_notice_payable(client, claimant):

@@ -266,10 +266,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "enterprise_id": claim.enterprise_id,
         "state": claim.state.value,
         "fee_fen": claim.fee_fen,
-        "funds": [
-            {"fund": "province", "raw_fen": claim.province_fen, "amount_fen": claim.province_fen},
-            {"fund": "city", "raw_fen": claim.city_fen, "amount_fen": claim.city_fen},
-        ],
+        "funds": claim.funds(),
         "total_fen": claim.total_fen,
         "limited_by": list(claim.limited_by or []),
         # Each stored check's message in the language of the request.

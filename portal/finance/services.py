@@ -17,9 +17,10 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from portal.accounts import banking
 from portal.accounts.models import BankAccount, Enterprise, Institution, User
 from portal.core import audit, clock, exports, outbox, uploads
-from portal.core.database import locked, serialized_write
+from portal.core.database import serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import Code, csv_cell, neutralise, xlsx_cell
+from portal.core.locks import Rank, lock_ids, lock_one, lock_where
 from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -32,7 +33,7 @@ from portal.finance.models import (
     SubsidyTally,
 )
 from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
-from portal.vouchers.services import tell_about_claim
+from portal.vouchers.services import pay_claim
 
 # Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
@@ -482,12 +483,7 @@ def build_batch(user: User, month: str) -> DisbursementBatch:
     check_month(month)
     with serialized_write((LOCK_TALLY, 0)):
         _refuse_closed(month)
-        claims = db.session.scalars(
-            select(Claim)
-            .where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
-            .order_by(Claim.id)
-            .with_for_update()
-        ).all()
+        claims = lock_where(Rank.CLAIMS, Claim, Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
         if not claims:
             raise InvalidTransition(_("No payable claim is waiting for a batch."))
         accounts = banking.verified_accounts(c.enterprise_id for c in claims)
@@ -648,7 +644,7 @@ def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
     if fmt not in BANK_FILE_FORMATS:
         raise ValidationFailed(_("Unknown format."), {"format": _("CSV or XLSX.")})
     with serialized_write():
-        batch = locked(DisbursementBatch, batch_id)
+        batch = lock_one(Rank.BATCH, DisbursementBatch, batch_id)
         if batch is None:
             raise NotFound(_("No such batch."))
         if batch.state is BatchState.PAID:
@@ -699,53 +695,32 @@ def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBa
     now = clock.utcnow()
     month = month_of(now)
     with serialized_write((LOCK_TALLY, 0)):
-        batch = locked(DisbursementBatch, batch_id)
+        # The lock order of portal.core.locks: batch, its claims, their schemes' funds, their vouchers.
+        batch = lock_one(Rank.BATCH, DisbursementBatch, batch_id)
         if batch is None:
             raise NotFound(_("No such batch."))
         _refuse_closed(batch.month)
         _refuse_closed(month)
         if batch.state is not BatchState.EXPORTED:
             raise InvalidTransition(_("Export the batch for the bank before marking it paid."))
-        claims = batch_claims(batch)
-        funds: dict[tuple[int, str], Fund] = {}
+        claims = lock_where(Rank.CLAIMS, Claim, Claim.batch_id == batch.id)
+        voucher_ids = {c.voucher_id for c in claims}
+        # A voucher never changes scheme: its scheme id is read unlocked, before the funds are locked.
+        scheme_ids = set(db.session.scalars(select(Voucher.scheme_id).where(Voucher.id.in_(voucher_ids))))
+        funds: dict[int, dict[str, Fund]] = {}
+        for fund in lock_where(Rank.FUNDS, Fund, Fund.scheme_id.in_(scheme_ids)):
+            funds.setdefault(fund.scheme_id, {})[fund.name] = fund
+        vouchers = lock_ids(Rank.VOUCHERS, Voucher, voucher_ids)
         for claim in claims:
-            voucher = locked(Voucher, claim.voucher_id)
-            for name, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
-                key = (voucher.scheme_id, name)
-                if key not in funds:
-                    funds[key] = db.session.scalar(
-                        select(Fund)
-                        .where(Fund.scheme_id == voucher.scheme_id, Fund.name == name)
-                        .with_for_update()
-                    )
-                funds[key].paid_fen += amount
-            claim.state, claim.paid_at, claim.paid_month = ClaimState.PAID, now, month
-            db.session.add(
-                LedgerEntry(
-                    voucher_id=voucher.id,
-                    kind=LedgerKind.PAID,
-                    amount_fen=claim.total_fen,
-                    balance_after_fen=voucher.balance_fen,
-                    claim_id=claim.id,
-                )
-            )
-            audit.record(
-                "claim.paid",
-                "claim",
-                claim.id,
-                before={"state": "payable"},
-                after={"state": "paid"},
-                reason=reference,
-                actor_id=user.id,
-            )
-            tell_about_claim(claim, "paid", reference=reference)
+            voucher = vouchers[claim.voucher_id]
+            pay_claim(user, claim, voucher, funds[voucher.scheme_id], reference=reference, month=month)
         batch.state, batch.paid_at, batch.paid_reference = BatchState.PAID, now, reference[:80]
         audit.record(
             "batch.paid",
             "batch",
             batch.id,
-            before={"state": "exported"},
-            after={"state": "paid"},
+            before={"state": BatchState.EXPORTED.value},
+            after={"state": BatchState.PAID.value},
             reason=reference,
             actor_id=user.id,
         )

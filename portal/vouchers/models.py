@@ -444,6 +444,9 @@ class Claim(db.Model):
     # The amounts per fund: estimated at submission, fixed at approval.
     province_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     city_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What each fund would give before any budget, cap or balance binds (floor(fee x rate), by fund
+    # name), set whenever the amounts are (a draft's estimate, then at submission): the API's `raw_fen`.
+    raw_amounts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     limited_by: Mapped[list[str]] = mapped_column(JSON, default=list)
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -477,6 +480,18 @@ class Claim(db.Model):
     @property
     def total_fen(self) -> int:
         return self.province_fen + self.city_fen
+
+    def fund_amounts(self) -> dict[str, int]:
+        """What each fund gives this claim, by fund name, in the scheme's order."""
+        return {"province": self.province_fen, "city": self.city_fen}
+
+    def funds(self) -> list[dict[str, Any]]:
+        """Each fund's raw amount (before the limits) and amount, as the API and the claim page show it."""
+        raw = self.raw_amounts or {}
+        return [
+            {"fund": name, "raw_fen": raw.get(name, 0), "amount_fen": amount}
+            for name, amount in self.fund_amounts().items()
+        ]
 
     def __repr__(self) -> str:
         return f"<Claim {self.id} {self.state} {self.total_fen}>"

@@ -1,8 +1,10 @@
 """Voucher rules: schemes, verification, applications, vouchers, claims, checks and the review decisions.
 
-Money moves only inside `serialized_write` transactions that lock what they spend from (the claim,
-the scheme's funds, the enterprise's and the group's cap rows, the voucher), always in that order,
-so concurrent reviewers can never overspend a voucher, a cap or a fund, nor approve a claim twice.
+Money moves only inside `serialized_write` transactions that lock what they spend from through
+`portal.core.locks`, in the one order written there for every money path (approval: claim, the
+scheme's funds, the enterprise's and the group's cap rows, the voucher; payment, expiry and
+allocation take their own subsets of the same order), so concurrent reviewers and finance can never
+overspend a voucher, a cap or a fund, approve a claim twice, nor deadlock each other.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -29,6 +31,7 @@ from portal.catalog.models import Instrument
 from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import insert_ignore, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
+from portal.core.locks import Rank, lock_one, lock_where
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.core.text import normalize
 from portal.extensions import db
@@ -125,12 +128,7 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     with serialized_write():
-        scheme = db.session.scalar(
-            select(Scheme)
-            .where(Scheme.year == values["year"])
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        scheme = next(iter(lock_where(Rank.SCHEME, Scheme, Scheme.year == values["year"])), None)
         before = None
         if scheme is None:
             scheme = Scheme(allocated_fen=0, **values)
@@ -140,7 +138,7 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
             before = _scheme_snapshot(scheme)
             for key, value in values.items():
                 setattr(scheme, key, value)
-        existing = {f.name: f for f in db.session.scalars(select(Fund).where(Fund.scheme_id == scheme.id))}
+        existing = {f.name: f for f in lock_where(Rank.FUNDS, Fund, Fund.scheme_id == scheme.id)}
         for position, settings in enumerate(funds):
             fund = existing.get(settings.name) or Fund(
                 scheme_id=scheme.id, name=settings.name, committed_fen=0, paid_fen=0
@@ -676,7 +674,7 @@ def decide_application(
     _require_reviewer(reviewer)
     comment = (comment or "").strip() or None
     with serialized_write():
-        application = locked(VoucherApplication, application_id)
+        application = lock_one(Rank.APPLICATION, VoucherApplication, application_id)
         if application is None:
             raise NotFound(_("No such voucher application."))
         state = application.state
@@ -703,7 +701,7 @@ def decide_application(
             return application
         if action != "approve":
             raise ValidationFailed(_("Unknown decision."), {"action": _("Unknown decision.")})
-        scheme = locked(Scheme, application.scheme_id)
+        scheme = lock_one(Rank.SCHEME, Scheme, application.scheme_id)
         if state is ApplicationState.PENDING_SECOND:
             if reviewer.id == application.first_reviewer_id:
                 raise Forbidden(
@@ -849,11 +847,13 @@ def expire_vouchers(today: date | None = None) -> int:
         select(Voucher.id).where(Voucher.state == VoucherState.ACTIVE, Voucher.valid_until < today)
     ).all()
     for voucher_id in due:
+        # A voucher never changes scheme: read it unlocked, so the scheme is locked before the voucher.
+        scheme_id = db.session.scalar(select(Voucher.scheme_id).where(Voucher.id == voucher_id))
         with serialized_write():
-            voucher = locked(Voucher, voucher_id)
+            scheme = lock_one(Rank.SCHEME, Scheme, scheme_id)
+            voucher = lock_one(Rank.VOUCHERS, Voucher, voucher_id)
             if voucher.state is not VoucherState.ACTIVE:
                 continue
-            scheme = locked(Scheme, voucher.scheme_id)
             unused = voucher.balance_fen
             voucher.state, voucher.balance_fen, voucher.released_fen = VoucherState.EXPIRED, 0, unused
             scheme.allocated_fen -= unused
@@ -1057,14 +1057,20 @@ def _cap_used(scheme: Scheme, scope: str, key: str) -> int:
     return used or 0
 
 
-def _lock_cap(scheme: Scheme, scope: str, key: str) -> CapLedger:
-    insert_ignore(CapLedger, {"scheme_id": scheme.id, "scope": scope, "key": key, "used_fen": 0})
-    return db.session.scalar(
-        select(CapLedger)
-        .where(CapLedger.scheme_id == scheme.id, CapLedger.scope == scope, CapLedger.key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+def _lock_caps(scheme: Scheme, enterprise: Enterprise) -> tuple[CapLedger, CapLedger]:
+    """The enterprise's and its controller group's cap rows (made at first use), locked in one step."""
+    keys = {"enterprise": str(enterprise.id), "group": enterprise.group_key}
+    for scope, key in keys.items():
+        insert_ignore(CapLedger, {"scheme_id": scheme.id, "scope": scope, "key": key, "used_fen": 0})
+    rows = lock_where(
+        Rank.CAPS,
+        CapLedger,
+        CapLedger.scheme_id == scheme.id,
+        or_(*(and_(CapLedger.scope == scope, CapLedger.key == key) for scope, key in keys.items())),
+        order_by=CapLedger.scope,  # "enterprise" before "group", as the lock order says
     )
+    caps = {row.scope: row for row in rows}
+    return caps["enterprise"], caps["group"]
 
 
 def subsidy_for(
@@ -1260,7 +1266,7 @@ def revise_claim(
     stored = uploads.store_upload(replacement.stream, replacement.filename) if replacement else None
     try:
         with serialized_write():
-            claim = locked(Claim, claim_id)
+            claim = lock_one(Rank.CLAIMS, Claim, claim_id)
             if (claim.state, "revise") not in CLAIM_TRANSITIONS:
                 raise InvalidTransition(_("Only a returned claim can be corrected."))
             changes: dict[str, Any] = {}
@@ -1326,6 +1332,7 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
             fee_fen=preview.fee_fen,
             province_fen=preview.subsidy.amount("province"),
             city_fen=preview.subsidy.amount("city"),
+            raw_amounts={f.fund: f.raw_fen for f in preview.subsidy.funds},
             limited_by=list(preview.subsidy.limited_by),
             checks=[c.as_dict() for c in preview.checks],
             created_by_id=user.id,
@@ -1374,7 +1381,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
     enterprise = _require_verified_enterprise(user)
     require_holder(user)
     with serialized_write():
-        claim = locked(Claim, claim_id)
+        claim = lock_one(Rank.CLAIMS, Claim, claim_id)
         if claim is None or claim.enterprise_id != enterprise.id:
             raise NotFound(_("No such claim."))
         before = claim.state
@@ -1411,6 +1418,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
                 {"limited_by": list(subsidy.limited_by)},
             )
         claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
+        claim.raw_amounts = {f.fund: f.raw_fen for f in subsidy.funds}
         claim.limited_by = list(subsidy.limited_by)
         claim.checks = stored_checks(checks, lambda: _all_checks(enterprise, voucher, records, claim.id))
         claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
@@ -1444,7 +1452,7 @@ def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None
     _require_reviewer(reviewer)
     comment = (comment or "").strip() or None
     with serialized_write():
-        claim = locked(Claim, claim_id)
+        claim = lock_one(Rank.CLAIMS, Claim, claim_id)
         if claim is None:
             raise NotFound(_("No such claim."))
         before = claim.state
@@ -1484,23 +1492,13 @@ def decide_claim(reviewer: User, claim_id: int, action: str, comment: str | None
 
 
 def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | None) -> None:
-    # Lock order, the same in every approval: claim (done), funds, enterprise cap, group cap, voucher.
+    # The lock order of portal.core.locks: claim (done), funds, enterprise and group caps, voucher.
     voucher_row = db.session.get(Voucher, claim.voucher_id)
     scheme = db.session.get(Scheme, voucher_row.scheme_id)
-    funds = {
-        f.name: f
-        for f in db.session.scalars(
-            select(Fund)
-            .where(Fund.scheme_id == scheme.id)
-            .order_by(Fund.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    funds = {f.name: f for f in lock_where(Rank.FUNDS, Fund, Fund.scheme_id == scheme.id)}
     enterprise = db.session.get(Enterprise, claim.enterprise_id)
-    enterprise_cap = _lock_cap(scheme, "enterprise", str(enterprise.id))
-    group_cap = _lock_cap(scheme, "group", enterprise.group_key)
-    voucher = locked(Voucher, claim.voucher_id)
+    enterprise_cap, group_cap = _lock_caps(scheme, enterprise)
+    voucher = lock_one(Rank.VOUCHERS, Voucher, claim.voucher_id)
 
     records = _records(_record_ids(claim))
     checks = _all_checks(enterprise, voucher, records, claim.id)
@@ -1535,9 +1533,9 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
             link=f"/vouchers/claims/{claim.id}",
         )
         return
-    funds["province"].committed_fen += claim.province_fen
-    if "city" in funds:
-        funds["city"].committed_fen += claim.city_fen
+    for name, amount in claim.fund_amounts().items():
+        if amount:  # a scheme may lack a fund the claim takes nothing from
+            funds[name].committed_fen += amount
     enterprise_cap.used_fen += claim.province_fen
     group_cap.used_fen += claim.total_fen
     voucher.balance_fen -= claim.total_fen
@@ -1578,7 +1576,7 @@ def end_public_notice(today: date | None = None) -> int:
     ).all()
     for claim_id in due:
         with serialized_write():
-            claim = locked(Claim, claim_id)
+            claim = lock_one(Rank.CLAIMS, Claim, claim_id)
             if claim.state is not ClaimState.IN_NOTICE:
                 continue
             claim.state, claim.payable_at = ClaimState.PAYABLE, clock.utcnow()
@@ -1586,6 +1584,58 @@ def end_public_notice(today: date | None = None) -> int:
             tell_about_claim(claim, "payable")
             db.session.commit()
     return len(due)
+
+
+PAY_ROLES = (Role.FINANCE, Role.ADMIN)
+
+
+def can_pay_claim(user: User, claim: Claim) -> bool:
+    return user.is_authenticated and user.role in PAY_ROLES and (claim.state, "pay") in CLAIM_TRANSITIONS
+
+
+def pay_claim(
+    user: User, claim: Claim, voucher: Voucher, funds: dict[str, Fund], *, reference: str, month: str
+) -> None:
+    """PAYABLE → PAID, when the bank has paid the claim (bureau finance, as part of a batch).
+
+    The caller holds the locks of `portal.core.locks` (claim, then the scheme's funds by name, then
+    the voucher) and commits. The state changes only if it is still the one read here.
+    """
+    if not can_pay_claim(user, claim):
+        if user.role not in PAY_ROLES:
+            raise Forbidden(_("Only bureau finance can do this."))
+        raise InvalidTransition(_("Only a payable claim can be paid."), {"state": claim.state.value})
+    before, now = claim.state, clock.utcnow()
+    changed = db.session.execute(
+        update(Claim)
+        .where(Claim.id == claim.id, Claim.state == before)
+        .values(state=ClaimState.PAID, paid_at=now, paid_month=month)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    if changed != 1:
+        raise InvalidTransition(_("Only a payable claim can be paid."), {"state": claim.state.value})
+    for name, amount in claim.fund_amounts().items():
+        if amount:  # a scheme may lack a fund the claim takes nothing from
+            funds[name].paid_fen += amount
+    db.session.add(
+        LedgerEntry(
+            voucher_id=voucher.id,
+            kind=LedgerKind.PAID,
+            amount_fen=claim.total_fen,
+            balance_after_fen=voucher.balance_fen,
+            claim_id=claim.id,
+        )
+    )
+    audit.record(
+        "claim.paid",
+        "claim",
+        claim.id,
+        before={"state": before.value},
+        after={"state": ClaimState.PAID.value},
+        reason=reference,
+        actor_id=user.id,
+    )
+    tell_about_claim(claim, "paid", reference=reference)
 
 
 def claims_in_notice() -> list[Claim]:
