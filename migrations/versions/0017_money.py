@@ -1,7 +1,7 @@
 """money: each claim keeps its raw amount per fund (before the limits), the API's raw_fen
 
-Revision ID: 0019_money
-Revises: 0014_task_outbox
+Revision ID: 0017_money
+Revises: 0016_search
 Create Date: 2026-12-06
 
 """
@@ -11,8 +11,8 @@ from decimal import ROUND_FLOOR, Decimal
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019_money"
-down_revision = "0014_task_outbox"
+revision = "0017_money"
+down_revision = "0016_search"
 branch_labels = None
 depends_on = None
 
