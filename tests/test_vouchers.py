@@ -277,9 +277,9 @@ def test_the_migration_fills_the_raw_amounts_of_earlier_claims(
     voucher = make_voucher(user, desk["scheme"], 7_000_00)
     claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
     services.submit_claim(user, claim.id)
-    db.session.execute(update(Claim).values(raw_amounts={}))  # as every claim was before 0019_money
-    path = Path(__file__).parents[1] / "migrations" / "versions" / "0019_money.py"
-    spec = importlib.util.spec_from_file_location("migration_0019_money", path)
+    db.session.execute(update(Claim).values(raw_amounts={}))  # as every claim was before 0017_money
+    path = Path(__file__).parents[1] / "migrations" / "versions" / "0017_money.py"
+    spec = importlib.util.spec_from_file_location("migration_0017_money", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
     migration.fill_raw_amounts(db.session.connection())
