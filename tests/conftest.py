@@ -6,17 +6,19 @@ CI) a missing one is a failure instead of a skip.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from filelock import FileLock
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
@@ -231,19 +233,59 @@ def demo_database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"demo_database_url_{request.param}")
 
 
+class SharedDemo:
+    """A demo database loaded once per test run and shared by every xdist worker (loading it is the
+    suite's most expensive setup; tests only read it). The first worker to ask loads it under a file
+    lock; each worker signs in as a user of it, and the last one to finish drops it."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, worker_id: str, backend: str) -> None:
+        run = tmp_path_factory.getbasetemp()
+        self.root = run.parent if worker_id != "main" else run
+        self.worker, self.backend = worker_id, backend
+        self.state = self.root / f"demo-{backend}.json"
+        self.lock = FileLock(str(self.state) + ".lock")
+
+    def acquire(self, make: Callable[[], str]) -> str:
+        with self.lock:
+            state = json.loads(self.state.read_text()) if self.state.is_file() else None
+            if state is None:
+                state = {"url": make(), "users": []}
+            state["users"] = sorted({*state["users"], self.worker})
+            self.state.write_text(json.dumps(state))
+        return state["url"]
+
+    def release(self, drop: Callable[[str], None]) -> None:
+        with self.lock:
+            state = json.loads(self.state.read_text())
+            state["users"] = [u for u in state["users"] if u != self.worker]
+            if state["users"]:
+                self.state.write_text(json.dumps(state))
+                return
+            self.state.unlink()
+        drop(state["url"])
+
+
 @pytest.fixture(scope="session")
-def demo_database_url_postgresql(request: pytest.FixtureRequest) -> str:
-    """The demo network in PostgreSQL, loaded once per test process."""
-    base = request.getfixturevalue("pg_database")
-    if base is None:
+def demo_database_url_postgresql(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Iterator[str]:
+    """The demo network in PostgreSQL, loaded once per test run (shared by the xdist workers)."""
+    if request.getfixturevalue("pg_database") is None:
         service_missing("PostgreSQL")
-    name = sa.engine.make_url(base).database + "_demo"
-    url = create_pg_database(name)
-    request.addfinalizer(lambda: drop_pg_database(name))
-    request.addfinalizer(lambda: shutil.rmtree(demo_upload_folder(url), ignore_errors=True))
-    migrate_database(url)
-    load_demo_into(url)
-    return url
+    shared = SharedDemo(tmp_path_factory, worker_id, "postgresql")
+
+    def make() -> str:
+        url = create_pg_database(re.sub(r"\W", "_", f"portal_test_demo_{shared.root.name}_{os.getpid()}"))
+        migrate_database(url)
+        load_demo_into(url)
+        return url
+
+    def drop(url: str) -> None:
+        drop_pg_database(sa.engine.make_url(url).database)
+        shutil.rmtree(demo_upload_folder(url), ignore_errors=True)
+
+    yield shared.acquire(make)
+    shared.release(drop)
 
 
 @pytest.fixture
@@ -257,13 +299,23 @@ def demo_client(demo_app: Flask) -> FlaskClient:
 
 
 @pytest.fixture(scope="session")
-def demo_database_url_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> str:
-    """The demo network in SQLite (shared by the search tests and the browser tests' live server)."""
-    path = tmp_path_factory.mktemp("demo") / "demo.db"
-    shutil.copy(sqlite_template, path)
-    url = f"sqlite:///{path}"
-    load_demo_into(url)
-    return url
+def demo_database_url_sqlite(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, worker_id: str
+) -> Iterator[str]:
+    """The demo network in SQLite (shared by the search tests and the browser tests' live servers,
+    which copy it), loaded once per test run for every xdist worker."""
+    shared = SharedDemo(tmp_path_factory, worker_id, "sqlite")
+
+    def make() -> str:
+        path = shared.root / "demo-sqlite" / "demo.db"
+        path.parent.mkdir(exist_ok=True)
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+        load_demo_into(url)
+        return url
+
+    yield shared.acquire(make)
+    shared.release(lambda url: None)  # the run's temporary folder goes with pytest's own clean-up
 
 
 class FakeClock:
