@@ -78,4 +78,4 @@ def test_a_provider_marks_an_instrument_awaiting_repair_and_visitors_see_it_at_o
     assert visitor.locator("table.catalog-table tbody tr").first.locator("span.badge").inner_text() == "待修"
     visitor.goto(f"{base}/instruments/{code}")
     assert "待修" in badges(visitor)
-    assert visitor.get_by_text("该仪器目前的状态不能预约。").is_visible()
+    assert visitor.locator("#booking-box").get_by_text("该仪器目前的状态不能预约。").is_visible()
