@@ -66,9 +66,9 @@ def written() -> tuple[int, int]:
 BOOKING_FORBIDDEN = forbidden(booking.TRANSITIONS, BookingState)
 
 
-def test_the_booking_table_leaves_29_pairs_forbidden():
+def test_the_booking_table_leaves_35_pairs_forbidden():
     # 7 states x 6 actions, 7 allowed: a pair added to the table changes this count first.
-    assert len(BOOKING_FORBIDDEN) == 7 * 6 - 7 == 29
+    assert len(BOOKING_FORBIDDEN) == 7 * 6 - 7
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ CLAIM_ACTIONS = {
 
 def test_the_claim_table_leaves_52_pairs_forbidden():
     # 8 states x 8 actions, 12 allowed.
-    assert len(forbidden(vouchers.CLAIM_TRANSITIONS, ClaimState)) == 8 * 8 - 12 == 52
+    assert len(forbidden(vouchers.CLAIM_TRANSITIONS, ClaimState)) == 8 * 8 - 12
 
 
 def test_every_claim_action_has_its_service_here():
@@ -248,7 +248,7 @@ APPLICATION_ACTIONS = {
 
 def test_the_application_table_leaves_13_pairs_forbidden():
     # 5 states x 4 actions, 7 allowed.
-    assert len(APPLICATION_FORBIDDEN) == 5 * 4 - 7 == 13
+    assert len(APPLICATION_FORBIDDEN) == 5 * 4 - 7
 
 
 def test_every_application_action_has_its_service_here():
