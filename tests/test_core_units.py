@@ -55,7 +55,7 @@ def test_wan_round_trip():
 
 
 def test_wan_takes_two_decimals_at_most():
-    with pytest.raises(ValueError, match="^at most 2 decimal places$"):
+    with pytest.raises(ValueError, match=r"^at most 2 decimal places$"):
         wan_to_fen("1.234")
 
 

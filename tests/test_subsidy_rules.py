@@ -192,10 +192,10 @@ def test_the_total_never_exceeds_any_ceiling():
 
 
 def test_rates_must_be_decimals():
-    with pytest.raises(TypeError, match="^rates are Decimals, never floats$"):
+    with pytest.raises(TypeError, match=r"^rates are Decimals, never floats$"):
         raw_amount(100, 0.6)
 
 
 def test_a_negative_fee_is_refused():
-    with pytest.raises(ValueError, match="^a fee cannot be negative$"):
+    with pytest.raises(ValueError, match=r"^a fee cannot be negative$"):
         compute_subsidy(case(-1))
