@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test install install-dev translations extract-messages lint format security bench serve clean
+.PHONY: demo test install install-dev translations extract-messages lint format security bench mutation serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,9 +62,17 @@ security: install-dev
 bench: install-dev
 	$(BIN)/python -m bench.run --record bench/RESULTS.md $(BENCH_ARGS)
 
+## Mutation testing (not in CI): mutmut mutates the modules that hold the rules and transitions and runs
+## the fast tests that pin them (pyproject.toml [tool.mutmut]); scores and survivors: docs/quality.md.
+## Results are cached in mutants/ (a changed function is tested again); `rm -rf mutants` starts afresh.
+MUTATION_WORKERS ?= 2
+mutation: install-dev
+	$(BIN)/mutmut run --max-children $(MUTATION_WORKERS)
+	$(BIN)/mutmut results
+
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache mutants
