@@ -6,6 +6,7 @@ Mutation testing showed that `<` and `<=` could be swapped in these rules withou
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -75,11 +76,58 @@ def test_the_enterprise_cancels_at_the_cut_off_itself_but_not_a_minute_later(set
 
 def test_a_request_expires_exactly_when_its_time_to_answer_has_run_out(app, setting, make_booking):
     starts = MONDAY_9AM + timedelta(days=9)
-    row = make_booking(setting["instrument"], setting["user"], starts, starts + timedelta(hours=1))
+    rows = [
+        make_booking(
+            setting["instrument"],
+            setting["user"],
+            starts + timedelta(hours=h),
+            starts + timedelta(hours=h + 1),
+        )
+        for h in (0, 1)
+    ]
     ttl = timedelta(hours=app.config["BOOKING_REQUEST_TTL_HOURS"])
-    assert booking.expire_unanswered(row.created_at + ttl - timedelta(seconds=1)) == 0
-    assert booking.expire_unanswered(row.created_at + ttl) == 1
+    deadline = max(r.created_at for r in rows) + ttl
+    assert booking.expire_unanswered(deadline - timedelta(seconds=1)) == 0
+    assert booking.expire_unanswered(deadline) == 2
+    for row in rows:
+        assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.EXPIRED
+        assert [e.reason for e in booking.booking_history(row)] == ["no answer in time"]
+
+
+def test_a_request_expires_the_moment_its_slot_begins(setting, make_booking):
+    starts = MONDAY_9AM + timedelta(days=1)
+    row = make_booking(setting["instrument"], setting["user"], starts, starts + timedelta(hours=1))
+    assert booking.expire_unanswered(starts - timedelta(seconds=1)) == 0
+    assert booking.expire_unanswered(starts) == 1
     assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.EXPIRED
+
+
+@pytest.mark.parametrize("action", ["no_show", "complete"])
+def test_a_no_show_or_a_service_is_recorded_from_the_start_of_the_slot_not_before(
+    setting, make_booking, make_user, action
+):
+    provider = make_user(Role.PROVIDER, institution=setting["instrument"].institution)
+    starts = MONDAY_9AM + timedelta(days=1)
+    row = make_booking(
+        setting["instrument"],
+        setting["user"],
+        starts,
+        starts + timedelta(hours=1),
+        state=BookingState.CONFIRMED,
+    )
+
+    def record():
+        if action == "no_show":
+            return booking.mark_no_show(provider, row.id)
+        return booking.complete_booking(provider, row.id, booking.ServiceReport(hours=Decimal(1)))
+
+    setting["clock"].set(starts - timedelta(seconds=1))
+    with pytest.raises(InvalidTransition) as refused:
+        record()
+    assert refused.value.details == {"rule": f"{action}_too_early"}
+    setting["clock"].set(starts)
+    record()
+    assert db.session.get(Booking, row.id, populate_existing=True).state is not BookingState.CONFIRMED
 
 
 # --- vouchers ------------------------------------------------------------------------------------

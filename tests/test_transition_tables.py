@@ -112,6 +112,37 @@ def test_a_forbidden_booking_transition_is_refused_and_writes_nothing(booking_wo
     assert db.session.get(Booking, row.id, populate_existing=True).state is state
 
 
+BOOKING_ALLOWED = sorted(booking.TRANSITIONS, key=lambda pair: (pair[0].value, pair[1]))
+# What each allowed transition records besides the state, and why (the audit reason).
+BOOKING_REASONS = {"reject": "不行", "cancel": "设备故障", "expire": None}
+
+
+@pytest.mark.parametrize(("state", "action"), BOOKING_ALLOWED, ids=ids(BOOKING_ALLOWED))
+def test_an_allowed_booking_transition_writes_one_audit_row_naming_who_from_and_to(
+    booking_world, state, action
+):
+    row = booking_world["make"](state)
+    BOOKING_ACTIONS[action](booking_world, row)
+    db.session.commit()
+    target = booking.TRANSITIONS[(state, action)]
+    after = db.session.get(Booking, row.id, populate_existing=True)
+    assert after.state is target
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_type == "booking", AuditEvent.object_id == str(row.id))
+    ).one()
+    assert (event.action, event.before, event.after) == (
+        f"booking.{target.value}",
+        {"state": state.value},
+        {"state": target.value},
+    )
+    assert event.actor_id == (None if action == "expire" else booking_world["provider"].id)
+    assert event.reason == BOOKING_REASONS.get(action)
+    if action in ("confirm", "reject"):
+        assert after.decided_at is not None
+    if action in ("reject", "cancel"):
+        assert after.reason == BOOKING_REASONS[action]
+
+
 def test_the_expiry_task_leaves_every_state_but_requested_alone(booking_world):
     rows = {
         state: booking_world["make"](state) for state in BookingState if state is not BookingState.REQUESTED
