@@ -12,7 +12,7 @@ import pytest
 
 from portal.booking import services as booking
 from portal.booking.models import Booking, BookingState
-from portal.core.errors import InvalidTransition
+from portal.core.errors import InvalidTransition, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import services as vouchers
@@ -171,3 +171,92 @@ def test_a_voucher_is_valid_on_its_last_day_and_expires_the_day_after(
     assert vouchers.expire_vouchers(today + timedelta(days=1)) == 1
     db.session.refresh(voucher)
     assert voucher.state is VoucherState.EXPIRED
+
+
+# --- reasons and sample bookings -----------------------------------------------------------------
+
+
+@pytest.fixture
+def provider(setting, make_user):
+    return make_user(Role.PROVIDER, institution=setting["instrument"].institution)
+
+
+def requested(setting, make_booking, hours: int = 0) -> Booking:
+    starts = MONDAY_9AM + timedelta(days=2, hours=hours)
+    return make_booking(setting["instrument"], setting["user"], starts, starts + timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("reason", "accepted"), [("", False), ("   ", False), ("x" * 1000, True), ("x" * 1001, False)]
+)
+def test_a_rejection_needs_a_reason_of_at_most_1000_characters(
+    setting, make_booking, provider, reason, accepted
+):
+    row = requested(setting, make_booking)
+    if accepted:
+        assert booking.reject_booking(provider, row.id, reason).reason == reason
+        return
+    with pytest.raises(ValidationFailed) as refused:
+        booking.reject_booking(provider, row.id, reason)
+    assert set(refused.value.fields) == {"reason"}
+    assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.REQUESTED
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [(None, None), ("   ", None), (" 改期 ", "改期"), ("x" * 1001, "x" * 1000)]
+)
+def test_the_enterprise_may_cancel_without_a_reason_and_a_long_one_is_cut(setting, make_booking, given, kept):
+    row = requested(setting, make_booking)
+    assert booking.cancel_booking(setting["user"], row.id, given).reason == kept
+    assert [e.reason for e in booking.booking_history(row)] == [kept]
+
+
+@pytest.mark.parametrize("action", ["reject", "cancel"])
+def test_the_reason_reaches_the_notification(setting, make_booking, provider, action):
+    from sqlalchemy import select
+
+    from portal.notifications.models import Notification
+
+    row = requested(setting, make_booking)
+    getattr(booking, f"{action}_booking")(provider, row.id, "设备故障")
+    payloads = db.session.scalars(
+        select(Notification.payload).where(
+            Notification.kind == {"reject": "booking.rejected", "cancel": "booking.cancelled"}[action]
+        )
+    )
+    assert [p["reason"] for p in payloads] == ["设备故障"]
+
+
+def test_a_confirmed_sample_booking_is_cancelled_online_until_the_cut_off_before_delivery(
+    setting, make_booking
+):
+    delivery = date(2026, 12, 10)  # Thursday; the cut-off is 24 hours before its first minute in Liaocheng
+    rows = [
+        make_booking(
+            setting["instrument"], setting["user"], state=BookingState.CONFIRMED, sample_delivery_on=delivery
+        )
+        for _ in range(2)
+    ]
+    cutoff = datetime(2026, 12, 8, 16, 0, tzinfo=UTC)  # 00:00 on 9 December in Liaocheng
+    assert booking.cancellation_deadline(rows[0]) == cutoff
+    setting["clock"].set(cutoff + timedelta(seconds=1))
+    with pytest.raises(InvalidTransition):
+        booking.cancel_booking(setting["user"], rows[0].id, None)
+    setting["clock"].set(cutoff)
+    assert booking.cancel_booking(setting["user"], rows[1].id, None).state is BookingState.CANCELLED
+
+
+def test_a_sample_service_is_recorded_from_the_day_the_samples_arrive(setting, make_booking, provider):
+    delivery = date(2026, 12, 10)
+    row = make_booking(
+        setting["instrument"], setting["user"], state=BookingState.CONFIRMED, sample_delivery_on=delivery
+    )
+    arrival = datetime(2026, 12, 9, 16, 0, tzinfo=UTC)  # 00:00 on the delivery day in Liaocheng
+    report = booking.ServiceReport(samples=3)
+    setting["clock"].set(arrival - timedelta(seconds=1))
+    with pytest.raises(InvalidTransition) as refused:
+        booking.complete_booking(provider, row.id, report)
+    assert refused.value.details == {"rule": "complete_too_early"}
+    setting["clock"].set(arrival)
+    booking.complete_booking(provider, row.id, report)
+    assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.COMPLETED
