@@ -99,6 +99,27 @@ def test_a_confirmation_is_told_to_the_enterprise(people, requested):
     assert requested["inbox"].read() == {"booking.confirmed": people["enterprise"]}
 
 
+def test_a_booking_notification_carries_what_its_message_shows(people, requested):
+    row = requested["booking"]
+    booking.reject_booking(people["provider"], row.id, "设备维护")
+    notification = db.session.scalars(
+        select(Notification).where(Notification.kind == "booking.rejected")
+    ).first()
+    instrument, holder = people["instrument"], people["holder"]
+    assert notification.link == f"/bookings/{row.id}"
+    assert notification.payload == {
+        "instrument": instrument.name,
+        "institution": people["host"].name,
+        "enterprise": holder.enterprise.name,
+        "when": "2026-12-09 09:00–10:00",
+        "place": instrument.address or instrument.county,
+        "booking": row.id,
+        "operator": booking.operator_contact(instrument),
+        "requester": ", ".join(p for p in (holder.full_name, holder.phone) if p),
+        "reason": "设备维护",
+    }
+
+
 def test_a_rejection_is_told_to_the_enterprise(people, requested):
     booking.reject_booking(people["provider"], requested["booking"].id, "设备维护")
     assert requested["inbox"].read() == {"booking.rejected": people["enterprise"]}

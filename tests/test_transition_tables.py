@@ -106,8 +106,9 @@ def test_every_booking_action_has_its_service_here():
 def test_a_forbidden_booking_transition_is_refused_and_writes_nothing(booking_world, state, action):
     row = booking_world["make"](state)
     before = written()
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as refused:
         BOOKING_ACTIONS[action](booking_world, row)
+    assert refused.value.details == {"state": state.value, "action": action}  # what the API answers
     assert written() == before
     assert db.session.get(Booking, row.id, populate_existing=True).state is state
 
@@ -127,6 +128,7 @@ def test_an_allowed_booking_transition_writes_one_audit_row_naming_who_from_and_
     target = booking.TRANSITIONS[(state, action)]
     after = db.session.get(Booking, row.id, populate_existing=True)
     assert after.state is target
+    assert after.updated_at == WEDNESDAY_9 + timedelta(hours=2)  # the fake clock's now
     event = db.session.scalars(
         select(AuditEvent).where(AuditEvent.object_type == "booking", AuditEvent.object_id == str(row.id))
     ).one()
