@@ -260,3 +260,16 @@ def test_a_sample_service_is_recorded_from_the_day_the_samples_arrive(setting, m
     setting["clock"].set(arrival)
     booking.complete_booking(provider, row.id, report)
     assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.COMPLETED
+
+
+def test_a_cancellation_without_a_reason_tells_an_empty_reason_not_none(setting, make_booking, provider):
+    from sqlalchemy import select
+
+    from portal.notifications.models import Notification
+
+    row = requested(setting, make_booking)
+    booking.cancel_booking(setting["user"], row.id, None)
+    payloads = db.session.scalars(
+        select(Notification.payload).where(Notification.kind == "booking.cancelled")
+    )
+    assert {p["reason"] for p in payloads} == {""}  # the message shows nothing, not "None"
