@@ -9,7 +9,7 @@ PORT ?= 5000
 PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 export PORTAL_BASE_URL
 
-.PHONY: demo demo-reset test install install-dev translations extract-messages lint format security bench serve clean
+.PHONY: demo demo-reset test install install-dev translations extract-messages lint format security bench mutation serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,9 +69,17 @@ security: install-dev
 bench: install-dev
 	$(BIN)/python -m bench.run --record bench/RESULTS.md $(BENCH_ARGS)
 
+## Mutation testing (not in CI): mutmut mutates the modules that hold the rules and transitions and runs
+## the fast tests that pin them (pyproject.toml [tool.mutmut]); scores and survivors: docs/quality.md.
+## Results are cached in mutants/ (a changed function is tested again); `rm -rf mutants` starts afresh.
+MUTATION_WORKERS ?= 2
+mutation: install-dev
+	$(BIN)/mutmut run --max-children $(MUTATION_WORKERS)
+	$(BIN)/mutmut results
+
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache mutants

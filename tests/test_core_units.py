@@ -29,11 +29,22 @@ def test_yuan_to_fen_is_exact(text, fen):
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"), [("1.234", "decimal"), ("-1", "negative"), ("abc", "number"), ("nan", "number")]
+    ("text", "reason"),
+    [
+        ("1.234", "^at most 2 decimal places$"),
+        ("-1", "^must not be negative$"),
+        ("abc", "^not a number$"),
+        ("nan", "^not a number$"),
+        ("1000000000000", "^too large$"),  # exactly the limit is already too large
+    ],
 )
 def test_yuan_to_fen_refuses_bad_amounts(text, reason):
     with pytest.raises(ValueError, match=reason):
         yuan_to_fen(text)
+
+
+def test_the_largest_amount_below_the_limit_is_accepted():
+    assert yuan_to_fen("999999999999.99") == 99_999_999_999_999
 
 
 def test_wan_round_trip():
@@ -43,9 +54,28 @@ def test_wan_round_trip():
     assert fen_to_wan(wan_to_fen("123.4")) == Decimal("123.40")
 
 
+def test_wan_takes_two_decimals_at_most():
+    with pytest.raises(ValueError, match=r"^at most 2 decimal places$"):
+        wan_to_fen("1.234")
+
+
+@pytest.mark.parametrize(
+    ("fen", "text"),
+    [
+        (1_000_000, "1.00"),  # a whole 万元 is shown with its two places, as a catalogue file has it
+        (56_780_000, "56.78"),
+        (1_234, "0.001234"),  # below a hundredth of 万元 every digit is kept, not rounded away
+    ],
+)
+def test_fen_to_wan_keeps_two_places_or_every_digit(fen, text):
+    assert str(fen_to_wan(fen)) == text
+
+
 def test_format_yuan():
     assert format_yuan(123456) == "¥1,234.56"
     assert format_yuan(-5) == "-¥0.05"
+    assert format_yuan(0) == "¥0.00"  # zero has no sign
+    assert format_yuan(1) == "¥0.01"
     assert format_yuan(None) == ""
 
 

@@ -82,6 +82,14 @@ CASES = [
         0,
         ("voucher_balance",),
     ),
+    # A fund with nothing left pays nothing, not a fen.
+    ("province budget used up", case(100_000, province_budget=0), 0, 30_000, ("province_budget",)),
+    ("city budget used up", case(100_000, city_budget=0), 60_000, 0, ("city_budget",)),
+    # A ceiling exactly at the total takes nothing off and is not named as binding.
+    ("voucher balance exactly the total", case(100_000, balance=90_000), 60_000, 30_000, ()),
+    ("group cap exactly the total", case(100_000, group=90_000), 60_000, 30_000, ()),
+    ("enterprise cap exactly the raw amount", case(100_000, enterprise=60_000), 60_000, 30_000, ()),
+    ("province budget exactly the raw amount", case(100_000, province_budget=60_000), 60_000, 30_000, ()),
     ("zero voucher balance", case(100_000, balance=0), 0, 0, ("voucher_balance",)),
     ("group cap binds alone", case(100_000, group=80_000), 60_000, 20_000, ("group_cap",)),
     ("group cap used up", case(100_000, group=0), 0, 0, ("group_cap",)),
@@ -139,6 +147,11 @@ def test_subsidy(name, data, province, city, limited):
     assert result.total_fen == province + city
     assert result.limited_by == limited
     assert [f.fund for f in result.funds] == ["province", "city"]
+    assert result.fee_fen == data.fee_fen
+
+
+def test_a_fund_the_scheme_does_not_have_pays_nothing():
+    assert compute_subsidy(case(100_000)).amount("county") == 0
 
 
 def test_raw_amounts_are_reported_before_the_limits():
@@ -179,5 +192,10 @@ def test_the_total_never_exceeds_any_ceiling():
 
 
 def test_rates_must_be_decimals():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^rates are Decimals, never floats$"):
         raw_amount(100, 0.6)
+
+
+def test_a_negative_fee_is_refused():
+    with pytest.raises(ValueError, match=r"^a fee cannot be negative$"):
+        compute_subsidy(case(-1))

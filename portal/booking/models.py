@@ -259,10 +259,6 @@ class Booking(db.Model):
         ).ddl_if(dialect="postgresql"),
     )
 
-    @property
-    def holds_slot(self) -> bool:
-        return self.mode is BookingMode.SLOT and self.state in HOLDING_STATES
-
     def __repr__(self) -> str:
         return f"<Booking {self.id} {self.mode} {self.state}>"
 

@@ -17,7 +17,6 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Institution
 from portal.catalog.models import (
-    STATUS_LABELS,
     VERSION_ATTRIBUTE,
     CatalogState,
     Category,
@@ -412,7 +411,3 @@ def institution_summaries() -> list[dict[str, Any]]:
         ]
 
     return _cached("institutions", compute)
-
-
-def status_label(status: str) -> str:
-    return str(STATUS_LABELS[InstrumentStatus(status)])
