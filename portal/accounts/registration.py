@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select
 from stdnum.cn import uscc as stdnum_uscc
@@ -25,13 +24,11 @@ from portal.accounts import mail, tokens
 from portal.accounts.models import AccountToken, Enterprise, TokenPurpose, User
 from portal.accounts.services import (
     USERNAME_PATTERN,
-    ChecksumFailed,
     Registration,
-    check_password_strength,
-    check_uscc,
     holder_of,
     normalize_email,
     register_enterprise,
+    registration_problems,
     send_registration_link,
     username_taken,
 )
@@ -43,24 +40,11 @@ from portal.extensions import db
 
 def check_registration(data: Registration) -> None:
     """Every reason the submission is refused that reveals nothing about other accounts (no lookups)."""
-    fields: dict[str, str] = {}
-    try:
-        check_uscc(data.uscc)
-    except ChecksumFailed as error:
-        if not data.legacy_code:
-            fields["uscc"] = error.message
-    except ValidationFailed as error:
-        fields["uscc"] = error.message
+    fields, _uscc, _checksum_ok = registration_problems(data)
     if not USERNAME_PATTERN.match(data.username or ""):
         fields["username"] = _("3 to 40 letters, digits, dots, dashes or underscores.")
     if not data.email:
         fields["email"] = _("Required: the link that activates the account is sent there.")
-    if data.county not in current_app.config["COUNTIES"]:
-        fields["county"] = _("Choose a county from the list.")
-    try:
-        check_password_strength(data.password, data.username, data.email)
-    except ValidationFailed as error:
-        fields.update(error.fields)
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
 

@@ -120,14 +120,11 @@ class Registration:
     legacy_code: bool = False
 
 
-def register_enterprise(data: Registration, *, awaiting_confirmation: bool = False) -> User:
-    """Create an enterprise (awaiting verification) and its first user, in one transaction.
-
-    Self-registration (portal.accounts.registration) makes the user `awaiting_confirmation`: usable
-    only once the link mailed to its address is opened.
-    """
+def registration_problems(data: Registration) -> tuple[dict[str, str], str | None, bool]:
+    """What is wrong with a registration on its face, without a lookup: the fields' messages, the
+    compact credit code (None when unreadable) and whether its check character holds."""
     fields: dict[str, str] = {}
-    checksum_ok = True
+    uscc, checksum_ok = None, True
     try:
         uscc = check_uscc(data.uscc)
     except ChecksumFailed as error:
@@ -135,10 +132,24 @@ def register_enterprise(data: Registration, *, awaiting_confirmation: bool = Fal
             uscc, checksum_ok = stdnum_uscc.compact(data.uscc), False
         else:
             fields["uscc"] = error.message
-            uscc = None
     except ValidationFailed as error:
         fields["uscc"] = error.message
-        uscc = None
+    if data.county not in current_app.config["COUNTIES"]:
+        fields["county"] = _("Choose a county from the list.")
+    try:
+        check_password_strength(data.password, data.username, data.email)
+    except ValidationFailed as error:
+        fields.update(error.fields)
+    return fields, uscc, checksum_ok
+
+
+def register_enterprise(data: Registration, *, awaiting_confirmation: bool = False) -> User:
+    """Create an enterprise (awaiting verification) and its first user, in one transaction.
+
+    Self-registration (portal.accounts.registration) makes the user `awaiting_confirmation`: usable
+    only once the link mailed to its address is opened.
+    """
+    fields, uscc, checksum_ok = registration_problems(data)
     if uscc:
         existing = db.session.scalar(select(Enterprise).where(Enterprise.uscc == uscc))
         if existing is not None:
@@ -147,12 +158,6 @@ def register_enterprise(data: Registration, *, awaiting_confirmation: bool = Fal
         fields["username"] = _("This username is taken.")
     if data.email and email_taken(data.email):
         fields["email"] = _("This e-mail address is already registered.")
-    if data.county not in current_app.config["COUNTIES"]:
-        fields["county"] = _("Choose a county from the list.")
-    try:
-        check_password_strength(data.password, data.username, data.email)
-    except ValidationFailed as error:
-        fields.update(error.fields)
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from portal.extensions import db
 from tests.conftest import demo_upload_folder, make_app
 
 CHROMIUM_ARGS = [
@@ -32,21 +34,37 @@ class LivePortal:
     app: Flask
 
 
+@contextmanager
+def serve_demo_copy(
+    request: pytest.FixtureRequest, folder: Path, *, photos: bool = False, **overrides: object
+) -> Iterator[LivePortal]:
+    """A copy of the demo network (its database, and with `photos` its photos and evidence) served
+    by a real HTTP server in a background thread; mail links point at it."""
+    demo_url = request.getfixturevalue("demo_database_url_sqlite")
+    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "live.db")
+    if photos:
+        shutil.copytree(demo_upload_folder(demo_url), folder / "uploads")
+    app = make_app(f"sqlite:///{folder / 'live.db'}", UPLOAD_FOLDER=str(folder / "uploads"), **overrides)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    app.config["PORTAL_BASE_URL"] = url
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LivePortal(url, app)
+    finally:
+        server.shutdown()
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def live_portal(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LivePortal]:
     """A copy of the demo network served by a real HTTP server in a background thread."""
-    demo_url = request.getfixturevalue("demo_database_url_sqlite")
-    folder = tmp_path_factory.mktemp("live")
-    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "live.db")
-    shutil.copytree(demo_upload_folder(demo_url), folder / "uploads")  # the demo's photos and evidence
-    app = make_app(f"sqlite:///{folder / 'live.db'}", UPLOAD_FOLDER=str(folder / "uploads"))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield LivePortal(f"http://127.0.0.1:{server.server_port}", app)
-    server.shutdown()
+    with serve_demo_copy(request, tmp_path_factory.mktemp("live"), photos=True) as portal:
+        yield portal
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,12 @@ accepts, its one-time link, the new password, signing in with it; the old passwo
 from __future__ import annotations
 
 import re
-import shutil
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from portal.demo import DEMO_PASSWORD
-from portal.extensions import db
-from tests.conftest import make_app
-from tests.e2e.conftest import LivePortal
+from tests.e2e.conftest import LivePortal, serve_demo_copy
 from tests.services_runner import SmtpSink, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -36,25 +30,14 @@ def portal_with_mail(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mail_sink: SmtpSink
 ) -> Iterator[LivePortal]:
     """A copy of the demo network over HTTP whose mail goes over SMTP to the loopback server."""
-    demo_url = request.getfixturevalue("demo_database_url_sqlite")
-    folder = tmp_path_factory.mktemp("accounts")
-    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "live.db")
-    app = make_app(
-        f"sqlite:///{folder / 'live.db'}",
-        UPLOAD_FOLDER=str(folder / "uploads"),
+    with serve_demo_copy(
+        request,
+        tmp_path_factory.mktemp("accounts"),
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=mail_sink.port,
         MAIL_TIMEOUT=5,
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["PORTAL_BASE_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield LivePortal(url, app)
-    server.shutdown()
-    with app.app_context():
-        db.engine.dispose()
+    ) as portal:
+        yield portal
 
 
 def sign_in(page, base: str, password: str) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +28,6 @@ from flask import Flask
 from openpyxl import load_workbook
 from sqlalchemy import select
 from stdnum.cn import uscc
-from werkzeug.serving import make_server
 
 from portal import BEAT_SCHEDULE
 from portal.accounts.models import Institution, User
@@ -40,8 +37,7 @@ from portal.core.money import fen_to_yuan
 from portal.extensions import db
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers.models import Claim, Fund, FundCondition, Scheme, Voucher
-from tests.conftest import make_app
-from tests.e2e.conftest import answer_dialogs
+from tests.e2e.conftest import answer_dialogs, serve_demo_copy
 from tests.e2e.test_booking_browser import sign_in
 from tests.e2e.test_voucher_browser import nav
 from tests.services_runner import SmtpSink, wait_for
@@ -80,27 +76,18 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     Without REDIS_URL the delivery tasks run eagerly right after each commit, so a page's response comes
     after its notifications' mail was handed to the SMTP server.
     """
-    demo_url = request.getfixturevalue("demo_database_url_sqlite")
-    folder = tmp_path_factory.mktemp("journey")
-    shutil.copy(Path(demo_url.removeprefix("sqlite:///")), folder / "journey.db")
     sink = SmtpSink().start()
-    app = make_app(
-        f"sqlite:///{folder / 'journey.db'}",
-        UPLOAD_FOLDER=str(folder / "uploads"),
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=sink.port,
-        MAIL_TIMEOUT=5,
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["PORTAL_BASE_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Journey(url, app, sink)
-    server.shutdown()
-    sink.stop()
-    with app.app_context():
-        db.engine.dispose()
+    try:
+        with serve_demo_copy(
+            request,
+            tmp_path_factory.mktemp("journey"),
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=sink.port,
+            MAIL_TIMEOUT=5,
+        ) as portal:
+            yield Journey(portal.url, portal.app, sink)
+    finally:
+        sink.stop()
 
 
 @pytest.fixture
