@@ -26,17 +26,28 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.accounts.models import VerificationState as EnterpriseState
 from portal.accounts.services import is_holder, require_holder
-from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+from portal.booking.models import (
+    FILE_KIND_LABELS,
+    Booking,
+    BookingMode,
+    BookingState,
+    FileKind,
+    ServiceFile,
+    ServiceRecord,
+)
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import insert_ignore, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
 from portal.core.locks import Rank, lock_one, lock_where
+from portal.core.money import format_yuan
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.core.text import normalize
 from portal.extensions import db
+from portal.notifications.services import notify, users_of_enterprise, users_with_role
 from portal.vouchers.models import (
     DEFAULT_RANKING_WEIGHTS,
+    LIMIT_LABELS,
     ApplicationState,
     CapLedger,
     Claim,
@@ -382,8 +393,6 @@ def submit_verification(
 
 
 def _tell_enterprise(enterprise_id: int, kind: str, key: str, link: str, **payload: Any) -> None:
-    from portal.notifications.services import notify, users_of_enterprise
-
     notify(users_of_enterprise(enterprise_id), kind, key, payload=payload, link=link)
 
 
@@ -718,8 +727,6 @@ def decide_application(
                 amount,
             )
             _audit_application(application, state, reviewer, comment, amount_fen=amount)
-            from portal.notifications.services import notify, users_with_role
-
             # As for claims: the other reviewers learn that a second approval is waiting for them.
             notify(
                 [u for u in users_with_role(Role.REVIEWER) if u.id != reviewer.id],
@@ -813,8 +820,6 @@ def _audit_application(application, before_state, reviewer, comment, **extra) ->
 
 
 def _yuan(fen: int) -> str:
-    from portal.core.money import format_yuan
-
     return format_yuan(fen)
 
 
@@ -1043,8 +1048,6 @@ def checks_per_service(
 
 
 def _file_label(kind: FileKind) -> str:
-    from portal.booking.models import FILE_KIND_LABELS
-
     return FILE_KIND_LABELS[kind]
 
 
@@ -1523,8 +1526,6 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     if before is ClaimState.SUBMITTED and _four_eyes(scheme, claim.total_fen):
         claim.state, claim.first_reviewer_id = ClaimState.PENDING_SECOND, reviewer.id
         _audit_claim(claim, before, reviewer, comment)
-        from portal.notifications.services import notify, users_with_role
-
         notify(
             [u for u in users_with_role(Role.REVIEWER) if u.id != reviewer.id],
             "claim.second_review",
@@ -1738,8 +1739,6 @@ def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHin
         name for name in ("voucher_balance", "group_cap", "enterprise_cap") if name in subsidy.limited_by
     ]
     if short:
-        from portal.vouchers.models import LIMIT_LABELS
-
         warning = _(
             "Your voucher cannot cover the full subsidy: it is limited by %(limits)s.",
             limits=", ".join(str(LIMIT_LABELS[name]) for name in short),
