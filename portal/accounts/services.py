@@ -32,6 +32,7 @@ from portal.accounts.models import (
 )
 from portal.core import audit
 from portal.core.clock import utcnow
+from portal.core.database import changed_rows
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -343,12 +344,12 @@ def end_every_session(user: User) -> int:
     Part of a password change, reset or deactivation: the caller records the change and commits.
     """
     user.session_version += 1
-    return db.session.execute(
+    return changed_rows(
         update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
 
 
 def create_user(

@@ -22,7 +22,7 @@ blp = ApiBlueprint(
     "api_tokens", __name__, description="Authentication: exchange a password for a bearer token."
 )
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @login_manager.request_loader

@@ -24,7 +24,7 @@ from portal.catalog.importer import ImportReport, Problem, Progress, import_cata
 from portal.catalog.models import IMPORT_TRANSITIONS, CatalogImport, ImportState
 from portal.catalog.upload_checks import FORMATS, check_upload
 from portal.core import audit, clock, outbox, uploads
-from portal.core.database import locked, serialized_write
+from portal.core.database import changed_rows, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound
 from portal.core.paging import Page, paginate
 from portal.core.permissions import Role
@@ -117,11 +117,11 @@ def import_now(user: User, stream: BinaryIO, filename: str | None, *, dry_run: b
 def _claim_apply(user: User, import_id: int) -> CatalogImport:
     """CHECKED -> APPLYING, by a conditional update: two administrators cannot both apply a file."""
     row = get_import(user, import_id)
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(CatalogImport)
         .where(CatalogImport.id == import_id, CatalogImport.state.in_(_sources(ImportState.APPLYING)))
         .values(state=ImportState.APPLYING, applied_by_id=user.id, note=None)
-    ).rowcount
+    )
     if not claimed:  # never checked clean, or someone else applied it a moment ago
         db.session.rollback()
         raise InvalidTransition(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from sqlalchemy import event, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from portal.extensions import db
 
@@ -69,11 +71,25 @@ def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = Fals
 def insert_ignore(model, values: dict) -> None:
     """INSERT a row unless one with the same unique key exists (safe when two transactions race)."""
     table = model.__table__
+    statement: Executable
     if dialect() == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(table).values(**values).on_conflict_do_nothing()
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    db.session.execute(statement)
+
+
+def changed_rows(statement: Executable) -> int:
+    """Execute an UPDATE or DELETE in the session and return the number of rows it matched.
+
+    Session.execute() is typed as returning a Result; for these statements it is a CursorResult, the
+    kind that has a rowcount.
+    """
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def locked(model, object_id: int):
