@@ -24,7 +24,7 @@ from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.permissions import Role
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import Model, db
+from portal.extensions import Model
 
 
 class InstitutionKind(StrEnum):
@@ -228,7 +228,7 @@ ACTION_LABELS.update(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who logs in. One role; enterprise users act for an enterprise, providers for a host."""
 
     __tablename__ = "users"

@@ -206,7 +206,7 @@ def send_registration_link(user: User) -> AccountToken:
     ttl = current_app.config["REGISTRATION_LINK_TTL_SECONDS"]
     row = tokens.issue_account_token(user, TokenPurpose.REGISTRATION, ttl)
     mail.mail_link(
-        user.email,
+        mail.address_of(user),
         "account.registration_confirm",
         row,
         "/register/confirm/",
@@ -433,7 +433,7 @@ def _send_welcome_link(user: User) -> None:
     ttl = current_app.config["WELCOME_LINK_TTL_SECONDS"]
     row = tokens.issue_account_token(user, TokenPurpose.WELCOME, ttl)
     mail.mail_link(
-        user.email,
+        mail.address_of(user),
         "account.welcome",
         row,
         "/password/reset/",
