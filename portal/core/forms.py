@@ -7,7 +7,7 @@ import math
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, StringField, validators
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3; the stubs are 3.2
 from wtforms.validators import ValidationError
 
 from portal.core import clock, money

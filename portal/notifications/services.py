@@ -365,9 +365,7 @@ def mark_read(user: User, notification_id: int | None = None) -> int:
     stmt = update(Notification).where(Notification.recipient_id == user.id, Notification.read_at.is_(None))
     if notification_id is not None:
         stmt = stmt.where(Notification.id == notification_id)
-    count = changed_rows(
-        stmt.values(read_at=clock.utcnow()).execution_options(synchronize_session=False)
-    )
+    count = changed_rows(stmt.values(read_at=clock.utcnow()).execution_options(synchronize_session=False))
     db.session.commit()
     return count
 
