@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 from flask import has_request_context, request
 from flask_babel import get_locale
@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
-    Table,
     Text,
     Time,
     UniqueConstraint,
@@ -37,6 +36,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from portal.accounts.models import Institution, User
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
+from portal.core.database import table_of
 from portal.core.text import grams, normalize, pinyin_forms
 from portal.core.types import StringList, UTCDateTime, str_enum
 from portal.extensions import Model
@@ -235,7 +235,7 @@ def _institution_name(connection, target: Instrument) -> str | None:
 def reindex_institution(connection, institution_id: int, name: str | None) -> int:
     """Recompute the search columns of every instrument of a host under its (new) name; how many."""
     fields = (*Instrument.SEARCH_FIELDS, "fee_per_hour_fen", "fee_per_sample_fen")
-    table = cast(Table, Instrument.__table__)  # declared a FromClause; a mapped class's is a Table
+    table = table_of(Instrument)
     rows = connection.execute(
         select(table.c.id, *(table.c[f] for f in fields)).where(table.c.institution_id == institution_id)
     ).all()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -68,9 +68,14 @@ def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = Fals
         raise
 
 
+def table_of(model: type[Any]) -> Table:
+    """The table a model is mapped to, for Core statements (declared a FromClause, it is a Table)."""
+    return cast(Table, model.__table__)
+
+
 def insert_ignore(model, values: dict) -> None:
     """INSERT a row unless one with the same unique key exists (safe when two transactions race)."""
-    table = model.__table__
+    table = table_of(model)
     statement: Executable
     if dialect() == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
