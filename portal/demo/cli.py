@@ -82,7 +82,8 @@ def serve_command(host: str, port: int) -> None:
 
     from portal.demo.scheduler import DemoScheduler
 
-    app = current_app._get_current_object()
+    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     app.config["PORTAL_BASE_URL"] = serving_base_url(host, port)
     scheduler = DemoScheduler(app)
     scheduler.start()
