@@ -58,6 +58,7 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy portal
 
 ## Security checks: bandit (medium severity and up) on the code; known vulnerabilities in the pinned requirements.
 security: install-dev
@@ -82,4 +83,4 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache mutants

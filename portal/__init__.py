@@ -17,7 +17,7 @@ from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
 # Every periodic task, run by the one `celery beat` process.
-BEAT_SCHEDULE = {
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
@@ -40,7 +40,10 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     _derive_settings(app)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Werkzeug's documented way to wrap the WSGI application (mypy sees a method being replaced).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
@@ -153,7 +156,7 @@ def _derive_settings(app: Flask) -> None:
     )
 
 
-def celery_init_app(app: Flask) -> Celery:
+def celery_init_app(app: Flask) -> Celery[Any]:
     """Celery as Flask's documentation wires it: every task runs inside this app's context."""
 
     class FlaskTask(Task):

@@ -133,14 +133,15 @@ class Overview:
 
 def overview(user: User) -> Overview:
     """The enterprise's account in effect, the change waiting for a reviewer, and every version."""
-    if user.role is not Role.ENTERPRISE:
+    # (An enterprise account always has its enterprise: a check constraint; the test narrows the type.)
+    if user.role is not Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(_("Only enterprise accounts have a bank account here."))
     history = versions(user.enterprise_id)
     holder = db.session.scalar(
         select(User).where(User.enterprise_id == user.enterprise_id, User.is_holder.is_(True))
     )
     return Overview(
-        enterprise=db.session.get(Enterprise, user.enterprise_id),
+        enterprise=db.session.get_one(Enterprise, user.enterprise_id),
         current=next((v for v in history if v.state is State.VERIFIED), None),
         pending=next((v for v in history if v.state is State.PENDING), None),
         history=history,
@@ -231,7 +232,7 @@ def _tell(account: BankAccount, kind: str, **payload: Any) -> None:
 
 def record_bank_account(user: User, data: BankAccountData) -> BankAccount:
     """The holder enters a new or changed account; it waits for a reviewer, the old one stays in effect."""
-    if not user.is_authenticated or user.role is not Role.ENTERPRISE:
+    if not user.is_authenticated or user.role is not Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(_("Only enterprise accounts have a bank account here."))
     require_holder(user)
     entry = clean_account(data)

@@ -60,6 +60,13 @@ def mail_link(
     )
 
 
+def address_of(user: User) -> str:
+    """The account's address, for a mail that cannot go without one (the link that sets a password)."""
+    if user.email is None:
+        raise ValueError(f"user {user.id} has no e-mail address")
+    return user.email
+
+
 def mask_email(address: str) -> str:
     """An address as a notice may show it to someone else: w***@example.cn."""
     local, _sep, domain = address.partition("@")

@@ -32,7 +32,7 @@ from portal.catalog.models import IMPORT_STATE_LABELS, ImportState
 from portal.catalog.upload_checks import FORMATS
 from portal.core import uploads
 from portal.core.errors import InvalidTransition, ServiceError, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.permissions import Role, role_required
 from portal.vouchers import services as vouchers
@@ -116,8 +116,8 @@ def _institution_page(institution_id: int | None) -> ResponseReturnValue:
         form.is_local.data = True
     if form.validate_on_submit():
         data = accounts.InstitutionData(
-            name=form.name.data,
-            uscc=form.uscc.data,
+            name=filled(form.name),
+            uscc=filled(form.uscc),
             county=form.county.data,
             kind=InstitutionKind(form.kind.data),
             address=form.address.data,
@@ -180,7 +180,7 @@ def synonyms() -> ResponseReturnValue:
     form = SynonymForm()
     if form.validate_on_submit():
         try:
-            search_synonyms.add_synonym(current_user, form.term.data, form.expansion.data)
+            search_synonyms.add_synonym(current_user, filled(form.term), filled(form.expansion))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:

@@ -17,7 +17,7 @@ from flask_login import current_user
 from portal.core.errors import Forbidden, Unauthorized
 from portal.core.permissions import Role
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def reject_bad_credentials() -> None:

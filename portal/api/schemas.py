@@ -68,7 +68,10 @@ def paginate(items: list, args: dict) -> dict[str, Any]:
 class PortalParser(FlaskParser):
     """webargs' Flask parser plus a `multipart` location: form fields and files of one request."""
 
-    __location_map__: ClassVar[dict] = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+    # webargs declares it an instance variable (not a ClassVar), so it is declared the same way here.
+    __location_map__: dict[str, str | Callable] = dict(  # noqa: RUF012
+        multipart="load_multipart", **FlaskParser.__location_map__
+    )
 
     def load_multipart(self, req, schema: ma.Schema):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from flask import url_for
 from icalendar import Calendar as ICalendar
 from icalendar import Event
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import User
@@ -57,6 +57,8 @@ def instrument_feed(instrument: Instrument) -> bytes:
         )
     )
     for booking in bookings:
+        if booking.starts_at is None or booking.ends_at is None:  # never: a slot booking has its times
+            continue
         cal.add_component(
             _event(
                 f"booking-{booking.id}@liaocheng-portal",
@@ -102,9 +104,11 @@ def user_feed(user: User) -> bytes:
     elif user.role is Role.PROVIDER:
         stmt = stmt.where(Instrument.institution_id == user.institution_id)
     else:
-        stmt = stmt.where(False)
+        stmt = stmt.where(false())
     cal = _calendar("我的预约 My bookings")
     for booking in db.session.scalars(stmt):
+        if booking.starts_at is None or booking.ends_at is None:  # never: a slot booking has its times
+            continue
         summary = f"{booking.instrument.name} ({STATE_LABELS[booking.state]})"
         if user.role is Role.PROVIDER:
             summary += f" · {booking.enterprise.name}"

@@ -120,6 +120,7 @@ def _sharing_mode(text: str) -> SharingMode:
 
 
 def _parse(field: str, text: str, lookups: Lookups) -> Any:
+    value: Any
     if field == "sharing_mode":
         value = _sharing_mode(text) if text else None
     else:
@@ -174,7 +175,9 @@ def apply_changes(instrument: Instrument, changes: dict[str, Change], actor: Use
     """Set the changed fields and write the audit row naming only them, before and after (no commit)."""
     for field, change in changes.items():
         if field == "category":
-            instrument.category = db.session.scalar(select(Category).where(Category.code == change.after))
+            instrument.category = db.session.execute(
+                select(Category).where(Category.code == change.after)
+            ).scalar_one()
         else:
             setattr(instrument, field, change.after)
     return audit.record(
@@ -244,11 +247,11 @@ def add_photo(user: User, code: str, stream: IO[bytes], caption: str | None) -> 
     )
     with serialized_write():
         instrument = locked(Instrument, instrument.id)
-        count = db.session.scalar(
+        count = db.session.execute(
             select(func.count())
             .select_from(InstrumentPhoto)
             .where(InstrumentPhoto.instrument_id == instrument.id)
-        )
+        ).scalar_one()
         if count >= MAX_PHOTOS:
             message = _("An instrument has at most %(n)d photos; delete one first.", n=MAX_PHOTOS)
             raise ValidationFailed(message, {"file": message})
@@ -350,6 +353,6 @@ def photo_file(code: str, name: str) -> tuple[str, str]:
         )
     )
     path = uploads.stored_path(name) if content_type else None
-    if path is None or not path.is_file():
+    if content_type is None or path is None or not path.is_file():
         raise NotFound(_("No such photo."))
     return str(path), content_type

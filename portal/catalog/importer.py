@@ -370,7 +370,7 @@ def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list
             lookups.county(county)
         except RowError as error:
             problems.append(Problem(row, "所在区县", str(error)))
-    if len(problems) > before:
+    if len(problems) > before or category is None or institution is None:  # (each None is a problem)
         return None
     out = {attr: values[attr] for attr in PLAIN_ATTRS}
     out.update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import (
@@ -54,7 +55,7 @@ def index() -> ResponseReturnValue:
         return revalidated(make_response(page))
     form = SearchForm(request.args)
     valid = form.validate()
-    canonical = form.canonical_args()
+    canonical: dict[str, Any] = form.canonical_args()  # Any: url_for's keywords are not all text
     if valid and SearchForm.normalized_args(request.args) != canonical:
         # Unknown or repeated parameters, odd spellings: one search, one URL, one cache entry (junk in
         # the URL can neither bypass the page cache nor fill it).

@@ -102,12 +102,14 @@ def figures(period: Period, county: str | None = None) -> Figures:
     instruments = select(func.count()).select_from(Instrument)
     if county:
         instruments = instruments.where(Instrument.county == county)
-    out.instruments = db.session.scalar(instruments)
+    out.instruments = db.session.execute(instruments).scalar_one()
     users = select(func.count()).select_from(User).where(User.role == Role.ENTERPRISE)
     if county:
         users = users.join(Enterprise, Enterprise.id == User.enterprise_id).where(Enterprise.county == county)
-    out.users = db.session.scalar(users.where(User.created_at < end))
-    out.new_users = db.session.scalar(users.where(User.created_at >= start, User.created_at < end))
+    out.users = db.session.execute(users.where(User.created_at < end)).scalar_one()
+    out.new_users = db.session.execute(
+        users.where(User.created_at >= start, User.created_at < end)
+    ).scalar_one()
 
     bookings = (
         select(func.count(), func.count(distinct(Booking.enterprise_id)))
@@ -390,8 +392,8 @@ def public_headline(today: date) -> Headline:
         select(func.coalesce(func.sum(SubsidyTally.approved_fen), 0)).where(SubsidyTally.month > months)
     )
     return Headline(
-        db.session.scalar(select(func.count()).select_from(Instrument)),
-        db.session.scalar(select(func.count(distinct(Instrument.institution_id)))),
+        db.session.execute(select(func.count()).select_from(Instrument)).scalar_one(),
+        db.session.execute(select(func.count(distinct(Instrument.institution_id)))).scalar_one(),
         served or 0,
         services,
         float(hours or 0),

@@ -79,7 +79,8 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve_command(host: str, port: int) -> None:
     """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
-    app = current_app._get_current_object()
+    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     app.config["PORTAL_BASE_URL"] = serving_base_url(host, port)
     scheduler = DemoScheduler(app)
     scheduler.start()

@@ -45,7 +45,7 @@ class DemoScheduler:
         every = self.interval(name)
         if isinstance(every, crontab):
             return every.is_due(last)[0]
-        return (now - last).total_seconds() >= every.run_every.total_seconds()
+        return (now - last).total_seconds() >= every.seconds
 
     def run_due(self, now: datetime | None = None) -> list[str]:
         """Run every task that is due now (wall-clock time decides when; the tasks use the portal's

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import event, insert, select
@@ -358,7 +359,7 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
         ("newco", VerificationState.PENDING, EnterpriseKind.TECH_SME),
     )
     enterprise_rows = []
-    user_rows = []
+    user_rows: list[dict[str, Any]] = []
     # One of the users is a colleague at the demo enterprise (not its account holder), so there is one
     # enterprise fewer than users.
     holders = total - 1 if total > len(named) else total

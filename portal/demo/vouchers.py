@@ -68,7 +68,7 @@ def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
 
 
 def _user(username: str) -> User:
-    return db.session.scalar(select(User).where(User.username == username))
+    return db.session.execute(select(User).where(User.username == username)).scalar_one()
 
 
 def _attach_evidence(record: ServiceRecord, uploader_id: int) -> None:
@@ -86,8 +86,8 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
                 if done.state.value == "approved":
                     return
             else:
-                done = services.decide_claim(reviewer, item_id, "approve")
-                if done.state is ClaimState.IN_NOTICE:
+                claim = services.decide_claim(reviewer, item_id, "approve")
+                if claim.state is ClaimState.IN_NOTICE:
                     return
         except ServiceError:
             return
@@ -120,7 +120,7 @@ class _Year:
         self.today = clock.local_today(now)
         self.first_day = date(self.today.year, 1, 1)
         self.span = max((self.today - self.first_day).days, 1)
-        self.events: list[tuple[datetime, int, Callable[..., None], tuple]] = []
+        self.events: list[tuple[datetime, int, Callable[..., object], tuple]] = []
         self.sequence = 0
         self.minutes: set[datetime] = set()  # no two claims submitted in the same minute
         self.counts = {"vouchers": 0, "claims": 0, "paid": 0}
@@ -136,7 +136,7 @@ class _Year:
                     day += timedelta(days=1)
                 self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
 
-    def push(self, at: datetime, action: Callable[..., None], *args) -> None:
+    def push(self, at: datetime, action: Callable[..., object], *args) -> None:
         if at < self.now:
             self.sequence += 1
             heapq.heappush(self.events, (at, self.sequence, action, args))
@@ -239,12 +239,12 @@ class _Year:
         if not records:
             return
         # One claim per provider: the latest services at the provider of the latest one.
-        records = [r for r, host in records if host == records[-1][1]][-3:]
-        for record in records:
+        chosen = [r for r, host in records if host == records[-1][1]][-3:]
+        for record in chosen:
             _attach_evidence(record, record.recorded_by_id or user.id)
         db.session.commit()
         try:
-            claim = services.create_claim(user, voucher_id, [r.id for r in records])
+            claim = services.create_claim(user, voucher_id, [r.id for r in chosen])
             services.submit_claim(user, claim.id)
         except ServiceError as error:
             current_app.logger.info("demo claim refused: %s", error)
@@ -270,8 +270,8 @@ class _Year:
 
     def approve_claim(self, claim_id: int) -> None:
         _decide("claim", claim_id, None, self.reviewers)
-        claim = db.session.get(Claim, claim_id)
-        if claim.state is ClaimState.IN_NOTICE:
+        claim = db.session.get_one(Claim, claim_id)
+        if claim.state is ClaimState.IN_NOTICE and claim.notice_ends_on is not None:
             # The hourly task ends the notice in the small hours of its last day.
             end = clock.local_datetime_to_utc(claim.notice_ends_on, time(0, 5))
             self.push(end, services.end_public_notice, claim.notice_ends_on)
@@ -323,8 +323,9 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
     """Every enterprise with a voucher has a verified account (finance pays only those); the demo
     enterprise has also entered a change that waits for a reviewer."""
     for user in holders:
+        enterprise = db.session.get_one(Enterprise, user.enterprise_id)
         bank, length = rng.choice(DEMO_BANKS)
-        details = banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+        details = banking.BankAccountData(enterprise.name, bank, _bank_number(rng, length))
         try:
             account = banking.record_bank_account(user, details)
             banking.decide_bank_account(reviewer, account.id, "verify")
@@ -334,7 +335,7 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
             # A change of bank, for a reviewer to look at.
             bank, length = next((b, n) for b, n in DEMO_BANKS if b != details.bank_name)
             banking.record_bank_account(
-                user, banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+                user, banking.BankAccountData(enterprise.name, bank, _bank_number(rng, length))
             )
 
 

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
-class SubsidyTally(db.Model):
+class SubsidyTally(Model):
     """Approved and paid subsidy of one month, per fund, enterprise, provider and county.
 
     Recomputed from the claims by one SQL statement (delete and insert in a locked transaction), so
@@ -59,7 +59,7 @@ BATCH_STATE_LABELS = {
 }
 
 
-class DisbursementBatch(db.Model):
+class DisbursementBatch(Model):
     """The payable claims of a month, exported for the bank and marked paid with its reference."""
 
     __tablename__ = "disbursement_batches"
@@ -87,7 +87,7 @@ class DisbursementBatch(db.Model):
         return f"<DisbursementBatch {self.id} {self.month} {self.state}>"
 
 
-class PeriodClose(db.Model):
+class PeriodClose(Model):
     """A month finance has closed: its numbers can no longer change."""
 
     __tablename__ = "period_closes"
@@ -108,7 +108,7 @@ class ExportState(StrEnum):
     FAILED = "failed"
 
 
-class ExportJob(db.Model):
+class ExportJob(Model):
     """A large export written by a worker; the page shows its progress and then the download."""
 
     __tablename__ = "export_jobs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import ClassVar
 
 from flask_babel import lazy_gettext as _l
@@ -240,7 +241,8 @@ class AuditSearchForm(FlaskForm):
     since = DateField(_l("From"), validators=[Optional(), plausible_date])
     until = DateField(_l("Until"), validators=[Optional(), plausible_date])
 
-    def choose_from(self, actions: dict[str, object], kinds: dict[str, object]) -> None:
+    # builtins.object: in this class, `object` is the field above.
+    def choose_from(self, actions: dict[str, builtins.object], kinds: dict[str, builtins.object]) -> None:
         """Offer the registered actions and kinds of object by their names, alphabetically."""
         for field, labels in ((self.action, actions), (self.kind, kinds)):
             named = sorted(((code, str(label)) for code, label in labels.items()), key=lambda pair: pair[1])

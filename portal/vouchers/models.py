@@ -30,7 +30,7 @@ from portal.booking.models import ServiceRecord
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class FundCondition(StrEnum):
@@ -54,7 +54,7 @@ DEFAULT_RANKING_WEIGHTS: dict[str, Decimal] = {
 }
 
 
-class Scheme(db.Model):
+class Scheme(Model):
     """One year's voucher programme with its published numbers (never hard-coded elsewhere)."""
 
     __tablename__ = "schemes"
@@ -108,7 +108,7 @@ class Scheme(db.Model):
         return f"<Scheme {self.year}>"
 
 
-class Fund(db.Model):
+class Fund(Model):
     """A fund source of a scheme (province, city): its rate, condition and budget."""
 
     __tablename__ = "funds"
@@ -142,7 +142,7 @@ class Fund(db.Model):
         return f"<Fund {self.name} {self.rate}>"
 
 
-class CapLedger(db.Model):
+class CapLedger(Model):
     """How much of a yearly cap is used: per enterprise (provincial) or per controller group (total).
 
     Approvals lock the row before they compute, so two reviewers can never both spend the last of a cap.
@@ -171,7 +171,7 @@ class RequestState(StrEnum):
     REJECTED = "rejected"
 
 
-class VerificationRequest(db.Model):
+class VerificationRequest(Model):
     """What an enterprise submits to be verified: its type, evidence and actual controller."""
 
     __tablename__ = "verification_requests"
@@ -220,7 +220,7 @@ RELATION_LABELS = {
 }
 
 
-class EnterpriseRelation(db.Model):
+class EnterpriseRelation(Model):
     """A declared relation between an enterprise and a host institution (related-party services)."""
 
     __tablename__ = "enterprise_relations"
@@ -250,7 +250,7 @@ class ApplicationState(StrEnum):
     RETURNED = "returned"
 
 
-class VoucherApplication(db.Model):
+class VoucherApplication(Model):
     """An enterprise's request for the year's voucher quota, with a short plan."""
 
     __tablename__ = "voucher_applications"
@@ -285,7 +285,7 @@ class VoucherState(StrEnum):
     EXPIRED = "expired"
 
 
-class Voucher(db.Model):
+class Voucher(Model):
     """An approved quota: claims draw on its balance until it expires and the rest returns to the budget."""
 
     __tablename__ = "vouchers"
@@ -334,7 +334,7 @@ LEDGER_LABELS = {
 }
 
 
-class LedgerEntry(db.Model):
+class LedgerEntry(Model):
     """Every movement of a voucher: issue, commitment to a claim, release at expiry, payment."""
 
     __tablename__ = "ledger_entries"
@@ -431,7 +431,7 @@ LIMIT_LABELS = {
 COMMITTED_STATES = (ClaimState.IN_NOTICE, ClaimState.PAYABLE, ClaimState.PAID)
 
 
-class Claim(db.Model):
+class Claim(Model):
     """A subsidy claim against a voucher for completed, invoiced services."""
 
     __tablename__ = "claims"
@@ -497,7 +497,7 @@ class Claim(db.Model):
         return f"<Claim {self.id} {self.state} {self.total_fen}>"
 
 
-class ClaimItem(db.Model):
+class ClaimItem(Model):
     """A service record claimed by a claim."""
 
     __tablename__ = "claim_items"

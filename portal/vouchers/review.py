@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, SQLColumnExpression, func, select
+from sqlalchemy.orm import InstrumentedAttribute, joinedload
 from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import BankAccount, BankAccountState, Enterprise
@@ -25,7 +26,8 @@ from portal.vouchers.models import (
 )
 
 KINDS = ("verification", "application", "claim", "bank_account")
-QUEUE_MODELS = {
+# Any: the four models have the same shape (enterprise, state, a submission time) but no common type.
+QUEUE_MODELS: dict[str, Any] = {
     "verification": VerificationRequest,
     "application": VoucherApplication,
     "claim": Claim,
@@ -45,7 +47,8 @@ class QueueFilters:
     @classmethod
     def from_args(cls, args: MultiDict) -> QueueFilters:
         """Read the filters from a query string; a malformed value is reported and left out."""
-        filters = cls(kind=args.get("kind") if args.get("kind") in KINDS else "claim")
+        kind = args.get("kind", "")
+        filters = cls(kind=kind if kind in KINDS else "claim")
         filters.county = args.get("county") or None
         for name, target in (("amount_min", "amount_min_fen"), ("amount_max", "amount_max_fen")):
             if args.get(name):
@@ -70,6 +73,10 @@ class Queue:
 
 
 def _filtered(filters: QueueFilters, kind: str) -> Select:
+    model: Any  # see QUEUE_MODELS
+    submitted: InstrumentedAttribute[Any]
+    waiting: list[StrEnum]
+    amount: SQLColumnExpression[int] | None
     if kind == "verification":
         model, submitted, waiting, amount = (
             VerificationRequest,
@@ -118,7 +125,9 @@ def _filtered(filters: QueueFilters, kind: str) -> Select:
 def queue(filters: QueueFilters) -> Queue:
     """What waits for a decision, oldest first, with how many of each kind match the filters."""
     counts = {
-        kind: db.session.scalar(select(func.count()).select_from(_filtered(filters, kind).subquery()))
+        kind: db.session.execute(
+            select(func.count()).select_from(_filtered(filters, kind).subquery())
+        ).scalar_one()
         for kind in KINDS
     }
     # Only the enterprise is shown with each item: a wildcard eager load here pulled in every related row
