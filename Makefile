@@ -50,10 +50,11 @@ serve: install
 	$(FLASK) demo serve --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present), one process
-## per core (TEST_WORKERS=0 runs it in this process).
+## per core (TEST_WORKERS=0 runs it in this process). worksteal: a process that runs out of tests takes
+## half of another's, so no module of few slow tests (fuzzing, browser walks) is left to run alone at the end.
 TEST_WORKERS ?= auto
 test: install-dev
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install-dev
 	$(BIN)/ruff format --check .
