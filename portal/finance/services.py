@@ -32,8 +32,8 @@ from portal.finance.models import (
     PeriodClose,
     SubsidyTally,
 )
+from portal.vouchers.claims import pay_claim
 from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
-from portal.vouchers.services import pay_claim
 
 # Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")

@@ -28,9 +28,15 @@ from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
 from portal.extensions import db
+from portal.vouchers import applications as application_services
 from portal.vouchers import audit_log as audit_log_search
+from portal.vouchers import checks as claim_checks
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
 from portal.vouchers import review as desk
-from portal.vouchers import services
+from portal.vouchers import schemes, wallet
+from portal.vouchers import services as voucher_services
+from portal.vouchers import verification as verification_services
 from portal.vouchers.forms import (
     ApplicationForm,
     AuditSearchForm,
@@ -77,22 +83,32 @@ LABELS = {
 }
 # What a page may offer its user: templates ask these (the services' rules) rather than re-derive them.
 PERMISSIONS = {
-    "can_submit_claim": services.can_submit_claim,
-    "can_revise_claim": services.can_revise_claim,
-    "can_delete_claim": services.can_delete_claim,
-    "can_decide_claim": services.can_decide_claim,
-    "can_approve_claim": services.can_approve_claim,
-    "can_decide_application": services.can_decide_application,
-    "can_approve_application": services.can_approve_application,
-    "can_decide_verification": services.can_decide_verification,
+    "can_submit_claim": claim_services.can_submit_claim,
+    "can_revise_claim": claim_services.can_revise_claim,
+    "can_delete_claim": claim_services.can_delete_claim,
+    "can_decide_claim": desk.can_decide_claim,
+    "can_approve_claim": desk.can_approve_claim,
+    "can_decide_application": application_services.can_decide_application,
+    "can_approve_application": application_services.can_approve_application,
+    "can_decide_verification": verification_services.can_decide_verification,
+    "can_resubmit_application": application_services.can_resubmit_application,
+    "can_claim_from": wallet.can_claim_from,
+    "waits_for_submission": claim_services.waits_for_submission,
     "can_decide_bank_account": banking.can_decide_bank_account,
+}
+
+# A decision form's button -> the transition it asks for.
+CLAIM_DECISIONS = {"approve": desk.approve_claim, "reject": desk.reject_claim, "return": desk.return_claim}
+APPLICATION_TURN_DOWNS = {
+    "reject": application_services.reject_application,
+    "return": application_services.return_application,
 }
 
 
 @bp.context_processor
 @review.context_processor
 def _permissions() -> dict:
-    return PERMISSIONS | {"check_message": services.check_message}
+    return PERMISSIONS | {"check_message": claim_checks.check_message}
 
 
 def _institution_choices(blank: bool = True) -> list:
@@ -112,7 +128,7 @@ def index() -> ResponseReturnValue:
     if current_user.role is not Role.ENTERPRISE:
         abort(403)
     enterprise = db.session.get(Enterprise, current_user.enterprise_id)
-    scheme = services.current_scheme()
+    scheme = schemes.current_scheme()
     verification = db.session.scalar(
         select(VerificationRequest)
         .where(VerificationRequest.enterprise_id == enterprise.id)
@@ -133,8 +149,8 @@ def index() -> ResponseReturnValue:
         scheme=scheme,
         verification=verification,
         application=application,
-        vouchers=services.vouchers_for(current_user),
-        claims=services.claims_for(current_user),
+        vouchers=wallet.vouchers_for(current_user),
+        claims=claim_services.claims_for(current_user),
         bank=banking.overview(current_user),
         **LABELS,
     )
@@ -150,9 +166,9 @@ def verification() -> ResponseReturnValue:
     held = held_uploads.receive_form(form, ("certificate",), "verification") if form.is_submitted() else None
     if valid and not held.errors:
         try:
-            services.submit_verification(
+            verification_services.submit_verification(
                 current_user,
-                services.VerificationData(
+                verification_services.VerificationData(
                     kind=EnterpriseKind(form.kind.data),
                     actual_controller=form.actual_controller.data,
                     tech_sme_number=form.tech_sme_number.data,
@@ -213,8 +229,10 @@ def bank_account() -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def apply(application_id: int | None = None) -> ResponseReturnValue:
     """Apply for this year's voucher, or correct a returned application."""
-    scheme = services.current_scheme()
-    application = services.get_application(current_user, application_id) if application_id else None
+    scheme = schemes.current_scheme()
+    application = (
+        application_services.get_application(current_user, application_id) if application_id else None
+    )
     form = ApplicationForm()
     if application and not form.is_submitted():
         form.amount.data, form.plan.data = fen_to_yuan(application.amount_fen), application.plan
@@ -222,9 +240,11 @@ def apply(application_id: int | None = None) -> ResponseReturnValue:
         try:
             amount = yuan_to_fen(form.amount.data)
             if application:
-                services.resubmit_application(current_user, application.id, amount, form.plan.data)
+                application_services.resubmit_application(
+                    current_user, application.id, amount, form.plan.data
+                )
             else:
-                services.apply_for_voucher(current_user, amount, form.plan.data)
+                application_services.apply_for_voucher(current_user, amount, form.plan.data)
         except ValidationFailed as error:
             show_service_errors(form, error)
             if "amount_fen" in error.fields:
@@ -242,7 +262,7 @@ def apply(application_id: int | None = None) -> ResponseReturnValue:
 def voucher(voucher_id: int) -> ResponseReturnValue:
     """A voucher with its ledger: every commitment, release and payment."""
     return render_template(
-        "vouchers/voucher.html", voucher=services.get_voucher(current_user, voucher_id), **LABELS
+        "vouchers/voucher.html", voucher=wallet.get_voucher(current_user, voucher_id), **LABELS
     )
 
 
@@ -250,8 +270,8 @@ def voucher(voucher_id: int) -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def new_claim() -> ResponseReturnValue:
     """Pick completed services, see the subsidy per fund and every limit, then save a draft."""
-    vouchers = [v for v in services.vouchers_for(current_user) if v.state.value == "active"]
-    candidates = services.claimable_services(current_user, vouchers[0] if vouchers else None)
+    vouchers = [v for v in wallet.vouchers_for(current_user) if wallet.can_claim_from(v)]
+    candidates = claim_checks.claimable_services(current_user, vouchers[0] if vouchers else None)
     form = ClaimForm()
     form.records.choices = options((c.record.id, c.record.id) for c in candidates)
     preview = None
@@ -260,10 +280,10 @@ def new_claim() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             if form.create.data:
-                claim = services.create_claim(current_user, form.voucher_id.data, form.records.data)
+                claim = claim_services.create_claim(current_user, form.voucher_id.data, form.records.data)
                 flash(_("Draft saved. Check it, then submit it to the bureau."), "success")
                 return redirect(url_for("vouchers.claim", claim_id=claim.id))
-            preview = services.preview_claim(current_user, form.voucher_id.data, form.records.data)
+            preview = claim_services.preview_claim(current_user, form.voucher_id.data, form.records.data)
         except ServiceError as error:
             form.form_errors.append(error.message)
     return render_template(
@@ -280,20 +300,20 @@ def new_claim() -> ResponseReturnValue:
 @login_required
 def claim(claim_id: int) -> ResponseReturnValue:
     """A claim: services, amounts per fund, checks, history; the enterprise submits, the bureau decides."""
-    claim = services.get_claim(current_user, claim_id)
+    claim = claim_services.get_claim(current_user, claim_id)
     form = DecisionForm()
     if form.validate_on_submit():
         action = request.form.get("claim_action") or form.action()
         try:
             if action == "submit":
-                services.submit_claim(current_user, claim_id)
+                claim_services.submit_claim(current_user, claim_id)
                 flash(_("Claim submitted to the bureau."), "success")
             elif action == "delete":
-                services.delete_draft(current_user, claim_id)
+                claim_services.delete_draft(current_user, claim_id)
                 flash(_("Draft deleted."), "success")
                 return redirect(url_for("vouchers.index"))
-            elif action in ("approve", "reject", "return"):
-                services.decide_claim(current_user, claim_id, action, form.comment.data)
+            elif action in CLAIM_DECISIONS:
+                CLAIM_DECISIONS[action](current_user, claim_id, form.comment.data)
                 flash(_("Decision recorded."), "success")
             else:
                 abort(400)
@@ -305,14 +325,14 @@ def claim(claim_id: int) -> ResponseReturnValue:
         claim=claim,
         form=form,
         history=desk.history("claim", claim.id),
-        reviewer=current_user.role in services.REVIEW_ROLES,
+        reviewer=voucher_services.is_reviewer(current_user),
         owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == claim.enterprise_id,
         # Before it is submitted, the checks as submitting would run them now; afterwards, as stored.
-        checks=services.current_checks(claim)
-        if (claim.state, "submit") in services.CLAIM_TRANSITIONS
+        checks=claim_checks.current_checks(claim)
+        if claim_services.waits_for_submission(claim)
         else claim.checks,
         four_eyes=claim.total_fen > claim.voucher.scheme.four_eyes_threshold_fen,
-        enterprise_history=services.enterprise_history(claim.enterprise_id)
+        enterprise_history=desk.enterprise_history(claim.enterprise_id)
         if current_user.role in BUREAU_ROLES
         else None,
         **LABELS,
@@ -323,7 +343,7 @@ def claim(claim_id: int) -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def revise_claim(claim_id: int) -> ResponseReturnValue:
     """Correct a returned claim: reply to the reviewer, replace an evidence file, submit it again."""
-    claim = services.get_claim(current_user, claim_id)
+    claim = claim_services.get_claim(current_user, claim_id)
     form = ClaimRevisionForm()
     form.record.choices = options(
         (item.service_record_id, f"#{item.service_record_id} {item.service_record.booking.instrument.name}")
@@ -334,11 +354,11 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         upload = form.file.data if form.file.data and form.file.data.filename else None
         try:
-            services.revise_claim(
+            claim_services.revise_claim(
                 current_user,
                 claim_id,
                 form.reply.data,
-                services.Replacement(
+                claim_services.Replacement(
                     int(form.record.data), FileKind(form.kind.data), upload.stream, upload.filename
                 )
                 if upload
@@ -359,7 +379,7 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
         "vouchers/revise_claim.html",
         claim=claim,
         form=form,
-        checks=services.current_checks(claim),
+        checks=claim_checks.current_checks(claim),
         **LABELS,
     )
 
@@ -367,7 +387,7 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
 @bp.route("/notices")
 def notices() -> ResponseReturnValue:
     """The public notice board (公示): approved subsidies during their notice period."""
-    return render_template("vouchers/notices.html", claims=services.claims_in_notice())
+    return render_template("vouchers/notices.html", claims=public_notice.claims_in_notice())
 
 
 # --- the bureau's review desk --------------------------------------------------------------------
@@ -382,7 +402,7 @@ def queue() -> ResponseReturnValue:
         "vouchers/review_queue.html",
         result=desk.queue(filters),
         filters=filters,
-        scheme=services.current_scheme(),
+        scheme=schemes.current_scheme(),
         counties=current_app.config["COUNTIES"],
         **LABELS,
     )
@@ -399,7 +419,7 @@ def verification_detail(request_id: int) -> ResponseReturnValue:
     relation_form = RelationForm(prefix="relation")
     relation_form.institution.choices = _institution_choices(blank=False)
     if relation_form.submit.data and relation_form.validate_on_submit():
-        services.add_relation(
+        verification_services.add_relation(
             current_user,
             item.enterprise_id,
             int(relation_form.institution.data),
@@ -409,13 +429,12 @@ def verification_detail(request_id: int) -> ResponseReturnValue:
         return redirect(url_for("review.verification_detail", request_id=request_id))
     if (form.verify.data or form.reject.data) and form.validate_on_submit():
         try:
-            services.decide_verification(
-                current_user,
-                request_id,
-                verify=bool(form.verify.data),
-                reason=form.reason.data,
-                uscc_override=form.uscc_override.data,
-            )
+            if form.verify.data:
+                verification_services.verify_enterprise(
+                    current_user, request_id, reason=form.reason.data, uscc_override=form.uscc_override.data
+                )
+            else:
+                verification_services.reject_verification(current_user, request_id, form.reason.data)
         except ValidationFailed as error:
             show_service_errors(form, error)
         except ServiceError as error:
@@ -428,7 +447,7 @@ def verification_detail(request_id: int) -> ResponseReturnValue:
         item=item,
         form=form,
         relation_form=relation_form,
-        history=services.enterprise_history(item.enterprise_id),
+        history=desk.enterprise_history(item.enterprise_id),
         events=desk.history("enterprise", item.enterprise_id),
         **LABELS,
     )
@@ -478,19 +497,21 @@ def bank_account_detail(account_id: int) -> ResponseReturnValue:
 @role_required(Role.REVIEWER, Role.FINANCE, Role.ADMIN)
 def application_detail(application_id: int) -> ResponseReturnValue:
     """A voucher application: approve an amount within caps and free budget, reject or return it."""
-    application = services.get_application(current_user, application_id)
+    application = application_services.get_application(current_user, application_id)
     form = DecisionForm()
     if not form.is_submitted():
         form.amount.data = fen_to_yuan(application.first_amount_fen or application.amount_fen)
     if form.validate_on_submit() and form.action():
         try:
-            services.decide_application(
-                current_user,
-                application_id,
-                form.action(),
-                amount_fen=yuan_to_fen(form.amount.data) if form.amount.data is not None else None,
-                comment=form.comment.data,
-            )
+            if form.action() == "approve":
+                application_services.approve_application(
+                    current_user,
+                    application_id,
+                    amount_fen=yuan_to_fen(form.amount.data) if form.amount.data is not None else None,
+                    comment=form.comment.data,
+                )
+            else:
+                APPLICATION_TURN_DOWNS[form.action()](current_user, application_id, form.comment.data)
         except ServiceError as error:
             flash(error.message, "danger")
         else:
@@ -501,7 +522,7 @@ def application_detail(application_id: int) -> ResponseReturnValue:
         application=application,
         form=form,
         scheme=application.scheme,
-        history=services.enterprise_history(application.enterprise_id),
+        history=desk.enterprise_history(application.enterprise_id),
         events=desk.history("voucher_application", application.id),
         **LABELS,
     )
@@ -551,7 +572,7 @@ def scheme() -> ResponseReturnValue:
         _fill_ranking_weights(form, dict(DEFAULT_RANKING_WEIGHTS))
     if form.validate_on_submit():
         try:
-            services.save_scheme(current_user, *_scheme_values(form))
+            schemes.save_scheme(current_user, *_scheme_values(form))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
@@ -600,7 +621,7 @@ def _ranking_weights(form: SchemeForm) -> dict[str, str] | None:
     return {key: format(value if value is not None else 0, "f") for key, value in typed.items()}
 
 
-def _scheme_values(form: SchemeForm) -> tuple[dict, list[services.FundSettings]]:
+def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
     values = {
         "year": form.year.data,
         "name": form.name.data,
@@ -617,10 +638,10 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[services.FundSettings]]
     if weights is not None:
         values["ranking_weights"] = weights
     funds = [
-        services.FundSettings(
+        schemes.FundSettings(
             "province", form.province_rate.data, "always", yuan_to_fen(form.province_budget.data), True
         ),
-        services.FundSettings(
+        schemes.FundSettings(
             "city",
             form.city_rate.data,
             FundCondition.LOCAL_PROVIDER.value if form.city_local_only.data else FundCondition.ALWAYS.value,
