@@ -1,8 +1,9 @@
 """Two transitions of one object raced on separate PostgreSQL connections: exactly one wins.
 
 Both racers read the object in its old state before either writes (a barrier holds them there), so
-only the database's guard can stop the second: the conditional UPDATE of a booking (`state ==
-before`) and the row lock of a claim. Without it both would "win" and both audit rows would exist.
+only the database's guard can stop the second: the conditional UPDATE (`state == before`) of a
+booking or a voucher application, and the row lock a claim's decisions take first. Without it both
+would "win" and both audit rows would exist.
 """
 
 from __future__ import annotations
