@@ -168,11 +168,11 @@ def get_application(user: User, application_id: int) -> VoucherApplication:
 
 def can_decide_application(user: User, application: VoucherApplication) -> bool:
     """A reviewer may reject or return an application that waits for a decision."""
-    return is_reviewer(user) and (application.state, "reject") in APPLICATION_TRANSITIONS
+    return is_reviewer(user) and application.state in WAITING_APPLICATION_STATES
 
 
 def can_reject_application(user: User, application: VoucherApplication) -> bool:
-    return can_decide_application(user, application)
+    return is_reviewer(user) and (application.state, "reject") in APPLICATION_TRANSITIONS
 
 
 def can_return_application(user: User, application: VoucherApplication) -> bool:

@@ -51,12 +51,11 @@ from portal.vouchers.services import (
     refuse_own_approval,
     require_reviewer,
     required_reason,
-    states_allowing,
     tell_other_reviewers,
     transition,
 )
 from portal.vouchers.subsidy import lock_caps
-from portal.vouchers.verification import VERIFICATION_TRANSITIONS
+from portal.vouchers.verification import WAITING_VERIFICATION_STATES
 
 KINDS = ("verification", "application", "claim", "bank_account")
 QUEUE_MODELS = {
@@ -108,7 +107,7 @@ def _filtered(filters: QueueFilters, kind: str) -> Select:
         model, submitted, waiting, amount = (
             VerificationRequest,
             VerificationRequest.submitted_at,
-            states_allowing(VERIFICATION_TRANSITIONS, "verify"),
+            WAITING_VERIFICATION_STATES,
             None,
         )
     elif kind == "application":

@@ -13,7 +13,6 @@ and finance can never overspend a voucher, a cap or a fund, approve a claim twic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
 from typing import Any
 
 from flask_babel import gettext as _
@@ -57,10 +56,6 @@ def transition(
     if changed != 1:
         raise refused
     return before
-
-
-def allows(table: Table, state: Enum, action: str) -> bool:
-    return (state, action) in table
 
 
 def states_allowing(table: Table, action: str) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ from portal.vouchers.services import (
     REVIEW_ROLES,
     is_reviewer,
     require_reviewer,
+    states_allowing,
     tell_enterprise,
     transition,
 )
@@ -31,6 +32,7 @@ VERIFICATION_TRANSITIONS: dict[tuple[RequestState, str], RequestState] = {
     (RequestState.SUBMITTED, "verify"): RequestState.VERIFIED,
     (RequestState.SUBMITTED, "reject"): RequestState.REJECTED,
 }
+WAITING_VERIFICATION_STATES = states_allowing(VERIFICATION_TRANSITIONS, "verify")
 
 
 def controller_key(actual_controller: str | None) -> str | None:
@@ -81,7 +83,7 @@ def submit_verification(
     if db.session.scalar(
         select(VerificationRequest.id).where(
             VerificationRequest.enterprise_id == user.enterprise_id,
-            VerificationRequest.state == RequestState.SUBMITTED,
+            VerificationRequest.state.in_(WAITING_VERIFICATION_STATES),
         )
     ):
         raise InvalidTransition(_("Your enterprise is already waiting for verification."))
@@ -137,7 +139,7 @@ def _new_request(
 
 def can_decide_verification(user: User, request: VerificationRequest) -> bool:
     """A reviewer verifies or rejects a request that waits for a decision."""
-    return is_reviewer(user) and (request.state, "verify") in VERIFICATION_TRANSITIONS
+    return is_reviewer(user) and request.state in WAITING_VERIFICATION_STATES
 
 
 def can_verify_enterprise(user: User, request: VerificationRequest) -> bool:

@@ -16,7 +16,7 @@ from portal.core.locks import Rank, lock_one
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
 from portal.vouchers.models import LedgerEntry, LedgerKind, Scheme, Voucher, VoucherState
-from portal.vouchers.services import can_view_enterprise_object, transition
+from portal.vouchers.services import can_view_enterprise_object, states_allowing, transition
 
 # The voucher's state machine: (state, action) -> new state. Approving an application issues it ACTIVE.
 VOUCHER_TRANSITIONS: dict[tuple[VoucherState, str], VoucherState] = {
@@ -56,7 +56,7 @@ def expire_vouchers(today: date | None = None) -> int:
     today = today or clock.local_today()
     due = db.session.scalars(
         select(Voucher.id).where(
-            Voucher.state.in_([s for s, a in VOUCHER_TRANSITIONS if a == "expire"]),
+            Voucher.state.in_(states_allowing(VOUCHER_TRANSITIONS, "expire")),
             Voucher.valid_until < today,
         )
     ).all()
