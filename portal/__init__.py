@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask, has_app_context
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import CONFIGS, Config, ProductionConfig
 from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_manager, migrate
@@ -38,8 +39,6 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     app.config.update(overrides or {})
     _derive_settings(app)
     if app.config["TRUSTED_PROXIES"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
@@ -52,12 +51,25 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     bootstrap.init_app(app)
     login_manager.init_app(app)
 
+    # The areas are imported here, not at the top: this module runs first whenever any portal module
+    # is imported (portal.extensions, a model in a script), and must not drag every area in with it.
     from portal.core import database, tasks, web  # noqa: F401 - engine events, the core's tasks
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, admin, api, booking, catalog, dashboard, finance, notifications, vouchers
+    from portal import (
+        accounts,
+        admin,
+        api,
+        booking,
+        catalog,
+        dashboard,
+        finance,
+        notifications,
+        operations,
+        vouchers,
+    )
 
     accounts.init_app(app)
     catalog.init_app(app)
@@ -68,13 +80,11 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     dashboard.init_app(app)
     admin.init_app(app)
     api.init_app(app)
+    operations.init_app(app)
 
-    from portal.core.backup import backup_command, restore_command
     from portal.demo.cli import demo_cli
 
     app.cli.add_command(demo_cli)
-    app.cli.add_command(backup_command)
-    app.cli.add_command(restore_command)
     celery_init_app(app)
     return app
 

@@ -475,9 +475,9 @@ def test_restore_refuses_archive_members_that_could_escape(
 
 
 def test_pg_tools_get_the_password_from_the_environment_not_the_command_line() -> None:
-    from portal.core.backup import _libpq
+    from portal.operations.shared import libpq
 
-    uri, env = _libpq(
+    uri, env = libpq(
         sa.engine.make_url("postgresql+psycopg://portal:s%40cret@db.example:5433/portal?sslmode=require")
     )
     assert uri == "postgresql://portal@db.example:5433/portal?sslmode=require"

@@ -18,6 +18,8 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from portal.accounts import mail
+from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import BankAccount, BankAccountState, Enterprise, User
 from portal.accounts.services import is_holder, require_holder
 from portal.core import audit, clock
@@ -211,20 +213,19 @@ def _move(account: BankAccount, action: str, actor: User, reason: str | None = N
 
 def _tell(account: BankAccount, kind: str, **payload: Any) -> None:
     """Every user of the enterprise hears of the change, the last digits only (mail is not a vault)."""
-    from portal.notifications.services import notify, users_of_enterprise
-
-    notify(
+    details = {
+        "account_name": account.account_name,
+        "bank_name": account.bank_name,
+        "last_digits": account.last_digits,
+        "version": account.version,
+        **payload,
+    }
+    mail.tell(
         users_of_enterprise(account.enterprise_id),
         kind,
         f"bank_account:{account.id}:{kind}",
-        payload={
-            "account_name": account.account_name,
-            "bank_name": account.bank_name,
-            "last_digits": account.last_digits,
-            "version": account.version,
-            **payload,
-        },
         link=LINK,
+        **details,
     )
 
 

@@ -12,7 +12,7 @@ from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import NOT_BLANK, YEAR_2000_TO_2099, ApiBlueprint, PageArgsSchema, PageSchema
 from portal.booking import services
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord

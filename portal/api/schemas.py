@@ -11,6 +11,7 @@ from marshmallow import validate
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.datastructures import CombinedMultiDict
 
+from portal.api.bearer import BEARER, token_required
 from portal.core.inputs import clean_json
 
 MAX_PER_PAGE = 100
@@ -128,7 +129,6 @@ class ApiBlueprint(Blueprint):
         `act` performs the transition with the request body, `respond` renders the object after it.
         The body is required if `body_required` says so, else if any of its fields is.
         """
-        from portal.api.auth import BEARER, token_required
 
         def view(*args: Any, id: int) -> Any:  # the path parameter is {id}, as API.md names it
             guard(id)

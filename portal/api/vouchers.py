@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask_login import current_user
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import NOT_BLANK, ApiBlueprint, PageArgsSchema, PageSchema, paginate
 from portal.core import clock
 from portal.vouchers import applications as application_services

@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import (
     HOLDING_STATES,
+    STATE_LABELS,
     Blackout,
     BlackoutKind,
     Booking,
@@ -37,8 +38,10 @@ from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, SlotConflict, ValidationFailed
 from portal.core.models import AuditEvent
+from portal.core.money import format_yuan
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
+from portal.notifications.services import notify, users_of_enterprise, users_of_institution
 
 MIDNIGHT_MARK = time(23, 59)
 # What a calendar may span: views ask for days, a closure may last years; beyond that, and outside
@@ -520,8 +523,6 @@ def _when(booking: Booking) -> str:
 
 def _tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
     """Notify the booking's enterprise ("enterprise") or the instrument's providers ("provider")."""
-    from portal.notifications.services import notify, users_of_enterprise, users_of_institution
-
     instrument = db.session.get(Instrument, booking.instrument_id)
     recipients = (
         users_of_enterprise(booking.enterprise_id)
@@ -579,8 +580,6 @@ def _transition(
 
 
 def _state_text(state: BookingState) -> str:
-    from portal.booking.models import STATE_LABELS
-
     return str(STATE_LABELS[state])
 
 
@@ -836,8 +835,6 @@ def complete_booking(
 
 
 def _yuan(fen: int) -> str:
-    from portal.core.money import format_yuan
-
     return format_yuan(fen)
 
 

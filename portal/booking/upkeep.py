@@ -27,6 +27,7 @@ from portal.core import clock
 from portal.core.database import locked, serialized_write
 from portal.core.errors import ServiceError
 from portal.extensions import db
+from portal.notifications.services import notify, users_of_enterprise
 
 
 class ConfirmationNeeded(ServiceError):
@@ -72,8 +73,6 @@ def _stops_bookings(change: editing.Change | None) -> bool:
 
 
 def _tell(instrument: Instrument, bookings: list[Booking], event_id: int) -> None:
-    from portal.notifications.services import notify, users_of_enterprise
-
     for booking in bookings:
         notify(
             users_of_enterprise(booking.enterprise_id),

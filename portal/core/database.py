@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import event, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -69,10 +71,7 @@ def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = Fals
 def insert_ignore(model, values: dict) -> None:
     """INSERT a row unless one with the same unique key exists (safe when two transactions race)."""
     table = model.__table__
-    if dialect() == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql_insert if dialect() == "postgresql" else sqlite_insert
     db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 

@@ -32,6 +32,7 @@ from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
+from portal.core.permissions import Role
 from portal.extensions import db, limiter, login_manager
 
 bp = Blueprint("core", __name__)
@@ -251,26 +252,6 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-@login_manager.user_loader
-def _load_user(session_id: str):
-    from portal.accounts.models import User
-
-    # The API authenticates by bearer token only; a browser cookie there would bypass CSRF. Flask-Login
-    # asks this loader (not the request loader) whenever a session or remember-me cookie comes along,
-    # so the bearer token is read here too: a remembered browser login must not hide it.
-    if wants_json():
-        from portal.api.auth import _user_from_bearer
-
-        return _user_from_bearer(request)
-    user_id, _sep, version = session_id.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
-        return None
-    return user
-
-
 def init_app(app: Flask) -> None:
     """Register the shared blueprint, error handlers, headers and template helpers."""
     inputs.init_app(app)  # first: routes bind their converters when they are added
@@ -302,8 +283,6 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict:
-        from portal.core.permissions import Role
-
         return {"Role": Role, "current_locale": select_locale(), "languages": app.config["LANGUAGES"]}
 
 

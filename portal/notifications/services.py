@@ -23,6 +23,11 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
+from portal.accounts.members import (  # noqa: F401 - the areas import them from here, beside notify
+    users_of_enterprise,
+    users_of_institution,
+    users_with_role,
+)
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock
@@ -34,26 +39,7 @@ from portal.notifications.messages import render
 from portal.notifications.models import EmailState, Notification
 
 PENDING_KEYS = "notification_keys"
-
-
-def users_of_enterprise(enterprise_id: int) -> list[User]:
-    return list(
-        db.session.scalars(select(User).where(User.enterprise_id == enterprise_id, User.is_active_account))
-    )
-
-
-def users_of_institution(institution_id: int) -> list[User]:
-    return list(
-        db.session.scalars(
-            select(User).where(
-                User.institution_id == institution_id, User.role == Role.PROVIDER, User.is_active_account
-            )
-        )
-    )
-
-
-def users_with_role(role: Role) -> list[User]:
-    return list(db.session.scalars(select(User).where(User.role == role, User.is_active_account)))
+DELIVER_TASK = "notifications.deliver"
 
 
 def notify(
@@ -123,6 +109,27 @@ def notify_address(
     _deliver_after_commit(session, dedup_key)
 
 
+def tell_users(
+    _sender: object, *, users: list[User], kind: str, key: str, payload: dict, link: str | None
+) -> None:
+    """Receiver of portal.accounts.signals.message_for_users (connected by init_app)."""
+    notify(users, kind, key, payload=payload, link=link)
+
+
+def mail_address(
+    _sender: object,
+    *,
+    address: str,
+    kind: str,
+    key: str,
+    payload: dict,
+    link: str | None,
+    recipient: User | None,
+) -> None:
+    """Receiver of portal.accounts.signals.message_for_address (connected by init_app)."""
+    notify_address(address, kind, key, payload=payload, link=link, recipient=recipient)
+
+
 def _deliver_after_commit(session: Session, key: str) -> None:
     """Queue the delivery once the change commits; a rollback forgets it along with the row."""
     keys = session.info.get(PENDING_KEYS)
@@ -139,8 +146,10 @@ def _forget_after_rollback(session: Session) -> None:
 
 def queue_deliveries(keys: list[str]) -> None:
     """Hand deliveries to Celery; when the broker cannot be reached the sweep will do it later."""
-    from portal.notifications.tasks import deliver
-
+    if not keys:
+        return
+    # By name: the tasks module imports this one, never the other way round.
+    deliver = current_app.extensions["celery"].tasks[DELIVER_TASK]
     for n, key in enumerate(keys):
         try:
             # A fresh app context: an eager task must not use the session that has just committed.

@@ -247,10 +247,10 @@ def approve_claim(reviewer: User, claim_id: int, comment: str | None = None) -> 
         claim = _waiting_claim(claim_id)
         refuse_own_approval(reviewer, claim)
         month = clock.format_local(clock.utcnow(), "%Y-%m")  # the accounting month (Beijing time)
-        signals.claim_approving.send(claim, month=month)  # finance refuses a closed month
+        signals.send(signals.claim_approving, claim, month=month)  # finance refuses a closed month
         _approve(claim, reviewer, comment, month)
         if claim.state is ClaimState.IN_NOTICE:  # not when it waits for a second approval
-            signals.claim_approved.send(claim, month=month)
+            signals.send(signals.claim_approved, claim, month=month)
         db.session.commit()
     return claim
 

@@ -7,7 +7,9 @@ receiver that raises refuses the change. Finance connects its receivers when the
 
 from __future__ import annotations
 
-from blinker import Namespace
+from typing import Any
+
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -25,3 +27,11 @@ claim_paid = _signals.signal(
     "claim-paid",
     doc="""A claim was paid (the claim is the sender) in the accounting month `month`.""",
 )
+
+
+def send(signal: NamedSignal, sender: Any, **message: Any) -> None:
+    """Send `signal`, which must be heard: a closed month not refused or a tally not queued would go
+    unnoticed, so a signal nobody receives is an error."""
+    if not signal.receivers:
+        raise RuntimeError(f"nothing receives the signal {signal.name!r}: is portal.finance set up?")
+    signal.send(sender, **message)
