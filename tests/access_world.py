@@ -38,7 +38,11 @@ from portal.finance import services as finance
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
+from portal.vouchers import review, schemes
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
 from tests.pdf_samples import minimal_pdf
@@ -238,12 +242,12 @@ class World:
 
     def _make_claim_draft(self, side: str) -> dict[str, Any]:
         record_id = self._make_claim_input(side)["record_id"]
-        claim = vouchers.create_claim(self._ent_user(side), self.vouchers[side], [record_id])
+        claim = claim_services.create_claim(self._ent_user(side), self.vouchers[side], [record_id])
         return {"claim_id": claim.id, "id": claim.id}
 
     def _make_claim_submitted(self, side: str) -> dict[str, Any]:
         claim_id = self._make_claim_draft(side)["claim_id"]
-        vouchers.submit_claim(self._ent_user(side), claim_id)
+        claim_services.submit_claim(self._ent_user(side), claim_id)
         return {"claim_id": claim_id, "id": claim_id}
 
     def _make_application_submitted(self, side: str) -> dict[str, Any]:
@@ -264,7 +268,7 @@ class World:
         db.session.flush()
         application = VoucherApplication(
             enterprise_id=enterprise.id,
-            scheme_id=vouchers.require_scheme().id,
+            scheme_id=schemes.require_scheme().id,
             amount_fen=1_000_00,
             plan="检测计划",
             state=ApplicationState.SUBMITTED,
@@ -293,9 +297,9 @@ class World:
         return self.verification_of(user, side)
 
     def verification_of(self, user: User, side: str) -> dict[str, Any]:
-        request = vouchers.submit_verification(
+        request = verification_services.submit_verification(
             user,
-            vouchers.VerificationData(
+            verification_services.VerificationData(
                 kind=EnterpriseKind.TECH_SME,
                 actual_controller=f"控制人{side}",
                 tech_sme_number="2026371500001",
@@ -344,7 +348,7 @@ class World:
 
     def _make_claim_returned(self, side: str) -> dict[str, Any]:
         claim_id = self._make_claim_submitted(side)["claim_id"]
-        vouchers.decide_claim(self.user("reviewer"), claim_id, "return", "请补充清晰的付款凭证")
+        review.return_claim(self.user("reviewer"), claim_id, "请补充清晰的付款凭证")
         return {"claim_id": claim_id, "id": claim_id}
 
     # --- end of bank accounts and corrected claims ------------------------------------------------
@@ -376,7 +380,7 @@ class World:
     def _make_scheme_year(self, side: str) -> dict[str, Any]:
         # Written directly: a year whose next year has no scheme yet, for each copy that is meant to work.
         year = next(_scheme_years)
-        source = vouchers.require_scheme()
+        source = schemes.require_scheme()
         db.session.add(
             Scheme(
                 year=year,
@@ -487,7 +491,7 @@ def build_world(app: Flask) -> World:
         user = accounts.create_user(world.username(role), PASSWORD, value, email=None)
         world.users[role] = user.id
     admin, reviewer = world.user("admin"), world.user("reviewer")
-    vouchers.save_scheme(
+    schemes.save_scheme(
         admin,
         {
             "year": 2026,
@@ -503,8 +507,8 @@ def build_world(app: Flask) -> World:
             "excluded_service_types": ["statutory_testing", "mandatory_certification"],
         },
         [
-            vouchers.FundSettings("province", Decimal("0.60"), "always", 4_000_000_00, True),
-            vouchers.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
+            schemes.FundSettings("province", Decimal("0.60"), "always", 4_000_000_00, True),
+            schemes.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
         ],
     )
     for side, provider_role in (("A", "prov_p1"), ("B", "prov_p2")):
@@ -536,9 +540,9 @@ def build_world(app: Flask) -> World:
         world.users[role] = user.id
         world.enterprises[side] = user.enterprise_id
         request = world.verification_of(user, side)
-        vouchers.decide_verification(reviewer, request["request_id"], verify=True)
-        application = vouchers.apply_for_voucher(user, 100_000_00, "检测计划")
-        vouchers.decide_application(reviewer, application.id, "approve")
+        verification_services.verify_enterprise(reviewer, request["request_id"])
+        application = application_services.apply_for_voucher(user, 100_000_00, "检测计划")
+        application_services.approve_application(reviewer, application.id)
         voucher_id = db.session.get(VoucherApplication, application.id).voucher.id
         world.vouchers[side] = voucher_id
         shared = {
@@ -558,12 +562,12 @@ def build_world(app: Flask) -> World:
         }
         # The shared claim to look at is approved, in its public notice.
         approved = world._make_claim_submitted(side)
-        vouchers.decide_claim(reviewer, approved["claim_id"], "approve")
+        review.approve_claim(reviewer, approved["claim_id"])
         shared["claim"] = approved
         # A second open application of the enterprise itself, for refused decisions (see above).
         row = VoucherApplication(
             enterprise_id=user.enterprise_id,
-            scheme_id=vouchers.require_scheme().id,
+            scheme_id=schemes.require_scheme().id,
             amount_fen=1_000_00,
             plan="追加计划",
             state=ApplicationState.SUBMITTED,
@@ -581,7 +585,7 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("claim_returned", {})[side] = world._make_claim_returned(side)
     # --- end of bank accounts and corrected claims --------------------------------------------------
     # Both approved claims finish their notice and are paid out in one batch of the month.
-    vouchers.end_public_notice(date(2026, 12, 31))
+    public_notice.end_public_notice(date(2026, 12, 31))
     batch = finance.build_batch(world.user("finance"), MONTH)
     world.shared["batch"] = {side: {"batch_id": batch.id} for side in SIDES}
     # --- instrument upkeep (issue 13): the shared photo of each side ----------------------------------

@@ -21,7 +21,7 @@ from portal.core import audit
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims as claim_services
 from portal.vouchers.models import ApplicationState, ClaimState
 from tests.factories import login
 
@@ -159,7 +159,7 @@ def log(
     scheme = make_scheme()
     voucher = make_voucher(first, scheme, 80_000_00)
     record = make_service(first, 12_345_67, instrument=instrument)
-    claim = vouchers.create_claim(first, voucher.id, [record.id])
+    claim = claim_services.create_claim(first, voucher.id, [record.id])
     audit.record(
         "voucher_application.submitted",
         "voucher_application",

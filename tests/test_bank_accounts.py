@@ -25,7 +25,9 @@ from portal.extensions import db
 from portal.finance import services as finance
 from portal.finance.models import DisbursementBatch
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice
+from portal.vouchers import review as desk
 from portal.vouchers.models import Claim, ClaimState
 from tests.factories import extract_csrf, login
 from tests.test_notifications import mails
@@ -285,14 +287,16 @@ def payable(fake_clock, make_scheme, make_user, make_voucher, make_service):
         user = make_user(Role.ENTERPRISE)
         user.enterprise.name = name
         db.session.commit()
-        claim = vouchers.create_claim(user, make_voucher(user, scheme).id, [make_service(user, fee_fen).id])
-        vouchers.submit_claim(user, claim.id)
-        vouchers.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(
+            user, make_voucher(user, scheme).id, [make_service(user, fee_fen).id]
+        )
+        claim_services.submit_claim(user, claim.id)
+        desk.approve_claim(reviewer, claim.id)
         return user, claim.id
 
     def finish_notice() -> None:
         fake_clock.advance(days=10)
-        vouchers.end_public_notice()
+        notice.end_public_notice()
         fake_clock.advance(days=-10)
 
     make.finish_notice = finish_notice

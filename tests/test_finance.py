@@ -24,7 +24,8 @@ from portal.extensions import db
 from portal.finance import services as finance
 from portal.finance.models import BatchState, SubsidyTally
 from portal.notifications.models import Notification
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review
 from portal.vouchers.models import Claim, ClaimState, Fund, LedgerEntry, LedgerKind
 from tests.conftest import make_app
 from tests.factories import extract_csrf, login
@@ -64,9 +65,9 @@ def approved(fake_clock, make_scheme, make_user, make_voucher, make_service, mak
             make_bank_account(user)
         voucher = make_voucher(user, scheme)
         record = make_service(user, fee_fen)
-        claim = services.create_claim(user, voucher.id, [record.id])
-        services.submit_claim(user, claim.id)
-        return services.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
+        claim_services.submit_claim(user, claim.id)
+        return review.approve_claim(reviewer, claim.id)
 
     return approve
 
@@ -320,7 +321,7 @@ def test_large_exports_run_as_a_job_with_progress_and_a_download(
 def payable(approved, fake_clock):
     claims = [approved(name=HOSTILE), approved(fee_fen=2_000_00)]
     fake_clock.advance(days=10)
-    assert services.end_public_notice() == 2
+    assert notice.end_public_notice() == 2
     return [c.id for c in claims]
 
 
@@ -424,11 +425,11 @@ def test_a_scheme_without_a_city_fund_pays_its_batch(
     user, reviewer, clerk = make_user(Role.ENTERPRISE), make_user(Role.REVIEWER), make_user(Role.FINANCE)
     make_bank_account(user)
     voucher = make_voucher(user, scheme)
-    claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
-    services.submit_claim(user, claim.id)
-    services.decide_claim(reviewer, claim.id, "approve")
+    claim = claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
+    claim_services.submit_claim(user, claim.id)
+    review.approve_claim(reviewer, claim.id)
     fake_clock.advance(days=10)
-    services.end_public_notice()
+    notice.end_public_notice()
     batch = finance.build_batch(clerk, MONTH)
     finance.export_batch(clerk, batch.id)
     finance.mark_batch_paid(clerk, batch.id, "ICBC-1")
@@ -446,7 +447,7 @@ def test_paying_a_claim_checks_its_current_state_and_audits_the_real_one(payable
     voucher = claim.voucher
     funds = {f.name: f for f in voucher.scheme.funds}
     with pytest.raises(Forbidden):
-        services.pay_claim(make_user(Role.REVIEWER), claim, voucher, funds, reference="R", month=MONTH)
+        claim_services.pay_claim(make_user(Role.REVIEWER), claim, voucher, funds, reference="R", month=MONTH)
     # Another transaction paid it after this one read it: the conditional UPDATE refuses.
     db.session.execute(
         update(Claim)
@@ -456,18 +457,18 @@ def test_paying_a_claim_checks_its_current_state_and_audits_the_real_one(payable
     )
     assert claim.state is ClaimState.PAYABLE  # what this transaction read
     with pytest.raises(InvalidTransition):
-        services.pay_claim(clerk, claim, voucher, funds, reference="R", month=MONTH)
+        claim_services.pay_claim(clerk, claim, voucher, funds, reference="R", month=MONTH)
     db.session.rollback()
 
     claim = db.session.get(Claim, payable[1])
-    services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-2", month=MONTH)
+    claim_services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-2", month=MONTH)
     db.session.commit()
     row = db.session.scalar(
         select(AuditEvent).where(AuditEvent.action == "claim.paid", AuditEvent.object_id == str(claim.id))
     )
     assert (row.before, row.after, row.reason) == ({"state": "payable"}, {"state": "paid"}, "R-2")
     with pytest.raises(InvalidTransition):
-        services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-3", month=MONTH)
+        claim_services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-3", month=MONTH)
 
 
 # --- pages and API ------------------------------------------------------------------------------

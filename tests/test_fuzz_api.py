@@ -39,7 +39,8 @@ from portal.booking import services as booking_services
 from portal.booking.models import BookingState, FileKind
 from portal.core import clock
 from portal.core.permissions import Role
-from portal.vouchers import services as voucher_services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
 from tests.conftest import app_in_context
 from tests.factories import PASSWORD
 from tests.test_booking_files import PDF
@@ -180,8 +181,8 @@ def world(
         for record in records
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
     ]
-    application = voucher_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
-    claim = voucher_services.create_claim(enterprise, voucher.id, [records[0].id])
+    application = application_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
+    claim = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
     users = [enterprise, applicant, provider, make_user(Role.REVIEWER), make_user(Role.FINANCE)]
     tokens = [issue_api_token(user)[0] for user in users]
     return {

@@ -15,7 +15,8 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications import services
 from portal.notifications.models import EmailState, Notification
-from portal.vouchers import services as voucher_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review
 from tests.factories import extract_csrf, login
 
 
@@ -41,9 +42,9 @@ def approve_claim(fake_clock, make_scheme, make_user, make_voucher, make_service
     def run(user):
         voucher = make_voucher(user, scheme)
         record = make_service(user)
-        claim = voucher_services.create_claim(user, voucher.id, [record.id])
-        voucher_services.submit_claim(user, claim.id)
-        return voucher_services.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
+        claim_services.submit_claim(user, claim.id)
+        return review.approve_claim(reviewer, claim.id)
 
     return run
 

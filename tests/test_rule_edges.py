@@ -15,7 +15,8 @@ from portal.booking.models import Booking, BookingState
 from portal.core.errors import InvalidTransition, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims, wallet
+from portal.vouchers.checks import voucher_checks
 from portal.vouchers.models import VoucherState
 from tests.conftest import MONDAY_9AM
 from tests.test_booking_rules import WEEKDAY_HOURS, bearer, request_slot
@@ -141,7 +142,7 @@ def claimant(app, fake_clock, make_scheme, make_user, make_voucher):
 
 
 def window_check(claimant, record) -> bool:
-    preview = vouchers.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
+    preview = claims.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
     return next(c.passed for c in preview.checks if c.code == "service_window")
 
 
@@ -165,10 +166,10 @@ def test_a_voucher_is_valid_on_its_last_day_and_expires_the_day_after(
     today = date(2026, 12, 7)  # the fake clock's day in Liaocheng
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, make_scheme(), 10_000_00, valid_until=today)
-    checks = {c.code: c.passed for c in vouchers._voucher_checks(voucher)}
+    checks = {c.code: c.passed for c in voucher_checks(voucher)}
     assert checks["voucher_valid"] is True
-    assert vouchers.expire_vouchers(today) == 0
-    assert vouchers.expire_vouchers(today + timedelta(days=1)) == 1
+    assert wallet.expire_vouchers(today) == 0
+    assert wallet.expire_vouchers(today + timedelta(days=1)) == 1
     db.session.refresh(voucher)
     assert voucher.state is VoucherState.EXPIRED
 

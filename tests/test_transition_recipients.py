@@ -18,7 +18,10 @@ from portal.booking.models import BookingMode, BookingState
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review, wallet
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import ApplicationState, ClaimState, VoucherApplication
 from tests.test_booking_rules import WEEKDAY_HOURS
 
@@ -178,9 +181,9 @@ def claim(people, make_scheme, make_voucher, make_service):
 
     def make(fee_fen: int = 10_000_00):
         record = make_service(people["holder"], fee_fen)
-        row = vouchers.create_claim(people["holder"], voucher.id, [record.id])
+        row = claim_services.create_claim(people["holder"], voucher.id, [record.id])
         inbox = Inbox()
-        vouchers.submit_claim(people["holder"], row.id)
+        claim_services.submit_claim(people["holder"], row.id)
         assert inbox.read() == {}  # a submission waits in the reviewers' queue: nobody is told
         return row, inbox
 
@@ -190,24 +193,26 @@ def claim(people, make_scheme, make_voucher, make_service):
 @pytest.mark.parametrize("action", ["reject", "return"])
 def test_a_rejected_or_returned_claim_is_told_to_the_enterprise(people, claim, action):
     row, inbox = claim()
-    vouchers.decide_claim(people["reviewer"], row.id, action, "发票不清晰")
+    {"reject": review.reject_claim, "return": review.return_claim}[action](
+        people["reviewer"], row.id, "发票不清晰"
+    )
     state = ClaimState.REJECTED if action == "reject" else ClaimState.RETURNED
     assert inbox.read() == {f"claim.{state.value}": people["enterprise"]}
 
 
 def test_an_approved_claim_and_its_end_of_notice_are_told_to_the_enterprise(people, claim):
     row, inbox = claim()
-    vouchers.decide_claim(people["reviewer"], row.id, "approve", None)
+    review.approve_claim(people["reviewer"], row.id, None)
     assert inbox.read() == {"claim.approved": people["enterprise"]}
-    assert vouchers.end_public_notice(date(2027, 1, 31)) == 1
+    assert notice.end_public_notice(date(2027, 1, 31)) == 1
     assert inbox.read() == {"claim.payable": people["enterprise"]}
 
 
 def test_a_first_approval_above_the_threshold_is_told_to_the_other_reviewers(people, claim):
     row, inbox = claim(80_000_00)  # 72,000 yuan of subsidy: above the four-eyes threshold
-    vouchers.decide_claim(people["reviewer"], row.id, "approve", None)
+    review.approve_claim(people["reviewer"], row.id, None)
     assert inbox.read() == {"claim.second_review": {people["reviewer2"].id, people["reviewer3"].id}}
-    vouchers.decide_claim(people["reviewer2"], row.id, "approve", None)
+    review.approve_claim(people["reviewer2"], row.id, None)
     assert inbox.read() == {"claim.approved": people["enterprise"]}
 
 
@@ -238,7 +243,12 @@ def application(people, make_scheme):
 def test_an_application_decision_is_told_to_the_enterprise(people, application, action):
     row = application()
     inbox = Inbox()
-    vouchers.decide_application(people["reviewer"], row.id, action, comment="说明")
+    decide = {
+        "approve": application_services.approve_application,
+        "reject": application_services.reject_application,
+        "return": application_services.return_application,
+    }[action]
+    decide(people["reviewer"], row.id, comment="说明")
     state = {"approve": "approved", "reject": "rejected", "return": "returned"}[action]
     assert inbox.read() == {f"application.{state}": people["enterprise"]}
 
@@ -246,7 +256,7 @@ def test_an_application_decision_is_told_to_the_enterprise(people, application, 
 def test_a_first_application_approval_above_the_threshold_is_told_to_the_other_reviewers(people, application):
     row = application(60_000_00)
     inbox = Inbox()
-    vouchers.decide_application(people["reviewer"], row.id, "approve")
+    application_services.approve_application(people["reviewer"], row.id)
     assert inbox.read() == {
         "voucher_application.second_review": {people["reviewer2"].id, people["reviewer3"].id}
     }
@@ -254,11 +264,12 @@ def test_a_first_application_approval_above_the_threshold_is_told_to_the_other_r
 
 @pytest.mark.parametrize("verify", [True, False])
 def test_a_verification_decision_is_told_to_the_enterprise(people, verify):
-    request = vouchers.submit_verification(
-        people["holder"], vouchers.VerificationData(kind="other", actual_controller="张建国")
+    request = verification_services.submit_verification(
+        people["holder"], verification_services.VerificationData(kind="other", actual_controller="张建国")
     )
     inbox = Inbox()
-    vouchers.decide_verification(people["reviewer"], request.id, verify=verify, reason="核对营业执照")
+    decide = verification_services.verify_enterprise if verify else verification_services.reject_verification
+    decide(people["reviewer"], request.id, reason="核对营业执照")
     kind = "verification.verified" if verify else "verification.rejected"
     assert inbox.read() == {kind: people["enterprise"]}
 
@@ -266,5 +277,5 @@ def test_a_verification_decision_is_told_to_the_enterprise(people, verify):
 def test_an_expiring_voucher_is_told_to_nobody(people, make_scheme, make_voucher):
     make_voucher(people["holder"], make_scheme(), 10_000_00, valid_until=date(2026, 6, 30))
     inbox = Inbox()
-    assert vouchers.expire_vouchers(date(2026, 12, 6)) == 1
+    assert wallet.expire_vouchers(date(2026, 12, 6)) == 1
     assert inbox.read() == {}

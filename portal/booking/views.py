@@ -45,7 +45,7 @@ from portal.core.inputs import page_number
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
 from portal.extensions import db
-from portal.vouchers import services as voucher_services
+from portal.vouchers import hints
 
 bp = Blueprint("booking", __name__)
 
@@ -114,7 +114,7 @@ def book_slot(code: str) -> ResponseReturnValue:
     ends = calendar.valid_ends(starts_at)
     form.starts_at.data = clock.iso_utc(starts_at)
     form.ends_at.choices = options((clock.iso_utc(e), _end_label(instrument, starts_at, e)) for e in ends)
-    hint = voucher_services.booking_hint(
+    hint = hints.booking_hint(
         current_user,
         instrument,
         services.compute_fee(instrument, Decimal(calendar.policy.min_minutes) / 60, None),
@@ -156,7 +156,7 @@ def _end_label(instrument, starts_at: datetime, ends_at: datetime) -> str:
     if instrument.fee_per_hour_fen is None:
         return label + ")"
     fee = services.compute_fee(instrument, hours, None)
-    hint = voucher_services.booking_hint(current_user, instrument, fee)
+    hint = hints.booking_hint(current_user, instrument, fee)
     label += ", " + _("about %(fee)s", fee=format_yuan(fee))
     if hint.subsidy is not None:
         label += "; " + _("your voucher covers %(amount)s", amount=format_yuan(hint.subsidy.total_fen))
@@ -170,7 +170,7 @@ def book_sample(code: str) -> ResponseReturnValue:
     instrument = get_instrument(code)
     form = SampleBookingForm()
     hint = (
-        voucher_services.booking_hint(current_user, instrument, instrument.fee_per_sample_fen)
+        hints.booking_hint(current_user, instrument, instrument.fee_per_sample_fen)
         if instrument.fee_per_sample_fen is not None
         else None
     )

@@ -28,7 +28,11 @@ from portal.core.permissions import Role
 from portal.demo import data
 from portal.extensions import db
 from portal.finance import services as finance
-from portal.vouchers import services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
+from portal.vouchers import review as desk
+from portal.vouchers import schemes, verification, wallet
 from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition
 
 YUAN = 100
@@ -41,7 +45,7 @@ DEMO_PDF = (
 )
 
 
-def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
+def published_scheme(year: int) -> tuple[dict, list[schemes.FundSettings]]:
     """The numbers DESIGN.md section 1 publishes (every one of them editable by the administrator)."""
     values = {
         "year": year,
@@ -59,10 +63,8 @@ def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
         ],
     }
     funds = [
-        services.FundSettings(
-            "province", Decimal("0.60"), FundCondition.ALWAYS.value, 4_000_000 * YUAN, True
-        ),
-        services.FundSettings("city", Decimal("0.30"), FundCondition.LOCAL_PROVIDER.value, 2_000_000 * YUAN),
+        schemes.FundSettings("province", Decimal("0.60"), FundCondition.ALWAYS.value, 4_000_000 * YUAN, True),
+        schemes.FundSettings("city", Decimal("0.30"), FundCondition.LOCAL_PROVIDER.value, 2_000_000 * YUAN),
     ]
     return values, funds
 
@@ -82,12 +84,12 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
     for reviewer in reviewers:
         try:
             if application_or_claim == "application":
-                done = services.decide_application(reviewer, item_id, "approve", amount_fen=amount_fen)
+                done = application_services.approve_application(reviewer, item_id, amount_fen=amount_fen)
                 if done.state.value == "approved":
                     return
             else:
-                claim = services.decide_claim(reviewer, item_id, "approve")
-                if claim.state is ClaimState.IN_NOTICE:
+                done = desk.approve_claim(reviewer, item_id)
+                if done.state is ClaimState.IN_NOTICE:
                     return
         except ServiceError:
             return
@@ -167,7 +169,7 @@ class _Year:
     def apply(self, user: User) -> None:
         amount = self.rng.choice((30_000, 50_000, 80_000, 100_000, 150_000)) * YUAN
         try:
-            application = services.apply_for_voucher(
+            application = application_services.apply_for_voucher(
                 user, amount, "围绕新产品研发开展检测分析，预计使用大型仪器共享服务。"
             )
         except ServiceError:
@@ -179,7 +181,7 @@ class _Year:
 
     def approve_application(self, user: User, application_id: int, amount: int) -> None:
         _decide("application", application_id, amount, self.reviewers)
-        voucher = next(iter(services.vouchers_for(user)), None)
+        voucher = next(iter(wallet.vouchers_for(user)), None)
         if voucher is None:
             return
         self.counts["vouchers"] += 1
@@ -244,8 +246,8 @@ class _Year:
             _attach_evidence(record, record.recorded_by_id or user.id)
         db.session.commit()
         try:
-            claim = services.create_claim(user, voucher_id, [r.id for r in chosen])
-            services.submit_claim(user, claim.id)
+            claim = claim_services.create_claim(user, voucher_id, [r.id for r in chosen])
+            claim_services.submit_claim(user, claim.id)
         except ServiceError as error:
             current_app.logger.info("demo claim refused: %s", error)
             db.session.rollback()
@@ -274,10 +276,10 @@ class _Year:
         if claim.state is ClaimState.IN_NOTICE and claim.notice_ends_on is not None:
             # The hourly task ends the notice in the small hours of its last day.
             end = clock.local_datetime_to_utc(claim.notice_ends_on, time(0, 5))
-            self.push(end, services.end_public_notice, claim.notice_ends_on)
+            self.push(end, public_notice.end_public_notice, claim.notice_ends_on)
 
     def return_claim(self, claim_id: int) -> None:
-        services.decide_claim(self.reviewers[0], claim_id, "return", "请补充付款凭证的清晰扫描件")
+        desk.return_claim(self.reviewers[0], claim_id, "请补充付款凭证的清晰扫描件")
 
     def pay(self) -> None:
         if not finance.claims_waiting_for_batch():
@@ -345,7 +347,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     today = clock.local_today(now)
     admin, reviewers = _user("admin"), [_user("reviewer"), _user("reviewer2")]
     with simulated_clock(clock.local_datetime_to_utc(date(today.year - 1, 12, 10), time(10, 0))):
-        services.save_scheme(admin, *published_scheme(today.year))
+        schemes.save_scheme(admin, *published_scheme(today.year))
     verified = db.session.execute(
         select(User, Enterprise)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
@@ -364,7 +366,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
             enterprise.actual_controller = shared[index // 15]
         else:
             enterprise.actual_controller = data.person_name(rng, taken)
-        enterprise.controller_group = services.controller_key(enterprise.actual_controller)
+        enterprise.controller_group = verification.controller_key(enterprise.actual_controller)
     db.session.commit()
 
     chosen = [row for row in verified if row[0].username in ("enterprise", "enterprise2")]

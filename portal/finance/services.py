@@ -33,6 +33,7 @@ from portal.finance.models import (
     SubsidyTally,
 )
 from portal.notifications.services import notify, users_of_enterprise
+from portal.vouchers.claims import pay_claim
 from portal.vouchers.models import (
     CLAIM_STATE_LABELS,
     COMMITTED_STATES,
@@ -44,7 +45,6 @@ from portal.vouchers.models import (
     LedgerKind,
     Voucher,
 )
-from portal.vouchers.services import pay_claim
 
 # Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")

@@ -8,7 +8,8 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Register the voucher pages and the review desk; importing the tasks registers them with Celery."""
     from portal.vouchers import tasks  # noqa: F401
-    from portal.vouchers.views import bp, review
+    from portal.vouchers.review_views import review
+    from portal.vouchers.views import bp
 
     app.register_blueprint(bp)
     app.register_blueprint(review)
