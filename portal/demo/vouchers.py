@@ -41,6 +41,11 @@ DEMO_PDF = (
 )
 
 
+def N_(text: str) -> str:  # noqa: N802 (the usual name of gettext_noop)
+    """A text stored untranslated and translated where it is shown (`make extract-messages` finds it)."""
+    return text
+
+
 def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
     """The numbers DESIGN.md section 1 publishes (every one of them editable by the administrator)."""
     values = {
@@ -58,11 +63,24 @@ def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
             ServiceType.MANDATORY_CERTIFICATION.value,
         ],
     }
+    # The funds' names are the API's (`province`, `city`); their labels are texts of the catalogue,
+    # so each page shows them in its language.
     funds = [
         services.FundSettings(
-            "province", Decimal("0.60"), FundCondition.ALWAYS.value, 4_000_000 * YUAN, True
+            "province",
+            Decimal("0.60"),
+            FundCondition.ALWAYS.value,
+            4_000_000 * YUAN,
+            True,
+            label=N_("Provincial voucher"),
         ),
-        services.FundSettings("city", Decimal("0.30"), FundCondition.LOCAL_PROVIDER.value, 2_000_000 * YUAN),
+        services.FundSettings(
+            "city",
+            Decimal("0.30"),
+            FundCondition.LOCAL_PROVIDER.value,
+            2_000_000 * YUAN,
+            label=N_("Liaocheng top-up"),
+        ),
     ]
     return values, funds
 

@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
+    ClaimFund,
     ClaimState,
     RequestState,
     VerificationRequest,
@@ -96,7 +97,9 @@ def _filtered(filters: QueueFilters, kind: str) -> Select:
             Claim,
             Claim.submitted_at,
             [ClaimState.SUBMITTED, ClaimState.PENDING_SECOND],
-            Claim.province_fen + Claim.city_fen,
+            select(func.coalesce(func.sum(ClaimFund.amount_fen), 0))
+            .where(ClaimFund.claim_id == Claim.id)
+            .scalar_subquery(),
         )
     stmt = (
         select(model)

@@ -111,6 +111,7 @@ class FundSettings:
     condition: str
     budget_fen: int
     enterprise_capped: bool = False
+    label: str = ""
 
 
 def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -> Scheme:
@@ -151,6 +152,7 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
                 raise ValidationFailed(message, {f"{settings.name}_budget": message})
             fund.position, fund.rate, fund.condition = position, settings.rate, settings.condition
             fund.budget_fen, fund.enterprise_capped = settings.budget_fen, settings.enterprise_capped
+            fund.label = settings.label
             db.session.add(fund)
         db.session.flush()
         db.session.refresh(scheme)
@@ -1330,15 +1332,13 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
             institution_id=preview.records[0].booking.instrument.institution_id,
             state=ClaimState.DRAFT,
             fee_fen=preview.fee_fen,
-            province_fen=preview.subsidy.amount("province"),
-            city_fen=preview.subsidy.amount("city"),
-            raw_amounts={f.fund: f.raw_fen for f in preview.subsidy.funds},
             limited_by=list(preview.subsidy.limited_by),
             checks=[c.as_dict() for c in preview.checks],
             created_by_id=user.id,
             created_at=clock.utcnow(),
         )
         claim.items = [ClaimItem(service_record_id=r.id, fee_fen=r.fee_fen) for r in preview.records]
+        claim.set_amounts((f.fund, f.raw_fen, f.amount_fen) for f in preview.subsidy.funds)
         db.session.add(claim)
         db.session.flush()
         audit.record(
@@ -1417,8 +1417,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
                 ),
                 {"limited_by": list(subsidy.limited_by)},
             )
-        claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
-        claim.raw_amounts = {f.fund: f.raw_fen for f in subsidy.funds}
+        claim.set_amounts((f.fund, f.raw_fen, f.amount_fen) for f in subsidy.funds)
         claim.limited_by = list(subsidy.limited_by)
         claim.checks = stored_checks(checks, lambda: _all_checks(enterprise, voucher, records, claim.id))
         claim.state, claim.submitted_at, claim.first_reviewer_id = ClaimState.SUBMITTED, clock.utcnow(), None
@@ -1427,7 +1426,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
             "claim",
             claim.id,
             before={"state": before.value},
-            after={"state": "submitted", "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+            after={"state": "submitted", "funds": claim.fund_amounts()},
             actor_id=user.id,
         )
         db.session.commit()
@@ -1509,9 +1508,9 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     limits = {
         "voucher_balance": voucher.balance_fen - claim.total_fen,
         "group_cap": scheme.group_cap_fen - group_cap.used_fen - claim.total_fen,
-        "enterprise_cap": scheme.enterprise_cap_fen - enterprise_cap.used_fen - claim.province_fen,
+        "enterprise_cap": scheme.enterprise_cap_fen - enterprise_cap.used_fen - claim.capped_fen(funds),
     }
-    for name, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
+    for name, amount in claim.fund_amounts().items():
         if amount:
             limits[f"{name}_budget"] = funds[name].free_fen - amount
     short = [name for name, room in limits.items() if room < 0]
@@ -1536,7 +1535,7 @@ def _approve(claim: Claim, before: ClaimState, reviewer: User, comment: str | No
     for name, amount in claim.fund_amounts().items():
         if amount:  # a scheme may lack a fund the claim takes nothing from
             funds[name].committed_fen += amount
-    enterprise_cap.used_fen += claim.province_fen
+    enterprise_cap.used_fen += claim.capped_fen(funds)
     group_cap.used_fen += claim.total_fen
     voucher.balance_fen -= claim.total_fen
     today = clock.local_today()
@@ -1562,7 +1561,7 @@ def _audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, commen
         "claim",
         claim.id,
         before={"state": before.value},
-        after={"state": claim.state.value, "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+        after={"state": claim.state.value, "funds": claim.fund_amounts()},
         reason=comment,
         actor_id=reviewer.id if reviewer else None,
     )
