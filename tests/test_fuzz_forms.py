@@ -37,7 +37,7 @@ from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance_services
+from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers import services as voucher_services
 from tests.access_world import photo_bytes
@@ -232,7 +232,7 @@ def world(
     voucher_services.decide_claim(reviewer, approved.id, "approve")
     voucher_services.end_public_notice(date(2027, 1, 31))
     make_bank_account(enterprise)  # finance pays only a verified account
-    batch = finance_services.build_batch(finance, "2026-12")
+    batch = batches.build_batch(finance, "2026-12")
     # A returned claim to correct, and a bank account change to decide (issue 13).
     to_correct = voucher_services.create_claim(
         enterprise, voucher.id, [make_service(enterprise, instrument=instrument).id]

@@ -14,6 +14,7 @@ from portal.core.database import serialized_write
 from portal.core.locks import LockOrderError, Rank, lock_one, lock_where
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.finance.models import BatchState, DisbursementBatch
 from portal.vouchers import services
@@ -79,9 +80,9 @@ def test_approving_one_claim_while_paying_another_on_the_same_voucher_never_dead
         services.submit_claim(user, paying.id)
         services.decide_claim(reviewer, paying.id, "approve")
         services.end_public_notice()
-        batch = finance.build_batch(clerk, month)
+        batch = batches.build_batch(clerk, month)
         assert batch.claims == (1 if round_number == 0 else 2)
-        finance.export_batch(clerk, batch.id)
+        batches.export_batch(clerk, batch.id)
         approving = services.create_claim(user, voucher.id, [make_service(user, FEE).id])
         services.submit_claim(user, approving.id)
         batch_id, approving_id = batch.id, approving.id
@@ -90,7 +91,7 @@ def test_approving_one_claim_while_paying_another_on_the_same_voucher_never_dead
             services.decide_claim(db.session.get(User, reviewer_id), claim_id, "approve")
 
         def pay(batch_id: int = batch_id, reference: str = f"BANK-{round_number}") -> None:
-            finance.mark_batch_paid(db.session.get(User, clerk_id), batch_id, reference)
+            batches.mark_batch_paid(db.session.get(User, clerk_id), batch_id, reference)
 
         errors = race(app, approve, pay)
         assert errors == [], f"round {round_number}: {errors!r}"

@@ -22,7 +22,7 @@ from portal.core.errors import InvalidTransition
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance
+from portal.finance import batches
 from portal.finance.models import BatchState, DisbursementBatch
 from portal.notifications.models import Notification
 from portal.vouchers import services as vouchers
@@ -368,8 +368,8 @@ def test_a_forbidden_batch_transition_is_refused_and_writes_nothing(
     before = written()
     with pytest.raises(InvalidTransition):
         if action == "export":
-            finance.export_batch(officer, batch.id)
+            batches.export_batch(officer, batch.id)
         else:
-            finance.mark_batch_paid(officer, batch.id, "BANK-1")
+            batches.mark_batch_paid(officer, batch.id, "BANK-1")
     assert written() == before
     assert db.session.get(DisbursementBatch, batch.id, populate_existing=True).state is state

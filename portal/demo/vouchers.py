@@ -27,6 +27,7 @@ from portal.core.errors import ServiceError
 from portal.core.permissions import Role
 from portal.demo import data
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.vouchers import services
 from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition
@@ -41,7 +42,7 @@ DEMO_PDF = (
 )
 
 
-def N_(text: str) -> str:  # noqa: N802 (the usual name of gettext_noop)
+def N_(text: str) -> str:
     """A text stored untranslated and translated where it is shown (`make extract-messages` finds it)."""
     return text
 
@@ -301,16 +302,16 @@ class _Year:
         if not finance.claims_waiting_for_batch():
             return
         try:
-            batch = finance.build_batch(self.clerk, finance.month_of(clock.utcnow()))
+            batch = batches.build_batch(self.clerk, finance.month_of(clock.utcnow()))
         except ServiceError:
             db.session.rollback()
             return
-        finance.export_batch(self.clerk, batch.id)
+        batches.export_batch(self.clerk, batch.id)
         paid_on = self.working_moment(clock.local_today(clock.utcnow()) + timedelta(days=2))
         self.push(paid_on, self.mark_paid, batch.id)
 
     def mark_paid(self, batch_id: int) -> None:
-        batch = finance.mark_batch_paid(
+        batch = batches.mark_batch_paid(
             self.clerk, batch_id, f"DEMO-{clock.local_today(clock.utcnow()):%Y%m%d}-001"
         )
         self.counts["paid"] += batch.claims
