@@ -247,6 +247,7 @@ def copy_scheme_to_next_year(user: User, year: int) -> Scheme:
     scheme.funds = [
         Fund(
             name=fund.name,
+            label=fund.label,
             position=fund.position,
             rate=fund.rate,
             condition=fund.condition,
