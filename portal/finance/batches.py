@@ -42,9 +42,6 @@ from portal.finance.services import (
 from portal.vouchers.models import Claim, ClaimState, Fund, Voucher
 from portal.vouchers.services import pay_claim
 
-# The audit action of each transition (building records "batch.built").
-AUDIT_ACTIONS = {"export": "batch.exported", "pay": "batch.paid"}
-
 
 def _is_finance(user: User) -> bool:
     return user.is_authenticated and user.role in FINANCE_ROLES
@@ -93,7 +90,7 @@ def _transition(
     if changed != 1:
         raise InvalidTransition(_("Someone else changed this batch a moment ago; reload the page."))
     audit.record(
-        AUDIT_ACTIONS[action],
+        f"batch.{target.value}",
         "batch",
         batch.id,
         before={"state": before.value},
