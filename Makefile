@@ -32,7 +32,7 @@ translations: $(VENV)/.runtime
 
 ## Re-extract the translatable texts and merge them into the catalogues (then translate what is new).
 extract-messages: $(VENV)/.runtime
-	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot --no-location --no-wrap --sort-output .
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k N_ -o portal/translations/messages.pot --no-location --no-wrap --sort-output .
 	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 ## Run the demo: migrate the embedded SQLite database, load the demo network, serve on http://127.0.0.1:5000

@@ -34,7 +34,7 @@ from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance
+from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
@@ -586,7 +586,7 @@ def build_world(app: Flask) -> World:
     # --- end of bank accounts and corrected claims --------------------------------------------------
     # Both approved claims finish their notice and are paid out in one batch of the month.
     public_notice.end_public_notice(date(2026, 12, 31))
-    batch = finance.build_batch(world.user("finance"), MONTH)
+    batch = batches.build_batch(world.user("finance"), MONTH)
     world.shared["batch"] = {side: {"batch_id": batch.id} for side in SIDES}
     # --- instrument upkeep (issue 13): the shared photo of each side ----------------------------------
     world.shared["photo"] = {side: world._make_photo(side) for side in SIDES}

@@ -21,6 +21,7 @@ from portal.core import audit
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance.models import BATCH_TRANSITIONS
 from portal.vouchers import claims as claim_services
 from portal.vouchers.models import ApplicationState, ClaimState
 from tests.factories import login
@@ -36,6 +37,7 @@ DYNAMIC = {
         f"voucher_application.{state}" for state in ApplicationState
     },
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
+    "batch.{target.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},

@@ -208,7 +208,9 @@ def fill_every_table(upload_folder: Path) -> None:
                 approved_fen=98_765_432_100,  # past 2**31: the big integers survive too
                 claims=1,
             ),
-            DisbursementBatch(month="2020-01", province_fen=98_765_432_100, created_by_id=admin.id),
+            DisbursementBatch(
+                month="2020-01", fund_amounts={"province": 98_765_432_100}, created_by_id=admin.id
+            ),
             VerificationRequest(
                 enterprise_id=enterprise.id,
                 kind=EnterpriseKind.HIGH_TECH,

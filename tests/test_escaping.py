@@ -34,7 +34,7 @@ from portal.catalog.models import Instrument, OpeningHours
 from portal.core.charts import Series, bar_chart, hbar_chart
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance_services
+from portal.finance import batches
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice
@@ -184,7 +184,7 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
     claim_services.submit_claim(enterprise, approved.id)
     desk.approve_claim(reviewer, approved.id)
     notice.end_public_notice(date(2027, 1, 31))
-    batch = finance_services.build_batch(finance, "2026-12")
+    batch = batches.build_batch(finance, "2026-12")
     in_notice = claim_services.create_claim(enterprise, voucher.id, [done[2].id])
     claim_services.submit_claim(enterprise, in_notice.id)
     desk.approve_claim(reviewer, in_notice.id)

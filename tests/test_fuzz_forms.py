@@ -37,7 +37,7 @@ from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance_services
+from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
@@ -236,7 +236,7 @@ def world(
     desk.approve_claim(reviewer, approved.id)
     notice.end_public_notice(date(2027, 1, 31))
     make_bank_account(enterprise)  # finance pays only a verified account
-    batch = finance_services.build_batch(finance, "2026-12")
+    batch = batches.build_batch(finance, "2026-12")
     # A returned claim to correct, and a bank account change to decide (issue 13).
     to_correct = claim_services.create_claim(
         enterprise, voucher.id, [make_service(enterprise, instrument=instrument).id]

@@ -2,8 +2,7 @@
 
 The forbidden (state, action) pairs are derived from the tables themselves (every state of the
 enum crossed with every action the table knows, minus the allowed pairs), so a transition added to
-a table by mistake makes one of these tests fail. The disbursement batch, without a table in the
-code yet, gets its table here, written from the code's states.
+a table by mistake makes one of these tests fail. Every table is the code's own.
 """
 
 from __future__ import annotations
@@ -18,12 +17,12 @@ from sqlalchemy import func, select, update
 from portal.accounts.models import EnterpriseKind, VerificationState
 from portal.booking import services as booking
 from portal.booking.models import Booking, BookingState
-from portal.core.errors import InvalidTransition
+from portal.core.errors import Forbidden, InvalidTransition
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance
-from portal.finance.models import BatchState, DisbursementBatch
+from portal.finance import batches
+from portal.finance.models import BATCH_TRANSITIONS, BatchState, DisbursementBatch
 from portal.notifications.models import Notification
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
@@ -450,14 +449,23 @@ def test_an_expired_voucher_does_not_expire_again(app, fake_clock, make_scheme, 
     assert db.session.get(Voucher, voucher.id).state is VoucherState.EXPIRED
 
 
-# --- disbursement batches: DRAFT -> EXPORTED -> PAID (no table in the code: this is it) -----------
+# --- disbursement batches: DRAFT -> EXPORTED -> PAID (finance.models.BATCH_TRANSITIONS) -----------
 
-BATCH_TRANSITIONS = {
-    (BatchState.DRAFT, "export"): BatchState.EXPORTED,
-    (BatchState.EXPORTED, "export"): BatchState.EXPORTED,  # the bank file may be fetched again
-    (BatchState.EXPORTED, "pay"): BatchState.PAID,
-}
 BATCH_FORBIDDEN = forbidden(BATCH_TRANSITIONS, BatchState)
+BATCH_ACTIONS = {
+    "export": lambda officer, batch: batches.export_batch(officer, batch.id),
+    "pay": lambda officer, batch: batches.mark_batch_paid(officer, batch.id, "BANK-1"),
+}
+BATCH_CAN = {"export": batches.can_export_batch, "pay": batches.can_mark_batch_paid}
+
+
+def test_the_batch_table_leaves_3_pairs_forbidden():
+    # 3 states x 2 actions, 3 allowed: a pair added to the table changes this count first.
+    assert len(BATCH_FORBIDDEN) == 3 * 2 - 3
+
+
+def test_every_batch_action_has_its_service_and_its_question_here():
+    assert set(BATCH_ACTIONS) == set(BATCH_CAN) == {action for _state, action in BATCH_TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), BATCH_FORBIDDEN, ids=ids(BATCH_FORBIDDEN))
@@ -468,11 +476,25 @@ def test_a_forbidden_batch_transition_is_refused_and_writes_nothing(
     batch = DisbursementBatch(month="2026-11", state=state, created_by_id=officer.id)
     db.session.add(batch)
     db.session.commit()
+    assert not BATCH_CAN[action](officer, batch)
     before = written()
-    with pytest.raises(InvalidTransition):
-        if action == "export":
-            finance.export_batch(officer, batch.id)
-        else:
-            finance.mark_batch_paid(officer, batch.id, "BANK-1")
+    with pytest.raises(InvalidTransition) as refused:
+        BATCH_ACTIONS[action](officer, batch)
+    assert refused.value.details == {"state": state.value, "action": action}  # what the API answers
     assert written() == before
     assert db.session.get(DisbursementBatch, batch.id, populate_existing=True).state is state
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.ENTERPRISE, Role.PROVIDER])
+def test_only_finance_may_move_a_batch(app, fake_clock, make_user, role):
+    user = make_user(role)
+    batch = DisbursementBatch(
+        month="2026-11", state=BatchState.EXPORTED, created_by_id=make_user(Role.FINANCE).id
+    )
+    db.session.add(batch)
+    db.session.commit()
+    assert not batches.can_build_batch(user)
+    for action, move in BATCH_ACTIONS.items():
+        assert not BATCH_CAN[action](user, batch)
+        with pytest.raises(Forbidden):
+            move(user, batch)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
+import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
+import flask_migrate
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
@@ -273,24 +273,29 @@ def test_a_claim_reports_each_funds_raw_amount_before_the_limits(
     assert shown.json["funds"] == submitted.json["funds"]
 
 
-def test_the_migration_fills_the_raw_amounts_of_earlier_claims(
+def test_the_claim_funds_migration_moves_the_amounts_both_ways(
     app, desk, make_user, make_voucher, make_service
 ):
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, desk["scheme"], 7_000_00)
     claim = claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
     claim_services.submit_claim(user, claim.id)
-    db.session.execute(update(Claim).values(raw_amounts={}))  # as every claim was before 0017_money
-    path = Path(__file__).parents[1] / "migrations" / "versions" / "0017_money.py"
-    spec = importlib.util.spec_from_file_location("migration_0017_money", path)
-    migration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(migration)
-    migration.fill_raw_amounts(db.session.connection())
-    db.session.commit()
-    assert db.session.get(Claim, claim.id).funds() == [
+    claim_id = claim.id
+    expected = [
         {"fund": "province", "raw_fen": 6_000_00, "amount_fen": 6_000_00},
         {"fund": "city", "raw_fen": 3_000_00, "amount_fen": 1_000_00},
     ]
+    assert db.session.get(Claim, claim_id).funds() == expected
+    db.session.remove()
+    flask_migrate.downgrade(revision="0017_money")
+    old = db.session.execute(
+        text("SELECT province_fen, city_fen, raw_amounts FROM claims WHERE id = :id"), {"id": claim_id}
+    ).one()
+    raw = old[2] if isinstance(old[2], dict) else json.loads(old[2])
+    assert (old[0], old[1], raw) == (6_000_00, 1_000_00, {"province": 6_000_00, "city": 3_000_00})
+    db.session.remove()
+    flask_migrate.upgrade()
+    assert db.session.get(Claim, claim_id).funds() == expected
 
 
 def test_claim_submit_approve_notice_payable(client, claimant):

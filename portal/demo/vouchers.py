@@ -27,6 +27,7 @@ from portal.core.errors import ServiceError
 from portal.core.permissions import Role
 from portal.demo import data
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
@@ -43,6 +44,11 @@ DEMO_PDF = (
     b"xref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n"
     b"trailer<</Size 3/Root 1 0 R>>\nstartxref\n96\n%%EOF\n"
 )
+
+
+def N_(text: str) -> str:
+    """A text stored untranslated and translated where it is shown (`make extract-messages` finds it)."""
+    return text
 
 
 def published_scheme(year: int) -> tuple[dict, list[schemes.FundSettings]]:
@@ -62,9 +68,24 @@ def published_scheme(year: int) -> tuple[dict, list[schemes.FundSettings]]:
             ServiceType.MANDATORY_CERTIFICATION.value,
         ],
     }
+    # The funds' names are the API's (`province`, `city`); their labels are texts of the catalogue,
+    # so each page shows them in its language.
     funds = [
-        schemes.FundSettings("province", Decimal("0.60"), FundCondition.ALWAYS.value, 4_000_000 * YUAN, True),
-        schemes.FundSettings("city", Decimal("0.30"), FundCondition.LOCAL_PROVIDER.value, 2_000_000 * YUAN),
+        schemes.FundSettings(
+            "province",
+            Decimal("0.60"),
+            FundCondition.ALWAYS.value,
+            4_000_000 * YUAN,
+            True,
+            label=N_("Provincial voucher"),
+        ),
+        schemes.FundSettings(
+            "city",
+            Decimal("0.30"),
+            FundCondition.LOCAL_PROVIDER.value,
+            2_000_000 * YUAN,
+            label=N_("Liaocheng top-up"),
+        ),
     ]
     return values, funds
 
@@ -285,16 +306,16 @@ class _Year:
         if not finance.claims_waiting_for_batch():
             return
         try:
-            batch = finance.build_batch(self.clerk, finance.month_of(clock.utcnow()))
+            batch = batches.build_batch(self.clerk, finance.month_of(clock.utcnow()))
         except ServiceError:
             db.session.rollback()
             return
-        finance.export_batch(self.clerk, batch.id)
+        batches.export_batch(self.clerk, batch.id)
         paid_on = self.working_moment(clock.local_today(clock.utcnow()) + timedelta(days=2))
         self.push(paid_on, self.mark_paid, batch.id)
 
     def mark_paid(self, batch_id: int) -> None:
-        batch = finance.mark_batch_paid(
+        batch = batches.mark_batch_paid(
             self.clerk, batch_id, f"DEMO-{clock.local_today(clock.utcnow()):%Y%m%d}-001"
         )
         self.counts["paid"] += batch.claims

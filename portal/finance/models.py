@@ -59,6 +59,14 @@ BATCH_STATE_LABELS = {
 }
 
 
+# The batch's state machine, in one place: (state, action) -> new state. Building makes a DRAFT.
+BATCH_TRANSITIONS: dict[tuple[BatchState, str], BatchState] = {
+    (BatchState.DRAFT, "export"): BatchState.EXPORTED,
+    (BatchState.EXPORTED, "export"): BatchState.EXPORTED,  # the bank file may be fetched again
+    (BatchState.EXPORTED, "pay"): BatchState.PAID,
+}
+
+
 class DisbursementBatch(Model):
     """The payable claims of a month, exported for the bank and marked paid with its reference."""
 
@@ -67,8 +75,8 @@ class DisbursementBatch(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     month: Mapped[str] = mapped_column(String(7), index=True)
     state: Mapped[BatchState] = mapped_column(str_enum(BatchState), default=BatchState.DRAFT)
-    province_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    city_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the batch pays from each fund, by fund name, in the funds' order.
+    fund_amounts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     claims: Mapped[int] = mapped_column(Integer, default=0)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
@@ -81,7 +89,7 @@ class DisbursementBatch(Model):
 
     @property
     def total_fen(self) -> int:
-        return self.province_fen + self.city_fen
+        return sum((self.fund_amounts or {}).values())
 
     def __repr__(self) -> str:
         return f"<DisbursementBatch {self.id} {self.month} {self.state}>"

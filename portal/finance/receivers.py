@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.finance.services import _refuse_closed, queue_tally
+from portal.finance.services import queue_tally, refuse_closed
 from portal.vouchers import signals
 
 
 def refuse_closed_month(_claim: Any, *, month: str) -> None:
     """A closed month's numbers no longer change: no claim is approved into it."""
-    _refuse_closed(month)
+    refuse_closed(month)
 
 
 def tally_approval(_claim: Any, *, month: str) -> None:

@@ -85,7 +85,7 @@ def audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, comment
         "claim",
         claim.id,
         before={"state": before.value},
-        after={"state": claim.state.value, "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+        after={"state": claim.state.value, "funds": claim.fund_amounts()},
         reason=comment,
         actor_id=reviewer.id if reviewer else None,
     )
@@ -188,15 +188,13 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
             institution_id=preview.records[0].booking.instrument.institution_id,
             state=ClaimState.DRAFT,
             fee_fen=preview.fee_fen,
-            province_fen=preview.subsidy.amount("province"),
-            city_fen=preview.subsidy.amount("city"),
-            raw_amounts={f.fund: f.raw_fen for f in preview.subsidy.funds},
             limited_by=list(preview.subsidy.limited_by),
             checks=[c.as_dict() for c in preview.checks],
             created_by_id=user.id,
             created_at=clock.utcnow(),
         )
         claim.items = [ClaimItem(service_record_id=r.id, fee_fen=r.fee_fen) for r in preview.records]
+        claim.set_amounts((f.fund, f.raw_fen, f.amount_fen) for f in preview.subsidy.funds)
         db.session.add(claim)
         db.session.flush()
         audit.record(
@@ -278,7 +276,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
             "claim",
             claim.id,
             before={"state": before.value},
-            after={"state": "submitted", "province_fen": claim.province_fen, "city_fen": claim.city_fen},
+            after={"state": "submitted", "funds": claim.fund_amounts()},
             actor_id=user.id,
         )
         db.session.commit()
@@ -311,8 +309,7 @@ def _set_amounts(claim: Claim, subsidy: Subsidy) -> None:
             ),
             {"limited_by": list(subsidy.limited_by)},
         )
-    claim.province_fen, claim.city_fen = subsidy.amount("province"), subsidy.amount("city")
-    claim.raw_amounts = {f.fund: f.raw_fen for f in subsidy.funds}
+    claim.set_amounts((f.fund, f.raw_fen, f.amount_fen) for f in subsidy.funds)
     claim.limited_by = list(subsidy.limited_by)
 
 

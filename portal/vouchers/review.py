@@ -35,6 +35,7 @@ from portal.vouchers.claims import CLAIM_TRANSITIONS, WAITING_CLAIM_STATES, audi
 from portal.vouchers.models import (
     CapLedger,
     Claim,
+    ClaimFund,
     ClaimState,
     EnterpriseRelation,
     Fund,
@@ -136,7 +137,9 @@ def _filtered(filters: QueueFilters, kind: str) -> Select:
             Claim,
             Claim.submitted_at,
             WAITING_CLAIM_STATES,
-            Claim.province_fen + Claim.city_fen,
+            select(func.coalesce(func.sum(ClaimFund.amount_fen), 0))
+            .where(ClaimFund.claim_id == Claim.id)
+            .scalar_subquery(),
         )
     stmt = (
         select(model)
@@ -285,7 +288,7 @@ def _approve(claim: Claim, reviewer: User, comment: str | None, month: str) -> N
     for name, amount in claim.fund_amounts().items():
         if amount:  # a scheme may lack a fund the claim takes nothing from
             funds[name].committed_fen += amount
-    enterprise_cap.used_fen += claim.province_fen
+    enterprise_cap.used_fen += claim.capped_fen(funds)
     group_cap.used_fen += claim.total_fen
     voucher.balance_fen -= claim.total_fen
     before = transition(
@@ -325,9 +328,9 @@ def _refuse_without_room(
     limits = {
         "voucher_balance": voucher.balance_fen - claim.total_fen,
         "group_cap": scheme.group_cap_fen - group_cap.used_fen - claim.total_fen,
-        "enterprise_cap": scheme.enterprise_cap_fen - enterprise_cap.used_fen - claim.province_fen,
+        "enterprise_cap": scheme.enterprise_cap_fen - enterprise_cap.used_fen - claim.capped_fen(funds),
     }
-    for name, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
+    for name, amount in claim.fund_amounts().items():
         if amount:
             limits[f"{name}_budget"] = funds[name].free_fen - amount
     short = [name for name, room in limits.items() if room < 0]

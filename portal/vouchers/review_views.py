@@ -36,7 +36,6 @@ from portal.vouchers.forms import (
 )
 from portal.vouchers.models import (
     DEFAULT_RANKING_WEIGHTS,
-    FundCondition,
     RelationKind,
     Scheme,
     VerificationRequest,
@@ -236,24 +235,43 @@ def scheme() -> ResponseReturnValue:
         try:
             schemes.save_scheme(current_user, *_scheme_values(form))
         except ValidationFailed as error:
-            show_service_errors(form, error)
+            show_service_errors(form, _fund_errors_in_place(form, error))
         else:
             flash(_("Scheme saved."), "success")
             return redirect(url_for("review.scheme", year=form.year.data))
     return render_template("vouchers/scheme.html", form=form, scheme=current, **LABELS)
 
 
+def _fund_errors_in_place(form: SchemeForm, error: ValidationFailed) -> ValidationFailed:
+    """The service names a fund's field "<code>_rate" or "<code>_budget": shown at that fund's row."""
+    rows = {(row.form.name.data or "").strip(): row.form for row in form.funds}
+    rest = {}
+    for key, message in error.fields.items():
+        code, _sep, field = key.rpartition("_")
+        if code in rows and field in ("rate", "budget"):
+            target = getattr(rows[code], field)
+            target.errors = [*target.errors, message]
+        else:
+            rest[key] = message
+    return ValidationFailed(error.message, rest)
+
+
 def _fill_scheme_form(form: SchemeForm, scheme: Scheme) -> None:
-    funds = {f.name: f for f in scheme.funds}
     form.year.data, form.name.data = scheme.year, scheme.name
-    if "province" in funds:
-        form.province_rate.data, form.province_budget.data = (
-            funds["province"].rate,
-            fen_to_yuan(funds["province"].budget_fen),
+    while len(form.funds):
+        form.funds.pop_entry()
+    for fund in scheme.funds:
+        form.funds.append_entry(
+            {
+                "name": fund.name,
+                "label": fund.label,
+                "rate": fund.rate,
+                "budget": fen_to_yuan(fund.budget_fen),
+                "condition": fund.condition.value,
+                "enterprise_capped": fund.enterprise_capped,
+            }
         )
-    if "city" in funds:
-        form.city_rate.data, form.city_budget.data = funds["city"].rate, fen_to_yuan(funds["city"].budget_fen)
-        form.city_local_only.data = funds["city"].condition is FundCondition.LOCAL_PROVIDER
+    form.funds.append_entry()  # a blank row to add a fund
     form.enterprise_cap.data = fen_to_yuan(scheme.enterprise_cap_fen)
     form.group_cap.data = fen_to_yuan(scheme.group_cap_fen)
     form.four_eyes_threshold.data = fen_to_yuan(scheme.four_eyes_threshold_fen)
@@ -301,13 +319,14 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
         values["ranking_weights"] = weights
     funds = [
         schemes.FundSettings(
-            "province", form.province_rate.data, "always", yuan_to_fen(form.province_budget.data), True
-        ),
-        schemes.FundSettings(
-            "city",
-            form.city_rate.data,
-            FundCondition.LOCAL_PROVIDER.value if form.city_local_only.data else FundCondition.ALWAYS.value,
-            yuan_to_fen(form.city_budget.data),
-        ),
+            row.form.name.data.strip(),
+            row.form.rate.data,
+            row.form.condition.data,
+            yuan_to_fen(row.form.budget.data),
+            row.form.enterprise_capped.data,
+            (row.form.label.data or "").strip(),
+        )
+        for row in form.funds
+        if not row.form.is_blank()
     ]
     return values, funds

@@ -43,6 +43,7 @@ class FundSettings:
     condition: str
     budget_fen: int
     enterprise_capped: bool = False
+    label: str = ""
 
 
 def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -> Scheme:
@@ -83,6 +84,7 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
                 raise ValidationFailed(message, {f"{settings.name}_budget": message})
             fund.position, fund.rate, fund.condition = position, settings.rate, settings.condition
             fund.budget_fen, fund.enterprise_capped = settings.budget_fen, settings.enterprise_capped
+            fund.label = settings.label
             db.session.add(fund)
         db.session.flush()
         db.session.refresh(scheme)
@@ -177,6 +179,7 @@ def copy_scheme_to_next_year(user: User, year: int) -> Scheme:
     scheme.funds = [
         Fund(
             name=fund.name,
+            label=fund.label,
             position=fund.position,
             rate=fund.rate,
             condition=fund.condition,
