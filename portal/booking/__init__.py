@@ -6,8 +6,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the booking pages (upkeep pages included) and, by importing them, the Celery tasks."""
+    """Register the booking pages (upkeep pages included) and, by importing them, the Celery tasks;
+    answer the catalogue's question of what its instrument pages show of booking."""
     from portal.booking import tasks, upkeep_views  # noqa: F401
+    from portal.booking.availability import record_extras
     from portal.booking.views import bp
+    from portal.catalog.signals import instrument_shown
 
     app.register_blueprint(bp)
+    instrument_shown.connect(record_extras)
