@@ -1,5 +1,5 @@
 """The booking state machine: its table, the one function that moves a booking along it, one function
-per transition (with `can_<action>` beside it, which the pages and the API ask before offering it),
+per transition (with `can_<action>` beside it, which the booking page asks before offering it),
 and the periodic tasks that expire unanswered requests and send reminders.
 
 Every transition checks the actor, changes the state with a conditional UPDATE (so two clicks can
