@@ -274,3 +274,44 @@ def test_a_cancellation_without_a_reason_tells_an_empty_reason_not_none(setting,
         select(Notification.payload).where(Notification.kind == "booking.cancelled")
     )
     assert {p["reason"] for p in payloads} == {""}  # the message shows nothing, not "None"
+
+
+# --- reminders ----------------------------------------------------------------------------------
+
+
+def test_a_reminder_goes_to_confirmed_bookings_within_a_day_once_each(setting, make_booking):
+    from sqlalchemy import select
+
+    from portal.notifications.models import Notification
+
+    now = MONDAY_9AM
+    starts = {
+        "now": now,  # already begun: too late for a reminder
+        "next_minute": now + timedelta(minutes=1),
+        "in_a_day": now + timedelta(hours=24),
+        "a_day_and_a_second": now + timedelta(hours=24, seconds=1),
+    }
+    rows = {
+        name: make_booking(
+            setting["instrument"], setting["user"], at, at + timedelta(hours=1), state=BookingState.CONFIRMED
+        )
+        for name, at in starts.items()
+    }
+    requested = make_booking(
+        setting["instrument"], setting["user"], now + timedelta(hours=2), now + timedelta(hours=3)
+    )
+    assert transitions.send_reminders() == 2  # the fake clock's now, 24 hours ahead
+    reminded = {
+        name
+        for name, row in rows.items()
+        if db.session.get(Booking, row.id, populate_existing=True).reminded_at
+    }
+    assert reminded == {"next_minute", "in_a_day"}
+    assert db.session.get(Booking, rows["in_a_day"].id).reminded_at == now
+    assert db.session.get(Booking, requested.id, populate_existing=True).reminded_at is None
+    told = db.session.scalars(select(Notification.payload).where(Notification.kind == "booking.reminder"))
+    assert sorted(p["booking"] for p in told) == sorted([rows["next_minute"].id, rows["in_a_day"].id])
+    assert transitions.send_reminders() == 0
+    # A second later, the one that was a day and a second away is within a day; the rest were told.
+    assert transitions.send_reminders(now + timedelta(seconds=1)) == 1
+    assert transitions.send_reminders(now, ahead_hours=25) == 0
