@@ -279,7 +279,7 @@ def test_a_cancellation_without_a_reason_tells_an_empty_reason_not_none(setting,
 # --- reminders ----------------------------------------------------------------------------------
 
 
-def test_a_reminder_goes_to_confirmed_bookings_within_a_day_once_each(setting, make_booking):
+def test_a_reminder_goes_to_confirmed_bookings_within_a_day_once_each(setting, make_booking, make_instrument):
     from sqlalchemy import select
 
     from portal.notifications.models import Notification
@@ -291,9 +291,9 @@ def test_a_reminder_goes_to_confirmed_bookings_within_a_day_once_each(setting, m
         "in_a_day": now + timedelta(hours=24),
         "a_day_and_a_second": now + timedelta(hours=24, seconds=1),
     }
-    rows = {
+    rows = {  # one instrument each: the slots overlap
         name: make_booking(
-            setting["instrument"], setting["user"], at, at + timedelta(hours=1), state=BookingState.CONFIRMED
+            make_instrument(), setting["user"], at, at + timedelta(hours=1), state=BookingState.CONFIRMED
         )
         for name, at in starts.items()
     }
