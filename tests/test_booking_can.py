@@ -63,6 +63,10 @@ def world(app, fake_clock, make_instrument, make_user):
     return {
         "clock": fake_clock,
         "instrument": instrument,
+        # A slot held by an earlier case must not overlap the next (PostgreSQL's exclusion constraint).
+        "new_instrument": lambda: make_instrument(
+            institution=instrument.institution, fee_per_sample_fen=50_00
+        ),
         "owner": owner,
         "other_enterprise": make_user(Role.ENTERPRISE),
         "manager": make_user(Role.PROVIDER, institution=instrument.institution),
@@ -75,7 +79,7 @@ def booking_in(world, make_booking, state: str, mode: BookingMode) -> Booking:
     stored = BookingState.COMPLETED if state == "rated" else BookingState(state)
     times = (STARTS, STARTS + timedelta(hours=1)) if mode is BookingMode.SLOT else ()
     extra = {} if times else {"sample_delivery_on": DELIVERY}
-    booking = make_booking(world["instrument"], world["owner"], *times, state=stored, **extra)
+    booking = make_booking(world["new_instrument"](), world["owner"], *times, state=stored, **extra)
     if stored is BookingState.COMPLETED:
         db.session.add(
             ServiceRecord(
