@@ -27,7 +27,8 @@ from sqlalchemy import select
 from portal.accounts import banking
 from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
-from portal.booking import services as booking
+from portal.booking import calendar as booking_calendar
+from portal.booking import files, records, requests, settings, transitions
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
 from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
@@ -131,7 +132,7 @@ class World:
             return CONSTANT[kind]
         if kind == "calendar":
             owner = role if which == "own" and role != "anon" else PARTNER[role]
-            return {"token": booking.calendar_token(self.user(owner))}
+            return {"token": booking_calendar.calendar_token(self.user(owner))}
         side = own_side(role) if which == "own" else other(own_side(role))
         return self.shared[kind][side]
 
@@ -155,10 +156,10 @@ class World:
         return self.user("prov_p1" if side == "A" else "prov_p2")
 
     def _sample_request(self, side: str, delivery: date = date(2026, 12, 10)) -> Booking:
-        return booking.request_booking(
+        return requests.request_booking(
             self._ent_user(side),
             self.instruments[side],
-            booking.BookingRequest(
+            requests.BookingRequest(
                 mode=BookingMode.SAMPLE,
                 purpose="成分分析",
                 sample_count=2,
@@ -173,7 +174,7 @@ class World:
 
     def _make_booking_confirmed(self, side: str) -> dict[str, Any]:
         b = self._sample_request(side, delivery=NOW.date())  # arrived: its service can be recorded
-        booking.confirm_booking(self._provider(side), b.id)
+        transitions.confirm_booking(self._provider(side), b.id)
         return {"booking_id": b.id, "id": b.id}
 
     def _make_booking_started(self, side: str) -> dict[str, Any]:
@@ -204,14 +205,14 @@ class World:
         # The samples arrive today: a sample service cannot be recorded before they have arrived.
         b = self._sample_request(side, delivery=NOW.date())
         provider = self._provider(side)
-        booking.confirm_booking(provider, b.id)
-        record = booking.complete_booking(
-            provider, b.id, booking.ServiceReport(samples=2, result_summary="合格")
+        transitions.confirm_booking(provider, b.id)
+        record = records.complete_booking(
+            provider, b.id, records.ServiceReport(samples=2, result_summary="合格")
         )
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
-            booking.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+            files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
         if rated:
-            booking.rate_service(self._ent_user(side), b.id, 5, "很好")
+            records.rate_service(self._ent_user(side), b.id, 5, "很好")
         return db.session.get(Booking, b.id)
 
     def _make_booking(self, side: str) -> dict[str, Any]:
@@ -313,7 +314,7 @@ class World:
         n = next(_serial)
         instrument = db.session.scalar(select(Instrument).where(Instrument.code == self.instruments[side]))
         starts = NOW + timedelta(days=40 + n)
-        row = booking.add_blackout(
+        row = settings.add_blackout(
             self._provider(side),
             instrument,
             BlackoutKind.MAINTENANCE,

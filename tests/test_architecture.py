@@ -38,15 +38,6 @@ LAYERS: list[set[str]] = [
 # __init__ runs whenever any of its modules is imported (a model, from any area).
 REGISTRATION_FUNCTIONS = {"create_app", "init_app"}
 
-# Imports other branches are removing right now (issue 15); the lead empties this set when merging
-# them. Each is (importing module, imported module); they are left out of every check below.
-PENDING_ELSEWHERE: set[tuple[str, str]] = {
-    # booking → vouchers (the booking form shows the voucher hint): booking branch.
-    ("portal.booking.views", "portal.vouchers.hints"),
-    # catalog → booking (the instrument page shows the booking policy, next free time): booking branch.
-    ("portal.catalog.views", "portal.booking.services"),
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -134,11 +125,6 @@ def every_import() -> tuple[Import, ...]:
     return tuple(imp for module, path in known.items() for imp in _imports_of(module, path, known))
 
 
-def all_imports() -> tuple[Import, ...]:
-    """Every import, but those another branch is removing (PENDING_ELSEWHERE)."""
-    return tuple(imp for imp in every_import() if (imp.importer, imp.imported) not in PENDING_ELSEWHERE)
-
-
 def layer_of(package: str) -> int:
     for n, layer in enumerate(LAYERS):
         if package in layer:
@@ -180,7 +166,7 @@ def _cycles(edges: dict[str, dict[str, Import]]) -> list[str]:
 
 def module_edges() -> dict[str, dict[str, Import]]:
     edges: dict[str, dict[str, Import]] = {}
-    for imp in all_imports():
+    for imp in every_import():
         edges.setdefault(imp.importer, {}).setdefault(imp.imported, imp)
     return edges
 
@@ -188,7 +174,7 @@ def module_edges() -> dict[str, dict[str, Import]]:
 def package_edges() -> dict[str, dict[str, Import]]:
     """package → package, each with the first import (by file and line) that makes the dependency."""
     edges: dict[str, dict[str, Import]] = {}
-    for imp in sorted(all_imports(), key=lambda i: (str(i.path), i.line)):
+    for imp in sorted(every_import(), key=lambda i: (str(i.path), i.line)):
         source, target = package_of(imp.importer), package_of(imp.imported)
         if source != target:
             edges.setdefault(source, {}).setdefault(target, imp)
@@ -218,7 +204,7 @@ def test_no_upward_import():
     upward = [
         f"{imp}: {package_of(imp.importer)} (layer {layer_of(package_of(imp.importer))}) may not import "
         f"{package_of(imp.imported)} (layer {layer_of(package_of(imp.imported))})"
-        for imp in all_imports()
+        for imp in every_import()
         if package_of(imp.importer) != package_of(imp.imported)
         and layer_of(package_of(imp.importer)) <= layer_of(package_of(imp.imported))
     ]
@@ -231,7 +217,7 @@ def test_tasks_are_reached_by_name():
     """Only the package itself (its init_app registers them) and the app factory import a tasks module."""
     wrong = [
         str(imp)
-        for imp in all_imports()
+        for imp in every_import()
         if imp.imported.endswith(".tasks") and imp.importer not in (imp.imported.rpartition(".")[0], "portal")
     ]
     assert not wrong, (
@@ -242,16 +228,9 @@ def test_tasks_are_reached_by_name():
 
 def test_imports_inside_functions_only_where_an_app_is_built():
     deferred = [
-        str(imp) for imp in all_imports() if imp.function and imp.function not in REGISTRATION_FUNCTIONS
+        str(imp) for imp in every_import() if imp.function and imp.function not in REGISTRATION_FUNCTIONS
     ]
     assert not deferred, (
         "move these imports to the top of the module (a cycle? see docs/architecture.md):\n"
         + ("\n".join(deferred))
     )
-
-
-def test_pending_imports_still_exist():
-    """An entry of PENDING_ELSEWHERE that is gone must leave the list, so that it cannot come back."""
-    present = {(imp.importer, imp.imported) for imp in every_import()}
-    stale = sorted(PENDING_ELSEWHERE - present)
-    assert not stale, f"remove from PENDING_ELSEWHERE (these imports are gone): {stale}"

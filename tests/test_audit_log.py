@@ -15,8 +15,9 @@ from flask_babel import force_locale
 
 from portal.accounts.banking import TRANSITIONS as BANKING_TRANSITIONS
 from portal.accounts.users import TRANSITIONS as USER_TRANSITIONS
-from portal.booking import services as booking
-from portal.booking.services import TRANSITIONS
+from portal.booking import requests, transitions
+from portal.booking.models import BookingMode
+from portal.booking.transitions import TRANSITIONS
 from portal.core import audit
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.permissions import Role
@@ -146,17 +147,17 @@ def log(
     start = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)
     booked = {}
     for n, (user, machine) in enumerate(((first, instrument), (second, other))):
-        request = booking.request_booking(
+        request = requests.request_booking(
             user,
             machine.code,
-            booking.BookingRequest(
-                mode=booking.BookingMode.SLOT,
+            requests.BookingRequest(
+                mode=BookingMode.SLOT,
                 purpose="测试",
                 starts_at=start + timedelta(days=n),
                 ends_at=start + timedelta(days=n, hours=1),
             ),
         )
-        booking.confirm_booking(provider, request.id)
+        transitions.confirm_booking(provider, request.id)
         booked[user.username] = request
     scheme = make_scheme()
     voucher = make_voucher(first, scheme, 80_000_00)

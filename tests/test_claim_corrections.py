@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from portal.booking import services as booking_services
+from portal.booking import files
 from portal.booking.models import FileKind, ServiceFile, ServiceRecord
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from portal.core.models import AuditEvent
@@ -127,7 +127,7 @@ def test_a_claim_whose_checks_fail_cannot_be_submitted(desk):
 
     # Once the missing documents are there, the same draft goes through.
     for kind in (FileKind.INVOICE, FileKind.RECEIPT):
-        booking_services.attach_file(user, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        files.attach_file(user, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
     assert claim_services.submit_claim(user, claim.id).state is ClaimState.SUBMITTED
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from portal.accounts import banking
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
-from portal.booking import services as booking_services
+from portal.booking import files, records, requests, settings, transitions
 from portal.booking.models import BlackoutKind, BookingMode, BookingState, FileKind
 from portal.catalog.importer import import_catalog
 from portal.catalog.models import Instrument, OpeningHours
@@ -123,10 +123,10 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
     voucher = make_voucher(enterprise, scheme)
 
     # Booking texts, each through its service (which also writes the notifications and mails).
-    sample = booking_services.request_booking(
+    sample = requests.request_booking(
         enterprise,
         instrument.code,
-        booking_services.BookingRequest(
+        requests.BookingRequest(
             mode=BookingMode.SAMPLE,
             purpose=tagged("目的"),
             sample_count=2,
@@ -134,7 +134,7 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
             sample_delivery_on=date(2026, 12, 10),
         ),
     )
-    booking_services.reject_booking(provider, sample.id, tagged("拒绝"))
+    transitions.reject_booking(provider, sample.id, tagged("拒绝"))
     start = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
     done = []
     for n in range(3):
@@ -146,18 +146,18 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
             state=BookingState.CONFIRMED,
             purpose=tagged("目的"),
         )
-        record = booking_services.complete_booking(
+        record = records.complete_booking(
             provider,
             booking.id,
-            booking_services.ServiceReport(
+            records.ServiceReport(
                 hours=Decimal(1), fee_fen=250_00, fee_reason=tagged("费用"), result_summary=tagged("结果")
             ),
         )
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
-            booking_services.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
-        booking_services.rate_service(enterprise, booking.id, 4, tagged("评价"))
+            files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        records.rate_service(enterprise, booking.id, 4, tagged("评价"))
         done.append(record)
-    booking_services.add_blackout(
+    settings.add_blackout(
         provider,
         instrument,
         BlackoutKind.MAINTENANCE,

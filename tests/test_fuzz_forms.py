@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
-from portal.booking import services as booking_services
+from portal.booking import files
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
@@ -224,7 +224,7 @@ def world(
     started = [booking(BookingState.CONFIRMED, past + timedelta(hours=n)) for n in range(3)]
     unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
     for kind in (FileKind.CONTRACT, FileKind.INVOICE):
-        booking_services.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        files.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
     records = [make_service(enterprise, instrument=instrument) for _ in range(5)]
     draft = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
     submitted = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from portal.booking import services as booking_services
+from portal.booking import requests, transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -114,7 +114,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
     from datetime import timedelta
 
     from portal.booking.models import BookingMode
-    from portal.booking.services import BookingRequest
+    from portal.booking.requests import BookingRequest
     from tests.test_booking_flow import TUESDAY_9
     from tests.test_booking_rules import WEEKDAY_HOURS
 
@@ -122,7 +122,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
     instrument = make_instrument(institution=host, opening_hours=WEEKDAY_HOURS)
     provider = make_user(Role.PROVIDER, institution=host, email_notifications=False)
     customer = make_user(Role.ENTERPRISE, email_notifications=False)
-    booking = booking_services.request_booking(
+    booking = requests.request_booking(
         customer,
         instrument.code,
         BookingRequest(
@@ -141,7 +141,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
 
     assert kinds(provider) == ["booking.requested"]
     assert kinds(customer) == []
-    booking_services.confirm_booking(provider, booking.id)
+    transitions.confirm_booking(provider, booking.id)
     assert kinds(customer) == ["booking.confirmed"]
 
 
@@ -164,8 +164,8 @@ def test_reminders_go_out_once_per_booking(app, fake_clock, make_instrument, mak
         ends_at=fake_clock() + timedelta(days=3, hours=1),
         state=BookingState.CONFIRMED,
     )
-    assert booking_services.send_reminders() == 1
-    assert booking_services.send_reminders() == 0
+    assert transitions.send_reminders() == 1
+    assert transitions.send_reminders() == 0
     notes = db.session.scalars(select(Notification).where(Notification.kind == "booking.reminder")).all()
     assert [n.payload["booking"] for n in notes] == [soon.id]
     assert db.session.get(Booking, soon.id).reminded_at is not None

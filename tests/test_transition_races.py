@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from portal.accounts.models import User
 from portal.booking import services as booking
+from portal.booking import transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import InvalidTransition
 from portal.core.models import AuditEvent
@@ -109,8 +110,8 @@ def test_confirm_and_cancel_of_one_request_exactly_one_wins(
 
     results = race(
         app,
-        lambda: booking.confirm_booking(user(provider), booking_id),
-        lambda: booking.cancel_booking(user(provider), booking_id, "设备故障"),
+        lambda: transitions.confirm_booking(user(provider), booking_id),
+        lambda: transitions.cancel_booking(user(provider), booking_id, "设备故障"),
     )
 
     winner = one_winner(results)

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from portal.booking import records, requests, transitions
 from portal.booking import services as booking
 from portal.booking.models import BookingMode, BookingState
 from portal.core.permissions import Role
@@ -80,10 +81,10 @@ def people(app, fake_clock, make_institution, make_instrument, make_user):
 @pytest.fixture
 def requested(people, make_booking):
     inbox = Inbox()
-    row = booking.request_booking(
+    row = requests.request_booking(
         people["holder"],
         people["instrument"].code,
-        booking.BookingRequest(
+        requests.BookingRequest(
             mode=BookingMode.SLOT,
             purpose="测试",
             starts_at=WEDNESDAY_9,
@@ -98,13 +99,13 @@ def test_a_request_is_told_to_the_instruments_providers_only(people, requested):
 
 
 def test_a_confirmation_is_told_to_the_enterprise(people, requested):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     assert requested["inbox"].read() == {"booking.confirmed": people["enterprise"]}
 
 
 def test_a_booking_notification_carries_what_its_message_shows(people, requested):
     row = requested["booking"]
-    booking.reject_booking(people["provider"], row.id, "设备维护")
+    transitions.reject_booking(people["provider"], row.id, "设备维护")
     notification = db.session.scalars(
         select(Notification).where(Notification.kind == "booking.rejected")
     ).first()
@@ -124,36 +125,36 @@ def test_a_booking_notification_carries_what_its_message_shows(people, requested
 
 
 def test_a_rejection_is_told_to_the_enterprise(people, requested):
-    booking.reject_booking(people["provider"], requested["booking"].id, "设备维护")
+    transitions.reject_booking(people["provider"], requested["booking"].id, "设备维护")
     assert requested["inbox"].read() == {"booking.rejected": people["enterprise"]}
 
 
 def test_a_cancellation_by_the_provider_is_told_to_the_enterprise(people, requested):
-    booking.cancel_booking(people["provider"], requested["booking"].id, "设备故障")
+    transitions.cancel_booking(people["provider"], requested["booking"].id, "设备故障")
     assert requested["inbox"].read() == {"booking.cancelled": people["enterprise"]}
 
 
 def test_a_cancellation_by_the_enterprise_is_told_to_the_providers(people, requested):
-    booking.cancel_booking(people["colleague"], requested["booking"].id, None)
+    transitions.cancel_booking(people["colleague"], requested["booking"].id, None)
     assert requested["inbox"].read() == {"booking.cancelled": people["providers"]}
 
 
 def test_an_expiry_is_told_to_the_enterprise(people, requested):
-    assert booking.expire_unanswered(WEDNESDAY_9 + timedelta(minutes=1)) == 1
+    assert transitions.expire_unanswered(WEDNESDAY_9 + timedelta(minutes=1)) == 1
     assert requested["inbox"].read() == {"booking.expired": people["enterprise"]}
 
 
 def test_a_reminder_is_told_to_the_enterprise(people, requested):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     requested["inbox"].read()
-    assert booking.send_reminders(WEDNESDAY_9 - timedelta(hours=2)) == 1
+    assert transitions.send_reminders(WEDNESDAY_9 - timedelta(hours=2)) == 1
     assert requested["inbox"].read() == {"booking.reminder": people["enterprise"]}
 
 
 def test_a_recorded_service_is_told_to_the_enterprise_and_a_no_show_to_nobody(
     people, requested, make_booking
 ):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     other = make_booking(
         people["instrument"],
         people["holder"],
@@ -163,11 +164,11 @@ def test_a_recorded_service_is_told_to_the_enterprise_and_a_no_show_to_nobody(
     )
     requested["inbox"].read()
     people["clock"].set(WEDNESDAY_9 + timedelta(hours=4))
-    booking.complete_booking(
-        people["provider"], requested["booking"].id, booking.ServiceReport(hours=Decimal(1))
+    records.complete_booking(
+        people["provider"], requested["booking"].id, records.ServiceReport(hours=Decimal(1))
     )
     assert requested["inbox"].read() == {"service.recorded": people["enterprise"]}
-    booking.mark_no_show(people["provider"], other.id)
+    transitions.mark_no_show(people["provider"], other.id)
     assert requested["inbox"].read() == {}
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from portal.accounts.models import EnterpriseKind, VerificationState
-from portal.booking import services as booking
+from portal.booking import records, transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import Forbidden, InvalidTransition
 from portal.core.models import AuditEvent
@@ -66,7 +66,7 @@ def written() -> tuple[int, int]:
 
 # --- bookings ------------------------------------------------------------------------------------
 
-BOOKING_FORBIDDEN = forbidden(booking.TRANSITIONS, BookingState)
+BOOKING_FORBIDDEN = forbidden(transitions.TRANSITIONS, BookingState)
 
 
 def test_the_booking_table_leaves_35_pairs_forbidden():
@@ -90,19 +90,19 @@ def booking_world(app, fake_clock, make_instrument, make_institution, make_user,
 
 
 BOOKING_ACTIONS = {
-    "confirm": lambda w, b: booking.confirm_booking(w["provider"], b.id),
-    "reject": lambda w, b: booking.reject_booking(w["provider"], b.id, "不行"),
-    "cancel": lambda w, b: booking.cancel_booking(w["provider"], b.id, "设备故障"),
-    "complete": lambda w, b: booking.complete_booking(
-        w["provider"], b.id, booking.ServiceReport(hours=Decimal(1))
+    "confirm": lambda w, b: transitions.confirm_booking(w["provider"], b.id),
+    "reject": lambda w, b: transitions.reject_booking(w["provider"], b.id, "不行"),
+    "cancel": lambda w, b: transitions.cancel_booking(w["provider"], b.id, "设备故障"),
+    "complete": lambda w, b: records.complete_booking(
+        w["provider"], b.id, records.ServiceReport(hours=Decimal(1))
     ),
-    "no_show": lambda w, b: booking.mark_no_show(w["provider"], b.id),
-    "expire": lambda _w, b: booking._transition(b, "expire", None),
+    "no_show": lambda w, b: transitions.mark_no_show(w["provider"], b.id),
+    "expire": lambda _w, b: transitions.transition(b, "expire", None),
 }
 
 
 def test_every_booking_action_has_its_service_here():
-    assert set(BOOKING_ACTIONS) == {action for _state, action in booking.TRANSITIONS}
+    assert set(BOOKING_ACTIONS) == {action for _state, action in transitions.TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), BOOKING_FORBIDDEN, ids=ids(BOOKING_FORBIDDEN))
@@ -116,7 +116,7 @@ def test_a_forbidden_booking_transition_is_refused_and_writes_nothing(booking_wo
     assert db.session.get(Booking, row.id, populate_existing=True).state is state
 
 
-BOOKING_ALLOWED = sorted(booking.TRANSITIONS, key=lambda pair: (pair[0].value, pair[1]))
+BOOKING_ALLOWED = sorted(transitions.TRANSITIONS, key=lambda pair: (pair[0].value, pair[1]))
 # What each allowed transition records besides the state, and why (the audit reason).
 BOOKING_REASONS = {"reject": "不行", "cancel": "设备故障", "expire": None}
 
@@ -128,7 +128,7 @@ def test_an_allowed_booking_transition_writes_one_audit_row_naming_who_from_and_
     row = booking_world["make"](state)
     BOOKING_ACTIONS[action](booking_world, row)
     db.session.commit()
-    target = booking.TRANSITIONS[(state, action)]
+    target = transitions.TRANSITIONS[(state, action)]
     after = db.session.get(Booking, row.id, populate_existing=True)
     assert after.state is target
     assert after.updated_at == WEDNESDAY_9 + timedelta(hours=2)  # the fake clock's now
@@ -153,7 +153,7 @@ def test_the_expiry_task_leaves_every_state_but_requested_alone(booking_world):
         state: booking_world["make"](state) for state in BookingState if state is not BookingState.REQUESTED
     }
     before = written()
-    assert booking.expire_unanswered(WEDNESDAY_9 + timedelta(days=30)) == 0
+    assert transitions.expire_unanswered(WEDNESDAY_9 + timedelta(days=30)) == 0
     assert written() == before
     assert {s: db.session.get(Booking, b.id, populate_existing=True).state for s, b in rows.items()} == {
         s: s for s in rows
@@ -163,12 +163,12 @@ def test_the_expiry_task_leaves_every_state_but_requested_alone(booking_world):
 def test_the_enterprise_cannot_cancel_what_the_table_forbids(booking_world):
     # The enterprise's own path through cancel_booking is checked by the same table.
     for state in BookingState:
-        if (state, "cancel") in booking.TRANSITIONS:
+        if (state, "cancel") in transitions.TRANSITIONS:
             continue
         row = booking_world["make"](state)
         before = written()
         with pytest.raises(InvalidTransition):
-            booking.cancel_booking(booking_world["owner"], row.id, None)
+            transitions.cancel_booking(booking_world["owner"], row.id, None)
         assert written() == before
         assert db.session.get(Booking, row.id, populate_existing=True).state is state
 

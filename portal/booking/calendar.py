@@ -1,7 +1,9 @@
-"""iCalendar feeds: a public one per instrument (no personal data) and a private one per user."""
+"""iCalendar feeds: a public one per instrument (no personal data) and a private one per user, whose
+address holds a secret token."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from flask import url_for
@@ -13,7 +15,7 @@ from sqlalchemy.orm import joinedload
 from portal.accounts.models import User
 from portal.booking.models import HOLDING_STATES, STATE_LABELS, Blackout, Booking, BookingMode, BookingState
 from portal.catalog.models import Instrument
-from portal.core import clock
+from portal.core import audit, clock
 from portal.core.permissions import Role
 from portal.extensions import db
 
@@ -125,3 +127,28 @@ def user_feed(user: User) -> bytes:
             )
         )
     return cal.to_ical()
+
+
+# --- the secret of a private feed -------------------------------------------------------------
+
+
+def calendar_token(user: User) -> str:
+    """The secret of the user's private calendar URL (made on first use)."""
+    if not user.calendar_token:
+        reset_calendar_token(user)
+    return user.calendar_token
+
+
+def reset_calendar_token(user: User) -> str:
+    """A new secret: the old private calendar URL stops working."""
+    user.calendar_token = secrets.token_urlsafe(32)
+    audit.record("user.calendar_token_reset", "user", user.id, actor_id=user.id)
+    db.session.commit()
+    return user.calendar_token
+
+
+def user_for_calendar_token(token: str) -> User | None:
+    if not token or len(token) > 64:
+        return None
+    user = db.session.scalar(select(User).where(User.calendar_token == token))
+    return user if user and user.is_active else None

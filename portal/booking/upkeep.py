@@ -19,8 +19,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import User
-from portal.booking import services
 from portal.booking.models import Booking, BookingMode, BookingState
+from portal.booking.services import BOOKABLE_STATUSES, booking_when
 from portal.catalog import editing
 from portal.catalog.models import STATUS_FILE_NAMES, Instrument
 from portal.core import clock
@@ -68,7 +68,7 @@ def stranded_bookings(instrument: Instrument) -> list[Booking]:
 
 
 def _stops_bookings(change: editing.Change | None) -> bool:
-    bookable = services.BOOKABLE_STATUSES
+    bookable = BOOKABLE_STATUSES
     return change is not None and change.before in bookable and change.after not in bookable
 
 
@@ -83,7 +83,7 @@ def _tell(instrument: Instrument, bookings: list[Booking], event_id: int) -> Non
                 "instrument": instrument.name,
                 "institution": instrument.institution.name,
                 "status": STATUS_FILE_NAMES[instrument.status],
-                "when": services._when(booking),
+                "when": booking_when(booking),
                 "operator": instrument.operator_name or "",
                 "phone": instrument.operator_phone or "",
                 "booking": booking.id,

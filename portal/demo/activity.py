@@ -21,7 +21,7 @@ from sqlalchemy import insert, select
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
-from portal.booking.services import compute_fee
+from portal.booking.records import compute_fee
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import clock
 from portal.core.database import table_of
