@@ -258,6 +258,16 @@ def holder_of(enterprise_id: int | None) -> User | None:
     )
 
 
+def enterprise_of(user: User) -> Enterprise | None:
+    """The enterprise the user acts for (None for staff)."""
+    return db.session.get(Enterprise, user.enterprise_id) if user.enterprise_id else None
+
+
+def institutions() -> list[tuple[int, str]]:
+    """Every institution as (id, name), by name: the choices of an institution field."""
+    return list(db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name)).all())
+
+
 def is_holder(user: User) -> bool:
     """Whether the user is their enterprise's account holder."""
     return user.role is Role.ENTERPRISE and user.is_holder

@@ -32,6 +32,7 @@ from portal.accounts.services import (
 from portal.core import audit, clock
 from portal.core.database import serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.core.text import like_escape
 from portal.extensions import db
@@ -275,5 +276,18 @@ def pending_links(admin: User, user: User) -> list[AccountToken]:
                 AccountToken.expires_at > clock.utcnow(),
             )
             .order_by(AccountToken.id.desc())
+        )
+    )
+
+
+def account_history(admin: User, user: User, limit: int = 30) -> list[AuditEvent]:
+    """The newest audit rows of the account, newest first."""
+    _require_admin(admin)
+    return list(
+        db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.object_type == "user", AuditEvent.object_id == str(user.id))
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
         )
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -37,8 +36,8 @@ from portal.accounts.models import ENTERPRISE_KIND_LABELS, ROLE_LABELS, VERIFICA
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.forms import filled, show_service_errors
 from portal.core.languages import zh
-from portal.core.web import is_safe_url
-from portal.extensions import db, limiter
+from portal.core.web import after_response, is_safe_url
+from portal.extensions import limiter
 
 bp = Blueprint("accounts", __name__)
 
@@ -91,26 +90,6 @@ def _reset_address_limit() -> str:
 
 def _reset_address_key() -> str:
     return "password-reset-address:" + services.normalize_email(request.form.get("email"))
-
-
-def after_response(response: Response, work: Callable[..., Any], *args: Any) -> Response:
-    """Run `work(*args)` once the response has been sent, in a fresh application context.
-
-    Its time (database writes, a mail handed to the outbox) never shows in the answer's time.
-    """
-    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                work(*args)
-            except Exception:
-                db.session.rollback()
-                app.logger.exception("deferred %s failed", getattr(work, "__name__", work))
-
-    response.call_on_close(run)
-    return response
 
 
 def private(response: ResponseReturnValue) -> Response:

@@ -11,23 +11,17 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
 
 from portal.accounts import colleagues, users
+from portal.accounts import services as account_services
 from portal.accounts.forms import ConfirmForm, UserForm, UserSearchForm
-from portal.accounts.models import ROLE_LABELS, TOKEN_PURPOSE_LABELS, Institution
+from portal.accounts.models import ROLE_LABELS, TOKEN_PURPOSE_LABELS
 from portal.accounts.views import button_action
 from portal.admin.views import bp
 from portal.core.errors import ValidationFailed
 from portal.core.forms import filled, show_service_errors
 from portal.core.inputs import page_number
-from portal.core.models import AuditEvent
 from portal.core.permissions import Role, role_required
-from portal.extensions import db
-
-
-def _institutions() -> list[tuple[int, str]]:
-    return list(db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name)).all())
 
 
 def _account(form: UserForm) -> users.StaffAccount:
@@ -64,7 +58,7 @@ def users_index() -> ResponseReturnValue:
 @role_required(Role.ADMIN)
 def user_new() -> ResponseReturnValue:
     """A staff account (provider, reviewer, finance, admin); its owner chooses a password by e-mail link."""
-    form = UserForm(institutions=_institutions())
+    form = UserForm(institutions=account_services.institutions())
     if form.validate_on_submit():
         try:
             user = users.create_staff(current_user, filled(form.username).strip(), _account(form))
@@ -84,7 +78,7 @@ def user_detail(user_id: int) -> ResponseReturnValue:
     """One account: its details, role and institution, status, pending links and history."""
     user = users.get_user(current_user, user_id)
     roles = (Role.ENTERPRISE,) if user.role is Role.ENTERPRISE else users.STAFF_ROLES
-    form = UserForm(obj=user, roles=roles, institutions=_institutions())
+    form = UserForm(obj=user, roles=roles, institutions=account_services.institutions())
     del form.username  # a username never changes
     if form.validate_on_submit():
         try:
@@ -94,19 +88,13 @@ def user_detail(user_id: int) -> ResponseReturnValue:
         else:
             flash(_("Saved."), "success")
             return redirect(url_for("admin.user_detail", user_id=user.id))
-    history = db.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.object_type == "user", AuditEvent.object_id == str(user.id))
-        .order_by(AuditEvent.id.desc())
-        .limit(30)
-    )
     return render_template(
         "admin/user.html",
         user=user,
         form=form,
         action_form=ConfirmForm(),
         links=users.pending_links(current_user, user),
-        history=list(history),
+        history=users.account_history(current_user, user),
         role_labels=ROLE_LABELS,
         purpose_labels=TOKEN_PURPOSE_LABELS,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
@@ -111,6 +112,26 @@ def set_language(code: str) -> ResponseReturnValue:
 def home() -> ResponseReturnValue:
     """The catalogue is the front door."""
     return redirect(url_for("catalog.index"))
+
+
+def after_response(response: Response, work: Callable[..., Any], *args: Any) -> Response:
+    """Run `work(*args)` once the response has been sent, in a fresh application context.
+
+    Its time (database writes, a mail handed to the outbox) never shows in the answer's time.
+    """
+    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                work(*args)
+            except Exception:
+                db.session.rollback()
+                app.logger.exception("deferred %s failed", getattr(work, "__name__", work))
+
+    response.call_on_close(run)
+    return response
 
 
 def wants_json() -> bool:

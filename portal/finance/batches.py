@@ -63,6 +63,12 @@ def can_mark_batch_paid(user: User, batch: DisbursementBatch) -> bool:
     return _is_finance(user) and _allowed(batch, "pay")
 
 
+def get_batch(user: User, batch_id: int) -> DisbursementBatch | None:
+    """A batch for its page, for bureau finance; None if there is no such batch."""
+    require_finance(user)
+    return db.session.get(DisbursementBatch, batch_id)
+
+
 def _transition(
     batch: DisbursementBatch,
     action: str,

@@ -23,11 +23,10 @@ from portal.core.charts import Series, bar_chart
 from portal.core.errors import ServiceError
 from portal.core.exports import XLSX_MIMETYPE, attachment
 from portal.core.permissions import Role, role_required
-from portal.extensions import db
 from portal.finance import batches as batch_transitions
 from portal.finance import services
 from portal.finance.forms import ActionForm, CloseForm, MonthForm, PaidForm, TotalsForm
-from portal.finance.models import BATCH_STATE_LABELS, DisbursementBatch, ExportState
+from portal.finance.models import BATCH_STATE_LABELS, ExportState
 from portal.vouchers.models import fund_labels
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
@@ -163,7 +162,7 @@ def batches() -> ResponseReturnValue:
 @role_required(*FINANCE)
 def batch(batch_id: int) -> ResponseReturnValue:
     """A batch: its payments, the bank export, marking it paid."""
-    item = db.session.get(DisbursementBatch, batch_id)
+    item = batch_transitions.get_batch(current_user, batch_id)
     if item is None:
         abort(404)
     export_form, paid_form = ActionForm(prefix="export"), PaidForm(prefix="paid")

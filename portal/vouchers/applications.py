@@ -163,6 +163,17 @@ def get_application(user: User, application_id: int) -> VoucherApplication:
     return application
 
 
+def latest_application(user: User, scheme: Scheme) -> VoucherApplication | None:
+    """The newest application of the user's enterprise under the scheme (None before the first)."""
+    return db.session.scalar(
+        select(VoucherApplication)
+        .where(
+            VoucherApplication.enterprise_id == user.enterprise_id, VoucherApplication.scheme_id == scheme.id
+        )
+        .order_by(VoucherApplication.id.desc())
+    )
+
+
 # --- the reviewers' decisions -------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
 
 from portal.accounts import banking
 from portal.core import clock, uploads
@@ -20,7 +19,6 @@ from portal.core.forms import show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
-from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import audit_log as audit_log_search
 from portal.vouchers import review as desk
@@ -38,7 +36,6 @@ from portal.vouchers.models import (
     DEFAULT_RANKING_WEIGHTS,
     RelationKind,
     Scheme,
-    VerificationRequest,
 )
 from portal.vouchers.views import LABELS, institution_choices, page_permissions
 
@@ -73,7 +70,7 @@ def queue() -> ResponseReturnValue:
 @role_required(Role.REVIEWER, Role.ADMIN)
 def verification_detail(request_id: int) -> ResponseReturnValue:
     """A verification request with the evidence; verify or reject (legacy codes need an override)."""
-    item = db.session.get(VerificationRequest, request_id)
+    item = verification_services.get_request(current_user, request_id)
     if item is None:
         abort(404)
     form = VerificationDecisionForm()
@@ -118,7 +115,7 @@ def verification_detail(request_id: int) -> ResponseReturnValue:
 @role_required(Role.REVIEWER, Role.ADMIN)
 def certificate(request_id: int) -> ResponseReturnValue:
     """The uploaded certificate, for reviewers only."""
-    item = db.session.get(VerificationRequest, request_id)
+    item = verification_services.get_request(current_user, request_id)
     if item is None or not item.certificate_stored:
         abort(404)
     return uploads.send_stored(item.certificate_stored, item.certificate_type, item.certificate_name)
@@ -224,7 +221,7 @@ def scheme() -> ResponseReturnValue:
     year = request.args.get("year", type=int)
     if year is None or not 2000 <= year <= 2100:  # a huge number would overflow the query
         year = clock.local_today().year
-    current = db.session.scalar(select(Scheme).where(Scheme.year == year))
+    current = schemes.scheme_of_year(year)
     form = SchemeForm()
     if current and not form.is_submitted():
         _fill_scheme_form(form, current)

@@ -29,6 +29,11 @@ def current_scheme(today: date | None = None) -> Scheme | None:
     return db.session.scalar(select(Scheme).where(Scheme.year == year).options(selectinload(Scheme.funds)))
 
 
+def scheme_of_year(year: int) -> Scheme | None:
+    """The scheme of a calendar year, or None if none was set up."""
+    return db.session.scalar(select(Scheme).where(Scheme.year == year))
+
+
 def require_scheme() -> Scheme:
     scheme = current_scheme()
     if scheme is None:

@@ -137,6 +137,21 @@ def _new_request(
     return request
 
 
+def latest_request(user: User) -> VerificationRequest | None:
+    """The newest verification request of the user's enterprise (None before the first)."""
+    return db.session.scalar(
+        select(VerificationRequest)
+        .where(VerificationRequest.enterprise_id == user.enterprise_id)
+        .order_by(VerificationRequest.id.desc())
+    )
+
+
+def get_request(user: User, request_id: int) -> VerificationRequest | None:
+    """A verification request with its evidence, for reviewers; None if there is no such request."""
+    require_reviewer(user)
+    return db.session.get(VerificationRequest, request_id)
+
+
 def can_decide_verification(user: User, request: VerificationRequest) -> bool:
     """A reviewer verifies or rejects a request that waits for a decision."""
     return is_reviewer(user) and request.state in WAITING_VERIFICATION_STATES

@@ -8,15 +8,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from portal.accounts import banking
+from portal.accounts import services as account_services
 from portal.accounts.models import (
     BANK_ACCOUNT_STATE_LABELS,
     ENTERPRISE_KIND_LABELS,
-    Enterprise,
     EnterpriseKind,
-    Institution,
 )
 from portal.booking.models import FILE_KIND_LABELS, FileKind
 from portal.core import held_uploads
@@ -24,7 +22,6 @@ from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
-from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import checks as claim_checks
 from portal.vouchers import claims as claim_services
@@ -50,8 +47,6 @@ from portal.vouchers.models import (
     RELATION_LABELS,
     REQUEST_STATE_LABELS,
     RelationKind,
-    VerificationRequest,
-    VoucherApplication,
 )
 
 bp = Blueprint("vouchers", __name__, url_prefix="/vouchers")
@@ -94,7 +89,7 @@ def page_permissions() -> dict:
 
 
 def institution_choices(blank: bool = True) -> list:
-    rows = db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name)).all()
+    rows = account_services.institutions()
     return options(([("", _("None"))] if blank else []) + [(i, name) for i, name in rows])
 
 
@@ -109,22 +104,10 @@ def index() -> ResponseReturnValue:
         return redirect(url_for("review.queue"))
     if current_user.role is not Role.ENTERPRISE:
         abort(403)
-    enterprise = db.session.get(Enterprise, current_user.enterprise_id)
+    enterprise = account_services.enterprise_of(current_user)
     scheme = schemes.current_scheme()
-    verification = db.session.scalar(
-        select(VerificationRequest)
-        .where(VerificationRequest.enterprise_id == enterprise.id)
-        .order_by(VerificationRequest.id.desc())
-    )
-    application = None
-    if scheme:
-        application = db.session.scalar(
-            select(VoucherApplication)
-            .where(
-                VoucherApplication.enterprise_id == enterprise.id, VoucherApplication.scheme_id == scheme.id
-            )
-            .order_by(VoucherApplication.id.desc())
-        )
+    verification = verification_services.latest_request(current_user)
+    application = application_services.latest_application(current_user, scheme) if scheme else None
     return render_template(
         "vouchers/index.html",
         enterprise=enterprise,
