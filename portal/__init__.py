@@ -31,28 +31,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 def create_app(config: str | type[Config] | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the application: `config` is a profile name or class (default: PORTAL_CONFIG or development)."""
     app = Flask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"))
-    if config is None or isinstance(config, str):
-        config = CONFIGS[config or os.environ.get("PORTAL_CONFIG", "development")]
-    if config is ProductionConfig:
-        ProductionConfig.check()
-    app.config.from_object(config)
-    app.config.update(overrides or {})
-    _derive_settings(app)
-    if app.config["TRUSTED_PROXIES"]:
-        hops = app.config["TRUSTED_PROXIES"]
-        # Werkzeug's documented way to wrap the WSGI application (mypy sees a method being replaced).
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
-        )
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-
-    db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
-    csrf.init_app(app)
-    cache.init_app(app)
-    limiter.init_app(app)
-    bootstrap.init_app(app)
-    login_manager.init_app(app)
+    _configure(app, config, overrides)
+    _init_extensions(app)
 
     # The areas are imported here, not at the top: this module runs first whenever any portal module
     # is imported (portal.extensions, a model in a script), and must not drag every area in with it.
@@ -92,9 +72,43 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     return app
 
 
+def _configure(app: Flask, config: str | type[Config] | None, overrides: dict[str, Any] | None) -> None:
+    """The profile's settings, the overrides and what follows from them; the proxies; the instance folder."""
+    if config is None or isinstance(config, str):
+        config = CONFIGS[config or os.environ.get("PORTAL_CONFIG", "development")]
+    if config is ProductionConfig:
+        ProductionConfig.check()
+    app.config.from_object(config)
+    app.config.update(overrides or {})
+    _derive_settings(app)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        # Werkzeug's documented way to wrap the WSGI application (mypy sees a method being replaced).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+
+def _init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    csrf.init_app(app)
+    cache.init_app(app)
+    limiter.init_app(app)
+    bootstrap.init_app(app)
+    login_manager.init_app(app)
+
+
 def _derive_settings(app: Flask) -> None:
     """Settings that follow from others: the sqlite pragmas, the rate-limit store, the cache, Celery."""
     redis_url = app.config.get("REDIS_URL")
+    _derive_limiter_and_cache(app, redis_url)
+    _derive_engine_options(app)
+    app.config.setdefault("CELERY", _celery_settings(app, redis_url))
+
+
+def _derive_limiter_and_cache(app: Flask, redis_url: str | None) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
     # A rate-limit store that cannot answer is replaced by an in-process one with the same limits
     # (never by no limit) until it answers again; it is asked with short timeouts.
@@ -113,6 +127,9 @@ def _derive_settings(app: Flask) -> None:
             )
         else:
             app.config["CACHE_TYPE"] = "SimpleCache"
+
+
+def _derive_engine_options(app: Flask) -> None:
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options.setdefault("connect_args", {"timeout": 30})
@@ -123,37 +140,37 @@ def _derive_settings(app: Flask) -> None:
             "connect_args", {"options": f"-c random_page_cost={app.config['PG_RANDOM_PAGE_COST']}"}
         )
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
-    app.config.setdefault(
-        "CELERY",
-        {
-            "broker_url": redis_url or "memory://",
-            "task_always_eager": not redis_url,
-            "task_eager_propagates": True,
-            "task_ignore_result": True,
-            "task_acks_late": True,
-            "task_reject_on_worker_lost": True,
-            "worker_prefetch_multiplier": 1,
-            "broker_connection_retry_on_startup": True,
-            # kombu's Redis transport, repaired so a worker survives losing Redis while it holds tasks
-            # (portal/core/broker.py).
-            "broker_transport": "portal.core.broker:Transport" if redis_url else None,
-            "timezone": "Asia/Shanghai",
-            "beat_schedule": BEAT_SCHEDULE,
-            # An approval must not wait for a broker that is down: the outbox sweep sends later. A
-            # publish makes one connection attempt (kombu would otherwise retry it for ~6 s, even with
-            # apply_async(retry=False)), and a broker that accepts connections but does not answer
-            # (hung, cut off) is given up after the socket timeout instead of blocking for ever. The
-            # workers wait instead (celery_worker.py sets no socket timeout): a consumer whose
-            # acknowledgement times out can stop consuming for good (kombu 5.7).
-            "broker_transport_options": {
-                "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
-                "max_retries": 0,
-                "socket_connect_timeout": 3,
-                "socket_timeout": app.config["CELERY_BROKER_SOCKET_TIMEOUT"],
-            },
-            "broker_connection_timeout": 3,
+
+
+def _celery_settings(app: Flask, redis_url: str | None) -> dict[str, Any]:
+    return {
+        "broker_url": redis_url or "memory://",
+        "task_always_eager": not redis_url,
+        "task_eager_propagates": True,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        # kombu's Redis transport, repaired so a worker survives losing Redis while it holds tasks
+        # (portal/core/broker.py).
+        "broker_transport": "portal.core.broker:Transport" if redis_url else None,
+        "timezone": "Asia/Shanghai",
+        "beat_schedule": BEAT_SCHEDULE,
+        # An approval must not wait for a broker that is down: the outbox sweep sends later. A
+        # publish makes one connection attempt (kombu would otherwise retry it for ~6 s, even with
+        # apply_async(retry=False)), and a broker that accepts connections but does not answer
+        # (hung, cut off) is given up after the socket timeout instead of blocking for ever. The
+        # workers wait instead (celery_worker.py sets no socket timeout): a consumer whose
+        # acknowledgement times out can stop consuming for good (kombu 5.7).
+        "broker_transport_options": {
+            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
+            "max_retries": 0,
+            "socket_connect_timeout": 3,
+            "socket_timeout": app.config["CELERY_BROKER_SOCKET_TIMEOUT"],
         },
-    )
+        "broker_connection_timeout": 3,
+    }
 
 
 def celery_init_app(app: Flask) -> Celery[Any]:

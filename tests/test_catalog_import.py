@@ -10,7 +10,8 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-from portal.catalog.importer import HEADERS, export_catalog, import_catalog
+from portal.catalog.exporter import export_catalog
+from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.catalog.services import catalog_version
 from portal.core.models import AuditEvent

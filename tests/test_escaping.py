@@ -366,7 +366,7 @@ def test_the_api_returns_markup_as_json_text(app, world) -> None:
 
 
 def test_exports_carry_markup_as_plain_cells(app, world, tmp_path: Path) -> None:
-    from portal.catalog.importer import export_catalog
+    from portal.catalog.exporter import export_catalog
 
     client = app.test_client()
     login(client, world["users"]["finance"].username)

@@ -8,7 +8,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from portal.catalog.importer import export_catalog, import_catalog
+from portal.catalog.exporter import export_catalog
+from portal.catalog.importer import import_catalog
 
 catalog_cli = AppGroup("catalog", help="Import and export the instrument catalogue.")
 

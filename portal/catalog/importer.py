@@ -1,4 +1,4 @@
-"""Catalogue files (CSV or XLSX with the network's Chinese headers): import with a precise report, export.
+"""Catalogue files (CSV or XLSX with the network's Chinese headers): import with a precise report.
 
 A file is checked completely before anything is written. If any row is wrong, the report lists every
 problem with its row number, column and reason, and the database is left exactly as it was.
@@ -10,7 +10,7 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts.models import Institution
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
 from portal.core import audit
-from portal.core.exports import FORMULA_PREFIXES, neutralise
-from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
+from portal.core.exports import FORMULA_PREFIXES
+from portal.core.money import wan_to_fen, yuan_to_fen
 from portal.core.text import strip_control
 from portal.extensions import db
 
@@ -447,72 +447,107 @@ def import_catalog(
     import's transaction (a history row), so that they are written together with the catalogue or not at all.
     """
     report = ImportReport(dry_run=dry_run)
-    lookups = Lookups.load()
-    try:
-        records = list(_records(read_table(stream, filename), report, lookups, progress))
-    except LimitReached as error:
-        report.problems.append(Problem(0, "", str(error), code=error.code))
-        report.limit = error.setting
+    records = _checked_records(stream, filename, report, progress)
+    if records is None or report.problems:
         return report
-    except RowError as error:
-        report.problems.append(Problem(0, "", str(error)))
-        return report
-    except csv.Error as error:
-        report.problems.append(
-            Problem(0, "", _("The CSV file cannot be read: %(reason)s", reason=str(error)))
-        )
-        return report
-    if report.problems:
-        return report
-
-    existing: dict[str, Instrument] = {}
-    codes = [record["code"] for _row, record in records]
-    for start in range(0, len(codes), 500):
-        chunk = codes[start : start + 500]
-        existing.update(
-            (i.code, i) for i in db.session.scalars(select(Instrument).where(Instrument.code.in_(chunk)))
-        )
-
+    existing = _existing_instruments([record["code"] for _row, record in records])
+    reason = f"import {Path(filename).name}"
     for done, (_row, record) in enumerate(records, start=1):
         if progress and not dry_run and done % PROGRESS_EVERY == 0:
             progress("writing", done)
         instrument = existing.get(record["code"])
         if instrument is None:
-            db.session.add(Instrument(**record))
-            report.created += 1
-            if not dry_run:
-                audit.record(
-                    "instrument.imported",
-                    "instrument",
-                    record["code"],
-                    after=_jsonable(record),
-                    actor_id=actor_id,
-                )
-            continue
-        changes = {
-            attr: (_comparable(getattr(instrument, attr)), _comparable(value))
-            for attr, value in record.items()
-            if _comparable(getattr(instrument, attr)) != _comparable(value)
-        }
-        if not changes:
-            report.unchanged += 1
-            continue
-        for attr in changes:
-            setattr(instrument, attr, record[attr])
-        report.updated += 1
-        if not dry_run:
-            audit.record(
-                "instrument.updated",
-                "instrument",
-                instrument.code,
-                before=_jsonable({a: old for a, (old, _new) in changes.items()}),
-                after=_jsonable({a: new for a, (_old, new) in changes.items()}),
-                reason=f"import {Path(filename).name}",
-                actor_id=actor_id,
-            )
+            _create(record, report, dry_run, actor_id)
+        else:
+            _update(instrument, record, report, dry_run, actor_id, reason)
     if dry_run:
         db.session.rollback()
         return report
+    _commit(report, filename, actor_id, before_commit)
+    return report
+
+
+def _checked_records(
+    stream: IO[bytes], filename: str, report: ImportReport, progress: Progress | None
+) -> list[tuple[int, dict[str, Any]]] | None:
+    """Every row of the file checked; None when the file itself cannot be read (the problem is reported)."""
+    lookups = Lookups.load()
+    try:
+        return list(_records(read_table(stream, filename), report, lookups, progress))
+    except LimitReached as error:
+        report.problems.append(Problem(0, "", str(error), code=error.code))
+        report.limit = error.setting
+    except RowError as error:
+        report.problems.append(Problem(0, "", str(error)))
+    except csv.Error as error:
+        report.problems.append(
+            Problem(0, "", _("The CSV file cannot be read: %(reason)s", reason=str(error)))
+        )
+    return None
+
+
+def _existing_instruments(codes: list[str]) -> dict[str, Instrument]:
+    """The instruments already in the catalogue under these codes, by code (asked for in chunks)."""
+    existing: dict[str, Instrument] = {}
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        existing.update(
+            (i.code, i) for i in db.session.scalars(select(Instrument).where(Instrument.code.in_(chunk)))
+        )
+    return existing
+
+
+def _create(record: dict[str, Any], report: ImportReport, dry_run: bool, actor_id: int | None) -> None:
+    db.session.add(Instrument(**record))
+    report.created += 1
+    if not dry_run:
+        audit.record(
+            "instrument.imported",
+            "instrument",
+            record["code"],
+            after=_jsonable(record),
+            actor_id=actor_id,
+        )
+
+
+def _update(
+    instrument: Instrument,
+    record: dict[str, Any],
+    report: ImportReport,
+    dry_run: bool,
+    actor_id: int | None,
+    reason: str,
+) -> None:
+    changes = {
+        attr: (_comparable(getattr(instrument, attr)), _comparable(value))
+        for attr, value in record.items()
+        if _comparable(getattr(instrument, attr)) != _comparable(value)
+    }
+    if not changes:
+        report.unchanged += 1
+        return
+    for attr in changes:
+        setattr(instrument, attr, record[attr])
+    report.updated += 1
+    if not dry_run:
+        audit.record(
+            "instrument.updated",
+            "instrument",
+            instrument.code,
+            before=_jsonable({a: old for a, (old, _new) in changes.items()}),
+            after=_jsonable({a: new for a, (_old, new) in changes.items()}),
+            reason=reason,
+            actor_id=actor_id,
+        )
+
+
+def _commit(
+    report: ImportReport,
+    filename: str,
+    actor_id: int | None,
+    before_commit: Callable[[ImportReport], None] | None,
+) -> None:
+    """Write the import (with its summary audit row and the caller's rows); a conflict undoes it all."""
     if report.created or report.updated:
         audit.record(
             "catalog.imported",
@@ -537,63 +572,7 @@ def import_catalog(
         report.problems.append(
             Problem(0, "", _("The catalogue changed while this file was imported; run the import again."))
         )
-    return report
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else _comparable(v)) for k, v in values.items()}
-
-
-def export_rows() -> Iterable[list[Any]]:
-    """The catalogue as file rows (header first), in code order, streamed from the database."""
-    yield HEADERS
-    institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
-    categories = {c.id: c.code for c in db.session.scalars(select(Category))}
-    stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
-    for instrument in db.session.scalars(stmt):
-        yield [
-            instrument.code,
-            instrument.name,
-            instrument.name_en,
-            categories[instrument.category_id],
-            instrument.model,
-            instrument.manufacturer,
-            instrument.country_of_origin,
-            fen_to_wan(instrument.original_value_fen),
-            instrument.in_service_on.isoformat() if instrument.in_service_on else None,
-            institutions[instrument.institution_id],
-            instrument.county,
-            instrument.address,
-            STATUS_FILE_NAMES[instrument.status],
-            None if instrument.fee_per_hour_fen is None else fen_to_yuan(instrument.fee_per_hour_fen),
-            None if instrument.fee_per_sample_fen is None else fen_to_yuan(instrument.fee_per_sample_fen),
-            instrument.specs,
-            instrument.functions,
-            instrument.service_content,
-            instrument.operator_name,
-            instrument.operator_phone,
-        ]
-
-
-def export_catalog(path: Path) -> int:
-    """Write the catalogue to a .csv (UTF-8 with BOM, for Excel) or .xlsx file; returns the row count."""
-    suffix = path.suffix.lower()
-    count = -1
-    if suffix == ".csv":
-        with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            for row in export_rows():
-                writer.writerow(["" if v is None else neutralise(str(v)) for v in row])
-                count += 1
-    elif suffix == ".xlsx":
-        from openpyxl import Workbook  # at first use, as in read_table
-
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet("仪器")
-        for row in export_rows():
-            sheet.append([neutralise(v) for v in row])
-            count += 1
-        workbook.save(path)
-    else:
-        raise RowError(_("Only .csv and .xlsx files can be written."))
-    return count

@@ -28,6 +28,66 @@ def _ticks(top: float) -> list[float]:
     return [step * i for i in range(int(top // step) + 2)]
 
 
+LINE_COLOURS = ("#bc4b51", "#212529", "#6f42c1")
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where a bar chart's plot lies in its picture, and its scales (value → pixels)."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    bottom: int
+    top_pad: int
+    plot_h: int
+    slot: float  # the width given to each label
+    bar: float
+    ticks: list[float]
+    scale: float
+    line_ticks: list[float]
+    line_scale: float
+    separate: bool  # the lines are read on a right-hand axis of their own
+
+    def y(self, value: float, scale: float) -> float:
+        return self.top_pad + self.plot_h - value * scale
+
+
+def _frame(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    lines: Sequence[Series],
+    width: int,
+    height: int,
+    lines_on_right_axis: bool,
+) -> _Frame:
+    separate = lines_on_right_axis and bool(lines)
+    left, bottom, top_pad, right = 64, 40, 16, 64 if separate else 16
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
+    totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
+    line_values = [v for item in lines for v in item.values]
+    ticks = _ticks(max([*totals, *([] if separate else line_values), 1]))
+    line_ticks = _ticks(max([*line_values, 1])) if separate else ticks
+    slot = plot_w / max(len(labels), 1)
+    return _Frame(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        bottom=bottom,
+        top_pad=top_pad,
+        plot_h=plot_h,
+        slot=slot,
+        bar=slot * 0.6,
+        ticks=ticks,
+        scale=plot_h / (ticks[-1] or 1),
+        line_ticks=line_ticks,
+        line_scale=plot_h / (line_ticks[-1] or 1),
+        separate=separate,
+    )
+
+
 def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
@@ -46,75 +106,91 @@ def bar_chart(
     year's budget and running total would otherwise flatten the monthly bars to a few pixels.
     """
     lines = [*([line] if line is not None else []), *lines]
-    left, bottom, top_pad, right = 64, 40, 16, 64 if lines_on_right_axis and lines else 16
-    plot_w, plot_h = width - left - right, height - bottom - top_pad
-    totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    line_values = [v for item in lines for v in item.values]
-    separate = lines_on_right_axis and bool(lines)
-    peak = max([*totals, *([] if separate else line_values), 1])
-    ticks = _ticks(peak)
-    scale = plot_h / (ticks[-1] or 1)
-    line_ticks = _ticks(max([*line_values, 1])) if separate else ticks
-    line_scale = plot_h / (line_ticks[-1] or 1)
-    slot = plot_w / max(len(labels), 1)
-    bar = slot * 0.6
+    frame = _frame(labels, series, lines, width, height, lines_on_right_axis)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
-        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        *_axes(frame, unit),
+        *_bars(frame, labels, series, unit),
+        *_lines(frame, lines if labels else []),
+        *_legend(frame, series, lines),
+        "</svg>",
     ]
-    for tick in ticks:
-        y = top_pad + plot_h - tick * scale
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e9ecef"/>')
+    columns = [item.name for item in (*series, *lines)]
+    rows = [(label, [item.values[i] for item in (*series, *lines)]) for i, label in enumerate(labels)]
+    return _with_table("".join(parts), title, columns, rows, unit)
+
+
+def _axes(frame: _Frame, unit: str) -> list[str]:
+    """The grid lines with the left-hand scale, and the lines' right-hand scale if they have their own."""
+    parts = []
+    for tick in frame.ticks:
+        y = frame.y(tick, frame.scale)
+        x2 = frame.width - frame.right
+        parts.append(f'<line x1="{frame.left}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e9ecef"/>')
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#6c757d">'
+            f'<text x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#6c757d">'
             f"{escape(_short(tick))}{escape(unit)}</text>"
         )
-    if separate:
-        for tick in line_ticks:
-            y = top_pad + plot_h - tick * line_scale
+    if frame.separate:
+        for tick in frame.line_ticks:
+            y = frame.y(tick, frame.line_scale)
+            x = frame.width - frame.right + 6
             parts.append(
-                f'<text x="{width - right + 6}" y="{y + 4:.1f}" text-anchor="start" font-size="11" '
+                f'<text x="{x}" y="{y + 4:.1f}" text-anchor="start" font-size="11" '
                 f'fill="#212529">{escape(_short(tick))}{escape(unit)}</text>'
             )
+    return parts
+
+
+def _bars(frame: _Frame, labels: Sequence[str], series: Sequence[Series], unit: str) -> list[str]:
+    """Each label's stacked bar (a tooltip per piece) and the label under it."""
+    parts = []
     for i, label in enumerate(labels):
-        x = left + slot * i + (slot - bar) / 2
-        base: float = top_pad + plot_h
+        x = frame.left + frame.slot * i + (frame.slot - frame.bar) / 2
+        base: float = frame.top_pad + frame.plot_h
         for colour, item in zip(PALETTE, series, strict=False):
-            h = item.values[i] * scale
+            h = item.values[i] * frame.scale
             base -= h
             tip = f"{escape(label)} · {escape(item.name)}: {escape(_short(item.values[i]))}{escape(unit)}"
             parts.append(
-                f'<rect class="bar" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'<rect class="bar" x="{x:.1f}" y="{base:.1f}" width="{frame.bar:.1f}" height="{h:.1f}" '
                 f'fill="{colour}"><title>{tip}</title></rect>'
             )
         parts.append(
-            f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11" '
-            f'fill="#495057"{zh_attr(label)}>{escape(label)}</text>'
+            f'<text x="{x + frame.bar / 2:.1f}" y="{frame.height - frame.bottom + 16}" text-anchor="middle" '
+            f'font-size="11" fill="#495057"{zh_attr(label)}>{escape(label)}</text>'
         )
-    line_colours = ("#bc4b51", "#212529", "#6f42c1")
-    for n, item in enumerate(lines if labels else []):
+    return parts
+
+
+def _lines(frame: _Frame, lines: Sequence[Series]) -> list[str]:
+    """The lines over the bars, every other one dashed."""
+    parts = []
+    for n, item in enumerate(lines):
         points = " ".join(
-            f"{left + slot * i + slot / 2:.1f},{top_pad + plot_h - v * line_scale:.1f}"
+            f"{frame.left + frame.slot * i + frame.slot / 2:.1f},{frame.y(v, frame.line_scale):.1f}"
             for i, v in enumerate(item.values)
         )
         dash = ' stroke-dasharray="6 4"' if n % 2 == 0 else ""
         parts.append(
-            f'<polyline class="line" points="{points}" fill="none" stroke="{line_colours[n % 3]}" '
+            f'<polyline class="line" points="{points}" fill="none" stroke="{LINE_COLOURS[n % 3]}" '
             f'stroke-width="2"{dash}><title>{escape(item.name)}</title></polyline>'
         )
+    return parts
+
+
+def _legend(frame: _Frame, series: Sequence[Series], lines: Sequence[Series]) -> list[str]:
     legend = [(PALETTE[n % len(PALETTE)], item) for n, item in enumerate(series)]
-    legend += [(line_colours[n % 3], item) for n, item in enumerate(lines)]
-    step = max(min(170, (width - left) // max(len(legend), 1)), 90)
+    legend += [(LINE_COLOURS[n % 3], item) for n, item in enumerate(lines)]
+    step = max(min(170, (frame.width - frame.left) // max(len(legend), 1)), 90)
+    parts = []
     for n, (colour, item) in enumerate(legend):
-        x = left + n * step
-        parts.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colour}"/>')
-        parts.append(
-            f'<text x="{x + 14}" y="{height - 5}" font-size="11" fill="#495057">{escape(item.name)}</text>'
-        )
-    parts.append("</svg>")
-    columns = [item.name for item in (*series, *lines)]
-    rows = [(label, [item.values[i] for item in (*series, *lines)]) for i, label in enumerate(labels)]
-    return _with_table("".join(parts), title, columns, rows, unit)
+        x = frame.left + n * step
+        parts.append(f'<rect x="{x}" y="{frame.height - 14}" width="10" height="10" fill="{colour}"/>')
+        y = frame.height - 5
+        parts.append(f'<text x="{x + 14}" y="{y}" font-size="11" fill="#495057">{escape(item.name)}</text>')
+    return parts
 
 
 def hbar_chart(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 720) -> Markup:

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from portal.accounts.models import User
 from portal.catalog import imports
-from portal.catalog.importer import HEADERS, export_rows
+from portal.catalog.exporter import export_rows
+from portal.catalog.importer import HEADERS
 from portal.extensions import db
 
 SERVICE_CONTENT = HEADERS.index("服务内容")

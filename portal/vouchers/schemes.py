@@ -165,6 +165,26 @@ def copy_scheme_to_next_year(user: User, year: int) -> Scheme:
         raise ValidationFailed(_("Enter a date between 2000 and 2099."), {"year": _("Out of range.")})
     if db.session.scalar(select(Scheme.id).where(Scheme.year == target)):
         raise ValidationFailed(exists, {"year": exists})
+    scheme = _next_year_copy(source, year, target)
+    db.session.add(scheme)
+    try:
+        db.session.flush()
+        audit.record(
+            "scheme.copied",
+            "scheme",
+            target,
+            after={"copied_from": year, **_scheme_snapshot(scheme)},
+            actor_id=user.id,
+        )
+        db.session.commit()
+    except IntegrityError:  # another administrator made it a moment ago
+        db.session.rollback()
+        raise ValidationFailed(exists, {"year": exists}) from None
+    return scheme
+
+
+def _next_year_copy(source: Scheme, year: int, target: int) -> Scheme:
+    """A new scheme for `target` like `source`, its dates a year on and nothing committed or paid."""
     scheme = Scheme(
         year=target,
         name=source.name.replace(str(year), str(target))
@@ -195,18 +215,4 @@ def copy_scheme_to_next_year(user: User, year: int) -> Scheme:
         )
         for fund in source.funds
     ]
-    db.session.add(scheme)
-    try:
-        db.session.flush()
-        audit.record(
-            "scheme.copied",
-            "scheme",
-            target,
-            after={"copied_from": year, **_scheme_snapshot(scheme)},
-            actor_id=user.id,
-        )
-        db.session.commit()
-    except IntegrityError:  # another administrator made it a moment ago
-        db.session.rollback()
-        raise ValidationFailed(exists, {"year": exists}) from None
     return scheme

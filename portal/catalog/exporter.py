@@ -1,0 +1,73 @@
+"""Catalogue files written from the database, in the columns the importer reads (importer.HEADERS)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal.accounts.models import Institution
+from portal.catalog.importer import HEADERS, RowError
+from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument
+from portal.core.exports import neutralise
+from portal.core.money import fen_to_wan, fen_to_yuan
+from portal.extensions import db
+
+
+def export_rows() -> Iterable[list[Any]]:
+    """The catalogue as file rows (header first), in code order, streamed from the database."""
+    yield HEADERS
+    institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
+    categories = {c.id: c.code for c in db.session.scalars(select(Category))}
+    stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
+    for instrument in db.session.scalars(stmt):
+        yield [
+            instrument.code,
+            instrument.name,
+            instrument.name_en,
+            categories[instrument.category_id],
+            instrument.model,
+            instrument.manufacturer,
+            instrument.country_of_origin,
+            fen_to_wan(instrument.original_value_fen),
+            instrument.in_service_on.isoformat() if instrument.in_service_on else None,
+            institutions[instrument.institution_id],
+            instrument.county,
+            instrument.address,
+            STATUS_FILE_NAMES[instrument.status],
+            None if instrument.fee_per_hour_fen is None else fen_to_yuan(instrument.fee_per_hour_fen),
+            None if instrument.fee_per_sample_fen is None else fen_to_yuan(instrument.fee_per_sample_fen),
+            instrument.specs,
+            instrument.functions,
+            instrument.service_content,
+            instrument.operator_name,
+            instrument.operator_phone,
+        ]
+
+
+def export_catalog(path: Path) -> int:
+    """Write the catalogue to a .csv (UTF-8 with BOM, for Excel) or .xlsx file; returns the row count."""
+    suffix = path.suffix.lower()
+    count = -1
+    if suffix == ".csv":
+        with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle)
+            for row in export_rows():
+                writer.writerow(["" if v is None else neutralise(str(v)) for v in row])
+                count += 1
+    elif suffix == ".xlsx":
+        from openpyxl import Workbook  # at first use, as in read_table
+
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet("仪器")
+        for row in export_rows():
+            sheet.append([neutralise(v) for v in row])
+            count += 1
+        workbook.save(path)
+    else:
+        raise RowError(_("Only .csv and .xlsx files can be written."))
+    return count
