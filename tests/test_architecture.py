@@ -234,3 +234,104 @@ def test_imports_inside_functions_only_where_an_app_is_built():
         "move these imports to the top of the module (a cycle? see docs/architecture.md):\n"
         + ("\n".join(deferred))
     )
+
+
+# --- size and thin views (issue 15) ---------------------------------------------------------------
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 620
+# The demo data is long lists of made-up records, read as data rather than as code.
+SIZE_EXEMPT = PORTAL / "demo"
+
+
+@cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text("utf-8"), filename=str(path))
+
+
+def _sized_modules() -> list[Path]:
+    return [path for path in modules().values() if not path.is_relative_to(SIZE_EXEMPT)]
+
+
+def test_no_function_over_60_lines():
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}() has {node.end_lineno - node.lineno + 1} lines"
+        for path in _sized_modules()
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"split these into named steps (at most {MAX_FUNCTION_LINES} lines each):\n" + "\n".join(
+        long
+    )
+
+
+def test_no_module_over_620_lines():
+    long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for path in _sized_modules()
+        if (n := len(path.read_text("utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, f"split these modules by subject (at most {MAX_MODULE_LINES} lines):\n" + "\n".join(long)
+
+
+# Where a views module may still touch the session, (module, outermost function) → why. None of them
+# reads the database: they end a failed transaction or save a choice already made on the loaded user.
+SESSION_IN_VIEWS_ALLOWED = {
+    ("portal/core/web.py", "after_response"): "rolls back the deferred work's failed transaction",
+    ("portal/core/web.py", "_database_unavailable"): "rolls back after the database went away",
+    ("portal/core/web.py", "_internal_error"): "rolls back the request's failed transaction",
+    ("portal/core/web.py", "set_language"): "saves the language on the loaded user (no query)",
+}
+
+
+def _is_views_module(path: Path) -> bool:
+    """views.py, *_views.py, the API, and any other module that routes requests (admin/users.py)."""
+    if path.name == "views.py" or path.stem.endswith("_views") or path.parent == PORTAL / "api":
+        return True
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "route"
+        for node in ast.walk(_tree(path))
+    )
+
+
+def _database_use(node: ast.AST) -> str | None:
+    """What in `node` works on the database directly: db.session, select(...), Model.query."""
+    if isinstance(node, ast.Attribute):
+        if node.attr == "session" and isinstance(node.value, ast.Name) and node.value.id == "db":
+            return "db.session"
+        if node.attr == "query":
+            return ".query"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "select":
+        return "select()"
+    return None
+
+
+def _database_uses(path: Path) -> list[tuple[int, str, str | None]]:
+    """(line, what, the outermost function it is in) for every direct database use in the module."""
+    found = []
+    stack: list[tuple[ast.AST, str | None]] = [(_tree(path), None)]
+    while stack:
+        node, function = stack.pop()
+        use = _database_use(node)
+        if use:
+            found.append((node.lineno, use, function))
+        if function is None and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            function = node.name
+        stack.extend((child, function) for child in ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+def test_views_do_not_query():
+    views = [path for path in modules().values() if _is_views_module(path)]
+    assert PORTAL / "admin" / "users.py" in views and PORTAL / "vouchers" / "review_views.py" in views
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}: {use}" + (f" in {function}()" if function else "")
+        for path in views
+        for line, use, function in _database_uses(path)
+        if (str(path.relative_to(ROOT)), function) not in SESSION_IN_VIEWS_ALLOWED
+    ]
+    assert not wrong, (
+        "views do not query: move these into a named function of the area's services (with its "
+        "permission check):\n" + "\n".join(wrong)
+    )
