@@ -91,7 +91,7 @@ def add_blackout(
     kind: BlackoutKind,
     starts_at: datetime,
     ends_at: datetime,
-    reason: str,
+    reason: str | None,
 ) -> Blackout:
     """Close the instrument for a time. Bookings already holding that time must be cancelled first."""
     require_manager(user, instrument)
