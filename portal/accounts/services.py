@@ -258,9 +258,9 @@ def holder_of(enterprise_id: int | None) -> User | None:
     )
 
 
-def enterprise_of(user: User) -> Enterprise | None:
-    """The enterprise the user acts for (None for staff)."""
-    return db.session.get(Enterprise, user.enterprise_id) if user.enterprise_id else None
+def enterprise_of(user: User) -> Enterprise:
+    """The enterprise an enterprise user acts for."""
+    return db.session.get_one(Enterprise, user.enterprise_id)
 
 
 def institutions() -> list[tuple[int, str]]:

@@ -140,7 +140,12 @@ class Calendar:
                 Booking.held_until > start,
             )
         ).all()
-        calendar.holds = [Span(s, held_until, "booking") for s, held_until, _ends in holds]
+        # (Both times are set: the WHERE compares them, which no NULL passes.)
+        calendar.holds = [
+            Span(s, held_until, "booking")
+            for s, held_until, _ends in holds
+            if s is not None and held_until is not None
+        ]
         return calendar
 
     def bookable_window(self) -> Span:

@@ -135,7 +135,7 @@ def user_feed(user: User) -> bytes:
 def calendar_token(user: User) -> str:
     """The secret of the user's private calendar URL (made on first use)."""
     if not user.calendar_token:
-        reset_calendar_token(user)
+        return reset_calendar_token(user)
     return user.calendar_token
 
 

@@ -26,7 +26,7 @@ from portal.booking.services import (
 )
 from portal.booking.transitions import allows, has_begun, require_started, transition
 from portal.core import audit, clock, uploads
-from portal.core.database import serialized_write
+from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.money import format_yuan
 from portal.extensions import db
@@ -62,7 +62,7 @@ class ServiceReport:
 
 def booked_hours(booking: Booking) -> Decimal | None:
     """The hours a slot booking reserved (None for samples)."""
-    if booking.mode is not BookingMode.SLOT or booking.starts_at is None:
+    if booking.mode is not BookingMode.SLOT or booking.starts_at is None or booking.ends_at is None:
         return None
     return Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
 
@@ -202,7 +202,7 @@ def rate_service(user: User, booking_id: int, rating: int, comment: str | None =
         record = booking.service_record
         if booking.state is not BookingState.COMPLETED or record is None:
             raise InvalidTransition(_("Only a completed service can be rated."))
-        result = db.session.execute(
+        changed = changed_rows(
             update(ServiceRecord)
             .where(ServiceRecord.id == record.id, ServiceRecord.rating.is_(None))
             .values(
@@ -210,12 +210,12 @@ def rate_service(user: User, booking_id: int, rating: int, comment: str | None =
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if changed != 1:
             db.session.rollback()
             raise InvalidTransition(_("This service has already been rated."))
         audit.record("service.rated", "service_record", record.id, after={"rating": rating}, actor_id=user.id)
         db.session.commit()
-    return db.session.get(ServiceRecord, record.id, populate_existing=True)
+    return db.session.get_one(ServiceRecord, record.id, populate_existing=True)
 
 
 def get_service_record(user: User, record_id: int) -> ServiceRecord:

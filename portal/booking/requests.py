@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from portal.accounts.models import User, VerificationState
+from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.availability import Calendar, conflict_error
 from portal.booking.models import Booking, BookingMode, BookingPolicy, BookingState
 from portal.booking.services import BOOKABLE_STATUSES, policy_for, tell
@@ -36,7 +36,7 @@ class BookingRequest:
 def _check_enterprise_may_book(user: User) -> None:
     if not user.is_authenticated or user.role is not Role.ENTERPRISE:
         raise Forbidden(_("Only enterprise accounts can book instruments."))
-    if user.enterprise.verification_state is VerificationState.REJECTED:
+    if db.session.get_one(Enterprise, user.enterprise_id).verification_state is VerificationState.REJECTED:
         raise Forbidden(_("Your enterprise's verification was rejected; contact the bureau."))
 
 
@@ -75,7 +75,7 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
         raise NotFound(_("No instrument has the code %(code)s.", code=instrument_code))
     instrument_id, user_id, enterprise_id = instrument.id, user.id, user.enterprise_id
     with serialized_write((LOCK_INSTRUMENT_CALENDAR, instrument_id), shared=True):
-        instrument = db.session.get(Instrument, instrument_id)
+        instrument = db.session.get_one(Instrument, instrument_id)
         policy = policy_for(instrument)
         booking = Booking(
             instrument_id=instrument_id,
@@ -90,7 +90,7 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
         else:
             _check_sample_request(instrument, policy, request)
             booking.sample_count = request.sample_count
-            booking.sample_description = request.sample_description.strip()
+            booking.sample_description = (request.sample_description or "").strip()  # checked: not empty
             booking.sample_delivery_on = request.sample_delivery_on
         _insert(booking, instrument, request)
         audit.record(
@@ -142,5 +142,7 @@ def _insert(booking: Booking, instrument: Instrument, request: BookingRequest) -
         db.session.rollback()
         if getattr(error.orig, "sqlstate", None) != "23P01":
             raise
+        if request.starts_at is None or request.ends_at is None or held_until is None:
+            raise  # never: only a slot, which has its times, can clash
         calendar = Calendar.load(instrument, request.starts_at, held_until)
         raise conflict_error(calendar.conflicts(request.starts_at, request.ends_at)) from None

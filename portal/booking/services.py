@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import Enterprise, User
@@ -72,7 +72,7 @@ def _scope(user: User, stmt: Select) -> Select:
         )
     if user.role in BUREAU_ROLES:
         return stmt
-    return stmt.where(False)
+    return stmt.where(false())
 
 
 def get_booking(user: User, booking_id: int) -> Booking:
@@ -168,7 +168,7 @@ def list_bookings(
         )
     }
     filtered = base.where(Booking.state == BookingState(state)) if state else base
-    total = db.session.scalar(select(func.count()).select_from(filtered.subquery()))
+    total = db.session.execute(select(func.count()).select_from(filtered.subquery())).scalar_one()
     ids = db.session.scalars(
         filtered.order_by(Booking.created_at.desc(), Booking.id.desc())
         .limit(per_page)
@@ -240,7 +240,7 @@ def booking_when(booking: Booking) -> str:
 
 def tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
     """Notify the booking's enterprise ("enterprise") or the instrument's providers ("provider")."""
-    instrument = db.session.get(Instrument, booking.instrument_id)
+    instrument = db.session.get_one(Instrument, booking.instrument_id)
     recipients = (
         users_of_enterprise(booking.enterprise_id)
         if to == "enterprise"
@@ -249,7 +249,7 @@ def tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
     payload = {
         "instrument": instrument.name,
         "institution": instrument.institution.name,
-        "enterprise": db.session.get(Enterprise, booking.enterprise_id).name,
+        "enterprise": db.session.get_one(Enterprise, booking.enterprise_id).name,
         "when": booking_when(booking),
         "place": instrument.address or instrument.county,
         "booking": booking.id,

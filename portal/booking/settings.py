@@ -68,7 +68,7 @@ def set_opening_hours(user: User, instrument: Instrument, intervals: list[tuple[
                 raise ValidationFailed(message, {f"day{weekday}": message})
         by_day.setdefault(weekday, []).append((opens, closes))
     with serialized_write():
-        instrument = db.session.get(Instrument, instrument.id)
+        instrument = db.session.get_one(Instrument, instrument.id)
         before = [f"{h.weekday} {h.opens_at:%H:%M}-{h.closes_at:%H:%M}" for h in instrument.opening_hours]
         instrument.opening_hours = [
             OpeningHours(weekday=d, opens_at=o, closes_at=c) for d, o, c in sorted(intervals)
@@ -91,7 +91,7 @@ def add_blackout(
     kind: BlackoutKind,
     starts_at: datetime,
     ends_at: datetime,
-    reason: str,
+    reason: str | None,
 ) -> Blackout:
     """Close the instrument for a time. Bookings already holding that time must be cancelled first."""
     require_manager(user, instrument)
@@ -106,7 +106,7 @@ def add_blackout(
     instrument_id = instrument.id
     # The exclusive lock waits for booking requests in flight and keeps new ones out until we commit.
     with serialized_write((LOCK_INSTRUMENT_CALENDAR, instrument_id)):
-        instrument = db.session.get(Instrument, instrument_id)
+        instrument = db.session.get_one(Instrument, instrument_id)
         calendar = Calendar.load(instrument, starts_at, ends_at)
         holds = [h for h in calendar.holds if h.start < ends_at and h.end > starts_at]
         if holds:
@@ -160,7 +160,7 @@ def remove_blackout(user: User, blackout_id: int) -> None:
     if managed_blackout(user, blackout_id) is None:
         raise NotFound(_("No such closure."))
     with serialized_write():
-        blackout = db.session.get(Blackout, blackout_id)
+        blackout = db.session.get_one(Blackout, blackout_id)
         code = blackout.instrument.code
         audit.record(
             "instrument.blackout_removed",

@@ -29,7 +29,7 @@ from portal.booking.services import (
 )
 from portal.booking.signals import booking_state_changed
 from portal.core import audit, clock
-from portal.core.database import serialized_write
+from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -63,13 +63,13 @@ def transition(
             {"state": before.value, "action": action},
         )
     now = clock.utcnow()
-    result = db.session.execute(
+    changed = changed_rows(
         update(Booking)
         .where(Booking.id == booking.id, Booking.state == before)
         .values(state=target, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if changed != 1:
         db.session.rollback()
         raise InvalidTransition(_("Someone else changed this booking a moment ago; reload the page."))
     audit.record(
@@ -134,7 +134,7 @@ def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
 def cancellation_deadline(booking: Booking) -> datetime | None:
     """Until when the enterprise may still cancel a confirmed booking itself."""
     cutoff = timedelta(hours=policy_for(booking.instrument).cancel_cutoff_hours)
-    if booking.mode is BookingMode.SLOT:
+    if booking.mode is BookingMode.SLOT and booking.starts_at is not None:  # a slot booking has its times
         return booking.starts_at - cutoff
     if booking.sample_delivery_on:
         return clock.local_datetime_to_utc(booking.sample_delivery_on, datetime.min.time()) - cutoff
@@ -144,7 +144,11 @@ def cancellation_deadline(booking: Booking) -> datetime | None:
 def cancel_cutoff_passed(booking: Booking, now: datetime | None = None) -> bool:
     """Whether the enterprise is too late to cancel this confirmed booking itself (it must call)."""
     deadline = cancellation_deadline(booking)
-    return booking.state is BookingState.CONFIRMED and bool(deadline) and (now or clock.utcnow()) > deadline
+    return (
+        booking.state is BookingState.CONFIRMED
+        and deadline is not None
+        and (now or clock.utcnow()) > deadline
+    )
 
 
 def can_cancel(user: User, booking: Booking, now: datetime | None = None) -> bool:
@@ -209,7 +213,7 @@ def recordable_from(booking: Booking) -> datetime:
 
     A sample booking without a delivery date (older rows) counts from the day it was made.
     """
-    if booking.mode is BookingMode.SLOT:
+    if booking.mode is BookingMode.SLOT and booking.starts_at is not None:  # a slot booking has its times
         return booking.starts_at
     day = booking.sample_delivery_on or clock.to_local(booking.created_at).date()
     return clock.local_datetime_to_utc(day, time.min)
@@ -273,12 +277,12 @@ def send_reminders(now: datetime | None = None, ahead_hours: int = 24) -> int:
     sent = 0
     for booking_id in due:
         with serialized_write():
-            claimed = db.session.execute(
+            claimed = changed_rows(
                 update(Booking)
                 .where(Booking.id == booking_id, Booking.reminded_at.is_(None))
                 .values(reminded_at=now)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             if claimed:
                 tell(fresh_booking(booking_id), "booking.reminder", "enterprise")
                 sent += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -48,7 +49,7 @@ from portal.booking.models import (
 from portal.catalog.services import get_instrument
 from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
-from portal.core.forms import options, show_service_errors
+from portal.core.forms import entered, filled, options, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
@@ -137,7 +138,7 @@ def book_slot(code: str) -> ResponseReturnValue:
                     mode=BookingMode.SLOT,
                     starts_at=starts_at,
                     ends_at=clock.parse_iso(form.ends_at.data),
-                    purpose=form.purpose.data,
+                    purpose=filled(form.purpose),
                 ),
             )
         except ServiceError as error:
@@ -187,7 +188,7 @@ def book_sample(code: str) -> ResponseReturnValue:
                 code,
                 requests.BookingRequest(
                     mode=BookingMode.SAMPLE,
-                    purpose=form.purpose.data,
+                    purpose=filled(form.purpose),
                     sample_count=form.sample_count.data,
                     sample_description=form.sample_description.data,
                     sample_delivery_on=form.sample_delivery_on.data,
@@ -240,7 +241,7 @@ DETAIL_FORMS = {
 
 
 def _detail_page(booking, held: held_uploads.Received | None = None, **submitted) -> ResponseReturnValue:
-    forms = {
+    forms: dict[str, Any] = {
         name: submitted.get(name) or form_class(formdata=None) for name, form_class in DETAIL_FORMS.items()
     }
     forms["complete_form"].service_type.choices = options(SERVICE_TYPE_LABELS.items())
@@ -539,8 +540,8 @@ def manage(code: str) -> ResponseReturnValue:
                 current_user,
                 instrument,
                 BlackoutKind(blackout_form.kind.data),
-                clock.local_naive_to_utc(blackout_form.starts_at.data),
-                clock.local_naive_to_utc(blackout_form.ends_at.data),
+                clock.local_naive_to_utc(entered(blackout_form.starts_at)),
+                clock.local_naive_to_utc(entered(blackout_form.ends_at)),
                 blackout_form.reason.data,
             )
         except ServiceError as error:

@@ -21,7 +21,8 @@ class ValidationFailed(ServiceError):
     code = "validation_error"
     status = 422
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+    # A message per field; a few refusals add details for programs (a booking's "rules" is a list).
+    def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message, {"fields": fields or {}})
         self.fields = fields or {}
 

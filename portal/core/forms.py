@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol, TypeVar
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -13,6 +14,8 @@ from wtforms.validators import ValidationError
 from portal.core import clock, money
 from portal.core.errors import ValidationFailed
 from portal.core.languages import has_chinese, is_english
+
+Value = TypeVar("Value")
 
 
 class NumberRange(validators.NumberRange):
@@ -69,6 +72,21 @@ def filled(field: StringField) -> str:
     DataRequired has refused that by now, so the value is always text.
     """
     return field.data or ""
+
+
+class _HoldsValue(Protocol[Value]):
+    data: Value | None
+
+
+def entered(field: _HoldsValue[Value]) -> Value:
+    """The value of a required number, date or time field once its form has validated.
+
+    As for `filled`: the data is typed optional, but InputRequired (or the form's own validate) has
+    refused a missing value by now.
+    """
+    if field.data is None:
+        raise ValueError(f"{field} has no value although its form validated")
+    return field.data
 
 
 def options(pairs) -> list[SelectChoice]:

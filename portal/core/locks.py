@@ -35,6 +35,7 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import event, select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import ColumnElement
 
@@ -97,6 +98,15 @@ def lock_ids(rank: Rank, model: type[Row], ids: Iterable[int]) -> dict[int, Row]
 def lock_one(rank: Rank, model: type[Row], object_id: int) -> Row | None:
     """One row locked as the step `rank` (None when there is no such row)."""
     return lock_ids(rank, model, [object_id]).get(object_id)
+
+
+def lock_existing(rank: Rank, model: type[Row], object_id: int) -> Row:
+    """One row that must exist (its id read a moment ago, or a row's foreign key), locked as the step
+    `rank`; like `Session.get_one`, a missing row is an error, NoResultFound."""
+    row = lock_one(rank, model, object_id)
+    if row is None:
+        raise NoResultFound(f"No {model.__name__} {object_id}")
+    return row
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -105,12 +105,14 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
     for reviewer in reviewers:
         try:
             if application_or_claim == "application":
-                done = application_services.approve_application(reviewer, item_id, amount_fen=amount_fen)
-                if done.state.value == "approved":
+                application = application_services.approve_application(
+                    reviewer, item_id, amount_fen=amount_fen
+                )
+                if application.state.value == "approved":
                     return
             else:
-                done = desk.approve_claim(reviewer, item_id)
-                if done.state is ClaimState.IN_NOTICE:
+                claim = desk.approve_claim(reviewer, item_id)
+                if claim.state is ClaimState.IN_NOTICE:
                     return
         except ServiceError:
             return

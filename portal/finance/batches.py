@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from portal.accounts import banking
 from portal.accounts.models import User
 from portal.core import audit, clock, exports
-from portal.core.database import serialized_write
+from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.locks import Rank, lock_ids, lock_one, lock_where
 from portal.core.money import fen_to_yuan
@@ -87,12 +87,12 @@ def _transition(
             _("A batch that is %(state)s cannot be changed this way.", state=BATCH_STATE_LABELS[before]),
             {"state": before.value, "action": action},
         )
-    changed = db.session.execute(
+    changed = changed_rows(
         update(DisbursementBatch)
         .where(DisbursementBatch.id == batch.id, DisbursementBatch.state == before)
         .values(state=target, **values)
         .execution_options(synchronize_session="fetch")
-    ).rowcount
+    )
     if changed != 1:
         raise InvalidTransition(_("Someone else changed this batch a moment ago; reload the page."))
     audit.record(
@@ -202,13 +202,17 @@ def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
             if fmt == "csv"
             else exports.xlsx_bytes(_("Payments"), rows, {5: MONEY_FORMAT})
         )
-        values = {"exported_at": clock.utcnow()} if batch.state is BatchState.DRAFT else {}
+        values: dict[str, Any] = {"exported_at": clock.utcnow()} if batch.state is BatchState.DRAFT else {}
         _transition(
             batch,
             "export",
             user,
             # Which version of each payee's account went to the bank.
-            after={"format": fmt, "accounts": {str(p.enterprise.id): p.account.id for p in lines}},
+            # (Every line has an account: a missing one was refused above.)
+            after={
+                "format": fmt,
+                "accounts": {str(p.enterprise.id): p.account.id for p in lines if p.account is not None},
+            },
             **values,
         )
         db.session.commit()

@@ -241,13 +241,13 @@ def ledger_committed(month_from: str, month_to: str | None = None) -> int:
     """What the voucher ledgers committed in the months (inclusive): the figure every total must equal."""
     start, end = month_range(month_from)[0], month_range(month_to or month_from)[1]
     return int(
-        db.session.scalar(
+        db.session.execute(
             select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
                 LedgerEntry.kind == LedgerKind.COMMITTED,
                 LedgerEntry.created_at >= start,
                 LedgerEntry.created_at < end,
             )
-        )
+        ).scalar_one()
     )
 
 
@@ -312,7 +312,9 @@ def _claims_query(month_from: str, month_to: str):
 
 
 def count_export_rows(month_from: str, month_to: str) -> int:
-    return db.session.scalar(select(func.count()).select_from(_claims_query(month_from, month_to).subquery()))
+    return db.session.execute(
+        select(func.count()).select_from(_claims_query(month_from, month_to).subquery())
+    ).scalar_one()
 
 
 def export_rows(month_from: str, month_to: str, funds: list[str]) -> Iterator[tuple[list[Any], list[int]]]:
@@ -419,7 +421,7 @@ def start_export_job(user: User, month_from: str, month_to: str, fmt: str) -> Ex
     job_id = job.id
     outbox.send_task("finance.run_export", job_id)
     db.session.commit()
-    return db.session.get(ExportJob, job_id)
+    return db.session.get_one(ExportJob, job_id)
 
 
 def run_export_job(job_id: int) -> None:
@@ -503,11 +505,11 @@ def ask_for_account(batch: DisbursementBatch, payee: dict[str, Any]) -> None:
 
 
 def claims_waiting_for_batch() -> int:
-    return db.session.scalar(
+    return db.session.execute(
         select(func.count())
         .select_from(Claim)
         .where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
-    )
+    ).scalar_one()
 
 
 def payees_without_account() -> list[dict[str, Any]]:
@@ -557,7 +559,7 @@ def payments(batch: DisbursementBatch) -> list[Payment]:
     accounts = banking.verified_accounts(per_enterprise)
     return [
         Payment(
-            enterprise=db.session.get(Enterprise, enterprise_id),
+            enterprise=db.session.get_one(Enterprise, enterprise_id),
             account=accounts.get(enterprise_id),
             amount_fen=sum(c.total_fen for c in claims),
             claims=[c.id for c in claims],

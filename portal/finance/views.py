@@ -22,6 +22,7 @@ from portal.core import clock, uploads
 from portal.core.charts import Series, bar_chart
 from portal.core.errors import ServiceError
 from portal.core.exports import XLSX_MIMETYPE, attachment
+from portal.core.forms import filled
 from portal.core.permissions import Role, role_required
 from portal.finance import batches as batch_transitions
 from portal.finance import services
@@ -66,7 +67,8 @@ def index() -> ResponseReturnValue:
         title=_("Approved subsidy per month"),
         unit="",
     )
-    group_choices = [(choice.value, choice.label) for choice in form.group_by.choices]
+    # WTForms 3.3 keeps SelectChoice objects in `choices`; its stubs (3.2) know only pairs and dicts.
+    group_choices = [(choice.value, choice.label) for choice in form.group_by.choices]  # type: ignore[union-attr]
     group_label = dict(group_choices).get(group_by, group_by)
     return render_template(
         "finance/index.html",
@@ -138,7 +140,7 @@ def batches() -> ResponseReturnValue:
                 )
             return redirect(url_for("finance.batch", batch_id=batch.id))
         if close_form.submit.data and close_form.validate_on_submit():
-            services.close_month(current_user, close_form.month.data)
+            services.close_month(current_user, filled(close_form.month))
             flash(_("The month is closed."), "success")
             return redirect(url_for("finance.batches"))
     except ServiceError as error:  # said at the month of the form that was sent, which keeps its value
@@ -172,7 +174,7 @@ def batch(batch_id: int) -> ResponseReturnValue:
             body = batch_transitions.export_batch(current_user, batch_id, fmt)
             return attachment(body, XLSX_MIMETYPE if fmt == "xlsx" else "text/csv", f"batch-{batch_id}.{fmt}")
         if paid_form.submit.data and paid_form.validate_on_submit():
-            batch_transitions.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
+            batch_transitions.mark_batch_paid(current_user, batch_id, filled(paid_form.reference))
             flash(_("The batch is paid; the enterprises are notified."), "success")
             return redirect(url_for("finance.batch", batch_id=batch_id))
     except ServiceError as error:

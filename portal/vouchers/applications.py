@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -15,7 +15,7 @@ from portal.accounts.services import is_holder, require_holder
 from portal.core import audit, clock
 from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition, LimitExceeded, NotFound, ValidationFailed
-from portal.core.locks import Rank, lock_one
+from portal.core.locks import Rank, lock_existing, lock_one
 from portal.core.money import format_yuan
 from portal.extensions import db
 from portal.vouchers.models import (
@@ -218,10 +218,10 @@ def approve_application(
     comment = (comment or "").strip() or None
     with serialized_write():
         application = _waiting(application_id)
-        scheme = lock_one(Rank.SCHEME, Scheme, application.scheme_id)
+        scheme = lock_existing(Rank.SCHEME, Scheme, application.scheme_id)
         if application.state is ApplicationState.PENDING_SECOND:
             refuse_own_approval(reviewer, application)
-            amount = application.first_amount_fen
+            amount = cast(int, application.first_amount_fen)  # set by the first approval
         else:
             amount = amount_fen if amount_fen is not None else application.amount_fen
         _check_allocation(scheme, application, amount)
@@ -356,12 +356,12 @@ def _check_allocation(scheme: Scheme, application: VoucherApplication, amount: i
             _("Only %(free)s of the scheme's budget is not yet allocated.", free=format_yuan(free)),
             {"limited_by": ["scheme_budget"], "free_fen": free},
         )
-    enterprise = db.session.get(Enterprise, application.enterprise_id)
-    group_allocated = db.session.scalar(
+    enterprise = db.session.get_one(Enterprise, application.enterprise_id)
+    group_allocated = db.session.execute(
         select(func.coalesce(func.sum(Voucher.quota_fen - Voucher.released_fen), 0))
         .join(Enterprise, Enterprise.id == Voucher.enterprise_id)
         .where(Voucher.scheme_id == scheme.id, _same_group(enterprise))
-    )
+    ).scalar_one()
     if group_allocated + amount > scheme.group_cap_fen:
         left = scheme.group_cap_fen - group_allocated
         raise LimitExceeded(

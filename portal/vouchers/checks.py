@@ -194,7 +194,7 @@ def _over_booked(records: list[ServiceRecord]) -> Failures:
     over = []
     for r in records:
         booking = r.booking
-        if booking.mode is BookingMode.SLOT and r.hours is not None and booking.starts_at:
+        if booking.mode is BookingMode.SLOT and r.hours is not None and booking.starts_at and booking.ends_at:
             booked = Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
             if r.hours > booked:
                 message = _(
@@ -282,8 +282,8 @@ def refuse_failed_checks(checks: list[Check], refusal: str) -> None:
 def current_checks(claim: Claim) -> list[Check]:
     """The checks as they stand now: a draft's or a returned claim's stored ones may be stale (a file
     added since), and submitting runs exactly these."""
-    voucher = db.session.get(Voucher, claim.voucher_id)
-    enterprise = db.session.get(Enterprise, claim.enterprise_id)
+    voucher = db.session.get_one(Voucher, claim.voucher_id)
+    enterprise = db.session.get_one(Enterprise, claim.enterprise_id)
     return all_checks(enterprise, voucher, records_of(claim_record_ids(claim)), claim.id)
 
 
@@ -305,7 +305,7 @@ def claimable_services(user: User, voucher: Voucher | None) -> list[ClaimableSer
     records = claimable_records(user)
     if voucher is None or not records:
         return [ClaimableService(r, []) for r in records]
-    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    enterprise = db.session.get_one(Enterprise, user.enterprise_id)
     problems = checks_per_service(enterprise, voucher.scheme, records)
     return [ClaimableService(r, problems[r.id]) for r in records]
 

@@ -16,9 +16,9 @@ from portal.accounts.services import is_holder, require_holder
 from portal.booking.models import Booking, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
-from portal.core.database import serialized_write
+from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
-from portal.core.locks import Rank, lock_one
+from portal.core.locks import Rank, lock_existing, lock_one
 from portal.core.money import format_yuan
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
@@ -255,7 +255,7 @@ def submit_claim(user: User, claim_id: int) -> Claim:
         if claim.state is ClaimState.DRAFT:
             _reserve_services(claim, ids)
         records = records_of(ids)
-        voucher = db.session.get(Voucher, claim.voucher_id)
+        voucher = db.session.get_one(Voucher, claim.voucher_id)
         checks = all_checks(enterprise, voucher, records, claim.id)
         refuse_failed_checks(checks, _("This claim cannot be submitted until every check passes: %(failed)s"))
         _set_amounts(
@@ -285,12 +285,12 @@ def submit_claim(user: User, claim_id: int) -> Claim:
 
 def _reserve_services(claim: Claim, ids: list[int]) -> None:
     """Reserve every service for this claim at once, or none: a service is never in two claims."""
-    taken = db.session.execute(
+    taken = changed_rows(
         update(ServiceRecord)
         .where(ServiceRecord.id.in_(ids), ServiceRecord.claim_id.is_(None))
         .values(claim_id=claim.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if taken != len(ids):
         db.session.rollback()
         raise InvalidTransition(
@@ -367,13 +367,13 @@ def revise_claim(
     stored = uploads.store_upload(replacement.stream, replacement.filename) if replacement else None
     try:
         with serialized_write():
-            claim = lock_one(Rank.CLAIMS, Claim, claim_id)
+            claim = lock_existing(Rank.CLAIMS, Claim, claim_id)
             if (claim.state, "revise") not in CLAIM_TRANSITIONS:
                 raise InvalidTransition(_("Only a returned claim can be corrected."))
             changes: dict[str, Any] = {}
             if reply and reply != claim.reply:
                 claim.reply = changes["reply"] = reply
-            if stored:
+            if stored and replacement:  # (a file is stored only for a replacement)
                 changes["file"] = _replace_file(user, replacement, stored)
             if changes:
                 audit.record(

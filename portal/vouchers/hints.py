@@ -41,9 +41,9 @@ def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHin
                 Voucher.state == VoucherState.ACTIVE,
             )
         )
-    if voucher is None or voucher.valid_until < clock.local_today():
+    if scheme is None or voucher is None or voucher.valid_until < clock.local_today():
         return BookingHint(None, _("You have no valid innovation voucher: the whole fee is yours to pay."))
-    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    enterprise = db.session.get_one(Enterprise, user.enterprise_id)
     subsidy = subsidy_for(enterprise, scheme, voucher, fee_fen, instrument.institution.is_local)
     warning = None
     short = [

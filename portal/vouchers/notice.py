@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from portal.core import clock
 from portal.core.database import serialized_write
-from portal.core.locks import Rank, lock_one
+from portal.core.locks import Rank, lock_existing
 from portal.extensions import db
 from portal.vouchers.claims import CLAIM_TRANSITIONS, audit_claim, tell_about_claim
 from portal.vouchers.models import Claim, ClaimItem
@@ -33,7 +33,7 @@ def end_public_notice(today: date | None = None) -> int:
 def end_notice(claim_id: int) -> bool:
     """IN_NOTICE -> PAYABLE (the daily task, no one's decision): whether it became payable now."""
     with serialized_write():
-        claim = lock_one(Rank.CLAIMS, Claim, claim_id)
+        claim = lock_existing(Rank.CLAIMS, Claim, claim_id)
         if (claim.state, "end_notice") not in CLAIM_TRANSITIONS:
             return False  # done by an earlier run
         before = transition(

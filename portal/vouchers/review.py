@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -18,7 +19,7 @@ from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.core import clock
 from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition, LimitExceeded, NotFound
-from portal.core.locks import Rank, lock_one, lock_where
+from portal.core.locks import Rank, lock_existing, lock_one, lock_where
 from portal.core.models import AuditEvent
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.extensions import db
@@ -109,7 +110,7 @@ class Queue:
 def _filtered(filters: QueueFilters, kind: str) -> Select:
     model: Any  # see QUEUE_MODELS
     submitted: InstrumentedAttribute[Any]
-    waiting: list[StrEnum]
+    waiting: Sequence[StrEnum]
     amount: SQLColumnExpression[int] | None
     if kind == "verification":
         model, submitted, waiting, amount = (
@@ -269,12 +270,12 @@ def approve_claim(reviewer: User, claim_id: int, comment: str | None = None) -> 
 
 def _approve(claim: Claim, reviewer: User, comment: str | None, month: str) -> None:
     # The lock order of portal.core.locks: claim (done), funds, enterprise and group caps, voucher.
-    voucher_row = db.session.get(Voucher, claim.voucher_id)
-    scheme = db.session.get(Scheme, voucher_row.scheme_id)
+    voucher_row = db.session.get_one(Voucher, claim.voucher_id)
+    scheme = db.session.get_one(Scheme, voucher_row.scheme_id)
     funds = {f.name: f for f in lock_where(Rank.FUNDS, Fund, Fund.scheme_id == scheme.id)}
-    enterprise = db.session.get(Enterprise, claim.enterprise_id)
+    enterprise = db.session.get_one(Enterprise, claim.enterprise_id)
     enterprise_cap, group_cap = lock_caps(scheme, enterprise)
-    voucher = lock_one(Rank.VOUCHERS, Voucher, claim.voucher_id)
+    voucher = lock_existing(Rank.VOUCHERS, Voucher, claim.voucher_id)
 
     records = records_of(claim_record_ids(claim))
     checks = all_checks(enterprise, voucher, records, claim.id)

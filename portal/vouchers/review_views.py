@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -15,7 +16,7 @@ from portal.accounts import banking
 from portal.core import clock, uploads
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.errors import ServiceError, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import entered, filled, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
@@ -159,9 +160,9 @@ def application_detail(application_id: int) -> ResponseReturnValue:
     form = DecisionForm()
     if not form.is_submitted():
         form.amount.data = fen_to_yuan(application.first_amount_fen or application.amount_fen)
-    if form.validate_on_submit() and form.action():
+    if form.validate_on_submit() and (action := form.action()):
         try:
-            if form.action() == "approve":
+            if action == "approve":
                 application_services.approve_application(
                     current_user,
                     application_id,
@@ -169,7 +170,7 @@ def application_detail(application_id: int) -> ResponseReturnValue:
                     comment=form.comment.data,
                 )
             else:
-                APPLICATION_TURN_DOWNS[form.action()](current_user, application_id, form.comment.data)
+                APPLICATION_TURN_DOWNS[action](current_user, application_id, form.comment.data)
         except ServiceError as error:
             flash(error.message, "danger")
         else:
@@ -299,12 +300,12 @@ def _ranking_weights(form: SchemeForm) -> dict[str, str] | None:
 
 
 def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
-    values = {
+    values: dict[str, Any] = {
         "year": form.year.data,
         "name": form.name.data,
-        "enterprise_cap_fen": yuan_to_fen(form.enterprise_cap.data),
-        "group_cap_fen": yuan_to_fen(form.group_cap.data),
-        "four_eyes_threshold_fen": yuan_to_fen(form.four_eyes_threshold.data),
+        "enterprise_cap_fen": yuan_to_fen(entered(form.enterprise_cap)),
+        "group_cap_fen": yuan_to_fen(entered(form.group_cap)),
+        "four_eyes_threshold_fen": yuan_to_fen(entered(form.four_eyes_threshold)),
         "voucher_validity_days": form.voucher_validity_days.data,
         "service_window_start": form.service_window_start.data,
         "service_window_end": form.service_window_end.data,
@@ -316,10 +317,10 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
         values["ranking_weights"] = weights
     funds = [
         schemes.FundSettings(
-            row.form.name.data.strip(),
-            row.form.rate.data,
+            filled(row.form.name).strip(),
+            entered(row.form.rate),
             row.form.condition.data,
-            yuan_to_fen(row.form.budget.data),
+            yuan_to_fen(entered(row.form.budget)),
             row.form.enterprise_capped.data,
             (row.form.label.data or "").strip(),
         )

@@ -20,7 +20,7 @@ from portal.core.locks import Rank, lock_where
 from portal.core.money import format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, Scheme
+from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme
 
 
 def current_scheme(today: date | None = None) -> Scheme | None:
@@ -58,9 +58,9 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
     fields: dict[str, str] = {}
     if values["service_window_start"] > values["service_window_end"]:
         fields["service_window_end"] = _("The window ends before it starts.")
-    for fund in funds:
-        if not Decimal(0) <= fund.rate <= Decimal(1):
-            fields[f"{fund.name}_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
+    for settings in funds:
+        if not Decimal(0) <= settings.rate <= Decimal(1):
+            fields[f"{settings.name}_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
     if values.get("ranking_weights") is not None:
         fields.update(_check_ranking_weights(values["ranking_weights"]))
     if fields:
@@ -87,7 +87,8 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
                     amount=format_yuan(fund.committed_fen),
                 )
                 raise ValidationFailed(message, {f"{settings.name}_budget": message})
-            fund.position, fund.rate, fund.condition = position, settings.rate, settings.condition
+            fund.position, fund.rate = position, settings.rate
+            fund.condition = FundCondition(settings.condition)
             fund.budget_fen, fund.enterprise_capped = settings.budget_fen, settings.enterprise_capped
             fund.label = settings.label
             db.session.add(fund)

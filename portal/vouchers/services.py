@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from portal.accounts.models import Enterprise, User
 from portal.accounts.models import VerificationState as EnterpriseState
+from portal.core.database import changed_rows
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
@@ -47,12 +48,12 @@ def transition(
     refused = InvalidTransition(refusal, {"state": before.value} if details is None else details)
     if (before, action) not in table:
         raise refused
-    changed = db.session.execute(
+    changed = changed_rows(
         update(model)
         .where(model.id == row.id, model.state == before)
         .values(state=table[(before, action)], **values)
         .execution_options(synchronize_session="fetch")
-    ).rowcount
+    )
     if changed != 1:
         raise refused
     return before
@@ -98,7 +99,7 @@ def is_enterprise_user(user: User, enterprise_id: int) -> bool:
 def require_verified_enterprise(user: User) -> Enterprise:
     if not user.is_authenticated or user.role is not Role.ENTERPRISE:
         raise Forbidden(_("Only enterprise accounts can do this."))
-    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    enterprise = db.session.get_one(Enterprise, user.enterprise_id)
     if enterprise.verification_state is not EnterpriseState.VERIFIED:
         raise Forbidden(_("Your enterprise must be verified by the bureau first."))
     return enterprise

@@ -108,7 +108,8 @@ def submit_verification(
 def _new_request(
     user: User, data: VerificationData, kind: EnterpriseKind, stored: uploads.StoredFile | None
 ) -> VerificationRequest:
-    enterprise_id = user.enterprise_id
+    enterprise = db.session.get_one(Enterprise, user.enterprise_id)
+    enterprise_id = enterprise.id
     request = VerificationRequest(
         enterprise_id=enterprise_id,
         kind=kind,
@@ -123,7 +124,6 @@ def _new_request(
     db.session.add(request)
     if data.related_institution_id and data.relation_kind:
         _declare(user, enterprise_id, data.related_institution_id, data.relation_kind)
-    enterprise = db.session.get(Enterprise, enterprise_id)
     if enterprise.verification_state is EnterpriseState.REJECTED:
         enterprise.verification_state = EnterpriseState.PENDING
     db.session.flush()
@@ -214,7 +214,7 @@ def _waiting_request(request_id: int, action: str) -> tuple[VerificationRequest,
         raise NotFound(_("No such verification request."))
     if (request.state, action) not in VERIFICATION_TRANSITIONS:
         raise InvalidTransition(_("This request has already been decided."))
-    return request, db.session.get(Enterprise, request.enterprise_id)
+    return request, db.session.get_one(Enterprise, request.enterprise_id)
 
 
 def _decide(

@@ -19,7 +19,7 @@ from portal.accounts.models import (
 from portal.booking.models import FILE_KIND_LABELS, FileKind
 from portal.core import held_uploads
 from portal.core.errors import ServiceError, ValidationFailed
-from portal.core.forms import options, show_service_errors
+from portal.core.forms import entered, filled, options, show_service_errors
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
 from portal.vouchers import applications as application_services
@@ -129,13 +129,13 @@ def verification() -> ResponseReturnValue:
     form.related_institution.choices = institution_choices()
     valid = form.validate_on_submit()
     held = held_uploads.receive_form(form, ("certificate",), "verification") if form.is_submitted() else None
-    if valid and not held.errors:
+    if valid and held is not None and not held.errors:  # (a valid form was submitted: held is set)
         try:
             verification_services.submit_verification(
                 current_user,
                 verification_services.VerificationData(
                     kind=EnterpriseKind(form.kind.data),
-                    actual_controller=form.actual_controller.data,
+                    actual_controller=filled(form.actual_controller),
                     tech_sme_number=form.tech_sme_number.data,
                     related_institution_id=int(form.related_institution.data)
                     if form.related_institution.data
@@ -167,7 +167,7 @@ def bank_account() -> ResponseReturnValue:
             banking.record_bank_account(
                 current_user,
                 banking.BankAccountData(
-                    form.account_name.data, form.bank_name.data, form.account_number.data
+                    filled(form.account_name), filled(form.bank_name), filled(form.account_number)
                 ),
             )
         except ValidationFailed as error:
@@ -203,13 +203,13 @@ def apply(application_id: int | None = None) -> ResponseReturnValue:
         form.amount.data, form.plan.data = fen_to_yuan(application.amount_fen), application.plan
     if form.validate_on_submit():
         try:
-            amount = yuan_to_fen(form.amount.data)
+            amount = yuan_to_fen(entered(form.amount))
             if application:
                 application_services.resubmit_application(
-                    current_user, application.id, amount, form.plan.data
+                    current_user, application.id, amount, filled(form.plan)
                 )
             else:
-                application_services.apply_for_voucher(current_user, amount, form.plan.data)
+                application_services.apply_for_voucher(current_user, amount, filled(form.plan))
         except ValidationFailed as error:
             show_service_errors(form, error)
             if "amount_fen" in error.fields:
@@ -245,10 +245,14 @@ def new_claim() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             if form.create.data:
-                claim = claim_services.create_claim(current_user, form.voucher_id.data, form.records.data)
+                claim = claim_services.create_claim(
+                    current_user, entered(form.voucher_id), entered(form.records)
+                )
                 flash(_("Draft saved. Check it, then submit it to the bureau."), "success")
                 return redirect(url_for("vouchers.claim", claim_id=claim.id))
-            preview = claim_services.preview_claim(current_user, form.voucher_id.data, form.records.data)
+            preview = claim_services.preview_claim(
+                current_user, entered(form.voucher_id), entered(form.records)
+            )
         except ServiceError as error:
             form.form_errors.append(error.message)
     return render_template(

@@ -12,7 +12,7 @@ from portal.accounts.models import User
 from portal.core import audit, clock
 from portal.core.database import serialized_write
 from portal.core.errors import NotFound
-from portal.core.locks import Rank, lock_one
+from portal.core.locks import Rank, lock_existing
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
 from portal.vouchers.models import LedgerEntry, LedgerKind, Scheme, Voucher, VoucherState
@@ -68,10 +68,10 @@ def expire_vouchers(today: date | None = None) -> int:
 def expire_voucher(voucher_id: int) -> bool:
     """ACTIVE -> EXPIRED (the daily task, no one's decision): whether it expired now."""
     # A voucher never changes scheme: read it unlocked, so the scheme is locked before the voucher.
-    scheme_id = db.session.scalar(select(Voucher.scheme_id).where(Voucher.id == voucher_id))
+    scheme_id = db.session.execute(select(Voucher.scheme_id).where(Voucher.id == voucher_id)).scalar_one()
     with serialized_write():
-        scheme = lock_one(Rank.SCHEME, Scheme, scheme_id)
-        voucher = lock_one(Rank.VOUCHERS, Voucher, voucher_id)
+        scheme = lock_existing(Rank.SCHEME, Scheme, scheme_id)
+        voucher = lock_existing(Rank.VOUCHERS, Voucher, voucher_id)
         if (voucher.state, "expire") not in VOUCHER_TRANSITIONS:
             return False  # expired by an earlier run
         unused = voucher.balance_fen
