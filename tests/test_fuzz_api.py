@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from werkzeug.test import Client
 
 from portal.accounts.services import issue_api_token
-from portal.booking import files
+from portal.booking import files as booking_files
 from portal.booking.models import BookingState, FileKind
 from portal.core import clock
 from portal.core.permissions import Role
@@ -177,7 +177,7 @@ def world(
     ]
     records = [make_service(enterprise, instrument=instrument, evidence=()) for _ in range(2)]
     files = [
-        files.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        booking_files.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
         for record in records
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
     ]

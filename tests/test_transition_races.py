@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.accounts.models import User
-from portal.booking import services as booking
 from portal.booking import transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import InvalidTransition
@@ -106,7 +105,7 @@ def test_confirm_and_cancel_of_one_request_exactly_one_wins(
     # Ids only: the racers must not touch the test's own session (or its expired rows).
     booking_id = make_booking(instrument, owner, WEDNESDAY_9, WEDNESDAY_9 + timedelta(hours=1)).id
     # Both have read the booking as REQUESTED before either writes.
-    hold_until_both_arrive(monkeypatch, booking, "_fresh", after=True)
+    hold_until_both_arrive(monkeypatch, transitions, "fresh_booking", after=True)
 
     results = race(
         app,
