@@ -57,10 +57,22 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
 
-    from portal import accounts, admin, api, booking, catalog, dashboard, finance, notifications, vouchers
+    from portal import (
+        accounts,
+        admin,
+        api,
+        booking,
+        catalog,
+        dashboard,
+        finance,
+        notifications,
+        qualifications,
+        vouchers,
+    )
 
     accounts.init_app(app)
     catalog.init_app(app)
+    qualifications.init_app(app)
     booking.init_app(app)
     vouchers.init_app(app)
     notifications.init_app(app)
