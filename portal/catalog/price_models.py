@@ -90,11 +90,15 @@ class PriceRow(db.Model):
         )
 
 
+# What else the instrument's page and record show, so its change is a catalogue change: the price
+# table, and what the areas above add (portal.qualifications adds its use rules and training).
+SHOWN_WITH_INSTRUMENT: list[type] = [PriceRow]
+
+
 @event.listens_for(Session, "after_flush")
 def _bump_version_on_price_change(session: Session, flush_context) -> None:
-    # The detail page and the API record show the table: a change is a catalogue change.
     changed = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(obj, PriceRow) for obj in changed):
+    if any(isinstance(obj, tuple(SHOWN_WITH_INSTRUMENT)) for obj in changed):
         session.connection().execute(
             update(CatalogState).where(CatalogState.id == 1).values(version=uuid.uuid4().hex)
         )

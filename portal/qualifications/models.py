@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import User
 from portal.catalog.models import Instrument
+from portal.catalog.price_models import SHOWN_WITH_INSTRUMENT
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime
@@ -135,6 +136,8 @@ class TrainingEnrolment(db.Model):
     def __repr__(self) -> str:
         return f"<TrainingEnrolment session={self.session_id} user={self.user_id}>"
 
+
+SHOWN_WITH_INSTRUMENT.extend([UseRules, TrainingSession, TrainingEnrolment])
 
 OBJECT_LABELS.update({"qualification": _l("Qualification"), "training_session": _l("Training session")})
 ACTION_LABELS.update(
