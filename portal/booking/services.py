@@ -39,6 +39,7 @@ from portal.core.errors import Forbidden, InvalidTransition, NotFound, SlotConfl
 from portal.core.models import AuditEvent
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
+from portal.qualifications import services as use_rules
 
 MIDNIGHT_MARK = time(23, 59)
 # What a calendar may span: views ask for days, a closure may last years; beyond that, and outside
@@ -373,6 +374,7 @@ class BookingRequest:
     sample_count: int | None = None
     sample_description: str | None = None
     sample_delivery_on: date | None = None
+    operation: str | None = None  # slots: "self" (default) or "staff" (issue 17)
 
 
 def _check_enterprise_may_book(user: User) -> None:
@@ -426,6 +428,10 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
             mode=request.mode,
             state=BookingState.REQUESTED,
             purpose=request.purpose.strip(),
+            # Issue 17: the operation mode (refused without a qualification) and the frozen price.
+            **use_rules.booking_terms(
+                user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at
+            ),
         )
         if request.mode is BookingMode.SLOT:
             if request.starts_at is None or request.ends_at is None:
