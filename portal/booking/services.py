@@ -32,6 +32,7 @@ from portal.booking.models import (
     ServiceRecord,
     ServiceType,
 )
+from portal.catalog import prices
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import audit, clock, held_uploads, uploads
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
@@ -798,7 +799,12 @@ def complete_booking(
         _require_manager(user, booking.instrument)
         _require_started(booking, "complete")
         hours_reason = _check_hours(booking, report)
-        computed = compute_fee(booking.instrument, report.hours, report.samples)
+        # Issue 17: the price frozen at booking; bookings from before price tables use the standard.
+        computed = prices.booking_fee(
+            booking.price_terms, report.hours, report.samples, booked_hours(booking)
+        )
+        if computed is None:
+            computed = compute_fee(booking.instrument, report.hours, report.samples)
         fee = computed if report.fee_fen is None else report.fee_fen
         reason = (report.fee_reason or "").strip() or None
         if fee != computed and not reason:
@@ -815,6 +821,7 @@ def complete_booking(
             hours_reason=hours_reason,
             result_summary=report.result_summary.strip()[:4000],
             service_type=report.service_type,
+            service_way=use_rules.service_way(booking.mode.value, booking.operation),
             recorded_by_id=user.id,
             recorded_at=clock.utcnow(),
         )

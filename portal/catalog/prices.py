@@ -300,3 +300,18 @@ def set_price_table(user: User, code: str, rows: list[Mapping[str, Any]]) -> lis
             )
         db.session.commit()
     return price_table(instrument)
+
+
+def booking_fee(
+    terms: Mapping[str, Any] | None, hours: Decimal | None, samples: int | None, booked_hours: Decimal | None
+) -> int | None:
+    """The fee at a booking's frozen price (`Booking.price_terms`) for the usage recorded, hours or
+    samples as its unit says; None when the booking froze no price (made before price tables) or
+    the usage is not given in its unit."""
+    if not terms:
+        return None
+    price = Price.from_json(terms)
+    used = hours if price.unit == PriceUnit.HOUR else samples
+    if used is None:
+        return None
+    return fee_for(price, used, booked_hours if price.unit == PriceUnit.HOUR else None)
