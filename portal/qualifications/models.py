@@ -29,7 +29,7 @@ from portal.extensions import db
 
 # The operation modes of slot bookings (samples are a booking mode of their own).
 OPERATIONS = ("self", "staff")
-OPERATION_LABELS = {"self": _l("Self-operated (自主上机)"), "staff": _l("Staff-operated (代为操作)")}
+OPERATION_LABELS = {"self": _l("Self-operated"), "staff": _l("Staff-operated")}
 
 
 class UseRules(db.Model):
