@@ -56,12 +56,23 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
         "sample_count",
         "sample_description",
         "sample_delivery_on",
+        "operation",
     },
     "POST /api/v1/bookings/{id}/cancel": {"reason"},
     "POST /api/v1/bookings/{id}/complete": {"hours", "fee_reason", "hours_reason"},
     "POST /api/v1/voucher-applications": {"amount_fen"},
     "POST /api/v1/service-records/{id}/files": {"file"},
     "GET /api/v1/finance/totals": {"month"},
+    # Issue 17: who is qualified, the booking policy, the price table.
+    "POST /api/v1/instruments/{code}/qualifications": {"username", "valid_until"},
+    "PUT /api/v1/instruments/{code}/booking-policy": {
+        "min_minutes",
+        "max_minutes",
+        "buffer_minutes",
+        "hours",
+        "operations",
+    },
+    "PATCH /api/v1/instruments/{code}": {"prices"},
 }
 
 

@@ -186,6 +186,14 @@ class InstrumentArgsSchema(PageArgsSchema):
         validate=validate.Range(min=0, max=10**12),
         metadata={"description": "Not below fee_min_fen when both are given (else 422 on this field)"},
     )
+    fee_unit = ma.fields.String(
+        load_default="hour",
+        validate=validate.OneOf(list(services.FEE_UNITS)),
+        metadata={
+            "description": "The enterprise price fee_min_fen, fee_max_fen and the fee sorts use: "
+            "fee_per_hour_fen or fee_per_sample_fen (instruments without it: filtered out, sorted last)"
+        },
+    )
     sort = ma.fields.String(load_default="relevance", validate=validate.OneOf(list(services.SORTS)))
 
 

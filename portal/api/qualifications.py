@@ -39,25 +39,44 @@ NO_SHOW_GRACE_MINUTES = 30
 
 
 class StepSchema(ma.Schema):
-    from_units = ma.fields.Integer(required=True, metadata={"description": "From this unit on (1-based)"})
-    unit_price_fen = ma.fields.Integer(required=True)
+    from_units = ma.fields.Integer(
+        required=True,
+        validate=validate.Range(min=2, max=prices.MAX_UNITS),
+        metadata={"description": "From this unit on (1-based); distinct within a row"},
+    )
+    unit_price_fen = ma.fields.Integer(
+        required=True, validate=validate.Range(min=0, max=prices.MAX_PRICE_FEN)
+    )
 
 
 class PriceSchema(ma.Schema):
+    class Meta:
+        description = (
+            "One line per customer category and mode (another for the same pair: 422 on `prices`); "
+            "mode `sample` is priced per `sample`."
+        )
+
     customer = ma.fields.String(required=True, validate=validate.OneOf([c.value for c in CustomerCategory]))
     mode = ma.fields.String(required=True, validate=validate.OneOf([m.value for m in PriceMode]))
     unit = ma.fields.String(required=True, validate=validate.OneOf([u.value for u in PriceUnit]))
     unit_price_fen = ma.fields.Integer(
         required=True, validate=validate.Range(min=0, max=prices.MAX_PRICE_FEN)
     )
-    min_units = ma.fields.Integer(load_default=0, metadata={"description": "Usage below is billed as this"})
+    min_units = ma.fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=prices.MAX_UNITS),
+        metadata={"description": "Usage below is billed as this"},
+    )
     steps = ma.fields.List(
         ma.fields.Nested(StepSchema),
         load_default=list,
         metadata={"description": "Graduated: each unit from `from_units` on costs the step's price"},
     )
     overtime_unit_price_fen = ma.fields.Integer(
-        load_default=None, allow_none=True, metadata={"description": "Each hour beyond the booked time"}
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=prices.MAX_PRICE_FEN),
+        metadata={"description": "Each hour beyond the booked time"},
     )
 
 
@@ -120,6 +139,14 @@ class BookingPolicySchema(ma.Schema):
 
 class BookingPolicyPutSchema(ma.Schema):
     """Any of the policy's fields; those left out stay as they are."""
+
+    class Meta:
+        description = (
+            "Fields left out stay as they are. `min_minutes` may not exceed `max_minutes`, and "
+            "`min_minutes`, `max_minutes` and `buffer_minutes` are multiples of `step_minutes` (422 "
+            "naming the field); `hours` replaces the week: intervals of a day may not overlap, "
+            "opening before closing (422 on `hours`)."
+        )
 
     accepts_slots = ma.fields.Boolean()
     accepts_samples = ma.fields.Boolean()
@@ -225,7 +252,8 @@ def _hours(rows: list[dict[str, str]]) -> list[tuple[int, time, time]]:
         try:
             opens, closes = time.fromisoformat(row["opens_at"]), time.fromisoformat(row["closes_at"])
         except ValueError:
-            raise ValidationFailed("Not a time of day.", {f"hours.{n}": "Not a time of day."}) from None
+            message = f"hours[{n}]: not a time of day"
+            raise ValidationFailed(message, {"hours": message}) from None
         intervals.append((row["weekday"], opens, closes))
     return intervals
 
@@ -247,7 +275,10 @@ def put_policy(args: dict, code: str):
     hours = _hours(args["hours"]) if "hours" in args else None
     booking.update_policy(current_user, instrument, values)
     if hours is not None:
-        booking.set_opening_hours(current_user, instrument, hours)
+        try:
+            booking.set_opening_hours(current_user, instrument, hours)
+        except ValidationFailed as error:
+            raise ValidationFailed(error.message, {"hours": error.message}) from None
     if "operations" in args or "requires_qualification" in args:
         services.set_use_rules(
             current_user,

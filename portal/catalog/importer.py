@@ -24,7 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import Institution
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
+from portal.catalog.price_text import format_price_table, parse_price_table
 from portal.core import audit
+from portal.core.errors import ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES, neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
 from portal.core.text import strip_control
@@ -139,6 +141,20 @@ def _parse_status(text: str) -> InstrumentStatus:
     )
 
 
+def _parse_price_table(text: str) -> list[dict[str, Any]]:
+    from portal.catalog import prices
+
+    try:
+        rows = parse_price_table(text)
+    except ValueError as error:
+        raise RowError(str(error)) from None
+    try:
+        prices.check_rows(rows)
+    except ValidationFailed as error:
+        raise RowError("; ".join(error.fields.values()) or error.message) from None
+    return rows
+
+
 def _parse_phone(text: str) -> str:
     if not PHONE_PATTERN.match(text):
         raise RowError(_("“%(value)s” is not a phone number.", value=text))
@@ -161,6 +177,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("运行状态", "status", parse=_parse_status),
     Column("收费标准(元/小时)", "fee_per_hour_fen", parse=_parse_money(yuan_to_fen)),
     Column("收费标准(元/样)", "fee_per_sample_fen", parse=_parse_money(yuan_to_fen)),
+    # The price table (issue 17; portal.catalog.price_text). Files without it still import: their two
+    # fee columns are the enterprise price.
+    Column("收费标准明细", "price_table", parse=_parse_price_table, max_length=4000),
     Column("主要技术指标", "specs", max_length=4000),
     Column("主要功能", "functions", max_length=4000),
     Column("服务内容", "service_content", max_length=4000),
@@ -171,7 +190,9 @@ HEADERS = [c.header for c in COLUMNS]
 COLUMN_OF = {c.attr: c for c in COLUMNS}
 # Instrument attributes a file sets directly (the others are looked up: category, institution).
 PLAIN_ATTRS = [
-    c.attr for c in COLUMNS if c.attr not in {"category_code", "institution_name", "county", "status"}
+    c.attr
+    for c in COLUMNS
+    if c.attr not in {"category_code", "institution_name", "county", "status", "price_table"}
 ]
 
 
@@ -373,7 +394,14 @@ def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list
     if len(problems) > before:
         return None
     out = {attr: values[attr] for attr in PLAIN_ATTRS}
+    if values["price_table"]:
+        # The table's enterprise prices are the two fee columns (what the list filters and sorts on).
+        from portal.catalog import prices
+
+        table = [prices.Price.from_json(r) for r in values["price_table"]]
+        out["fee_per_hour_fen"], out["fee_per_sample_fen"] = prices.enterprise_fees(table)
     out.update(
+        price_table=values["price_table"],
         category_id=category.id,
         institution_id=institution.id,
         county=county,
@@ -473,10 +501,12 @@ def import_catalog(
             (i.code, i) for i in db.session.scalars(select(Instrument).where(Instrument.code.in_(chunk)))
         )
 
+    tables: dict[str, list[dict[str, Any]] | None] = {}
     for done, (_row, record) in enumerate(records, start=1):
         if progress and not dry_run and done % PROGRESS_EVERY == 0:
             progress("writing", done)
         instrument = existing.get(record["code"])
+        tables[record["code"]] = table = record.pop("price_table")
         if instrument is None:
             db.session.add(Instrument(**record))
             report.created += 1
@@ -494,11 +524,15 @@ def import_catalog(
             for attr, value in record.items()
             if _comparable(getattr(instrument, attr)) != _comparable(value)
         }
+        table_changed = _table_changes(instrument, record, table)
+        if table_changed:
+            changes["price_table"] = table_changed
         if not changes:
             report.unchanged += 1
             continue
         for attr in changes:
-            setattr(instrument, attr, record[attr])
+            if attr != "price_table":
+                setattr(instrument, attr, record[attr])
         report.updated += 1
         if not dry_run:
             audit.record(
@@ -513,6 +547,7 @@ def import_catalog(
     if dry_run:
         db.session.rollback()
         return report
+    _write_tables(tables)
     if report.created or report.updated:
         audit.record(
             "catalog.imported",
@@ -540,6 +575,51 @@ def import_catalog(
     return report
 
 
+def _table_for(instrument: Instrument, table: list[dict[str, Any]] | None, fees: tuple) -> list[Any] | None:
+    """The price table a row gives the instrument: its own column; or, for a file without one (or an
+    empty cell), the stored table with its enterprise rows set from the two fee columns `fees` when
+    they differ. None: no table stored and none given, so the fee columns alone are the enterprise
+    price, as before price tables."""
+    from portal.catalog import prices
+
+    if table:
+        return prices.in_order(prices.Price.from_json(r) for r in table)
+    stored = (
+        prices.in_order(prices.as_price(r) for r in prices.price_rows(instrument)) if instrument.id else []
+    )
+    if not stored:
+        return None
+    if prices.enterprise_fees(stored) == fees:
+        return stored
+    return prices.in_order([p for p in stored if p.customer != "enterprise"] + prices.legacy_prices(*fees))
+
+
+def _table_changes(
+    instrument: Instrument, record: dict[str, Any], table: list[dict[str, Any]] | None
+) -> tuple | None:
+    """(before, after) of an existing instrument's price table if this row changes it, else None."""
+    from portal.catalog import prices
+
+    wanted = _table_for(instrument, table, (record["fee_per_hour_fen"], record["fee_per_sample_fen"]))
+    if wanted is None:
+        return None
+    before = [p.as_json() for p in prices.in_order(prices.as_price(r) for r in prices.price_rows(instrument))]
+    after = [p.as_json() for p in wanted]
+    return (before, after) if before != after else None
+
+
+def _write_tables(tables: dict[str, list[dict[str, Any]] | None]) -> None:
+    """Put each row's price table in place, once every instrument of the file is written."""
+    from portal.catalog import prices
+
+    db.session.flush()
+    for code, table in tables.items():
+        instrument = db.session.scalar(select(Instrument).where(Instrument.code == code))
+        wanted = _table_for(instrument, table, (instrument.fee_per_hour_fen, instrument.fee_per_sample_fen))
+        if wanted is not None:
+            prices.replace_rows(instrument, wanted)
+
+
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else _comparable(v)) for k, v in values.items()}
 
@@ -549,6 +629,7 @@ def export_rows() -> Iterable[list[Any]]:
     yield HEADERS
     institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
     categories = {c.id: c.code for c in db.session.scalars(select(Category))}
+    tables = _all_price_tables()
     stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
     for instrument in db.session.scalars(stmt):
         yield [
@@ -567,12 +648,24 @@ def export_rows() -> Iterable[list[Any]]:
             STATUS_FILE_NAMES[instrument.status],
             None if instrument.fee_per_hour_fen is None else fen_to_yuan(instrument.fee_per_hour_fen),
             None if instrument.fee_per_sample_fen is None else fen_to_yuan(instrument.fee_per_sample_fen),
+            format_price_table(tables.get(instrument.id, [])) or None,
             instrument.specs,
             instrument.functions,
             instrument.service_content,
             instrument.operator_name,
             instrument.operator_phone,
         ]
+
+
+def _all_price_tables() -> dict[int, list[dict[str, Any]]]:
+    """Every stored price table as JSON rows, by instrument id (one query for the whole export)."""
+    from portal.catalog import prices
+    from portal.catalog.price_models import PriceRow
+
+    tables: dict[int, list[Any]] = {}
+    for row in db.session.scalars(select(PriceRow).order_by(PriceRow.instrument_id, PriceRow.id)):
+        tables.setdefault(row.instrument_id, []).append(prices.as_price(row))
+    return {key: [p.as_json() for p in prices.in_order(rows)] for key, rows in tables.items()}
 
 
 def export_catalog(path: Path) -> int:

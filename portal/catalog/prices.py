@@ -103,7 +103,8 @@ class PriceLike(Protocol):
     overtime_unit_price_fen: int | None
 
 
-def _frozen(row: PriceLike | Price) -> Price:
+def as_price(row: PriceLike | Price) -> Price:
+    """A stored row (or a price) as a frozen Price."""
     if isinstance(row, Price):
         return row
     return Price.from_json(
@@ -151,7 +152,7 @@ def choose_price(rows: Iterable[PriceLike | Price], customer: str, mode: str) ->
     for category in FALLBACK[CustomerCategory(customer)]:
         row = by_key.get((category.value, mode))
         if row is not None:
-            return _frozen(row)
+            return as_price(row)
     return None
 
 
@@ -201,13 +202,16 @@ CUSTOMER_ORDER = [c.value for c in CustomerCategory]
 MODE_ORDER = [m.value for m in PriceMode]
 
 
+def in_order(table: Iterable[Price]) -> list[Price]:
+    """A table ordered by customer category, then mode (how it is shown, stored and compared)."""
+    return sorted(table, key=lambda p: (CUSTOMER_ORDER.index(p.customer), MODE_ORDER.index(p.mode)))
+
+
 def price_table(instrument: Instrument) -> list[Price]:
     """The instrument's table (its two published fees as enterprise rows when it has none), ordered
     by customer category and mode."""
-    rows = [_frozen(r) for r in price_rows(instrument)]
-    if not rows:
-        rows = legacy_prices(instrument.fee_per_hour_fen, instrument.fee_per_sample_fen)
-    return sorted(rows, key=lambda p: (CUSTOMER_ORDER.index(p.customer), MODE_ORDER.index(p.mode)))
+    rows = [as_price(r) for r in price_rows(instrument)]
+    return in_order(rows or legacy_prices(instrument.fee_per_hour_fen, instrument.fee_per_sample_fen))
 
 
 def category_of(enterprise: Enterprise, instrument: Instrument) -> CustomerCategory:
@@ -234,7 +238,7 @@ def check_rows(rows: list[Mapping[str, Any]]) -> list[Price]:
     prices: list[Price] = []
     seen: set[tuple[str, str]] = set()
     for n, row in enumerate(rows):
-        where = f"prices.{n}"
+        where = f"prices[{n}]"
         try:
             price = Price.from_json(row)
             CustomerCategory(price.customer), PriceMode(price.mode), PriceUnit(price.unit)
@@ -263,32 +267,54 @@ def check_rows(rows: list[Mapping[str, Any]]) -> list[Price]:
     return prices
 
 
+def enterprise_fees(table: Iterable[Price]) -> tuple[int | None, int | None]:
+    """The enterprise price per hour (the lower of self- and staff-operated) and per sample: the two
+    fee columns of the catalogue, which its list shows, filters and sorts on."""
+    hourly = [
+        p.unit_price_fen
+        for p in table
+        if p.customer == "enterprise" and p.unit == "hour" and p.mode != "sample"
+    ]
+    sample = [p.unit_price_fen for p in table if p.customer == "enterprise" and p.mode == "sample"]
+    return (min(hourly) if hourly else None, sample[0] if sample else None)
+
+
+def replace_rows(instrument: Instrument, table: list[Price]) -> tuple[list[dict], list[dict]]:
+    """Put this table in place of the instrument's (no check of the actor, no commit); a non-empty
+    table also sets the two fee columns to its enterprise prices. Returns (before, after) as JSON."""
+    existing = price_rows(instrument)
+    table = in_order(table)
+    before = [p.as_json() for p in in_order(as_price(r) for r in existing)]
+    after = [p.as_json() for p in table]
+    if before == after:
+        return before, after
+    for row in existing:
+        db.session.delete(row)
+    db.session.flush()
+    for price in table:
+        db.session.add(
+            PriceRow(
+                instrument_id=instrument.id,
+                customer=CustomerCategory(price.customer),
+                mode=PriceMode(price.mode),
+                unit=PriceUnit(price.unit),
+                unit_price_fen=price.unit_price_fen,
+                min_units=price.min_units,
+                steps=[{"from_units": s.from_units, "unit_price_fen": s.unit_price_fen} for s in price.steps],
+                overtime_unit_price_fen=price.overtime_unit_price_fen,
+            )
+        )
+    if table:
+        instrument.fee_per_hour_fen, instrument.fee_per_sample_fen = enterprise_fees(table)
+    return before, after
+
+
 def set_price_table(user: User, code: str, rows: list[Mapping[str, Any]]) -> list[Price]:
     """Replace an instrument's price table (its own institution's providers, administrators)."""
     instrument = editing.editable_instrument(user, code)
-    prices = check_rows(rows)
+    table = check_rows(rows)
     with serialized_write():
-        existing = price_rows(instrument)
-        before = [_frozen(r).as_json() for r in existing]
-        for row in existing:
-            db.session.delete(row)
-        db.session.flush()
-        for price in prices:
-            db.session.add(
-                PriceRow(
-                    instrument_id=instrument.id,
-                    customer=CustomerCategory(price.customer),
-                    mode=PriceMode(price.mode),
-                    unit=PriceUnit(price.unit),
-                    unit_price_fen=price.unit_price_fen,
-                    min_units=price.min_units,
-                    steps=[
-                        {"from_units": s.from_units, "unit_price_fen": s.unit_price_fen} for s in price.steps
-                    ],
-                    overtime_unit_price_fen=price.overtime_unit_price_fen,
-                )
-            )
-        after = [p.as_json() for p in prices]
+        before, after = replace_rows(instrument, table)
         if before != after:
             audit.record(
                 "instrument.prices_changed",

@@ -178,7 +178,7 @@ def manage_prices(code: str) -> ResponseReturnValue:
             prices.set_price_table(current_user, code, form.rows(request.form))
         except ValidationFailed as error:
             errors = error.fields
-            form.form_errors.append(error.message)
+            form.form_errors.append(error.fields.get("prices") or error.message)
         else:
             flash(_("Price table saved."), "success")
             return redirect(url_for("qualifications.manage_prices", code=code))
