@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.models import AuditEvent
@@ -93,7 +93,9 @@ def test_the_check_a_self_operated_booking_makes(world, valid_until, revoked, op
         with pytest.raises(services.NotQualified) as refusal:
             services.check_operation(user, instrument, operation, starts, ends)
         assert refusal.value.status == 409 and refusal.value.code == "not_qualified"
-        assert "training" in refusal.value.message and "staff-operated" in refusal.value.message
+        assert (
+            "培训" in refusal.value.message and "代为操作" in refusal.value.message
+        )  # how to qualify, what instead
 
 
 def test_an_instrument_that_needs_no_qualification_is_open(world):
@@ -258,3 +260,28 @@ def test_the_detail_page_marks_the_visitors_row_and_lists_training(client, world
     token = extract_csrf(page)
     assert client.post(f"/training/{session.id}/enrol", data={"csrf_token": token}).status_code == 302
     assert len(services.instrument_training(provider, instrument.code)[0].enrolments) == 1
+
+
+def test_the_demo_has_qualifications_and_full_price_tables(demo_app):
+    from portal.accounts.models import Institution, User
+    from portal.catalog import prices
+    from portal.qualifications.models import UseRules
+
+    required = db.session.scalars(select(UseRules).where(UseRules.requires_qualification)).all()
+    assert len(required) >= 3
+    for rules in required:
+        assert rules.instrument.institution.name == "聊城大学"
+        table = prices.price_table(rules.instrument)
+        assert {p.customer for p in table} == {"internal", "academic", "enterprise", "sme"}
+        assert {p.mode for p in table} >= {"self", "staff"}
+    held = {
+        username: db.session.scalar(
+            select(func.count())
+            .select_from(Qualification)
+            .join(User, User.id == Qualification.user_id)
+            .where(User.username == username)
+        )
+        for username in ("enterprise", "enterprise2")
+    }
+    assert held == {"enterprise": 1, "enterprise2": 0}
+    assert db.session.scalar(select(Institution).where(Institution.name == "聊城大学")) is not None

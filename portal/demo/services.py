@@ -39,6 +39,7 @@ from portal.demo import (
     data,
 )
 from portal.demo import photos as demo_photos
+from portal.demo import use_rules as demo_use_rules
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
@@ -216,6 +217,7 @@ def _load_demo(
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
+    demo_use_rules.load_use_rules()
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()
