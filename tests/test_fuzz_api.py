@@ -347,6 +347,11 @@ STEP_ROLES = {
     "POST /api/v1/bookings/{id}/no-show": "provider",
     "POST /api/v1/bookings/{id}/complete": "provider",
     "GET /api/v1/finance/totals": "finance",
+    # Issue 17: the owning institution's provider grants, lists, revokes and sets the policy.
+    "POST /api/v1/instruments/{code}/qualifications": "provider",
+    "GET /api/v1/instruments/{code}/qualifications": "provider",
+    "DELETE /api/v1/instruments/{code}/qualifications/{id}": "provider",
+    "PUT /api/v1/instruments/{code}/booking-policy": "provider",
 }
 REVIEWER_STEPS = ("/approve", "/reject", "/return")
 

@@ -95,9 +95,16 @@ class QualificationListSchema(ma.Schema):
 
 
 class GrantSchema(ma.Schema):
-    username = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
+    username = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=40),
+        metadata={"description": "An active enterprise user's name (422 on `username` otherwise)"},
+    )
     valid_until = ma.fields.Date(
-        required=True, metadata={"description": "YYYY-MM-DD, Beijing date, included"}
+        required=True,
+        metadata={
+            "description": "YYYY-MM-DD, Beijing date, included; today to five years ahead (422 otherwise)"
+        },
     )
     note = ma.fields.String(load_default="", validate=validate.Length(max=services.MAX_NOTE))
 
@@ -145,7 +152,7 @@ class BookingPolicyPutSchema(ma.Schema):
             "Fields left out stay as they are. `min_minutes` may not exceed `max_minutes`, and "
             "`min_minutes`, `max_minutes` and `buffer_minutes` are multiples of `step_minutes` (422 "
             "naming the field); `hours` replaces the week: intervals of a day may not overlap, "
-            "opening before closing (422 on `hours`)."
+            "opening before closing (422 on `hours`); `operations` lists `self` and/or `staff`."
         )
 
     accepts_slots = ma.fields.Boolean()
@@ -259,7 +266,7 @@ def _hours(rows: list[dict[str, str]]) -> list[tuple[int, time, time]]:
 
 
 @blp.route("/instruments/<code>/booking-policy", methods=["PUT"])
-@blp.arguments(BookingPolicyPutSchema)
+@blp.arguments(BookingPolicyPutSchema, required=False)  # no body, or {}: nothing changes
 @blp.response(200, BookingPolicySchema)
 @blp.doc(security=BEARER)
 @blp.errors(401, 403, 404)
@@ -273,7 +280,8 @@ def put_policy(args: dict, code: str):
     current = policy_json(instrument)
     values = {key: args.get(key, current[key]) for key in booking.DEFAULT_POLICY}
     hours = _hours(args["hours"]) if "hours" in args else None
-    booking.update_policy(current_user, instrument, values)
+    if any(key in args for key in booking.DEFAULT_POLICY):
+        booking.update_policy(current_user, instrument, values)
     if hours is not None:
         try:
             booking.set_opening_hours(current_user, instrument, hours)

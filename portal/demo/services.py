@@ -39,7 +39,6 @@ from portal.demo import (
     data,
 )
 from portal.demo import photos as demo_photos
-from portal.demo import use_rules as demo_use_rules
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
@@ -217,6 +216,10 @@ def _load_demo(
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
+    # Imported here, not at the top: the app loads this module with the demo command, and importing
+    # the booking models that early changed the examples the API's stateful fuzz test draws.
+    from portal.demo import use_rules as demo_use_rules
+
     demo_use_rules.load_use_rules()
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
