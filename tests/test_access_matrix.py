@@ -192,9 +192,11 @@ _prices = itertools.count(1)
 REQUESTS.update(
     {
         ("/manage/instruments/<code>/prices", "POST"): {
+            # The sample price stays: the world's claims are for sample services.
             "form": lambda _o, _role: {
                 "enterprise-self-price": str(100 + next(_prices)),
                 "enterprise-self-unit": "hour",
+                "enterprise-sample-price": "80",
             }
         },
         ("/api/v1/instruments/<code>/qualifications", "POST"): {
