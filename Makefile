@@ -32,7 +32,7 @@ translations: $(VENV)/.runtime
 
 ## Re-extract the translatable texts and merge them into the catalogues (then translate what is new).
 extract-messages: $(VENV)/.runtime
-	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot --no-location --no-wrap --sort-output .
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k N_ -o portal/translations/messages.pot --no-location --no-wrap --sort-output .
 	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching --ignore-obsolete --no-wrap
 
 ## Run the demo: migrate the embedded SQLite database, load the demo network, serve on http://127.0.0.1:5000
@@ -50,14 +50,16 @@ serve: install
 	$(FLASK) demo serve --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present), one process
-## per core (TEST_WORKERS=0 runs it in this process).
+## per core (TEST_WORKERS=0 runs it in this process). worksteal: a process that runs out of tests takes
+## half of another's, so no module of few slow tests (fuzzing, browser walks) is left to run alone at the end.
 TEST_WORKERS ?= auto
 test: install-dev
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy portal
 
 ## Security checks: bandit (medium severity and up) on the code; known vulnerabilities in the pinned requirements.
 security: install-dev
@@ -82,4 +84,4 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache mutants

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from bench.common import Result, portal_app
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingMode
-from portal.booking.services import BookingRequest, request_booking
+from portal.booking.requests import BookingRequest, request_booking
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import clock
 from portal.core.errors import ServiceError

@@ -22,11 +22,10 @@ from portal.extensions import db
 from portal.finance.services import month_of, tally_month
 
 BARE_GROUP_BY = """
-SELECT c.enterprise_id, c.institution_id, e.county,
-       sum(c.province_fen), sum(c.city_fen), count(*)
-FROM claims c JOIN enterprises e ON e.id = c.enterprise_id
+SELECT c.enterprise_id, c.institution_id, e.county, f.fund, sum(f.amount_fen), count(*)
+FROM claims c JOIN claim_funds f ON f.claim_id = c.id JOIN enterprises e ON e.id = c.enterprise_id
 WHERE c.approved_month = :month AND c.state IN ('in_notice', 'payable', 'paid')
-GROUP BY c.enterprise_id, c.institution_id, e.county
+GROUP BY c.enterprise_id, c.institution_id, e.county, f.fund
 """
 
 RUNS = 5

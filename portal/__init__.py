@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask, has_app_context
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import CONFIGS, Config, ProductionConfig
 from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_manager, migrate
@@ -16,7 +17,7 @@ from portal.extensions import babel, bootstrap, cache, csrf, db, limiter, login_
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
 # Every periodic task, run by the one `celery beat` process.
-BEAT_SCHEDULE = {
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
@@ -39,10 +40,11 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     app.config.update(overrides or {})
     _derive_settings(app)
     if app.config["TRUSTED_PROXIES"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Werkzeug's documented way to wrap the WSGI application (mypy sees a method being replaced).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
@@ -53,6 +55,8 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     bootstrap.init_app(app)
     login_manager.init_app(app)
 
+    # The areas are imported here, not at the top: this module runs first whenever any portal module
+    # is imported (portal.extensions, a model in a script), and must not drag every area in with it.
     from portal.core import database, tasks, web  # noqa: F401 - engine events, the core's tasks
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
@@ -67,6 +71,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
         dashboard,
         finance,
         notifications,
+        operations,
         qualifications,
         vouchers,
     )
@@ -81,13 +86,11 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     dashboard.init_app(app)
     admin.init_app(app)
     api.init_app(app)
+    operations.init_app(app)
 
-    from portal.core.backup import backup_command, restore_command
     from portal.demo.cli import demo_cli
 
     app.cli.add_command(demo_cli)
-    app.cli.add_command(backup_command)
-    app.cli.add_command(restore_command)
     celery_init_app(app)
     return app
 
@@ -156,7 +159,7 @@ def _derive_settings(app: Flask) -> None:
     )
 
 
-def celery_init_app(app: Flask) -> Celery:
+def celery_init_app(app: Flask) -> Celery[Any]:
     """Celery as Flask's documentation wires it: every task runs inside this app's context."""
 
     class FlaskTask(Task):

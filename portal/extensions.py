@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import request
 from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
@@ -34,6 +36,15 @@ def _client_key() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The base class of every model. At run time it is db.Model: Flask-SQLAlchemy makes it from Base when the
+# extension is created, adding its mixins (table names, bind keys, the session). mypy cannot follow a
+# class made at run time, so for type checking it is Base itself, which declares every mapping.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -27,18 +27,23 @@ from sqlalchemy import select
 from portal.accounts import banking
 from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
-from portal.booking import services as booking
+from portal.booking import calendar as booking_calendar
+from portal.booking import files, records, requests, settings, transitions
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
 from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance
+from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
+from portal.vouchers import review, schemes
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
 from tests.pdf_samples import minimal_pdf
@@ -127,7 +132,7 @@ class World:
             return CONSTANT[kind]
         if kind == "calendar":
             owner = role if which == "own" and role != "anon" else PARTNER[role]
-            return {"token": booking.calendar_token(self.user(owner))}
+            return {"token": booking_calendar.calendar_token(self.user(owner))}
         side = own_side(role) if which == "own" else other(own_side(role))
         return self.shared[kind][side]
 
@@ -151,10 +156,10 @@ class World:
         return self.user("prov_p1" if side == "A" else "prov_p2")
 
     def _sample_request(self, side: str, delivery: date = date(2026, 12, 10)) -> Booking:
-        return booking.request_booking(
+        return requests.request_booking(
             self._ent_user(side),
             self.instruments[side],
-            booking.BookingRequest(
+            requests.BookingRequest(
                 mode=BookingMode.SAMPLE,
                 purpose="成分分析",
                 sample_count=2,
@@ -169,7 +174,7 @@ class World:
 
     def _make_booking_confirmed(self, side: str) -> dict[str, Any]:
         b = self._sample_request(side, delivery=NOW.date())  # arrived: its service can be recorded
-        booking.confirm_booking(self._provider(side), b.id)
+        transitions.confirm_booking(self._provider(side), b.id)
         return {"booking_id": b.id, "id": b.id}
 
     def _make_booking_started(self, side: str) -> dict[str, Any]:
@@ -200,14 +205,14 @@ class World:
         # The samples arrive today: a sample service cannot be recorded before they have arrived.
         b = self._sample_request(side, delivery=NOW.date())
         provider = self._provider(side)
-        booking.confirm_booking(provider, b.id)
-        record = booking.complete_booking(
-            provider, b.id, booking.ServiceReport(samples=2, result_summary="合格")
+        transitions.confirm_booking(provider, b.id)
+        record = records.complete_booking(
+            provider, b.id, records.ServiceReport(samples=2, result_summary="合格")
         )
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
-            booking.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+            files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
         if rated:
-            booking.rate_service(self._ent_user(side), b.id, 5, "很好")
+            records.rate_service(self._ent_user(side), b.id, 5, "很好")
         return db.session.get(Booking, b.id)
 
     def _make_booking(self, side: str) -> dict[str, Any]:
@@ -238,12 +243,12 @@ class World:
 
     def _make_claim_draft(self, side: str) -> dict[str, Any]:
         record_id = self._make_claim_input(side)["record_id"]
-        claim = vouchers.create_claim(self._ent_user(side), self.vouchers[side], [record_id])
+        claim = claim_services.create_claim(self._ent_user(side), self.vouchers[side], [record_id])
         return {"claim_id": claim.id, "id": claim.id}
 
     def _make_claim_submitted(self, side: str) -> dict[str, Any]:
         claim_id = self._make_claim_draft(side)["claim_id"]
-        vouchers.submit_claim(self._ent_user(side), claim_id)
+        claim_services.submit_claim(self._ent_user(side), claim_id)
         return {"claim_id": claim_id, "id": claim_id}
 
     def _make_application_submitted(self, side: str) -> dict[str, Any]:
@@ -264,7 +269,7 @@ class World:
         db.session.flush()
         application = VoucherApplication(
             enterprise_id=enterprise.id,
-            scheme_id=vouchers.require_scheme().id,
+            scheme_id=schemes.require_scheme().id,
             amount_fen=1_000_00,
             plan="检测计划",
             state=ApplicationState.SUBMITTED,
@@ -293,9 +298,9 @@ class World:
         return self.verification_of(user, side)
 
     def verification_of(self, user: User, side: str) -> dict[str, Any]:
-        request = vouchers.submit_verification(
+        request = verification_services.submit_verification(
             user,
-            vouchers.VerificationData(
+            verification_services.VerificationData(
                 kind=EnterpriseKind.TECH_SME,
                 actual_controller=f"控制人{side}",
                 tech_sme_number="2026371500001",
@@ -309,7 +314,7 @@ class World:
         n = next(_serial)
         instrument = db.session.scalar(select(Instrument).where(Instrument.code == self.instruments[side]))
         starts = NOW + timedelta(days=40 + n)
-        row = booking.add_blackout(
+        row = settings.add_blackout(
             self._provider(side),
             instrument,
             BlackoutKind.MAINTENANCE,
@@ -368,7 +373,7 @@ class World:
 
     def _make_claim_returned(self, side: str) -> dict[str, Any]:
         claim_id = self._make_claim_submitted(side)["claim_id"]
-        vouchers.decide_claim(self.user("reviewer"), claim_id, "return", "请补充清晰的付款凭证")
+        review.return_claim(self.user("reviewer"), claim_id, "请补充清晰的付款凭证")
         return {"claim_id": claim_id, "id": claim_id}
 
     # --- end of bank accounts and corrected claims ------------------------------------------------
@@ -400,7 +405,7 @@ class World:
     def _make_scheme_year(self, side: str) -> dict[str, Any]:
         # Written directly: a year whose next year has no scheme yet, for each copy that is meant to work.
         year = next(_scheme_years)
-        source = vouchers.require_scheme()
+        source = schemes.require_scheme()
         db.session.add(
             Scheme(
                 year=year,
@@ -511,7 +516,7 @@ def build_world(app: Flask) -> World:
         user = accounts.create_user(world.username(role), PASSWORD, value, email=None)
         world.users[role] = user.id
     admin, reviewer = world.user("admin"), world.user("reviewer")
-    vouchers.save_scheme(
+    schemes.save_scheme(
         admin,
         {
             "year": 2026,
@@ -527,8 +532,8 @@ def build_world(app: Flask) -> World:
             "excluded_service_types": ["statutory_testing", "mandatory_certification"],
         },
         [
-            vouchers.FundSettings("province", Decimal("0.60"), "always", 4_000_000_00, True),
-            vouchers.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
+            schemes.FundSettings("province", Decimal("0.60"), "always", 4_000_000_00, True),
+            schemes.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
         ],
     )
     for side, provider_role in (("A", "prov_p1"), ("B", "prov_p2")):
@@ -560,9 +565,9 @@ def build_world(app: Flask) -> World:
         world.users[role] = user.id
         world.enterprises[side] = user.enterprise_id
         request = world.verification_of(user, side)
-        vouchers.decide_verification(reviewer, request["request_id"], verify=True)
-        application = vouchers.apply_for_voucher(user, 100_000_00, "检测计划")
-        vouchers.decide_application(reviewer, application.id, "approve")
+        verification_services.verify_enterprise(reviewer, request["request_id"])
+        application = application_services.apply_for_voucher(user, 100_000_00, "检测计划")
+        application_services.approve_application(reviewer, application.id)
         voucher_id = db.session.get(VoucherApplication, application.id).voucher.id
         world.vouchers[side] = voucher_id
         shared = {
@@ -582,12 +587,12 @@ def build_world(app: Flask) -> World:
         }
         # The shared claim to look at is approved, in its public notice.
         approved = world._make_claim_submitted(side)
-        vouchers.decide_claim(reviewer, approved["claim_id"], "approve")
+        review.approve_claim(reviewer, approved["claim_id"])
         shared["claim"] = approved
         # A second open application of the enterprise itself, for refused decisions (see above).
         row = VoucherApplication(
             enterprise_id=user.enterprise_id,
-            scheme_id=vouchers.require_scheme().id,
+            scheme_id=schemes.require_scheme().id,
             amount_fen=1_000_00,
             plan="追加计划",
             state=ApplicationState.SUBMITTED,
@@ -605,8 +610,8 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("claim_returned", {})[side] = world._make_claim_returned(side)
     # --- end of bank accounts and corrected claims --------------------------------------------------
     # Both approved claims finish their notice and are paid out in one batch of the month.
-    vouchers.end_public_notice(date(2026, 12, 31))
-    batch = finance.build_batch(world.user("finance"), MONTH)
+    public_notice.end_public_notice(date(2026, 12, 31))
+    batch = batches.build_batch(world.user("finance"), MONTH)
     world.shared["batch"] = {side: {"batch_id": batch.id} for side in SIDES}
     # --- instrument upkeep (issue 13): the shared photo of each side ----------------------------------
     world.shared["photo"] = {side: world._make_photo(side) for side in SIDES}

@@ -245,7 +245,11 @@ def make_scheme(app):
 
     from portal.vouchers.models import Fund, FundCondition, Scheme
 
-    def make(province_budget=4_000_000_00, city_budget=2_000_000_00, **overrides) -> Scheme:
+    def make(
+        province_budget=4_000_000_00, city_budget=2_000_000_00, funds: list[dict] | None = None, **overrides
+    ) -> Scheme:
+        """`funds`: the scheme's funds (name, rate, budget_fen, and optionally label, condition,
+        enterprise_capped) in place of the published province and city."""
         values = {
             "year": 2026,
             "name": "2026年度聊城市科技创新券",
@@ -260,27 +264,33 @@ def make_scheme(app):
             "allocated_fen": 0,
         }
         values.update(overrides)
+        if funds is None:
+            funds = [
+                {
+                    "name": "province",
+                    "label": "Provincial voucher",
+                    "rate": Decimal("0.60"),
+                    "condition": FundCondition.ALWAYS,
+                    "enterprise_capped": True,
+                    "budget_fen": province_budget,
+                },
+                {
+                    "name": "city",
+                    "label": "Liaocheng top-up",
+                    "rate": Decimal("0.30"),
+                    "condition": FundCondition.LOCAL_PROVIDER,
+                    "budget_fen": city_budget,
+                },
+            ]
         scheme = Scheme(**values)
         scheme.funds = [
             Fund(
-                name="province",
-                position=0,
-                rate=Decimal("0.60"),
-                condition=FundCondition.ALWAYS,
-                enterprise_capped=True,
-                budget_fen=province_budget,
+                position=position,
                 committed_fen=0,
                 paid_fen=0,
-            ),
-            Fund(
-                name="city",
-                position=1,
-                rate=Decimal("0.30"),
-                condition=FundCondition.LOCAL_PROVIDER,
-                budget_fen=city_budget,
-                committed_fen=0,
-                paid_fen=0,
-            ),
+                **{"condition": FundCondition.ALWAYS, "enterprise_capped": False, "label": "", **fund},
+            )
+            for position, fund in enumerate(funds)
         ]
         db.session.add(scheme)
         db.session.commit()

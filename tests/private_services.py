@@ -12,27 +12,24 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import create_pg_database, drop_pg_database, migrate_database, service_missing
+from tests.conftest import create_pg_database, drop_pg_database_soon, service_missing
 from tests.services_runner import RedisServer
 
 _databases = count(1)
 
 
 @pytest.fixture
-def database(worker_id: str) -> Iterator[str]:
+def database(worker_id: str, pg_template: str | None) -> Iterator[str]:
     """A migrated PostgreSQL database of this test alone (the workers connect to it too)."""
-    name = re.sub(r"\W", "_", f"portal_private_{worker_id}_{os.getpid()}_{next(_databases)}")
-    try:
-        url = create_pg_database(name)
-    except sa.exc.OperationalError:
+    if pg_template is None:
         service_missing("PostgreSQL")
+    name = re.sub(r"\W", "_", f"portal_private_{worker_id}_{os.getpid()}_{next(_databases)}")
+    url = create_pg_database(name, template=pg_template)
     try:
-        migrate_database(url)
         yield url
     finally:
-        drop_pg_database(name)
+        drop_pg_database_soon(name)
 
 
 @pytest.fixture

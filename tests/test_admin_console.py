@@ -24,7 +24,7 @@ from portal.core.errors import Forbidden
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
+from portal.vouchers import schemes as scheme_services
 from portal.vouchers.models import Scheme, VerificationRequest
 from tests.factories import extract_csrf, login, valid_uscc
 
@@ -356,13 +356,13 @@ def test_29_february_moves_to_28_february(app, make_scheme, admin):
         service_window_start=date(2028, 2, 29),
         service_window_end=date(2028, 12, 31),
     )
-    new = vouchers.copy_scheme_to_next_year(admin, 2028)
+    new = scheme_services.copy_scheme_to_next_year(admin, 2028)
     assert new.service_window_start == date(2029, 2, 28) and new.name == "聊城创新券 2029"
 
 
 def test_only_administrators_copy_schemes(app, make_user, scheme_2026):
     with pytest.raises(Forbidden):
-        vouchers.copy_scheme_to_next_year(make_user(Role.REVIEWER), 2026)
+        scheme_services.copy_scheme_to_next_year(make_user(Role.REVIEWER), 2026)
     assert db.session.scalar(select(Scheme.id).where(Scheme.year == 2027)) is None
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+from datetime import time
 
+import pytest
+from sqlalchemy import func, select
+
+from portal.booking.services import DEFAULT_POLICY
+from portal.booking.settings import PolicyChange, save_booking_policy
+from portal.catalog.models import Instrument
+from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.qualifications import services as use_rules
 from portal.qualifications.models import Qualification
 from tests.test_booking_rules import bearer
 
@@ -83,6 +90,59 @@ def test_the_booking_policy_round_trip(client, setting):
     assert client.get(url).json == changed.json
     record = client.get(f"/api/v1/instruments/{instrument.code}").json
     assert record["requires_qualification"] is True
+
+
+POLICY_CHANGE = {
+    "operations": ["staff"],
+    "requires_qualification": True,
+    "min_minutes": 120,
+    "hours": [{"weekday": 2, "opens_at": "09:00", "closes_at": "12:00"}],
+}
+
+
+def _policy_audit_rows() -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action.like("instrument.%"))
+    )
+
+
+def test_a_refused_part_of_the_policy_saves_no_other_part(client, setting):
+    """Policy, hours and use rules are saved together: overlapping hours refuse the whole PUT."""
+    instrument, provider, _user = setting
+    url = f"/api/v1/instruments/{instrument.code}/booking-policy"
+    before = client.get(url).json
+    overlapping = [
+        {"weekday": 2, "opens_at": "09:00", "closes_at": "12:00"},
+        {"weekday": 2, "opens_at": "11:00", "closes_at": "14:00"},
+    ]
+    refused = client.put(url, json={**POLICY_CHANGE, "hours": overlapping}, headers=bearer(client, provider))
+    assert refused.status_code == 422 and "hours" in refused.json["error"]["details"]["fields"]
+    assert client.get(url).json == before
+    assert _policy_audit_rows() == 0
+
+
+def test_a_failing_write_of_the_policy_leaves_nothing_saved(client, setting, monkeypatch):
+    """A part that fails while being written (the use rules, written last) rolls back the others."""
+    instrument, provider, _user = setting
+    url = f"/api/v1/instruments/{instrument.code}/booking-policy"
+    before = client.get(url).json
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the use rules could not be written")
+
+    monkeypatch.setattr(use_rules, "write_use_rules", broken)
+    hours = [(2, time(9), time(12))]
+    change = PolicyChange(
+        values={**{key: before[key] for key in DEFAULT_POLICY}, "min_minutes": 120},
+        hours=hours,
+        operations=["staff"],
+        requires_qualification=True,
+    )
+    with pytest.raises(RuntimeError):
+        save_booking_policy(provider, db.session.get(Instrument, instrument.id), change)
+    db.session.expire_all()
+    assert client.get(url).json == before
+    assert _policy_audit_rows() == 0
 
 
 def test_only_the_owning_provider_changes_the_policy(client, setting, make_user):

@@ -15,13 +15,15 @@ from flask_babel import force_locale
 
 from portal.accounts.banking import TRANSITIONS as BANKING_TRANSITIONS
 from portal.accounts.users import TRANSITIONS as USER_TRANSITIONS
-from portal.booking import services as booking
-from portal.booking.services import TRANSITIONS
+from portal.booking import requests, transitions
+from portal.booking.models import BookingMode
+from portal.booking.transitions import TRANSITIONS
 from portal.core import audit
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
+from portal.finance.models import BATCH_TRANSITIONS
+from portal.vouchers import claims as claim_services
 from portal.vouchers.models import ApplicationState, ClaimState
 from tests.factories import login
 
@@ -36,6 +38,7 @@ DYNAMIC = {
         f"voucher_application.{state}" for state in ApplicationState
     },
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
+    "batch.{target.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},
@@ -144,22 +147,22 @@ def log(
     start = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)
     booked = {}
     for n, (user, machine) in enumerate(((first, instrument), (second, other))):
-        request = booking.request_booking(
+        request = requests.request_booking(
             user,
             machine.code,
-            booking.BookingRequest(
-                mode=booking.BookingMode.SLOT,
+            requests.BookingRequest(
+                mode=BookingMode.SLOT,
                 purpose="测试",
                 starts_at=start + timedelta(days=n),
                 ends_at=start + timedelta(days=n, hours=1),
             ),
         )
-        booking.confirm_booking(provider, request.id)
+        transitions.confirm_booking(provider, request.id)
         booked[user.username] = request
     scheme = make_scheme()
     voucher = make_voucher(first, scheme, 80_000_00)
     record = make_service(first, 12_345_67, instrument=instrument)
-    claim = vouchers.create_claim(first, voucher.id, [record.id])
+    claim = claim_services.create_claim(first, voucher.id, [record.id])
     audit.record(
         "voucher_application.submitted",
         "voucher_application",

@@ -208,7 +208,9 @@ def fill_every_table(upload_folder: Path) -> None:
                 approved_fen=98_765_432_100,  # past 2**31: the big integers survive too
                 claims=1,
             ),
-            DisbursementBatch(month="2020-01", province_fen=98_765_432_100, created_by_id=admin.id),
+            DisbursementBatch(
+                month="2020-01", fund_amounts={"province": 98_765_432_100}, created_by_id=admin.id
+            ),
             VerificationRequest(
                 enterprise_id=enterprise.id,
                 kind=EnterpriseKind.HIGH_TECH,
@@ -475,9 +477,9 @@ def test_restore_refuses_archive_members_that_could_escape(
 
 
 def test_pg_tools_get_the_password_from_the_environment_not_the_command_line() -> None:
-    from portal.core.backup import _libpq
+    from portal.operations.shared import libpq
 
-    uri, env = _libpq(
+    uri, env = libpq(
         sa.engine.make_url("postgresql+psycopg://portal:s%40cret@db.example:5433/portal?sslmode=require")
     )
     assert uri == "postgresql://portal@db.example:5433/portal?sslmode=require"

@@ -22,10 +22,13 @@ from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.finance.models import DisbursementBatch
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice
+from portal.vouchers import review as desk
 from portal.vouchers.models import Claim, ClaimState
 from tests.factories import extract_csrf, login
 from tests.test_notifications import mails
@@ -285,14 +288,16 @@ def payable(fake_clock, make_scheme, make_user, make_voucher, make_service):
         user = make_user(Role.ENTERPRISE)
         user.enterprise.name = name
         db.session.commit()
-        claim = vouchers.create_claim(user, make_voucher(user, scheme).id, [make_service(user, fee_fen).id])
-        vouchers.submit_claim(user, claim.id)
-        vouchers.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(
+            user, make_voucher(user, scheme).id, [make_service(user, fee_fen).id]
+        )
+        claim_services.submit_claim(user, claim.id)
+        desk.approve_claim(reviewer, claim.id)
         return user, claim.id
 
     def finish_notice() -> None:
         fake_clock.advance(days=10)
-        vouchers.end_public_notice()
+        notice.end_public_notice()
         fake_clock.advance(days=-10)
 
     make.finish_notice = finish_notice
@@ -307,7 +312,7 @@ def test_a_payee_without_a_verified_account_is_refused_by_name(payable, make_use
     make_bank_account(waiting, state=State.PENDING)  # entered, not verified: not enough
     payable.finish_notice()
 
-    batch = finance.build_batch(clerk, MONTH)
+    batch = batches.build_batch(clerk, MONTH)
     assert batch.claims == 1 and batch.total_fen == db.session.get(Claim, ready_claim).total_fen
     assert [(p["name"], p["claims"]) for p in batch.held_back] == [
         ("聊城无账户科技有限公司", [waiting_claim])
@@ -321,7 +326,7 @@ def test_a_payee_without_a_verified_account_is_refused_by_name(payable, make_use
 
     # With nobody left who can be paid, the batch is refused outright, naming the payee.
     with pytest.raises(InvalidTransition, match="聊城无账户科技有限公司") as error:
-        finance.build_batch(clerk, MONTH)
+        batches.build_batch(clerk, MONTH)
     assert error.value.details["held_back"][0]["claims"] == [waiting_claim]
     assert db.session.scalar(select(sa.func.count()).select_from(DisbursementBatch)) == 1
 
@@ -360,7 +365,7 @@ def exported_batch(payable, make_user, make_bank_account):
     make_bank_account(first, account_number=DIGITS, account_name="@某公司")
     make_bank_account(second, account_number="6217002211000000017")
     payable.finish_notice()
-    batch = finance.build_batch(clerk, MONTH)
+    batch = batches.build_batch(clerk, MONTH)
     return {"clerk": clerk, "batch": batch, "first": first, "second": second}
 
 
@@ -399,7 +404,7 @@ def through_libreoffice(path: Path, tmp_path: Path, *infilter: str) -> list[list
 
 def test_the_bank_file_carries_the_accounts_as_text(exported_batch):
     clerk, batch = exported_batch["clerk"], exported_batch["batch"]
-    text = finance.export_batch(clerk, batch.id, "csv")
+    text = batches.export_batch(clerk, batch.id, "csv")
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     header, body, total = rows[0], rows[1:-1], rows[-1]
     assert header[2:5] == ["户名", "开户行", "账号"]
@@ -417,7 +422,7 @@ def test_the_bank_file_carries_the_accounts_as_text(exported_batch):
         == next(iter(accounts.values())).id
     )
 
-    data = finance.export_batch(clerk, batch.id, "xlsx")
+    data = batches.export_batch(clerk, batch.id, "xlsx")
     sheet = load_workbook(io.BytesIO(data)).active
     cells = {row[1].value: row for row in sheet.iter_rows(min_row=2) if row[1].value}
     row = cells["913715001234567890"]
@@ -429,8 +434,8 @@ def test_the_bank_file_carries_the_accounts_as_text(exported_batch):
 
 def test_libreoffice_reads_account_numbers_and_credit_codes_as_text(exported_batch, tmp_path):
     clerk, batch = exported_batch["clerk"], exported_batch["batch"]
-    (tmp_path / "batch.xlsx").write_bytes(finance.export_batch(clerk, batch.id, "xlsx"))
-    (tmp_path / "batch.csv").write_text(finance.export_batch(clerk, batch.id, "csv"), encoding="utf-8")
+    (tmp_path / "batch.xlsx").write_bytes(batches.export_batch(clerk, batch.id, "xlsx"))
+    (tmp_path / "batch.csv").write_text(batches.export_batch(clerk, batch.id, "csv"), encoding="utf-8")
     for name, infilter in (("batch.xlsx", ()), ("batch.csv", ("--infilter=CSV:44,34,76",))):
         rows = through_libreoffice(tmp_path / name, tmp_path / name.replace(".", "-"), *infilter)
         body = rows[1:-1]
@@ -480,4 +485,4 @@ def test_no_bank_file_for_a_payee_whose_account_is_gone(exported_batch):
     account.state = State.SUPERSEDED
     db.session.commit()
     with pytest.raises(InvalidTransition, match="聊城数码科技有限公司"):
-        finance.export_batch(exported_batch["clerk"], exported_batch["batch"].id, "xlsx")
+        batches.export_batch(exported_batch["clerk"], exported_batch["batch"].id, "xlsx")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.booking import services
+from portal.booking import requests, transitions
 from portal.booking.models import Booking, BookingState, ServiceFile, ServiceRecord
 from portal.core import held_uploads, uploads
 from portal.core.permissions import Role
@@ -303,13 +303,13 @@ def test_too_late_to_cancel_online_shows_the_operators_phone(client, world):
 
 def test_notifications_carry_the_contacts(app, world, make_booking):
     request = a_request(world, make_booking)
-    services.confirm_booking(world["provider"], request.id)
+    transitions.confirm_booking(world["provider"], request.id)
     confirmed = db.session.query(Notification).filter_by(kind="booking.confirmed").first()
     assert "0635-8230001" in render("booking.confirmed", confirmed.payload)[1]
-    asked = services.request_booking(
+    asked = requests.request_booking(
         world["colleague"],
         world["instrument"].code,
-        services.BookingRequest(
+        requests.BookingRequest(
             mode=request.mode,
             purpose="x",
             starts_at=TUESDAY_9 + timedelta(days=2),

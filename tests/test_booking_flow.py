@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.booking.models import Booking, BookingState, ServiceRecord
-from portal.booking.services import TRANSITIONS
+from portal.booking.transitions import TRANSITIONS
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -298,7 +298,7 @@ def test_pages_show_the_queue_and_the_actions(client, world):
 
 
 def test_opening_hours_till_midnight_join_across_days(app, fake_clock, make_instrument):
-    from portal.booking.services import Calendar
+    from portal.booking.availability import Calendar
 
     instrument = make_instrument(opening_hours=[(d, time(0, 0), time(23, 59)) for d in range(7)])
     start = datetime(2026, 12, 9, 0, 0, tzinfo=UTC)

@@ -11,13 +11,17 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from portal.booking import services as booking_services
+from portal.booking import files
 from portal.booking.models import FileKind, ServiceFile, ServiceRecord
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services
+from portal.vouchers import applications as application_services
+from portal.vouchers import checks as claim_checks
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review as voucher_review
+from portal.vouchers import verification
 from portal.vouchers.models import Claim, ClaimState, EnterpriseRelation, RelationKind
 from tests.factories import extract_csrf, login
 from tests.test_booking_files import PDF
@@ -72,7 +76,7 @@ def services_of_every_kind(desk) -> dict[str, ServiceRecord]:
 def test_the_new_claim_list_marks_what_cannot_pass_with_the_reviews_own_reasons(client, desk):
     records = services_of_every_kind(desk)
     user = desk["holder"]
-    marked = {c.record.id: c for c in services.claimable_services(user, desk["voucher"])}
+    marked = {c.record.id: c for c in claim_checks.claimable_services(user, desk["voucher"])}
     expected = {
         "good": set(),
         "no_receipt": {"evidence"},
@@ -85,7 +89,7 @@ def test_the_new_claim_list_marks_what_cannot_pass_with_the_reviews_own_reasons(
         record = records[name]
         assert {p.code for p in marked[record.id].problems} == codes, name
         # One place: the review's checks on this service alone fail for exactly the same reasons.
-        alone = services.run_checks(user.enterprise, desk["scheme"], [record])
+        alone = claim_checks.run_checks(user.enterprise, desk["scheme"], [record])
         assert {c.message for c in alone if not c.passed} == {p.message for p in marked[record.id].problems}
     assert marked[records["no_receipt"].id].fixable and not marked[records["old"].id].fixable
 
@@ -112,9 +116,9 @@ def test_the_new_claim_list_marks_what_cannot_pass_with_the_reviews_own_reasons(
 def test_a_claim_whose_checks_fail_cannot_be_submitted(desk):
     user = desk["holder"]
     record = desk["service"](user, 1_000_00, evidence=(FileKind.CONTRACT,))
-    claim = services.create_claim(user, desk["voucher"].id, [record.id])
+    claim = claim_services.create_claim(user, desk["voucher"].id, [record.id])
     with pytest.raises(InvalidTransition) as error:
-        services.submit_claim(user, claim.id)
+        claim_services.submit_claim(user, claim.id)
     assert [c["code"] for c in error.value.details["checks"]] == ["evidence"]
     db.session.rollback()
     assert db.session.get(Claim, claim.id).state is ClaimState.DRAFT
@@ -123,14 +127,14 @@ def test_a_claim_whose_checks_fail_cannot_be_submitted(desk):
 
     # Once the missing documents are there, the same draft goes through.
     for kind in (FileKind.INVOICE, FileKind.RECEIPT):
-        booking_services.attach_file(user, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
-    assert services.submit_claim(user, claim.id).state is ClaimState.SUBMITTED
+        files.attach_file(user, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+    assert claim_services.submit_claim(user, claim.id).state is ClaimState.SUBMITTED
 
 
 def test_the_claim_page_explains_and_the_api_refuses(client, desk):
     user = desk["holder"]
     record = desk["service"](user, 1_000_00, rated=False)
-    claim = services.create_claim(user, desk["voucher"].id, [record.id])
+    claim = claim_services.create_claim(user, desk["voucher"].id, [record.id])
     login(client, user.username)
     page = client.get(f"/vouchers/claims/{claim.id}").get_data(as_text=True)
     assert 'id="cannot-submit"' in page and 'id="submit-claim"' not in page
@@ -153,8 +157,10 @@ def test_the_claim_page_explains_and_the_api_refuses(client, desk):
 def returned(desk):
     user = desk["holder"]
     record = desk["service"](user, 2_000_00)
-    claim = services.submit_claim(user, services.create_claim(user, desk["voucher"].id, [record.id]).id)
-    services.decide_claim(desk["reviewer"], claim.id, "return", "付款凭证不清晰，请重新上传")
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, desk["voucher"].id, [record.id]).id
+    )
+    voucher_review.return_claim(desk["reviewer"], claim.id, "付款凭证不清晰，请重新上传")
     return {"claim": claim, "record": record}
 
 
@@ -239,17 +245,19 @@ def test_only_the_holder_corrects_and_only_a_returned_claim(client, desk, return
     assert 'id="holder-only"' in seen and 'id="revise-claim"' not in seen and 'id="submit-claim"' not in seen
     assert 'id="not-revisable"' in client.get(f"/vouchers/claims/{claim.id}/revise").get_data(as_text=True)
     with pytest.raises(Forbidden) as error:
-        services.revise_claim(desk["staff"], claim.id, "我来改")
+        claim_services.revise_claim(desk["staff"], claim.id, "我来改")
     assert desk["holder"].full_name in error.value.message
-    draft = services.create_claim(desk["holder"], desk["voucher"].id, [desk["service"](desk["holder"]).id])
+    draft = claim_services.create_claim(
+        desk["holder"], desk["voucher"].id, [desk["service"](desk["holder"]).id]
+    )
     with pytest.raises(InvalidTransition):
-        services.revise_claim(desk["holder"], draft.id, "草稿不用答复")
+        claim_services.revise_claim(desk["holder"], draft.id, "草稿不用答复")
     with pytest.raises(ValidationFailed) as error:
-        services.revise_claim(
+        claim_services.revise_claim(
             desk["holder"],
             claim.id,
             None,
-            services.Replacement(999_999, FileKind.RECEIPT, io.BytesIO(PDF), "x.pdf"),
+            claim_services.Replacement(999_999, FileKind.RECEIPT, io.BytesIO(PDF), "x.pdf"),
         )
     assert "record" in error.value.fields
     assert db.session.scalar(select(func.count()).where(AuditEvent.action == "claim.revised")) == 0
@@ -262,12 +270,14 @@ def test_the_first_approver_is_not_offered_approve_again(client, desk):
     user = desk["holder"]
     # Above the four-eyes threshold (50,000 yuan of subsidy): 90 % of 60,000 yuan.
     record = desk["service"](user, 60_000_00)
-    claim = services.submit_claim(user, services.create_claim(user, desk["voucher"].id, [record.id]).id)
-    services.decide_claim(desk["reviewer"], claim.id, "approve")
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, desk["voucher"].id, [record.id]).id
+    )
+    voucher_review.approve_claim(desk["reviewer"], claim.id)
     assert db.session.get(Claim, claim.id).state is ClaimState.PENDING_SECOND
     first, second = desk["reviewer"], desk["reviewer2"]
-    assert not services.can_approve_claim(first, db.session.get(Claim, claim.id))
-    assert services.can_decide_claim(first, db.session.get(Claim, claim.id))
+    assert not voucher_review.can_approve_claim(first, db.session.get(Claim, claim.id))
+    assert voucher_review.can_decide_claim(first, db.session.get(Claim, claim.id))
 
     login(client, first.username)
     mine = client.get(f"/vouchers/claims/{claim.id}").get_data(as_text=True)
@@ -284,8 +294,8 @@ def test_the_first_approver_is_not_offered_approve_again(client, desk):
 
 def test_the_first_approver_of_an_application_is_not_offered_approve_again(client, desk, make_user):
     applicant = make_user(Role.ENTERPRISE)
-    application = services.apply_for_voucher(applicant, 80_000_00, "扩产检测")
-    services.decide_application(desk["reviewer"], application.id, "approve")
+    application = application_services.apply_for_voucher(applicant, 80_000_00, "扩产检测")
+    application_services.approve_application(desk["reviewer"], application.id)
     login(client, desk["reviewer"].username)
     mine = client.get(f"/review/applications/{application.id}").get_data(as_text=True)
     assert 'id="approve-application"' not in mine and 'id="own-approval"' in mine
@@ -304,8 +314,8 @@ def test_enterprise_verification_asks_before_deciding(client, desk, make_user):
     from portal.accounts.models import VerificationState
 
     waiting = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
-    request = services.submit_verification(
-        waiting, services.VerificationData(kind="maker_team", actual_controller="李四")
+    request = verification.submit_verification(
+        waiting, verification.VerificationData(kind="maker_team", actual_controller="李四")
     )
     login(client, desk["reviewer"].username)
     page = client.get(f"/review/verifications/{request.id}").get_data(as_text=True)

@@ -300,9 +300,11 @@ def claim_world(fake_clock, holder, colleague, make_scheme, make_voucher, make_s
 def test_staff_see_the_enterprises_bookings_vouchers_and_claims_and_can_book(
     app, holder, colleague, claim_world, make_instrument
 ):
-    from portal.vouchers import services as vouchers
+    from portal.vouchers import claims as claim_services
 
-    claim = vouchers.create_claim(colleague, claim_world["voucher"].id, [claim_world["record"].id])  # a draft
+    claim = claim_services.create_claim(
+        colleague, claim_world["voucher"].id, [claim_world["record"].id]
+    )  # a draft
     staff = signed_in(app, "colleague")
     token, _row = services.issue_api_token(colleague)
     bearer = {"Authorization": f"Bearer {token}"}
@@ -339,9 +341,9 @@ def test_staff_see_the_enterprises_bookings_vouchers_and_claims_and_can_book(
 
 
 def test_staff_cannot_submit_a_claim_in_the_page_or_the_api(app, holder, colleague, claim_world):
-    from portal.vouchers import services as vouchers
+    from portal.vouchers import claims as claim_services
 
-    claim = vouchers.create_claim(colleague, claim_world["voucher"].id, [claim_world["record"].id])
+    claim = claim_services.create_claim(colleague, claim_world["voucher"].id, [claim_world["record"].id])
     staff = signed_in(app, "colleague")
     page = staff.get(f"/vouchers/claims/{claim.id}").get_data(as_text=True)
     assert 'id="submit-claim"' not in page and "王建国" in page
@@ -360,7 +362,7 @@ def test_staff_cannot_submit_a_claim_in_the_page_or_the_api(app, holder, colleag
     # The holder submits the draft their colleague prepared.
     holder_page = signed_in(app, "holder").get(f"/vouchers/claims/{claim.id}").get_data(as_text=True)
     assert 'id="submit-claim"' in holder_page
-    vouchers.submit_claim(holder, claim.id)
+    claim_services.submit_claim(holder, claim.id)
     assert db.session.get(Claim, claim.id).state is ClaimState.SUBMITTED
 
 
@@ -385,7 +387,7 @@ def test_staff_cannot_apply_for_a_voucher_in_the_page_or_the_api(app, holder, co
 
 
 def test_staff_cannot_resubmit_a_returned_application(app, holder, colleague, make_scheme):
-    from portal.vouchers import services as vouchers
+    from portal.vouchers import applications as application_services
 
     scheme = make_scheme()
     application = VoucherApplication(
@@ -398,12 +400,13 @@ def test_staff_cannot_resubmit_a_returned_application(app, holder, colleague, ma
     db.session.add(application)
     db.session.commit()
     with pytest.raises(Forbidden):
-        vouchers.resubmit_application(colleague, application.id, 1_000_00, "新计划")
+        application_services.resubmit_application(colleague, application.id, 1_000_00, "新计划")
     assert 'name="plan"' not in signed_in(app, "colleague").get(
         f"/vouchers/applications/{application.id}/resubmit"
     ).get_data(as_text=True)
     assert (
-        vouchers.resubmit_application(holder, application.id, 1_000_00, "新计划").state.value == "submitted"
+        application_services.resubmit_application(holder, application.id, 1_000_00, "新计划").state.value
+        == "submitted"
     )
 
 

@@ -115,7 +115,7 @@ def test_the_burn_down_cumulates_the_months_and_forecasts_in_a_straight_line(per
         running += by_month[month]
         expected.append(running)
     assert burn.cumulative == expected
-    assert [p + c for p, c in zip(burn.province, burn.city, strict=True)] == [
+    assert [sum(series[i] for series in burn.funds.values()) for i in range(12)] == [
         by_month[m] for m in burn.months
     ]
     assert burn.forecast[-1] == round(expected[today.month - 1] / today.month * 12)

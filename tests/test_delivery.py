@@ -33,7 +33,7 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.models import EmailState, Notification
 from portal.notifications.services import notify
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims, review
 from portal.vouchers.models import Claim, ClaimState
 from tests.conftest import make_app
 from tests.factories import extract_csrf, login
@@ -172,7 +172,7 @@ def approvable(app, make_scheme, make_user, make_voucher, make_service) -> Calla
         team = [first, *(make_user(Role.ENTERPRISE, enterprise=first.enterprise) for _ in range(users - 1))]
         voucher = make_voucher(first, scheme, 100_000_00, valid_until=today + timedelta(days=180))
         record = make_service(first, 10_000_00, starts_at=service_start)
-        claim = vouchers.submit_claim(first, vouchers.create_claim(first, voucher.id, [record.id]).id)
+        claim = claims.submit_claim(first, claims.create_claim(first, voucher.id, [record.id]).id)
         return claim, team
 
     return make
@@ -228,7 +228,7 @@ def test_an_approval_mails_each_user_of_the_enterprise_exactly_once(
     claim, team = approvable(users=2)
     reviewer = make_user(Role.REVIEWER)
 
-    assert vouchers.decide_claim(reviewer, claim.id, "approve").state is ClaimState.IN_NOTICE
+    assert review.approve_claim(reviewer, claim.id).state is ClaimState.IN_NOTICE
 
     mails = approval_mails(claim.id)
     assert sorted(n.recipient_id for n in mails) == sorted(u.id for u in team)
@@ -251,7 +251,10 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_mail_arrives_once(
     first = start_worker()
     smtp.hold_next()  # the server will sit on the first message before accepting it
     claim, [user] = approvable()
-    vouchers.decide_claim(make_user(Role.REVIEWER), claim.id, "approve")
+    review.approve_claim(
+        make_user(Role.REVIEWER),
+        claim.id,
+    )
     [mail] = approval_mails(claim.id)
     message_id = expected_message_id(mail)
 
@@ -287,7 +290,7 @@ def test_approvals_while_redis_is_down_are_mailed_once_it_is_back(
     start_worker()
     reviewers = [make_user(Role.REVIEWER), make_user(Role.REVIEWER)]
     before, *during = [approvable(users=2), approvable(), approvable(users=2)]
-    vouchers.decide_claim(reviewers[0], before[0].id, "approve")
+    review.approve_claim(reviewers[0], before[0].id)
     early = [n.id for n in approval_mails(before[0].id)]
     wait_for(lambda: all_in(early, EmailState.SENT), 20, "the mails of the first approval")
 
@@ -298,7 +301,7 @@ def test_approvals_while_redis_is_down_are_mailed_once_it_is_back(
     took = []
     for n, (claim, _team) in enumerate(during):
         started = time.monotonic()
-        decided = vouchers.decide_claim(reviewers[n % 2], claim.id, "approve")
+        decided = review.approve_claim(reviewers[n % 2], claim.id)
         took.append(time.monotonic() - started)
         assert decided.state is ClaimState.IN_NOTICE
     db.session.rollback()
@@ -329,7 +332,10 @@ def test_a_refusing_mail_server_is_retried_then_the_mail_is_listed_as_failed(
     smtp.refuse = "554 5.7.1 refused"
     start_worker()
     claim, [user] = approvable()
-    vouchers.decide_claim(make_user(Role.REVIEWER), claim.id, "approve")
+    review.approve_claim(
+        make_user(Role.REVIEWER),
+        claim.id,
+    )
     [mail] = approval_mails(claim.id)
     message_id = expected_message_id(mail)
 

@@ -27,15 +27,19 @@ from sqlalchemy import select
 
 from portal.accounts import banking
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
-from portal.booking import services as booking_services
+from portal.booking import files, records, requests, settings, transitions
 from portal.booking.models import BlackoutKind, BookingMode, BookingState, FileKind
 from portal.catalog.importer import import_catalog
 from portal.catalog.models import Instrument, OpeningHours
 from portal.core.charts import Series, bar_chart, hbar_chart
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance_services
-from portal.vouchers import services as voucher_services
+from portal.finance import batches
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice
+from portal.vouchers import review as desk
+from portal.vouchers import verification as verification_services
 from tests.accounts_helpers import run_deferred
 from tests.conftest import app_in_context
 from tests.factories import PASSWORD, extract_csrf, login, valid_uscc
@@ -119,10 +123,10 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
     voucher = make_voucher(enterprise, scheme)
 
     # Booking texts, each through its service (which also writes the notifications and mails).
-    sample = booking_services.request_booking(
+    sample = requests.request_booking(
         enterprise,
         instrument.code,
-        booking_services.BookingRequest(
+        requests.BookingRequest(
             mode=BookingMode.SAMPLE,
             purpose=tagged("目的"),
             sample_count=2,
@@ -130,7 +134,7 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
             sample_delivery_on=date(2026, 12, 10),
         ),
     )
-    booking_services.reject_booking(provider, sample.id, tagged("拒绝"))
+    transitions.reject_booking(provider, sample.id, tagged("拒绝"))
     start = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
     done = []
     for n in range(3):
@@ -142,18 +146,18 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
             state=BookingState.CONFIRMED,
             purpose=tagged("目的"),
         )
-        record = booking_services.complete_booking(
+        record = records.complete_booking(
             provider,
             booking.id,
-            booking_services.ServiceReport(
+            records.ServiceReport(
                 hours=Decimal(1), fee_fen=250_00, fee_reason=tagged("费用"), result_summary=tagged("结果")
             ),
         )
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
-            booking_services.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
-        booking_services.rate_service(enterprise, booking.id, 4, tagged("评价"))
+            files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        records.rate_service(enterprise, booking.id, 4, tagged("评价"))
         done.append(record)
-    booking_services.add_blackout(
+    settings.add_blackout(
         provider,
         instrument,
         BlackoutKind.MAINTENANCE,
@@ -172,21 +176,21 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
     )
 
     # Vouchers: a claim returned with a comment, one approved (so it is in the totals and exports).
-    returned = voucher_services.create_claim(enterprise, voucher.id, [done[0].id])
-    voucher_services.submit_claim(enterprise, returned.id)
-    voucher_services.decide_claim(reviewer, returned.id, "return", tagged("退回申领"))
-    voucher_services.revise_claim(enterprise, returned.id, tagged("答复"))
-    approved = voucher_services.create_claim(enterprise, voucher.id, [done[1].id])
-    voucher_services.submit_claim(enterprise, approved.id)
-    voucher_services.decide_claim(reviewer, approved.id, "approve")
-    voucher_services.end_public_notice(date(2027, 1, 31))
-    batch = finance_services.build_batch(finance, "2026-12")
-    in_notice = voucher_services.create_claim(enterprise, voucher.id, [done[2].id])
-    voucher_services.submit_claim(enterprise, in_notice.id)
-    voucher_services.decide_claim(reviewer, in_notice.id, "approve")
+    returned = claim_services.create_claim(enterprise, voucher.id, [done[0].id])
+    claim_services.submit_claim(enterprise, returned.id)
+    desk.return_claim(reviewer, returned.id, tagged("退回申领"))
+    claim_services.revise_claim(enterprise, returned.id, tagged("答复"))
+    approved = claim_services.create_claim(enterprise, voucher.id, [done[1].id])
+    claim_services.submit_claim(enterprise, approved.id)
+    desk.approve_claim(reviewer, approved.id)
+    notice.end_public_notice(date(2027, 1, 31))
+    batch = batches.build_batch(finance, "2026-12")
+    in_notice = claim_services.create_claim(enterprise, voucher.id, [done[2].id])
+    claim_services.submit_claim(enterprise, in_notice.id)
+    desk.approve_claim(reviewer, in_notice.id)
     applicant = enterprise_user(make_user, "申请方")
-    application = voucher_services.apply_for_voucher(applicant, 10_000_00, tagged("计划"))
-    voucher_services.decide_application(reviewer, application.id, "return", comment=tagged("退回申请"))
+    application = application_services.apply_for_voucher(applicant, 10_000_00, tagged("计划"))
+    application_services.return_application(reviewer, application.id, comment=tagged("退回申请"))
 
     # An enterprise that registered through the form, asking to be verified.
     form = {
@@ -205,8 +209,9 @@ def world(app, fake_clock, make_user, make_institution, make_scheme, make_vouche
     assert response.status_code == 200
     run_deferred(response)  # the account is made after the answer (portal.accounts.registration)
     registered = db.session.scalar(select(Enterprise).where(Enterprise.uscc == valid_uscc(4242))).users[0]
-    verification = voucher_services.submit_verification(
-        registered, voucher_services.VerificationData(kind="maker_team", actual_controller=tagged("实控人"))
+    verification = verification_services.submit_verification(
+        registered,
+        verification_services.VerificationData(kind="maker_team", actual_controller=tagged("实控人")),
     )
     return {
         "instrument": instrument,

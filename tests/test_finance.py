@@ -21,10 +21,12 @@ from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.finance.models import BatchState, SubsidyTally
 from portal.notifications.models import Notification
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review
 from portal.vouchers.models import Claim, ClaimState, Fund, LedgerEntry, LedgerKind
 from tests.conftest import make_app
 from tests.factories import extract_csrf, login
@@ -64,9 +66,9 @@ def approved(fake_clock, make_scheme, make_user, make_voucher, make_service, mak
             make_bank_account(user)
         voucher = make_voucher(user, scheme)
         record = make_service(user, fee_fen)
-        claim = services.create_claim(user, voucher.id, [record.id])
-        services.submit_claim(user, claim.id)
-        return services.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
+        claim_services.submit_claim(user, claim.id)
+        return review.approve_claim(reviewer, claim.id)
 
     return approve
 
@@ -92,22 +94,21 @@ def random_claims(app, make_scheme, make_user, make_voucher, make_institution):
         user, voucher = rng.choice(users)
         state = rng.choice(list(ClaimState))
         committed = state in (ClaimState.IN_NOTICE, ClaimState.PAYABLE, ClaimState.PAID)
-        claims.append(
-            Claim(
-                voucher_id=voucher.id,
-                enterprise_id=user.enterprise_id,
-                institution_id=rng.choice(institutions).id,
-                state=state,
-                fee_fen=rng.randrange(1, 10**8),
-                province_fen=rng.randrange(0, 10**7),
-                city_fen=rng.choice((0, rng.randrange(1, 10**7))),
-                limited_by=[],
-                checks=[],
-                created_by_id=user.id,
-                approved_month=rng.choice(months) if committed or rng.random() < 0.2 else None,
-                paid_month=rng.choice(months) if state is ClaimState.PAID else None,
-            )
+        claim = Claim(
+            voucher_id=voucher.id,
+            enterprise_id=user.enterprise_id,
+            institution_id=rng.choice(institutions).id,
+            state=state,
+            fee_fen=rng.randrange(1, 10**8),
+            limited_by=[],
+            checks=[],
+            created_by_id=user.id,
+            approved_month=rng.choice(months) if committed or rng.random() < 0.2 else None,
+            paid_month=rng.choice(months) if state is ClaimState.PAID else None,
         )
+        province, city = rng.randrange(0, 10**7), rng.choice((0, rng.randrange(1, 10**7)))
+        claim.set_amounts([("province", province, province), ("city", city + 1, city)])
+        claims.append(claim)
     db.session.add_all(claims)
     db.session.commit()
     return months
@@ -119,7 +120,7 @@ def direct_sums(month: str) -> list[tuple]:
     committed = (ClaimState.IN_NOTICE, ClaimState.PAYABLE, ClaimState.PAID)
     for claim in db.session.scalars(select(Claim)):
         county = db.session.get(Enterprise, claim.enterprise_id).county
-        for fund, amount in (("province", claim.province_fen), ("city", claim.city_fen)):
+        for fund, amount in claim.fund_amounts().items():
             if amount <= 0:
                 continue
             key = (fund, claim.enterprise_id, claim.institution_id, county)
@@ -320,30 +321,30 @@ def test_large_exports_run_as_a_job_with_progress_and_a_download(
 def payable(approved, fake_clock):
     claims = [approved(name=HOSTILE), approved(fee_fen=2_000_00)]
     fake_clock.advance(days=10)
-    assert services.end_public_notice() == 2
+    assert notice.end_public_notice() == 2
     return [c.id for c in claims]
 
 
 def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, make_user, fake_clock):
     clerk = make_user(Role.FINANCE)
     month = finance.month_of(fake_clock())
-    batch = finance.build_batch(clerk, month)
+    batch = batches.build_batch(clerk, month)
     claims = [db.session.get(Claim, i) for i in payable]
     assert batch.claims == 2 and batch.total_fen == sum(c.total_fen for c in claims)
     with pytest.raises(InvalidTransition):
-        finance.build_batch(clerk, month)  # nothing is left waiting
+        batches.build_batch(clerk, month)  # nothing is left waiting
     with pytest.raises(InvalidTransition):
-        finance.mark_batch_paid(clerk, batch.id, "BANK-1")  # not exported yet
+        batches.mark_batch_paid(clerk, batch.id, "BANK-1")  # not exported yet
 
-    text = finance.export_batch(clerk, batch.id)
+    text = batches.export_batch(clerk, batch.id)
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert all(not cell.startswith(FORMULA_PREFIXES) for row in rows for cell in row)
     assert Decimal(rows[-1][5]) * 100 == batch.total_fen
     with pytest.raises(ValidationFailed):
-        finance.mark_batch_paid(clerk, batch.id, "  ")
+        batches.mark_batch_paid(clerk, batch.id, "  ")
 
     funds_before = {f.name: f.paid_fen for f in db.session.scalars(select(Fund))}
-    finance.mark_batch_paid(clerk, batch.id, "ICBC-20261217-001")
+    batches.mark_batch_paid(clerk, batch.id, "ICBC-20261217-001")
     db.session.rollback()
     assert db.session.get(type(batch), batch.id).state is BatchState.PAID
     for claim_id in payable:
@@ -368,7 +369,7 @@ def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, ma
     actions = set(db.session.scalars(select(AuditEvent.action)))
     assert {"batch.built", "batch.exported", "batch.paid", "claim.paid"} <= actions
     with pytest.raises(InvalidTransition):
-        finance.mark_batch_paid(clerk, batch.id, "again")
+        batches.mark_batch_paid(clerk, batch.id, "again")
 
 
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
@@ -384,7 +385,7 @@ def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
         finance.close_month(clerk, MONTH)
 
     # A claim changed underneath (as a bad migration might) does not move the closed month's tally.
-    db.session.get(Claim, claim.id).province_fen += 1
+    db.session.get(Claim, claim.id).fund_rows[0].amount_fen += 1
     db.session.commit()
     assert finance.tally_month(MONTH) == 0
     assert tally_rows(MONTH) == frozen
@@ -392,7 +393,7 @@ def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
     # Nor can a batch be built for it, nor a reviewer approve into it.
     fake_clock.advance(days=-40)
     with pytest.raises(InvalidTransition):
-        finance.build_batch(clerk, MONTH)
+        batches.build_batch(clerk, MONTH)
     with pytest.raises(InvalidTransition, match=MONTH):
         approved()
 
@@ -401,16 +402,16 @@ def test_only_finance_builds_batches_and_closes_months(payable, make_user):
     for role in (Role.ENTERPRISE, Role.REVIEWER, Role.PROVIDER):
         user = make_user(role)
         with pytest.raises(Forbidden):
-            finance.build_batch(user, MONTH)
+            batches.build_batch(user, MONTH)
         with pytest.raises(Forbidden):
             finance.close_month(user, "2026-01")
 
 
 def test_tallies_after_a_batch_still_reconcile(payable, make_user, fake_clock):
     clerk = make_user(Role.FINANCE)
-    batch = finance.build_batch(clerk, MONTH)
-    finance.export_batch(clerk, batch.id)
-    finance.mark_batch_paid(clerk, batch.id, "REF-9")
+    batch = batches.build_batch(clerk, MONTH)
+    batches.export_batch(clerk, batch.id)
+    batches.mark_batch_paid(clerk, batch.id, "REF-9")
     result = finance.totals(MONTH, MONTH, "fund")
     assert result.approved_fen == finance.ledger_committed(MONTH) == result.paid_fen
 
@@ -424,17 +425,17 @@ def test_a_scheme_without_a_city_fund_pays_its_batch(
     user, reviewer, clerk = make_user(Role.ENTERPRISE), make_user(Role.REVIEWER), make_user(Role.FINANCE)
     make_bank_account(user)
     voucher = make_voucher(user, scheme)
-    claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
-    services.submit_claim(user, claim.id)
-    services.decide_claim(reviewer, claim.id, "approve")
+    claim = claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
+    claim_services.submit_claim(user, claim.id)
+    review.approve_claim(reviewer, claim.id)
     fake_clock.advance(days=10)
-    services.end_public_notice()
-    batch = finance.build_batch(clerk, MONTH)
-    finance.export_batch(clerk, batch.id)
-    finance.mark_batch_paid(clerk, batch.id, "ICBC-1")
+    notice.end_public_notice()
+    batch = batches.build_batch(clerk, MONTH)
+    batches.export_batch(clerk, batch.id)
+    batches.mark_batch_paid(clerk, batch.id, "ICBC-1")
     db.session.rollback()
     claim = db.session.get(Claim, claim.id)
-    assert (claim.state, claim.province_fen, claim.city_fen) == (ClaimState.PAID, 6_000_00, 0)
+    assert (claim.state, claim.fund_amounts()) == (ClaimState.PAID, {"province": 6_000_00})
     assert [(f.name, f.committed_fen, f.paid_fen) for f in db.session.scalars(select(Fund))] == [
         ("province", 6_000_00, 6_000_00)
     ]
@@ -446,7 +447,7 @@ def test_paying_a_claim_checks_its_current_state_and_audits_the_real_one(payable
     voucher = claim.voucher
     funds = {f.name: f for f in voucher.scheme.funds}
     with pytest.raises(Forbidden):
-        services.pay_claim(make_user(Role.REVIEWER), claim, voucher, funds, reference="R", month=MONTH)
+        claim_services.pay_claim(make_user(Role.REVIEWER), claim, voucher, funds, reference="R", month=MONTH)
     # Another transaction paid it after this one read it: the conditional UPDATE refuses.
     db.session.execute(
         update(Claim)
@@ -456,18 +457,18 @@ def test_paying_a_claim_checks_its_current_state_and_audits_the_real_one(payable
     )
     assert claim.state is ClaimState.PAYABLE  # what this transaction read
     with pytest.raises(InvalidTransition):
-        services.pay_claim(clerk, claim, voucher, funds, reference="R", month=MONTH)
+        claim_services.pay_claim(clerk, claim, voucher, funds, reference="R", month=MONTH)
     db.session.rollback()
 
     claim = db.session.get(Claim, payable[1])
-    services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-2", month=MONTH)
+    claim_services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-2", month=MONTH)
     db.session.commit()
     row = db.session.scalar(
         select(AuditEvent).where(AuditEvent.action == "claim.paid", AuditEvent.object_id == str(claim.id))
     )
     assert (row.before, row.after, row.reason) == ({"state": "payable"}, {"state": "paid"}, "R-2")
     with pytest.raises(InvalidTransition):
-        services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-3", month=MONTH)
+        claim_services.pay_claim(clerk, claim, claim.voucher, funds, reference="R-3", month=MONTH)
 
 
 # --- pages and API ------------------------------------------------------------------------------

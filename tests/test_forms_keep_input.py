@@ -164,10 +164,15 @@ def test_the_voucher_application_keeps_amount_and_plan(client, fake_clock, make_
 SCHEME = {
     "year": "2027",
     "name": "2027年度<创新券>",
-    "province_rate": "0.45",
-    "province_budget": "3000000.5",
-    "city_rate": "0.25",
-    "city_budget": "1000000",
+    "funds-0-name": "province",
+    "funds-0-rate": "0.45",
+    "funds-0-budget": "3000000.5",
+    "funds-0-condition": "always",
+    "funds-0-enterprise_capped": "y",
+    "funds-1-name": "city",
+    "funds-1-rate": "0.25",
+    "funds-1-budget": "1000000",
+    "funds-1-condition": "always",
     "enterprise_cap": "500000",
     "group_cap": "650000",
     "four_eyes_threshold": "50000",
@@ -194,7 +199,8 @@ def test_the_scheme_form_keeps_every_value(client, fake_clock, make_user):
     assert [t for t in typed if t not in text] == []
     assert html.escape(SCHEME["name"]) in text
     assert re.search(r'<option selected value="statutory_testing"|value="statutory_testing" selected', text)
-    assert 'name="city_local_only"' in text and not re.search(r'name="city_local_only"[^>]*checked', text)
+    city_condition = text.split('name="funds-1-condition"')[1].split("</select>")[0]
+    assert re.search(r'<option selected value="always"|value="always" selected', city_condition)
     assert "service_window_end" in invalid_fields(text)
     assert db.session.scalar(select(Scheme)) is None
 
@@ -211,11 +217,11 @@ def test_a_budget_below_what_is_committed_is_explained_in_yuan(client, fake_cloc
         "service_window_start": "2026-01-01",
         "service_window_end": "2026-12-31",
     }
-    data["province_budget"] = "1000000"
+    data["funds-0-budget"] = "1000000"
     response = client.post("/review/scheme", data={"csrf_token": extract_csrf(page), **data})
     text = response.get_data(as_text=True)
-    assert response.status_code == 200 and "province_budget" in invalid_fields(text)
-    feedback = text.split('name="province_budget"')[1].split("</div>")[0]
+    assert response.status_code == 200 and "funds-0-budget" in invalid_fields(text)
+    feedback = text.split('name="funds-0-budget"')[1].split("</div>")[0]
     assert "¥1,234,567.89" in feedback and "分" not in feedback
 
 

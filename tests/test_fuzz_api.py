@@ -35,11 +35,12 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from werkzeug.test import Client
 
 from portal.accounts.services import issue_api_token
-from portal.booking import services as booking_services
+from portal.booking import files
 from portal.booking.models import BookingState, FileKind
 from portal.core import clock
 from portal.core.permissions import Role
-from portal.vouchers import services as voucher_services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
 from tests.conftest import app_in_context
 from tests.factories import PASSWORD
 from tests.test_booking_files import PDF
@@ -187,12 +188,12 @@ def world(
     ]
     records = [make_service(enterprise, instrument=instrument, evidence=()) for _ in range(2)]
     files = [
-        booking_services.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        files.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
         for record in records
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
     ]
-    application = voucher_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
-    claim = voucher_services.create_claim(enterprise, voucher.id, [records[0].id])
+    application = application_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
+    claim = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
     users = [enterprise, applicant, provider, make_user(Role.REVIEWER), make_user(Role.FINANCE)]
     tokens = [issue_api_token(user)[0] for user in users]
     return {

@@ -30,16 +30,20 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
-from portal.booking import services as booking_services
+from portal.booking import files
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance_services
+from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
-from portal.vouchers import services as voucher_services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice
+from portal.vouchers import review as desk
+from portal.vouchers import verification as verification_services
 from tests.access_world import photo_bytes
 from tests.conftest import app_in_context
 from tests.factories import login
@@ -220,35 +224,35 @@ def world(
     started = [booking(BookingState.CONFIRMED, past + timedelta(hours=n)) for n in range(3)]
     unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
     for kind in (FileKind.CONTRACT, FileKind.INVOICE):
-        booking_services.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        files.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
     records = [make_service(enterprise, instrument=instrument) for _ in range(5)]
-    draft = voucher_services.create_claim(enterprise, voucher.id, [records[0].id])
+    draft = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
     submitted = []
     for record in records[1:3]:
-        claim = voucher_services.create_claim(enterprise, voucher.id, [record.id])
-        submitted.append(voucher_services.submit_claim(enterprise, claim.id))
-    approved = voucher_services.create_claim(enterprise, voucher.id, [records[3].id])
-    voucher_services.submit_claim(enterprise, approved.id)
-    voucher_services.decide_claim(reviewer, approved.id, "approve")
-    voucher_services.end_public_notice(date(2027, 1, 31))
+        claim = claim_services.create_claim(enterprise, voucher.id, [record.id])
+        submitted.append(claim_services.submit_claim(enterprise, claim.id))
+    approved = claim_services.create_claim(enterprise, voucher.id, [records[3].id])
+    claim_services.submit_claim(enterprise, approved.id)
+    desk.approve_claim(reviewer, approved.id)
+    notice.end_public_notice(date(2027, 1, 31))
     make_bank_account(enterprise)  # finance pays only a verified account
-    batch = finance_services.build_batch(finance, "2026-12")
+    batch = batches.build_batch(finance, "2026-12")
     # A returned claim to correct, and a bank account change to decide (issue 13).
-    to_correct = voucher_services.create_claim(
+    to_correct = claim_services.create_claim(
         enterprise, voucher.id, [make_service(enterprise, instrument=instrument).id]
     )
-    voucher_services.submit_claim(enterprise, to_correct.id)
-    voucher_services.decide_claim(reviewer, to_correct.id, "return", "请补充付款凭证")
+    claim_services.submit_claim(enterprise, to_correct.id)
+    desk.return_claim(reviewer, to_correct.id, "请补充付款凭证")
     bank_change = make_bank_account(enterprise, state=BankAccountState.PENDING, bank_name="中国银行聊城分行")
     applicants = [make_user(Role.ENTERPRISE) for _ in range(2)]
-    applications = [voucher_services.apply_for_voucher(a, 50_000_00, "扩产检测") for a in applicants]
+    applications = [application_services.apply_for_voucher(a, 50_000_00, "扩产检测") for a in applicants]
     returned = make_user(Role.ENTERPRISE)
-    to_resubmit = voucher_services.apply_for_voucher(returned, 20_000_00, "检测计划")
-    voucher_services.decide_application(reviewer, to_resubmit.id, "return", comment="请补充计划")
+    to_resubmit = application_services.apply_for_voucher(returned, 20_000_00, "检测计划")
+    application_services.return_application(reviewer, to_resubmit.id, comment="请补充计划")
     pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
     waiting = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
-    verification = voucher_services.submit_verification(
-        waiting, voucher_services.VerificationData(kind="maker_team", actual_controller="李四")
+    verification = verification_services.submit_verification(
+        waiting, verification_services.VerificationData(kind="maker_team", actual_controller="李四")
     )
     blackout = Blackout(
         instrument_id=instrument.id,

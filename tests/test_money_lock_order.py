@@ -14,9 +14,12 @@ from portal.core.database import serialized_write
 from portal.core.locks import LockOrderError, Rank, lock_one, lock_where
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
 from portal.finance.models import BatchState, DisbursementBatch
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
+from portal.vouchers import review
 from portal.vouchers.models import Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
 from tests.conftest import make_app
 
@@ -75,22 +78,25 @@ def test_approving_one_claim_while_paying_another_on_the_same_voucher_never_dead
     for round_number in range(ROUNDS):
         # Claims of the voucher are payable in an exported batch (a new one, and the one approved in
         # the round before: the notice lasts no day), another waits for approval.
-        paying = services.create_claim(user, voucher.id, [make_service(user, FEE).id])
-        services.submit_claim(user, paying.id)
-        services.decide_claim(reviewer, paying.id, "approve")
-        services.end_public_notice()
-        batch = finance.build_batch(clerk, month)
+        paying = claim_services.create_claim(user, voucher.id, [make_service(user, FEE).id])
+        claim_services.submit_claim(user, paying.id)
+        review.approve_claim(reviewer, paying.id)
+        public_notice.end_public_notice()
+        batch = batches.build_batch(clerk, month)
         assert batch.claims == (1 if round_number == 0 else 2)
-        finance.export_batch(clerk, batch.id)
-        approving = services.create_claim(user, voucher.id, [make_service(user, FEE).id])
-        services.submit_claim(user, approving.id)
+        batches.export_batch(clerk, batch.id)
+        approving = claim_services.create_claim(user, voucher.id, [make_service(user, FEE).id])
+        claim_services.submit_claim(user, approving.id)
         batch_id, approving_id = batch.id, approving.id
 
         def approve(claim_id: int = approving_id) -> None:
-            services.decide_claim(db.session.get(User, reviewer_id), claim_id, "approve")
+            review.approve_claim(
+                db.session.get(User, reviewer_id),
+                claim_id,
+            )
 
         def pay(batch_id: int = batch_id, reference: str = f"BANK-{round_number}") -> None:
-            finance.mark_batch_paid(db.session.get(User, clerk_id), batch_id, reference)
+            batches.mark_batch_paid(db.session.get(User, clerk_id), batch_id, reference)
 
         errors = race(app, approve, pay)
         assert errors == [], f"round {round_number}: {errors!r}"

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from portal.booking import services as booking_services
+from portal.booking import requests, transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications import services
 from portal.notifications.models import EmailState, Notification
-from portal.vouchers import services as voucher_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review
 from tests.factories import extract_csrf, login
 
 
@@ -41,9 +42,9 @@ def approve_claim(fake_clock, make_scheme, make_user, make_voucher, make_service
     def run(user):
         voucher = make_voucher(user, scheme)
         record = make_service(user)
-        claim = voucher_services.create_claim(user, voucher.id, [record.id])
-        voucher_services.submit_claim(user, claim.id)
-        return voucher_services.decide_claim(reviewer, claim.id, "approve")
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
+        claim_services.submit_claim(user, claim.id)
+        return review.approve_claim(reviewer, claim.id)
 
     return run
 
@@ -113,7 +114,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
     from datetime import timedelta
 
     from portal.booking.models import BookingMode
-    from portal.booking.services import BookingRequest
+    from portal.booking.requests import BookingRequest
     from tests.test_booking_flow import TUESDAY_9
     from tests.test_booking_rules import WEEKDAY_HOURS
 
@@ -121,7 +122,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
     instrument = make_instrument(institution=host, opening_hours=WEEKDAY_HOURS)
     provider = make_user(Role.PROVIDER, institution=host, email_notifications=False)
     customer = make_user(Role.ENTERPRISE, email_notifications=False)
-    booking = booking_services.request_booking(
+    booking = requests.request_booking(
         customer,
         instrument.code,
         BookingRequest(
@@ -140,7 +141,7 @@ def test_a_booking_request_tells_the_providers_and_the_answer_tells_the_enterpri
 
     assert kinds(provider) == ["booking.requested"]
     assert kinds(customer) == []
-    booking_services.confirm_booking(provider, booking.id)
+    transitions.confirm_booking(provider, booking.id)
     assert kinds(customer) == ["booking.confirmed"]
 
 
@@ -163,8 +164,8 @@ def test_reminders_go_out_once_per_booking(app, fake_clock, make_instrument, mak
         ends_at=fake_clock() + timedelta(days=3, hours=1),
         state=BookingState.CONFIRMED,
     )
-    assert booking_services.send_reminders() == 1
-    assert booking_services.send_reminders() == 0
+    assert transitions.send_reminders() == 1
+    assert transitions.send_reminders() == 0
     notes = db.session.scalars(select(Notification).where(Notification.kind == "booking.reminder")).all()
     assert [n.payload["booking"] for n in notes] == [soon.id]
     assert db.session.get(Booking, soon.id).reminded_at is not None

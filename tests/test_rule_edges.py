@@ -10,12 +10,14 @@ from decimal import Decimal
 
 import pytest
 
+from portal.booking import records, transitions
 from portal.booking import services as booking
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import InvalidTransition, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
+from portal.vouchers import claims, wallet
+from portal.vouchers.checks import voucher_checks
 from portal.vouchers.models import VoucherState
 from tests.conftest import MONDAY_9AM
 from tests.test_booking_rules import WEEKDAY_HOURS, bearer, request_slot
@@ -68,10 +70,10 @@ def test_the_enterprise_cancels_at_the_cut_off_itself_but_not_a_minute_later(set
     late, on_time = confirmed(wednesday_9), confirmed(wednesday_10)
     setting["clock"].set(wednesday_9 - timedelta(hours=24) + timedelta(minutes=1))
     with pytest.raises(InvalidTransition) as refused:
-        booking.cancel_booking(setting["user"], late.id, None)
+        transitions.cancel_booking(setting["user"], late.id, None)
     assert refused.value.details == {"rule": "cancel_cutoff"}
     setting["clock"].set(wednesday_10 - timedelta(hours=24))
-    assert booking.cancel_booking(setting["user"], on_time.id, None).state is BookingState.CANCELLED
+    assert transitions.cancel_booking(setting["user"], on_time.id, None).state is BookingState.CANCELLED
 
 
 def test_a_request_expires_exactly_when_its_time_to_answer_has_run_out(app, setting, make_booking):
@@ -87,8 +89,8 @@ def test_a_request_expires_exactly_when_its_time_to_answer_has_run_out(app, sett
     ]
     ttl = timedelta(hours=app.config["BOOKING_REQUEST_TTL_HOURS"])
     deadline = max(r.created_at for r in rows) + ttl
-    assert booking.expire_unanswered(deadline - timedelta(seconds=1)) == 0
-    assert booking.expire_unanswered(deadline) == 2
+    assert transitions.expire_unanswered(deadline - timedelta(seconds=1)) == 0
+    assert transitions.expire_unanswered(deadline) == 2
     for row in rows:
         assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.EXPIRED
         assert [e.reason for e in booking.booking_history(row)] == ["no answer in time"]
@@ -97,8 +99,8 @@ def test_a_request_expires_exactly_when_its_time_to_answer_has_run_out(app, sett
 def test_a_request_expires_the_moment_its_slot_begins(setting, make_booking):
     starts = MONDAY_9AM + timedelta(days=1)
     row = make_booking(setting["instrument"], setting["user"], starts, starts + timedelta(hours=1))
-    assert booking.expire_unanswered(starts - timedelta(seconds=1)) == 0
-    assert booking.expire_unanswered(starts) == 1
+    assert transitions.expire_unanswered(starts - timedelta(seconds=1)) == 0
+    assert transitions.expire_unanswered(starts) == 1
     assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.EXPIRED
 
 
@@ -118,8 +120,8 @@ def test_a_no_show_or_a_service_is_recorded_from_the_start_of_the_slot_not_befor
 
     def record():
         if action == "no_show":
-            return booking.mark_no_show(provider, row.id)
-        return booking.complete_booking(provider, row.id, booking.ServiceReport(hours=Decimal(1)))
+            return transitions.mark_no_show(provider, row.id)
+        return records.complete_booking(provider, row.id, records.ServiceReport(hours=Decimal(1)))
 
     setting["clock"].set(starts - timedelta(seconds=1))
     with pytest.raises(InvalidTransition) as refused:
@@ -141,7 +143,7 @@ def claimant(app, fake_clock, make_scheme, make_user, make_voucher):
 
 
 def window_check(claimant, record) -> bool:
-    preview = vouchers.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
+    preview = claims.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
     return next(c.passed for c in preview.checks if c.code == "service_window")
 
 
@@ -165,10 +167,10 @@ def test_a_voucher_is_valid_on_its_last_day_and_expires_the_day_after(
     today = date(2026, 12, 7)  # the fake clock's day in Liaocheng
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, make_scheme(), 10_000_00, valid_until=today)
-    checks = {c.code: c.passed for c in vouchers._voucher_checks(voucher)}
+    checks = {c.code: c.passed for c in voucher_checks(voucher)}
     assert checks["voucher_valid"] is True
-    assert vouchers.expire_vouchers(today) == 0
-    assert vouchers.expire_vouchers(today + timedelta(days=1)) == 1
+    assert wallet.expire_vouchers(today) == 0
+    assert wallet.expire_vouchers(today + timedelta(days=1)) == 1
     db.session.refresh(voucher)
     assert voucher.state is VoucherState.EXPIRED
 
@@ -194,10 +196,10 @@ def test_a_rejection_needs_a_reason_of_at_most_1000_characters(
 ):
     row = requested(setting, make_booking)
     if accepted:
-        assert booking.reject_booking(provider, row.id, reason).reason == reason
+        assert transitions.reject_booking(provider, row.id, reason).reason == reason
         return
     with pytest.raises(ValidationFailed) as refused:
-        booking.reject_booking(provider, row.id, reason)
+        transitions.reject_booking(provider, row.id, reason)
     assert set(refused.value.fields) == {"reason"}
     assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.REQUESTED
 
@@ -207,7 +209,7 @@ def test_a_rejection_needs_a_reason_of_at_most_1000_characters(
 )
 def test_the_enterprise_may_cancel_without_a_reason_and_a_long_one_is_cut(setting, make_booking, given, kept):
     row = requested(setting, make_booking)
-    assert booking.cancel_booking(setting["user"], row.id, given).reason == kept
+    assert transitions.cancel_booking(setting["user"], row.id, given).reason == kept
     assert [e.reason for e in booking.booking_history(row)] == [kept]
 
 
@@ -218,7 +220,7 @@ def test_the_reason_reaches_the_notification(setting, make_booking, provider, ac
     from portal.notifications.models import Notification
 
     row = requested(setting, make_booking)
-    getattr(booking, f"{action}_booking")(provider, row.id, "设备故障")
+    getattr(transitions, f"{action}_booking")(provider, row.id, "设备故障")
     payloads = db.session.scalars(
         select(Notification.payload).where(
             Notification.kind == {"reject": "booking.rejected", "cancel": "booking.cancelled"}[action]
@@ -238,12 +240,12 @@ def test_a_confirmed_sample_booking_is_cancelled_online_until_the_cut_off_before
         for _ in range(2)
     ]
     cutoff = datetime(2026, 12, 8, 16, 0, tzinfo=UTC)  # 00:00 on 9 December in Liaocheng
-    assert booking.cancellation_deadline(rows[0]) == cutoff
+    assert transitions.cancellation_deadline(rows[0]) == cutoff
     setting["clock"].set(cutoff + timedelta(seconds=1))
     with pytest.raises(InvalidTransition):
-        booking.cancel_booking(setting["user"], rows[0].id, None)
+        transitions.cancel_booking(setting["user"], rows[0].id, None)
     setting["clock"].set(cutoff)
-    assert booking.cancel_booking(setting["user"], rows[1].id, None).state is BookingState.CANCELLED
+    assert transitions.cancel_booking(setting["user"], rows[1].id, None).state is BookingState.CANCELLED
 
 
 def test_a_sample_service_is_recorded_from_the_day_the_samples_arrive(setting, make_booking, provider):
@@ -252,13 +254,13 @@ def test_a_sample_service_is_recorded_from_the_day_the_samples_arrive(setting, m
         setting["instrument"], setting["user"], state=BookingState.CONFIRMED, sample_delivery_on=delivery
     )
     arrival = datetime(2026, 12, 9, 16, 0, tzinfo=UTC)  # 00:00 on the delivery day in Liaocheng
-    report = booking.ServiceReport(samples=3)
+    report = records.ServiceReport(samples=3)
     setting["clock"].set(arrival - timedelta(seconds=1))
     with pytest.raises(InvalidTransition) as refused:
-        booking.complete_booking(provider, row.id, report)
+        records.complete_booking(provider, row.id, report)
     assert refused.value.details == {"rule": "complete_too_early"}
     setting["clock"].set(arrival)
-    booking.complete_booking(provider, row.id, report)
+    records.complete_booking(provider, row.id, report)
     assert db.session.get(Booking, row.id, populate_existing=True).state is BookingState.COMPLETED
 
 
@@ -268,8 +270,49 @@ def test_a_cancellation_without_a_reason_tells_an_empty_reason_not_none(setting,
     from portal.notifications.models import Notification
 
     row = requested(setting, make_booking)
-    booking.cancel_booking(setting["user"], row.id, None)
+    transitions.cancel_booking(setting["user"], row.id, None)
     payloads = db.session.scalars(
         select(Notification.payload).where(Notification.kind == "booking.cancelled")
     )
     assert {p["reason"] for p in payloads} == {""}  # the message shows nothing, not "None"
+
+
+# --- reminders ----------------------------------------------------------------------------------
+
+
+def test_a_reminder_goes_to_confirmed_bookings_within_a_day_once_each(setting, make_booking, make_instrument):
+    from sqlalchemy import select
+
+    from portal.notifications.models import Notification
+
+    now = MONDAY_9AM
+    starts = {
+        "now": now,  # already begun: too late for a reminder
+        "next_minute": now + timedelta(minutes=1),
+        "in_a_day": now + timedelta(hours=24),
+        "a_day_and_a_second": now + timedelta(hours=24, seconds=1),
+    }
+    rows = {  # one instrument each: the slots overlap
+        name: make_booking(
+            make_instrument(), setting["user"], at, at + timedelta(hours=1), state=BookingState.CONFIRMED
+        )
+        for name, at in starts.items()
+    }
+    requested = make_booking(
+        setting["instrument"], setting["user"], now + timedelta(hours=2), now + timedelta(hours=3)
+    )
+    assert transitions.send_reminders() == 2  # the fake clock's now, 24 hours ahead
+    reminded = {
+        name
+        for name, row in rows.items()
+        if db.session.get(Booking, row.id, populate_existing=True).reminded_at
+    }
+    assert reminded == {"next_minute", "in_a_day"}
+    assert db.session.get(Booking, rows["in_a_day"].id).reminded_at == now
+    assert db.session.get(Booking, requested.id, populate_existing=True).reminded_at is None
+    told = db.session.scalars(select(Notification.payload).where(Notification.kind == "booking.reminder"))
+    assert sorted(p["booking"] for p in told) == sorted([rows["next_minute"].id, rows["in_a_day"].id])
+    assert transitions.send_reminders() == 0
+    # A second later, the one that was a day and a second away is within a day; the rest were told.
+    assert transitions.send_reminders(now + timedelta(seconds=1)) == 1
+    assert transitions.send_reminders(now, ahead_hours=25) == 0

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from portal.booking import services
+from portal.booking import records
 from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.core.errors import InvalidTransition, ValidationFailed
 from portal.core.permissions import Role
@@ -113,9 +113,9 @@ def test_a_sample_booking_without_a_delivery_date_counts_from_the_day_it_was_mad
     booking.created_at = datetime(2026, 12, 9, 2, 0, tzinfo=UTC)  # made on Wednesday (as if)
     db.session.commit()
     with pytest.raises(InvalidTransition):
-        services.complete_booking(world["provider"], booking.id, services.ServiceReport(samples=1))
+        records.complete_booking(world["provider"], booking.id, records.ServiceReport(samples=1))
     world["clock"].set(datetime(2026, 12, 9, 1, 0, tzinfo=UTC))
-    assert services.complete_booking(world["provider"], booking.id, services.ServiceReport(samples=1)).id
+    assert records.complete_booking(world["provider"], booking.id, records.ServiceReport(samples=1)).id
 
 
 def test_the_page_says_from_when_a_sample_service_can_be_recorded(client, world, make_booking):
@@ -129,9 +129,9 @@ def test_the_page_says_from_when_a_sample_service_can_be_recorded(client, world,
 def test_hours_reason_longer_than_allowed_is_refused_by_the_service(app, world):
     world["clock"].set(TUESDAY_9 + timedelta(hours=3))
     with pytest.raises(ValidationFailed) as refused:
-        services.complete_booking(
+        records.complete_booking(
             world["provider"],
             world["slot"].id,
-            services.ServiceReport(hours=Decimal(3), hours_reason="长" * 501),
+            records.ServiceReport(hours=Decimal(3), hours_reason="长" * 501),
         )
     assert "hours_reason" in refused.value.fields

@@ -1,8 +1,9 @@
 """Two transitions of one object raced on separate PostgreSQL connections: exactly one wins.
 
 Both racers read the object in its old state before either writes (a barrier holds them there), so
-only the database's guard can stop the second: the conditional UPDATE of a booking (`state ==
-before`) and the row lock of a claim. Without it both would "win" and both audit rows would exist.
+only the database's guard can stop the second: the conditional UPDATE (`state == before`) of a
+booking or a voucher application, and the row lock a claim's decisions take first. Without it both
+would "win" and both audit rows would exist.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from sqlalchemy import func, select
 
 from portal.accounts.models import User
 from portal.booking import services as booking
+from portal.booking import transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import InvalidTransition
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services as vouchers
-from portal.vouchers.models import Claim, ClaimState, Voucher
+from portal.vouchers import applications, claims, review
+from portal.vouchers.models import ApplicationState, Claim, ClaimState, Voucher, VoucherApplication
 from tests.test_booking_rules import WEEKDAY_HOURS
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -108,8 +110,8 @@ def test_confirm_and_cancel_of_one_request_exactly_one_wins(
 
     results = race(
         app,
-        lambda: booking.confirm_booking(user(provider), booking_id),
-        lambda: booking.cancel_booking(user(provider), booking_id, "设备故障"),
+        lambda: transitions.confirm_booking(user(provider), booking_id),
+        lambda: transitions.cancel_booking(user(provider), booking_id, "设备故障"),
     )
 
     winner = one_winner(results)
@@ -124,8 +126,8 @@ def submitted_claim(app, fake_clock, make_scheme, make_user, make_voucher, make_
     owner = make_user(Role.ENTERPRISE)
     voucher = make_voucher(owner, scheme, 100_000_00)
     record = make_service(owner, 10_000_00)
-    claim = vouchers.create_claim(owner, voucher.id, [record.id])
-    vouchers.submit_claim(owner, claim.id)
+    claim = claims.create_claim(owner, voucher.id, [record.id])
+    claims.submit_claim(owner, claim.id)
     return {
         "claim": claim.id,
         "voucher": voucher.id,
@@ -136,12 +138,12 @@ def submitted_claim(app, fake_clock, make_scheme, make_user, make_voucher, make_
 def test_approve_and_return_of_one_claim_exactly_one_wins(app, monkeypatch, submitted_claim):
     claim_id, (first, second) = submitted_claim["claim"], submitted_claim["reviewers"]
     # Both reach the claim's row lock together; the one that waited must see the new state.
-    hold_until_both_arrive(monkeypatch, vouchers, "locked", after=False)
+    hold_until_both_arrive(monkeypatch, review, "lock_one", after=False)
 
     results = race(
         app,
-        lambda: vouchers.decide_claim(user(first), claim_id, "approve", "好"),
-        lambda: vouchers.decide_claim(user(second), claim_id, "return", "请补充发票"),
+        lambda: review.approve_claim(user(first), claim_id, "好"),
+        lambda: review.return_claim(user(second), claim_id, "请补充发票"),
     )
 
     winner = one_winner(results)
@@ -154,12 +156,12 @@ def test_approve_and_return_of_one_claim_exactly_one_wins(app, monkeypatch, subm
 
 def test_two_reviewers_approving_one_claim_commit_its_money_once(app, monkeypatch, submitted_claim):
     claim_id, (first, second) = submitted_claim["claim"], submitted_claim["reviewers"]
-    hold_until_both_arrive(monkeypatch, vouchers, "locked", after=False)
+    hold_until_both_arrive(monkeypatch, review, "lock_one", after=False)
 
     results = race(
         app,
-        lambda: vouchers.decide_claim(user(first), claim_id, "approve", "好"),
-        lambda: vouchers.decide_claim(user(second), claim_id, "approve", "同意"),
+        lambda: review.approve_claim(user(first), claim_id, "好"),
+        lambda: review.approve_claim(user(second), claim_id, "同意"),
     )
 
     one_winner(results)
@@ -174,3 +176,35 @@ def test_two_reviewers_approving_one_claim_commit_its_money_once(app, monkeypatc
         )
         == 1
     )
+
+
+def test_two_resubmissions_of_one_returned_application_exactly_one_wins(
+    app, monkeypatch, fake_clock, make_scheme, make_user
+):
+    scheme = make_scheme()
+    holder = make_user(Role.ENTERPRISE)
+    application = VoucherApplication(
+        enterprise_id=holder.enterprise_id,
+        scheme_id=scheme.id,
+        amount_fen=10_000_00,
+        plan="检测计划",
+        state=ApplicationState.RETURNED,
+        submitted_at=fake_clock(),
+    )
+    db.session.add(application)
+    db.session.commit()
+    application_id, holder_id = application.id, holder.id
+    # Nothing locks the row: both have read it RETURNED, only the conditional UPDATE can stop one.
+    hold_until_both_arrive(monkeypatch, applications, "get_application", after=True)
+
+    results = race(
+        app,
+        lambda: applications.resubmit_application(user(holder_id), application_id, 10_000_00, "第一次修改"),
+        lambda: applications.resubmit_application(user(holder_id), application_id, 20_000_00, "第二次修改"),
+    )
+
+    winner = one_winner(results)
+    row = db.session.get(VoucherApplication, application_id, populate_existing=True)
+    assert row.state is ApplicationState.SUBMITTED
+    assert row.amount_fen == (10_000_00, 20_000_00)[winner]
+    assert audit_actions("voucher_application", application_id) == ["voucher_application.submitted"]

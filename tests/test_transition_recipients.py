@@ -13,12 +13,16 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from portal.booking import records, requests, transitions
 from portal.booking import services as booking
 from portal.booking.models import BookingMode, BookingState
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review, wallet
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import ApplicationState, ClaimState, VoucherApplication
 from tests.test_booking_rules import WEEKDAY_HOURS
 
@@ -77,10 +81,10 @@ def people(app, fake_clock, make_institution, make_instrument, make_user):
 @pytest.fixture
 def requested(people, make_booking):
     inbox = Inbox()
-    row = booking.request_booking(
+    row = requests.request_booking(
         people["holder"],
         people["instrument"].code,
-        booking.BookingRequest(
+        requests.BookingRequest(
             mode=BookingMode.SLOT,
             purpose="测试",
             starts_at=WEDNESDAY_9,
@@ -95,13 +99,13 @@ def test_a_request_is_told_to_the_instruments_providers_only(people, requested):
 
 
 def test_a_confirmation_is_told_to_the_enterprise(people, requested):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     assert requested["inbox"].read() == {"booking.confirmed": people["enterprise"]}
 
 
 def test_a_booking_notification_carries_what_its_message_shows(people, requested):
     row = requested["booking"]
-    booking.reject_booking(people["provider"], row.id, "设备维护")
+    transitions.reject_booking(people["provider"], row.id, "设备维护")
     notification = db.session.scalars(
         select(Notification).where(Notification.kind == "booking.rejected")
     ).first()
@@ -121,36 +125,36 @@ def test_a_booking_notification_carries_what_its_message_shows(people, requested
 
 
 def test_a_rejection_is_told_to_the_enterprise(people, requested):
-    booking.reject_booking(people["provider"], requested["booking"].id, "设备维护")
+    transitions.reject_booking(people["provider"], requested["booking"].id, "设备维护")
     assert requested["inbox"].read() == {"booking.rejected": people["enterprise"]}
 
 
 def test_a_cancellation_by_the_provider_is_told_to_the_enterprise(people, requested):
-    booking.cancel_booking(people["provider"], requested["booking"].id, "设备故障")
+    transitions.cancel_booking(people["provider"], requested["booking"].id, "设备故障")
     assert requested["inbox"].read() == {"booking.cancelled": people["enterprise"]}
 
 
 def test_a_cancellation_by_the_enterprise_is_told_to_the_providers(people, requested):
-    booking.cancel_booking(people["colleague"], requested["booking"].id, None)
+    transitions.cancel_booking(people["colleague"], requested["booking"].id, None)
     assert requested["inbox"].read() == {"booking.cancelled": people["providers"]}
 
 
 def test_an_expiry_is_told_to_the_enterprise(people, requested):
-    assert booking.expire_unanswered(WEDNESDAY_9 + timedelta(minutes=1)) == 1
+    assert transitions.expire_unanswered(WEDNESDAY_9 + timedelta(minutes=1)) == 1
     assert requested["inbox"].read() == {"booking.expired": people["enterprise"]}
 
 
 def test_a_reminder_is_told_to_the_enterprise(people, requested):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     requested["inbox"].read()
-    assert booking.send_reminders(WEDNESDAY_9 - timedelta(hours=2)) == 1
+    assert transitions.send_reminders(WEDNESDAY_9 - timedelta(hours=2)) == 1
     assert requested["inbox"].read() == {"booking.reminder": people["enterprise"]}
 
 
 def test_a_recorded_service_is_told_to_the_enterprise_and_a_no_show_to_nobody(
     people, requested, make_booking
 ):
-    booking.confirm_booking(people["provider"], requested["booking"].id)
+    transitions.confirm_booking(people["provider"], requested["booking"].id)
     other = make_booking(
         people["instrument"],
         people["holder"],
@@ -160,11 +164,11 @@ def test_a_recorded_service_is_told_to_the_enterprise_and_a_no_show_to_nobody(
     )
     requested["inbox"].read()
     people["clock"].set(WEDNESDAY_9 + timedelta(hours=4))
-    booking.complete_booking(
-        people["provider"], requested["booking"].id, booking.ServiceReport(hours=Decimal(1))
+    records.complete_booking(
+        people["provider"], requested["booking"].id, records.ServiceReport(hours=Decimal(1))
     )
     assert requested["inbox"].read() == {"service.recorded": people["enterprise"]}
-    booking.mark_no_show(people["provider"], other.id)
+    transitions.mark_no_show(people["provider"], other.id)
     assert requested["inbox"].read() == {}
 
 
@@ -178,9 +182,9 @@ def claim(people, make_scheme, make_voucher, make_service):
 
     def make(fee_fen: int = 10_000_00):
         record = make_service(people["holder"], fee_fen)
-        row = vouchers.create_claim(people["holder"], voucher.id, [record.id])
+        row = claim_services.create_claim(people["holder"], voucher.id, [record.id])
         inbox = Inbox()
-        vouchers.submit_claim(people["holder"], row.id)
+        claim_services.submit_claim(people["holder"], row.id)
         assert inbox.read() == {}  # a submission waits in the reviewers' queue: nobody is told
         return row, inbox
 
@@ -190,24 +194,26 @@ def claim(people, make_scheme, make_voucher, make_service):
 @pytest.mark.parametrize("action", ["reject", "return"])
 def test_a_rejected_or_returned_claim_is_told_to_the_enterprise(people, claim, action):
     row, inbox = claim()
-    vouchers.decide_claim(people["reviewer"], row.id, action, "发票不清晰")
+    {"reject": review.reject_claim, "return": review.return_claim}[action](
+        people["reviewer"], row.id, "发票不清晰"
+    )
     state = ClaimState.REJECTED if action == "reject" else ClaimState.RETURNED
     assert inbox.read() == {f"claim.{state.value}": people["enterprise"]}
 
 
 def test_an_approved_claim_and_its_end_of_notice_are_told_to_the_enterprise(people, claim):
     row, inbox = claim()
-    vouchers.decide_claim(people["reviewer"], row.id, "approve", None)
+    review.approve_claim(people["reviewer"], row.id, None)
     assert inbox.read() == {"claim.approved": people["enterprise"]}
-    assert vouchers.end_public_notice(date(2027, 1, 31)) == 1
+    assert notice.end_public_notice(date(2027, 1, 31)) == 1
     assert inbox.read() == {"claim.payable": people["enterprise"]}
 
 
 def test_a_first_approval_above_the_threshold_is_told_to_the_other_reviewers(people, claim):
     row, inbox = claim(80_000_00)  # 72,000 yuan of subsidy: above the four-eyes threshold
-    vouchers.decide_claim(people["reviewer"], row.id, "approve", None)
+    review.approve_claim(people["reviewer"], row.id, None)
     assert inbox.read() == {"claim.second_review": {people["reviewer2"].id, people["reviewer3"].id}}
-    vouchers.decide_claim(people["reviewer2"], row.id, "approve", None)
+    review.approve_claim(people["reviewer2"], row.id, None)
     assert inbox.read() == {"claim.approved": people["enterprise"]}
 
 
@@ -238,7 +244,12 @@ def application(people, make_scheme):
 def test_an_application_decision_is_told_to_the_enterprise(people, application, action):
     row = application()
     inbox = Inbox()
-    vouchers.decide_application(people["reviewer"], row.id, action, comment="说明")
+    decide = {
+        "approve": application_services.approve_application,
+        "reject": application_services.reject_application,
+        "return": application_services.return_application,
+    }[action]
+    decide(people["reviewer"], row.id, comment="说明")
     state = {"approve": "approved", "reject": "rejected", "return": "returned"}[action]
     assert inbox.read() == {f"application.{state}": people["enterprise"]}
 
@@ -246,7 +257,7 @@ def test_an_application_decision_is_told_to_the_enterprise(people, application, 
 def test_a_first_application_approval_above_the_threshold_is_told_to_the_other_reviewers(people, application):
     row = application(60_000_00)
     inbox = Inbox()
-    vouchers.decide_application(people["reviewer"], row.id, "approve")
+    application_services.approve_application(people["reviewer"], row.id)
     assert inbox.read() == {
         "voucher_application.second_review": {people["reviewer2"].id, people["reviewer3"].id}
     }
@@ -254,11 +265,12 @@ def test_a_first_application_approval_above_the_threshold_is_told_to_the_other_r
 
 @pytest.mark.parametrize("verify", [True, False])
 def test_a_verification_decision_is_told_to_the_enterprise(people, verify):
-    request = vouchers.submit_verification(
-        people["holder"], vouchers.VerificationData(kind="other", actual_controller="张建国")
+    request = verification_services.submit_verification(
+        people["holder"], verification_services.VerificationData(kind="other", actual_controller="张建国")
     )
     inbox = Inbox()
-    vouchers.decide_verification(people["reviewer"], request.id, verify=verify, reason="核对营业执照")
+    decide = verification_services.verify_enterprise if verify else verification_services.reject_verification
+    decide(people["reviewer"], request.id, reason="核对营业执照")
     kind = "verification.verified" if verify else "verification.rejected"
     assert inbox.read() == {kind: people["enterprise"]}
 
@@ -266,5 +278,5 @@ def test_a_verification_decision_is_told_to_the_enterprise(people, verify):
 def test_an_expiring_voucher_is_told_to_nobody(people, make_scheme, make_voucher):
     make_voucher(people["holder"], make_scheme(), 10_000_00, valid_until=date(2026, 6, 30))
     inbox = Inbox()
-    assert vouchers.expire_vouchers(date(2026, 12, 6)) == 1
+    assert wallet.expire_vouchers(date(2026, 12, 6)) == 1
     assert inbox.read() == {}

@@ -2,8 +2,7 @@
 
 The forbidden (state, action) pairs are derived from the tables themselves (every state of the
 enum crossed with every action the table knows, minus the allowed pairs), so a transition added to
-a table by mistake makes one of these tests fail. Machines without a table in the code (enterprise
-verification, vouchers, disbursement batches) get theirs here, written from the code's states.
+a table by mistake makes one of these tests fail. Every table is the code's own.
 """
 
 from __future__ import annotations
@@ -13,19 +12,22 @@ from decimal import Decimal
 from enum import Enum
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal.accounts.models import EnterpriseKind, VerificationState
-from portal.booking import services as booking
+from portal.booking import records, transitions
 from portal.booking.models import Booking, BookingState
-from portal.core.errors import InvalidTransition
+from portal.core.errors import Forbidden, InvalidTransition
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.finance import services as finance
-from portal.finance.models import BatchState, DisbursementBatch
+from portal.finance import batches
+from portal.finance.models import BATCH_TRANSITIONS, BatchState, DisbursementBatch
 from portal.notifications.models import Notification
-from portal.vouchers import services as vouchers
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review, wallet
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
@@ -37,6 +39,7 @@ from portal.vouchers.models import (
     VoucherApplication,
     VoucherState,
 )
+from portal.vouchers.services import transition
 from tests.test_booking_rules import WEEKDAY_HOURS
 
 WEDNESDAY_9 = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # 09:00 Beijing
@@ -63,7 +66,7 @@ def written() -> tuple[int, int]:
 
 # --- bookings ------------------------------------------------------------------------------------
 
-BOOKING_FORBIDDEN = forbidden(booking.TRANSITIONS, BookingState)
+BOOKING_FORBIDDEN = forbidden(transitions.TRANSITIONS, BookingState)
 
 
 def test_the_booking_table_leaves_35_pairs_forbidden():
@@ -87,19 +90,19 @@ def booking_world(app, fake_clock, make_instrument, make_institution, make_user,
 
 
 BOOKING_ACTIONS = {
-    "confirm": lambda w, b: booking.confirm_booking(w["provider"], b.id),
-    "reject": lambda w, b: booking.reject_booking(w["provider"], b.id, "不行"),
-    "cancel": lambda w, b: booking.cancel_booking(w["provider"], b.id, "设备故障"),
-    "complete": lambda w, b: booking.complete_booking(
-        w["provider"], b.id, booking.ServiceReport(hours=Decimal(1))
+    "confirm": lambda w, b: transitions.confirm_booking(w["provider"], b.id),
+    "reject": lambda w, b: transitions.reject_booking(w["provider"], b.id, "不行"),
+    "cancel": lambda w, b: transitions.cancel_booking(w["provider"], b.id, "设备故障"),
+    "complete": lambda w, b: records.complete_booking(
+        w["provider"], b.id, records.ServiceReport(hours=Decimal(1))
     ),
-    "no_show": lambda w, b: booking.mark_no_show(w["provider"], b.id),
-    "expire": lambda _w, b: booking._transition(b, "expire", None),
+    "no_show": lambda w, b: transitions.mark_no_show(w["provider"], b.id),
+    "expire": lambda _w, b: transitions.transition(b, "expire", None),
 }
 
 
 def test_every_booking_action_has_its_service_here():
-    assert set(BOOKING_ACTIONS) == {action for _state, action in booking.TRANSITIONS}
+    assert set(BOOKING_ACTIONS) == {action for _state, action in transitions.TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), BOOKING_FORBIDDEN, ids=ids(BOOKING_FORBIDDEN))
@@ -113,7 +116,7 @@ def test_a_forbidden_booking_transition_is_refused_and_writes_nothing(booking_wo
     assert db.session.get(Booking, row.id, populate_existing=True).state is state
 
 
-BOOKING_ALLOWED = sorted(booking.TRANSITIONS, key=lambda pair: (pair[0].value, pair[1]))
+BOOKING_ALLOWED = sorted(transitions.TRANSITIONS, key=lambda pair: (pair[0].value, pair[1]))
 # What each allowed transition records besides the state, and why (the audit reason).
 BOOKING_REASONS = {"reject": "不行", "cancel": "设备故障", "expire": None}
 
@@ -125,7 +128,7 @@ def test_an_allowed_booking_transition_writes_one_audit_row_naming_who_from_and_
     row = booking_world["make"](state)
     BOOKING_ACTIONS[action](booking_world, row)
     db.session.commit()
-    target = booking.TRANSITIONS[(state, action)]
+    target = transitions.TRANSITIONS[(state, action)]
     after = db.session.get(Booking, row.id, populate_existing=True)
     assert after.state is target
     assert after.updated_at == WEDNESDAY_9 + timedelta(hours=2)  # the fake clock's now
@@ -150,7 +153,7 @@ def test_the_expiry_task_leaves_every_state_but_requested_alone(booking_world):
         state: booking_world["make"](state) for state in BookingState if state is not BookingState.REQUESTED
     }
     before = written()
-    assert booking.expire_unanswered(WEDNESDAY_9 + timedelta(days=30)) == 0
+    assert transitions.expire_unanswered(WEDNESDAY_9 + timedelta(days=30)) == 0
     assert written() == before
     assert {s: db.session.get(Booking, b.id, populate_existing=True).state for s, b in rows.items()} == {
         s: s for s in rows
@@ -160,21 +163,25 @@ def test_the_expiry_task_leaves_every_state_but_requested_alone(booking_world):
 def test_the_enterprise_cannot_cancel_what_the_table_forbids(booking_world):
     # The enterprise's own path through cancel_booking is checked by the same table.
     for state in BookingState:
-        if (state, "cancel") in booking.TRANSITIONS:
+        if (state, "cancel") in transitions.TRANSITIONS:
             continue
         row = booking_world["make"](state)
         before = written()
         with pytest.raises(InvalidTransition):
-            booking.cancel_booking(booking_world["owner"], row.id, None)
+            transitions.cancel_booking(booking_world["owner"], row.id, None)
         assert written() == before
         assert db.session.get(Booking, row.id, populate_existing=True).state is state
 
 
 # --- claims --------------------------------------------------------------------------------------
 
-# "pay" (PAYABLE -> PAID) happens in finance.mark_batch_paid for a whole batch; it is being moved into
-# the claim's own module (issue 15, item 1), where its forbidden pairs belong.
-CLAIM_FORBIDDEN = [p for p in forbidden(vouchers.CLAIM_TRANSITIONS, ClaimState) if p[1] != "pay"]
+CLAIM_TRANSITIONS = claim_services.CLAIM_TRANSITIONS
+# Approving a claim that waits for its second approval is that second approval, not a first one: that
+# pair is refused by the table itself (test_a_first_approval_cannot_follow_a_first_approval).
+SECOND = (ClaimState.PENDING_SECOND, "first_approval")
+CLAIM_FORBIDDEN = [
+    p for p in forbidden(CLAIM_TRANSITIONS, ClaimState) if p[1] != "end_notice" and p != SECOND
+]
 
 
 @pytest.fixture
@@ -186,39 +193,58 @@ def claim_world(app, fake_clock, make_scheme, make_user, make_voucher, make_serv
 
     def make(state: ClaimState) -> Claim:
         record = make_service(user, 10_000_00)
-        claim = vouchers.create_claim(user, voucher.id, [record.id])
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
         claim.state = state
         claim.notice_ends_on = date(2026, 11, 1)  # long over: only the state keeps it from payment
         db.session.commit()
         return claim
 
-    return {"make": make, "user": user, "reviewer": reviewer}
+    return {
+        "make": make,
+        "user": user,
+        "reviewer": reviewer,
+        "finance": make_user(Role.FINANCE),
+        "voucher": voucher,
+        "funds": {f.name: f for f in scheme.funds},
+    }
+
+
+def pay(world: dict, claim: Claim) -> None:
+    claim_services.pay_claim(
+        world["finance"], claim, world["voucher"], world["funds"], reference="BANK-1", month="2026-12"
+    )
 
 
 CLAIM_ACTIONS = {
-    "submit": lambda w, c: vouchers.submit_claim(w["user"], c.id),
-    "delete": lambda w, c: vouchers.delete_draft(w["user"], c.id),
-    "revise": lambda w, c: vouchers.revise_claim(w["user"], c.id, "已补充发票"),
-    "approve": lambda w, c: vouchers.decide_claim(w["reviewer"], c.id, "approve", "好"),
-    "reject": lambda w, c: vouchers.decide_claim(w["reviewer"], c.id, "reject", "不符合"),
-    "return": lambda w, c: vouchers.decide_claim(w["reviewer"], c.id, "return", "请补充"),
+    "submit": lambda w, c: claim_services.submit_claim(w["user"], c.id),
+    "delete": lambda w, c: claim_services.delete_draft(w["user"], c.id),
+    "revise": lambda w, c: claim_services.revise_claim(w["user"], c.id, "已补充发票"),
+    "first_approval": lambda w, c: review.approve_claim(w["reviewer"], c.id, "好"),
+    "approve": lambda w, c: review.approve_claim(w["reviewer"], c.id, "好"),
+    "reject": lambda w, c: review.reject_claim(w["reviewer"], c.id, "不符合"),
+    "return": lambda w, c: review.return_claim(w["reviewer"], c.id, "请补充"),
+    "pay": pay,
 }
 
 
-def test_the_claim_table_leaves_52_pairs_forbidden():
-    # 8 states x 8 actions, 12 allowed.
-    assert len(forbidden(vouchers.CLAIM_TRANSITIONS, ClaimState)) == 8 * 8 - 12
+def test_the_claim_table_leaves_59_pairs_forbidden():
+    # 8 states x 9 actions, 13 allowed.
+    assert len(forbidden(CLAIM_TRANSITIONS, ClaimState)) == 8 * 9 - 13
 
 
 def test_every_claim_action_has_its_service_here():
-    assert set(CLAIM_ACTIONS) | {"end_notice", "pay"} == {a for _s, a in vouchers.CLAIM_TRANSITIONS}
+    assert set(CLAIM_ACTIONS) | {"end_notice"} == {a for _s, a in CLAIM_TRANSITIONS}
 
 
-@pytest.mark.parametrize(
-    ("state", "action"),
-    [p for p in CLAIM_FORBIDDEN if p[1] != "end_notice"],
-    ids=ids([p for p in CLAIM_FORBIDDEN if p[1] != "end_notice"]),
-)
+def test_what_waits_for_a_decision_comes_from_the_table():
+    assert review.WAITING_CLAIM_STATES == (ClaimState.SUBMITTED, ClaimState.PENDING_SECOND)
+    assert application_services.WAITING_APPLICATION_STATES == (
+        ApplicationState.SUBMITTED,
+        ApplicationState.PENDING_SECOND,
+    )
+
+
+@pytest.mark.parametrize(("state", "action"), CLAIM_FORBIDDEN, ids=ids(CLAIM_FORBIDDEN))
 def test_a_forbidden_claim_transition_is_refused_and_writes_nothing(claim_world, state, action):
     claim = claim_world["make"](state)
     before = written()
@@ -228,22 +254,54 @@ def test_a_forbidden_claim_transition_is_refused_and_writes_nothing(claim_world,
     assert db.session.get(Claim, claim.id, populate_existing=True).state is state
 
 
+def test_a_first_approval_cannot_follow_a_first_approval(claim_world):
+    claim = claim_world["make"](ClaimState.PENDING_SECOND)
+    before = written()
+    with pytest.raises(InvalidTransition):
+        transition(claim, CLAIM_TRANSITIONS, "first_approval", "refused")
+    assert written() == before
+
+
 def test_the_end_of_notice_moves_only_claims_in_notice(claim_world):
     claims = {
-        state: claim_world["make"](state) for state, action in CLAIM_FORBIDDEN if action == "end_notice"
+        state: claim_world["make"](state)
+        for state, action in forbidden(CLAIM_TRANSITIONS, ClaimState)
+        if action == "end_notice"
     }
     assert ClaimState.IN_NOTICE not in claims and len(claims) == len(ClaimState) - 1
     before = written()
-    assert vouchers.end_public_notice(date(2026, 12, 31)) == 0
+    assert notice.end_public_notice(date(2026, 12, 31)) == 0
+    assert not any(notice.end_notice(c.id) for c in claims.values())
     assert written() == before
     assert {s: db.session.get(Claim, c.id, populate_existing=True).state for s, c in claims.items()} == {
         s: s for s in claims
     }
 
 
+def test_a_transition_refuses_a_row_changed_since_it_was_read(claim_world):
+    # The conditional UPDATE (WHERE state is still the one read) is the only guard where nothing locks
+    # the row: here another writer returned the claim behind this session's back.
+    claim = claim_world["make"](ClaimState.SUBMITTED)
+    db.session.execute(
+        update(Claim)
+        .where(Claim.id == claim.id)
+        .values(state=ClaimState.RETURNED)
+        .execution_options(synchronize_session=False)
+    )
+    assert claim.state is ClaimState.SUBMITTED  # what this session still believes
+    with pytest.raises(InvalidTransition):
+        transition(claim, CLAIM_TRANSITIONS, "reject", "refused")
+    assert db.session.get(Claim, claim.id, populate_existing=True).state is ClaimState.RETURNED
+
+
 # --- voucher applications ------------------------------------------------------------------------
 
-APPLICATION_FORBIDDEN = forbidden(vouchers.APPLICATION_TRANSITIONS, ApplicationState)
+APPLICATION_TRANSITIONS = application_services.APPLICATION_TRANSITIONS
+APPLICATION_FORBIDDEN = [
+    p
+    for p in forbidden(APPLICATION_TRANSITIONS, ApplicationState)
+    if p != (ApplicationState.PENDING_SECOND, "first_approval")  # that is the second approval
+]
 
 
 @pytest.fixture
@@ -272,20 +330,25 @@ def application_world(app, fake_clock, make_scheme, make_user):
 
 
 APPLICATION_ACTIONS = {
-    "approve": lambda w, a: vouchers.decide_application(w["reviewer"], a.id, "approve", comment="好"),
-    "reject": lambda w, a: vouchers.decide_application(w["reviewer"], a.id, "reject", comment="不符合"),
-    "return": lambda w, a: vouchers.decide_application(w["reviewer"], a.id, "return", comment="请补充"),
-    "resubmit": lambda w, a: vouchers.resubmit_application(w["user"], a.id, 10_000_00, "修改后的计划"),
+    "first_approval": lambda w, a: application_services.approve_application(
+        w["reviewer"], a.id, comment="好"
+    ),
+    "approve": lambda w, a: application_services.approve_application(w["reviewer"], a.id, comment="好"),
+    "reject": lambda w, a: application_services.reject_application(w["reviewer"], a.id, comment="不符合"),
+    "return": lambda w, a: application_services.return_application(w["reviewer"], a.id, comment="请补充"),
+    "resubmit": lambda w, a: application_services.resubmit_application(
+        w["user"], a.id, 10_000_00, "修改后的计划"
+    ),
 }
 
 
-def test_the_application_table_leaves_13_pairs_forbidden():
-    # 5 states x 4 actions, 7 allowed.
-    assert len(APPLICATION_FORBIDDEN) == 5 * 4 - 7
+def test_the_application_table_leaves_17_pairs_forbidden():
+    # 5 states x 5 actions, 8 allowed.
+    assert len(forbidden(APPLICATION_TRANSITIONS, ApplicationState)) == 5 * 5 - 8
 
 
 def test_every_application_action_has_its_service_here():
-    assert set(APPLICATION_ACTIONS) == {a for _s, a in vouchers.APPLICATION_TRANSITIONS}
+    assert set(APPLICATION_ACTIONS) == {a for _s, a in APPLICATION_TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), APPLICATION_FORBIDDEN, ids=ids(APPLICATION_FORBIDDEN))
@@ -299,13 +362,26 @@ def test_a_forbidden_application_transition_is_refused_and_writes_nothing(applic
     assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
 
 
-# --- enterprise verification (no table in the code: this is it) ----------------------------------
+def test_a_first_application_approval_cannot_follow_a_first_approval(application_world):
+    application = application_world["make"](ApplicationState.PENDING_SECOND)
+    with pytest.raises(InvalidTransition):
+        transition(application, APPLICATION_TRANSITIONS, "first_approval", "refused")
 
-VERIFICATION_TRANSITIONS = {
-    (RequestState.SUBMITTED, "verify"): RequestState.VERIFIED,
-    (RequestState.SUBMITTED, "reject"): RequestState.REJECTED,
-}
+
+# --- enterprise verification ---------------------------------------------------------------------
+
+VERIFICATION_TRANSITIONS = verification_services.VERIFICATION_TRANSITIONS
 VERIFICATION_FORBIDDEN = forbidden(VERIFICATION_TRANSITIONS, RequestState)
+VERIFICATION_ACTIONS = {
+    "verify": verification_services.verify_enterprise,
+    "reject": verification_services.reject_verification,
+}
+
+
+def test_the_verification_table_leaves_4_pairs_forbidden():
+    # 3 states x 2 actions, 2 allowed.
+    assert len(VERIFICATION_FORBIDDEN) == 3 * 2 - 2
+    assert set(VERIFICATION_ACTIONS) == {a for _s, a in VERIFICATION_TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), VERIFICATION_FORBIDDEN, ids=ids(VERIFICATION_FORBIDDEN))
@@ -323,23 +399,49 @@ def test_a_decided_verification_request_cannot_be_decided_again(app, make_user, 
     db.session.commit()
     before = written()
     with pytest.raises(InvalidTransition):
-        vouchers.decide_verification(reviewer, request.id, verify=action == "verify", reason="理由")
+        VERIFICATION_ACTIONS[action](reviewer, request.id, reason="理由")
     assert written() == before
     assert db.session.get(VerificationRequest, request.id, populate_existing=True).state is state
     assert user.enterprise.verification_state is VerificationState.PENDING
 
 
-# --- vouchers: ACTIVE -> EXPIRED only -------------------------------------------------------------
+# --- vouchers ------------------------------------------------------------------------------------
+
+VOUCHER_FORBIDDEN = forbidden(wallet.VOUCHER_TRANSITIONS, VoucherState)
+
+
+def test_the_voucher_table_leaves_1_pair_forbidden():
+    assert VOUCHER_FORBIDDEN == [(VoucherState.EXPIRED, "expire")]
+
+
+@pytest.mark.parametrize(("state", "action"), VOUCHER_FORBIDDEN, ids=ids(VOUCHER_FORBIDDEN))
+def test_a_forbidden_voucher_transition_changes_nothing(
+    app, fake_clock, make_scheme, make_user, make_voucher, state, action
+):
+    scheme = make_scheme()
+    voucher = make_voucher(make_user(Role.ENTERPRISE), scheme, 10_000_00, valid_until=date(2026, 6, 30))
+    voucher.state = state
+    db.session.commit()
+    ledger = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+    allocated = scheme.allocated_fen
+    before = written()
+    assert wallet.expire_voucher(voucher.id) is False  # a daily task: a forbidden pair is skipped
+    assert wallet.expire_vouchers(date(2026, 12, 7)) == 0
+    assert written() == before
+    assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == ledger
+    db.session.refresh(scheme)
+    assert scheme.allocated_fen == allocated
+    assert db.session.get(Voucher, voucher.id, populate_existing=True).state is state
 
 
 def test_an_expired_voucher_does_not_expire_again(app, fake_clock, make_scheme, make_user, make_voucher):
     scheme = make_scheme()
     voucher = make_voucher(make_user(Role.ENTERPRISE), scheme, 10_000_00, valid_until=date(2026, 6, 30))
-    assert vouchers.expire_vouchers(date(2026, 12, 6)) == 1
+    assert wallet.expire_vouchers(date(2026, 12, 6)) == 1
     ledger = db.session.scalar(select(func.count()).select_from(LedgerEntry))
     allocated = scheme.allocated_fen
     before = written()
-    vouchers.expire_vouchers(date(2026, 12, 7))
+    wallet.expire_vouchers(date(2026, 12, 7))
     assert written() == before
     assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == ledger
     db.session.refresh(scheme)
@@ -347,14 +449,23 @@ def test_an_expired_voucher_does_not_expire_again(app, fake_clock, make_scheme, 
     assert db.session.get(Voucher, voucher.id).state is VoucherState.EXPIRED
 
 
-# --- disbursement batches: DRAFT -> EXPORTED -> PAID (no table in the code: this is it) -----------
+# --- disbursement batches: DRAFT -> EXPORTED -> PAID (finance.models.BATCH_TRANSITIONS) -----------
 
-BATCH_TRANSITIONS = {
-    (BatchState.DRAFT, "export"): BatchState.EXPORTED,
-    (BatchState.EXPORTED, "export"): BatchState.EXPORTED,  # the bank file may be fetched again
-    (BatchState.EXPORTED, "pay"): BatchState.PAID,
-}
 BATCH_FORBIDDEN = forbidden(BATCH_TRANSITIONS, BatchState)
+BATCH_ACTIONS = {
+    "export": lambda officer, batch: batches.export_batch(officer, batch.id),
+    "pay": lambda officer, batch: batches.mark_batch_paid(officer, batch.id, "BANK-1"),
+}
+BATCH_CAN = {"export": batches.can_export_batch, "pay": batches.can_mark_batch_paid}
+
+
+def test_the_batch_table_leaves_3_pairs_forbidden():
+    # 3 states x 2 actions, 3 allowed: a pair added to the table changes this count first.
+    assert len(BATCH_FORBIDDEN) == 3 * 2 - 3
+
+
+def test_every_batch_action_has_its_service_and_its_question_here():
+    assert set(BATCH_ACTIONS) == set(BATCH_CAN) == {action for _state, action in BATCH_TRANSITIONS}
 
 
 @pytest.mark.parametrize(("state", "action"), BATCH_FORBIDDEN, ids=ids(BATCH_FORBIDDEN))
@@ -365,11 +476,25 @@ def test_a_forbidden_batch_transition_is_refused_and_writes_nothing(
     batch = DisbursementBatch(month="2026-11", state=state, created_by_id=officer.id)
     db.session.add(batch)
     db.session.commit()
+    assert not BATCH_CAN[action](officer, batch)
     before = written()
-    with pytest.raises(InvalidTransition):
-        if action == "export":
-            finance.export_batch(officer, batch.id)
-        else:
-            finance.mark_batch_paid(officer, batch.id, "BANK-1")
+    with pytest.raises(InvalidTransition) as refused:
+        BATCH_ACTIONS[action](officer, batch)
+    assert refused.value.details == {"state": state.value, "action": action}  # what the API answers
     assert written() == before
     assert db.session.get(DisbursementBatch, batch.id, populate_existing=True).state is state
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.ENTERPRISE, Role.PROVIDER])
+def test_only_finance_may_move_a_batch(app, fake_clock, make_user, role):
+    user = make_user(role)
+    batch = DisbursementBatch(
+        month="2026-11", state=BatchState.EXPORTED, created_by_id=make_user(Role.FINANCE).id
+    )
+    db.session.add(batch)
+    db.session.commit()
+    assert not batches.can_build_batch(user)
+    for action, move in BATCH_ACTIONS.items():
+        assert not BATCH_CAN[action](user, batch)
+        with pytest.raises(Forbidden):
+            move(user, batch)

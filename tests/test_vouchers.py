@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
+import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
+import flask_migrate
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
@@ -16,7 +16,10 @@ from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, Vali
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review as voucher_review
+from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
     ApplicationState,
     CapLedger,
@@ -56,15 +59,15 @@ def checks_by_code(checks) -> dict[str, bool]:
 
 def test_verification_records_the_controller_and_the_group(desk, make_user):
     user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
-    request = services.submit_verification(
+    request = verification_services.submit_verification(
         user,
-        services.VerificationData(
+        verification_services.VerificationData(
             kind="tech_sme", actual_controller="  张 建 国 ", tech_sme_number="202637150100123"
         ),
         io.BytesIO(PDF),
         "入库证明.pdf",
     )
-    services.decide_verification(desk["reviewer"], request.id, verify=True)
+    verification_services.verify_enterprise(desk["reviewer"], request.id)
     enterprise = db.session.get(Enterprise, user.enterprise_id)
     assert enterprise.verification_state is VerificationState.VERIFIED
     assert (enterprise.actual_controller, enterprise.controller_group) == ("张 建 国", "张建国")
@@ -78,8 +81,8 @@ def test_verification_records_the_controller_and_the_group(desk, make_user):
 def test_tech_smes_need_their_number_and_certificate(desk, make_user):
     user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
     with pytest.raises(ValidationFailed) as error:
-        services.submit_verification(
-            user, services.VerificationData(kind="tech_sme", actual_controller="王某")
+        verification_services.submit_verification(
+            user, verification_services.VerificationData(kind="tech_sme", actual_controller="王某")
         )
     assert {"tech_sme_number", "certificate"} <= set(error.value.fields)
 
@@ -88,17 +91,15 @@ def test_a_legacy_code_passes_only_with_a_recorded_override(desk, make_user):
     user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
     user.enterprise.uscc_checksum_ok = False
     db.session.commit()
-    request = services.submit_verification(
-        user, services.VerificationData(kind="maker_team", actual_controller="李四")
+    request = verification_services.submit_verification(
+        user, verification_services.VerificationData(kind="maker_team", actual_controller="李四")
     )
     with pytest.raises(ValidationFailed):
-        services.decide_verification(desk["reviewer"], request.id, verify=True)
+        verification_services.verify_enterprise(desk["reviewer"], request.id)
     with pytest.raises(ValidationFailed):
-        services.decide_verification(
-            desk["reviewer"], request.id, verify=True, uscc_override=True
-        )  # no reason
-    services.decide_verification(
-        desk["reviewer"], request.id, verify=True, uscc_override=True, reason="营业执照为旧版"
+        verification_services.verify_enterprise(desk["reviewer"], request.id, uscc_override=True)  # no reason
+    verification_services.verify_enterprise(
+        desk["reviewer"], request.id, uscc_override=True, reason="营业执照为旧版"
     )
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "enterprise.verified"))
     assert event.after["uscc_override"] is True and event.reason == "营业执照为旧版"
@@ -124,8 +125,8 @@ def test_registration_accepts_a_legacy_code_only_when_declared(client, app):
 
 def test_apply_approve_and_the_voucher_is_issued_and_allocated(desk, make_user):
     user = make_user(Role.ENTERPRISE)
-    application = services.apply_for_voucher(user, 40_000_00, "研发测试计划")
-    services.decide_application(desk["reviewer"], application.id, "approve", amount_fen=30_000_00)
+    application = application_services.apply_for_voucher(user, 40_000_00, "研发测试计划")
+    application_services.approve_application(desk["reviewer"], application.id, amount_fen=30_000_00)
     voucher = db.session.scalar(select(Voucher).where(Voucher.enterprise_id == user.enterprise_id))
     assert (voucher.quota_fen, voucher.balance_fen) == (30_000_00, 30_000_00)
     assert voucher.valid_until == date(2026, 12, 7) + timedelta(days=365)
@@ -134,19 +135,19 @@ def test_apply_approve_and_the_voucher_is_issued_and_allocated(desk, make_user):
     db.session.refresh(desk["scheme"])
     assert desk["scheme"].allocated_fen == 30_000_00
     with pytest.raises(InvalidTransition):
-        services.apply_for_voucher(user, 10_000_00, "再申请")  # one voucher a year
+        application_services.apply_for_voucher(user, 10_000_00, "再申请")  # one voucher a year
 
 
 def test_an_unverified_enterprise_cannot_apply(desk, make_user):
     user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
     with pytest.raises(Forbidden):
-        services.apply_for_voucher(user, 10_000_00, "计划")
+        application_services.apply_for_voucher(user, 10_000_00, "计划")
 
 
 def test_four_eyes_for_large_vouchers(desk, make_user):
     user = make_user(Role.ENTERPRISE)
-    application = services.apply_for_voucher(user, 200_000_00, "大额计划")
-    first = services.decide_application(desk["reviewer"], application.id, "approve")
+    application = application_services.apply_for_voucher(user, 200_000_00, "大额计划")
+    first = application_services.approve_application(desk["reviewer"], application.id)
     assert first.state is ApplicationState.PENDING_SECOND
     assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
     # The other reviewers are told a second approval waits for them; the first reviewer is not.
@@ -158,20 +159,20 @@ def test_four_eyes_for_large_vouchers(desk, make_user):
     assert [n.recipient_id for n in told] == [desk["reviewer2"].id]
     assert told[0].link == f"/review/applications/{application.id}"
     with pytest.raises(Forbidden):
-        services.decide_application(desk["reviewer"], application.id, "approve")
-    done = services.decide_application(desk["reviewer2"], application.id, "approve")
+        application_services.approve_application(desk["reviewer"], application.id)
+    done = application_services.approve_application(desk["reviewer2"], application.id)
     assert done.state is ApplicationState.APPROVED
 
 
 def test_return_then_resubmit_then_reject(desk, make_user):
     user = make_user(Role.ENTERPRISE)
-    application = services.apply_for_voucher(user, 20_000_00, "计划")
+    application = application_services.apply_for_voucher(user, 20_000_00, "计划")
     with pytest.raises(ValidationFailed):
-        services.decide_application(desk["reviewer"], application.id, "return")  # a comment is required
-    services.decide_application(desk["reviewer"], application.id, "return", comment="请细化测试计划")
-    services.resubmit_application(user, application.id, 25_000_00, "细化后的计划")
+        application_services.return_application(desk["reviewer"], application.id)  # a comment is required
+    application_services.return_application(desk["reviewer"], application.id, comment="请细化测试计划")
+    application_services.resubmit_application(user, application.id, 25_000_00, "细化后的计划")
     assert db.session.get(VoucherApplication, application.id).state is ApplicationState.SUBMITTED
-    services.decide_application(desk["reviewer"], application.id, "reject", comment="不符合条件")
+    application_services.reject_application(desk["reviewer"], application.id, comment="不符合条件")
     assert db.session.get(VoucherApplication, application.id).state is ApplicationState.REJECTED
 
 
@@ -181,12 +182,14 @@ def test_quotas_stay_within_the_budget_and_the_group_cap(desk, make_scheme, make
         fund.budget_fen = 40_000_00 if fund.name == "province" else 20_000_00
     db.session.commit()
     a, b = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
-    services.decide_application(
-        desk["reviewer"], services.apply_for_voucher(a, 45_000_00, "计划").id, "approve"
+    application_services.approve_application(
+        desk["reviewer"],
+        application_services.apply_for_voucher(a, 45_000_00, "计划").id,
     )
     with pytest.raises(LimitExceeded) as error:
-        services.decide_application(
-            desk["reviewer"], services.apply_for_voucher(b, 30_000_00, "计划").id, "approve"
+        application_services.approve_application(
+            desk["reviewer"],
+            application_services.apply_for_voucher(b, 30_000_00, "计划").id,
         )
     assert error.value.details["limited_by"] == ["scheme_budget"]
 
@@ -270,24 +273,29 @@ def test_a_claim_reports_each_funds_raw_amount_before_the_limits(
     assert shown.json["funds"] == submitted.json["funds"]
 
 
-def test_the_migration_fills_the_raw_amounts_of_earlier_claims(
+def test_the_claim_funds_migration_moves_the_amounts_both_ways(
     app, desk, make_user, make_voucher, make_service
 ):
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, desk["scheme"], 7_000_00)
-    claim = services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
-    services.submit_claim(user, claim.id)
-    db.session.execute(update(Claim).values(raw_amounts={}))  # as every claim was before 0017_money
-    path = Path(__file__).parents[1] / "migrations" / "versions" / "0017_money.py"
-    spec = importlib.util.spec_from_file_location("migration_0017_money", path)
-    migration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(migration)
-    migration.fill_raw_amounts(db.session.connection())
-    db.session.commit()
-    assert db.session.get(Claim, claim.id).funds() == [
+    claim = claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id])
+    claim_services.submit_claim(user, claim.id)
+    claim_id = claim.id
+    expected = [
         {"fund": "province", "raw_fen": 6_000_00, "amount_fen": 6_000_00},
         {"fund": "city", "raw_fen": 3_000_00, "amount_fen": 1_000_00},
     ]
+    assert db.session.get(Claim, claim_id).funds() == expected
+    db.session.remove()
+    flask_migrate.downgrade(revision="0017_money")
+    old = db.session.execute(
+        text("SELECT province_fen, city_fen, raw_amounts FROM claims WHERE id = :id"), {"id": claim_id}
+    ).one()
+    raw = old[2] if isinstance(old[2], dict) else json.loads(old[2])
+    assert (old[0], old[1], raw) == (6_000_00, 1_000_00, {"province": 6_000_00, "city": 3_000_00})
+    db.session.remove()
+    flask_migrate.upgrade()
+    assert db.session.get(Claim, claim_id).funds() == expected
 
 
 def test_claim_submit_approve_notice_payable(client, claimant):
@@ -325,27 +333,27 @@ def test_claim_submit_approve_notice_payable(client, claimant):
 
 def test_reject_releases_the_services_and_return_allows_resubmission(claimant):
     user, reviewer = claimant["user"], claimant["reviewer"]
-    claim = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
-    services.submit_claim(user, claim.id)
-    services.decide_claim(reviewer, claim.id, "return", "请补充合同")
-    services.submit_claim(user, claim.id)
-    services.decide_claim(reviewer, claim.id, "reject", "不予支持")
+    claim = claim_services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    claim_services.submit_claim(user, claim.id)
+    voucher_review.return_claim(reviewer, claim.id, "请补充合同")
+    claim_services.submit_claim(user, claim.id)
+    voucher_review.reject_claim(reviewer, claim.id, "不予支持")
     assert db.session.get(ServiceRecord, claimant["record"].id).claim_id is None
-    again = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
-    assert services.submit_claim(user, again.id).state is ClaimState.SUBMITTED
+    again = claim_services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    assert claim_services.submit_claim(user, again.id).state is ClaimState.SUBMITTED
 
 
 def test_four_eyes_for_large_claims(desk, make_user, make_voucher, make_service):
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, desk["scheme"], 300_000_00)
     record = make_service(user, 100_000_00)  # subsidy 90,000 yuan, above the 50,000 threshold
-    claim = services.submit_claim(user, services.create_claim(user, voucher.id, [record.id]).id)
-    first = services.decide_claim(desk["reviewer"], claim.id, "approve")
+    claim = claim_services.submit_claim(user, claim_services.create_claim(user, voucher.id, [record.id]).id)
+    first = voucher_review.approve_claim(desk["reviewer"], claim.id)
     assert first.state is ClaimState.PENDING_SECOND
     assert db.session.get(Voucher, voucher.id).balance_fen == 300_000_00  # nothing reserved yet
     with pytest.raises(Forbidden):
-        services.decide_claim(desk["reviewer"], claim.id, "approve")
-    assert services.decide_claim(desk["reviewer2"], claim.id, "approve").state is ClaimState.IN_NOTICE
+        voucher_review.approve_claim(desk["reviewer"], claim.id)
+    assert voucher_review.approve_claim(desk["reviewer2"], claim.id).state is ClaimState.IN_NOTICE
     assert db.session.get(Voucher, voucher.id).balance_fen == 210_000_00
 
 
@@ -354,16 +362,16 @@ def test_a_claim_is_approved_for_its_submitted_amount_or_not_at_all(
 ):
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, desk["scheme"], 15_000_00)
-    first = services.submit_claim(
-        user, services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
+    first = claim_services.submit_claim(
+        user, claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
     )
-    second = services.submit_claim(
-        user, services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
+    second = claim_services.submit_claim(
+        user, claim_services.create_claim(user, voucher.id, [make_service(user, 10_000_00).id]).id
     )
     assert (first.total_fen, second.total_fen) == (9_000_00, 9_000_00)  # each fits the balance alone
-    services.decide_claim(desk["reviewer"], first.id, "approve")
+    voucher_review.approve_claim(desk["reviewer"], first.id)
     with pytest.raises(LimitExceeded) as error:
-        services.decide_claim(desk["reviewer"], second.id, "approve")
+        voucher_review.approve_claim(desk["reviewer"], second.id)
     assert error.value.details["limited_by"] == ["voucher_balance"]
     assert db.session.get(Voucher, voucher.id).balance_fen == 6_000_00
 
@@ -372,7 +380,7 @@ def test_a_claim_is_approved_for_its_submitted_amount_or_not_at_all(
 
 
 def preview_checks(user, voucher, records):
-    return checks_by_code(services.preview_claim(user, voucher.id, [r.id for r in records]).checks)
+    return checks_by_code(claim_services.preview_claim(user, voucher.id, [r.id for r in records]).checks)
 
 
 def test_check_service_completed_and_rated(claimant, make_service):
@@ -382,7 +390,7 @@ def test_check_service_completed_and_rated(claimant, make_service):
 
 def test_check_evidence(claimant, make_service):
     record = make_service(claimant["user"], 1_000_00, evidence=(FileKind.INVOICE,))
-    preview = services.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
+    preview = claim_services.preview_claim(claimant["user"], claimant["voucher"].id, [record.id])
     evidence = next(c for c in preview.checks if c.code == "evidence")
     assert evidence.passed is False
     assert "合同" in evidence.message and "付款凭证" in evidence.message
@@ -419,12 +427,12 @@ def test_check_related_party(claimant, make_institution, make_instrument, make_s
 
 def test_check_claimed_twice(claimant):
     user = claimant["user"]
-    first = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
-    services.submit_claim(user, first.id)
+    first = claim_services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    claim_services.submit_claim(user, first.id)
     assert preview_checks(user, claimant["voucher"], [claimant["record"]])["claimed_twice"] is False
-    second = services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
+    second = claim_services.create_claim(user, claimant["voucher"].id, [claimant["record"].id])
     with pytest.raises(InvalidTransition):
-        services.submit_claim(user, second.id)
+        claim_services.submit_claim(user, second.id)
 
 
 def test_check_excluded_service_type(claimant, make_service):
@@ -450,23 +458,27 @@ def test_check_voucher_validity(claimant):
 def test_a_failing_check_blocks_approval(claimant, make_service):
     user = claimant["user"]
     record = make_service(user, 1_000_00)
-    claim = services.submit_claim(user, services.create_claim(user, claimant["voucher"].id, [record.id]).id)
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, claimant["voucher"].id, [record.id]).id
+    )
     # The reviewer learns of a relation with the provider after the claim was submitted.
     host_id = record.booking.instrument.institution_id
-    services.add_relation(claimant["reviewer"], user.enterprise_id, host_id, RelationKind.INVESTOR)
+    verification_services.add_relation(
+        claimant["reviewer"], user.enterprise_id, host_id, RelationKind.INVESTOR
+    )
     with pytest.raises(InvalidTransition) as error:
-        services.decide_claim(claimant["reviewer"], claim.id, "approve")
+        voucher_review.approve_claim(claimant["reviewer"], claim.id)
     assert [c["code"] for c in error.value.details["checks"]] == ["related_party"]
 
 
 def test_the_audit_log_is_searchable_by_reviewers(client, claimant):
     from tests.factories import login
 
-    claim = services.submit_claim(
+    claim = claim_services.submit_claim(
         claimant["user"],
-        services.create_claim(claimant["user"], claimant["voucher"].id, [claimant["record"].id]).id,
+        claim_services.create_claim(claimant["user"], claimant["voucher"].id, [claimant["record"].id]).id,
     )
-    services.decide_claim(claimant["reviewer"], claim.id, "approve")
+    voucher_review.approve_claim(claimant["reviewer"], claim.id)
     login(client, claimant["reviewer"].username)
     page = client.get("/review/audit", query_string={"kind": "claim", "object": f"#{claim.id}"}).get_data(
         as_text=True

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from portal.booking.models import ServiceFile
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review as desk
 from portal.vouchers.models import Claim, Voucher, VoucherApplication
 from tests.factories import login
 from tests.test_booking_rules import bearer
@@ -23,9 +24,11 @@ def two_enterprises(app, fake_clock, make_scheme, make_user, make_voucher, make_
         user = make_user(Role.ENTERPRISE)
         voucher = make_voucher(user, scheme, 50_000_00)
         record = make_service(user, 5_000_00)
-        claim = services.submit_claim(user, services.create_claim(user, voucher.id, [record.id]).id)
+        claim = claim_services.submit_claim(
+            user, claim_services.create_claim(user, voucher.id, [record.id]).id
+        )
         people[name] = {"user": user, "voucher": voucher, "record": record, "claim": claim}
-    services.decide_claim(reviewer, people["b"]["claim"].id, "approve")
+    desk.approve_claim(reviewer, people["b"]["claim"].id)
     return people, reviewer
 
 
@@ -125,8 +128,8 @@ def test_a_reviewer_cannot_be_the_second_approver_of_their_own_approval(
     scheme = make_scheme()
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, scheme, 300_000_00)
-    claim = services.submit_claim(
-        user, services.create_claim(user, voucher.id, [make_service(user, 100_000_00).id]).id
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, voucher.id, [make_service(user, 100_000_00).id]).id
     )
     reviewer, other = make_user(Role.REVIEWER), make_user(Role.REVIEWER)
     first = client.post(f"/api/v1/claims/{claim.id}/approve", json={}, headers=bearer(client, reviewer))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
 from portal.vouchers.models import CapLedger, Claim, ClaimState, Fund, LedgerEntry, Voucher
 from tests.conftest import make_app
 
@@ -59,8 +59,8 @@ def submitted_claims(users, vouchers, make_service, count: int) -> list[int]:
     for n in range(count):
         user, voucher = users[n % len(users)], vouchers[n % len(vouchers)]
         record = make_service(user, 10_000_00)
-        claim = services.create_claim(user, voucher.id, [record.id])
-        ids.append(services.submit_claim(user, claim.id).id)
+        claim = claim_services.create_claim(user, voucher.id, [record.id])
+        ids.append(claim_services.submit_claim(user, claim.id).id)
     return ids
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from portal.accounts.models import VerificationState
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers import services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review as desk
 from portal.vouchers.models import Claim, ClaimState, Scheme, VerificationRequest, VoucherApplication
 from tests.factories import extract_csrf, login
 from tests.test_booking_files import PDF
@@ -98,7 +99,9 @@ def test_the_review_desk_filters_and_counts(
     db.session.commit()
     for user, fee in ((near, 2_000_00), (far, 30_000_00)):
         voucher = make_voucher(user, scheme, 50_000_00)
-        services.submit_claim(user, services.create_claim(user, voucher.id, [make_service(user, fee).id]).id)
+        claim_services.submit_claim(
+            user, claim_services.create_claim(user, voucher.id, [make_service(user, fee).id]).id
+        )
     reviewer = make_user(Role.REVIEWER)
     login(client, reviewer.username)
 
@@ -125,8 +128,8 @@ def test_a_reviewer_decides_in_the_page(
     scheme = make_scheme()
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, scheme, 50_000_00)
-    claim = services.submit_claim(
-        user, services.create_claim(user, voucher.id, [make_service(user, 2_000_00).id]).id
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, voucher.id, [make_service(user, 2_000_00).id]).id
     )
     reviewer = make_user(Role.REVIEWER)
     login(client, reviewer.username)
@@ -152,11 +155,15 @@ def test_scheme_settings_are_for_administrators(client, fake_clock, make_user):
         "csrf_token": extract_csrf(page),
         "year": "2027",
         "name": "2027年度创新券",
-        "province_rate": "0.40",
-        "province_budget": "3000000",
-        "city_rate": "0.30",
-        "city_budget": "1000000",
-        "city_local_only": "y",
+        "funds-0-name": "province",
+        "funds-0-rate": "0.40",
+        "funds-0-budget": "3000000",
+        "funds-0-condition": "always",
+        "funds-0-enterprise_capped": "y",
+        "funds-1-name": "city",
+        "funds-1-rate": "0.30",
+        "funds-1-budget": "1000000",
+        "funds-1-condition": "local_provider",
         "enterprise_cap": "500000",
         "group_cap": "650000",
         "four_eyes_threshold": "50000",
@@ -208,9 +215,12 @@ def test_the_public_notice_board_is_public(
     scheme = make_scheme()
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, scheme, 50_000_00)
-    claim = services.submit_claim(
-        user, services.create_claim(user, voucher.id, [make_service(user, 2_000_00).id]).id
+    claim = claim_services.submit_claim(
+        user, claim_services.create_claim(user, voucher.id, [make_service(user, 2_000_00).id]).id
     )
-    services.decide_claim(make_user(Role.REVIEWER), claim.id, "approve")
+    desk.approve_claim(
+        make_user(Role.REVIEWER),
+        claim.id,
+    )
     page = client.get("/vouchers/notices").get_data(as_text=True)
     assert user.enterprise.name in page and "¥1,800.00" in page and "2026-12-14" in page

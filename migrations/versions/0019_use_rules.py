@@ -1,7 +1,7 @@
 """use rules: qualifications, operation modes, training, price tables, frozen booking prices
 
 Revision ID: 0019_use_rules
-Revises: 0017_money
+Revises: 0018_claim_funds
 Create Date: 2026-12-06
 
 """
@@ -13,7 +13,7 @@ from portal.core.types import UTCDateTime
 
 
 revision = "0019_use_rules"
-down_revision = "0017_money"
+down_revision = "0018_claim_funds"
 branch_labels = None
 depends_on = None
 

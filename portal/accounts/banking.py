@@ -18,6 +18,8 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from portal.accounts import mail
+from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import BankAccount, BankAccountState, Enterprise, User
 from portal.accounts.services import is_holder, require_holder
 from portal.core import audit, clock
@@ -131,14 +133,15 @@ class Overview:
 
 def overview(user: User) -> Overview:
     """The enterprise's account in effect, the change waiting for a reviewer, and every version."""
-    if user.role is not Role.ENTERPRISE:
+    # (An enterprise account always has its enterprise: a check constraint; the test narrows the type.)
+    if user.role is not Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(_("Only enterprise accounts have a bank account here."))
     history = versions(user.enterprise_id)
     holder = db.session.scalar(
         select(User).where(User.enterprise_id == user.enterprise_id, User.is_holder.is_(True))
     )
     return Overview(
-        enterprise=db.session.get(Enterprise, user.enterprise_id),
+        enterprise=db.session.get_one(Enterprise, user.enterprise_id),
         current=next((v for v in history if v.state is State.VERIFIED), None),
         pending=next((v for v in history if v.state is State.PENDING), None),
         history=history,
@@ -211,26 +214,25 @@ def _move(account: BankAccount, action: str, actor: User, reason: str | None = N
 
 def _tell(account: BankAccount, kind: str, **payload: Any) -> None:
     """Every user of the enterprise hears of the change, the last digits only (mail is not a vault)."""
-    from portal.notifications.services import notify, users_of_enterprise
-
-    notify(
+    details = {
+        "account_name": account.account_name,
+        "bank_name": account.bank_name,
+        "last_digits": account.last_digits,
+        "version": account.version,
+        **payload,
+    }
+    mail.tell(
         users_of_enterprise(account.enterprise_id),
         kind,
         f"bank_account:{account.id}:{kind}",
-        payload={
-            "account_name": account.account_name,
-            "bank_name": account.bank_name,
-            "last_digits": account.last_digits,
-            "version": account.version,
-            **payload,
-        },
         link=LINK,
+        **details,
     )
 
 
 def record_bank_account(user: User, data: BankAccountData) -> BankAccount:
     """The holder enters a new or changed account; it waits for a reviewer, the old one stays in effect."""
-    if not user.is_authenticated or user.role is not Role.ENTERPRISE:
+    if not user.is_authenticated or user.role is not Role.ENTERPRISE or user.enterprise_id is None:
         raise Forbidden(_("Only enterprise accounts have a bank account here."))
     require_holder(user)
     entry = clean_account(data)

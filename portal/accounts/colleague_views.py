@@ -15,7 +15,7 @@ from portal.accounts.models import INVITATION_STATE_LABELS, ROLE_LABELS
 from portal.accounts.views import bp, button_action, invalid_link, private
 from portal.core.clock import utcnow
 from portal.core.errors import NotFound, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.permissions import Role, role_required
 from portal.extensions import limiter
 
@@ -36,7 +36,7 @@ def colleagues_page() -> ResponseReturnValue:
     form = InviteForm()
     if form.validate_on_submit():
         try:
-            invitation = colleagues.invite(current_user, form.email.data)
+            invitation = colleagues.invite(current_user, filled(form.email))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
@@ -111,9 +111,9 @@ def accept_invitation(token: str) -> ResponseReturnValue:
             colleagues.accept_invitation(
                 token,
                 colleagues.Acceptance(
-                    username=form.username.data.strip(),
-                    password=form.password.data,
-                    full_name=form.full_name.data,
+                    username=filled(form.username).strip(),
+                    password=filled(form.password),
+                    full_name=filled(form.full_name),
                     phone=form.phone.data,
                 ),
             )

@@ -113,7 +113,7 @@ def invite(holder: User, address: str) -> Invitation:
             row,
             "/invitations/",
             inviter=holder.full_name or holder.username,
-            enterprise=db.session.get(Enterprise, holder.enterprise_id).name,
+            enterprise=db.session.get_one(Enterprise, holder.enterprise_id).name,
             expires=clock.format_local(row.expires_at),
         )
         db.session.commit()
@@ -268,7 +268,7 @@ def hand_over(actor: User, user_id: int) -> User:
             [u for u in (old, target) if u is not None],
             "enterprise.holder_changed",
             f"holder_changed:{event.id}",
-            enterprise=target.enterprise.name,
+            enterprise=db.session.get_one(Enterprise, target.enterprise_id).name,
             new_holder=_name(target),
             old_holder=_name(old) if old else "—",
         )

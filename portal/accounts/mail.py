@@ -1,20 +1,20 @@
-"""The accounts area's messages, queued in the outbox of portal.notifications with the change itself."""
+"""The accounts area's messages, queued in the outbox of portal.notifications with the change itself.
+
+The outbox is a higher area (it knows users): the messages go to it by signal (portal.accounts.signals).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from portal.accounts import tokens
+from portal.accounts import signals, tokens
 from portal.accounts.models import AccountToken, Invitation, User
 
 
-def tell(users: Iterable[User], kind: str, key: str, **payload: Any) -> None:
+def tell(users: Iterable[User], kind: str, key: str, *, link: str | None = None, **payload: Any) -> None:
     """A notification to users (in-app, and by mail as they chose), in the current transaction."""
-    # Imported here: the outbox is a higher area (it knows users), as booking and vouchers do.
-    from portal.notifications.services import notify
-
-    notify(list(users), kind, key, payload=payload)
+    signals.send(signals.message_for_users, users=list(users), kind=kind, key=key, payload=payload, link=link)
 
 
 def mail_to(
@@ -27,9 +27,15 @@ def mail_to(
     **payload: Any,
 ) -> None:
     """A mail to this address only, whatever the recipient's preferences, in the current transaction."""
-    from portal.notifications.services import notify_address
-
-    notify_address(address, kind, key, payload=payload, link=link, recipient=recipient)
+    signals.send(
+        signals.message_for_address,
+        address=address,
+        kind=kind,
+        key=key,
+        payload=payload,
+        link=link,
+        recipient=recipient,
+    )
 
 
 def mail_link(
@@ -52,6 +58,13 @@ def mail_link(
         **payload,
         **tokens.secret_reference(name, row),
     )
+
+
+def address_of(user: User) -> str:
+    """The account's address, for a mail that cannot go without one (the link that sets a password)."""
+    if user.email is None:
+        raise ValueError(f"user {user.id} has no e-mail address")
+    return user.email
 
 
 def mask_email(address: str) -> str:

@@ -24,7 +24,7 @@ from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.permissions import Role
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class InstitutionKind(StrEnum):
@@ -80,7 +80,7 @@ ROLE_LABELS = {
 OBJECT_LABELS.update({"user": _l("User"), "enterprise": _l("Enterprise")})
 
 
-class Institution(db.Model):
+class Institution(Model):
     """A host institution (university, institute or company) that owns networked instruments."""
 
     __tablename__ = "institutions"
@@ -101,7 +101,7 @@ class Institution(db.Model):
         return f"<Institution {self.id} {self.name}>"
 
 
-class Enterprise(db.Model):
+class Enterprise(Model):
     """A company or maker team that books services and claims subsidies."""
 
     __tablename__ = "enterprises"
@@ -151,7 +151,7 @@ BANK_ACCOUNT_STATE_LABELS = {
 }
 
 
-class BankAccount(db.Model):
+class BankAccount(Model):
     """One version of the account an enterprise's subsidies are paid into (户名, 开户行, 账号).
 
     Versions are never edited: a change is a new version, which takes effect only when a reviewer
@@ -228,7 +228,7 @@ ACTION_LABELS.update(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who logs in. One role; enterprise users act for an enterprise, providers for a host."""
 
     __tablename__ = "users"
@@ -298,7 +298,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.id} {self.username} {self.role}>"
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for the JSON API; only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
@@ -331,7 +331,7 @@ TOKEN_PURPOSE_LABELS = {
 }
 
 
-class AccountToken(db.Model):
+class AccountToken(Model):
     """A one-time link of a user's account sent by e-mail; single use, expiring.
 
     Only the SHA-256 of the link's secret is stored; the secret itself is derived from SECRET_KEY and
@@ -374,7 +374,7 @@ INVITATION_STATE_LABELS = {
 }
 
 
-class Invitation(db.Model):
+class Invitation(Model):
     """The enterprise holder's invitation of a colleague, by e-mail; single use, expiring.
 
     The link's secret is stored only as its SHA-256, as for AccountToken.

@@ -152,12 +152,15 @@ def confirm_address(user: User, secret: str) -> str:
     """The link mailed to the new address was opened by the account's owner: the address is theirs."""
     with serialized_write():
         row = address_link(user, secret)
-        if email_taken(row.email, except_user_id=user.id):
+        new_email = row.email
+        if new_email is None:  # every address-change link names the new address
+            raise NotFound(_("This link does not work: it has expired or has been used already."))
+        if email_taken(new_email, except_user_id=user.id):
             raise ValidationFailed(_("This e-mail address is already registered."))
         if not tokens.use(row, "used_at", clock.utcnow()):
             raise NotFound(_("This link does not work: it has expired or has been used already."))
-        old, user.email = user.email, row.email
-        audit.record("user.email_changed", "user", user.id, before={"email": old}, after={"email": row.email})
+        old, user.email = user.email, new_email
+        audit.record("user.email_changed", "user", user.id, before={"email": old}, after={"email": new_email})
         if old:
             mail.mail_to(
                 old,
@@ -165,11 +168,11 @@ def confirm_address(user: User, secret: str) -> str:
                 f"account_token:{row.id}:changed",
                 recipient=user,
                 username=user.username,
-                new_email=mail.mask_email(row.email),
+                new_email=mail.mask_email(new_email),
             )
         try:
             db.session.commit()
         except IntegrityError:  # another account took the address at this very moment
             db.session.rollback()
             raise ValidationFailed(_("This e-mail address is already registered.")) from None
-    return row.email
+    return new_email

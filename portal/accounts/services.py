@@ -32,6 +32,7 @@ from portal.accounts.models import (
 )
 from portal.core import audit
 from portal.core.clock import utcnow
+from portal.core.database import changed_rows
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -205,7 +206,7 @@ def send_registration_link(user: User) -> AccountToken:
     ttl = current_app.config["REGISTRATION_LINK_TTL_SECONDS"]
     row = tokens.issue_account_token(user, TokenPurpose.REGISTRATION, ttl)
     mail.mail_link(
-        user.email,
+        mail.address_of(user),
         "account.registration_confirm",
         row,
         "/register/confirm/",
@@ -343,12 +344,12 @@ def end_every_session(user: User) -> int:
     Part of a password change, reset or deactivation: the caller records the change and commits.
     """
     user.session_version += 1
-    return db.session.execute(
+    return changed_rows(
         update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
 
 
 def create_user(
@@ -432,7 +433,7 @@ def _send_welcome_link(user: User) -> None:
     ttl = current_app.config["WELCOME_LINK_TTL_SECONDS"]
     row = tokens.issue_account_token(user, TokenPurpose.WELCOME, ttl)
     mail.mail_link(
-        user.email,
+        mail.address_of(user),
         "account.welcome",
         row,
         "/password/reset/",

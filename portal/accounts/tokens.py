@@ -14,13 +14,14 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import select, update
 
 from portal.accounts.models import AccountToken, Invitation, TokenPurpose, User
 from portal.core import clock
+from portal.core.database import changed_rows
 from portal.extensions import db
 
 # Stands in a notification's link for the secret, which is filled in when the mail is built.
@@ -53,7 +54,8 @@ def seal(row: AccountToken | Invitation, kind: str) -> None:
 
 def mail_secret(kind: str, row_id: int) -> str:
     """The secret of a row, for the mail that carries its link (called by the outbox when sending)."""
-    row = db.session.get(MODELS[kind], row_id)
+    # get() is typed by the join of the two models, which declares no salt.
+    row = cast(AccountToken | Invitation, db.session.get_one(MODELS[kind], row_id))
     return derive_secret(kind, row.salt)
 
 
@@ -114,7 +116,7 @@ def use(row: AccountToken | Invitation, column: str, now: datetime) -> bool:
     conditions = [model.id == row.id, model.expires_at > now, getattr(model, column).is_(None)]
     if model is Invitation:
         conditions.append(Invitation.revoked_at.is_(None))
-    result = db.session.execute(
+    changed = changed_rows(
         update(model).where(*conditions).values({column: now}).execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return changed == 1

@@ -161,7 +161,7 @@ def update_user(admin: User, user_id: int, account: StaffAccount) -> User:
     changed = record_changes("user.updated", user, before, _snapshot(user), admin.id)
     if "email" in changed and before["email"]:
         mail.mail_to(
-            before["email"],
+            str(before["email"]),
             "account.email_changed",
             f"user:{user.id}:email:{clock.utcnow().timestamp()}",
             recipient=user,
@@ -239,6 +239,7 @@ def set_active(actor: User, user_id: int, action: str) -> User:
 
 
 def _manageable(actor: User, user_id: int) -> User:
+    user: User | None
     if actor.role is Role.ADMIN:
         user = get_user(actor, user_id)
         if user.id == actor.id:

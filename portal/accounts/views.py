@@ -35,7 +35,7 @@ from portal.accounts.forms import (
 )
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, ROLE_LABELS, VERIFICATION_LABELS, EnterpriseKind
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.languages import zh
 from portal.core.web import is_safe_url
 from portal.extensions import db, limiter
@@ -98,7 +98,8 @@ def after_response(response: Response, work: Callable[..., Any], *args: Any) -> 
 
     Its time (database writes, a mail handed to the outbox) never shows in the answer's time.
     """
-    app = current_app._get_current_object()
+    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def run() -> None:
         with app.app_context():
@@ -194,13 +195,13 @@ def register() -> ResponseReturnValue:
     form = RegistrationForm()
     if form.validate_on_submit():
         data = services.Registration(
-            username=form.username.data.strip(),
-            password=form.password.data,
+            username=filled(form.username).strip(),
+            password=filled(form.password),
             email=form.email.data,
-            full_name=form.full_name.data,
+            full_name=filled(form.full_name),
             phone=form.phone.data,
-            company_name=form.company_name.data,
-            uscc=form.uscc.data,
+            company_name=filled(form.company_name),
+            uscc=filled(form.uscc),
             kind=EnterpriseKind(form.kind.data),
             county=form.county.data,
             legacy_code=form.legacy_code.data,
@@ -262,7 +263,7 @@ def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()
     if form.validate_on_submit():
         try:
-            passwords.change_password(current_user, form.current_password.data, form.password.data)
+            passwords.change_password(current_user, filled(form.current_password), filled(form.password))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
@@ -307,7 +308,7 @@ def reset_password(token: str) -> ResponseReturnValue:
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
-            passwords.reset_password(token, form.password.data)
+            passwords.reset_password(token, filled(form.password))
         except ValidationFailed as error:
             show_service_errors(form, error)
         except NotFound as error:
@@ -328,7 +329,7 @@ def edit_profile() -> ResponseReturnValue:
             pending = profile.update_profile(
                 current_user,
                 profile.Profile(
-                    full_name=form.full_name.data,
+                    full_name=filled(form.full_name),
                     phone=form.phone.data,
                     language=form.language.data,
                     email_notifications=form.email_notifications.data,

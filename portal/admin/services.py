@@ -1,7 +1,7 @@
 """What the admin console's pages show: institutions, enterprises, categories and schemes.
 
 The console changes things only through the services of the area that owns them
-(`accounts.services.save_institution`, `vouchers.services.copy_scheme_to_next_year`,
+(`accounts.services.save_institution`, `vouchers.schemes.copy_scheme_to_next_year`,
 `catalog.imports`); this module gathers the lists, which cross areas (an enterprise and its latest
 verification request, an institution and its instruments and providers).
 """

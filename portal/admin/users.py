@@ -19,7 +19,7 @@ from portal.accounts.models import ROLE_LABELS, TOKEN_PURPOSE_LABELS, Institutio
 from portal.accounts.views import button_action
 from portal.admin.views import bp
 from portal.core.errors import ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role, role_required
@@ -32,7 +32,7 @@ def _institutions() -> list[tuple[int, str]]:
 
 def _account(form: UserForm) -> users.StaffAccount:
     return users.StaffAccount(
-        full_name=form.full_name.data,
+        full_name=filled(form.full_name),
         email=form.email.data or None,
         phone=form.phone.data or None,
         role=Role(form.role.data),
@@ -67,7 +67,7 @@ def user_new() -> ResponseReturnValue:
     form = UserForm(institutions=_institutions())
     if form.validate_on_submit():
         try:
-            user = users.create_staff(current_user, form.username.data.strip(), _account(form))
+            user = users.create_staff(current_user, filled(form.username).strip(), _account(form))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:

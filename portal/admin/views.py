@@ -32,10 +32,10 @@ from portal.catalog.models import IMPORT_STATE_LABELS, ImportState
 from portal.catalog.upload_checks import FORMATS
 from portal.core import uploads
 from portal.core.errors import InvalidTransition, ServiceError, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.permissions import Role, role_required
-from portal.vouchers import services as vouchers
+from portal.vouchers import schemes as scheme_services
 from portal.vouchers.models import FUND_LABELS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -116,8 +116,8 @@ def _institution_page(institution_id: int | None) -> ResponseReturnValue:
         form.is_local.data = True
     if form.validate_on_submit():
         data = accounts.InstitutionData(
-            name=form.name.data,
-            uscc=form.uscc.data,
+            name=filled(form.name),
+            uscc=filled(form.uscc),
             county=form.county.data,
             kind=InstitutionKind(form.kind.data),
             address=form.address.data,
@@ -180,7 +180,7 @@ def synonyms() -> ResponseReturnValue:
     form = SynonymForm()
     if form.validate_on_submit():
         try:
-            search_synonyms.add_synonym(current_user, form.term.data, form.expansion.data)
+            search_synonyms.add_synonym(current_user, filled(form.term), filled(form.expansion))
         except ValidationFailed as error:
             show_service_errors(form, error)
         else:
@@ -206,7 +206,7 @@ def delete_synonym(synonym_id: int) -> ResponseReturnValue:
 @role_required(Role.ADMIN)
 def schemes() -> ResponseReturnValue:
     """The voucher schemes by year, each with its settings and the way to next year's."""
-    items = vouchers.schemes_by_year()
+    items = scheme_services.schemes_by_year()
     return render_template(
         "admin/schemes.html",
         schemes=items,
@@ -221,7 +221,7 @@ def schemes() -> ResponseReturnValue:
 def copy_scheme(year: int) -> ResponseReturnValue:
     """Make next year's scheme from this year's, then open its settings to adjust them."""
     try:
-        scheme = vouchers.copy_scheme_to_next_year(current_user, year)
+        scheme = scheme_services.copy_scheme_to_next_year(current_user, year)
     except ServiceError as error:
         flash(error.message, "danger")
         return redirect(url_for("admin.schemes"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, request
 from flask_smorest import Api
 
+from portal.api.bearer import reject_bad_credentials
 from portal.api.schemas import ErrorSchema
 from portal.extensions import csrf
 
@@ -24,6 +25,7 @@ class PortalApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register every API blueprint under /api/v1, exempt from CSRF (it uses bearer tokens, not cookies)."""
+    # Imported here, not at the top: this module runs whenever any API module is imported.
     from portal.api import auth, booking, catalog, document, finance, imports, qualifications, vouchers
 
     api = PortalApi(
@@ -42,4 +44,4 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _api_credentials() -> None:
         if request.path.startswith(PREFIX + "/"):
-            auth.reject_bad_credentials()
+            reject_bad_credentials()

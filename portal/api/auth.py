@@ -1,62 +1,21 @@
-"""Bearer-token authentication for the API, and the token endpoint."""
+"""The token endpoints: exchange a password for a bearer token, revoke it (checks: portal.api.bearer)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 import marshmallow as ma
 from flask import current_app, request
 from flask_babel import gettext as _
-from flask_login import current_user
 
 from portal.accounts import services, throttle
+from portal.api.bearer import BEARER, bearer_token, token_required
 from portal.api.schemas import ApiBlueprint, ErrorSchema
 from portal.core.clock import iso_utc
-from portal.core.errors import Forbidden, Unauthorized
-from portal.core.permissions import Role
-from portal.extensions import limiter, login_manager
+from portal.core.errors import Unauthorized
+from portal.extensions import limiter
 
 blp = ApiBlueprint(
     "api_tokens", __name__, description="Authentication: exchange a password for a bearer token."
 )
-
-BEARER = [{"bearerAuth": []}]
-
-
-@login_manager.request_loader
-def _user_from_bearer(req):
-    if not req.path.startswith("/api/"):
-        return None
-    header = req.headers.get("Authorization", "")
-    scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return services.user_for_token(token.strip())
-
-
-def reject_bad_credentials() -> None:
-    """A request that sends credentials which do not work is refused, not treated as anonymous."""
-    if request.headers.get("Authorization") and not current_user.is_authenticated:
-        raise Unauthorized(_("The bearer token is invalid or has expired."))
-
-
-def token_required(*roles: Role) -> Callable:
-    """Only callers with a valid token (and, if given, one of `roles`)."""
-
-    def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if not current_user.is_authenticated:
-                raise Unauthorized(_("This needs a bearer token: POST /api/v1/tokens first."))
-            if roles and current_user.role not in roles:
-                raise Forbidden(_("Your role may not do this."))
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 class TokenRequestSchema(ma.Schema):
@@ -122,8 +81,4 @@ def create_token(args: dict) -> dict:
 @token_required()
 def revoke_token() -> None:
     """Revoke the bearer token of this request (sign out of the API); the user's other tokens go on."""
-    services.revoke_api_token(_bearer_token())
-
-
-def _bearer_token() -> str:
-    return request.headers.get("Authorization", "").partition(" ")[2].strip()
+    services.revoke_api_token(bearer_token())

@@ -12,9 +12,10 @@ from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import NOT_BLANK, YEAR_2000_TO_2099, ApiBlueprint, PageArgsSchema, PageSchema
-from portal.booking import services
+from portal.booking import files, records, requests, services, transitions
+from portal.booking.availability import CALENDAR_EARLIEST, CALENDAR_LATEST, Calendar
 from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
@@ -34,7 +35,9 @@ blp = ApiBlueprint(
 MAX_AVAILABILITY_DAYS = 31
 # Times a client may send: the years a calendar can hold (see Calendar.load).
 PLAUSIBLE_TIME = validate.Range(
-    min=services.CALENDAR_EARLIEST, max=services.CALENDAR_LATEST, error="Give a time between 2000 and 2099."
+    min=CALENDAR_EARLIEST,
+    max=CALENDAR_LATEST,
+    error="Give a time between 2000 and 2099.",
 )
 
 
@@ -243,7 +246,7 @@ class CompleteSchema(ma.Schema):
         metadata={"description": "required when `hours` is above the booked time"},
     )
     result_summary = ma.fields.String(load_default="", validate=validate.Length(max=4000))
-    service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(services.SERVICE_TYPES))
+    service_type = ma.fields.String(load_default="analysis", validate=validate.OneOf(records.SERVICE_TYPES))
 
     @ma.validates_schema
     def _hours_or_samples(self, data: dict, **kwargs: Any) -> None:
@@ -350,7 +353,7 @@ def availability(args: dict, code: str):
         # Also when only one end is given: the other defaults to now (or a week on).
         message = f"at most {MAX_AVAILABILITY_DAYS} days at a time"
         raise ValidationFailed(message, {"end": message})
-    spans = services.Calendar.load(instrument, start, end).availability()
+    spans = Calendar.load(instrument, start, end).availability()
     return {key: [span.as_dict() for span in value] for key, value in spans.items()}
 
 
@@ -362,10 +365,10 @@ def availability(args: dict, code: str):
 @token_required()
 def create_booking(args: dict):
     """Request machine time (mode slot: starts_at, ends_at) or a sample service (mode sample)."""
-    booking = services.request_booking(
+    booking = requests.request_booking(
         current_user,
         args["instrument_code"],
-        services.BookingRequest(
+        requests.BookingRequest(
             mode=BookingMode(args["mode"]),
             purpose=args["purpose"],
             starts_at=args["starts_at"],
@@ -430,28 +433,28 @@ def _transition(
     )
 
 
-_transition("confirm", lambda i, _b: services.confirm_booking(current_user, i), "The provider confirms.")
+_transition("confirm", lambda i, _b: transitions.confirm_booking(current_user, i), "The provider confirms.")
 _transition(
     "reject",
-    lambda i, b: services.reject_booking(current_user, i, b.get("reason")),
+    lambda i, b: transitions.reject_booking(current_user, i, b.get("reason")),
     "The provider declines, with a reason.",
     RequiredReasonSchema,
 )
 _transition(
     "cancel",
-    lambda i, b: services.cancel_booking(current_user, i, b.get("reason")),
+    lambda i, b: transitions.cancel_booking(current_user, i, b.get("reason")),
     "Cancel: the enterprise before the cut-off, the provider any time with a reason.",
     ReasonSchema,
 )
 _transition(
-    "no-show", lambda i, _b: services.mark_no_show(current_user, i), "The provider records a no-show."
+    "no-show", lambda i, _b: transitions.mark_no_show(current_user, i), "The provider records a no-show."
 )
 _transition(
     "complete",
-    lambda i, b: services.complete_booking(
+    lambda i, b: records.complete_booking(
         current_user,
         i,
-        services.ServiceReport(
+        records.ServiceReport(
             hours=b.get("hours"),
             samples=b.get("samples"),
             fee_fen=b.get("fee_fen"),
@@ -467,7 +470,7 @@ _transition(
 )
 _transition(
     "rate",
-    lambda i, b: services.rate_service(current_user, i, b["rating"], b.get("comment")),
+    lambda i, b: records.rate_service(current_user, i, b["rating"], b.get("comment")),
     "The enterprise confirms the service and rates it from 1 (very poor) to 5 (very satisfied).",
     RateSchema,
 )
@@ -480,7 +483,7 @@ _transition(
 @token_required()
 def get_service_record(id: int):
     """A service record with its documents."""
-    return record_json(services.get_service_record(current_user, id))
+    return record_json(records.get_service_record(current_user, id))
 
 
 @blp.route("/service-records/<int:id>/files", methods=["POST"])
@@ -492,7 +495,7 @@ def get_service_record(id: int):
 def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md names it
     """Add a contract, invoice, payment receipt or result (PDF, JPEG or PNG, checked by content)."""
     storage = args["file"]
-    row = services.attach_file(current_user, id, FileKind(args["kind"]), storage.stream, storage.filename)
+    row = files.attach_file(current_user, id, FileKind(args["kind"]), storage.stream, storage.filename)
     return {"id": row.id, "kind": row.kind.value, "size": row.size}
 
 
@@ -503,5 +506,5 @@ def upload_file(args: dict, id: int):  # the path parameter is {id}, as API.md n
 @token_required()
 def download_file(id: int, file_id: int):
     """Download a document of a service record."""
-    row = services.get_service_file(current_user, id, file_id)
+    row = files.get_service_file(current_user, id, file_id)
     return uploads.send_stored(row.stored_name, row.content_type, row.original_name)

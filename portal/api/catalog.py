@@ -12,7 +12,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.qualifications import PriceSchema, use_fields
 from portal.api.schemas import CONFIG_ENUM, ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
 from portal.booking import upkeep

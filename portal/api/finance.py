@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import ApiBlueprint
 from portal.core.permissions import Role
 from portal.finance import services

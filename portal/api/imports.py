@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest.fields import Upload
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import ApiBlueprint, ErrorSchema
 from portal.catalog import imports
 from portal.catalog.models import ImportState

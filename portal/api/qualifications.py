@@ -14,10 +14,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import ApiBlueprint
 from portal.booking import services as booking
+from portal.booking.settings import PolicyChange, save_booking_policy
 from portal.catalog import prices
+from portal.catalog.ownership import owns
 from portal.catalog.price_models import CustomerCategory, PriceMode, PriceUnit
 from portal.catalog.services import get_instrument
 from portal.core import clock
@@ -253,7 +255,7 @@ def get_policy(code: str):
     return policy_json(get_instrument(code))
 
 
-def _hours(rows: list[dict[str, str]]) -> list[tuple[int, time, time]]:
+def _hours(rows: list[dict[str, Any]]) -> list[tuple[int, time, time]]:
     intervals = []
     for n, row in enumerate(rows):
         try:
@@ -272,27 +274,22 @@ def _hours(rows: list[dict[str, str]]) -> list[tuple[int, time, time]]:
 @blp.errors(401, 403, 404)
 @token_required(Role.PROVIDER)
 def put_policy(args: dict, code: str):
-    """Change the booking policy (the instrument's own institution's providers); left-out fields stay."""
+    """Change the booking policy (the instrument's own institution's providers); left-out fields stay.
+
+    Policy, hours, operation modes and the qualification rule are saved together or not at all."""
     instrument = get_instrument(code)
-    if not services.owns(current_user, instrument):
+    if not owns(current_user, instrument):
         # A foreign instrument answers as a missing one.
         raise NotFound(_("No instrument has the code %(code)s.", code=code))
     current = policy_json(instrument)
-    values = {key: args.get(key, current[key]) for key in booking.DEFAULT_POLICY}
-    hours = _hours(args["hours"]) if "hours" in args else None
-    if any(key in args for key in booking.DEFAULT_POLICY):
-        booking.update_policy(current_user, instrument, values)
-    if hours is not None:
-        try:
-            booking.set_opening_hours(current_user, instrument, hours)
-        except ValidationFailed as error:
-            raise ValidationFailed(error.message, {"hours": error.message}) from None
-    if "operations" in args or "requires_qualification" in args:
-        services.set_use_rules(
-            current_user,
-            instrument,
-            args.get("operations", current["operations"]),
-            args.get("requires_qualification", current["requires_qualification"]),
-        )
+    change = PolicyChange(
+        values={key: args.get(key, current[key]) for key in booking.DEFAULT_POLICY}
+        if any(key in args for key in booking.DEFAULT_POLICY)
+        else None,
+        hours=_hours(args["hours"]) if "hours" in args else None,
+        operations=args.get("operations"),
+        requires_qualification=args.get("requires_qualification"),
+    )
+    save_booking_policy(current_user, instrument, change)
     db.session.expire_all()
     return policy_json(get_instrument(code))

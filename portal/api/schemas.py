@@ -11,6 +11,7 @@ from marshmallow import validate
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.datastructures import CombinedMultiDict
 
+from portal.api.bearer import BEARER, token_required
 from portal.core.inputs import clean_json
 
 MAX_PER_PAGE = 100
@@ -67,7 +68,10 @@ def paginate(items: list, args: dict) -> dict[str, Any]:
 class PortalParser(FlaskParser):
     """webargs' Flask parser plus a `multipart` location: form fields and files of one request."""
 
-    __location_map__: ClassVar[dict] = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+    # webargs declares it an instance variable (not a ClassVar), so it is declared the same way here.
+    __location_map__: dict[str, str | Callable] = dict(  # noqa: RUF012
+        multipart="load_multipart", **FlaskParser.__location_map__
+    )
 
     def load_multipart(self, req, schema: ma.Schema):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
@@ -128,7 +132,6 @@ class ApiBlueprint(Blueprint):
         `act` performs the transition with the request body, `respond` renders the object after it.
         The body is required if `body_required` says so, else if any of its fields is.
         """
-        from portal.api.auth import BEARER, token_required
 
         def view(*args: Any, id: int) -> Any:  # the path parameter is {id}, as API.md names it
             guard(id)

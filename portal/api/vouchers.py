@@ -9,10 +9,15 @@ import marshmallow as ma
 from flask_login import current_user
 from marshmallow import validate
 
-from portal.api.auth import BEARER, token_required
+from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import NOT_BLANK, ApiBlueprint, PageArgsSchema, PageSchema, paginate
 from portal.core import clock
-from portal.vouchers import services
+from portal.vouchers import applications as application_services
+from portal.vouchers import checks as claim_checks
+from portal.vouchers import claims as claim_services
+from portal.vouchers import review as desk
+from portal.vouchers import schemes as scheme_services
+from portal.vouchers import wallet
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
@@ -271,7 +276,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "limited_by": list(claim.limited_by or []),
         # Each stored check's message in the language of the request.
         "checks": [
-            {"code": c["code"], "passed": c["passed"], "message": services.check_message(c)}
+            {"code": c["code"], "passed": c["passed"], "message": claim_checks.check_message(c)}
             for c in claim.checks or []
         ],
         "service_record_ids": [item.service_record_id for item in claim.items],
@@ -287,7 +292,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
 @blp.errors(404)
 def current_scheme():
     """This year's scheme: funds with rates, conditions, budgets, committed, paid and free amounts; caps."""
-    return scheme_json(services.require_scheme())
+    return scheme_json(scheme_services.require_scheme())
 
 
 @blp.route("/voucher-applications", methods=["POST"])
@@ -298,8 +303,8 @@ def current_scheme():
 @token_required()
 def create_application(args: dict):
     """A verified enterprise applies for this year's voucher quota."""
-    application = services.apply_for_voucher(current_user, args["amount_fen"], args["plan"])
-    return application_json(services.get_application(current_user, application.id))
+    application = application_services.apply_for_voucher(current_user, args["amount_fen"], args["plan"])
+    return application_json(application_services.get_application(current_user, application.id))
 
 
 @blp.route("/voucher-applications/<int:id>")
@@ -309,7 +314,18 @@ def create_application(args: dict):
 @token_required()
 def get_application(id: int):  # the path parameter is {id}, as API.md names it
     """One voucher application (the enterprise's own, or any for the bureau)."""
-    return application_json(services.get_application(current_user, id))
+    return application_json(application_services.get_application(current_user, id))
+
+
+# Each decision route -> its transition.
+APPLICATION_DECISIONS = {
+    "approve": lambda i, b: application_services.approve_application(
+        current_user, i, amount_fen=b.get("amount_fen"), comment=b.get("comment")
+    ),
+    "reject": lambda i, b: application_services.reject_application(current_user, i, b.get("comment")),
+    "return": lambda i, b: application_services.return_application(current_user, i, b.get("comment")),
+}
+CLAIM_DECISIONS = {"approve": desk.approve_claim, "reject": desk.reject_claim, "return": desk.return_claim}
 
 
 def _application_decision(action: str, body: type[ma.Schema], summary: str) -> None:
@@ -317,11 +333,9 @@ def _application_decision(action: str, body: type[ma.Schema], summary: str) -> N
         f"/voucher-applications/<int:id>/{action}",
         f"application_{action}",
         summary,
-        guard=lambda i: services.get_application(current_user, i),
-        act=lambda i, b: services.decide_application(
-            current_user, i, action, amount_fen=b.get("amount_fen"), comment=b.get("comment")
-        ),
-        respond=lambda i: application_json(services.get_application(current_user, i)),
+        guard=lambda i: application_services.get_application(current_user, i),
+        act=APPLICATION_DECISIONS[action],
+        respond=lambda i: application_json(application_services.get_application(current_user, i)),
         response_schema=ApplicationSchema,
         body=body,
     )
@@ -347,7 +361,7 @@ _application_decision(
 @token_required()
 def list_vouchers(args: dict):
     """Your enterprise's vouchers (all of them for the bureau), with their ledgers."""
-    return paginate([voucher_json(v) for v in services.vouchers_for(current_user)], args)
+    return paginate([voucher_json(v) for v in wallet.vouchers_for(current_user)], args)
 
 
 @blp.route("/vouchers/<int:id>")
@@ -357,7 +371,7 @@ def list_vouchers(args: dict):
 @token_required()
 def get_voucher(id: int):  # the path parameter is {id}
     """One voucher with every commitment, release and payment."""
-    return voucher_json(services.get_voucher(current_user, id))
+    return voucher_json(wallet.get_voucher(current_user, id))
 
 
 @blp.route("/claims/preview", methods=["POST"])
@@ -368,7 +382,9 @@ def get_voucher(id: int):  # the path parameter is {id}
 @token_required()
 def preview_claim(args: dict):
     """The subsidy per fund these services would get now, every limit that binds, and the checks."""
-    return services.preview_claim(current_user, args["voucher_id"], args["service_record_ids"]).as_dict()
+    return claim_services.preview_claim(
+        current_user, args["voucher_id"], args["service_record_ids"]
+    ).as_dict()
 
 
 @blp.route("/claims", methods=["POST"])
@@ -379,8 +395,8 @@ def preview_claim(args: dict):
 @token_required()
 def create_claim(args: dict):
     """A draft claim for these services (submit it to reserve them and ask for the subsidy)."""
-    claim = services.create_claim(current_user, args["voucher_id"], args["service_record_ids"])
-    return claim_json(services.get_claim(current_user, claim.id))
+    claim = claim_services.create_claim(current_user, args["voucher_id"], args["service_record_ids"])
+    return claim_json(claim_services.get_claim(current_user, claim.id))
 
 
 @blp.route("/claims")
@@ -391,10 +407,11 @@ def create_claim(args: dict):
 @token_required()
 def list_claims(args: dict):
     """Your enterprise's claims (all of them for the bureau), newest first."""
-    claims = services.claims_for(current_user)
+    claims = claim_services.claims_for(current_user)
     start = (args["page"] - 1) * args["per_page"]
     page = [
-        claim_json(services.get_claim(current_user, c.id)) for c in claims[start : start + args["per_page"]]
+        claim_json(claim_services.get_claim(current_user, c.id))
+        for c in claims[start : start + args["per_page"]]
     ]
     return {"items": page, "total": len(claims), "page": args["page"], "per_page": args["per_page"]}
 
@@ -406,7 +423,7 @@ def list_claims(args: dict):
 @token_required()
 def get_claim(id: int):  # the path parameter is {id}
     """One claim with its amounts per fund and its checks."""
-    return claim_json(services.get_claim(current_user, id))
+    return claim_json(claim_services.get_claim(current_user, id))
 
 
 def _claim_route(action: str, act, body: type[ma.Schema] | None, summary: str) -> None:
@@ -414,9 +431,9 @@ def _claim_route(action: str, act, body: type[ma.Schema] | None, summary: str) -
         f"/claims/<int:id>/{action}",
         f"claim_{action}",
         summary,
-        guard=lambda i: services.get_claim(current_user, i),
+        guard=lambda i: claim_services.get_claim(current_user, i),
         act=act,
-        respond=lambda i: claim_json(services.get_claim(current_user, i)),
+        respond=lambda i: claim_json(claim_services.get_claim(current_user, i)),
         response_schema=ClaimSchema,
         body=body,
     )
@@ -424,7 +441,7 @@ def _claim_route(action: str, act, body: type[ma.Schema] | None, summary: str) -
 
 _claim_route(
     "submit",
-    lambda i, _b: services.submit_claim(current_user, i),
+    lambda i, _b: claim_services.submit_claim(current_user, i),
     None,
     "The enterprise submits a draft (or a returned claim): its services are reserved and the amounts set.",
 )
@@ -439,7 +456,7 @@ for _action, _body, _summary in (
 ):
     _claim_route(
         _action,
-        lambda i, b, action=_action: services.decide_claim(current_user, i, action, b.get("comment")),
+        lambda i, b, decide=CLAIM_DECISIONS[_action]: decide(current_user, i, b.get("comment")),
         _body,
         _summary,
     )

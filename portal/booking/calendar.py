@@ -1,19 +1,21 @@
-"""iCalendar feeds: a public one per instrument (no personal data) and a private one per user."""
+"""iCalendar feeds: a public one per instrument (no personal data) and a private one per user, whose
+address holds a secret token."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from flask import url_for
 from icalendar import Calendar as ICalendar
 from icalendar import Event
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import User
 from portal.booking.models import HOLDING_STATES, STATE_LABELS, Blackout, Booking, BookingMode, BookingState
 from portal.catalog.models import Instrument
-from portal.core import clock
+from portal.core import audit, clock
 from portal.core.permissions import Role
 from portal.extensions import db
 
@@ -57,6 +59,8 @@ def instrument_feed(instrument: Instrument) -> bytes:
         )
     )
     for booking in bookings:
+        if booking.starts_at is None or booking.ends_at is None:  # never: a slot booking has its times
+            continue
         cal.add_component(
             _event(
                 f"booking-{booking.id}@liaocheng-portal",
@@ -102,9 +106,11 @@ def user_feed(user: User) -> bytes:
     elif user.role is Role.PROVIDER:
         stmt = stmt.where(Instrument.institution_id == user.institution_id)
     else:
-        stmt = stmt.where(False)
+        stmt = stmt.where(false())
     cal = _calendar("我的预约 My bookings")
     for booking in db.session.scalars(stmt):
+        if booking.starts_at is None or booking.ends_at is None:  # never: a slot booking has its times
+            continue
         summary = f"{booking.instrument.name} ({STATE_LABELS[booking.state]})"
         if user.role is Role.PROVIDER:
             summary += f" · {booking.enterprise.name}"
@@ -121,3 +127,28 @@ def user_feed(user: User) -> bytes:
             )
         )
     return cal.to_ical()
+
+
+# --- the secret of a private feed -------------------------------------------------------------
+
+
+def calendar_token(user: User) -> str:
+    """The secret of the user's private calendar URL (made on first use)."""
+    if not user.calendar_token:
+        reset_calendar_token(user)
+    return user.calendar_token
+
+
+def reset_calendar_token(user: User) -> str:
+    """A new secret: the old private calendar URL stops working."""
+    user.calendar_token = secrets.token_urlsafe(32)
+    audit.record("user.calendar_token_reset", "user", user.id, actor_id=user.id)
+    db.session.commit()
+    return user.calendar_token
+
+
+def user_for_calendar_token(token: str) -> User | None:
+    if not token or len(token) > 64:
+        return None
+    user = db.session.scalar(select(User).where(User.calendar_token == token))
+    return user if user and user.is_active else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import time
 
 from flask_babel import lazy_gettext as _l
@@ -24,6 +25,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from portal.booking.models import BLACKOUT_LABELS, FILE_KIND_LABELS, RATING_LABELS, BlackoutKind, FileKind
+from portal.catalog.models import OpeningHours
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 
 PURPOSE = _l("Purpose of the test")
@@ -152,6 +154,16 @@ class OpeningHoursForm(FlaskForm):
                 if opens and closes:
                     out.append((day, opens, closes))
         return out
+
+    def fill(self, hours: Iterable[OpeningHours]) -> None:
+        """Show the instrument's present opening hours (the first three of each day)."""
+        slots: dict[int, int] = {}
+        for h in hours:
+            i = slots.get(h.weekday, 0)
+            if i < INTERVALS_PER_DAY:
+                getattr(self, f"d{h.weekday}_{i}_open").data = h.opens_at
+                getattr(self, f"d{h.weekday}_{i}_close").data = h.closes_at
+            slots[h.weekday] = i + 1
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)

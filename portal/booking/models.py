@@ -32,7 +32,7 @@ from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
 from portal.core.uploads import StoredFile
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class BookingMode(StrEnum):
@@ -143,7 +143,7 @@ RATING_LABELS = {
 }
 
 
-class BookingPolicy(db.Model):
+class BookingPolicy(Model):
     """How an instrument can be booked. Instruments without a row use the configured defaults."""
 
     __tablename__ = "booking_policies"
@@ -179,7 +179,7 @@ class BookingPolicy(db.Model):
         return f"<BookingPolicy instrument={self.instrument_id}>"
 
 
-class Blackout(db.Model):
+class Blackout(Model):
     """A time an instrument cannot be booked: a closure (holiday) or maintenance."""
 
     __tablename__ = "blackouts"
@@ -204,7 +204,7 @@ class Blackout(db.Model):
         return f"<Blackout {self.id} {self.kind} {self.starts_at}–{self.ends_at}>"
 
 
-class Booking(db.Model):
+class Booking(Model):
     """An enterprise's request for machine time or a sample service, through to its outcome."""
 
     __tablename__ = "bookings"
@@ -273,7 +273,7 @@ class Booking(db.Model):
         return f"<Booking {self.id} {self.mode} {self.state}>"
 
 
-class ServiceRecord(db.Model):
+class ServiceRecord(Model):
     """What the provider actually did and charged, the evidence files, and the enterprise's rating."""
 
     __tablename__ = "service_records"
@@ -315,7 +315,7 @@ class ServiceRecord(db.Model):
         return f"<ServiceRecord {self.id} booking={self.booking_id} fee={self.fee_fen}>"
 
 
-class ServiceFile(db.Model):
+class ServiceFile(Model):
     """An evidence file (contract, invoice, receipt, result), stored outside the static folder."""
 
     __tablename__ = "service_files"

@@ -19,14 +19,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import User
-from portal.booking import services
 from portal.booking.models import Booking, BookingMode, BookingState
+from portal.booking.services import BOOKABLE_STATUSES, booking_when
 from portal.catalog import editing
 from portal.catalog.models import STATUS_FILE_NAMES, Instrument
 from portal.core import clock
 from portal.core.database import locked, serialized_write
 from portal.core.errors import ServiceError
 from portal.extensions import db
+from portal.notifications.services import notify, users_of_enterprise
 
 
 class ConfirmationNeeded(ServiceError):
@@ -67,13 +68,11 @@ def stranded_bookings(instrument: Instrument) -> list[Booking]:
 
 
 def _stops_bookings(change: editing.Change | None) -> bool:
-    bookable = services.BOOKABLE_STATUSES
+    bookable = BOOKABLE_STATUSES
     return change is not None and change.before in bookable and change.after not in bookable
 
 
 def _tell(instrument: Instrument, bookings: list[Booking], event_id: int) -> None:
-    from portal.notifications.services import notify, users_of_enterprise
-
     for booking in bookings:
         notify(
             users_of_enterprise(booking.enterprise_id),
@@ -84,7 +83,7 @@ def _tell(instrument: Instrument, bookings: list[Booking], event_id: int) -> Non
                 "instrument": instrument.name,
                 "institution": instrument.institution.name,
                 "status": STATUS_FILE_NAMES[instrument.status],
-                "when": services._when(booking),
+                "when": booking_when(booking),
                 "operator": instrument.operator_name or "",
                 "phone": instrument.operator_phone or "",
                 "booking": booking.id,

@@ -11,7 +11,15 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal.booking import calendar as ics
-from portal.booking import services
+from portal.booking import files, records, requests, services, settings, signals, transitions
+from portal.booking.availability import (
+    CALENDAR_EARLIEST,
+    CALENDAR_LATEST,
+    Calendar,
+    WeekView,
+    opening_week,
+    week_view,
+)
 from portal.booking.forms import (
     ActionForm,
     BlackoutForm,
@@ -31,13 +39,14 @@ from portal.booking.models import (
     RATING_LABELS,
     SERVICE_TYPE_LABELS,
     STATE_LABELS,
-    Blackout,
     BlackoutKind,
+    Booking,
     BookingMode,
     BookingState,
     FileKind,
 )
-from portal.catalog import prices
+from portal.catalog.models import Instrument
+from portal.catalog.prices import Price
 from portal.catalog.services import get_instrument
 from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
@@ -45,10 +54,8 @@ from portal.core.forms import options, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
-from portal.extensions import db
 from portal.qualifications import services as use_rules
 from portal.qualifications.models import OPERATION_LABELS
-from portal.vouchers import services as voucher_services
 
 bp = Blueprint("booking", __name__)
 
@@ -68,8 +75,8 @@ def availability(code: str) -> ResponseReturnValue:
     Without a week asked for, it opens on the week of the next free time, not an empty current week.
     """
     instrument = get_instrument(code)
-    first_free_day, next_free = services.opening_week(instrument)
-    view = services.week_view(instrument, _parse_day(request.args.get("week")) or first_free_day)
+    first_free_day, next_free = opening_week(instrument)
+    view = week_view(instrument, _parse_day(request.args.get("week")) or first_free_day)
     return render_template(
         "booking/availability.html",
         instrument=instrument,
@@ -83,7 +90,7 @@ def availability(code: str) -> ResponseReturnValue:
     )
 
 
-def _shown_day(view: services.WeekView, asked: str | None) -> int:
+def _shown_day(view: WeekView, asked: str | None) -> int:
     """Which day of the week a phone shows (one at a time): the one asked for, else today if it is in
     this week, else the first day with time to book, else the first."""
     if asked in {str(n) for n in range(len(view.days))}:
@@ -101,7 +108,7 @@ def _parse_start(text: str | None) -> datetime:
     except ValueError:
         abort(400)
     # Near year 1 or 9999 the calendar's datetimes would overflow.
-    if not services.CALENDAR_EARLIEST <= starts_at < services.CALENDAR_LATEST - timedelta(days=2):
+    if not CALENDAR_EARLIEST <= starts_at < CALENDAR_LATEST - timedelta(days=2):
         abort(400)
     return starts_at
 
@@ -113,29 +120,27 @@ def book_slot(code: str) -> ResponseReturnValue:
     instrument = get_instrument(code)
     form = SlotBookingForm()
     starts_at = _parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
-    calendar = services.Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
+    calendar = Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
     ends = calendar.valid_ends(starts_at)
     form.starts_at.data = clock.iso_utc(starts_at)
-    # Issue 17: the operation mode chosen, and the price a booking would freeze for it.
-    offered = use_rules.use_rules_for(instrument).operations or ["self"]
-    operation = (form.operation.data if form.is_submitted() else request.args.get("operation")) or offered[0]
-    form.operation.data = operation if operation in offered else offered[0]
-    price = use_rules.quoted_price(current_user, instrument, form.operation.data)
+    offered, price = _choose_operation(form, instrument)
     form.ends_at.choices = options(
         (clock.iso_utc(e), _end_label(instrument, price, starts_at, e)) for e in ends
     )
-    hint = voucher_services.booking_hint(
-        current_user, instrument, _fee(instrument, price, Decimal(calendar.policy.min_minutes) / 60)
+    hint = signals.fee_hint(
+        current_user,
+        instrument,
+        records.quoted_fee(instrument, price, Decimal(calendar.policy.min_minutes) / 60),
     )
     if not ends:  # also on a post: the slot may have gone since the page was shown, and the form with it
         problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
         form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
     if form.validate_on_submit():
         try:
-            booking = services.request_booking(
+            booking = requests.request_booking(
                 current_user,
                 code,
-                services.BookingRequest(
+                requests.BookingRequest(
                     mode=BookingMode.SLOT,
                     starts_at=starts_at,
                     ends_at=clock.parse_iso(form.ends_at.data),
@@ -162,23 +167,25 @@ def book_slot(code: str) -> ResponseReturnValue:
     )
 
 
-def _fee(instrument, price, hours: Decimal) -> int:
-    """The fee of `hours` at the price a booking would freeze (the standard where there is none)."""
-    if price is not None and price.unit == "hour":
-        return prices.fee_for(price, hours)
-    return services.compute_fee(instrument, hours, None)
+def _choose_operation(form: SlotBookingForm, instrument: Instrument) -> tuple[list[str], Price | None]:
+    """Issue 17: the operation modes offered, the one chosen (kept in the form) and the price a
+    booking would freeze for it."""
+    offered = use_rules.use_rules_for(instrument).operations or ["self"]
+    operation = (form.operation.data if form.is_submitted() else request.args.get("operation")) or offered[0]
+    form.operation.data = operation if operation in offered else offered[0]
+    return offered, use_rules.quoted_price(current_user, instrument, form.operation.data)
 
 
-def _end_label(instrument, price, starts_at: datetime, ends_at: datetime) -> str:
+def _end_label(instrument: Instrument, price: Price | None, starts_at: datetime, ends_at: datetime) -> str:
     """'10:30 (1.5 h, about ¥450.00; your voucher covers ¥405.00)' for the end-time select."""
     hours = Decimal((ends_at - starts_at).total_seconds()) / 3600
     label = f"{clock.format_local(ends_at, '%H:%M')} ({hours.normalize():f} h"
     if (price is None or price.unit != "hour") and instrument.fee_per_hour_fen is None:
         return label + ")"
-    fee = _fee(instrument, price, hours)
-    hint = voucher_services.booking_hint(current_user, instrument, fee)
+    fee = records.quoted_fee(instrument, price, hours)
+    hint = signals.fee_hint(current_user, instrument, fee)
     label += ", " + _("about %(fee)s", fee=format_yuan(fee))
-    if hint.subsidy is not None:
+    if hint is not None and hint.subsidy is not None:
         label += "; " + _("your voucher covers %(amount)s", amount=format_yuan(hint.subsidy.total_fen))
     return label + ")"
 
@@ -190,16 +197,16 @@ def book_sample(code: str) -> ResponseReturnValue:
     instrument = get_instrument(code)
     form = SampleBookingForm()
     hint = (
-        voucher_services.booking_hint(current_user, instrument, instrument.fee_per_sample_fen)
+        signals.fee_hint(current_user, instrument, instrument.fee_per_sample_fen)
         if instrument.fee_per_sample_fen is not None
         else None
     )
     if form.validate_on_submit():
         try:
-            booking = services.request_booking(
+            booking = requests.request_booking(
                 current_user,
                 code,
-                services.BookingRequest(
+                requests.BookingRequest(
                     mode=BookingMode.SAMPLE,
                     purpose=form.purpose.data,
                     sample_count=form.sample_count.data,
@@ -265,12 +272,12 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         "booking/detail.html",
         booking=booking,
         manages=services.manages(current_user, booking.instrument),
-        is_owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == booking.enterprise_id,
-        deadline=services.cancellation_deadline(booking),
-        recordable_from=services.recordable_from(booking),
-        booked_hours=services.booked_hours(booking),
+        is_owner=services.is_booking_enterprise(current_user, booking),
+        may=_allowed(booking, clock.utcnow()),
+        cancel_until=transitions.enterprise_cancel_deadline(current_user, booking),
+        recordable_from=transitions.recordable_from(booking),
+        booked_hours=records.booked_hours(booking),
         contacts=services.booking_contacts(booking),
-        now=clock.utcnow(),
         state_labels=STATE_LABELS,
         mode_labels=MODE_LABELS,
         rating_labels=RATING_LABELS,
@@ -279,6 +286,22 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         history=services.booking_history(booking),
         **forms,
     )
+
+
+def _allowed(booking: Booking, now: datetime) -> dict[str, bool]:
+    """What the viewer may do with the booking now, as the services answer it: the page offers these."""
+    user = current_user
+    return {
+        "confirm": transitions.can_confirm(user, booking),
+        "reject": transitions.can_reject(user, booking),
+        "cancel": transitions.can_cancel(user, booking, now),
+        "call_to_cancel": transitions.must_call_to_cancel(user, booking, now),
+        "complete": records.can_complete(user, booking, now),
+        "complete_later": records.will_complete(user, booking, now),
+        "no_show": transitions.can_mark_no_show(user, booking, now),
+        "rate": records.can_rate(user, booking),
+        "attach_file": files.can_attach_file(user, booking),
+    }
 
 
 def _act(booking_id: int, form_name: str, form, action, success: str) -> ResponseReturnValue:
@@ -311,7 +334,7 @@ def confirm(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "action_form",
         ActionForm(),
-        lambda _form: services.confirm_booking(current_user, booking_id),
+        lambda _form: transitions.confirm_booking(current_user, booking_id),
         _("Booking confirmed."),
     )
 
@@ -324,7 +347,7 @@ def reject(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "reject_form",
         ReasonForm(),
-        lambda form: services.reject_booking(current_user, booking_id, form.reason.data),
+        lambda form: transitions.reject_booking(current_user, booking_id, form.reason.data),
         _("Request declined."),
     )
 
@@ -337,7 +360,7 @@ def cancel(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "cancel_form",
         ReasonForm(),
-        lambda form: services.cancel_booking(current_user, booking_id, form.reason.data),
+        lambda form: transitions.cancel_booking(current_user, booking_id, form.reason.data),
         _("Booking cancelled."),
     )
 
@@ -350,7 +373,7 @@ def no_show(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "action_form",
         ActionForm(),
-        lambda _form: services.mark_no_show(current_user, booking_id),
+        lambda _form: transitions.mark_no_show(current_user, booking_id),
         _("Recorded as a no-show."),
     )
 
@@ -373,7 +396,7 @@ def complete(booking_id: int) -> ResponseReturnValue:
     )
     if valid and not held.errors:
         try:
-            services.complete_booking(
+            records.complete_booking(
                 current_user,
                 booking_id,
                 _service_report(form),
@@ -391,8 +414,8 @@ def complete(booking_id: int) -> ResponseReturnValue:
     return _detail_page(booking, held=held, complete_form=form)
 
 
-def _service_report(form: CompleteForm) -> services.ServiceReport:
-    return services.ServiceReport(
+def _service_report(form: CompleteForm) -> records.ServiceReport:
+    return records.ServiceReport(
         hours=form.hours.data,
         samples=form.samples.data,
         fee_fen=None if form.fee.data is None else yuan_to_fen(form.fee.data),
@@ -411,9 +434,7 @@ def rate(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "rate_form",
         RateForm(),
-        lambda form: services.rate_service(
-            current_user, booking_id, int(form.rating.data), form.comment.data
-        ),
+        lambda form: records.rate_service(current_user, booking_id, int(form.rating.data), form.comment.data),
         _("Thank you for your rating."),
     )
 
@@ -429,7 +450,7 @@ def upload(booking_id: int) -> ResponseReturnValue:
         booking_id,
         "upload_form",
         UploadForm(),
-        lambda form: services.attach_file(
+        lambda form: files.attach_file(
             current_user, record.id, FileKind(form.kind.data), form.file.data.stream, form.file.data.filename
         ),
         _("File uploaded."),
@@ -440,7 +461,7 @@ def upload(booking_id: int) -> ResponseReturnValue:
 @login_required
 def download(record_id: int, file_id: int) -> ResponseReturnValue:
     """An evidence file, only for those who may see the booking."""
-    row = services.get_service_file(current_user, record_id, file_id)
+    row = files.get_service_file(current_user, record_id, file_id)
     return uploads.send_stored(row.stored_name, row.content_type, row.original_name)
 
 
@@ -464,7 +485,7 @@ def instrument_calendar(code: str) -> ResponseReturnValue:
 @bp.route("/calendar/<token>.ics")
 def private_calendar(token: str) -> ResponseReturnValue:
     """The user's own bookings; the secret token in the URL is the only credential."""
-    user = services.user_for_calendar_token(token)
+    user = ics.user_for_calendar_token(token)
     if user is None:
         abort(404)
     return _ics(ics.user_feed(user), "bookings.ics")
@@ -476,10 +497,10 @@ def calendar_link() -> ResponseReturnValue:
     """Show the private calendar address; POST replaces the secret (the old address stops working)."""
     form = ActionForm()
     if form.validate_on_submit():
-        services.reset_calendar_token(current_user)
+        ics.reset_calendar_token(current_user)
         flash(_("A new calendar address has been made; the old one no longer works."), "success")
         return redirect(url_for("booking.calendar_link"))
-    token = services.calendar_token(current_user)
+    token = ics.calendar_token(current_user)
     return render_template(
         "booking/calendar.html",
         form=form,
@@ -495,7 +516,7 @@ def calendar_link() -> ResponseReturnValue:
 def manage_index() -> ResponseReturnValue:
     """The instruments of the provider's institution."""
     return render_template(
-        "booking/manage_index.html", instruments=services.managed_instruments(current_user)
+        "booking/manage_index.html", instruments=settings.managed_instruments(current_user)
     )
 
 
@@ -517,7 +538,7 @@ def manage(code: str) -> ResponseReturnValue:
     blackout_form = BlackoutForm(prefix="blackout")
     if policy_form.submit.data and policy_form.validate_on_submit():
         try:
-            services.update_policy(
+            settings.update_policy(
                 current_user, instrument, {k: getattr(policy_form, k).data for k in services.DEFAULT_POLICY}
             )
         except ValidationFailed as error:
@@ -527,7 +548,7 @@ def manage(code: str) -> ResponseReturnValue:
             return redirect(url_for("booking.manage", code=code))
     elif hours_form.submit.data and hours_form.validate_on_submit():
         try:
-            services.set_opening_hours(current_user, instrument, hours_form.intervals())
+            settings.set_opening_hours(current_user, instrument, hours_form.intervals())
         except ValidationFailed as error:
             hours_form.form_errors.append(error.message)
         else:
@@ -535,7 +556,7 @@ def manage(code: str) -> ResponseReturnValue:
             return redirect(url_for("booking.manage", code=code))
     elif blackout_form.submit.data and blackout_form.validate_on_submit():
         try:
-            services.add_blackout(
+            settings.add_blackout(
                 current_user,
                 instrument,
                 BlackoutKind(blackout_form.kind.data),
@@ -549,25 +570,14 @@ def manage(code: str) -> ResponseReturnValue:
             flash(_("The instrument is closed for that time."), "success")
             return redirect(url_for("booking.manage", code=code))
     if not hours_form.is_submitted():
-        slots: dict[int, int] = {}
-        for h in instrument.opening_hours:
-            i = slots.get(h.weekday, 0)
-            if i < 3:
-                getattr(hours_form, f"d{h.weekday}_{i}_open").data = h.opens_at
-                getattr(hours_form, f"d{h.weekday}_{i}_close").data = h.closes_at
-            slots[h.weekday] = i + 1
-    blackouts = db.session.scalars(
-        db.select(Blackout)
-        .where(Blackout.instrument_id == instrument.id, Blackout.ends_at > clock.utcnow())
-        .order_by(Blackout.starts_at)
-    ).all()
+        hours_form.fill(instrument.opening_hours)
     return render_template(
         "booking/manage.html",
         instrument=instrument,
         policy_form=policy_form,
         hours_form=hours_form,
         blackout_form=blackout_form,
-        blackouts=blackouts,
+        blackouts=settings.upcoming_blackouts(instrument),
         blackout_labels=BLACKOUT_LABELS,
         delete_form=ActionForm(),
     )
@@ -577,12 +587,12 @@ def manage(code: str) -> ResponseReturnValue:
 @role_required(Role.PROVIDER)
 def delete_blackout(blackout_id: int) -> ResponseReturnValue:
     """Reopen the time of a closure."""
-    blackout = db.session.get(Blackout, blackout_id)
-    if blackout is None or not services.manages(current_user, blackout.instrument):
+    blackout = settings.managed_blackout(current_user, blackout_id)
+    if blackout is None:
         abort(404)
     if not ActionForm().validate_on_submit():
         abort(400)
     code = blackout.instrument.code
-    services.remove_blackout(current_user, blackout_id)
+    settings.remove_blackout(current_user, blackout_id)
     flash(_("The closure has been removed."), "success")
     return redirect(url_for("booking.manage", code=code))

@@ -26,13 +26,15 @@ from sqlalchemy import func, or_, select
 from portal.accounts.models import User
 from portal.catalog.importer import COLUMN_OF, Lookups, RowError, parse_cell
 from portal.catalog.models import Category, Instrument, InstrumentPhoto, SharingMode
-from portal.catalog.services import get_instrument
+
+# Re-exported: the record's editors have always asked editing.
+from portal.catalog.ownership import editable_instrument as editable_instrument
+from portal.catalog.ownership import may_edit as may_edit
 from portal.core import audit, images, uploads
 from portal.core.database import after_commit, locked, serialized_write
 from portal.core.errors import NotFound, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.money import fen_to_wan, fen_to_yuan
-from portal.core.permissions import Role
 from portal.extensions import db
 
 # What an edit may change (the API's names). The code names the instrument and the host institution
@@ -76,27 +78,6 @@ class Change:
     after: Any
 
 
-def may_edit(user: User, instrument: Instrument) -> bool:
-    """Administrators, and provider users of the instrument's own institution."""
-    if not user.is_authenticated:
-        return False
-    if user.role is Role.ADMIN:
-        return True
-    return (
-        user.role is Role.PROVIDER
-        and user.institution_id is not None
-        and user.institution_id == instrument.institution_id
-    )
-
-
-def editable_instrument(user: User, code: str) -> Instrument:
-    """The instrument, if the user may edit it; otherwise NotFound, as for a code nobody uses."""
-    instrument = get_instrument(code)
-    if not may_edit(user, instrument):
-        raise NotFound(_("No instrument has the code %(code)s.", code=code))
-    return instrument
-
-
 # --- the record's fields ----------------------------------------------------------------------------
 
 
@@ -120,6 +101,7 @@ def _sharing_mode(text: str) -> SharingMode:
 
 
 def _parse(field: str, text: str, lookups: Lookups) -> Any:
+    value: Any
     if field == "sharing_mode":
         value = _sharing_mode(text) if text else None
     else:
@@ -174,7 +156,9 @@ def apply_changes(instrument: Instrument, changes: dict[str, Change], actor: Use
     """Set the changed fields and write the audit row naming only them, before and after (no commit)."""
     for field, change in changes.items():
         if field == "category":
-            instrument.category = db.session.scalar(select(Category).where(Category.code == change.after))
+            instrument.category = db.session.execute(
+                select(Category).where(Category.code == change.after)
+            ).scalar_one()
         else:
             setattr(instrument, field, change.after)
     return audit.record(
@@ -244,11 +228,11 @@ def add_photo(user: User, code: str, stream: IO[bytes], caption: str | None) -> 
     )
     with serialized_write():
         instrument = locked(Instrument, instrument.id)
-        count = db.session.scalar(
+        count = db.session.execute(
             select(func.count())
             .select_from(InstrumentPhoto)
             .where(InstrumentPhoto.instrument_id == instrument.id)
-        )
+        ).scalar_one()
         if count >= MAX_PHOTOS:
             message = _("An instrument has at most %(n)d photos; delete one first.", n=MAX_PHOTOS)
             raise ValidationFailed(message, {"file": message})
@@ -350,6 +334,6 @@ def photo_file(code: str, name: str) -> tuple[str, str]:
         )
     )
     path = uploads.stored_path(name) if content_type else None
-    if path is None or not path.is_file():
+    if content_type is None or path is None or not path.is_file():
         raise NotFound(_("No such photo."))
     return str(path), content_type

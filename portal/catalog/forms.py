@@ -19,7 +19,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3; the stubs are 3.2
 from wtforms.fields.core import UnboundField
 from wtforms.validators import Optional
 
@@ -120,11 +120,16 @@ class SearchForm(FlaskForm):
             category=self.category.data if ok("category") else None,
             status=self.status.data if ok("status") else None,
             county=self.county.data if ok("county") else None,
-            fee_min_fen=yuan_to_fen(self.fee_min.data) if ok("fee_min") else None,
-            fee_max_fen=yuan_to_fen(self.fee_max.data) if ok("fee_max") else None,
+            # (`is not None` again: what ok() checks, said so that the type checker sees it.)
+            fee_min_fen=yuan_to_fen(self.fee_min.data)
+            if ok("fee_min") and self.fee_min.data is not None
+            else None,
+            fee_max_fen=yuan_to_fen(self.fee_max.data)
+            if ok("fee_max") and self.fee_max.data is not None
+            else None,
             fee_unit=self.fee_unit.data if ok("fee_unit") else "hour",
             sort=self.sort.data if ok("sort") else "relevance",
-            page=self.page.data if ok("page") else 1,
+            page=self.page.data if ok("page") and self.page.data is not None else 1,
             per_page=int(self.per_page.data) if ok("per_page") else PER_PAGE_CHOICES[0],
         )
 

@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import Institution
+from portal.catalog import price_import
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
-from portal.catalog.price_text import format_price_table, parse_price_table
+from portal.catalog.price_text import format_price_table
 from portal.core import audit
-from portal.core.errors import ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES, neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan, wan_to_fen, yuan_to_fen
 from portal.core.text import strip_control
@@ -142,17 +142,10 @@ def _parse_status(text: str) -> InstrumentStatus:
 
 
 def _parse_price_table(text: str) -> list[dict[str, Any]]:
-    from portal.catalog import prices
-
     try:
-        rows = parse_price_table(text)
+        return price_import.parse_table(text)
     except ValueError as error:
         raise RowError(str(error)) from None
-    try:
-        prices.check_rows(rows)
-    except ValidationFailed as error:
-        raise RowError("; ".join(error.fields.values()) or error.message) from None
-    return rows
 
 
 def _parse_phone(text: str) -> str:
@@ -270,7 +263,7 @@ def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
     """The rows of a CSV or XLSX file as lists of cell values (header row first), within the size limits."""
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
-        from openpyxl import load_workbook
+        from openpyxl import load_workbook  # at first use: ~0.1 s and ~8 MB (as in portal.core.exports)
 
         data = _read_limited(stream)
         if not data.startswith(b"PK"):
@@ -391,15 +384,14 @@ def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list
             lookups.county(county)
         except RowError as error:
             problems.append(Problem(row, "所在区县", str(error)))
-    if len(problems) > before:
+    if len(problems) > before or category is None or institution is None:  # (each None is a problem)
         return None
     out = {attr: values[attr] for attr in PLAIN_ATTRS}
     if values["price_table"]:
         # The table's enterprise prices are the two fee columns (what the list filters and sorts on).
-        from portal.catalog import prices
-
-        table = [prices.Price.from_json(r) for r in values["price_table"]]
-        out["fee_per_hour_fen"], out["fee_per_sample_fen"] = prices.enterprise_fees(table)
+        out["fee_per_hour_fen"], out["fee_per_sample_fen"] = price_import.enterprise_fees(
+            values["price_table"]
+        )
     out.update(
         price_table=values["price_table"],
         category_id=category.id,
@@ -524,7 +516,7 @@ def import_catalog(
             for attr, value in record.items()
             if _comparable(getattr(instrument, attr)) != _comparable(value)
         }
-        table_changed = _table_changes(instrument, record, table)
+        table_changed = price_import.table_changes(instrument, record, table)
         if table_changed:
             changes["price_table"] = table_changed
         if not changes:
@@ -547,7 +539,7 @@ def import_catalog(
     if dry_run:
         db.session.rollback()
         return report
-    _write_tables(tables)
+    price_import.write_tables(tables)
     if report.created or report.updated:
         audit.record(
             "catalog.imported",
@@ -575,51 +567,6 @@ def import_catalog(
     return report
 
 
-def _table_for(instrument: Instrument, table: list[dict[str, Any]] | None, fees: tuple) -> list[Any] | None:
-    """The price table a row gives the instrument: its own column; or, for a file without one (or an
-    empty cell), the stored table with its enterprise rows set from the two fee columns `fees` when
-    they differ. None: no table stored and none given, so the fee columns alone are the enterprise
-    price, as before price tables."""
-    from portal.catalog import prices
-
-    if table:
-        return prices.in_order(prices.Price.from_json(r) for r in table)
-    stored = (
-        prices.in_order(prices.as_price(r) for r in prices.price_rows(instrument)) if instrument.id else []
-    )
-    if not stored:
-        return None
-    if prices.enterprise_fees(stored) == fees:
-        return stored
-    return prices.in_order([p for p in stored if p.customer != "enterprise"] + prices.legacy_prices(*fees))
-
-
-def _table_changes(
-    instrument: Instrument, record: dict[str, Any], table: list[dict[str, Any]] | None
-) -> tuple | None:
-    """(before, after) of an existing instrument's price table if this row changes it, else None."""
-    from portal.catalog import prices
-
-    wanted = _table_for(instrument, table, (record["fee_per_hour_fen"], record["fee_per_sample_fen"]))
-    if wanted is None:
-        return None
-    before = [p.as_json() for p in prices.in_order(prices.as_price(r) for r in prices.price_rows(instrument))]
-    after = [p.as_json() for p in wanted]
-    return (before, after) if before != after else None
-
-
-def _write_tables(tables: dict[str, list[dict[str, Any]] | None]) -> None:
-    """Put each row's price table in place, once every instrument of the file is written."""
-    from portal.catalog import prices
-
-    db.session.flush()
-    for code, table in tables.items():
-        instrument = db.session.scalar(select(Instrument).where(Instrument.code == code))
-        wanted = _table_for(instrument, table, (instrument.fee_per_hour_fen, instrument.fee_per_sample_fen))
-        if wanted is not None:
-            prices.replace_rows(instrument, wanted)
-
-
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else _comparable(v)) for k, v in values.items()}
 
@@ -629,7 +576,7 @@ def export_rows() -> Iterable[list[Any]]:
     yield HEADERS
     institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
     categories = {c.id: c.code for c in db.session.scalars(select(Category))}
-    tables = _all_price_tables()
+    tables = price_import.all_price_tables()
     stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
     for instrument in db.session.scalars(stmt):
         yield [
@@ -657,17 +604,6 @@ def export_rows() -> Iterable[list[Any]]:
         ]
 
 
-def _all_price_tables() -> dict[int, list[dict[str, Any]]]:
-    """Every stored price table as JSON rows, by instrument id (one query for the whole export)."""
-    from portal.catalog import prices
-    from portal.catalog.price_models import PriceRow
-
-    tables: dict[int, list[Any]] = {}
-    for row in db.session.scalars(select(PriceRow).order_by(PriceRow.instrument_id, PriceRow.id)):
-        tables.setdefault(row.instrument_id, []).append(prices.as_price(row))
-    return {key: [p.as_json() for p in prices.in_order(rows)] for key, rows in tables.items()}
-
-
 def export_catalog(path: Path) -> int:
     """Write the catalogue to a .csv (UTF-8 with BOM, for Excel) or .xlsx file; returns the row count."""
     suffix = path.suffix.lower()
@@ -679,7 +615,7 @@ def export_catalog(path: Path) -> int:
                 writer.writerow(["" if v is None else neutralise(str(v)) for v in row])
                 count += 1
     elif suffix == ".xlsx":
-        from openpyxl import Workbook
+        from openpyxl import Workbook  # at first use, as in read_table
 
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("仪器")

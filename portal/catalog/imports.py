@@ -24,7 +24,7 @@ from portal.catalog.importer import ImportReport, Problem, Progress, import_cata
 from portal.catalog.models import IMPORT_TRANSITIONS, CatalogImport, ImportState
 from portal.catalog.upload_checks import FORMATS, check_upload
 from portal.core import audit, clock, outbox, uploads
-from portal.core.database import locked, serialized_write
+from portal.core.database import changed_rows, locked, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound
 from portal.core.paging import Page, paginate
 from portal.core.permissions import Role
@@ -90,14 +90,14 @@ def start_import(user: User, stream: BinaryIO, filename: str | None) -> CatalogI
     """The console's upload: store the file and run its dry run (a worker's job if the file is large)."""
     row = _accept(user, stream, filename)
     _run_or_queue(row.id, _is_large(row))
-    return db.session.get(CatalogImport, row.id)
+    return db.session.get_one(CatalogImport, row.id)
 
 
 def request_apply(user: User, import_id: int) -> CatalogImport:
     """Apply a checked file, the stored one exactly as it was checked (a worker's job if it is large)."""
     row = _claim_apply(user, import_id)
     _run_or_queue(import_id, _is_large(row))
-    return db.session.get(CatalogImport, import_id)
+    return db.session.get_one(CatalogImport, import_id)
 
 
 def import_now(user: User, stream: BinaryIO, filename: str | None, *, dry_run: bool) -> CatalogImport:
@@ -108,20 +108,20 @@ def import_now(user: User, stream: BinaryIO, filename: str | None, *, dry_run: b
     """
     row = _accept(user, stream, filename)
     run_import(row.id)
-    if not dry_run and db.session.get(CatalogImport, row.id).state is ImportState.CHECKED:
+    if not dry_run and db.session.get_one(CatalogImport, row.id).state is ImportState.CHECKED:
         _claim_apply(user, row.id)
         run_import(row.id)
-    return db.session.get(CatalogImport, row.id)
+    return db.session.get_one(CatalogImport, row.id)
 
 
 def _claim_apply(user: User, import_id: int) -> CatalogImport:
     """CHECKED -> APPLYING, by a conditional update: two administrators cannot both apply a file."""
     row = get_import(user, import_id)
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(CatalogImport)
         .where(CatalogImport.id == import_id, CatalogImport.state.in_(_sources(ImportState.APPLYING)))
         .values(state=ImportState.APPLYING, applied_by_id=user.id, note=None)
-    ).rowcount
+    )
     if not claimed:  # never checked clean, or someone else applied it a moment ago
         db.session.rollback()
         raise InvalidTransition(
@@ -182,7 +182,7 @@ def run_import(import_id: int) -> None:
 
 
 def _check(import_id: int) -> None:
-    report = _run_importer(db.session.get(CatalogImport, import_id), dry_run=True)
+    report = _run_importer(db.session.get_one(CatalogImport, import_id), dry_run=True)
 
     def checked(row: CatalogImport) -> None:
         _take_report(row, report)

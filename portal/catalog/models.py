@@ -36,9 +36,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from portal.accounts.models import Institution, User
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
+from portal.core.database import table_of
 from portal.core.text import grams, normalize, pinyin_forms
 from portal.core.types import StringList, UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class InstrumentStatus(StrEnum):
@@ -81,7 +82,7 @@ SHARING_LABELS = {
 }
 
 
-class Category(db.Model):
+class Category(Model):
     """Two-level instrument classification: '01' 分析仪器, '0102' 质谱仪器 under it."""
 
     __tablename__ = "categories"
@@ -109,7 +110,7 @@ class Category(db.Model):
         return f"<Category {self.code} {self.name}>"
 
 
-class Instrument(db.Model):
+class Instrument(Model):
     """A networked large instrument, with the fields of the national reporting interface."""
 
     __tablename__ = "instruments"
@@ -236,7 +237,7 @@ def _institution_name(connection, target: Instrument) -> str | None:
 def reindex_institution(connection, institution_id: int, name: str | None) -> int:
     """Recompute the search columns of every instrument of a host under its (new) name; how many."""
     fields = (*Instrument.SEARCH_FIELDS, "fee_per_hour_fen", "fee_per_sample_fen")
-    table = Instrument.__table__
+    table = table_of(Instrument)
     rows = connection.execute(
         select(table.c.id, *(table.c[f] for f in fields)).where(table.c.institution_id == institution_id)
     ).all()
@@ -265,7 +266,7 @@ def _reindex_renamed_institutions(session: Session, flush_context) -> None:
             reindex_institution(session.connection(), obj.id, obj.name)
 
 
-class OpeningHours(db.Model):
+class OpeningHours(Model):
     """One opening interval of an instrument's week, in Asia/Shanghai wall-clock time."""
 
     __tablename__ = "opening_hours"
@@ -287,7 +288,7 @@ class OpeningHours(db.Model):
         return f"<OpeningHours {self.instrument_id} d{self.weekday} {self.opens_at}-{self.closes_at}>"
 
 
-class InstrumentPhoto(db.Model):
+class InstrumentPhoto(Model):
     """A photo of an instrument as the portal re-encoded it, with its thumbnail; files under UPLOAD_FOLDER."""
 
     __tablename__ = "instrument_photos"
@@ -323,7 +324,7 @@ class InstrumentPhoto(db.Model):
         return f"<InstrumentPhoto {self.id} of {self.instrument_id}{' main' if self.is_main else ''}>"
 
 
-class CatalogState(db.Model):
+class CatalogState(Model):
     """A single row whose version every catalogue change bumps, so caches keyed by it never go stale."""
 
     __tablename__ = "catalog_state"
@@ -335,7 +336,7 @@ class CatalogState(db.Model):
         return f"<CatalogState v{self.version}>"
 
 
-class SearchSynonym(db.Model):
+class SearchSynonym(Model):
     """A short form the field uses and what it stands for: a search for `term` also finds `expansion`.
 
     Seeded by migration 0017 from portal/catalog/synonyms.tsv; administrators add more in the console.
@@ -443,7 +444,7 @@ IMPORT_STATE_LABELS = {
 }
 
 
-class CatalogImport(db.Model):
+class CatalogImport(Model):
     """An uploaded catalogue file, kept under our own name: checked by a dry run, then applied as stored."""
 
     __tablename__ = "catalog_imports"

@@ -14,7 +14,7 @@ from portal.catalog.models import CatalogState, Instrument, forget_catalog_versi
 from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class CustomerCategory(StrEnum):
@@ -53,7 +53,7 @@ class PriceUnit(StrEnum):
 UNIT_LABELS = {PriceUnit.HOUR: _l("hour"), PriceUnit.SAMPLE: _l("sample")}
 
 
-class PriceRow(db.Model):
+class PriceRow(Model):
     """One price of an instrument: for a customer category and mode, per hour or per sample."""
 
     __tablename__ = "instrument_prices"

@@ -7,7 +7,7 @@ price, whatever the table says later. Loading and saving the table is at the end
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -23,8 +23,8 @@ from portal.accounts.models import (
     User,
     VerificationState,
 )
-from portal.catalog import editing
 from portal.catalog.models import Instrument
+from portal.catalog.ownership import editable_instrument
 from portal.catalog.price_models import CustomerCategory, PriceMode, PriceRow, PriceUnit
 from portal.core import audit
 from portal.core.database import serialized_write
@@ -232,7 +232,7 @@ def price_for(instrument: Instrument, customer: str, mode: str) -> Price | None:
     return choose_price(price_table(instrument), customer, mode)
 
 
-def check_rows(rows: list[Mapping[str, Any]]) -> list[Price]:
+def check_rows(rows: Sequence[Mapping[str, Any]]) -> list[Price]:
     """The rows as prices, or ValidationFailed naming every problem (`details.fields` by row)."""
     fields: dict[str, str] = {}
     prices: list[Price] = []
@@ -309,9 +309,9 @@ def replace_rows(instrument: Instrument, table: list[Price]) -> tuple[list[dict]
     return before, after
 
 
-def set_price_table(user: User, code: str, rows: list[Mapping[str, Any]]) -> list[Price]:
+def set_price_table(user: User, code: str, rows: Sequence[Mapping[str, Any]]) -> list[Price]:
     """Replace an instrument's price table (its own institution's providers, administrators)."""
-    instrument = editing.editable_instrument(user, code)
+    instrument = editable_instrument(user, code)
     table = check_rows(rows)
     with serialized_write():
         before, after = replace_rows(instrument, table)

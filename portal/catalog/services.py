@@ -156,7 +156,7 @@ def normalize_query(query: InstrumentQuery) -> InstrumentQuery:
 def _word_matches(word: str, *, pinyin: bool) -> ColumnElement[bool]:
     """The row holds `word` in its fields (and, for a latin word, in its pinyin too)."""
     pattern = f"%{like_escape(word)}%"
-    found = Instrument.search_text.like(pattern, escape="\\")
+    found: ColumnElement[bool] = Instrument.search_text.like(pattern, escape="\\")
     if pinyin:
         found = or_(found, Instrument.search_pinyin.like(pattern, escape="\\"))
     return found
@@ -228,19 +228,20 @@ def _ordering(query: InstrumentQuery) -> list:
         )
         return [rank, Instrument.code]
     fee = _fee_column(query)
-    return {
+    orderings: dict[str, list[Any]] = {
         "code": [Instrument.code],
         "name": [Instrument.name, Instrument.code],
         "fee": [fee.is_(None), fee, Instrument.code],
         "-fee": [fee.is_(None), fee.desc(), Instrument.code],
         "-value": [Instrument.original_value_fen.desc(), Instrument.code],
         "-in_service": [Instrument.in_service_on.is_(None), Instrument.in_service_on.desc(), Instrument.code],
-    }[sort]
+    }
+    return orderings[sort]
 
 
 def photo_url(code: str, name: str) -> str:
     """Where a photo file of an instrument is served (a path on this site), in a request or outside one."""
-    values = {"code": code, "name": name}
+    values: dict[str, Any] = {"code": code, "name": name}
     if has_request_context():
         return url_for("catalog.photo", **values)
     return current_app.url_map.bind("localhost").build("catalog.photo", values)
@@ -302,11 +303,11 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
         # past the end counts separately.
         page = db.session.execute(ordered.add_columns(func.count().over())).all()
         ids = [row[0] for row in page]
-        total = page[0][1] if page else db.session.scalar(counted)
+        total = page[0][1] if page else db.session.execute(counted).scalar_one()
     else:
         # Filters only: the page can stop early along an index (code, fee), so it counts apart.
-        total = db.session.scalar(counted)
-        ids = db.session.scalars(ordered).all()
+        total = db.session.execute(counted).scalar_one()
+        ids = list(db.session.scalars(ordered))
     rows = db.session.scalars(
         select(Instrument)
         .where(Instrument.id.in_(ids))
@@ -317,7 +318,7 @@ def search_instruments(query: InstrumentQuery) -> SearchResult:
         )
     ).all()
     by_id = {row.id: row for row in rows}
-    data = {
+    data: dict[str, Any] = {
         "items": [summary(by_id[i]) for i in ids],
         "total": total,
         "page": query.page,

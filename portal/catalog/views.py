@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import (
@@ -19,10 +20,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
 
-from portal.booking import services as booking_services
 from portal.catalog import editing, services
 from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
+from portal.catalog.signals import record_extras
 from portal.core.errors import ValidationFailed
 from portal.core.web import revalidated
 from portal.extensions import cache
@@ -54,7 +55,7 @@ def index() -> ResponseReturnValue:
         return revalidated(make_response(page))
     form = SearchForm(request.args)
     valid = form.validate()
-    canonical = form.canonical_args()
+    canonical: dict[str, Any] = form.canonical_args()  # Any: url_for's keywords are not all text
     if valid and SearchForm.normalized_args(request.args) != canonical:
         # Unknown or repeated parameters, odd spellings: one search, one URL, one cache entry (junk in
         # the URL can neither bypass the page cache nor fill it).
@@ -75,14 +76,11 @@ def index() -> ResponseReturnValue:
 def detail(code: str) -> ResponseReturnValue:
     """Everything about one instrument; the operator's phone only for signed-in users."""
     instrument = services.get_instrument(code)
-    policy = booking_services.policy_for(instrument)
     response = make_response(
         render_template(
             "catalog/detail.html",
             instrument=instrument,
-            policy=policy,
-            bookable=instrument.status in booking_services.BOOKABLE_STATUSES,
-            next_free=booking_services.next_free_time(instrument),
+            **record_extras(instrument),  # booking's: bookable, policy, next free time
             show_contact=current_user.is_authenticated,
             can_edit=editing.may_edit(current_user, instrument),
             status_labels=STATUS_LABELS,

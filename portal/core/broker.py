@@ -23,7 +23,8 @@ class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:
             raise RedisConnectionError("the broker connection was closed after it was lost")
-        return super()._connparams(asynchronous=asynchronous)
+        # kombu's stubs (from celery-types) leave this private method out.
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
 
 class Transport(kombu_redis.Transport):

@@ -78,7 +78,7 @@ def bar_chart(
             )
     for i, label in enumerate(labels):
         x = left + slot * i + (slot - bar) / 2
-        base = top_pad + plot_h
+        base: float = top_pad + plot_h
         for colour, item in zip(PALETTE, series, strict=False):
             h = item.values[i] * scale
             base -= h

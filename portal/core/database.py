@@ -10,10 +10,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import event, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Table, event, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from portal.extensions import db
 
@@ -66,14 +70,25 @@ def serialized_write(lock: tuple[int, int] | None = None, *, shared: bool = Fals
         raise
 
 
+def table_of(model: type[Any]) -> Table:
+    """The table a model is mapped to, for Core statements (declared a FromClause, it is a Table)."""
+    return cast(Table, model.__table__)
+
+
 def insert_ignore(model, values: dict) -> None:
     """INSERT a row unless one with the same unique key exists (safe when two transactions race)."""
-    table = model.__table__
-    if dialect() == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    table = table_of(model)
+    insert = postgresql_insert if dialect() == "postgresql" else sqlite_insert
     db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+def changed_rows(statement: Executable) -> int:
+    """Execute an UPDATE or DELETE in the session and return the number of rows it matched.
+
+    Session.execute() is typed as returning a Result; for these statements it is a CursorResult, the
+    kind that has a rowcount.
+    """
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def locked(model, object_id: int):

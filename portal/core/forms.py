@@ -6,8 +6,8 @@ import math
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import Field, validators
-from wtforms.fields.choices import SelectChoice
+from wtforms import Field, StringField, validators
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3; the stubs are 3.2
 from wtforms.validators import ValidationError
 
 from portal.core import clock, money
@@ -60,6 +60,15 @@ def plausible_date(form: FlaskForm, field: Field) -> None:
     """A validator for dates and times: only the portal's working years (`clock.plausible_year`)."""
     if field.data is not None and not clock.plausible_year(field.data.year):
         raise ValidationError(_l("Enter a date between 2000 and 2099."))
+
+
+def filled(field: StringField) -> str:
+    """The text of a required field once its form has validated.
+
+    WTForms types a field's data as optional (a field left out of the request keeps its default, None);
+    DataRequired has refused that by now, so the value is always text.
+    """
+    return field.data or ""
 
 
 def options(pairs) -> list[SelectChoice]:

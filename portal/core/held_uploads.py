@@ -53,7 +53,7 @@ class Received:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="portal.held-upload")
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="portal.held-upload")
 
 
 def _marker(stored_name: str) -> Path:

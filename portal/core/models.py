@@ -10,10 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime
-from portal.extensions import db
+from portal.extensions import Model, db
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
@@ -45,7 +45,7 @@ def _refuse_change(mapper, connection, target: AuditEvent) -> None:
     raise RuntimeError("audit events are append-only")
 
 
-class QueuedTask(db.Model):
+class QueuedTask(Model):
     """A Celery task to send once its transaction has committed: the outbox of work for the workers.
 
     The row is written in the transaction that asks for the work, so the work is never lost: after the

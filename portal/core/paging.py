@@ -27,7 +27,7 @@ class Page(Generic[T]):
 
 def paginate(stmt: Select, page: int, per_page: int, item: Callable[..., T] | None = None) -> Page[T]:
     """One page of what `stmt` selects (in order): each row as `item(*row)`, else its first column."""
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    total = db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
     rows = db.session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     items: list[Any] = [item(*r) if item else r[0] for r in rows]
     return Page(items, total, page, per_page)

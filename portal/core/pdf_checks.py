@@ -68,6 +68,7 @@ def names_in(data: bytes) -> set[bytes]:
 
 def _active(value: Any, depth: int = 0) -> bool:
     """True if a pypdf object (not following references: every object is visited anyway) is active."""
+    # pypdf is imported at first use: it takes ~0.1 s and ~5 MB to load, and only PDF uploads need it.
     from pypdf.generic import ArrayObject, DictionaryObject
 
     if depth > MAX_DEPTH:
@@ -87,7 +88,7 @@ def _active(value: Any, depth: int = 0) -> bool:
 
 def _parsed_active(path: Path) -> bool:
     """Whether any object pypdf reads is active; raises if pypdf cannot read the file."""
-    from pypdf import PdfReader
+    from pypdf import PdfReader  # at first use, as in _active
     from pypdf.generic import IndirectObject
 
     reader = PdfReader(path, strict=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 from flask import (
@@ -20,6 +21,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -32,6 +34,7 @@ from portal.core.audit import action_label, object_label
 from portal.core.clock import format_local, iso_utc, to_local
 from portal.core.errors import ServiceError
 from portal.core.money import format_yuan
+from portal.core.permissions import Role
 from portal.extensions import db, limiter, login_manager
 
 bp = Blueprint("core", __name__)
@@ -50,14 +53,15 @@ WEEKDAY_NAMES = (
 
 def page_url(page: int) -> str:
     """The current page's URL with its query kept and another page number."""
-    args = request.args.to_dict()
+    args: dict[str, Any] = request.args.to_dict()
     args["page"] = str(page)
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
+    # Pagination is only on pages served by a view, where routing has set the endpoint.
+    return url_for(cast(str, request.endpoint), **(request.view_args or {}), **args)
 
 
 def select_locale() -> str:
     """The API: Accept-Language. Pages: the saved language, else the language cookie, else Chinese."""
-    languages = current_app.config["LANGUAGES"]
+    languages: dict[str, str] = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
     if request.path.startswith("/api/") and request.headers.get("Accept-Language"):
@@ -74,7 +78,7 @@ def select_locale() -> str:
     return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
-def is_safe_url(target: str | None) -> bool:
+def is_safe_url(target: str | None) -> TypeGuard[str]:
     """Only same-site relative paths are followed after login or a language switch."""
     if not target:
         return False
@@ -251,26 +255,6 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-@login_manager.user_loader
-def _load_user(session_id: str):
-    from portal.accounts.models import User
-
-    # The API authenticates by bearer token only; a browser cookie there would bypass CSRF. Flask-Login
-    # asks this loader (not the request loader) whenever a session or remember-me cookie comes along,
-    # so the bearer token is read here too: a remembered browser login must not hide it.
-    if wants_json():
-        from portal.api.auth import _user_from_bearer
-
-        return _user_from_bearer(request)
-    user_id, _sep, version = session_id.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
-        return None
-    return user
-
-
 def init_app(app: Flask) -> None:
     """Register the shared blueprint, error handlers, headers and template helpers."""
     inputs.init_app(app)  # first: routes bind their converters when they are added
@@ -283,7 +267,8 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "accounts.login"
     login_manager.login_message = None
     login_manager.session_protection = "strong"
-    app.json.ensure_ascii = False  # Chinese stays readable in API answers
+    # Chinese stays readable in API answers (app.json is Flask's default provider, typed as the base class).
+    cast(DefaultJSONProvider, app.json).ensure_ascii = False
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local"] = format_local
     app.jinja_env.filters["iso"] = iso_utc
@@ -302,8 +287,6 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict:
-        from portal.core.permissions import Role
-
         return {"Role": Role, "current_locale": select_locale(), "languages": app.config["LANGUAGES"]}
 
 

@@ -89,16 +89,16 @@ def _aggregates(year: int, level: str, county: str | None):
         totals = totals.join(Instrument, Instrument.id == Booking.instrument_id)
     if county:
         totals = totals.where(Instrument.county == county)
-    totals = totals.subquery()
+    grouped = totals.subquery()
     # Names are joined once per group, after the aggregation, not once per service record.
     if level == "institution":
         stmt = select(
-            totals, Institution.name.label("name"), null().label("code"), null().label("host")
-        ).join(Institution, Institution.id == totals.c.key)
+            grouped, Institution.name.label("name"), null().label("code"), null().label("host")
+        ).join(Institution, Institution.id == grouped.c.key)
     else:
         stmt = (
-            select(totals, Instrument.name, Instrument.code, Institution.name.label("host"))
-            .join(Instrument, Instrument.id == totals.c.key)
+            select(grouped, Instrument.name, Instrument.code, Institution.name.label("host"))
+            .join(Instrument, Instrument.id == grouped.c.key)
             .join(Institution, Institution.id == Instrument.institution_id)
         )
     return db.session.execute(stmt)

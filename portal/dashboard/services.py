@@ -23,7 +23,7 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import SubsidyTally
 from portal.finance.services import month_range
-from portal.vouchers.models import Fund, Scheme
+from portal.vouchers.models import Fund, Scheme, fund_labels
 
 # Bookings that took (or hold) instrument time.
 USED_STATES = (BookingState.CONFIRMED, BookingState.COMPLETED)
@@ -102,12 +102,14 @@ def figures(period: Period, county: str | None = None) -> Figures:
     instruments = select(func.count()).select_from(Instrument)
     if county:
         instruments = instruments.where(Instrument.county == county)
-    out.instruments = db.session.scalar(instruments)
+    out.instruments = db.session.execute(instruments).scalar_one()
     users = select(func.count()).select_from(User).where(User.role == Role.ENTERPRISE)
     if county:
         users = users.join(Enterprise, Enterprise.id == User.enterprise_id).where(Enterprise.county == county)
-    out.users = db.session.scalar(users.where(User.created_at < end))
-    out.new_users = db.session.scalar(users.where(User.created_at >= start, User.created_at < end))
+    out.users = db.session.execute(users.where(User.created_at < end)).scalar_one()
+    out.new_users = db.session.execute(
+        users.where(User.created_at >= start, User.created_at < end)
+    ).scalar_one()
 
     bookings = (
         select(func.count(), func.count(distinct(Booking.enterprise_id)))
@@ -166,8 +168,7 @@ def budget(year: int) -> Budget | None:
 @dataclass
 class BurnDown:
     months: list[str]
-    province: list[int]  # approved per month, fen
-    city: list[int]
+    funds: dict[str, list[int]]  # approved per month and fund (by name, in the schemes' order), fen
     cumulative: list[int]
     forecast: list[int]  # linear from the months so far to December
     budget_fen: int
@@ -184,17 +185,18 @@ def burn_down(year: int, today: date, county: str | None = None) -> BurnDown:
     if county:
         query = query.where(SubsidyTally.county == county)
     amounts: dict[tuple[str, str], int] = {(m, f): int(a or 0) for m, f, a in db.session.execute(query)}
-    province = [amounts.get((m, "province"), 0) for m in months]
-    city = [amounts.get((m, "city"), 0) for m in months]
+    names = [name for name in fund_labels() if any(fund == name for _m, fund in amounts)]
+    names += sorted({fund for _m, fund in amounts} - set(names))
+    funds = {name: [amounts.get((m, name), 0) for m in months] for name in names}
     cumulative, running = [], 0
-    for p, c in zip(province, city, strict=True):
-        running += p + c
+    for index in range(len(months)):
+        running += sum(series[index] for series in funds.values())
         cumulative.append(running)
     elapsed = 12 if today.year > year else (0 if today.year < year else today.month)
     rate = cumulative[elapsed - 1] / elapsed if elapsed else 0
     forecast = [round(rate * (i + 1)) for i in range(12)]
     plan = budget(year)
-    return BurnDown(months, province, city, cumulative, forecast, plan.budget_fen if plan else 0)
+    return BurnDown(months, funds, cumulative, forecast, plan.budget_fen if plan else 0)
 
 
 def _weekday_counts(period: Period) -> list[int]:
@@ -390,8 +392,8 @@ def public_headline(today: date) -> Headline:
         select(func.coalesce(func.sum(SubsidyTally.approved_fen), 0)).where(SubsidyTally.month > months)
     )
     return Headline(
-        db.session.scalar(select(func.count()).select_from(Instrument)),
-        db.session.scalar(select(func.count(distinct(Instrument.institution_id)))),
+        db.session.execute(select(func.count()).select_from(Instrument)).scalar_one(),
+        db.session.execute(select(func.count(distinct(Instrument.institution_id)))).scalar_one(),
         served or 0,
         services,
         float(hours or 0),

@@ -14,6 +14,7 @@ from portal.core.permissions import Role, role_required
 from portal.dashboard import services
 from portal.extensions import cache
 from portal.finance.services import MONTH, month_of
+from portal.vouchers.models import fund_labels
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 public = Blueprint("network", __name__, url_prefix="/network")
@@ -69,10 +70,8 @@ def _dashboard(period: services.Period, county: str | None) -> dict:
     plan = services.budget(year)
     burn = services.burn_down(year, clock.local_today(), county)
     use = services.utilisation(period, county)
-    yuan = [
-        Series(_("Provincial voucher"), [v / 100 for v in burn.province]),
-        Series(_("Liaocheng top-up"), [v / 100 for v in burn.city]),
-    ]
+    labels = fund_labels()
+    yuan = [Series(labels.get(name, name), [v / 100 for v in series]) for name, series in burn.funds.items()]
     lines = [
         Series(_("Forecast to year end"), [v / 100 for v in burn.forecast]),
         Series(_("Approved so far"), [v / 100 for v in burn.cumulative]),

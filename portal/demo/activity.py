@@ -14,15 +14,17 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import insert, select
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
-from portal.booking.services import compute_fee
+from portal.booking.records import compute_fee
 from portal.catalog.models import Instrument, InstrumentStatus, OpeningHours
 from portal.core import clock
+from portal.core.database import table_of
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -170,10 +172,11 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
     named = {username: (user_id, enterprise_id) for user_id, enterprise_id, username in customers}
     taken: set[tuple[int, date, time]] = set()
     # (instrument, customer, day, opens, closes, state or None, solid)
-    plans: list[tuple[_Instrument, tuple[int, int], date, time, time, BookingState | None, bool]] = []
+    plans: list[tuple[_Instrument, tuple[int, int | None], date, time, time, BookingState | None, bool]] = []
     # The demo accounts get a little of everything on instruments whose provider is a demo login.
     lcu = db.session.scalar(select(User.institution_id).where(User.username == "provider"))
     lcu_instruments = [i for i in instruments if i.institution_id == lcu] or instruments
+    state: BookingState | None
     for n, (username, state, offset) in enumerate(SHOWCASE):
         if username not in named:
             continue
@@ -244,7 +247,7 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
             if state in (BookingState.REQUESTED, BookingState.EXPIRED)
             else created_at + timedelta(hours=rng.randint(1, 6), minutes=rng.randint(0, 59))
         )
-        row = {
+        row: dict[str, Any] = {
             "instrument_id": instrument.id,
             "enterprise_id": enterprise_id,
             "requested_by_id": user_id,
@@ -275,7 +278,7 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
         bookings.append(row)
         states.append(state)
     for offset in range(0, len(bookings), BATCH):
-        db.session.execute(insert(Booking.__table__), bookings[offset : offset + BATCH])
+        db.session.execute(insert(table_of(Booking)), bookings[offset : offset + BATCH])
     ids = db.session.scalars(select(Booking.id).order_by(Booking.id)).all()[-len(bookings) :]
     records, history = [], []
     for booking_id, row, plan, state in zip(ids, bookings, plans, states, strict=True):
@@ -339,9 +342,9 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
                 )
             )
     for offset in range(0, len(records), BATCH):
-        db.session.execute(insert(ServiceRecord.__table__), records[offset : offset + BATCH])
+        db.session.execute(insert(table_of(ServiceRecord)), records[offset : offset + BATCH])
     for offset in range(0, len(history), BATCH):
-        db.session.execute(insert(AuditEvent.__table__), history[offset : offset + BATCH])
+        db.session.execute(insert(table_of(AuditEvent)), history[offset : offset + BATCH])
     return len(bookings)
 
 

@@ -29,7 +29,7 @@ def _csv(rows: list[list]) -> bytes:
 
 def load_catalog_imports() -> int:
     """Apply an update of five instruments (three changed) and check a file with a wrong category code."""
-    admin = db.session.scalar(select(User).where(User.username == "admin"))
+    admin = db.session.execute(select(User).where(User.username == "admin")).scalar_one()
     header, *first = list(islice(export_rows(), 6))
     changed = [list(values) for values in first]
     for values in changed[:3]:

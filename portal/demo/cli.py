@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
+from werkzeug.serving import run_simple
 
 from portal.demo import (
     DEFAULT_BOOKINGS,
@@ -13,7 +15,9 @@ from portal.demo import (
     DEFAULT_INSTRUMENTS,
     DEFAULT_VOUCHERS,
     DEMO_PASSWORD,
+    services,
 )
+from portal.demo.scheduler import DemoScheduler
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -38,8 +42,6 @@ demo_cli = AppGroup("demo", help="Demo data.")
 @click.option("--seed", default=2026, show_default=True, type=int)
 def load_command(instruments: int, enterprises: int, bookings: int, vouchers: int, seed: int) -> None:
     """Load the demo network (a database that already has data is left alone)."""
-    from portal.demo import services
-
     if services.database_has_data():
         click.echo("The database already has data; the demo network was not loaded again.")
     else:
@@ -77,12 +79,8 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve_command(host: str, port: int) -> None:
     """Serve the portal with the periodic tasks running in-process (no broker, no `celery beat`)."""
-    from flask import current_app
-    from werkzeug.serving import run_simple
-
-    from portal.demo.scheduler import DemoScheduler
-
-    app = current_app._get_current_object()
+    # current_app is typed as the Flask it stands for, not as the proxy that has this method.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     app.config["PORTAL_BASE_URL"] = serving_base_url(host, port)
     scheduler = DemoScheduler(app)
     scheduler.start()

@@ -60,11 +60,12 @@ def load_photos(rng: random.Random) -> int:
     added = 0
     for host, count in HOSTS.items():
         institution_id = db.session.scalar(select(Institution.id).where(Institution.name == host))
-        provider = db.session.scalar(
+        provider = db.session.execute(
             select(User)
             .where(User.institution_id == institution_id, User.role == Role.PROVIDER)
             .order_by(User.id)
-        )
+            .limit(1)
+        ).scalar_one()
         instruments = db.session.scalars(
             select(Instrument)
             .where(Instrument.institution_id == institution_id)

@@ -1,10 +1,10 @@
 """The demo's periodic tasks: `flask demo serve` runs what `celery beat` runs in production, in-process.
 
-A background thread calls the very task functions of the beat schedule (portal.BEAT_SCHEDULE), each
-in an application context of its own, at the beat's interval shortened to at most
-`DEMO_TASK_MAX_INTERVAL_SECONDS` (60 s by default), so that in a demo session booking requests expire,
-reminders go out and public notice ends as they would in production, without a broker or a beat
-process. Crontab entries (the nightly tallies) keep their time of day.
+A background thread calls the very task functions of the beat schedule (portal.BEAT_SCHEDULE, read
+from the app's Celery configuration), each in an application context of its own, at the beat's interval
+shortened to at most `DEMO_TASK_MAX_INTERVAL_SECONDS` (60 s by default), so that in a demo session
+booking requests expire, reminders go out and public notice ends as they would in production, without
+a broker or a beat process. Crontab entries (the nightly tallies) keep their time of day.
 """
 
 from __future__ import annotations
@@ -15,23 +15,23 @@ from datetime import UTC, datetime
 from celery.schedules import crontab, schedule
 from flask import Flask
 
-from portal import BEAT_SCHEDULE
-
 
 class DemoScheduler:
     """Runs every beat entry when it is due; `run_due` is one tick, `start` ticks in a daemon thread."""
 
     def __init__(self, app: Flask, *, tick_seconds: float = 5.0) -> None:
         self.app = app
+        # The schedule `celery beat` would run, read from the app (the factory above us sets it).
+        self.entries: dict[str, dict] = app.extensions["celery"].conf.beat_schedule
         self.tick_seconds = tick_seconds
         self.longest = float(app.config.get("DEMO_TASK_MAX_INTERVAL_SECONDS", 60))
-        self.last_run: dict[str, datetime | None] = {name: None for name in BEAT_SCHEDULE}
-        self.runs: dict[str, int] = {name: 0 for name in BEAT_SCHEDULE}
+        self.last_run: dict[str, datetime | None] = {name: None for name in self.entries}
+        self.runs: dict[str, int] = {name: 0 for name in self.entries}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def interval(self, name: str) -> schedule | crontab:
-        every = BEAT_SCHEDULE[name]["schedule"]
+        every = self.entries[name]["schedule"]
         if isinstance(every, crontab):
             return every
         return schedule(min(float(every), self.longest))
@@ -45,14 +45,14 @@ class DemoScheduler:
         every = self.interval(name)
         if isinstance(every, crontab):
             return every.is_due(last)[0]
-        return (now - last).total_seconds() >= every.run_every.total_seconds()
+        return (now - last).total_seconds() >= every.seconds
 
     def run_due(self, now: datetime | None = None) -> list[str]:
         """Run every task that is due now (wall-clock time decides when; the tasks use the portal's
         clock for what is due in the data); returns their names."""
         now = now or datetime.now(UTC)
         ran = []
-        for name, entry in BEAT_SCHEDULE.items():
+        for name, entry in self.entries.items():
             if not self.due(name, now):
                 continue
             self.last_run[name] = now

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import event, insert, select
@@ -39,6 +40,7 @@ from portal.demo import (
     data,
 )
 from portal.demo import photos as demo_photos
+from portal.demo import use_rules as demo_use_rules
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
@@ -216,10 +218,6 @@ def _load_demo(
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
-    # Imported here, not at the top: the app loads this module with the demo command, and importing
-    # the booking models that early changed the examples the API's stateful fuzz test draws.
-    from portal.demo import use_rules as demo_use_rules
-
     demo_use_rules.load_use_rules()
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
@@ -363,7 +361,7 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
         ("newco", VerificationState.PENDING, EnterpriseKind.TECH_SME),
     )
     enterprise_rows = []
-    user_rows = []
+    user_rows: list[dict[str, Any]] = []
     # One of the users is a colleague at the demo enterprise (not its account holder), so there is one
     # enterprise fewer than users.
     holders = total - 1 if total > len(named) else total

@@ -27,8 +27,13 @@ from portal.core.errors import ServiceError
 from portal.core.permissions import Role
 from portal.demo import data
 from portal.extensions import db
+from portal.finance import batches
 from portal.finance import services as finance
-from portal.vouchers import services
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
+from portal.vouchers import review as desk
+from portal.vouchers import schemes, verification, wallet
 from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition
 
 YUAN = 100
@@ -41,7 +46,12 @@ DEMO_PDF = (
 )
 
 
-def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
+def N_(text: str) -> str:
+    """A text stored untranslated and translated where it is shown (`make extract-messages` finds it)."""
+    return text
+
+
+def published_scheme(year: int) -> tuple[dict, list[schemes.FundSettings]]:
     """The numbers DESIGN.md section 1 publishes (every one of them editable by the administrator)."""
     values = {
         "year": year,
@@ -58,17 +68,30 @@ def published_scheme(year: int) -> tuple[dict, list[services.FundSettings]]:
             ServiceType.MANDATORY_CERTIFICATION.value,
         ],
     }
+    # The funds' names are the API's (`province`, `city`); their labels are texts of the catalogue,
+    # so each page shows them in its language.
     funds = [
-        services.FundSettings(
-            "province", Decimal("0.60"), FundCondition.ALWAYS.value, 4_000_000 * YUAN, True
+        schemes.FundSettings(
+            "province",
+            Decimal("0.60"),
+            FundCondition.ALWAYS.value,
+            4_000_000 * YUAN,
+            True,
+            label=N_("Provincial voucher"),
         ),
-        services.FundSettings("city", Decimal("0.30"), FundCondition.LOCAL_PROVIDER.value, 2_000_000 * YUAN),
+        schemes.FundSettings(
+            "city",
+            Decimal("0.30"),
+            FundCondition.LOCAL_PROVIDER.value,
+            2_000_000 * YUAN,
+            label=N_("Liaocheng top-up"),
+        ),
     ]
     return values, funds
 
 
 def _user(username: str) -> User:
-    return db.session.scalar(select(User).where(User.username == username))
+    return db.session.execute(select(User).where(User.username == username)).scalar_one()
 
 
 def _attach_evidence(record: ServiceRecord, uploader_id: int) -> None:
@@ -82,11 +105,11 @@ def _decide(application_or_claim: str, item_id: int, amount_fen: int | None, rev
     for reviewer in reviewers:
         try:
             if application_or_claim == "application":
-                done = services.decide_application(reviewer, item_id, "approve", amount_fen=amount_fen)
+                done = application_services.approve_application(reviewer, item_id, amount_fen=amount_fen)
                 if done.state.value == "approved":
                     return
             else:
-                done = services.decide_claim(reviewer, item_id, "approve")
+                done = desk.approve_claim(reviewer, item_id)
                 if done.state is ClaimState.IN_NOTICE:
                     return
         except ServiceError:
@@ -120,7 +143,7 @@ class _Year:
         self.today = clock.local_today(now)
         self.first_day = date(self.today.year, 1, 1)
         self.span = max((self.today - self.first_day).days, 1)
-        self.events: list[tuple[datetime, int, Callable[..., None], tuple]] = []
+        self.events: list[tuple[datetime, int, Callable[..., object], tuple]] = []
         self.sequence = 0
         self.minutes: set[datetime] = set()  # no two claims submitted in the same minute
         self.counts = {"vouchers": 0, "claims": 0, "paid": 0}
@@ -136,7 +159,7 @@ class _Year:
                     day += timedelta(days=1)
                 self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
 
-    def push(self, at: datetime, action: Callable[..., None], *args) -> None:
+    def push(self, at: datetime, action: Callable[..., object], *args) -> None:
         if at < self.now:
             self.sequence += 1
             heapq.heappush(self.events, (at, self.sequence, action, args))
@@ -167,7 +190,7 @@ class _Year:
     def apply(self, user: User) -> None:
         amount = self.rng.choice((30_000, 50_000, 80_000, 100_000, 150_000)) * YUAN
         try:
-            application = services.apply_for_voucher(
+            application = application_services.apply_for_voucher(
                 user, amount, "围绕新产品研发开展检测分析，预计使用大型仪器共享服务。"
             )
         except ServiceError:
@@ -179,7 +202,7 @@ class _Year:
 
     def approve_application(self, user: User, application_id: int, amount: int) -> None:
         _decide("application", application_id, amount, self.reviewers)
-        voucher = next(iter(services.vouchers_for(user)), None)
+        voucher = next(iter(wallet.vouchers_for(user)), None)
         if voucher is None:
             return
         self.counts["vouchers"] += 1
@@ -239,13 +262,13 @@ class _Year:
         if not records:
             return
         # One claim per provider: the latest services at the provider of the latest one.
-        records = [r for r, host in records if host == records[-1][1]][-3:]
-        for record in records:
+        chosen = [r for r, host in records if host == records[-1][1]][-3:]
+        for record in chosen:
             _attach_evidence(record, record.recorded_by_id or user.id)
         db.session.commit()
         try:
-            claim = services.create_claim(user, voucher_id, [r.id for r in records])
-            services.submit_claim(user, claim.id)
+            claim = claim_services.create_claim(user, voucher_id, [r.id for r in chosen])
+            claim_services.submit_claim(user, claim.id)
         except ServiceError as error:
             current_app.logger.info("demo claim refused: %s", error)
             db.session.rollback()
@@ -270,29 +293,29 @@ class _Year:
 
     def approve_claim(self, claim_id: int) -> None:
         _decide("claim", claim_id, None, self.reviewers)
-        claim = db.session.get(Claim, claim_id)
-        if claim.state is ClaimState.IN_NOTICE:
+        claim = db.session.get_one(Claim, claim_id)
+        if claim.state is ClaimState.IN_NOTICE and claim.notice_ends_on is not None:
             # The hourly task ends the notice in the small hours of its last day.
             end = clock.local_datetime_to_utc(claim.notice_ends_on, time(0, 5))
-            self.push(end, services.end_public_notice, claim.notice_ends_on)
+            self.push(end, public_notice.end_public_notice, claim.notice_ends_on)
 
     def return_claim(self, claim_id: int) -> None:
-        services.decide_claim(self.reviewers[0], claim_id, "return", "请补充付款凭证的清晰扫描件")
+        desk.return_claim(self.reviewers[0], claim_id, "请补充付款凭证的清晰扫描件")
 
     def pay(self) -> None:
         if not finance.claims_waiting_for_batch():
             return
         try:
-            batch = finance.build_batch(self.clerk, finance.month_of(clock.utcnow()))
+            batch = batches.build_batch(self.clerk, finance.month_of(clock.utcnow()))
         except ServiceError:
             db.session.rollback()
             return
-        finance.export_batch(self.clerk, batch.id)
+        batches.export_batch(self.clerk, batch.id)
         paid_on = self.working_moment(clock.local_today(clock.utcnow()) + timedelta(days=2))
         self.push(paid_on, self.mark_paid, batch.id)
 
     def mark_paid(self, batch_id: int) -> None:
-        batch = finance.mark_batch_paid(
+        batch = batches.mark_batch_paid(
             self.clerk, batch_id, f"DEMO-{clock.local_today(clock.utcnow()):%Y%m%d}-001"
         )
         self.counts["paid"] += batch.claims
@@ -323,8 +346,9 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
     """Every enterprise with a voucher has a verified account (finance pays only those); the demo
     enterprise has also entered a change that waits for a reviewer."""
     for user in holders:
+        enterprise = db.session.get_one(Enterprise, user.enterprise_id)
         bank, length = rng.choice(DEMO_BANKS)
-        details = banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+        details = banking.BankAccountData(enterprise.name, bank, _bank_number(rng, length))
         try:
             account = banking.record_bank_account(user, details)
             banking.decide_bank_account(reviewer, account.id, "verify")
@@ -334,7 +358,7 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
             # A change of bank, for a reviewer to look at.
             bank, length = next((b, n) for b, n in DEMO_BANKS if b != details.bank_name)
             banking.record_bank_account(
-                user, banking.BankAccountData(user.enterprise.name, bank, _bank_number(rng, length))
+                user, banking.BankAccountData(enterprise.name, bank, _bank_number(rng, length))
             )
 
 
@@ -344,7 +368,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     today = clock.local_today(now)
     admin, reviewers = _user("admin"), [_user("reviewer"), _user("reviewer2")]
     with simulated_clock(clock.local_datetime_to_utc(date(today.year - 1, 12, 10), time(10, 0))):
-        services.save_scheme(admin, *published_scheme(today.year))
+        schemes.save_scheme(admin, *published_scheme(today.year))
     verified = db.session.execute(
         select(User, Enterprise)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
@@ -363,7 +387,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
             enterprise.actual_controller = shared[index // 15]
         else:
             enterprise.actual_controller = data.person_name(rng, taken)
-        enterprise.controller_group = services.controller_key(enterprise.actual_controller)
+        enterprise.controller_group = verification.controller_key(enterprise.actual_controller)
     db.session.commit()
 
     chosen = [row for row in verified if row[0].username in ("enterprise", "enterprise2")]

@@ -7,7 +7,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the finance pages; importing the tasks registers them with Celery."""
-    from portal.finance import tasks  # noqa: F401
+    from portal.finance import receivers, tasks  # noqa: F401
     from portal.finance.views import bp
 
     app.register_blueprint(bp)
+    receivers.connect()

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
-class SubsidyTally(db.Model):
+class SubsidyTally(Model):
     """Approved and paid subsidy of one month, per fund, enterprise, provider and county.
 
     Recomputed from the claims by one SQL statement (delete and insert in a locked transaction), so
@@ -59,7 +59,15 @@ BATCH_STATE_LABELS = {
 }
 
 
-class DisbursementBatch(db.Model):
+# The batch's state machine, in one place: (state, action) -> new state. Building makes a DRAFT.
+BATCH_TRANSITIONS: dict[tuple[BatchState, str], BatchState] = {
+    (BatchState.DRAFT, "export"): BatchState.EXPORTED,
+    (BatchState.EXPORTED, "export"): BatchState.EXPORTED,  # the bank file may be fetched again
+    (BatchState.EXPORTED, "pay"): BatchState.PAID,
+}
+
+
+class DisbursementBatch(Model):
     """The payable claims of a month, exported for the bank and marked paid with its reference."""
 
     __tablename__ = "disbursement_batches"
@@ -67,8 +75,8 @@ class DisbursementBatch(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     month: Mapped[str] = mapped_column(String(7), index=True)
     state: Mapped[BatchState] = mapped_column(str_enum(BatchState), default=BatchState.DRAFT)
-    province_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    city_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the batch pays from each fund, by fund name, in the funds' order.
+    fund_amounts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     claims: Mapped[int] = mapped_column(Integer, default=0)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
@@ -81,13 +89,13 @@ class DisbursementBatch(db.Model):
 
     @property
     def total_fen(self) -> int:
-        return self.province_fen + self.city_fen
+        return sum((self.fund_amounts or {}).values())
 
     def __repr__(self) -> str:
         return f"<DisbursementBatch {self.id} {self.month} {self.state}>"
 
 
-class PeriodClose(db.Model):
+class PeriodClose(Model):
     """A month finance has closed: its numbers can no longer change."""
 
     __tablename__ = "period_closes"
@@ -108,7 +116,7 @@ class ExportState(StrEnum):
     FAILED = "failed"
 
 
-class ExportJob(db.Model):
+class ExportJob(Model):
     """A large export written by a worker; the page shows its progress and then the download."""
 
     __tablename__ = "export_jobs"

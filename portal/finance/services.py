@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from itertools import groupby
 from typing import Any
 
 from flask_babel import gettext as _
@@ -16,24 +17,31 @@ from sqlalchemy import delete, func, insert, or_, select, update
 
 from portal.accounts import banking
 from portal.accounts.models import BankAccount, Enterprise, Institution, User
-from portal.core import audit, clock, exports, outbox, uploads
+from portal.core import audit, clock, outbox, uploads
 from portal.core.database import serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import Code, csv_cell, neutralise, xlsx_cell
-from portal.core.locks import Rank, lock_ids, lock_one, lock_where
 from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import (
-    BatchState,
     DisbursementBatch,
     ExportJob,
     ExportState,
     PeriodClose,
     SubsidyTally,
 )
-from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
-from portal.vouchers.services import pay_claim
+from portal.notifications.services import notify, users_of_enterprise
+from portal.vouchers.models import (
+    CLAIM_STATE_LABELS,
+    COMMITTED_STATES,
+    Claim,
+    ClaimFund,
+    ClaimState,
+    LedgerEntry,
+    LedgerKind,
+    fund_labels,
+)
 
 # Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
@@ -66,7 +74,7 @@ def is_closed(month: str) -> bool:
     return db.session.scalar(select(PeriodClose.id).where(PeriodClose.month == month)) is not None
 
 
-def _require_finance(user: User) -> None:
+def require_finance(user: User) -> None:
     if not user.is_authenticated or user.role not in FINANCE_ROLES:
         raise Forbidden(_("Only bureau finance can do this."))
 
@@ -74,13 +82,10 @@ def _require_finance(user: User) -> None:
 # --- tallies ------------------------------------------------------------------------------------
 
 
-FUNDS = ("province", "city")
-
-
 def _tally_source(month: str):
-    """The claims approved or paid in the month, grouped per enterprise, provider and county and
-    also per state, approval month and payment month: the sums per fund and the number of claims
-    with money from each fund.
+    """The claims approved or paid in the month, grouped per enterprise, provider, county and fund and
+    also per state, approval month and payment month: the sum per fund and the number of claims with
+    money from it.
 
     As plain as a GROUP BY gets, so PostgreSQL scans in parallel and evaluates nothing per row
     beyond the filter; which groups count as approved or paid is decided on the few grouped rows.
@@ -94,15 +99,11 @@ def _tally_source(month: str):
         Claim.state,
         Claim.approved_month,
         Claim.paid_month,
+        ClaimFund.fund,
     )
     return (
-        select(
-            *keys,
-            func.sum(Claim.province_fen),
-            func.sum(Claim.city_fen),
-            func.count().filter(Claim.province_fen > 0),
-            func.count().filter(Claim.city_fen > 0),
-        )
+        select(*keys, func.sum(ClaimFund.amount_fen), func.count().filter(ClaimFund.amount_fen > 0))
+        .join(ClaimFund, ClaimFund.claim_id == Claim.id)
         .join(Enterprise, Enterprise.id == Claim.enterprise_id)
         .where(
             or_(Claim.approved_month == month, Claim.paid_month == month), Claim.institution_id.is_not(None)
@@ -114,24 +115,16 @@ def _tally_source(month: str):
 def _tally_rows(month: str) -> list[dict[str, Any]]:
     """The month's tally rows, one per fund × enterprise × provider × county with money in it."""
     committed = {state.value for state in COMMITTED_STATES}
-    figures: dict[tuple, dict[str, list[int]]] = {}
+    figures: dict[tuple, list[int]] = {}
     for row in db.session.execute(_tally_source(month)):
-        enterprise_id, institution_id, county, state, approved_month, paid_month, *sums = row
-        province, city, province_claims, city_claims = (int(value or 0) for value in sums)
-        state = getattr(state, "value", state)
-        entry = figures.setdefault(
-            (enterprise_id, institution_id, county), {fund: [0, 0, 0] for fund in FUNDS}
-        )
+        enterprise_id, institution_id, county, state, approved_month, paid_month, fund, amount, claims = row
+        amount, claims, state = int(amount or 0), int(claims or 0), getattr(state, "value", state)
+        entry = figures.setdefault((fund, enterprise_id, institution_id, county), [0, 0, 0])
         if approved_month == month and state in committed:
-            for fund, amount, claims in (
-                ("province", province, province_claims),
-                ("city", city, city_claims),
-            ):
-                entry[fund][0] += amount
-                entry[fund][2] += claims
+            entry[0] += amount
+            entry[2] += claims
         if paid_month == month and state == ClaimState.PAID.value:
-            entry["province"][1] += province
-            entry["city"][1] += city
+            entry[1] += amount
     return [
         {
             "month": month,
@@ -143,8 +136,7 @@ def _tally_rows(month: str) -> list[dict[str, Any]]:
             "paid_fen": paid,
             "claims": claims,
         }
-        for (enterprise_id, institution_id, county), funds in figures.items()
-        for fund, (approved, paid, claims) in funds.items()
+        for (fund, enterprise_id, institution_id, county), (approved, paid, claims) in figures.items()
         if approved or paid
     ]
 
@@ -223,14 +215,14 @@ def _labels(group_by: str, keys: list[Any]) -> dict[Any, str]:
             db.session.execute(select(Institution.id, Institution.name).where(Institution.id.in_(keys))).all()
         )
     if group_by == "fund":
-        from portal.vouchers.models import FUND_LABELS
-
-        return {k: str(FUND_LABELS.get(k, k)) for k in keys}
+        labels = fund_labels()
+        return {k: labels.get(k, k) for k in keys}
     return {k: k for k in keys}
 
 
-def monthly_series(month_from: str, month_to: str) -> list[tuple[str, int, int]]:
-    """(month, provincial, city) approved subsidy per month, for the chart."""
+def monthly_series(month_from: str, month_to: str) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
+    """The funds with money in the period (in the schemes' order) and, per month, the approved
+    subsidy of each, for the chart."""
     rows = db.session.execute(
         select(SubsidyTally.month, SubsidyTally.fund, func.sum(SubsidyTally.approved_fen))
         .where(SubsidyTally.month >= month_from, SubsidyTally.month <= month_to)
@@ -239,7 +231,10 @@ def monthly_series(month_from: str, month_to: str) -> list[tuple[str, int, int]]
     by_month: dict[str, dict[str, int]] = {}
     for month, fund, amount in rows:
         by_month.setdefault(month, {})[fund] = int(amount or 0)
-    return [(m, v.get("province", 0), v.get("city", 0)) for m, v in sorted(by_month.items())]
+    present = {fund for _month, fund, _amount in rows}
+    funds = [name for name in fund_labels() if name in present]
+    funds += sorted(present - set(funds))
+    return funds, sorted(by_month.items())
 
 
 def ledger_committed(month_from: str, month_to: str | None = None) -> int:
@@ -259,7 +254,20 @@ def ledger_committed(month_from: str, month_to: str | None = None) -> int:
 # --- exports ------------------------------------------------------------------------------------
 
 
-def export_headers() -> list[str]:
+def export_funds(month_from: str, month_to: str) -> list[str]:
+    """The funds of the claims an export holds, in their schemes' order: one column each."""
+    claims = _claims_query(month_from, month_to).with_only_columns(Claim.id).order_by(None).subquery()
+    rows = db.session.execute(
+        select(ClaimFund.fund, func.min(ClaimFund.position))
+        .where(ClaimFund.claim_id.in_(select(claims.c.id)))
+        .group_by(ClaimFund.fund)
+        .order_by(func.min(ClaimFund.position), ClaimFund.fund)
+    ).all()
+    return [fund for fund, _position in rows]
+
+
+def export_headers(funds: list[str]) -> list[str]:
+    labels = fund_labels()
     return [
         _("Claim"),
         _("Approved in"),
@@ -267,13 +275,16 @@ def export_headers() -> list[str]:
         _("Unified social credit code"),
         _("County or district"),
         _("Provider"),
-        _("Provincial (yuan)"),
-        _("City (yuan)"),
+        *(_("%(fund)s (yuan)", fund=labels.get(fund, fund)) for fund in funds),
         _("Total (yuan)"),
         _("State"),
         _("Paid in"),
         _("Batch"),
     ]
+
+
+# The columns before the amounts, one per fund and the total.
+LEADING_COLUMNS = 6
 
 
 def _claims_query(month_from: str, month_to: str):
@@ -285,8 +296,6 @@ def _claims_query(month_from: str, month_to: str):
             Enterprise.uscc,
             Enterprise.county,
             Institution.name,
-            Claim.province_fen,
-            Claim.city_fen,
             Claim.state,
             Claim.paid_month,
             Claim.batch_id,
@@ -306,24 +315,20 @@ def count_export_rows(month_from: str, month_to: str) -> int:
     return db.session.scalar(select(func.count()).select_from(_claims_query(month_from, month_to).subquery()))
 
 
-def export_rows(month_from: str, month_to: str) -> Iterator[tuple[list[Any], int, int]]:
-    """(cells, province fen, city fen) per approved claim, streamed from the database."""
-    from portal.vouchers.models import CLAIM_STATE_LABELS
-
-    stmt = _claims_query(month_from, month_to).execution_options(yield_per=2000)
-    for (
-        cid,
-        approved,
-        enterprise,
-        uscc,
-        county,
-        provider,
-        province,
-        city,
-        state,
-        paid,
-        batch,
-    ) in db.session.execute(stmt):
+def export_rows(month_from: str, month_to: str, funds: list[str]) -> Iterator[tuple[list[Any], list[int]]]:
+    """(cells, fen per fund in the order of `funds`) per approved claim, streamed from the database."""
+    stmt = (
+        _claims_query(month_from, month_to)
+        .add_columns(ClaimFund.fund, ClaimFund.amount_fen)
+        .outerjoin(ClaimFund, ClaimFund.claim_id == Claim.id)
+        .execution_options(yield_per=2000)
+    )
+    # One row per claim and fund, a claim's rows together (ordered by claim): one claim per group.
+    for _claim, group in groupby(db.session.execute(stmt), key=lambda row: row[0]):
+        rows = list(group)
+        cid, approved, enterprise, uscc, county, provider, state, paid, batch = rows[0][:9]
+        given = {row[9]: int(row[10] or 0) for row in rows if row[9] is not None}
+        amounts = [given.get(fund, 0) for fund in funds]
         cells = [
             cid,
             approved,
@@ -331,71 +336,67 @@ def export_rows(month_from: str, month_to: str) -> Iterator[tuple[list[Any], int
             Code(uscc),
             county,
             neutralise(provider),
-            fen_to_yuan(province),
-            fen_to_yuan(city),
-            fen_to_yuan(province + city),
+            *(fen_to_yuan(amount) for amount in amounts),
+            fen_to_yuan(sum(given.values())),
             str(CLAIM_STATE_LABELS[state]),
             paid or "",
             batch or "",
         ]
-        yield cells, province, city
+        yield cells, amounts
+
+
+def _export(month_from: str, month_to: str, write_row, progress=None) -> tuple[int, int]:
+    """Headers, one row per claim and a totals row through `write_row(cells)`; returns (rows, total fen)."""
+    funds = export_funds(month_from, month_to)
+    write_row(export_headers(funds))
+    rows, totals = 0, [0] * len(funds)
+    for cells, amounts in export_rows(month_from, month_to, funds):
+        write_row(cells)
+        rows, totals = rows + 1, [t + a for t, a in zip(totals, amounts, strict=True)]
+        if progress and rows % 1000 == 0:
+            progress(rows)
+    total = sum(totals)
+    write_row(
+        [_("Total"), *[""] * (LEADING_COLUMNS - 1), *map(fen_to_yuan, totals), fen_to_yuan(total), "", "", ""]
+    )
+    return rows, total
 
 
 def write_csv(handle, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
     """UTF-8 with BOM (so Excel shows Chinese), a totals row; returns (rows, total fen)."""
     handle.write("\ufeff")
     writer = csv.writer(handle)
-    writer.writerow(export_headers())
-    rows = province_total = city_total = 0
-    for cells, province, city in export_rows(month_from, month_to):
+
+    def write_row(cells: list[Any]) -> None:
+        # Headers too: a fund's label is typed by an administrator.
         writer.writerow([csv_cell(cell) for cell in cells])
-        rows, province_total, city_total = rows + 1, province_total + province, city_total + city
-        if progress and rows % 1000 == 0:
-            progress(rows)
-    writer.writerow(_totals_cells(province_total, city_total))
-    return rows, province_total + city_total
 
-
-def _totals_cells(province: int, city: int) -> list[Any]:
-    return [
-        _("Total"),
-        "",
-        "",
-        "",
-        "",
-        "",
-        fen_to_yuan(province),
-        fen_to_yuan(city),
-        fen_to_yuan(province + city),
-        "",
-        "",
-        "",
-    ]
+    return _export(month_from, month_to, write_row, progress)
 
 
 def write_xlsx(path, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
     """openpyxl in write-only mode (memory stays flat); amounts as numbers in yuan with two decimals."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # at first use: ~0.1 s and ~8 MB to load (as in portal.core.exports)
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(_("Subsidies"))
-    sheet.append(export_headers())
+    money: set[int] = set()
 
-    def money_row(cells: list[Any]) -> list[Any]:
-        return [
-            xlsx_cell(sheet, value, MONEY_FORMAT if index in (6, 7, 8) else None)
-            for index, value in enumerate(cells)
-        ]
+    def write_row(cells: list[Any]) -> None:
+        if not money:  # the headers (formula-safe: a fund's label is typed by an administrator)
+            money.update(range(LEADING_COLUMNS, len(cells) - 3))  # the amounts, up to the state
+            sheet.append([xlsx_cell(sheet, value, None) for value in cells])
+            return
+        sheet.append(
+            [
+                xlsx_cell(sheet, value, MONEY_FORMAT if index in money else None)
+                for index, value in enumerate(cells)
+            ]
+        )
 
-    rows = province_total = city_total = 0
-    for cells, province, city in export_rows(month_from, month_to):
-        sheet.append(money_row(cells))
-        rows, province_total, city_total = rows + 1, province_total + province, city_total + city
-        if progress and rows % 1000 == 0:
-            progress(rows)
-    sheet.append(money_row(_totals_cells(province_total, city_total)))
+    rows, total = _export(month_from, month_to, write_row, progress)
     workbook.save(path)
-    return rows, province_total + city_total
+    return rows, total
 
 
 def csv_text(month_from: str, month_to: str) -> str:
@@ -406,7 +407,7 @@ def csv_text(month_from: str, month_to: str) -> str:
 
 def start_export_job(user: User, month_from: str, month_to: str, fmt: str) -> ExportJob:
     """A large export, written by a worker; the user follows its progress."""
-    _require_finance(user)
+    require_finance(user)
     job = ExportJob(
         user_id=user.id,
         params={"month_from": month_from, "month_to": month_to},
@@ -468,67 +469,12 @@ def get_export_job(user: User, job_id: int) -> ExportJob:
 # --- disbursement batches and closed months ------------------------------------------------------
 
 
-def _refuse_closed(month: str) -> None:
+def refuse_closed(month: str) -> None:
     if is_closed(month):
         raise InvalidTransition(_("%(month)s is closed: its numbers can no longer change.", month=month))
 
 
-def build_batch(user: User, month: str) -> DisbursementBatch:
-    """Gather every payable claim not yet in a batch into a new batch of the month.
-
-    A payee without a verified bank account is refused: its claims stay payable and out of the
-    batch, the batch names it, and its users are told what is missing.
-    """
-    _require_finance(user)
-    check_month(month)
-    with serialized_write((LOCK_TALLY, 0)):
-        _refuse_closed(month)
-        claims = lock_where(Rank.CLAIMS, Claim, Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
-        if not claims:
-            raise InvalidTransition(_("No payable claim is waiting for a batch."))
-        accounts = banking.verified_accounts(c.enterprise_id for c in claims)
-        ready = [c for c in claims if c.enterprise_id in accounts]
-        held_back = _held_back([c for c in claims if c.enterprise_id not in accounts])
-        if not ready:
-            raise InvalidTransition(
-                _(
-                    "No payee of the payable claims has a verified bank account: %(payees)s.",
-                    payees=", ".join(p["name"] for p in held_back),
-                ),
-                {"held_back": held_back},
-            )
-        batch = DisbursementBatch(
-            month=month,
-            state=BatchState.DRAFT,
-            province_fen=sum(c.province_fen for c in ready),
-            city_fen=sum(c.city_fen for c in ready),
-            claims=len(ready),
-            created_by_id=user.id,
-            held_back=held_back,
-        )
-        db.session.add(batch)
-        db.session.flush()
-        for claim in ready:
-            claim.batch_id = batch.id
-        for payee in held_back:
-            _ask_for_account(batch, payee)
-        audit.record(
-            "batch.built",
-            "batch",
-            batch.id,
-            after={
-                "month": month,
-                "claims": len(ready),
-                "total_fen": batch.total_fen,
-                "held_back": [p["enterprise_id"] for p in held_back],
-            },
-            actor_id=user.id,
-        )
-        db.session.commit()
-    return batch
-
-
-def _held_back(claims: list[Claim]) -> list[dict[str, Any]]:
+def held_back_payees(claims: list[Claim]) -> list[dict[str, Any]]:
     """The payees of these claims, each with its name, its claims and what they come to."""
     payees: dict[int, dict[str, Any]] = {}
     for claim in claims:
@@ -546,9 +492,7 @@ def _held_back(claims: list[Claim]) -> list[dict[str, Any]]:
     return list(payees.values())
 
 
-def _ask_for_account(batch: DisbursementBatch, payee: dict[str, Any]) -> None:
-    from portal.notifications.services import notify, users_of_enterprise
-
+def ask_for_account(batch: DisbursementBatch, payee: dict[str, Any]) -> None:
     notify(
         users_of_enterprise(payee["enterprise_id"]),
         "bank_account.missing",
@@ -572,7 +516,7 @@ def payees_without_account() -> list[dict[str, Any]]:
         select(Claim).where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None)).order_by(Claim.id)
     ).all()
     accounts = banking.verified_accounts(c.enterprise_id for c in claims)
-    return _held_back([c for c in claims if c.enterprise_id not in accounts])
+    return held_back_payees([c for c in claims if c.enterprise_id not in accounts])
 
 
 def batch_claims(batch: DisbursementBatch) -> list[Claim]:
@@ -637,101 +581,9 @@ def bank_file_headers() -> list[str]:
 BANK_FILE_FORMATS = ("csv", "xlsx")
 
 
-def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
-    """The batch as a file for the bank (CSV or XLSX, codes and account numbers as text, a totals row),
-    into each payee's verified account; the batch is marked exported and the accounts used recorded."""
-    _require_finance(user)
-    if fmt not in BANK_FILE_FORMATS:
-        raise ValidationFailed(_("Unknown format."), {"format": _("CSV or XLSX.")})
-    with serialized_write():
-        batch = lock_one(Rank.BATCH, DisbursementBatch, batch_id)
-        if batch is None:
-            raise NotFound(_("No such batch."))
-        if batch.state is BatchState.PAID:
-            raise InvalidTransition(_("This batch is already paid."))
-        lines = payments(batch)
-        missing = [p.enterprise.name for p in lines if p.account is None]
-        if missing:
-            raise InvalidTransition(
-                _("No verified bank account for: %(payees)s.", payees=", ".join(missing)),
-                {"payees": missing},
-            )
-        rows = [
-            bank_file_headers(),
-            *(p.cells() for p in lines),
-            [_("Total"), "", "", "", "", fen_to_yuan(batch.total_fen), ""],
-        ]
-        body: str | bytes = (
-            exports.csv_text(rows)
-            if fmt == "csv"
-            else exports.xlsx_bytes(_("Payments"), rows, {5: MONEY_FORMAT})
-        )
-        before = batch.state
-        if batch.state is BatchState.DRAFT:
-            batch.state, batch.exported_at = BatchState.EXPORTED, clock.utcnow()
-        audit.record(
-            "batch.exported",
-            "batch",
-            batch.id,
-            before={"state": before.value},
-            after={
-                "state": batch.state.value,
-                "format": fmt,
-                # Which version of each payee's account went to the bank.
-                "accounts": {str(p.enterprise.id): p.account.id for p in lines},
-            },
-            actor_id=user.id,
-        )
-        db.session.commit()
-    return body
-
-
-def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBatch:
-    """The bank has paid: every claim of the batch is paid, funds and vouchers record it, enterprises hear."""
-    _require_finance(user)
-    reference = (reference or "").strip()
-    if not reference:
-        raise ValidationFailed(_("Give the bank's payment reference."), {"reference": _("Required.")})
-    now = clock.utcnow()
-    month = month_of(now)
-    with serialized_write((LOCK_TALLY, 0)):
-        # The lock order of portal.core.locks: batch, its claims, their schemes' funds, their vouchers.
-        batch = lock_one(Rank.BATCH, DisbursementBatch, batch_id)
-        if batch is None:
-            raise NotFound(_("No such batch."))
-        _refuse_closed(batch.month)
-        _refuse_closed(month)
-        if batch.state is not BatchState.EXPORTED:
-            raise InvalidTransition(_("Export the batch for the bank before marking it paid."))
-        claims = lock_where(Rank.CLAIMS, Claim, Claim.batch_id == batch.id)
-        voucher_ids = {c.voucher_id for c in claims}
-        # A voucher never changes scheme: its scheme id is read unlocked, before the funds are locked.
-        scheme_ids = set(db.session.scalars(select(Voucher.scheme_id).where(Voucher.id.in_(voucher_ids))))
-        funds: dict[int, dict[str, Fund]] = {}
-        for fund in lock_where(Rank.FUNDS, Fund, Fund.scheme_id.in_(scheme_ids)):
-            funds.setdefault(fund.scheme_id, {})[fund.name] = fund
-        vouchers = lock_ids(Rank.VOUCHERS, Voucher, voucher_ids)
-        for claim in claims:
-            voucher = vouchers[claim.voucher_id]
-            pay_claim(user, claim, voucher, funds[voucher.scheme_id], reference=reference, month=month)
-        batch.state, batch.paid_at, batch.paid_reference = BatchState.PAID, now, reference[:80]
-        audit.record(
-            "batch.paid",
-            "batch",
-            batch.id,
-            before={"state": BatchState.EXPORTED.value},
-            after={"state": BatchState.PAID.value},
-            reason=reference,
-            actor_id=user.id,
-        )
-        queue_tally(month)
-        db.session.commit()
-    return batch
-
-
 def close_month(user: User, month: str) -> PeriodClose:
     """Close a finished month: its tally is brought up to date one last time, then frozen."""
-    _require_finance(user)
+    require_finance(user)
     check_month(month)
     if month >= month_of(clock.utcnow()):
         raise ValidationFailed(

@@ -24,9 +24,11 @@ from portal.core.errors import ServiceError
 from portal.core.exports import XLSX_MIMETYPE, attachment
 from portal.core.permissions import Role, role_required
 from portal.extensions import db
+from portal.finance import batches as batch_transitions
 from portal.finance import services
 from portal.finance.forms import ActionForm, CloseForm, MonthForm, PaidForm, TotalsForm
 from portal.finance.models import BATCH_STATE_LABELS, DisbursementBatch, ExportState
+from portal.vouchers.models import fund_labels
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 FINANCE = (Role.FINANCE, Role.ADMIN)
@@ -54,12 +56,13 @@ def index() -> ResponseReturnValue:
     form, month_from, month_to = _period()
     group_by = form.group_by.data if form.group_by.data in services.GROUPS else "fund"
     result = services.totals(month_from, month_to, group_by)
-    series = services.monthly_series(month_from, month_to)
+    funds, series = services.monthly_series(month_from, month_to)
+    labels = fund_labels()
     chart = bar_chart(
-        [m for m, _p, _c in series],
+        [month for month, _amounts in series],
         [
-            Series(_("Provincial voucher"), [p / 100 for _m, p, _c in series]),
-            Series(_("Liaocheng top-up"), [c / 100 for _m, _p, c in series]),
+            Series(labels.get(fund, fund), [amounts.get(fund, 0) / 100 for _month, amounts in series])
+            for fund in funds
         ],
         title=_("Approved subsidy per month"),
         unit="",
@@ -126,7 +129,7 @@ def batches() -> ResponseReturnValue:
         form.month.data = services.month_of(clock.utcnow())
     try:
         if form.submit.data and form.validate_on_submit():
-            batch = services.build_batch(current_user, form.month.data)
+            batch = batch_transitions.build_batch(current_user, form.month.data)
             flash(_("Batch built."), "success")
             if batch.held_back:
                 payees = ", ".join(payee["name"] for payee in batch.held_back)
@@ -146,6 +149,7 @@ def batches() -> ResponseReturnValue:
     return render_template(
         "finance/batches.html",
         batches=services.batches(),
+        can_build=batch_transitions.can_build_batch(current_user),
         form=form,
         close_form=close_form,
         closed=services.closed_months(),
@@ -166,10 +170,10 @@ def batch(batch_id: int) -> ResponseReturnValue:
     try:
         if (export_form.submit.data or export_form.xlsx.data) and export_form.validate_on_submit():
             fmt = export_form.fmt()
-            body = services.export_batch(current_user, batch_id, fmt)
+            body = batch_transitions.export_batch(current_user, batch_id, fmt)
             return attachment(body, XLSX_MIMETYPE if fmt == "xlsx" else "text/csv", f"batch-{batch_id}.{fmt}")
         if paid_form.submit.data and paid_form.validate_on_submit():
-            services.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
+            batch_transitions.mark_batch_paid(current_user, batch_id, paid_form.reference.data)
             flash(_("The batch is paid; the enterprises are notified."), "success")
             return redirect(url_for("finance.batch", batch_id=batch_id))
     except ServiceError as error:
@@ -180,5 +184,8 @@ def batch(batch_id: int) -> ResponseReturnValue:
         payments=services.payments(item),
         export_form=export_form,
         paid_form=paid_form,
+        can_export=batch_transitions.can_export_batch(current_user, item),
+        can_mark_paid=batch_transitions.can_mark_batch_paid(current_user, item),
+        fund_labels=fund_labels(),
         state_labels=BATCH_STATE_LABELS,
     )

@@ -14,7 +14,7 @@ from portal.accounts.models import User
 from portal.core.audit import ACTION_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model
 
 
 class EmailState(StrEnum):
@@ -24,7 +24,7 @@ class EmailState(StrEnum):
     SKIPPED = "skipped"  # the recipient does not want e-mail, or has no address
 
 
-class Notification(db.Model):
+class Notification(Model):
     """One message to one user: always in the in-app centre, and by e-mail unless they opted out.
 
     A notification with an explicit address (`email_to`) is a mail only: to an address that is not (or

@@ -23,10 +23,15 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
+from portal.accounts.members import (  # noqa: F401 - the areas import them from here, beside notify
+    users_of_enterprise,
+    users_of_institution,
+    users_with_role,
+)
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock
-from portal.core.database import after_commit, insert_ignore
+from portal.core.database import after_commit, changed_rows, insert_ignore
 from portal.core.errors import Forbidden
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -34,26 +39,7 @@ from portal.notifications.messages import render
 from portal.notifications.models import EmailState, Notification
 
 PENDING_KEYS = "notification_keys"
-
-
-def users_of_enterprise(enterprise_id: int) -> list[User]:
-    return list(
-        db.session.scalars(select(User).where(User.enterprise_id == enterprise_id, User.is_active_account))
-    )
-
-
-def users_of_institution(institution_id: int) -> list[User]:
-    return list(
-        db.session.scalars(
-            select(User).where(
-                User.institution_id == institution_id, User.role == Role.PROVIDER, User.is_active_account
-            )
-        )
-    )
-
-
-def users_with_role(role: Role) -> list[User]:
-    return list(db.session.scalars(select(User).where(User.role == role, User.is_active_account)))
+DELIVER_TASK = "notifications.deliver"
 
 
 def notify(
@@ -123,6 +109,27 @@ def notify_address(
     _deliver_after_commit(session, dedup_key)
 
 
+def tell_users(
+    _sender: object, *, users: list[User], kind: str, key: str, payload: dict, link: str | None
+) -> None:
+    """Receiver of portal.accounts.signals.message_for_users (connected by init_app)."""
+    notify(users, kind, key, payload=payload, link=link)
+
+
+def mail_address(
+    _sender: object,
+    *,
+    address: str,
+    kind: str,
+    key: str,
+    payload: dict,
+    link: str | None,
+    recipient: User | None,
+) -> None:
+    """Receiver of portal.accounts.signals.message_for_address (connected by init_app)."""
+    notify_address(address, kind, key, payload=payload, link=link, recipient=recipient)
+
+
 def _deliver_after_commit(session: Session, key: str) -> None:
     """Queue the delivery once the change commits; a rollback forgets it along with the row."""
     keys = session.info.get(PENDING_KEYS)
@@ -139,13 +146,15 @@ def _forget_after_rollback(session: Session) -> None:
 
 def queue_deliveries(keys: list[str]) -> None:
     """Hand deliveries to Celery; when the broker cannot be reached the sweep will do it later."""
-    from portal.notifications.tasks import deliver
-
+    if not keys:
+        return
+    # By name: the tasks module imports this one, never the other way round.
+    deliver = current_app.extensions["celery"].tasks[DELIVER_TASK]
     for n, key in enumerate(keys):
         try:
             # A fresh app context: an eager task must not use the session that has just committed.
             with current_app.app_context():
-                deliver.apply_async(args=[key], retry=False)
+                deliver.apply_async(args=(key,), retry=False)
         except BrokerUnavailable as error:
             # Down or not answering: the other keys would only wait for the same timeout, one after
             # the other, and the sweep queues every one of them anyway.
@@ -176,7 +185,7 @@ def _claim(key: str) -> Notification | None:
     """Take the notification for delivery, unless it is sent, given up, or held by another delivery."""
     now = clock.utcnow()
     hold = timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
-    claimed = db.session.execute(
+    claimed = changed_rows(
         update(Notification)
         .where(
             Notification.dedup_key == key,
@@ -185,7 +194,7 @@ def _claim(key: str) -> Notification | None:
         )
         .values(email_attempts=Notification.email_attempts + 1, email_locked_until=now + hold)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     db.session.commit()
     if claimed != 1:
         return None
@@ -263,7 +272,7 @@ def build_message(notification: Notification) -> EmailMessage:
     # refuse the whole message.
     message["Subject"] = " ".join(subject.split())
     message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
-    message["To"] = notification.email_to or recipient.email
+    message["To"] = notification.email_to or (recipient.email if recipient else None)
     message["Message-ID"] = notification.message_id
     message["Date"] = formatdate(localtime=False)
     message.set_content(body)
@@ -272,10 +281,11 @@ def build_message(notification: Notification) -> EmailMessage:
 
 def _mail_link(notification: Notification) -> str:
     """The notification's link, with a one-time secret derived now (it is stored nowhere)."""
+    link = notification.link or ""  # called only for a notification with a link
     reference = notification.payload.get("secret_of")
-    if not reference or SECRET_PLACEHOLDER not in notification.link:
-        return notification.link
-    return notification.link.replace(SECRET_PLACEHOLDER, mail_secret(*reference))
+    if not reference or SECRET_PLACEHOLDER not in link:
+        return link
+    return link.replace(SECRET_PLACEHOLDER, mail_secret(*reference))
 
 
 def send_mail(message: EmailMessage) -> None:
@@ -337,7 +347,7 @@ def retry_failed(user: User, notification_id: int) -> None:
 
 
 def unread_count(user: User) -> int:
-    return db.session.scalar(
+    return db.session.execute(
         select(func.count())
         .select_from(Notification)
         .where(
@@ -345,7 +355,7 @@ def unread_count(user: User) -> int:
             Notification.email_to.is_(None),
             Notification.read_at.is_(None),
         )
-    )
+    ).scalar_one()
 
 
 def inbox(user: User, limit: int = 100) -> list[Notification]:
@@ -364,9 +374,7 @@ def mark_read(user: User, notification_id: int | None = None) -> int:
     stmt = update(Notification).where(Notification.recipient_id == user.id, Notification.read_at.is_(None))
     if notification_id is not None:
         stmt = stmt.where(Notification.id == notification_id)
-    count = db.session.execute(
-        stmt.values(read_at=clock.utcnow()).execution_options(synchronize_session=False)
-    ).rowcount
+    count = changed_rows(stmt.values(read_at=clock.utcnow()).execution_options(synchronize_session=False))
     db.session.commit()
     return count
 

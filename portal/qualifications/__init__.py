@@ -1,7 +1,7 @@
 """Qualifications (上机资格), operation modes and training: who may run which instrument themselves.
 
-Sits above the catalogue and below booking: it may use accounts, notifications and catalog, never
-booking, vouchers or finance.
+Sits above the catalogue and below booking (docs/architecture.md): it may use accounts, notifications
+and catalog, never booking, vouchers or finance.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -20,10 +21,11 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.catalog.price_models import CustomerCategory, PriceMode
-from portal.core import money
+from portal.core import clock, money
 from portal.core.errors import ValidationFailed
 from portal.core.forms import NumberRange, options, plausible_date
 from portal.qualifications.models import OPERATION_LABELS, OPERATIONS
+from portal.qualifications.services import TrainingInput
 
 
 class GrantForm(FlaskForm):
@@ -59,6 +61,20 @@ class TrainingForm(FlaskForm):
     capacity = IntegerField(_l("Places"), validators=[InputRequired(), NumberRange(min=1, max=1000)])
     note = TextAreaField(_l("What it covers"), validators=[Optional(), Length(max=2000)])
     submit = SubmitField(_l("Publish training session"))
+
+    def training_input(self) -> TrainingInput:
+        """The session the validated form describes (its times given in Beijing time)."""
+        starts_at, ends_at, capacity = self.starts_at.data, self.ends_at.data, self.capacity.data
+        # Required fields are set once the form has validated; said so that the type checker sees it.
+        if starts_at is None or ends_at is None or capacity is None:
+            raise ValidationFailed(_("Please correct the marked fields."), {})
+        return TrainingInput(
+            starts_at=clock.local_naive_to_utc(starts_at),
+            ends_at=clock.local_naive_to_utc(ends_at),
+            capacity=capacity,
+            place=self.place.data or "",
+            note=self.note.data or "",
+        )
 
 
 class EnrolForm(FlaskForm):

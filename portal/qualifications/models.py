@@ -25,14 +25,14 @@ from portal.catalog.price_models import SHOWN_WITH_INSTRUMENT
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime
-from portal.extensions import db
+from portal.extensions import Model
 
 # The operation modes of slot bookings (samples are a booking mode of their own).
 OPERATIONS = ("self", "staff")
 OPERATION_LABELS = {"self": _l("Self-operated"), "staff": _l("Staff-operated")}
 
 
-class UseRules(db.Model):
+class UseRules(Model):
     """How an instrument may be used: the operation modes offered and whether self time needs a
     qualification. Instruments without a row offer both modes and need none."""
 
@@ -51,7 +51,7 @@ class UseRules(db.Model):
         return f"<UseRules {self.instrument_id} {self.operations} q={self.requires_qualification}>"
 
 
-class Qualification(db.Model):
+class Qualification(Model):
     """A user's permission to run an instrument themselves (上机资格), granted by its institution."""
 
     __tablename__ = "qualifications"
@@ -88,7 +88,7 @@ class Qualification(db.Model):
         return f"<Qualification {self.id} user={self.user_id} instrument={self.instrument_id}>"
 
 
-class TrainingSession(db.Model):
+class TrainingSession(Model):
     """A training (or exam) a provider publishes on an instrument; users enrol."""
 
     __tablename__ = "training_sessions"
@@ -118,7 +118,7 @@ class TrainingSession(db.Model):
         return f"<TrainingSession {self.id} instrument={self.instrument_id} {self.starts_at}>"
 
 
-class TrainingEnrolment(db.Model):
+class TrainingEnrolment(Model):
     """A user's place in a training session."""
 
     __tablename__ = "training_enrolments"

@@ -16,13 +16,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import User
-from portal.catalog import editing, prices
+from portal.catalog import prices
 from portal.catalog.models import Instrument
+from portal.catalog.ownership import editable_instrument, owns
 from portal.core import audit, clock
-from portal.core.database import serialized_write
+from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import Forbidden, NotFound, ServiceError, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.notifications.services import notify
 from portal.qualifications import messages  # noqa: F401 - the notification texts
 from portal.qualifications.models import (
     OPERATIONS,
@@ -58,14 +60,41 @@ def use_rules_for(instrument: Instrument) -> UseRules:
     return rules
 
 
-def owns(user: User, instrument: Instrument) -> bool:
-    """Provider users of the instrument's own institution."""
-    return (
-        user.is_authenticated
-        and user.role is Role.PROVIDER
-        and user.institution_id is not None
-        and user.institution_id == instrument.institution_id
-    )
+def check_operations(operations: list[str]) -> list[str]:
+    """The operation modes asked for, in their order; ValidationFailed on an unknown one."""
+    chosen = [op for op in OPERATIONS if op in operations]
+    if len(chosen) != len(set(operations)):
+        raise ValidationFailed(_("Unknown operation mode."), {"operations": _("Use self and staff.")})
+    return chosen
+
+
+def write_use_rules(
+    user: User, instrument: Instrument, operations: list[str], requires_qualification: bool
+) -> UseRules:
+    """Store the use rules (with an audit row when they change) in the caller's transaction."""
+    chosen = check_operations(operations)
+    rules = db.session.get(UseRules, instrument.id)
+    before = None
+    if rules is None:
+        rules = UseRules(instrument_id=instrument.id)
+        db.session.add(rules)
+    else:
+        before = {
+            "operations": list(rules.operations),
+            "requires_qualification": rules.requires_qualification,
+        }
+    after = {"operations": chosen, "requires_qualification": bool(requires_qualification)}
+    rules.operations, rules.requires_qualification = chosen, bool(requires_qualification)
+    if before != after:
+        audit.record(
+            "instrument.use_rules_changed",
+            "instrument",
+            instrument.code,
+            before=before,
+            after=after,
+            actor_id=user.id,
+        )
+    return rules
 
 
 def set_use_rules(
@@ -74,31 +103,9 @@ def set_use_rules(
     """The owning provider chooses the operation modes offered and whether self time needs a qualification."""
     if not owns(user, instrument):
         raise Forbidden(_("Only the instrument's own institution can do this."))
-    chosen = [op for op in OPERATIONS if op in operations]
-    if len(chosen) != len(set(operations)):
-        raise ValidationFailed(_("Unknown operation mode."), {"operations": _("Use self and staff.")})
+    check_operations(operations)
     with serialized_write():
-        rules = db.session.get(UseRules, instrument.id)
-        before = None
-        if rules is None:
-            rules = UseRules(instrument_id=instrument.id)
-            db.session.add(rules)
-        else:
-            before = {
-                "operations": list(rules.operations),
-                "requires_qualification": rules.requires_qualification,
-            }
-        after = {"operations": chosen, "requires_qualification": bool(requires_qualification)}
-        rules.operations, rules.requires_qualification = chosen, bool(requires_qualification)
-        if before != after:
-            audit.record(
-                "instrument.use_rules_changed",
-                "instrument",
-                instrument.code,
-                before=before,
-                after=after,
-                actor_id=user.id,
-            )
+        rules = write_use_rules(user, instrument, operations, requires_qualification)
         db.session.commit()
     return rules
 
@@ -177,7 +184,7 @@ def booking_terms(
         operation = price_mode = operation or "self"
         if starts_at is not None and ends_at is not None and starts_at < ends_at:
             check_operation(user, instrument, operation, starts_at, ends_at)
-    customer = prices.category_of(user.enterprise, instrument).value
+    customer = quoted_category(user, instrument)
     price = prices.price_for(instrument, customer, price_mode)
     if price is None:
         return {"operation": operation}
@@ -190,11 +197,16 @@ def booking_terms(
     }
 
 
+def quoted_category(user: User, instrument: Instrument) -> str:
+    """The customer category whose price this user pays (a visitor without an enterprise: enterprise)."""
+    if not user.is_authenticated or user.enterprise is None:
+        return "enterprise"
+    return prices.category_of(user.enterprise, instrument).value
+
+
 def quoted_price(user: User, instrument: Instrument, price_mode: str) -> prices.Price | None:
     """The price a booking by this user would freeze now (for the booking form and its voucher hint)."""
-    if not user.is_authenticated or user.enterprise is None:
-        return prices.price_for(instrument, "enterprise", price_mode)
-    return prices.price_for(instrument, prices.category_of(user.enterprise, instrument).value, price_mode)
+    return prices.price_for(instrument, quoted_category(user, instrument), price_mode)
 
 
 # --- granting and revoking ------------------------------------------------------------------------
@@ -203,12 +215,10 @@ def quoted_price(user: User, instrument: Instrument, price_mode: str) -> prices.
 def managed_instrument(user: User, code: str) -> Instrument:
     """The instrument, if the user is one of its institution's providers or an administrator;
     otherwise NotFound, as for a code nobody uses."""
-    return editing.editable_instrument(user, code)
+    return editable_instrument(user, code)
 
 
 def _tell(qualification: Qualification, kind: str, **extra: Any) -> None:
-    from portal.notifications.services import notify
-
     instrument = qualification.instrument
     payload = {
         "instrument": instrument.name,
@@ -242,7 +252,7 @@ def grant_qualification(
         fields["valid_until"] = _("At most five years ahead.")
     if len(note or "") > MAX_NOTE:
         fields["note"] = _("At most 500 characters.")
-    if fields:
+    if fields or holder is None:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     with serialized_write():
         qualification = Qualification(
@@ -290,11 +300,11 @@ def revoke_qualification(
     with serialized_write():
         qualification = _qualification_of(instrument, qualification_id)
         now = clock.utcnow()
-        done = db.session.execute(
+        done = changed_rows(
             update(Qualification)
             .where(Qualification.id == qualification.id, Qualification.revoked_at.is_(None))
             .values(revoked_at=now, revoked_by_id=user.id, revoke_reason=(reason or "").strip() or None)
-        ).rowcount
+        )
         if done:
             db.session.refresh(qualification)
             audit.record(
@@ -350,11 +360,11 @@ def send_expiry_reminders(now: datetime | None = None) -> int:
     ).all()
     sent = 0
     for qualification in due:
-        claimed = db.session.execute(
+        claimed = changed_rows(
             update(Qualification)
             .where(Qualification.id == qualification.id, Qualification.reminded_at.is_(None))
             .values(reminded_at=now)
-        ).rowcount
+        )
         if claimed:
             _tell(qualification, "qualification.expiring", days=(qualification.valid_until - today).days)
             sent += 1

@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from portal.catalog import prices
 from portal.catalog.models import Instrument
+from portal.catalog.ownership import owns
 from portal.catalog.price_models import (
     CUSTOMER_LABELS,
     PRICE_MODE_LABELS,
@@ -21,7 +22,7 @@ from portal.catalog.price_models import (
 )
 from portal.core import clock, money
 from portal.core.errors import ServiceError, ValidationFailed
-from portal.core.forms import show_service_errors
+from portal.core.forms import filled, show_service_errors
 from portal.core.permissions import Role, role_required
 from portal.qualifications import services
 from portal.qualifications.forms import (
@@ -86,7 +87,7 @@ def _qualifications_page(instrument: Instrument, grant_form: GrantForm, training
         revoke_form=RevokeForm(prefix="revoke"),
         qualifications=services.instrument_qualifications(current_user, instrument.code),
         sessions=services.instrument_training(current_user, instrument.code),
-        owner=services.owns(current_user, instrument),
+        owner=owns(current_user, instrument),
     )
 
 
@@ -97,12 +98,13 @@ def manage(code: str) -> ResponseReturnValue:
     instrument = services.managed_instrument(current_user, code)
     grant_form = GrantForm(prefix="grant")
     training_form = TrainingForm(prefix="training")
-    if grant_form.submit.data and grant_form.validate_on_submit():
+    # (`is not None` again: what DataRequired checked, said so that the type checker sees it.)
+    if grant_form.submit.data and grant_form.validate_on_submit() and grant_form.valid_until.data is not None:
         try:
             services.grant_qualification(
                 current_user,
                 code,
-                grant_form.username.data,
+                filled(grant_form.username),
                 grant_form.valid_until.data,
                 grant_form.note.data or "",
             )
@@ -113,17 +115,7 @@ def manage(code: str) -> ResponseReturnValue:
             return redirect(url_for("qualifications.manage", code=code))
     elif training_form.submit.data and training_form.validate_on_submit():
         try:
-            services.publish_training(
-                current_user,
-                code,
-                services.TrainingInput(
-                    starts_at=clock.local_naive_to_utc(training_form.starts_at.data),
-                    ends_at=clock.local_naive_to_utc(training_form.ends_at.data),
-                    capacity=training_form.capacity.data,
-                    place=training_form.place.data or "",
-                    note=training_form.note.data or "",
-                ),
-            )
+            services.publish_training(current_user, code, training_form.training_input())
         except ValidationFailed as error:
             show_service_errors(training_form, error)
         else:

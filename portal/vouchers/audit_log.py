@@ -128,7 +128,7 @@ def search(query: AuditQuery) -> AuditPage:
         stmt = stmt.where(AuditEvent.created_at >= query.since)
     if query.until:
         stmt = stmt.where(AuditEvent.created_at < query.until)
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows = db.session.execute(
         stmt.order_by(AuditEvent.id.desc()).limit(PAGE_SIZE).offset((query.page - 1) * PAGE_SIZE)
     ).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import ClassVar
 
 from flask_babel import lazy_gettext as _l
@@ -11,6 +12,9 @@ from wtforms import (
     BooleanField,
     DateField,
     DecimalField,
+    FieldList,
+    Form,
+    FormField,
     IntegerField,
     SelectField,
     SelectMultipleField,
@@ -18,13 +22,13 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS
 from portal.booking.models import FILE_KIND_LABELS, SERVICE_TYPE_LABELS
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.core.languages import CHINESE
-from portal.vouchers.models import RELATION_LABELS
+from portal.vouchers.models import CONDITION_LABELS, RELATION_LABELS
 
 
 class VerificationForm(FlaskForm):
@@ -155,20 +159,32 @@ class RelationForm(FlaskForm):
     submit = SubmitField(_l("Record the relation"))
 
 
+FUND_NAME = r"^[a-z][a-z0-9_]{0,19}$"
+
+
+class FundForm(Form):
+    """One fund of a scheme (a row of the scheme form; no CSRF token of its own)."""
+
+    name = StringField(
+        _l("Fund code"),
+        validators=[Optional(), Regexp(FUND_NAME, message=_l("Lower-case letters, digits and _."))],
+        description=_l("Fixed once claims use it: claims, tallies and the API name the fund by it."),
+    )
+    label = StringField(_l("Fund name"), validators=[Optional(), Length(max=60)])
+    rate = DecimalField(_l("Rate"), places=4, validators=[Optional(), NumberRange(min=0, max=1)])
+    budget = DecimalField(_l("Budget (yuan)"), places=2, validators=[Optional(), yuan_amount])
+    condition = SelectField(_l("Applies"), choices=options(CONDITION_LABELS.items()))
+    enterprise_capped = BooleanField(_l("Counts against the enterprise's yearly cap"))
+
+    def is_blank(self) -> bool:
+        return not (self.name.data or "").strip() and self.rate.data is None and self.budget.data is None
+
+
 class SchemeForm(FlaskForm):
     year = IntegerField(_l("Year"), validators=[InputRequired(), NumberRange(min=2020, max=2100)])
     name = StringField(_l("Scheme name"), validators=[DataRequired(), Length(max=120)])
-    province_rate = DecimalField(
-        _l("Provincial rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
-    )
-    province_budget = DecimalField(
-        _l("Provincial budget (yuan)"), places=2, validators=[InputRequired(), yuan_amount]
-    )
-    city_rate = DecimalField(
-        _l("City top-up rate"), places=4, validators=[InputRequired(), NumberRange(min=0, max=1)]
-    )
-    city_budget = DecimalField(_l("City budget (yuan)"), places=2, validators=[InputRequired(), yuan_amount])
-    city_local_only = BooleanField(_l("City top-up only when the provider is in Liaocheng"), default=True)
+    # One row per fund of the scheme, in its order, and a blank row to add one (a blank row is ignored).
+    funds = FieldList(FormField(FundForm), min_entries=1)
     enterprise_cap = DecimalField(
         _l("Provincial cap per enterprise and year (yuan)"),
         places=2,
@@ -211,6 +227,27 @@ class SchemeForm(FlaskForm):
     )
     submit = SubmitField(_l("Save the scheme"))
 
+    def validate(self, extra_validators=None) -> bool:
+        """Each fund row not left blank needs a code, a rate and a budget; codes differ; one fund at least."""
+        valid = super().validate(extra_validators)
+        seen: set[str] = set()
+        for row in self.funds:
+            if row.form.is_blank():
+                continue
+            for field in (row.form.name, row.form.rate, row.form.budget):
+                if field.data is None or field.data == "":
+                    field.errors = [*field.errors, _l("Required.")]
+                    valid = False
+            name = (row.form.name.data or "").strip()
+            if name in seen:
+                row.form.name.errors = [*row.form.name.errors, _l("Each fund needs its own code.")]
+                valid = False
+            seen.add(name)
+        if not seen:
+            self.form_errors.append(_l("A scheme needs at least one fund."))
+            valid = False
+        return valid
+
     # The ranking measure each weight field sets.
     WEIGHT_FIELDS: ClassVar[dict[str, str]] = {
         "hours": "weight_hours",
@@ -240,7 +277,8 @@ class AuditSearchForm(FlaskForm):
     since = DateField(_l("From"), validators=[Optional(), plausible_date])
     until = DateField(_l("Until"), validators=[Optional(), plausible_date])
 
-    def choose_from(self, actions: dict[str, object], kinds: dict[str, object]) -> None:
+    # builtins.object: in this class, `object` is the field above.
+    def choose_from(self, actions: dict[str, builtins.object], kinds: dict[str, builtins.object]) -> None:
         """Offer the registered actions and kinds of object by their names, alphabetically."""
         for field, labels in ((self.action, actions), (self.kind, kinds)):
             named = sorted(((code, str(label)) for code, label in labels.items()), key=lambda pair: pair[1])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     JSON,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -30,7 +33,7 @@ from portal.booking.models import ServiceRecord
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import db
+from portal.extensions import Model, db
 
 
 class FundCondition(StrEnum):
@@ -38,7 +41,12 @@ class FundCondition(StrEnum):
     LOCAL_PROVIDER = "local_provider"
 
 
-FUND_LABELS = {"province": _l("Provincial voucher"), "city": _l("Liaocheng top-up")}
+def fund_label(name: str, label: str = "") -> str:
+    """A fund's label as people read it: translated when it is a text of the catalogue (the demo's
+    are), as typed otherwise, and the fund's name when it has none."""
+    return gettext(label) if label else name
+
+
 CONDITION_LABELS = {
     FundCondition.ALWAYS: _l("Always"),
     FundCondition.LOCAL_PROVIDER: _l("Only when the provider is in Liaocheng"),
@@ -54,7 +62,7 @@ DEFAULT_RANKING_WEIGHTS: dict[str, Decimal] = {
 }
 
 
-class Scheme(db.Model):
+class Scheme(Model):
     """One year's voucher programme with its published numbers (never hard-coded elsewhere)."""
 
     __tablename__ = "schemes"
@@ -108,14 +116,17 @@ class Scheme(db.Model):
         return f"<Scheme {self.year}>"
 
 
-class Fund(db.Model):
-    """A fund source of a scheme (province, city): its rate, condition and budget."""
+class Fund(Model):
+    """A fund source of a scheme: its name (the key claims, tallies and the API use), label, rate,
+    condition and budget. A scheme has as many as its configuration says, in `position` order."""
 
     __tablename__ = "funds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     scheme_id: Mapped[int] = mapped_column(ForeignKey("schemes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(20))
+    # What people read; a text of the translation catalogue is shown translated (see `fund_label`).
+    label: Mapped[str] = mapped_column(String(60), default="", server_default="")
     position: Mapped[int] = mapped_column(SmallInteger)
     rate: Mapped[Decimal] = mapped_column(Numeric(5, 4))
     condition: Mapped[FundCondition] = mapped_column(str_enum(FundCondition))
@@ -138,11 +149,15 @@ class Fund(db.Model):
     def free_fen(self) -> int:
         return self.budget_fen - self.committed_fen
 
+    @property
+    def display_label(self) -> str:
+        return fund_label(self.name, self.label)
+
     def __repr__(self) -> str:
         return f"<Fund {self.name} {self.rate}>"
 
 
-class CapLedger(db.Model):
+class CapLedger(Model):
     """How much of a yearly cap is used: per enterprise (provincial) or per controller group (total).
 
     Approvals lock the row before they compute, so two reviewers can never both spend the last of a cap.
@@ -171,7 +186,7 @@ class RequestState(StrEnum):
     REJECTED = "rejected"
 
 
-class VerificationRequest(db.Model):
+class VerificationRequest(Model):
     """What an enterprise submits to be verified: its type, evidence and actual controller."""
 
     __tablename__ = "verification_requests"
@@ -220,7 +235,7 @@ RELATION_LABELS = {
 }
 
 
-class EnterpriseRelation(db.Model):
+class EnterpriseRelation(Model):
     """A declared relation between an enterprise and a host institution (related-party services)."""
 
     __tablename__ = "enterprise_relations"
@@ -250,7 +265,7 @@ class ApplicationState(StrEnum):
     RETURNED = "returned"
 
 
-class VoucherApplication(db.Model):
+class VoucherApplication(Model):
     """An enterprise's request for the year's voucher quota, with a short plan."""
 
     __tablename__ = "voucher_applications"
@@ -285,7 +300,7 @@ class VoucherState(StrEnum):
     EXPIRED = "expired"
 
 
-class Voucher(db.Model):
+class Voucher(Model):
     """An approved quota: claims draw on its balance until it expires and the rest returns to the budget."""
 
     __tablename__ = "vouchers"
@@ -334,7 +349,7 @@ LEDGER_LABELS = {
 }
 
 
-class LedgerEntry(db.Model):
+class LedgerEntry(Model):
     """Every movement of a voucher: issue, commitment to a claim, release at expiry, payment."""
 
     __tablename__ = "ledger_entries"
@@ -419,19 +434,55 @@ OBJECT_LABELS.update(
     }
 )
 
-LIMIT_LABELS = {
-    "enterprise_cap": _l("the enterprise's yearly provincial cap"),
-    "group_cap": _l("the controller group's yearly cap"),
-    "voucher_balance": _l("the voucher balance"),
-    "province_budget": _l("the provincial budget"),
-    "city_budget": _l("the city budget"),
-    "scheme_budget": _l("the scheme's budget"),
-}
+
+class _LimitLabels(dict[str, Any]):
+    """The limits a subsidy can be bound by; "<fund>_budget" is the budget of that fund, by its label."""
+
+    def __missing__(self, name: str) -> str:
+        fund, _sep, suffix = name.rpartition("_")
+        if suffix != "budget" or not fund:
+            raise KeyError(name)
+        return gettext("the budget of %(fund)s", fund=fund_labels().get(fund, fund))
+
+
+LIMIT_LABELS = _LimitLabels(
+    {
+        "enterprise_cap": _l("the enterprise's yearly provincial cap"),
+        "group_cap": _l("the controller group's yearly cap"),
+        "voucher_balance": _l("the voucher balance"),
+        "scheme_budget": _l("the scheme's budget"),
+    }
+)
+
+
+class _FundLabels:
+    """The pages' `fund_labels`: each fund name's label, read from the schemes when asked."""
+
+    def get(self, name: str, default: str | None = None) -> str:
+        return fund_labels().get(name, name if default is None else default)
+
+    def __getitem__(self, name: str) -> str:
+        return self.get(name)
+
+
+FUND_LABELS = _FundLabels()
+
+
+def fund_labels() -> dict[str, str]:
+    """Every fund name of every scheme with its label (the latest scheme's where years differ)."""
+    rows = db.session.execute(
+        select(Fund.name, Fund.label)
+        .join(Scheme, Scheme.id == Fund.scheme_id)
+        .order_by(Scheme.year, Fund.position)
+    )
+    return {name: fund_label(name, label) for name, label in rows}
+
+
 # Claims whose money is reserved (approved and later).
 COMMITTED_STATES = (ClaimState.IN_NOTICE, ClaimState.PAYABLE, ClaimState.PAID)
 
 
-class Claim(db.Model):
+class Claim(Model):
     """A subsidy claim against a voucher for completed, invoiced services."""
 
     __tablename__ = "claims"
@@ -441,12 +492,6 @@ class Claim(db.Model):
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
     state: Mapped[ClaimState] = mapped_column(str_enum(ClaimState), default=ClaimState.DRAFT, index=True)
     fee_fen: Mapped[int] = mapped_column(BigInteger)
-    # The amounts per fund: estimated at submission, fixed at approval.
-    province_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    city_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    # What each fund would give before any budget, cap or balance binds (floor(fee x rate), by fund
-    # name), set whenever the amounts are (a draft's estimate, then at submission): the API's `raw_fen`.
-    raw_amounts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     limited_by: Mapped[list[str]] = mapped_column(JSON, default=list)
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -471,33 +516,84 @@ class Claim(db.Model):
     voucher: Mapped[Voucher] = relationship()
     enterprise: Mapped[Enterprise] = relationship()
     items: Mapped[list[ClaimItem]] = relationship(back_populates="claim", cascade="all, delete-orphan")
+    # The amounts per fund of the scheme, in its order: estimated for a draft, set at submission,
+    # fixed at approval.
+    fund_rows: Mapped[list[ClaimFund]] = relationship(
+        back_populates="claim", cascade="all, delete-orphan", order_by="ClaimFund.position", lazy="selectin"
+    )
 
     __table_args__ = (
-        CheckConstraint("province_fen >= 0 AND city_fen >= 0 AND fee_fen >= 0", name="amounts_not_negative"),
+        CheckConstraint("fee_fen >= 0", name="amounts_not_negative"),
         Index("ix_claims_state_notice", "state", "notice_ends_on"),
     )
 
     @property
     def total_fen(self) -> int:
-        return self.province_fen + self.city_fen
+        return sum(row.amount_fen for row in self.fund_rows)
 
     def fund_amounts(self) -> dict[str, int]:
         """What each fund gives this claim, by fund name, in the scheme's order."""
-        return {"province": self.province_fen, "city": self.city_fen}
+        return {row.fund: row.amount_fen for row in self.fund_rows}
+
+    def raw_amounts(self) -> dict[str, int]:
+        """What each fund would give before any budget, cap or balance binds: floor(fee x rate)."""
+        return {row.fund: row.raw_fen for row in self.fund_rows}
+
+    def capped_fen(self, funds: dict[str, Fund]) -> int:
+        """The part of the claim that counts against the enterprise's yearly cap (its capped funds)."""
+        return sum(
+            amount
+            for name, amount in self.fund_amounts().items()
+            if name in funds and funds[name].enterprise_capped
+        )
+
+    def set_amounts(self, amounts: Iterable[tuple[str, int, int]]) -> None:
+        """Set (fund, raw fen, amount fen) per fund, in the scheme's order, replacing what was there."""
+        rows = {row.fund: row for row in self.fund_rows}
+        wanted = []
+        for position, (fund, raw_fen, amount_fen) in enumerate(amounts):
+            row = rows.get(fund) or ClaimFund(fund=fund)
+            row.position, row.raw_fen, row.amount_fen = position, raw_fen, amount_fen
+            wanted.append(row)
+        self.fund_rows = wanted
 
     def funds(self) -> list[dict[str, Any]]:
         """Each fund's raw amount (before the limits) and amount, as the API and the claim page show it."""
-        raw = self.raw_amounts or {}
         return [
-            {"fund": name, "raw_fen": raw.get(name, 0), "amount_fen": amount}
-            for name, amount in self.fund_amounts().items()
+            {"fund": row.fund, "raw_fen": row.raw_fen, "amount_fen": row.amount_fen} for row in self.fund_rows
         ]
 
     def __repr__(self) -> str:
         return f"<Claim {self.id} {self.state} {self.total_fen}>"
 
 
-class ClaimItem(db.Model):
+class ClaimFund(Model):
+    """What one fund of the scheme gives a claim: the raw amount (floor(fee x rate), the API's
+    `raw_fen`) and the amount after the budgets, caps and balance (`amount_fen`)."""
+
+    __tablename__ = "claim_funds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id", ondelete="CASCADE"))
+    # The fund's name in the claim's scheme (names are unique per scheme; tallies key by them).
+    fund: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(SmallInteger, default=0)
+    raw_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    claim: Mapped[Claim] = relationship(back_populates="fund_rows")
+
+    __table_args__ = (
+        UniqueConstraint("claim_id", "fund", name="uq_claim_funds_pair"),
+        CheckConstraint("raw_fen >= 0 AND amount_fen >= 0", name="amounts_not_negative"),
+        Index("ix_claim_funds_fund", "fund"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<ClaimFund claim={self.claim_id} {self.fund} {self.amount_fen}>"
+
+
+class ClaimItem(Model):
     """A service record claimed by a claim."""
 
     __tablename__ = "claim_items"

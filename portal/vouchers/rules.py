@@ -17,13 +17,13 @@ LOCAL_PROVIDER = "local_provider"
 
 @dataclass(frozen=True)
 class FundRule:
-    """One fund source of the scheme, in the scheme's order (province first, then city)."""
+    """One fund source of the scheme, in the scheme's order."""
 
     name: str
     rate: Decimal
     remaining_budget_fen: int
     condition: str = ALWAYS
-    # The provincial fund is also bounded by the enterprise's yearly provincial cap.
+    # A fund may also be bounded by the enterprise's yearly cap (the published scheme's provincial fund).
     enterprise_capped: bool = False
 
 
@@ -85,7 +85,7 @@ def compute_subsidy(data: SubsidyInput) -> Subsidy:
         amounts.append(amount)
 
     # The voucher balance and the controller group's cap bound the total; the excess comes off the
-    # later funds first (city before province).
+    # later funds first (the last of the scheme's order first).
     ceilings = {
         "voucher_balance": max(0, data.voucher_balance_fen),
         "group_cap": max(0, data.group_remaining_fen),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from portal.vouchers import services
+from portal.vouchers import notice, wallet
 
 
 @shared_task(name="vouchers.expire_vouchers")
 def expire_vouchers() -> int:
     """Expire vouchers past their validity and release their unused balance; safe to run twice."""
-    return services.expire_vouchers()
+    return wallet.expire_vouchers()
 
 
 @shared_task(name="vouchers.end_public_notice")
 def end_public_notice() -> int:
     """Make approved claims payable once their public notice has ended; safe to run twice."""
-    return services.end_public_notice()
+    return notice.end_public_notice()

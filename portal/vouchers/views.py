@@ -1,11 +1,10 @@
-"""Voucher pages: the enterprise's vouchers, verification, applications, claims; the review desk."""
+"""Voucher pages: the enterprise's vouchers, verification, applications, claims; the public notice.
+
+The bureau's review desk is in `review_views`."""
 
 from __future__ import annotations
 
-from datetime import time, timedelta
-from decimal import Decimal
-
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -20,48 +19,42 @@ from portal.accounts.models import (
     Institution,
 )
 from portal.booking.models import FILE_KIND_LABELS, FileKind
-from portal.core import clock, held_uploads, uploads
-from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
+from portal.core import held_uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import options, show_service_errors
-from portal.core.inputs import page_number
 from portal.core.money import fen_to_yuan, yuan_to_fen
 from portal.core.permissions import BUREAU_ROLES, Role, role_required
 from portal.extensions import db
-from portal.vouchers import audit_log as audit_log_search
+from portal.vouchers import applications as application_services
+from portal.vouchers import checks as claim_checks
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice as public_notice
 from portal.vouchers import review as desk
-from portal.vouchers import services
+from portal.vouchers import schemes, wallet
+from portal.vouchers import services as voucher_services
+from portal.vouchers import verification as verification_services
 from portal.vouchers.forms import (
     ApplicationForm,
-    AuditSearchForm,
-    BankAccountDecisionForm,
     BankAccountForm,
     ClaimForm,
     ClaimRevisionForm,
     DecisionForm,
-    RelationForm,
-    SchemeForm,
-    VerificationDecisionForm,
     VerificationForm,
 )
 from portal.vouchers.models import (
     APPLICATION_STATE_LABELS,
     CLAIM_STATE_LABELS,
-    DEFAULT_RANKING_WEIGHTS,
     FUND_LABELS,
     LEDGER_LABELS,
     LIMIT_LABELS,
     RELATION_LABELS,
     REQUEST_STATE_LABELS,
-    FundCondition,
     RelationKind,
-    Scheme,
     VerificationRequest,
     VoucherApplication,
 )
 
 bp = Blueprint("vouchers", __name__, url_prefix="/vouchers")
-review = Blueprint("review", __name__, url_prefix="/review")
 
 LABELS = {
     "claim_states": CLAIM_STATE_LABELS,
@@ -77,25 +70,30 @@ LABELS = {
 }
 # What a page may offer its user: templates ask these (the services' rules) rather than re-derive them.
 PERMISSIONS = {
-    "can_submit_claim": services.can_submit_claim,
-    "can_revise_claim": services.can_revise_claim,
-    "can_delete_claim": services.can_delete_claim,
-    "can_decide_claim": services.can_decide_claim,
-    "can_approve_claim": services.can_approve_claim,
-    "can_decide_application": services.can_decide_application,
-    "can_approve_application": services.can_approve_application,
-    "can_decide_verification": services.can_decide_verification,
+    "can_submit_claim": claim_services.can_submit_claim,
+    "can_revise_claim": claim_services.can_revise_claim,
+    "can_delete_claim": claim_services.can_delete_claim,
+    "can_decide_claim": desk.can_decide_claim,
+    "can_approve_claim": desk.can_approve_claim,
+    "can_decide_application": application_services.can_decide_application,
+    "can_approve_application": application_services.can_approve_application,
+    "can_decide_verification": verification_services.can_decide_verification,
+    "can_resubmit_application": application_services.can_resubmit_application,
+    "can_claim_from": wallet.can_claim_from,
+    "waits_for_submission": claim_services.waits_for_submission,
     "can_decide_bank_account": banking.can_decide_bank_account,
 }
 
+# A decision form's button -> the transition it asks for.
+CLAIM_DECISIONS = {"approve": desk.approve_claim, "reject": desk.reject_claim, "return": desk.return_claim}
+
 
 @bp.context_processor
-@review.context_processor
-def _permissions() -> dict:
-    return PERMISSIONS | {"check_message": services.check_message}
+def page_permissions() -> dict:
+    return PERMISSIONS | {"check_message": claim_checks.check_message}
 
 
-def _institution_choices(blank: bool = True) -> list:
+def institution_choices(blank: bool = True) -> list:
     rows = db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name)).all()
     return options(([("", _("None"))] if blank else []) + [(i, name) for i, name in rows])
 
@@ -112,7 +110,7 @@ def index() -> ResponseReturnValue:
     if current_user.role is not Role.ENTERPRISE:
         abort(403)
     enterprise = db.session.get(Enterprise, current_user.enterprise_id)
-    scheme = services.current_scheme()
+    scheme = schemes.current_scheme()
     verification = db.session.scalar(
         select(VerificationRequest)
         .where(VerificationRequest.enterprise_id == enterprise.id)
@@ -133,8 +131,8 @@ def index() -> ResponseReturnValue:
         scheme=scheme,
         verification=verification,
         application=application,
-        vouchers=services.vouchers_for(current_user),
-        claims=services.claims_for(current_user),
+        vouchers=wallet.vouchers_for(current_user),
+        claims=claim_services.claims_for(current_user),
         bank=banking.overview(current_user),
         **LABELS,
     )
@@ -145,14 +143,14 @@ def index() -> ResponseReturnValue:
 def verification() -> ResponseReturnValue:
     """Ask the bureau to verify the enterprise: type, evidence and actual controller."""
     form = VerificationForm()
-    form.related_institution.choices = _institution_choices()
+    form.related_institution.choices = institution_choices()
     valid = form.validate_on_submit()
     held = held_uploads.receive_form(form, ("certificate",), "verification") if form.is_submitted() else None
     if valid and not held.errors:
         try:
-            services.submit_verification(
+            verification_services.submit_verification(
                 current_user,
-                services.VerificationData(
+                verification_services.VerificationData(
                     kind=EnterpriseKind(form.kind.data),
                     actual_controller=form.actual_controller.data,
                     tech_sme_number=form.tech_sme_number.data,
@@ -213,8 +211,10 @@ def bank_account() -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def apply(application_id: int | None = None) -> ResponseReturnValue:
     """Apply for this year's voucher, or correct a returned application."""
-    scheme = services.current_scheme()
-    application = services.get_application(current_user, application_id) if application_id else None
+    scheme = schemes.current_scheme()
+    application = (
+        application_services.get_application(current_user, application_id) if application_id else None
+    )
     form = ApplicationForm()
     if application and not form.is_submitted():
         form.amount.data, form.plan.data = fen_to_yuan(application.amount_fen), application.plan
@@ -222,9 +222,11 @@ def apply(application_id: int | None = None) -> ResponseReturnValue:
         try:
             amount = yuan_to_fen(form.amount.data)
             if application:
-                services.resubmit_application(current_user, application.id, amount, form.plan.data)
+                application_services.resubmit_application(
+                    current_user, application.id, amount, form.plan.data
+                )
             else:
-                services.apply_for_voucher(current_user, amount, form.plan.data)
+                application_services.apply_for_voucher(current_user, amount, form.plan.data)
         except ValidationFailed as error:
             show_service_errors(form, error)
             if "amount_fen" in error.fields:
@@ -242,7 +244,7 @@ def apply(application_id: int | None = None) -> ResponseReturnValue:
 def voucher(voucher_id: int) -> ResponseReturnValue:
     """A voucher with its ledger: every commitment, release and payment."""
     return render_template(
-        "vouchers/voucher.html", voucher=services.get_voucher(current_user, voucher_id), **LABELS
+        "vouchers/voucher.html", voucher=wallet.get_voucher(current_user, voucher_id), **LABELS
     )
 
 
@@ -250,8 +252,8 @@ def voucher(voucher_id: int) -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def new_claim() -> ResponseReturnValue:
     """Pick completed services, see the subsidy per fund and every limit, then save a draft."""
-    vouchers = [v for v in services.vouchers_for(current_user) if v.state.value == "active"]
-    candidates = services.claimable_services(current_user, vouchers[0] if vouchers else None)
+    vouchers = [v for v in wallet.vouchers_for(current_user) if wallet.can_claim_from(v)]
+    candidates = claim_checks.claimable_services(current_user, vouchers[0] if vouchers else None)
     form = ClaimForm()
     form.records.choices = options((c.record.id, c.record.id) for c in candidates)
     preview = None
@@ -260,10 +262,10 @@ def new_claim() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             if form.create.data:
-                claim = services.create_claim(current_user, form.voucher_id.data, form.records.data)
+                claim = claim_services.create_claim(current_user, form.voucher_id.data, form.records.data)
                 flash(_("Draft saved. Check it, then submit it to the bureau."), "success")
                 return redirect(url_for("vouchers.claim", claim_id=claim.id))
-            preview = services.preview_claim(current_user, form.voucher_id.data, form.records.data)
+            preview = claim_services.preview_claim(current_user, form.voucher_id.data, form.records.data)
         except ServiceError as error:
             form.form_errors.append(error.message)
     return render_template(
@@ -280,20 +282,20 @@ def new_claim() -> ResponseReturnValue:
 @login_required
 def claim(claim_id: int) -> ResponseReturnValue:
     """A claim: services, amounts per fund, checks, history; the enterprise submits, the bureau decides."""
-    claim = services.get_claim(current_user, claim_id)
+    claim = claim_services.get_claim(current_user, claim_id)
     form = DecisionForm()
     if form.validate_on_submit():
         action = request.form.get("claim_action") or form.action()
         try:
             if action == "submit":
-                services.submit_claim(current_user, claim_id)
+                claim_services.submit_claim(current_user, claim_id)
                 flash(_("Claim submitted to the bureau."), "success")
             elif action == "delete":
-                services.delete_draft(current_user, claim_id)
+                claim_services.delete_draft(current_user, claim_id)
                 flash(_("Draft deleted."), "success")
                 return redirect(url_for("vouchers.index"))
-            elif action in ("approve", "reject", "return"):
-                services.decide_claim(current_user, claim_id, action, form.comment.data)
+            elif action in CLAIM_DECISIONS:
+                CLAIM_DECISIONS[action](current_user, claim_id, form.comment.data)
                 flash(_("Decision recorded."), "success")
             else:
                 abort(400)
@@ -305,14 +307,14 @@ def claim(claim_id: int) -> ResponseReturnValue:
         claim=claim,
         form=form,
         history=desk.history("claim", claim.id),
-        reviewer=current_user.role in services.REVIEW_ROLES,
+        reviewer=voucher_services.is_reviewer(current_user),
         owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == claim.enterprise_id,
         # Before it is submitted, the checks as submitting would run them now; afterwards, as stored.
-        checks=services.current_checks(claim)
-        if (claim.state, "submit") in services.CLAIM_TRANSITIONS
+        checks=claim_checks.current_checks(claim)
+        if claim_services.waits_for_submission(claim)
         else claim.checks,
         four_eyes=claim.total_fen > claim.voucher.scheme.four_eyes_threshold_fen,
-        enterprise_history=services.enterprise_history(claim.enterprise_id)
+        enterprise_history=desk.enterprise_history(claim.enterprise_id)
         if current_user.role in BUREAU_ROLES
         else None,
         **LABELS,
@@ -323,7 +325,7 @@ def claim(claim_id: int) -> ResponseReturnValue:
 @role_required(Role.ENTERPRISE)
 def revise_claim(claim_id: int) -> ResponseReturnValue:
     """Correct a returned claim: reply to the reviewer, replace an evidence file, submit it again."""
-    claim = services.get_claim(current_user, claim_id)
+    claim = claim_services.get_claim(current_user, claim_id)
     form = ClaimRevisionForm()
     form.record.choices = options(
         (item.service_record_id, f"#{item.service_record_id} {item.service_record.booking.instrument.name}")
@@ -334,11 +336,11 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         upload = form.file.data if form.file.data and form.file.data.filename else None
         try:
-            services.revise_claim(
+            claim_services.revise_claim(
                 current_user,
                 claim_id,
                 form.reply.data,
-                services.Replacement(
+                claim_services.Replacement(
                     int(form.record.data), FileKind(form.kind.data), upload.stream, upload.filename
                 )
                 if upload
@@ -359,7 +361,7 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
         "vouchers/revise_claim.html",
         claim=claim,
         form=form,
-        checks=services.current_checks(claim),
+        checks=claim_checks.current_checks(claim),
         **LABELS,
     )
 
@@ -367,264 +369,4 @@ def revise_claim(claim_id: int) -> ResponseReturnValue:
 @bp.route("/notices")
 def notices() -> ResponseReturnValue:
     """The public notice board (公示): approved subsidies during their notice period."""
-    return render_template("vouchers/notices.html", claims=services.claims_in_notice())
-
-
-# --- the bureau's review desk --------------------------------------------------------------------
-
-
-@review.route("/")
-@role_required(Role.REVIEWER, Role.FINANCE, Role.ADMIN)
-def queue() -> ResponseReturnValue:
-    """Everything waiting for a decision, filtered by kind, county, amount and age, with counts."""
-    filters = desk.QueueFilters.from_args(request.args)
-    return render_template(
-        "vouchers/review_queue.html",
-        result=desk.queue(filters),
-        filters=filters,
-        scheme=services.current_scheme(),
-        counties=current_app.config["COUNTIES"],
-        **LABELS,
-    )
-
-
-@review.route("/verifications/<int:request_id>", methods=["GET", "POST"])
-@role_required(Role.REVIEWER, Role.ADMIN)
-def verification_detail(request_id: int) -> ResponseReturnValue:
-    """A verification request with the evidence; verify or reject (legacy codes need an override)."""
-    item = db.session.get(VerificationRequest, request_id)
-    if item is None:
-        abort(404)
-    form = VerificationDecisionForm()
-    relation_form = RelationForm(prefix="relation")
-    relation_form.institution.choices = _institution_choices(blank=False)
-    if relation_form.submit.data and relation_form.validate_on_submit():
-        services.add_relation(
-            current_user,
-            item.enterprise_id,
-            int(relation_form.institution.data),
-            RelationKind(relation_form.kind.data),
-        )
-        flash(_("Relation recorded."), "success")
-        return redirect(url_for("review.verification_detail", request_id=request_id))
-    if (form.verify.data or form.reject.data) and form.validate_on_submit():
-        try:
-            services.decide_verification(
-                current_user,
-                request_id,
-                verify=bool(form.verify.data),
-                reason=form.reason.data,
-                uscc_override=form.uscc_override.data,
-            )
-        except ValidationFailed as error:
-            show_service_errors(form, error)
-        except ServiceError as error:
-            form.form_errors.append(error.message)
-        else:
-            flash(_("Decision recorded."), "success")
-            return redirect(url_for("review.queue", kind="verification"))
-    return render_template(
-        "vouchers/review_verification.html",
-        item=item,
-        form=form,
-        relation_form=relation_form,
-        history=services.enterprise_history(item.enterprise_id),
-        events=desk.history("enterprise", item.enterprise_id),
-        **LABELS,
-    )
-
-
-@review.route("/verifications/<int:request_id>/certificate")
-@role_required(Role.REVIEWER, Role.ADMIN)
-def certificate(request_id: int) -> ResponseReturnValue:
-    """The uploaded certificate, for reviewers only."""
-    item = db.session.get(VerificationRequest, request_id)
-    if item is None or not item.certificate_stored:
-        abort(404)
-    return uploads.send_stored(item.certificate_stored, item.certificate_type, item.certificate_name)
-
-
-@review.route("/bank-accounts/<int:account_id>", methods=["GET", "POST"])
-@role_required(Role.REVIEWER, Role.ADMIN)
-def bank_account_detail(account_id: int) -> ResponseReturnValue:
-    """A bank account entered by an enterprise, beside the one in effect: verify it or reject it."""
-    account = banking.get_for_review(current_user, account_id)
-    form = BankAccountDecisionForm()
-    if (form.verify.data or form.reject.data) and form.validate_on_submit():
-        try:
-            banking.decide_bank_account(
-                current_user, account_id, "verify" if form.verify.data else "reject", form.reason.data
-            )
-        except ValidationFailed as error:
-            show_service_errors(form, error)
-        except ServiceError as error:
-            form.form_errors.append(error.message)
-        else:
-            flash(_("Decision recorded."), "success")
-            return redirect(url_for("review.queue", kind="bank_account"))
-    versions = banking.versions(account.enterprise_id)
-    return render_template(
-        "vouchers/review_bank_account.html",
-        account=account,
-        form=form,
-        versions=versions,
-        current=next((v for v in versions if v.state.value == "verified"), None),
-        name_matches=banking.name_matches(account, account.enterprise),
-        **LABELS,
-    )
-
-
-@review.route("/applications/<int:application_id>", methods=["GET", "POST"])
-@role_required(Role.REVIEWER, Role.FINANCE, Role.ADMIN)
-def application_detail(application_id: int) -> ResponseReturnValue:
-    """A voucher application: approve an amount within caps and free budget, reject or return it."""
-    application = services.get_application(current_user, application_id)
-    form = DecisionForm()
-    if not form.is_submitted():
-        form.amount.data = fen_to_yuan(application.first_amount_fen or application.amount_fen)
-    if form.validate_on_submit() and form.action():
-        try:
-            services.decide_application(
-                current_user,
-                application_id,
-                form.action(),
-                amount_fen=yuan_to_fen(form.amount.data) if form.amount.data is not None else None,
-                comment=form.comment.data,
-            )
-        except ServiceError as error:
-            flash(error.message, "danger")
-        else:
-            flash(_("Decision recorded."), "success")
-        return redirect(url_for("review.application_detail", application_id=application_id))
-    return render_template(
-        "vouchers/review_application.html",
-        application=application,
-        form=form,
-        scheme=application.scheme,
-        history=services.enterprise_history(application.enterprise_id),
-        events=desk.history("voucher_application", application.id),
-        **LABELS,
-    )
-
-
-@review.route("/audit")
-@role_required(Role.REVIEWER, Role.ADMIN)
-def audit_log() -> ResponseReturnValue:
-    """Search the audit log: who did what to which object, when, by people's and objects' names."""
-    form = AuditSearchForm(request.args)
-    form.choose_from(ACTION_LABELS, OBJECT_LABELS)
-    form.validate()
-    valid = {
-        name: field.data if field.data and not field.errors else None for name, field in form._fields.items()
-    }
-    result = audit_log_search.search(
-        audit_log_search.AuditQuery(
-            action=valid["action"],
-            object_type=valid["kind"],
-            who=valid["who"],
-            what=valid["object"],
-            since=clock.local_datetime_to_utc(valid["since"], time.min) if valid["since"] else None,
-            until=clock.local_datetime_to_utc(valid["until"] + timedelta(days=1), time.min)
-            if valid["until"]
-            else None,
-            page=page_number(),
-        )
-    )
-    return render_template(
-        "vouchers/audit.html", form=form, result=result, changes=audit_log_search.readable_changes
-    )
-
-
-@review.route("/scheme", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
-def scheme() -> ResponseReturnValue:
-    """Set up or change a year's scheme: funds, rates, budgets, caps, validity, window, notice."""
-    year = request.args.get("year", type=int)
-    if year is None or not 2000 <= year <= 2100:  # a huge number would overflow the query
-        year = clock.local_today().year
-    current = db.session.scalar(select(Scheme).where(Scheme.year == year))
-    form = SchemeForm()
-    if current and not form.is_submitted():
-        _fill_scheme_form(form, current)
-    elif not form.is_submitted():
-        form.year.data = year
-        _fill_ranking_weights(form, dict(DEFAULT_RANKING_WEIGHTS))
-    if form.validate_on_submit():
-        try:
-            services.save_scheme(current_user, *_scheme_values(form))
-        except ValidationFailed as error:
-            show_service_errors(form, error)
-        else:
-            flash(_("Scheme saved."), "success")
-            return redirect(url_for("review.scheme", year=form.year.data))
-    return render_template("vouchers/scheme.html", form=form, scheme=current, **LABELS)
-
-
-def _fill_scheme_form(form: SchemeForm, scheme: Scheme) -> None:
-    funds = {f.name: f for f in scheme.funds}
-    form.year.data, form.name.data = scheme.year, scheme.name
-    if "province" in funds:
-        form.province_rate.data, form.province_budget.data = (
-            funds["province"].rate,
-            fen_to_yuan(funds["province"].budget_fen),
-        )
-    if "city" in funds:
-        form.city_rate.data, form.city_budget.data = funds["city"].rate, fen_to_yuan(funds["city"].budget_fen)
-        form.city_local_only.data = funds["city"].condition is FundCondition.LOCAL_PROVIDER
-    form.enterprise_cap.data = fen_to_yuan(scheme.enterprise_cap_fen)
-    form.group_cap.data = fen_to_yuan(scheme.group_cap_fen)
-    form.four_eyes_threshold.data = fen_to_yuan(scheme.four_eyes_threshold_fen)
-    form.voucher_validity_days.data = scheme.voucher_validity_days
-    form.service_window_start.data, form.service_window_end.data = (
-        scheme.service_window_start,
-        scheme.service_window_end,
-    )
-    form.public_notice_days.data = scheme.public_notice_days
-    form.excluded_service_types.data = list(scheme.excluded_service_types or [])
-    _fill_ranking_weights(form, scheme.ranking_weight_values)
-
-
-def _fill_ranking_weights(form: SchemeForm, weights: dict[str, Decimal]) -> None:
-    for key, name in form.WEIGHT_FIELDS.items():
-        getattr(form, name).data = weights[key]
-
-
-def _ranking_weights(form: SchemeForm) -> dict[str, str] | None:
-    """The weights typed in, as decimal strings; a blank field is 0.
-
-    None (keep what the scheme has) when all five are blank, as from a client that predates them.
-    """
-    typed = {key: getattr(form, name).data for key, name in form.WEIGHT_FIELDS.items()}
-    if all(value is None for value in typed.values()):
-        return None
-    return {key: format(value if value is not None else 0, "f") for key, value in typed.items()}
-
-
-def _scheme_values(form: SchemeForm) -> tuple[dict, list[services.FundSettings]]:
-    values = {
-        "year": form.year.data,
-        "name": form.name.data,
-        "enterprise_cap_fen": yuan_to_fen(form.enterprise_cap.data),
-        "group_cap_fen": yuan_to_fen(form.group_cap.data),
-        "four_eyes_threshold_fen": yuan_to_fen(form.four_eyes_threshold.data),
-        "voucher_validity_days": form.voucher_validity_days.data,
-        "service_window_start": form.service_window_start.data,
-        "service_window_end": form.service_window_end.data,
-        "public_notice_days": form.public_notice_days.data,
-        "excluded_service_types": list(form.excluded_service_types.data or []),
-    }
-    weights = _ranking_weights(form)
-    if weights is not None:
-        values["ranking_weights"] = weights
-    funds = [
-        services.FundSettings(
-            "province", form.province_rate.data, "always", yuan_to_fen(form.province_budget.data), True
-        ),
-        services.FundSettings(
-            "city",
-            form.city_rate.data,
-            FundCondition.LOCAL_PROVIDER.value if form.city_local_only.data else FundCondition.ALWAYS.value,
-            yuan_to_fen(form.city_budget.data),
-        ),
-    ]
-    return values, funds
+    return render_template("vouchers/notices.html", claims=public_notice.claims_in_notice())

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import User
-from portal.booking import services as booking
+from portal.booking import files, records, requests, transitions
 from portal.booking.models import BookingMode, FileKind
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.core import clock
@@ -41,19 +41,19 @@ def completed_service_for(app, username: str, fake_clock) -> None:
             )
             .order_by(Instrument.code)
         )
-        request = booking.BookingRequest(
+        request = requests.BookingRequest(
             mode=BookingMode.SAMPLE,
             purpose="新产品成分分析",
             sample_count=4,
             sample_description="树脂样品",
             sample_delivery_on=clock.local_today(),  # arrived: the service can be recorded today
         )
-        made = booking.request_booking(user, instrument.code, request)
-        booking.confirm_booking(provider, made.id)
-        record = booking.complete_booking(provider, made.id, booking.ServiceReport(samples=4))
+        made = requests.request_booking(user, instrument.code, request)
+        transitions.confirm_booking(provider, made.id)
+        record = records.complete_booking(provider, made.id, records.ServiceReport(samples=4))
         for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT):
-            booking.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
-        booking.rate_service(user, made.id, 5)
+            files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+        records.rate_service(user, made.id, 5)
 
 
 def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_errors, fake_clock):

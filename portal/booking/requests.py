@@ -1,0 +1,152 @@
+"""Booking requests: an enterprise asks for machine time (a slot, held from that moment) or for a
+sample service, and every rule of the instrument is checked first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from portal.accounts.models import User, VerificationState
+from portal.booking.availability import Calendar, conflict_error
+from portal.booking.models import Booking, BookingMode, BookingPolicy, BookingState
+from portal.booking.services import BOOKABLE_STATUSES, policy_for, tell
+from portal.catalog.models import Instrument
+from portal.core import audit, clock
+from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
+from portal.core.errors import Forbidden, NotFound, ValidationFailed
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.qualifications import services as use_rules
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    mode: BookingMode
+    purpose: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    sample_count: int | None = None
+    sample_description: str | None = None
+    sample_delivery_on: date | None = None
+    operation: str | None = None  # slots: "self" (default) or "staff" (issue 17)
+
+
+def _check_enterprise_may_book(user: User) -> None:
+    if not user.is_authenticated or user.role is not Role.ENTERPRISE:
+        raise Forbidden(_("Only enterprise accounts can book instruments."))
+    if user.enterprise.verification_state is VerificationState.REJECTED:
+        raise Forbidden(_("Your enterprise's verification was rejected; contact the bureau."))
+
+
+def _check_sample_request(instrument: Instrument, policy: BookingPolicy, request: BookingRequest) -> None:
+    fields: dict[str, str] = {}
+    if instrument.status not in BOOKABLE_STATUSES:
+        raise ValidationFailed(
+            _("This instrument cannot be booked in its present state."), {"rule": "not_bookable"}
+        )
+    if not policy.accepts_samples:
+        raise ValidationFailed(
+            _("This instrument takes machine-time bookings only."), {"mode": "mode_not_offered"}
+        )
+    if not request.sample_count or request.sample_count < 1:
+        fields["sample_count"] = _("At least one sample.")
+    if not (request.sample_description or "").strip():
+        fields["sample_description"] = _("Describe the samples.")
+    today = clock.local_today()
+    if request.sample_delivery_on is None:
+        fields["sample_delivery_on"] = _("Give the date the samples will arrive.")
+    elif request.sample_delivery_on < today:
+        fields["sample_delivery_on"] = _("This date has already passed.")
+    elif request.sample_delivery_on > today + timedelta(days=policy.max_days_ahead):
+        fields["sample_delivery_on"] = _("At most %(n)d days ahead.", n=policy.max_days_ahead)
+    if fields:
+        raise ValidationFailed(_("Please correct the marked fields."), fields)
+
+
+def request_booking(user: User, instrument_code: str, request: BookingRequest) -> Booking:
+    """An enterprise asks for a slot or a sample service; a slot is held from this moment."""
+    _check_enterprise_may_book(user)
+    if len(request.purpose) > 2000 or len(request.sample_description or "") > 2000:
+        raise ValidationFailed(_("At most 2,000 characters."), {"purpose": _("At most 2,000 characters.")})
+    instrument = db.session.scalar(select(Instrument).where(Instrument.code == instrument_code))
+    if instrument is None:
+        raise NotFound(_("No instrument has the code %(code)s.", code=instrument_code))
+    instrument_id, user_id, enterprise_id = instrument.id, user.id, user.enterprise_id
+    with serialized_write((LOCK_INSTRUMENT_CALENDAR, instrument_id), shared=True):
+        instrument = db.session.get(Instrument, instrument_id)
+        policy = policy_for(instrument)
+        booking = Booking(
+            instrument_id=instrument_id,
+            enterprise_id=enterprise_id,
+            requested_by_id=user_id,
+            mode=request.mode,
+            state=BookingState.REQUESTED,
+            purpose=request.purpose.strip(),
+            # Issue 17: the operation mode (refused without a qualification) and the frozen price.
+            **use_rules.booking_terms(
+                user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at
+            ),
+        )
+        if request.mode is BookingMode.SLOT:
+            _hold_slot(booking, instrument, policy, request)
+        else:
+            _check_sample_request(instrument, policy, request)
+            booking.sample_count = request.sample_count
+            booking.sample_description = request.sample_description.strip()
+            booking.sample_delivery_on = request.sample_delivery_on
+        _insert(booking, instrument, request)
+        audit.record(
+            "booking.requested",
+            "booking",
+            booking.id,
+            after={"state": booking.state.value, "mode": booking.mode.value, "instrument": instrument.code},
+            actor_id=user_id,
+        )
+        tell(booking, "booking.requested", "provider")
+        db.session.commit()
+    return booking
+
+
+def _hold_slot(
+    booking: Booking, instrument: Instrument, policy: BookingPolicy, request: BookingRequest
+) -> None:
+    """Check the slot against the instrument's rules and calendar, then hold it (and its buffer)."""
+    if request.starts_at is None or request.ends_at is None:
+        raise ValidationFailed(_("Give a start and an end."), {"starts_at": _("Required.")})
+    buffer = timedelta(minutes=policy.buffer_minutes)
+    calendar = Calendar.load(instrument, request.starts_at, request.ends_at + buffer)
+    problems = calendar.problems(request.starts_at, request.ends_at)
+    if problems:
+        raise ValidationFailed(
+            problems[0].message,
+            {
+                "starts_at": problems[0].message,
+                "rule": problems[0].rule,
+                "rules": [p.rule for p in problems],
+            },
+        )
+    clashes = calendar.conflicts(request.starts_at, request.ends_at)
+    if clashes:
+        raise conflict_error(clashes)
+    booking.starts_at, booking.ends_at = request.starts_at, request.ends_at
+    booking.held_until = request.ends_at + buffer
+
+
+def _insert(booking: Booking, instrument: Instrument, request: BookingRequest) -> None:
+    """Write the request; a slot another request took a moment ago is refused with its conflict."""
+    held_until = booking.held_until
+    db.session.add(booking)
+    try:
+        db.session.flush()
+    except IntegrityError as error:
+        # Another request took the slot between our check and our insert: the exclusion
+        # constraint refused this one. Name the booking that won.
+        db.session.rollback()
+        if getattr(error.orig, "sqlstate", None) != "23P01":
+            raise
+        calendar = Calendar.load(instrument, request.starts_at, held_until)
+        raise conflict_error(calendar.conflicts(request.starts_at, request.ends_at)) from None

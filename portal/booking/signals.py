@@ -1,0 +1,39 @@
+"""What booking tells the areas above it, and what it asks them, without importing them (blinker).
+
+Lower layers never import higher ones (docs/architecture.md): vouchers, finance and the dashboard
+connect to these signals when the app is set up; booking only sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinker import Namespace
+
+from portal.accounts.models import User
+from portal.catalog.models import Instrument
+
+_signals = Namespace()
+
+booking_state_changed = _signals.signal(
+    "booking-state-changed",
+    doc="""A booking moved along the state machine. Sent by `transitions.transition` inside the
+    transaction, after the audit row and before the commit (so a receiver that writes joins the
+    transaction, and nothing is sent for a change that is refused). Sender: the booking; keyword
+    arguments: `before` and `after` (BookingState), `action` (str), `actor` (User or None).""",
+)
+
+fee_hint_wanted = _signals.signal(
+    "booking-fee-hint-wanted",
+    doc="""A booking form asks what would help the enterprise pay a fee (vouchers: the voucher hint,
+    shown by booking/_voucher_hint.html). Sender: the user who would book; keyword arguments:
+    `instrument`, `fee_fen` (int). A receiver returns the hint, or None when it has nothing to say.""",
+)
+
+
+def fee_hint(user: User, instrument: Instrument, fee_fen: int) -> Any | None:
+    """The first answer of a connected area to `fee_hint_wanted`; None when none answers."""
+    for _receiver, answer in fee_hint_wanted.send(user, instrument=instrument, fee_fen=fee_fen):
+        if answer is not None:
+            return answer
+    return None

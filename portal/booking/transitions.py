@@ -1,0 +1,309 @@
+"""The booking state machine: its table, the one function that moves a booking along it, one function
+per transition (with `can_<action>` beside it, which the booking page asks before offering it),
+and the periodic tasks that expire unanswered requests and send reminders.
+
+Every transition checks the actor, changes the state with a conditional UPDATE (so two clicks can
+never both succeed), writes an audit row and commits, all in one transaction. Completing a booking
+records its service too, so it lives with the service records (portal.booking.records).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import or_, select, update
+
+from portal.accounts.models import User
+from portal.booking.models import STATE_LABELS, Booking, BookingMode, BookingState
+from portal.booking.services import (
+    fresh_booking,
+    is_booking_enterprise,
+    manages,
+    operator_contact,
+    policy_for,
+    require_booking_enterprise,
+    require_manager,
+    tell,
+)
+from portal.booking.signals import booking_state_changed
+from portal.core import audit, clock
+from portal.core.database import serialized_write
+from portal.core.errors import InvalidTransition, ValidationFailed
+from portal.core.permissions import Role
+from portal.extensions import db
+
+# The booking state machine, in one place: (state, action) -> new state.
+TRANSITIONS: dict[tuple[BookingState, str], BookingState] = {
+    (BookingState.REQUESTED, "confirm"): BookingState.CONFIRMED,
+    (BookingState.REQUESTED, "reject"): BookingState.REJECTED,
+    (BookingState.REQUESTED, "cancel"): BookingState.CANCELLED,
+    (BookingState.REQUESTED, "expire"): BookingState.EXPIRED,
+    (BookingState.CONFIRMED, "complete"): BookingState.COMPLETED,
+    (BookingState.CONFIRMED, "cancel"): BookingState.CANCELLED,
+    (BookingState.CONFIRMED, "no_show"): BookingState.NO_SHOW,
+}
+
+
+def allows(booking: Booking, action: str) -> bool:
+    """Whether the table lets the booking, in its state as loaded, take this action."""
+    return (booking.state, action) in TRANSITIONS
+
+
+def transition(
+    booking: Booking, action: str, actor: User | None, *, why: str | None = None, **values
+) -> Booking:
+    """Move a booking along the state machine, atomically, with its audit row (`why` goes in the audit)."""
+    before = booking.state
+    target = TRANSITIONS.get((before, action))
+    if target is None:
+        raise InvalidTransition(
+            _("A booking that is %(state)s cannot be changed this way.", state=_state_text(before)),
+            {"state": before.value, "action": action},
+        )
+    now = clock.utcnow()
+    result = db.session.execute(
+        update(Booking)
+        .where(Booking.id == booking.id, Booking.state == before)
+        .values(state=target, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise InvalidTransition(_("Someone else changed this booking a moment ago; reload the page."))
+    audit.record(
+        f"booking.{target.value}",
+        "booking",
+        booking.id,
+        before={"state": before.value},
+        after={"state": target.value},
+        reason=why,
+        actor_id=actor.id if actor else None,
+    )
+    booking_state_changed.send(booking, before=before, after=target, action=action, actor=actor)
+    return booking
+
+
+def _state_text(state: BookingState) -> str:
+    return str(STATE_LABELS[state])
+
+
+def _required_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(_("Please give a reason."), {"reason": _("Required.")})
+    if len(reason) > 1000:
+        raise ValidationFailed(_("At most 1,000 characters."), {"reason": _("At most 1,000 characters.")})
+    return reason
+
+
+def can_confirm(user: User, booking: Booking) -> bool:
+    """Whether `confirm_booking` would let this user confirm the booking."""
+    return allows(booking, "confirm") and manages(user, booking.instrument)
+
+
+def confirm_booking(user: User, booking_id: int) -> Booking:
+    """The provider accepts a request."""
+    with serialized_write():
+        booking = fresh_booking(booking_id)
+        require_manager(user, booking.instrument)
+        transition(booking, "confirm", user, decided_at=clock.utcnow())
+        tell(booking, "booking.confirmed", "enterprise")
+        db.session.commit()
+    return fresh_booking(booking_id)
+
+
+def can_reject(user: User, booking: Booking) -> bool:
+    """Whether `reject_booking` would let this user decline the booking (given a reason)."""
+    return allows(booking, "reject") and manages(user, booking.instrument)
+
+
+def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
+    """The provider declines a request, saying why; the slot is free again."""
+    reason = _required_reason(reason)
+    with serialized_write():
+        booking = fresh_booking(booking_id)
+        require_manager(user, booking.instrument)
+        transition(booking, "reject", user, why=reason, reason=reason, decided_at=clock.utcnow())
+        tell(booking, "booking.rejected", "enterprise", reason=reason)
+        db.session.commit()
+    return fresh_booking(booking_id)
+
+
+def cancellation_deadline(booking: Booking) -> datetime | None:
+    """Until when the enterprise may still cancel a confirmed booking itself."""
+    cutoff = timedelta(hours=policy_for(booking.instrument).cancel_cutoff_hours)
+    if booking.mode is BookingMode.SLOT:
+        return booking.starts_at - cutoff
+    if booking.sample_delivery_on:
+        return clock.local_datetime_to_utc(booking.sample_delivery_on, datetime.min.time()) - cutoff
+    return None
+
+
+def cancel_cutoff_passed(booking: Booking, now: datetime | None = None) -> bool:
+    """Whether the enterprise is too late to cancel this confirmed booking itself (it must call)."""
+    deadline = cancellation_deadline(booking)
+    return booking.state is BookingState.CONFIRMED and bool(deadline) and (now or clock.utcnow()) > deadline
+
+
+def can_cancel(user: User, booking: Booking, now: datetime | None = None) -> bool:
+    """Whether `cancel_booking` would let this user cancel the booking now (a provider with a reason)."""
+    if not allows(booking, "cancel"):
+        return False
+    if manages(user, booking.instrument):
+        return True
+    return is_booking_enterprise(user, booking) and not cancel_cutoff_passed(booking, now)
+
+
+def must_call_to_cancel(user: User, booking: Booking, now: datetime | None = None) -> bool:
+    """The booking's enterprise is past the cut-off: only the operator can cancel it now."""
+    return (
+        allows(booking, "cancel")
+        and is_booking_enterprise(user, booking)
+        and cancel_cutoff_passed(booking, now)
+    )
+
+
+def enterprise_cancel_deadline(user: User, booking: Booking) -> datetime | None:
+    """Until when this user, of the booking's enterprise, may cancel the confirmed booking online."""
+    if booking.state is not BookingState.CONFIRMED or not is_booking_enterprise(user, booking):
+        return None
+    return cancellation_deadline(booking)
+
+
+def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
+    """The enterprise cancels (confirmed ones before the cut-off only); the provider any time, saying why."""
+    with serialized_write():
+        booking = fresh_booking(booking_id)
+        if user.role is Role.PROVIDER:
+            require_manager(user, booking.instrument)
+            reason = _required_reason(reason)
+        else:
+            require_booking_enterprise(user, booking)
+            reason = (reason or "").strip()[:1000] or None
+            if cancel_cutoff_passed(booking):
+                deadline = cancellation_deadline(booking)
+                raise InvalidTransition(
+                    _(
+                        "Confirmed bookings can be cancelled online until %(when)s; "
+                        "please call the operator: %(contact)s.",
+                        when=clock.format_local(deadline),
+                        contact=operator_contact(booking.instrument),
+                    ),
+                    {"rule": "cancel_cutoff"},
+                )
+        transition(booking, "cancel", user, why=reason, reason=reason)
+        tell(
+            booking,
+            "booking.cancelled",
+            "enterprise" if user.role is Role.PROVIDER else "provider",
+            reason=reason,
+        )
+        db.session.commit()
+    return fresh_booking(booking_id)
+
+
+def recordable_from(booking: Booking) -> datetime:
+    """When the service of a booking can be recorded: its start, or the day its samples arrive.
+
+    A sample booking without a delivery date (older rows) counts from the day it was made.
+    """
+    if booking.mode is BookingMode.SLOT:
+        return booking.starts_at
+    day = booking.sample_delivery_on or clock.to_local(booking.created_at).date()
+    return clock.local_datetime_to_utc(day, time.min)
+
+
+def require_started(booking: Booking, what: str) -> None:
+    if has_begun(booking):
+        return
+    if booking.mode is BookingMode.SLOT:
+        message = _(
+            "This can be recorded only once the booked time has begun (%(when)s).",
+            when=clock.format_local(booking.starts_at),
+        )
+    else:
+        message = _(
+            "A sample service can be recorded from the day the samples arrive (%(day)s).",
+            day=clock.to_local(recordable_from(booking)).date().isoformat(),
+        )
+    raise InvalidTransition(message, {"rule": f"{what}_too_early"})
+
+
+def has_begun(booking: Booking, now: datetime | None = None) -> bool:
+    """Whether the service of the booking can be recorded yet (see `recordable_from`)."""
+    return (now or clock.utcnow()) >= recordable_from(booking)
+
+
+def can_mark_no_show(user: User, booking: Booking, now: datetime | None = None) -> bool:
+    """Whether `mark_no_show` would let this user record that nobody came."""
+    return (
+        allows(booking, "no_show")
+        and manages(user, booking.instrument)
+        and booking.mode is BookingMode.SLOT
+        and has_begun(booking, now)
+    )
+
+
+def mark_no_show(user: User, booking_id: int) -> Booking:
+    """The provider records that the enterprise did not come."""
+    with serialized_write():
+        booking = fresh_booking(booking_id)
+        require_manager(user, booking.instrument)
+        if booking.mode is not BookingMode.SLOT:
+            raise InvalidTransition(_("Only machine-time bookings can be no-shows."))
+        require_started(booking, "no_show")
+        transition(booking, "no_show", user)
+        db.session.commit()
+    return fresh_booking(booking_id)
+
+
+def send_reminders(now: datetime | None = None, ahead_hours: int = 24) -> int:
+    """Remind enterprises of confirmed bookings that begin within a day (once each); returns how many."""
+    now = now or clock.utcnow()
+    due = db.session.scalars(
+        select(Booking.id).where(
+            Booking.state == BookingState.CONFIRMED,
+            Booking.reminded_at.is_(None),
+            Booking.starts_at > now,
+            Booking.starts_at <= now + timedelta(hours=ahead_hours),
+        )
+    ).all()
+    sent = 0
+    for booking_id in due:
+        with serialized_write():
+            claimed = db.session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id, Booking.reminded_at.is_(None))
+                .values(reminded_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed:
+                tell(fresh_booking(booking_id), "booking.reminder", "enterprise")
+                sent += 1
+            db.session.commit()
+    return sent
+
+
+def expire_unanswered(now: datetime | None = None) -> int:
+    """Requests nobody answered in time (or whose slot has begun) expire; returns how many."""
+    now = now or clock.utcnow()
+    ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
+    due = db.session.scalars(
+        select(Booking.id).where(
+            Booking.state == BookingState.REQUESTED,
+            or_(Booking.created_at <= now - ttl, Booking.starts_at <= now),
+        )
+    ).all()
+    expired = 0
+    for booking_id in due:
+        with serialized_write():
+            booking = fresh_booking(booking_id)
+            if booking.state is not BookingState.REQUESTED:
+                continue
+            transition(booking, "expire", None, why="no answer in time")
+            tell(booking, "booking.expired", "enterprise")
+            db.session.commit()
+            expired += 1
+    return expired

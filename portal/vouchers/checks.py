@@ -1,0 +1,332 @@
+"""The automatic checks of a claim's services (all must pass before a claim is submitted or approved)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from flask_babel import force_locale, get_locale
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
+
+from portal.accounts.models import Enterprise, User
+from portal.booking.models import (
+    FILE_KIND_LABELS,
+    Booking,
+    BookingMode,
+    BookingState,
+    FileKind,
+    ServiceRecord,
+)
+from portal.catalog.models import Instrument
+from portal.core import clock
+from portal.core.errors import InvalidTransition
+from portal.extensions import db
+from portal.vouchers.models import Claim, EnterpriseRelation, Scheme, Voucher, VoucherState
+
+EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
+
+
+# --- claims: checks and subsidy -----------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    code: str
+    passed: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "passed": self.passed, "message": self.message}
+
+
+def records_of(record_ids: list[int]) -> list[ServiceRecord]:
+    return list(
+        db.session.scalars(
+            select(ServiceRecord)
+            .where(ServiceRecord.id.in_(record_ids))
+            .options(
+                joinedload(ServiceRecord.booking)
+                .joinedload(Booking.instrument)
+                .joinedload(Instrument.institution),
+                selectinload(ServiceRecord.files),
+            )
+            .order_by(ServiceRecord.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def claim_record_ids(claim: Claim) -> list[int]:
+    return [item.service_record_id for item in claim.items]
+
+
+def _service_day(record: ServiceRecord) -> date:
+    booking = record.booking
+    if booking.mode is BookingMode.SLOT and booking.starts_at:
+        return clock.to_local(booking.starts_at).date()
+    return clock.to_local(record.recorded_at).date()
+
+
+# Per check: (code, the message when every service passes, [(service record id, why it fails)]).
+CheckFailures = list[tuple[str, str, list[tuple[int, str]]]]
+# What the enterprise itself can still put right on a service before claiming it.
+FIXABLE_CHECKS = frozenset({"service_completed", "evidence"})
+
+Failures = list[tuple[int, str]]
+
+
+def _check_records(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
+) -> CheckFailures:
+    """Every automatic check over these services, with the services that fail each and why."""
+    return [
+        (
+            "service_completed",
+            _("Every service is completed and rated by the enterprise."),
+            _not_completed(records),
+        ),
+        (
+            "evidence",
+            _("Contract, invoice and payment receipt are attached to every service."),
+            _missing_evidence(records),
+        ),
+        (
+            "service_window",
+            _(
+                "Every service lies inside %(start)s to %(end)s.",
+                start=scheme.service_window_start,
+                end=scheme.service_window_end,
+            ),
+            _outside_window(scheme, records),
+        ),
+        ("related_party", _("No provider is related to the enterprise."), _related(enterprise, records)),
+        ("claimed_twice", _("No service has been claimed before."), _claimed_before(records, claim_id)),
+        (
+            "excluded_service",
+            _("No service is of an excluded type (statutory testing, mandatory certification)."),
+            _excluded(scheme, records),
+        ),
+        ("hours_within_booking", _("No service bills more hours than were booked."), _over_booked(records)),
+    ]
+
+
+def _not_completed(records: list[ServiceRecord]) -> Failures:
+    return [
+        (r.id, _("Service #%(id)d is not completed and rated.", id=r.id))
+        for r in records
+        if r.booking.state is not BookingState.COMPLETED or r.rating is None
+    ]
+
+
+def _missing_evidence(records: list[ServiceRecord]) -> Failures:
+    missing = []
+    for r in records:
+        kinds = {f.kind for f in r.files if f.replaced_at is None}
+        lacking = [k for k in EVIDENCE if k not in kinds]
+        if lacking:
+            names = ", ".join(str(FILE_KIND_LABELS[k]) for k in lacking)
+            missing.append((r.id, _("Service #%(id)d lacks: %(kinds)s.", id=r.id, kinds=names)))
+    return missing
+
+
+def _outside_window(scheme: Scheme, records: list[ServiceRecord]) -> Failures:
+    return [
+        (
+            r.id,
+            _(
+                "Service #%(id)d took place on %(day)s, outside the scheme's window.",
+                id=r.id,
+                day=_service_day(r),
+            ),
+        )
+        for r in records
+        if not scheme.service_window_start <= _service_day(r) <= scheme.service_window_end
+    ]
+
+
+def _related(enterprise: Enterprise, records: list[ServiceRecord]) -> Failures:
+    relations = {
+        institution_id: kind
+        for institution_id, kind in db.session.execute(
+            select(EnterpriseRelation.institution_id, EnterpriseRelation.kind).where(
+                EnterpriseRelation.enterprise_id == enterprise.id
+            )
+        )
+    }
+    related = []
+    for r in records:
+        host = r.booking.instrument.institution
+        if host.uscc and host.uscc == enterprise.uscc:
+            related.append((r.id, _("%(host)s has the enterprise's own credit code.", host=host.name)))
+        elif enterprise.controller_group and host.controller_group == enterprise.controller_group:
+            related.append(
+                (r.id, _("%(host)s has the same actual controller as the enterprise.", host=host.name))
+            )
+        elif host.id in relations:
+            related.append((r.id, _("The enterprise declared a relation with %(host)s.", host=host.name)))
+    return related
+
+
+def _claimed_before(records: list[ServiceRecord], claim_id: int | None) -> Failures:
+    return [
+        (r.id, _("Service #%(id)d is already in claim #%(claim)d.", id=r.id, claim=r.claim_id))
+        for r in records
+        if r.claim_id is not None and r.claim_id != claim_id
+    ]
+
+
+def _excluded(scheme: Scheme, records: list[ServiceRecord]) -> Failures:
+    excluded = set(scheme.excluded_service_types or [])
+    return [
+        (r.id, _("Service #%(id)d is of an excluded type.", id=r.id))
+        for r in records
+        if r.service_type in excluded
+    ]
+
+
+def _over_booked(records: list[ServiceRecord]) -> Failures:
+    over = []
+    for r in records:
+        booking = r.booking
+        if booking.mode is BookingMode.SLOT and r.hours is not None and booking.starts_at:
+            booked = Decimal((booking.ends_at - booking.starts_at).total_seconds()) / 3600
+            if r.hours > booked:
+                message = _(
+                    "Service #%(id)d bills %(billed)s hours for %(booked)s booked.",
+                    id=r.id,
+                    billed=r.hours,
+                    booked=booked.normalize(),
+                )
+                over.append((r.id, message))
+    return over
+
+
+def run_checks(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
+) -> list[Check]:
+    """The automatic checks a reviewer sees, each with its reason (all must pass before approval)."""
+    checks = []
+    for code, ok, failures in _check_records(enterprise, scheme, records, claim_id):
+        # Several services of one provider fail the related-party check for the same reason: say it once.
+        reasons = list(dict.fromkeys(message for _record, message in failures))
+        checks.append(Check(code, not reasons, "; ".join(reasons) if reasons else ok))
+    return checks
+
+
+def checks_per_service(
+    enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord]
+) -> dict[int, list[Check]]:
+    """The same checks service by service: what stops each one from passing (nothing: it can pass)."""
+    failed: dict[int, list[Check]] = {r.id: [] for r in records}
+    for code, _ok, failures in _check_records(enterprise, scheme, records):
+        for record_id, message in failures:
+            failed[record_id].append(Check(code, False, message))
+    return failed
+
+
+def all_checks(
+    enterprise: Enterprise, voucher: Voucher, records: list[ServiceRecord], claim_id: int | None = None
+) -> list[Check]:
+    """The voucher's check and every service check (`claim_id`: the claim these services are in)."""
+    return [*voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim_id)]
+
+
+def stored_checks(checks: list[Check], again: Callable[[], list[Check]]) -> list[dict[str, Any]]:
+    """The checks as a claim keeps them, with their messages in every interface language: a claim
+    submitted in Chinese is reviewed in English too. `again` runs the same checks once more."""
+    stored = [c.as_dict() | {"messages": {}} for c in checks]
+    for language in current_app.config["LANGUAGES"]:
+        with force_locale(language):
+            for row, check in zip(stored, again(), strict=True):
+                row["messages"][language] = check.message
+    return stored
+
+
+def check_message(check: Check | dict[str, Any]) -> str:
+    """A check's message in the interface language (a stored one in the language it was stored in
+    when it predates the translated copies)."""
+    if isinstance(check, Check):
+        return check.message
+    return (check.get("messages") or {}).get(str(get_locale())) or check["message"]
+
+
+def voucher_checks(voucher: Voucher) -> list[Check]:
+    ok = voucher.state is VoucherState.ACTIVE and voucher.valid_until >= clock.local_today()
+    return [
+        Check(
+            "voucher_valid",
+            ok,
+            _("The voucher is valid until %(day)s.", day=voucher.valid_until)
+            if ok
+            else _("The voucher expired on %(day)s.", day=voucher.valid_until),
+        )
+    ]
+
+
+def refuse_failed_checks(checks: list[Check], refusal: str) -> None:
+    """Refuse with every failing check's reason (`refusal` has a %(failed)s placeholder)."""
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise InvalidTransition(
+            refusal % {"failed": "; ".join(c.message for c in failed)},
+            {"checks": [c.as_dict() for c in failed]},
+        )
+
+
+def current_checks(claim: Claim) -> list[Check]:
+    """The checks as they stand now: a draft's or a returned claim's stored ones may be stale (a file
+    added since), and submitting runs exactly these."""
+    voucher = db.session.get(Voucher, claim.voucher_id)
+    enterprise = db.session.get(Enterprise, claim.enterprise_id)
+    return all_checks(enterprise, voucher, records_of(claim_record_ids(claim)), claim.id)
+
+
+@dataclass
+class ClaimableService:
+    """A completed service not yet claimed, and what would stop a claim for it from passing review."""
+
+    record: ServiceRecord
+    problems: list[Check]
+
+    @property
+    def fixable(self) -> bool:
+        """Whether the enterprise can still put it right (rate the service, add the documents)."""
+        return all(p.code in FIXABLE_CHECKS for p in self.problems)
+
+
+def claimable_services(user: User, voucher: Voucher | None) -> list[ClaimableService]:
+    """The enterprise's unclaimed completed services, each with the review's own checks against it."""
+    records = claimable_records(user)
+    if voucher is None or not records:
+        return [ClaimableService(r, []) for r in records]
+    enterprise = db.session.get(Enterprise, user.enterprise_id)
+    problems = checks_per_service(enterprise, voucher.scheme, records)
+    return [ClaimableService(r, problems[r.id]) for r in records]
+
+
+def claimable_records(user: User) -> list[ServiceRecord]:
+    """The enterprise's completed services not yet in a claim, newest first."""
+    return list(
+        db.session.scalars(
+            select(ServiceRecord)
+            .join(Booking, Booking.id == ServiceRecord.booking_id)
+            .where(
+                Booking.enterprise_id == user.enterprise_id,
+                Booking.state == BookingState.COMPLETED,
+                ServiceRecord.claim_id.is_(None),
+            )
+            .options(
+                joinedload(ServiceRecord.booking)
+                .joinedload(Booking.instrument)
+                .joinedload(Instrument.institution),
+                selectinload(ServiceRecord.files),
+            )
+            .order_by(ServiceRecord.recorded_at.desc())
+        )
+    )
