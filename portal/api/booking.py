@@ -169,7 +169,8 @@ class BookingCreateSchema(ma.Schema):
             "`sample_count`, `sample_description` (not blank) and `sample_delivery_on` (from today "
             "to the policy's days ahead), and the instrument must take samples. The instrument "
             "must exist and be bookable. A refused rule answers 422 validation_error naming the field "
-            "(`details.fields`), a taken slot 409 slot_conflict. A slot's `operation` must be one the "
+            "(`details.fields`; an instrument that cannot be booked now names `rule`: not_bookable), a "
+            "taken slot 409 slot_conflict. A slot's `operation` must be one the "
             "instrument's booking policy offers (422 on `operation`); `self` on an instrument that "
             "requires a qualification needs one valid on the booking's days: 409 not_qualified."
         )
