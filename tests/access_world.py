@@ -324,6 +324,30 @@ class World:
         )
         return {"blackout_id": row.id}
 
+    # --- qualifications and training (issue 17) ------------------------------------------------
+
+    def _make_qualification(self, side: str) -> dict[str, Any]:
+        from portal.qualifications import services as qualifications
+
+        row = qualifications.grant_qualification(
+            self._provider(side),
+            self.instruments[side],
+            self.username(f"ent_{side.lower()}"),
+            date(2027, 6, 30),
+        )
+        return {"code": self.instruments[side], "qualification_id": row.id, "id": row.id}
+
+    def _make_training(self, side: str) -> dict[str, Any]:
+        from portal.qualifications import services as qualifications
+
+        starts = NOW + timedelta(days=30 + next(_serial))
+        row = qualifications.publish_training(
+            self._provider(side),
+            self.instruments[side],
+            qualifications.TrainingInput(starts, starts + timedelta(hours=2), 50, "实验楼"),
+        )
+        return {"session_id": row.id}
+
     # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
 
     def verified_bank_account(self, side: str) -> dict[str, Any]:
@@ -613,6 +637,9 @@ def build_world(app: Flask) -> World:
         world.personal["export"][role] = {"job_id": job_id}
     app.config["EXPORT_ASYNC_ROWS"] = threshold
     build_console_objects(world)
+    for side in SIDES:  # issue 17
+        world.shared.setdefault("qualification", {})[side] = world._make_qualification(side)
+        world.shared.setdefault("training", {})[side] = world._make_training(side)
     return world
 
 

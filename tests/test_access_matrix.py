@@ -187,6 +187,37 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     },
 }
 _renames = itertools.count(1)
+# Issue 17: a different price and rule each time, so every allowed save writes.
+_prices = itertools.count(1)
+REQUESTS.update(
+    {
+        ("/manage/instruments/<code>/prices", "POST"): {
+            # The sample price stays: the world's claims are for sample services.
+            "form": lambda _o, _role: {
+                "enterprise-self-price": str(100 + next(_prices)),
+                "enterprise-self-unit": "hour",
+                "enterprise-sample-price": "80",
+            }
+        },
+        ("/api/v1/instruments/<code>/qualifications", "POST"): {
+            "json": lambda _o, _role: {
+                "username": "matrix_ent_a",
+                "valid_until": "2027-06-30",
+                "note": "考核合格",
+            }
+        },
+        ("/api/v1/instruments/<code>/booking-policy", "PUT"): {
+            "json": lambda _o, _role: {"min_notice_hours": next(_prices) % 48}
+        },
+        ("/manage/instruments/<code>/use-rules", "POST"): {
+            "form": lambda _o, _role: (
+                {"rules-operations": ["self", "staff"], "rules-requires_qualification": "y"}
+                if next(_prices) % 2
+                else {"rules-operations": ["staff"]}
+            )
+        },
+    }
+)
 
 # --- admin console (issue 13) ---------------------------------------------------------------------
 
@@ -220,7 +251,12 @@ REQUESTS.update(
     }
 )
 
-WRITING = ("POST", "PATCH", "DELETE")  # the methods that send a body and must write exactly when they should
+WRITING = (
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+)  # the methods that send a body and must write exactly when they should
 REQUESTS.update(ACCOUNT_REQUESTS)
 
 API_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "invalid_transition"}

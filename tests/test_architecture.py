@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"accounts"},
     {"notifications"},
     {"catalog"},
+    {"qualifications"},
     {"booking"},
     {"vouchers"},
     {"finance"},

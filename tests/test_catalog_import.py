@@ -179,7 +179,7 @@ def test_xlsx_import_with_numeric_and_date_cells(app, host):
     values["原值(万元)"] = 86.5
     values["收费标准(元/样)"] = 300
     values["启用日期"] = datetime(2019, 5, 20)
-    data = xlsx_bytes([HEADERS, [values[h] for h in HEADERS]])
+    data = xlsx_bytes([HEADERS, [values.get(h) for h in HEADERS]])
     report = run(data, "catalog.xlsx")
     assert report.ok, report.problems
     instrument = db.session.scalar(select(Instrument))

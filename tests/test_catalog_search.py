@@ -56,6 +56,7 @@ def oracle(
     county: str | None = None,
     fee_min_fen: int | None = None,
     fee_max_fen: int | None = None,
+    fee_unit: str = "hour",
 ) -> list[str]:
     """The expected codes, by a direct Python scan over every instrument (no SQL, no index).
 
@@ -76,7 +77,8 @@ def oracle(
         pinyin = [*spoken(row.name), *spoken(row.institution.name)]
         if not all(holds(fields, pinyin, may_be_pinyin, alts) for may_be_pinyin, alts in terms):
             continue
-        fee = row.fee_per_hour_fen if row.fee_per_hour_fen is not None else row.fee_per_sample_fen
+        # The enterprise price per hour or per sample, never the one for the other (issue 17).
+        fee = row.fee_per_hour_fen if fee_unit == "hour" else row.fee_per_sample_fen
         if institution_id is not None and row.institution_id != institution_id:
             continue
         if category and not (row.category.code == category or row.category.code[:2] == category):
@@ -169,6 +171,8 @@ FILTERS = [
     {"fee_min_fen": 10000, "fee_max_fen": 30000},
     {"fee_max_fen": 15000},
     {"fee_min_fen": 80000},
+    {"fee_min_fen": 10000, "fee_max_fen": 30000, "fee_unit": "sample"},
+    {"fee_max_fen": 15000, "fee_unit": "sample"},
     {"q": "仪", "county": "东昌府区", "category": "01", "fee_max_fen": 50000},
 ]
 
@@ -219,21 +223,24 @@ def test_pages_partition_the_results_and_links_keep_the_filters(demo_client):
 @pytest.mark.parametrize(
     ("sort", "key", "descending"),
     [
-        ("fee", "fee", False),
-        ("-fee", "fee", True),
+        ("fee", "fee_per_hour_fen", False),
+        ("-fee", "fee_per_hour_fen", True),
+        ("fee", "fee_per_sample_fen", False),
+        ("-fee", "fee_per_sample_fen", True),
         ("-value", "original_value_fen", False),
         ("name", "name", False),
     ],
 )
 def test_sorting(demo_client, sort, key, descending):
-    items = demo_client.get("/api/v1/instruments", query_string={"sort": sort, "per_page": 100}).json["items"]
-    if key == "fee":
-        values = [
-            i["fee_per_hour_fen"] if i["fee_per_hour_fen"] is not None else i["fee_per_sample_fen"]
-            for i in items
-        ]
-        values = [v for v in values if v is not None]
-        assert values == sorted(values, reverse=descending)
+    unit = "sample" if key == "fee_per_sample_fen" else "hour"
+    items = demo_client.get(
+        "/api/v1/instruments", query_string={"sort": sort, "per_page": 100, "fee_unit": unit}
+    ).json["items"]
+    if key.startswith("fee"):
+        # The chosen price only, never mixed with the other; instruments without it come last.
+        values = [i[key] for i in items]
+        present = [v for v in values if v is not None]
+        assert values[: len(present)] == present == sorted(present, reverse=descending)
     elif key == "original_value_fen":
         values = [i[key] for i in items]
         assert values == sorted(values, reverse=True)

@@ -20,12 +20,16 @@ from portal.booking.models import Booking, BookingMode, BookingState, FileKind, 
 from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ValidationFailed
+from portal.qualifications.models import OPERATIONS
 
 blp = ApiBlueprint(
     "api_booking",
     __name__,
     description="Availability, bookings and service records.",
-    error_descriptions={404: "No such booking (or not yours)", 409: "slot_conflict or invalid_transition"},
+    error_descriptions={
+        404: "No such booking (or not yours)",
+        409: "slot_conflict, invalid_transition or not_qualified",
+    },
 )
 
 MAX_AVAILABILITY_DAYS = 31
@@ -121,6 +125,21 @@ class BookingSchema(ma.Schema):
     sample_description = ma.fields.String(required=True, allow_none=True)
     sample_delivery_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
     reason = ma.fields.String(required=True, allow_none=True)
+    operation = ma.fields.String(
+        required=True, allow_none=True, metadata={"enum": list(OPERATIONS), "description": "null for samples"}
+    )
+    tier = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "enum": ["internal", "academic", "enterprise", "sme"],
+            "description": "The customer category of the price frozen at booking (null: no price)",
+        },
+    )
+    unit = ma.fields.String(required=True, allow_none=True, metadata={"enum": ["hour", "sample"]})
+    unit_price_fen = ma.fields.Integer(
+        required=True, allow_none=True, metadata={"description": "Frozen at booking; the fee follows it"}
+    )
     fee_fen = ma.fields.Integer(required=True, allow_none=True)
     rating = ma.fields.Integer(required=True, allow_none=True)
     service_record_id = ma.fields.Integer(required=True, allow_none=True)
@@ -150,7 +169,10 @@ class BookingCreateSchema(ma.Schema):
             "`sample_count`, `sample_description` (not blank) and `sample_delivery_on` (from today "
             "to the policy's days ahead), and the instrument must take samples. The instrument "
             "must exist and be bookable. A refused rule answers 422 validation_error naming the field "
-            "(`details.fields`), a taken slot 409 slot_conflict."
+            "(`details.fields`; an instrument that cannot be booked now names `rule`: not_bookable), a "
+            "taken slot 409 slot_conflict. A slot's `operation` must be one the "
+            "instrument's booking policy offers (422 on `operation`); `self` on an instrument that "
+            "requires a qualification needs one valid on the booking's days: 409 not_qualified."
         )
 
     instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
@@ -163,6 +185,14 @@ class BookingCreateSchema(ma.Schema):
     )
     sample_description = ma.fields.String(load_default=None, validate=validate.Length(max=2000))
     sample_delivery_on = ma.fields.Date(load_default=None)
+    operation = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(OPERATIONS),
+        metadata={
+            "description": "mode slot: self (自主上机, the default) or staff (代为操作); ignored for samples"
+        },
+    )
 
 
 class ReasonSchema(ma.Schema):
@@ -262,6 +292,10 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "sample_description": booking.sample_description,
         "sample_delivery_on": booking.sample_delivery_on.isoformat() if booking.sample_delivery_on else None,
         "reason": booking.reason,
+        "operation": booking.operation,
+        "tier": booking.tier,
+        "unit": booking.unit,
+        "unit_price_fen": booking.unit_price_fen,
         "fee_fen": record.fee_fen if record else None,
         "rating": record.rating if record else None,
         "service_record_id": record.id if record else None,
@@ -343,6 +377,7 @@ def create_booking(args: dict):
             sample_count=args["sample_count"],
             sample_description=args["sample_description"],
             sample_delivery_on=args["sample_delivery_on"],
+            operation=args["operation"],
         ),
     )
     return _booking(booking.id)

@@ -13,9 +13,10 @@ from marshmallow import validate
 
 from portal.accounts.models import InstitutionKind
 from portal.api.bearer import BEARER, token_required
+from portal.api.qualifications import PriceSchema, use_fields
 from portal.api.schemas import CONFIG_ENUM, ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
 from portal.booking import upkeep
-from portal.catalog import services
+from portal.catalog import prices, services
 from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
 from portal.catalog.models import STATUS_FILE_NAMES, InstrumentStatus, SharingMode
 from portal.core.money import FEN_PER_WAN, FEN_PER_YUAN, MAX_AMOUNT
@@ -87,6 +88,14 @@ class InstrumentDetailSchema(InstrumentSchema):
     photos = ma.fields.List(
         ma.fields.Nested(PhotoSchema), required=True, metadata={"description": "Main first"}
     )
+    requires_qualification = ma.fields.Boolean(
+        required=True, metadata={"description": "Self-operated time needs a qualification"}
+    )
+    prices = ma.fields.List(
+        ma.fields.Nested(PriceSchema),
+        required=True,
+        metadata={"description": "The price table; without one, the two fees as the enterprise price"},
+    )
 
 
 # The rules are the catalogue import's (portal.catalog.importer) and are checked there, once: these
@@ -144,6 +153,9 @@ class InstrumentPatchSchema(ma.Schema):
     service_content = _text("service_content")
     operator_name = _text("operator_name")
     operator_phone = ma.fields.String(allow_none=True, metadata={"pattern": PHONE_PATTERN.pattern})
+    prices = ma.fields.List(
+        ma.fields.Nested(PriceSchema), metadata={"description": "Replaces the whole price table"}
+    )
 
 
 class InstrumentArgsSchema(PageArgsSchema):
@@ -173,6 +185,14 @@ class InstrumentArgsSchema(PageArgsSchema):
         load_default=None,
         validate=validate.Range(min=0, max=10**12),
         metadata={"description": "Not below fee_min_fen when both are given (else 422 on this field)"},
+    )
+    fee_unit = ma.fields.String(
+        load_default="hour",
+        validate=validate.OneOf(list(services.FEE_UNITS)),
+        metadata={
+            "description": "The enterprise price fee_min_fen, fee_max_fen and the fee sorts use: "
+            "fee_per_hour_fen or fee_per_sample_fen (instruments without it: filtered out, sorted last)"
+        },
     )
     sort = ma.fields.String(load_default="relevance", validate=validate.OneOf(list(services.SORTS)))
 
@@ -209,6 +229,7 @@ def get_instrument(code: str):
     """The full record of one instrument; the operator's phone only with a bearer token."""
     instrument = services.get_instrument(code)
     body = services.detail(instrument, with_contact=current_user.is_authenticated)
+    body.update(use_fields(instrument))
     return revalidated(current_app.json.response(body))
 
 
@@ -224,8 +245,14 @@ def update_instrument(args: dict, code: str):
     A status in which it cannot be booked tells the enterprises of its confirmed bookings still to
     come; the bookings stay confirmed. Answers the full record.
     """
+    table = args.pop("prices", None)
+    if table is not None:
+        prices.check_rows(table)  # refused before anything is written
     upkeep.update_instrument(current_user, code, args, typed=True)
-    return services.detail(services.get_instrument(code), with_contact=True)
+    if table is not None:
+        prices.set_price_table(current_user, code, table)
+    instrument = services.get_instrument(code)
+    return {**services.detail(instrument, with_contact=True), **use_fields(instrument)}
 
 
 @blp.route("/categories")

@@ -33,6 +33,8 @@ PURPOSE = _l("Purpose of the test")
 
 class SlotBookingForm(FlaskForm):
     starts_at = HiddenField(validators=[DataRequired()])
+    # Issue 17: "self" (自主上机) or "staff" (代为操作); chosen on the page, checked by the service.
+    operation = HiddenField()
     ends_at = SelectField(_l("Until"), validators=[DataRequired()])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
     submit = SubmitField(_l("Send booking request"))

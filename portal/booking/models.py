@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -229,6 +230,15 @@ class Booking(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Slot bookings: who runs the instrument, `self` (自主上机) or `staff` (代为操作); None for samples.
+    operation: Mapped[str | None] = mapped_column(String(10))
+    # The price frozen when the booking was made (portal.catalog.prices): the customer category, the
+    # unit, the unit price and the rest of the row's terms (minimum, steps, overtime). None on
+    # bookings made before price tables: their fee follows the instrument's published fee standard.
+    tier: Mapped[str | None] = mapped_column(String(20))
+    unit: Mapped[str | None] = mapped_column(String(10))
+    unit_price_fen: Mapped[int | None] = mapped_column(BigInteger)
+    price_terms: Mapped[dict | None] = mapped_column(JSON)
 
     instrument: Mapped[Instrument] = relationship()
     enterprise: Mapped[Enterprise] = relationship()
@@ -288,6 +298,8 @@ class ServiceRecord(Model):
     # The voucher claim holding this record, from its submission until a rejection releases it: set
     # by a conditional update, so a record can never be in two claims at once.
     claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), index=True)
+    # The national service way (NRII serviceWay): 占用 self-operated, 技术 staff-operated, 委托 samples.
+    service_way: Mapped[str | None] = mapped_column(String(4))
 
     booking: Mapped[Booking] = relationship(back_populates="service_record")
     files: Mapped[list[ServiceFile]] = relationship(back_populates="record", order_by="ServiceFile.id")

@@ -25,11 +25,13 @@ from portal.booking.services import (
     tell,
 )
 from portal.booking.transitions import allows, has_begun, require_started, transition
+from portal.catalog import prices
 from portal.core import audit, clock, uploads
 from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.money import format_yuan
 from portal.extensions import db
+from portal.qualifications import services as use_rules
 
 SERVICE_TYPES = tuple(t.value for t in ServiceType)
 
@@ -47,6 +49,22 @@ def compute_fee(instrument: PricedInstrument, hours: Decimal | None, samples: in
     if samples and instrument.fee_per_sample_fen is not None:
         total += Decimal(instrument.fee_per_sample_fen) * samples
     return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def quoted_fee(instrument: PricedInstrument, price: prices.Price | None, hours: Decimal) -> int:
+    """The fee of `hours` at the price a booking would freeze (the standard where there is none)."""
+    if price is not None and price.unit == "hour":
+        return prices.fee_for(price, hours)
+    return compute_fee(instrument, hours, None)
+
+
+def standard_fee(booking: Booking, report: ServiceReport) -> int:
+    """The fee at the price frozen when the booking was made (issue 17); bookings from before price
+    tables follow the instrument's published standard."""
+    computed = prices.booking_fee(booking.price_terms, report.hours, report.samples, booked_hours(booking))
+    if computed is None:
+        computed = compute_fee(booking.instrument, report.hours, report.samples)
+    return computed
 
 
 @dataclass(frozen=True)
@@ -131,7 +149,7 @@ def complete_booking(
         require_manager(user, booking.instrument)
         require_started(booking, "complete")
         hours_reason = _check_hours(booking, report)
-        computed = compute_fee(booking.instrument, report.hours, report.samples)
+        computed = standard_fee(booking, report)
         fee = computed if report.fee_fen is None else report.fee_fen
         reason = (report.fee_reason or "").strip() or None
         if fee != computed and not reason:
@@ -148,6 +166,7 @@ def complete_booking(
             hours_reason=hours_reason,
             result_summary=report.result_summary.strip()[:4000],
             service_type=report.service_type,
+            service_way=use_rules.service_way(booking.mode.value, booking.operation),
             recorded_by_id=user.id,
             recorded_at=clock.utcnow(),
         )

@@ -20,6 +20,7 @@ from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.qualifications import services as use_rules
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class BookingRequest:
     sample_count: int | None = None
     sample_description: str | None = None
     sample_delivery_on: date | None = None
+    operation: str | None = None  # slots: "self" (default) or "staff" (issue 17)
 
 
 def _check_enterprise_may_book(user: User) -> None:
@@ -84,6 +86,10 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
             mode=request.mode,
             state=BookingState.REQUESTED,
             purpose=request.purpose.strip(),
+            # Issue 17: the operation mode (refused without a qualification) and the frozen price.
+            **use_rules.booking_terms(
+                user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at
+            ),
         )
         if request.mode is BookingMode.SLOT:
             _hold_slot(booking, instrument, policy, request)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload
 from portal.accounts.models import Enterprise, User
 from portal.booking.models import Booking, BookingPolicy, BookingState, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
+from portal.catalog.ownership import owns
 from portal.core import clock
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.models import AuditEvent
@@ -44,12 +45,7 @@ DEFAULT_POLICY: dict[str, Any] = {
 
 def manages(user: User, instrument: Instrument) -> bool:
     """Provider users of the instrument's own institution manage its calendar and bookings."""
-    return (
-        user.is_authenticated
-        and user.role is Role.PROVIDER
-        and user.institution_id is not None
-        and user.institution_id == instrument.institution_id
-    )
+    return owns(user, instrument)
 
 
 def can_view(user: User, booking: Booking) -> bool:

@@ -3,7 +3,8 @@ opening hours and the closures (blackouts)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any
 
 from flask_babel import gettext as _
@@ -19,11 +20,10 @@ from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.qualifications import services as use_rules
 
 
-def update_policy(user: User, instrument: Instrument, values: dict[str, Any]) -> BookingPolicy:
-    """The provider changes how the instrument is booked."""
-    require_manager(user, instrument)
+def _check_policy(values: dict[str, Any]) -> None:
     if values["min_minutes"] > values["max_minutes"]:
         raise ValidationFailed(
             _("The shortest booking is longer than the longest."), {"max_minutes": _("Below the minimum.")}
@@ -32,32 +32,45 @@ def update_policy(user: User, instrument: Instrument, values: dict[str, Any]) ->
         if values[name] % values["step_minutes"]:
             message = _("Use multiples of the %(n)d-minute grid.", n=values["step_minutes"])
             raise ValidationFailed(message, {name: message})
+
+
+def _write_policy(user: User, instrument: Instrument, values: dict[str, Any]) -> BookingPolicy:
+    """Store the booking rules with their audit row, in the caller's transaction."""
+    policy = db.session.get(BookingPolicy, instrument.id)
+    before = None
+    if policy is None:
+        policy = BookingPolicy(instrument_id=instrument.id, **DEFAULT_POLICY)
+        db.session.add(policy)
+    else:
+        before = {k: getattr(policy, k) for k in DEFAULT_POLICY}
+    for key in DEFAULT_POLICY:
+        setattr(policy, key, values[key])
+    audit.record(
+        "instrument.policy_changed",
+        "instrument",
+        instrument.code,
+        before=before,
+        after=dict(values),
+        actor_id=user.id,
+    )
+    return policy
+
+
+def update_policy(user: User, instrument: Instrument, values: dict[str, Any]) -> BookingPolicy:
+    """The provider changes how the instrument is booked."""
+    require_manager(user, instrument)
+    _check_policy(values)
     with serialized_write():
-        policy = db.session.get(BookingPolicy, instrument.id)
-        before = None
-        if policy is None:
-            policy = BookingPolicy(instrument_id=instrument.id, **DEFAULT_POLICY)
-            db.session.add(policy)
-        else:
-            before = {k: getattr(policy, k) for k in DEFAULT_POLICY}
-        for key in DEFAULT_POLICY:
-            setattr(policy, key, values[key])
-        audit.record(
-            "instrument.policy_changed",
-            "instrument",
-            instrument.code,
-            before=before,
-            after=dict(values),
-            actor_id=user.id,
-        )
+        policy = _write_policy(user, instrument, values)
         db.session.commit()
     return policy
 
 
-def set_opening_hours(user: User, instrument: Instrument, intervals: list[tuple[int, Any, Any]]) -> None:
-    """Replace the instrument's weekly opening hours (weekday, opens, closes in Shanghai time)."""
-    require_manager(user, instrument)
-    by_day: dict[int, list] = {}
+Intervals = list[tuple[int, time, time]]
+
+
+def _check_hours(intervals: Intervals) -> None:
+    by_day: dict[int, list[tuple[time, time]]] = {}
     for weekday, opens, closes in intervals:
         if opens >= closes:
             message = _("Each opening must close after it opens.")
@@ -67,21 +80,72 @@ def set_opening_hours(user: User, instrument: Instrument, intervals: list[tuple[
                 message = _("Openings on the same day must not overlap.")
                 raise ValidationFailed(message, {f"day{weekday}": message})
         by_day.setdefault(weekday, []).append((opens, closes))
+
+
+def _write_hours(user: User, instrument: Instrument, intervals: Intervals) -> None:
+    """Replace the weekly opening hours with their audit row, in the caller's transaction."""
+    before = [f"{h.weekday} {h.opens_at:%H:%M}-{h.closes_at:%H:%M}" for h in instrument.opening_hours]
+    instrument.opening_hours = [
+        OpeningHours(weekday=d, opens_at=o, closes_at=c) for d, o, c in sorted(intervals)
+    ]
+    after = [f"{d} {o:%H:%M}-{c:%H:%M}" for d, o, c in sorted(intervals)]
+    audit.record(
+        "instrument.hours_changed",
+        "instrument",
+        instrument.code,
+        before={"hours": before},
+        after={"hours": after},
+        actor_id=user.id,
+    )
+
+
+def set_opening_hours(user: User, instrument: Instrument, intervals: Intervals) -> None:
+    """Replace the instrument's weekly opening hours (weekday, opens, closes in Shanghai time)."""
+    require_manager(user, instrument)
+    _check_hours(intervals)
     with serialized_write():
-        instrument = db.session.get_one(Instrument, instrument.id)
-        before = [f"{h.weekday} {h.opens_at:%H:%M}-{h.closes_at:%H:%M}" for h in instrument.opening_hours]
-        instrument.opening_hours = [
-            OpeningHours(weekday=d, opens_at=o, closes_at=c) for d, o, c in sorted(intervals)
-        ]
-        after = [f"{d} {o:%H:%M}-{c:%H:%M}" for d, o, c in sorted(intervals)]
-        audit.record(
-            "instrument.hours_changed",
-            "instrument",
-            instrument.code,
-            before={"hours": before},
-            after={"hours": after},
-            actor_id=user.id,
-        )
+        _write_hours(user, instrument, intervals)
+        db.session.commit()
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What one save of the booking policy changes; None leaves that part as it is."""
+
+    values: dict[str, Any] | None = None  # every key of DEFAULT_POLICY
+    hours: Intervals | None = None
+    operations: list[str] | None = None
+    requires_qualification: bool | None = None
+
+
+def save_booking_policy(user: User, instrument: Instrument, change: PolicyChange) -> None:
+    """Save the booking rules, the opening hours and the use rules (issue 17) in one transaction:
+    every part is checked first, and a part that fails leaves none of them saved."""
+    require_manager(user, instrument)
+    if change.values is not None:
+        _check_policy(change.values)
+    if change.hours is not None:
+        try:
+            _check_hours(change.hours)
+        except ValidationFailed as error:
+            raise ValidationFailed(error.message, {"hours": error.message}) from None
+    rules = use_rules.use_rules_for(instrument)
+    operations = rules.operations if change.operations is None else change.operations
+    requires = (
+        rules.requires_qualification
+        if change.requires_qualification is None
+        else change.requires_qualification
+    )
+    new_rules = change.operations is not None or change.requires_qualification is not None
+    if new_rules:
+        use_rules.check_operations(operations)
+    with serialized_write():
+        if change.values is not None:
+            _write_policy(user, instrument, change.values)
+        if change.hours is not None:
+            _write_hours(user, instrument, change.hours)
+        if new_rules:
+            use_rules.write_use_rules(user, instrument, operations, requires)
         db.session.commit()
 
 

@@ -46,6 +46,8 @@ from portal.booking.models import (
     BookingState,
     FileKind,
 )
+from portal.catalog.models import Instrument
+from portal.catalog.prices import Price
 from portal.catalog.services import get_instrument
 from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
@@ -53,6 +55,8 @@ from portal.core.forms import entered, filled, options, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
+from portal.qualifications import services as use_rules
+from portal.qualifications.models import OPERATION_LABELS
 
 bp = Blueprint("booking", __name__)
 
@@ -120,11 +124,14 @@ def book_slot(code: str) -> ResponseReturnValue:
     calendar = Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
     ends = calendar.valid_ends(starts_at)
     form.starts_at.data = clock.iso_utc(starts_at)
-    form.ends_at.choices = options((clock.iso_utc(e), _end_label(instrument, starts_at, e)) for e in ends)
+    offered, price = _choose_operation(form, instrument)
+    form.ends_at.choices = options(
+        (clock.iso_utc(e), _end_label(instrument, price, starts_at, e)) for e in ends
+    )
     hint = signals.fee_hint(
         current_user,
         instrument,
-        records.compute_fee(instrument, Decimal(calendar.policy.min_minutes) / 60, None),
+        records.quoted_fee(instrument, price, Decimal(calendar.policy.min_minutes) / 60),
     )
     if not ends:  # also on a post: the slot may have gone since the page was shown, and the form with it
         problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
@@ -139,6 +146,7 @@ def book_slot(code: str) -> ResponseReturnValue:
                     starts_at=starts_at,
                     ends_at=clock.parse_iso(form.ends_at.data),
                     purpose=filled(form.purpose),
+                    operation=form.operation.data,
                 ),
             )
         except ServiceError as error:
@@ -153,16 +161,29 @@ def book_slot(code: str) -> ResponseReturnValue:
         starts_at=starts_at,
         policy=calendar.policy,
         hint=hint,
+        offered=offered,
+        price=price,
+        quotes={op: use_rules.quoted_price(current_user, instrument, op) for op in offered},
+        operation_labels=OPERATION_LABELS,
     )
 
 
-def _end_label(instrument, starts_at: datetime, ends_at: datetime) -> str:
+def _choose_operation(form: SlotBookingForm, instrument: Instrument) -> tuple[list[str], Price | None]:
+    """Issue 17: the operation modes offered, the one chosen (kept in the form) and the price a
+    booking would freeze for it."""
+    offered = use_rules.use_rules_for(instrument).operations or ["self"]
+    operation = (form.operation.data if form.is_submitted() else request.args.get("operation")) or offered[0]
+    form.operation.data = operation if operation in offered else offered[0]
+    return offered, use_rules.quoted_price(current_user, instrument, form.operation.data)
+
+
+def _end_label(instrument: Instrument, price: Price | None, starts_at: datetime, ends_at: datetime) -> str:
     """'10:30 (1.5 h, about ¥450.00; your voucher covers ¥405.00)' for the end-time select."""
     hours = Decimal((ends_at - starts_at).total_seconds()) / 3600
     label = f"{clock.format_local(ends_at, '%H:%M')} ({hours.normalize():f} h"
-    if instrument.fee_per_hour_fen is None:
+    if (price is None or price.unit != "hour") and instrument.fee_per_hour_fen is None:
         return label + ")"
-    fee = records.compute_fee(instrument, hours, None)
+    fee = records.quoted_fee(instrument, price, hours)
     hint = signals.fee_hint(current_user, instrument, fee)
     label += ", " + _("about %(fee)s", fee=format_yuan(fee))
     if hint is not None and hint.subsidy is not None:

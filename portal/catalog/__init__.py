@@ -7,7 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the catalogue pages and the `flask catalog` commands; importing the tasks registers them."""
-    from portal.catalog import tasks  # noqa: F401
+    from portal.catalog import price_models, tasks  # noqa: F401
     from portal.catalog.cli import catalog_cli
     from portal.catalog.views import bp
 

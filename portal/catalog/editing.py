@@ -26,13 +26,15 @@ from sqlalchemy import func, or_, select
 from portal.accounts.models import User
 from portal.catalog.importer import COLUMN_OF, Lookups, RowError, parse_cell
 from portal.catalog.models import Category, Instrument, InstrumentPhoto, SharingMode
-from portal.catalog.services import get_instrument
+
+# Re-exported: the record's editors have always asked editing.
+from portal.catalog.ownership import editable_instrument as editable_instrument
+from portal.catalog.ownership import may_edit as may_edit
 from portal.core import audit, images, uploads
 from portal.core.database import after_commit, locked, serialized_write
 from portal.core.errors import NotFound, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.money import fen_to_wan, fen_to_yuan
-from portal.core.permissions import Role
 from portal.extensions import db
 
 # What an edit may change (the API's names). The code names the instrument and the host institution
@@ -74,27 +76,6 @@ MAX_PHOTOS = 12
 class Change:
     before: Any
     after: Any
-
-
-def may_edit(user: User, instrument: Instrument) -> bool:
-    """Administrators, and provider users of the instrument's own institution."""
-    if not user.is_authenticated:
-        return False
-    if user.role is Role.ADMIN:
-        return True
-    return (
-        user.role is Role.PROVIDER
-        and user.institution_id is not None
-        and user.institution_id == instrument.institution_id
-    )
-
-
-def editable_instrument(user: User, code: str) -> Instrument:
-    """The instrument, if the user may edit it; otherwise NotFound, as for a code nobody uses."""
-    instrument = get_instrument(code)
-    if not may_edit(user, instrument):
-        raise NotFound(_("No instrument has the code %(code)s.", code=code))
-    return instrument
 
 
 # --- the record's fields ----------------------------------------------------------------------------

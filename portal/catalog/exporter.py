@@ -11,8 +11,10 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.accounts.models import Institution
+from portal.catalog import price_import
 from portal.catalog.importer import HEADERS, RowError
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument
+from portal.catalog.price_text import format_price_table
 from portal.core.exports import neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan
 from portal.extensions import db
@@ -23,6 +25,7 @@ def export_rows() -> Iterable[list[Any]]:
     yield HEADERS
     institutions = {i.id: i.name for i in db.session.scalars(select(Institution))}
     categories = {c.id: c.code for c in db.session.scalars(select(Category))}
+    tables = price_import.all_price_tables()
     stmt = select(Instrument).order_by(Instrument.code).execution_options(yield_per=1000)
     for instrument in db.session.scalars(stmt):
         yield [
@@ -41,6 +44,7 @@ def export_rows() -> Iterable[list[Any]]:
             STATUS_FILE_NAMES[instrument.status],
             None if instrument.fee_per_hour_fen is None else fen_to_yuan(instrument.fee_per_hour_fen),
             None if instrument.fee_per_sample_fen is None else fen_to_yuan(instrument.fee_per_sample_fen),
+            format_price_table(tables.get(instrument.id, [])) or None,
             instrument.specs,
             instrument.functions,
             instrument.service_content,

@@ -26,7 +26,7 @@ from wtforms.validators import Optional
 from portal.catalog.editing import CAPTION_LENGTH, current_value
 from portal.catalog.importer import COLUMN_OF
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS, Instrument, InstrumentStatus, SharingMode
-from portal.catalog.services import SORTS, InstrumentQuery, category_tree, institution_summaries
+from portal.catalog.services import FEE_UNITS, SORTS, InstrumentQuery, category_tree, institution_summaries
 from portal.core.errors import ValidationFailed
 from portal.core.forms import NumberRange, options, show_service_errors, yuan_amount
 from portal.core.languages import county_choices
@@ -34,7 +34,7 @@ from portal.core.money import fen_to_wan, fen_to_yuan, yuan_to_fen
 
 PER_PAGE_CHOICES = (20, 50, 100)
 # What an empty search form sends: the same search as no parameter at all.
-DEFAULT_ARGS = {"sort": "relevance", "per_page": str(PER_PAGE_CHOICES[0]), "page": "1"}
+DEFAULT_ARGS = {"fee_unit": "hour", "sort": "relevance", "per_page": str(PER_PAGE_CHOICES[0]), "page": "1"}
 
 
 class SearchForm(FlaskForm):
@@ -48,6 +48,7 @@ class SearchForm(FlaskForm):
     county = SelectField(_l("County or district"), coerce=str, validators=[Optional()])
     fee_min = DecimalField(_l("Fee from (yuan)"), places=2, validators=[Optional(), yuan_amount])
     fee_max = DecimalField(_l("Fee up to (yuan)"), places=2, validators=[Optional(), yuan_amount])
+    fee_unit = SelectField(_l("Fee"), coerce=str, validators=[Optional()])
     sort = SelectField(_l("Sort by"), coerce=str, validators=[Optional()])
     per_page = SelectField(_l("Per page"), coerce=str, validators=[Optional()])
     page = IntegerField(validators=[Optional(), NumberRange(min=1, max=100000)])
@@ -64,6 +65,7 @@ class SearchForm(FlaskForm):
         self.status.choices = options(any_choice + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus])
         self.county.choices = options(any_choice + county_choices(current_app.config["COUNTIES"]))
         self.sort.choices = options(SORTS.items())
+        self.fee_unit.choices = options(FEE_UNITS.items())
         self.per_page.choices = options((n, n) for n in PER_PAGE_CHOICES)
 
     @classmethod
@@ -94,6 +96,7 @@ class SearchForm(FlaskForm):
             "county": query.county or "",
             "fee_min": _yuan_text(query.fee_min_fen),
             "fee_max": _yuan_text(query.fee_max_fen),
+            "fee_unit": "" if query.fee_unit == "hour" else query.fee_unit,
             "sort": "" if query.sort == "relevance" else query.sort,
             "per_page": "" if query.per_page == PER_PAGE_CHOICES[0] else str(query.per_page),
             "page": "" if query.page == 1 else str(query.page),
@@ -124,6 +127,7 @@ class SearchForm(FlaskForm):
             fee_max_fen=yuan_to_fen(self.fee_max.data)
             if ok("fee_max") and self.fee_max.data is not None
             else None,
+            fee_unit=self.fee_unit.data if ok("fee_unit") else "hour",
             sort=self.sort.data if ok("sort") else "relevance",
             page=self.page.data if ok("page") and self.page.data is not None else 1,
             per_page=int(self.per_page.data) if ok("per_page") else PER_PAGE_CHOICES[0],

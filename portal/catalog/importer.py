@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import Institution
+from portal.catalog import price_import
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
 from portal.core import audit
 from portal.core.exports import FORMULA_PREFIXES
@@ -139,6 +140,13 @@ def _parse_status(text: str) -> InstrumentStatus:
     )
 
 
+def _parse_price_table(text: str) -> list[dict[str, Any]]:
+    try:
+        return price_import.parse_table(text)
+    except ValueError as error:
+        raise RowError(str(error)) from None
+
+
 def _parse_phone(text: str) -> str:
     if not PHONE_PATTERN.match(text):
         raise RowError(_("“%(value)s” is not a phone number.", value=text))
@@ -161,6 +169,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("运行状态", "status", parse=_parse_status),
     Column("收费标准(元/小时)", "fee_per_hour_fen", parse=_parse_money(yuan_to_fen)),
     Column("收费标准(元/样)", "fee_per_sample_fen", parse=_parse_money(yuan_to_fen)),
+    # The price table (issue 17; portal.catalog.price_text). Files without it still import: their two
+    # fee columns are the enterprise price.
+    Column("收费标准明细", "price_table", parse=_parse_price_table, max_length=4000),
     Column("主要技术指标", "specs", max_length=4000),
     Column("主要功能", "functions", max_length=4000),
     Column("服务内容", "service_content", max_length=4000),
@@ -171,7 +182,9 @@ HEADERS = [c.header for c in COLUMNS]
 COLUMN_OF = {c.attr: c for c in COLUMNS}
 # Instrument attributes a file sets directly (the others are looked up: category, institution).
 PLAIN_ATTRS = [
-    c.attr for c in COLUMNS if c.attr not in {"category_code", "institution_name", "county", "status"}
+    c.attr
+    for c in COLUMNS
+    if c.attr not in {"category_code", "institution_name", "county", "status", "price_table"}
 ]
 
 
@@ -373,7 +386,13 @@ def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list
     if len(problems) > before or category is None or institution is None:  # (each None is a problem)
         return None
     out = {attr: values[attr] for attr in PLAIN_ATTRS}
+    if values["price_table"]:
+        # The table's enterprise prices are the two fee columns (what the list filters and sorts on).
+        out["fee_per_hour_fen"], out["fee_per_sample_fen"] = price_import.enterprise_fees(
+            values["price_table"]
+        )
     out.update(
+        price_table=values["price_table"],
         category_id=category.id,
         institution_id=institution.id,
         county=county,
@@ -452,17 +471,20 @@ def import_catalog(
         return report
     existing = _existing_instruments([record["code"] for _row, record in records])
     reason = f"import {Path(filename).name}"
+    tables: dict[str, list[dict[str, Any]] | None] = {}
     for done, (_row, record) in enumerate(records, start=1):
         if progress and not dry_run and done % PROGRESS_EVERY == 0:
             progress("writing", done)
         instrument = existing.get(record["code"])
+        tables[record["code"]] = table = record.pop("price_table")
         if instrument is None:
             _create(record, report, dry_run, actor_id)
         else:
-            _update(instrument, record, report, dry_run, actor_id, reason)
+            _update(instrument, record, table, report, dry_run, actor_id, reason)
     if dry_run:
         db.session.rollback()
         return report
+    price_import.write_tables(tables)
     _commit(report, filename, actor_id, before_commit)
     return report
 
@@ -513,6 +535,7 @@ def _create(record: dict[str, Any], report: ImportReport, dry_run: bool, actor_i
 def _update(
     instrument: Instrument,
     record: dict[str, Any],
+    table: list[dict[str, Any]] | None,
     report: ImportReport,
     dry_run: bool,
     actor_id: int | None,
@@ -523,11 +546,15 @@ def _update(
         for attr, value in record.items()
         if _comparable(getattr(instrument, attr)) != _comparable(value)
     }
+    table_changed = price_import.table_changes(instrument, record, table)
+    if table_changed:
+        changes["price_table"] = table_changed
     if not changes:
         report.unchanged += 1
         return
     for attr in changes:
-        setattr(instrument, attr, record[attr])
+        if attr != "price_table":
+            setattr(instrument, attr, record[attr])
     report.updated += 1
     if not dry_run:
         audit.record(

@@ -132,8 +132,10 @@ class Instrument(Model):
         str_enum(InstrumentStatus), default=InstrumentStatus.NORMAL, index=True
     )
     sharing_mode: Mapped[SharingMode] = mapped_column(str_enum(SharingMode), default=SharingMode.OPEN)
-    fee_per_hour_fen: Mapped[int | None] = mapped_column(BigInteger)
-    fee_per_sample_fen: Mapped[int | None] = mapped_column(BigInteger)
+    # The enterprise price per hour and per sample (issue 17: a price table's enterprise rows set them);
+    # the catalogue filters and sorts on each apart.
+    fee_per_hour_fen: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    fee_per_sample_fen: Mapped[int | None] = mapped_column(BigInteger, index=True)
     # The fee a list shows and filters on: per hour where there is one, else per sample.
     headline_fee_fen: Mapped[int | None] = mapped_column(BigInteger, index=True)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)

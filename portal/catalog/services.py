@@ -44,6 +44,9 @@ SORTS = {
 }
 
 
+FEE_UNITS = {"hour": _l("per hour"), "sample": _l("per sample")}
+
+
 @dataclass(frozen=True)
 class InstrumentQuery:
     """Everything a catalogue search can ask for; the page and the API both build one."""
@@ -55,6 +58,8 @@ class InstrumentQuery:
     county: str | None = None
     fee_min_fen: int | None = None
     fee_max_fen: int | None = None
+    # The enterprise price the fee filter and sort use: per hour or per sample, never mixed (issue 17).
+    fee_unit: str = "hour"
     sort: str = "relevance"
     page: int = 1
     per_page: int = 20
@@ -126,6 +131,8 @@ def normalize_query(query: InstrumentQuery) -> InstrumentQuery:
         fields["category"] = _("A category code has 2 or 4 digits.")
     if query.sort not in SORTS:
         fields["sort"] = _("Unknown sort order.")
+    if query.fee_unit not in FEE_UNITS:
+        fields["fee_unit"] = _("Per hour or per sample.")
     for name in ("fee_min_fen", "fee_max_fen"):
         if getattr(query, name) is not None and getattr(query, name) < 0:
             fields[name] = _("Must not be negative.")
@@ -184,11 +191,17 @@ def _filtered(query: InstrumentQuery) -> Select:
         stmt = stmt.where(Instrument.status == InstrumentStatus(query.status))
     if query.county:
         stmt = stmt.where(Instrument.county == query.county)
+    fee = _fee_column(query)
     if query.fee_min_fen is not None:
-        stmt = stmt.where(Instrument.headline_fee_fen >= query.fee_min_fen)
+        stmt = stmt.where(fee >= query.fee_min_fen)
     if query.fee_max_fen is not None:
-        stmt = stmt.where(Instrument.headline_fee_fen <= query.fee_max_fen)
+        stmt = stmt.where(fee <= query.fee_max_fen)
     return stmt
+
+
+def _fee_column(query: InstrumentQuery):
+    """The enterprise price per hour or per sample (the two fee columns), as the query asks."""
+    return Instrument.fee_per_sample_fen if query.fee_unit == "sample" else Instrument.fee_per_hour_fen
 
 
 def _ordering(query: InstrumentQuery) -> list:
@@ -214,12 +227,12 @@ def _ordering(query: InstrumentQuery) -> list:
             else_=4,
         )
         return [rank, Instrument.code]
-    nulls_last = Instrument.headline_fee_fen.is_(None)
+    fee = _fee_column(query)
     orderings: dict[str, list[Any]] = {
         "code": [Instrument.code],
         "name": [Instrument.name, Instrument.code],
-        "fee": [nulls_last, Instrument.headline_fee_fen, Instrument.code],
-        "-fee": [nulls_last, Instrument.headline_fee_fen.desc(), Instrument.code],
+        "fee": [fee.is_(None), fee, Instrument.code],
+        "-fee": [fee.is_(None), fee.desc(), Instrument.code],
         "-value": [Instrument.original_value_fen.desc(), Instrument.code],
         "-in_service": [Instrument.in_service_on.is_(None), Instrument.in_service_on.desc(), Instrument.code],
     }
