@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from portal.catalog import prices
-from portal.catalog.importer import HEADERS, export_catalog, import_catalog
+from portal.catalog.exporter import export_catalog
+from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.price_text import format_price_table, parse_price_table
 from portal.catalog.services import get_instrument
 from tests.test_catalog_import import csv_bytes, row, run
