@@ -41,6 +41,7 @@ from portal.core.permissions import Role
 from portal.demo.services import load_demo
 from portal.extensions import db
 from portal.finance.models import DisbursementBatch, ExportJob, ExportState, PeriodClose, SubsidyTally
+from portal.qualifications.models import TrainingEnrolment, TrainingSession
 from portal.vouchers.models import EnterpriseRelation, RelationKind, VerificationRequest
 from tests.conftest import create_pg_database, drop_pg_database, make_app, service_missing
 from tests.pdf_samples import minimal_pdf
@@ -237,6 +238,17 @@ def fill_every_table(upload_folder: Path) -> None:
     for row in (link, invitation):
         tokens.seal(row, tokens.kind_of(row))
     db.session.add_all([link, invitation])
+    # Use rules (issue 17): a training session with one enrolment.
+    training = TrainingSession(
+        instrument_id=instrument.id,
+        starts_at=now + timedelta(days=3),
+        ends_at=now + timedelta(days=3, hours=2),
+        capacity=8,
+        created_by_id=admin.id,
+    )
+    db.session.add(training)
+    db.session.flush()
+    db.session.add(TrainingEnrolment(session_id=training.id, user_id=holder.id))
     audit.record("test.note", "catalog", None, after={"text": "备份测试", "list": [1, 2]})
     db.session.commit()
 

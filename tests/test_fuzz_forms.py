@@ -39,6 +39,7 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
+from portal.qualifications import services as qualification_services
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice
@@ -272,6 +273,15 @@ def world(
     code = instrument.code
     for caption in ("正面", "侧面"):  # photos to make main and to delete
         editing.add_photo(provider, code, io.BytesIO(photo_bytes()), caption)
+    # Use rules (issue 17): a qualification to revoke and a training session to enrol in.
+    qualification_services.grant_qualification(
+        provider, code, enterprise.username, day.date() + timedelta(days=60)
+    )
+    qualification_services.publish_training(
+        provider,
+        code,
+        qualification_services.TrainingInput(day + timedelta(days=5), day + timedelta(days=5, hours=2), 8),
+    )
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
@@ -300,6 +310,9 @@ def world(
         (provider, f"/bookings/{started[1].id}", "/no-show"),
         (provider, f"/manage/instruments/{code}", None),
         (provider, f"/manage/instruments/{code}/record", None),
+        (provider, f"/manage/instruments/{code}/qualifications", None),
+        (provider, f"/manage/instruments/{code}/prices", None),
+        (enterprise, f"/instruments/{code}", "/enrol"),
         (reviewer2, f"/vouchers/claims/{submitted[0].id}", None),
         (reviewer2, f"/vouchers/claims/{submitted[1].id}", None),
         (reviewer2, f"/review/applications/{applications[0].id}", None),
@@ -596,7 +609,7 @@ def catalogue_files(draw: st.DrawFn) -> tuple[bytes, str, int]:
 
 
 def catalogue_file(rows: list[dict[str, Any]], as_xlsx: bool = False) -> tuple[bytes, str, int]:
-    table = [HEADERS, *([values[h] for h in HEADERS] for values in rows)]
+    table = [HEADERS, *([values.get(h, "") for h in HEADERS] for values in rows)]
     if as_xlsx:
         workbook = Workbook()
         for cells in table:
@@ -642,7 +655,7 @@ def test_catalogue_import_of_arbitrary_cells_is_all_or_nothing(app, host) -> Non
 
 def test_malformed_catalogue_files_are_reported_and_change_nothing(app, host) -> None:
     good_csv = csv_bytes([catalogue_row()])
-    good_xlsx = xlsx_bytes([HEADERS, [catalogue_row()[h] for h in HEADERS]])
+    good_xlsx = xlsx_bytes([HEADERS, [catalogue_row().get(h, "") for h in HEADERS]])
     broken = st.one_of(
         st.binary(max_size=200),
         st.binary(max_size=200).map(lambda b: b"PK\x03\x04" + b),  # looks like a zip, is not

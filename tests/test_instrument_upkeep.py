@@ -508,7 +508,8 @@ def test_the_openapi_document_describes_exactly_the_editable_fields(client):
     operation = spec["paths"]["/api/v1/instruments/{code}"]["patch"]
     assert {"200", "401", "403", "404", "422"} <= set(operation["responses"])
     schema = spec["components"]["schemas"]["InstrumentPatch"]
-    assert sorted(schema["properties"]) == sorted(EDITABLE_FIELDS)
+    # The record's own fields, and its price table (issue 17), which PATCH saves through prices.py.
+    assert sorted(schema["properties"]) == sorted([*EDITABLE_FIELDS, "prices"])
     assert schema["additionalProperties"] is False and "required" not in schema
     assert schema["properties"]["original_value_fen"]["multipleOf"] == 10_000
     assert "awaiting_repair" in schema["properties"]["status"]["enum"]
