@@ -36,7 +36,6 @@ from portal.core.forms import filled, show_service_errors
 from portal.core.inputs import page_number
 from portal.core.permissions import Role, role_required
 from portal.vouchers import schemes as scheme_services
-from portal.vouchers.models import FUND_LABELS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -212,7 +211,6 @@ def schemes() -> ResponseReturnValue:
         schemes=items,
         years={s.year for s in items},
         form=ActionForm(),
-        fund_labels=FUND_LABELS,
     )
 
 

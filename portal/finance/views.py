@@ -187,6 +187,5 @@ def batch(batch_id: int) -> ResponseReturnValue:
         paid_form=paid_form,
         can_export=batch_transitions.can_export_batch(current_user, item),
         can_mark_paid=batch_transitions.can_mark_batch_paid(current_user, item),
-        fund_labels=fund_labels(),
         state_labels=BATCH_STATE_LABELS,
     )

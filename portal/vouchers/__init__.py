@@ -10,13 +10,13 @@ def init_app(app: Flask) -> None:
     from portal.booking.signals import fee_hint_wanted
     from portal.vouchers import tasks  # noqa: F401
     from portal.vouchers.hints import booking_hint
-    from portal.vouchers.models import FUND_LABELS
+    from portal.vouchers.models import FundLabels
     from portal.vouchers.review_views import review
     from portal.vouchers.views import bp
 
     app.register_blueprint(bp)
     app.register_blueprint(review)
     # Funds are named by the schemes: every page that shows an amount per fund (a voucher hint on a
-    # booking, a claim, a batch) labels it through this.
-    app.jinja_env.globals["fund_labels"] = FUND_LABELS
+    # booking, a claim, a batch) labels it through this, read once per page.
+    app.context_processor(lambda: {"fund_labels": FundLabels()})
     fee_hint_wanted.connect(booking_hint)  # the voucher hint on booking forms (booking asks by signal)

@@ -455,17 +455,20 @@ LIMIT_LABELS = _LimitLabels(
 )
 
 
-class _FundLabels:
-    """The pages' `fund_labels`: each fund name's label, read from the schemes when asked."""
+class FundLabels:
+    """The pages' `fund_labels`: each fund's label, read from the schemes at the first question only;
+    each render gets a fresh one (`portal.vouchers.init_app`), so a page queries once, not per fund."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str, str] | None = None
 
     def get(self, name: str, default: str | None = None) -> str:
-        return fund_labels().get(name, name if default is None else default)
+        if self._labels is None:
+            self._labels = fund_labels()
+        return self._labels.get(name, name if default is None else default)
 
     def __getitem__(self, name: str) -> str:
         return self.get(name)
-
-
-FUND_LABELS = _FundLabels()
 
 
 def fund_labels() -> dict[str, str]:

@@ -41,7 +41,6 @@ from portal.vouchers.forms import (
 from portal.vouchers.models import (
     APPLICATION_STATE_LABELS,
     CLAIM_STATE_LABELS,
-    FUND_LABELS,
     LEDGER_LABELS,
     LIMIT_LABELS,
     RELATION_LABELS,
@@ -56,7 +55,6 @@ LABELS = {
     "application_states": APPLICATION_STATE_LABELS,
     "request_states": REQUEST_STATE_LABELS,
     "ledger_labels": LEDGER_LABELS,
-    "fund_labels": FUND_LABELS,
     "file_labels": FILE_KIND_LABELS,
     "relation_labels": RELATION_LABELS,
     "kind_labels": ENTERPRISE_KIND_LABELS,
