@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from portal.accounts import banking
 from portal.accounts.models import User
 from portal.core import audit, clock, exports
-from portal.core.database import changed_rows, serialized_write
+from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.locks import Rank, lock_ids, lock_one, lock_where
 from portal.core.money import fen_to_yuan
@@ -41,6 +41,7 @@ from portal.finance.services import (
 )
 from portal.vouchers.claims import pay_claim
 from portal.vouchers.models import Claim, ClaimState, Fund, Voucher
+from portal.vouchers.services import transition
 
 
 def _is_finance(user: User) -> bool:
@@ -78,29 +79,23 @@ def _transition(
     reason: str | None = None,
     **values,
 ) -> BatchState:
-    """Move a locked batch along the table by a conditional UPDATE, with its audit row; returns the
-    state it was in."""
-    before = batch.state
-    target = BATCH_TRANSITIONS.get((before, action))
-    if target is None:
-        raise InvalidTransition(
-            _("A batch that is %(state)s cannot be changed this way.", state=BATCH_STATE_LABELS[before]),
-            {"state": before.value, "action": action},
-        )
-    changed = changed_rows(
-        update(DisbursementBatch)
-        .where(DisbursementBatch.id == batch.id, DisbursementBatch.state == before)
-        .values(state=target, **values)
-        .execution_options(synchronize_session="fetch")
+    """Move a locked batch along the table (the vouchers' shared `transition`), with its audit row;
+    returns the state it was in."""
+    before = transition(
+        batch,
+        BATCH_TRANSITIONS,
+        action,
+        _("A batch that is %(state)s cannot be changed this way.", state=BATCH_STATE_LABELS[batch.state]),
+        {"state": batch.state.value, "action": action},
+        lost=_("Someone else changed this batch a moment ago; reload the page."),
+        **values,
     )
-    if changed != 1:
-        raise InvalidTransition(_("Someone else changed this batch a moment ago; reload the page."))
     audit.record(
-        f"batch.{target.value}",
+        f"batch.{batch.state.value}",
         "batch",
         batch.id,
         before={"state": before.value},
-        after={"state": target.value, **after},
+        after={"state": batch.state.value, **after},
         reason=reason,
         actor_id=user.id,
     )

@@ -35,14 +35,21 @@ Table = Mapping[tuple[Any, str], Any]
 
 
 def transition(
-    row: Any, table: Table, action: str, refusal: str, details: dict[str, Any] | None = None, **values: Any
+    row: Any,
+    table: Table,
+    action: str,
+    refusal: str,
+    details: dict[str, Any] | None = None,
+    *,
+    lost: str | None = None,
+    **values: Any,
 ) -> Any:
     """Move `row` by `action` along `table`; returns the state it left.
 
     The state changes by a conditional UPDATE (WHERE the state is still the one read), so of two
     concurrent changes only one can succeed even where nothing locked the row; the loser is refused
-    with `refusal` (and `details`), as is an action the table does not allow from the current state.
-    `values` are written in the same UPDATE.
+    with `lost` if given (a message alone), otherwise with `refusal` (and `details`), as is an action
+    the table does not allow from the current state. `values` are written in the same UPDATE.
     """
     model, before = type(row), row.state
     refused = InvalidTransition(refusal, {"state": before.value} if details is None else details)
@@ -55,7 +62,7 @@ def transition(
         .execution_options(synchronize_session="fetch")
     )
     if changed != 1:
-        raise refused
+        raise refused if lost is None else InvalidTransition(lost)
     return before
 
 
