@@ -23,7 +23,8 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import SubsidyTally
 from portal.finance.services import month_range
-from portal.vouchers.models import Fund, Scheme, fund_labels
+from portal.vouchers.models import Fund, Scheme
+from portal.vouchers.schemes import in_fund_order
 
 # Bookings that took (or hold) instrument time.
 USED_STATES = (BookingState.CONFIRMED, BookingState.COMPLETED)
@@ -185,8 +186,7 @@ def burn_down(year: int, today: date, county: str | None = None) -> BurnDown:
     if county:
         query = query.where(SubsidyTally.county == county)
     amounts: dict[tuple[str, str], int] = {(m, f): int(a or 0) for m, f, a in db.session.execute(query)}
-    names = [name for name in fund_labels() if any(fund == name for _m, fund in amounts)]
-    names += sorted({fund for _m, fund in amounts} - set(names))
+    names = in_fund_order(fund for _m, fund in amounts)
     funds = {name: [amounts.get((m, name), 0) for m in months] for name in names}
     cumulative, running = [], 0
     for index in range(len(months)):

@@ -42,6 +42,7 @@ from portal.vouchers.models import (
     LedgerKind,
     fund_labels,
 )
+from portal.vouchers.schemes import in_fund_order
 
 # Years 2000-2099 only: month 0001-01 or 9999-12 would overflow the datetimes a month spans.
 MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
@@ -231,10 +232,7 @@ def monthly_series(month_from: str, month_to: str) -> tuple[list[str], list[tupl
     by_month: dict[str, dict[str, int]] = {}
     for month, fund, amount in rows:
         by_month.setdefault(month, {})[fund] = int(amount or 0)
-    present = {fund for _month, fund, _amount in rows}
-    funds = [name for name in fund_labels() if name in present]
-    funds += sorted(present - set(funds))
-    return funds, sorted(by_month.items())
+    return in_fund_order(fund for _month, fund, _amount in rows), sorted(by_month.items())
 
 
 def ledger_committed(month_from: str, month_to: str | None = None) -> int:

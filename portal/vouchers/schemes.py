@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -20,7 +21,7 @@ from portal.core.locks import Rank, lock_where
 from portal.core.money import format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme
+from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme, fund_labels
 
 
 def current_scheme(today: date | None = None) -> Scheme | None:
@@ -32,6 +33,13 @@ def current_scheme(today: date | None = None) -> Scheme | None:
 def scheme_of_year(year: int) -> Scheme | None:
     """The scheme of a calendar year, or None if none was set up."""
     return db.session.scalar(select(Scheme).where(Scheme.year == year))
+
+
+def in_fund_order(names: Iterable[str]) -> list[str]:
+    """These fund names once each, in the schemes' order (as `fund_labels`), any unknown after, sorted."""
+    present = set(names)
+    ordered = [name for name in fund_labels() if name in present]
+    return ordered + sorted(present - set(ordered))
 
 
 def require_scheme() -> Scheme:
