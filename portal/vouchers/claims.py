@@ -22,7 +22,6 @@ from portal.core.locks import Rank, lock_existing, lock_one
 from portal.core.money import format_yuan
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
-from portal.vouchers import signals
 from portal.vouchers.checks import (
     Check,
     all_checks,
@@ -464,4 +463,3 @@ def pay_claim(
         actor_id=user.id,
     )
     tell_about_claim(claim, "paid", reference=reference)
-    signals.claim_paid.send(claim, month=month)

@@ -23,10 +23,6 @@ claim_approved = _signals.signal(
     doc="""A claim's money was committed (the claim is the sender) in the accounting month `month`:
     finance recomputes that month's tally once the transaction commits.""",
 )
-claim_paid = _signals.signal(
-    "claim-paid",
-    doc="""A claim was paid (the claim is the sender) in the accounting month `month`.""",
-)
 
 
 def send(signal: NamedSignal, sender: Any, **message: Any) -> None:
