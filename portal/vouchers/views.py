@@ -298,7 +298,7 @@ def claim(claim_id: int) -> ResponseReturnValue:
         checks=claim_checks.current_checks(claim)
         if claim_services.waits_for_submission(claim)
         else claim.checks,
-        four_eyes=claim.total_fen > claim.voucher.scheme.four_eyes_threshold_fen,
+        four_eyes=voucher_services.four_eyes(claim.voucher.scheme.four_eyes_threshold_fen, claim.total_fen),
         enterprise_history=desk.enterprise_history(claim.enterprise_id)
         if current_user.role in BUREAU_ROLES
         else None,
