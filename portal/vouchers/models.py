@@ -538,10 +538,6 @@ class Claim(Model):
         """What each fund gives this claim, by fund name, in the scheme's order."""
         return {row.fund: row.amount_fen for row in self.fund_rows}
 
-    def raw_amounts(self) -> dict[str, int]:
-        """What each fund would give before any budget, cap or balance binds: floor(fee x rate)."""
-        return {row.fund: row.raw_fen for row in self.fund_rows}
-
     def capped_fen(self, funds: dict[str, Fund]) -> int:
         """The part of the claim that counts against the enterprise's yearly cap (its capped funds)."""
         return sum(
