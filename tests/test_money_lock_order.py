@@ -90,10 +90,7 @@ def test_approving_one_claim_while_paying_another_on_the_same_voucher_never_dead
         batch_id, approving_id = batch.id, approving.id
 
         def approve(claim_id: int = approving_id) -> None:
-            review.approve_claim(
-                db.session.get(User, reviewer_id),
-                claim_id,
-            )
+            review.approve_claim(db.session.get(User, reviewer_id), claim_id)
 
         def pay(batch_id: int = batch_id, reference: str = f"BANK-{round_number}") -> None:
             batches.mark_batch_paid(db.session.get(User, clerk_id), batch_id, reference)
