@@ -38,7 +38,7 @@ DYNAMIC = {
         f"voucher_application.{state}" for state in ApplicationState
     },
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
-    "batch.{target.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
+    "batch.{batch.state.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},
