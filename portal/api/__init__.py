@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask, request
 from flask_smorest import Api
 
@@ -13,11 +16,47 @@ PREFIX = "/api/v1"
 
 
 class PortalApi(Api):
-    """flask-smorest, minus its app-wide error handler: errors are shaped by portal.core.web."""
+    """flask-smorest, minus its app-wide error handler (errors are shaped by portal.core.web), with its
+    OpenAPI document written when first asked for (the openapi.json route, `flask openapi`) instead of
+    when the app is made: documenting the views is half the cost of `create_app`, which every request
+    of a server pays once but every test pays again."""
 
     ERROR_SCHEMA = ErrorSchema
     # No catch-all `default` answer: each operation lists the statuses it can give (portal.api.document).
     DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def __init__(self, app: Flask, **kwargs: Any) -> None:
+        self._undocumented: list[tuple[Any, str, Any]] = []
+        self._finish: Callable[[], None] | None = None
+        super().__init__(app, **kwargs)
+
+    @property
+    def spec(self) -> Any:
+        """The document, with the blueprints registered so far in it (and finished, once asked for)."""
+        if self._undocumented or self._finish:
+            pending, self._undocumented = self._undocumented, []
+            finish, self._finish = self._finish, None
+            for blp, name, parameters in pending:
+                blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                self._spec.tag({"name": name, "description": blp.description})
+            if finish:
+                finish()
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp: Any, *, parameters: Any = None, **options: Any) -> None:
+        """Flask-smorest's registration, with the documentation of the views left for later."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
+
+    def finish_document(self, finish: Callable[[], None]) -> None:
+        """Run `finish` on the document once it is written (after every blueprint is in it)."""
+        self._finish = finish
 
     def _register_error_handlers(self) -> None:
         pass
@@ -39,7 +78,7 @@ def init_app(app: Flask) -> None:
     for module in (auth, catalog, qualifications, booking, vouchers, finance, imports):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
-    document.complete(api, app)
+    api.finish_document(lambda: document.complete(api, app))
 
     @app.before_request
     def _api_credentials() -> None:
