@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import joinedload
 
+from portal.accounts.members import users_of_enterprise, users_of_institution
 from portal.accounts.models import Enterprise, User
 from portal.booking.models import Booking, BookingPolicy, BookingState, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
@@ -24,7 +25,7 @@ from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
-from portal.notifications.services import notify, users_of_enterprise, users_of_institution
+from portal.notifications.services import notify
 
 BOOKABLE_STATUSES = (InstrumentStatus.NORMAL, InstrumentStatus.STANDBY, InstrumentStatus.OCCASIONAL_FAULT)
 DEFAULT_POLICY: dict[str, Any] = {

@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
+from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingMode, BookingState
 from portal.booking.services import BOOKABLE_STATUSES, booking_when
@@ -27,7 +28,7 @@ from portal.core import clock
 from portal.core.database import locked, serialized_write
 from portal.core.errors import ServiceError
 from portal.extensions import db
-from portal.notifications.services import notify, users_of_enterprise
+from portal.notifications.services import notify
 
 
 class ConfirmationNeeded(ServiceError):

@@ -16,7 +16,6 @@ from portal.demo import (
     DEFAULT_VOUCHERS,
     DEMO_PASSWORD,
     services,
-    use_rules,  # noqa: F401 - connects the demo's use rules to demo_catalog_loaded
 )
 from portal.demo.scheduler import DemoScheduler
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from typing import Any
 
-from blinker import Namespace
 from flask import current_app
 from sqlalchemy import event, insert, select
 from stdnum.cn import uscc as stdnum_uscc
@@ -39,6 +38,7 @@ from portal.demo import (
     DEMO_PASSWORD,
     activity,
     data,
+    use_rules,
 )
 from portal.demo import photos as demo_photos
 from portal.demo import vouchers as voucher_demo
@@ -93,12 +93,6 @@ class DemoSummary:
     vouchers: int = 0
     claims: int = 0
     photos: int = 0
-
-
-# Sent once the catalogue, accounts and bookings of the demo are in place, before the photos. The
-# demo's parts of later issues connect to it (portal.demo.use_rules) when the demo command is
-# loaded, so that importing this module, as the tests' factories do, does not load them too early.
-demo_catalog_loaded = Namespace().signal("demo-catalog-loaded")
 
 
 def make_uscc(rng: random.Random, division: str, *, public_body: bool = False) -> str:
@@ -224,8 +218,7 @@ def _load_demo(
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
-    # Issue 17's use rules and price tables (portal.demo.use_rules, connected by the demo command).
-    demo_catalog_loaded.send(None)
+    use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()

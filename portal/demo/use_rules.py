@@ -16,7 +16,6 @@ from portal.booking.models import Booking, BookingMode, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.catalog.prices import Price, Step, replace_rows
 from portal.core import clock
-from portal.demo.services import demo_catalog_loaded
 from portal.extensions import db
 from portal.qualifications.models import Qualification, UseRules
 
@@ -49,11 +48,6 @@ def price_table(hour_fen: int | None, sample_fen: int | None) -> list[Price]:
             steps = (Step(11, _yuan(sample_fen, sample * 4 // 5)),)
             table.append(Price(customer, "sample", "sample", _yuan(sample_fen, sample), 0, steps))
     return table
-
-
-@demo_catalog_loaded.connect
-def _on_demo_loaded(_sender: object) -> None:
-    load_use_rules()
 
 
 def load_use_rules() -> int:

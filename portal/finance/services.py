@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from portal.accounts import banking
+from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import BankAccount, Enterprise, Institution, User
 from portal.core import audit, clock, outbox, uploads
 from portal.core.database import serialized_write
@@ -31,7 +32,7 @@ from portal.finance.models import (
     PeriodClose,
     SubsidyTally,
 )
-from portal.notifications.services import notify, users_of_enterprise
+from portal.notifications.services import notify
 from portal.vouchers.models import (
     CLAIM_STATE_LABELS,
     COMMITTED_STATES,

@@ -23,11 +23,6 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from portal.accounts.members import (  # noqa: F401 - the areas import them from here, beside notify
-    users_of_enterprise,
-    users_of_institution,
-    users_with_role,
-)
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock

@@ -18,13 +18,14 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import update
 
+from portal.accounts.members import users_of_enterprise, users_with_role
 from portal.accounts.models import Enterprise, User
 from portal.accounts.models import VerificationState as EnterpriseState
 from portal.core.database import changed_rows
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
-from portal.notifications.services import notify, users_of_enterprise, users_with_role
+from portal.notifications.services import notify
 
 REVIEW_ROLES = (Role.REVIEWER, Role.ADMIN)
 # A transition table: (state, action) -> the state it leads to (None: the row is thrown away).
