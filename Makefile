@@ -52,9 +52,10 @@ serve: install
 ## Run the whole test suite (SQLite always; PostgreSQL, Redis and Chromium when present), one process
 ## per core (TEST_WORKERS=0 runs it in this process). worksteal: a process that runs out of tests takes
 ## half of another's, so no module of few slow tests (fuzzing, browser walks) is left to run alone at the end.
+## The 25 slowest steps are listed at the end, to see where the time goes.
 TEST_WORKERS ?= auto
 test: install-dev
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 lint: install-dev
 	$(BIN)/ruff format --check .

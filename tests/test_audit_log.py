@@ -6,6 +6,7 @@ The labels test reads the code: any new `audit.record("...")` action without a l
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,6 +76,7 @@ def _calls_to_record(tree: ast.AST) -> list[ast.Call]:
     ]
 
 
+@functools.cache  # parsing every module takes a second; the code does not change during a run
 def audited_actions() -> dict[str, str]:
     """Every audit action the code can write -> where it is written."""
     found: dict[str, str] = {}
