@@ -6,16 +6,20 @@ CI) a missing one is a failure instead of a skip.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import flask_migrate
 import pytest
@@ -304,24 +308,31 @@ def demo_database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"demo_database_url_{request.param}")
 
 
+def demo_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The folder of the whole test run: the controller's base temporary folder under xdist (each
+    worker's is a folder inside it), this process's own otherwise."""
+    run = tmp_path_factory.getbasetemp()
+    return run.parent if worker_id != "main" else run
+
+
 class SharedDemo:
     """A demo database loaded once per test run and shared by every xdist worker (loading it is the
-    suite's most expensive setup; tests only read it). The first worker to ask loads it under a file
-    lock; each worker signs in as a user of it, and the last one to finish drops it."""
+    suite's most expensive setup; tests only read it). The first to ask loads it under a file lock,
+    a worker or the loader the controller starts ahead (tests/demo_loading.py); each worker signs in
+    as a user of it, and the last one to finish drops it."""
 
-    def __init__(self, tmp_path_factory: pytest.TempPathFactory, worker_id: str, backend: str) -> None:
-        run = tmp_path_factory.getbasetemp()
-        self.root = run.parent if worker_id != "main" else run
-        self.worker, self.backend = worker_id, backend
+    def __init__(self, root: Path, worker_id: str, backend: str) -> None:
+        self.root, self.worker, self.backend = root, worker_id, backend
         self.state = self.root / f"demo-{backend}.json"
         self.lock = FileLock(str(self.state) + ".lock")
 
-    def acquire(self, make: Callable[[], str]) -> str:
+    def acquire(self, make: Callable[[], str], *, sign_in: bool = True) -> str:
         with self.lock:
             state = json.loads(self.state.read_text()) if self.state.is_file() else None
             if state is None:
                 state = {"url": make(), "users": []}
-            state["users"] = sorted({*state["users"], self.worker})
+            if sign_in:
+                state["users"] = sorted({*state["users"], self.worker})
             self.state.write_text(json.dumps(state))
         return state["url"]
 
@@ -336,6 +347,98 @@ class SharedDemo:
         drop(state["url"])
 
 
+def make_pg_demo(root: Path, template: str | None) -> str:
+    """A new PostgreSQL database with the demo loaded: a copy of `template` (migrated), or migrated here."""
+    name = re.sub(r"\W", "_", f"portal_test_demo_{root.name}_{os.getpid()}")
+    url = create_pg_database(name, template=template or "template0")
+    try:
+        if template is None:
+            migrate_database(url)
+        load_demo_into(url)
+    except BaseException:
+        drop_pg_demo(url)  # nobody will ever use a half-loaded demo
+        raise
+    return url
+
+
+def drop_pg_demo(url: str) -> None:
+    drop_pg_database(sa.engine.make_url(url).database)
+    shutil.rmtree(demo_upload_folder(url), ignore_errors=True)
+
+
+def make_sqlite_demo(root: Path, template: Path | None) -> str:
+    """A SQLite file in the run's folder with the demo loaded: a copy of `template`, or migrated here."""
+    path = root / "demo-sqlite" / "demo.db"
+    path.parent.mkdir(exist_ok=True)
+    url = f"sqlite:///{path}"
+    if template is None:
+        migrate_database(url)
+    else:
+        shutil.copy(template, path)
+    load_demo_into(url)
+    return url
+
+
+# --- loading the demos ahead (tests/demo_loading.py) --------------------------------------------------
+
+DEMO_FIXTURES = re.compile(r"\bdemo_(app|client|database_url\w*)\b")
+_loaders: list[subprocess.Popen] = []
+
+
+@functools.cache
+def _needs_demo(path: str) -> bool:
+    """Whether the tests of this file use a demo database (the browser tests' live servers all do)."""
+    return "/e2e/" in f"/{path}" or bool(DEMO_FIXTURES.search(Path(path).read_text(encoding="utf-8")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need a demo database run last, so that no worker waits for one to be loaded."""
+    items.sort(key=lambda item: _needs_demo(item.nodeid.split("::")[0]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """In the controller, once the first worker has collected: start a loader per backend needed."""
+    if _loaders:
+        return
+    needed = {"sqlite"} if any(_needs_demo(i.split("::")[0]) for i in ids) else set()
+    if any(_needs_demo(i.split("::")[0]) and "postgresql" in i for i in ids):
+        needed.add("postgresql")
+    root = node.config._tmp_path_factory.getbasetemp()
+    for backend in sorted(needed):
+        command = [sys.executable, "-m", "tests.demo_loading", str(root), backend]
+        with open(root / f"demo-loader-{backend}.log", "wb") as log:  # the migrations' chatter
+            loader = subprocess.Popen(
+                command, cwd=Path(__file__).resolve().parent.parent, stdout=log, stderr=subprocess.STDOUT
+            )
+        _loaders.append(loader)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In the controller, once every worker is done: stop loaders still at work, and drop every demo
+    database of the run still there (loaded but never used, or left by a worker that was stopped)."""
+    if not _loaders:
+        return
+    for loader in _loaders:
+        if loader.poll() is None:
+            loader.terminate()
+        loader.wait()
+    root = session.config._tmp_path_factory.getbasetemp()
+    (root / "demo-postgresql.json").unlink(missing_ok=True)
+    prefix = re.sub(r"\W", "_", f"portal_test_demo_{root.name}_")
+    admin = sa.create_engine(sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"))
+    try:
+        with admin.connect() as conn:
+            query = sa.text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)")
+            left = list(conn.execute(query, {"p": prefix}).scalars())
+    except sa.exc.OperationalError:
+        left = []
+    finally:
+        admin.dispose()
+    for name in left:
+        drop_pg_database(name)
+
+
 @pytest.fixture(scope="session")
 def demo_database_url_postgresql(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_id: str
@@ -343,20 +446,10 @@ def demo_database_url_postgresql(
     """The demo network in PostgreSQL, loaded once per test run (shared by the xdist workers)."""
     if request.getfixturevalue("pg_database") is None:
         service_missing("PostgreSQL")
-    shared = SharedDemo(tmp_path_factory, worker_id, "postgresql")
-
-    def make() -> str:
-        name = re.sub(r"\W", "_", f"portal_test_demo_{shared.root.name}_{os.getpid()}")
-        url = create_pg_database(name, template=request.getfixturevalue("pg_template"))
-        load_demo_into(url)
-        return url
-
-    def drop(url: str) -> None:
-        drop_pg_database(sa.engine.make_url(url).database)
-        shutil.rmtree(demo_upload_folder(url), ignore_errors=True)
-
-    yield shared.acquire(make)
-    shared.release(drop)
+    root = demo_root(tmp_path_factory, worker_id)
+    shared = SharedDemo(root, worker_id, "postgresql")
+    yield shared.acquire(lambda: make_pg_demo(root, request.getfixturevalue("pg_template")))
+    shared.release(drop_pg_demo)
 
 
 @pytest.fixture
@@ -375,17 +468,9 @@ def demo_database_url_sqlite(
 ) -> Iterator[str]:
     """The demo network in SQLite (shared by the search tests and the browser tests' live servers,
     which copy it), loaded once per test run for every xdist worker."""
-    shared = SharedDemo(tmp_path_factory, worker_id, "sqlite")
-
-    def make() -> str:
-        path = shared.root / "demo-sqlite" / "demo.db"
-        path.parent.mkdir(exist_ok=True)
-        shutil.copy(sqlite_template, path)
-        url = f"sqlite:///{path}"
-        load_demo_into(url)
-        return url
-
-    yield shared.acquire(make)
+    root = demo_root(tmp_path_factory, worker_id)
+    shared = SharedDemo(root, worker_id, "sqlite")
+    yield shared.acquire(lambda: make_sqlite_demo(root, sqlite_template))
     shared.release(lambda url: None)  # the run's temporary folder goes with pytest's own clean-up
 
 
