@@ -24,6 +24,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
     "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
+    "booking-no-shows": {"task": "booking.mark_no_shows", "schedule": 300.0},
     "qualification-expiry-reminders": {"task": "qualifications.remind_expiring", "schedule": 3600.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }

@@ -140,6 +140,11 @@ class BookingSchema(ma.Schema):
     unit_price_fen = ma.fields.Integer(
         required=True, allow_none=True, metadata={"description": "Frozen at booking; the fee follows it"}
     )
+    checked_in_at = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"format": "date-time", "description": "null: nobody has checked in (slots only)"},
+    )
     fee_fen = ma.fields.Integer(required=True, allow_none=True)
     rating = ma.fields.Integer(required=True, allow_none=True)
     service_record_id = ma.fields.Integer(required=True, allow_none=True)
@@ -296,6 +301,7 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "tier": booking.tier,
         "unit": booking.unit,
         "unit_price_fen": booking.unit_price_fen,
+        "checked_in_at": clock.iso_utc(booking.checked_in_at),
         "fee_fen": record.fee_fen if record else None,
         "rating": record.rating if record else None,
         "service_record_id": record.id if record else None,

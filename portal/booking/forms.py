@@ -132,6 +132,10 @@ class PolicyForm(FlaskForm):
         _l("Enterprises may cancel until (hours before)"),
         validators=[InputRequired(), NumberRange(min=0, max=720)],
     )
+    no_show_grace_minutes = IntegerField(
+        _l("No-show after (minutes past the start without check-in)"),
+        validators=[InputRequired(), NumberRange(min=0, max=1440)],
+    )
     submit = SubmitField(_l("Save booking rules"))
 
 

@@ -23,6 +23,14 @@ booking_state_changed = _signals.signal(
     arguments: `before` and `after` (BookingState), `action` (str), `actor` (User or None).""",
 )
 
+booking_violation = _signals.signal(
+    "booking-violation",
+    doc="""The booking's enterprise broke a booking rule that counts against its credit (issue 18): a
+    no-show, or a confirmed booking cancelled after the cut-off at its request. Sent inside the
+    transaction of the change, before the commit. Sender: the booking; keyword arguments: `kind`
+    ("no_show" or "late_cancellation"), `at` (aware UTC datetime).""",
+)
+
 fee_hint_wanted = _signals.signal(
     "booking-fee-hint-wanted",
     doc="""A booking form asks what would help the enterprise pay a fee (vouchers: the voucher hint,

@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from portal.accounts.models import User
 from portal.booking.models import STATE_LABELS, Booking, BookingMode, BookingState
@@ -27,7 +27,7 @@ from portal.booking.services import (
     require_manager,
     tell,
 )
-from portal.booking.signals import booking_state_changed
+from portal.booking.signals import booking_state_changed, booking_violation
 from portal.core import audit, clock
 from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, ValidationFailed
@@ -52,9 +52,16 @@ def allows(booking: Booking, action: str) -> bool:
 
 
 def transition(
-    booking: Booking, action: str, actor: User | None, *, why: str | None = None, **values
+    booking: Booking,
+    action: str,
+    actor: User | None,
+    *,
+    why: str | None = None,
+    only_if: tuple[ColumnElement[bool], ...] = (),
+    **values,
 ) -> Booking:
-    """Move a booking along the state machine, atomically, with its audit row (`why` goes in the audit)."""
+    """Move a booking along the state machine, atomically, with its audit row (`why` goes in the audit);
+    `only_if` adds conditions the row must still meet (a no-show: nobody has checked in meanwhile)."""
     before = booking.state
     target = TRANSITIONS.get((before, action))
     if target is None:
@@ -65,7 +72,7 @@ def transition(
     now = clock.utcnow()
     changed = changed_rows(
         update(Booking)
-        .where(Booking.id == booking.id, Booking.state == before)
+        .where(Booking.id == booking.id, Booking.state == before, *only_if)
         .values(state=target, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
@@ -259,6 +266,7 @@ def mark_no_show(user: User, booking_id: int) -> Booking:
             raise InvalidTransition(_("Only machine-time bookings can be no-shows."))
         require_started(booking, "no_show")
         transition(booking, "no_show", user)
+        booking_violation.send(booking, kind="no_show", at=clock.utcnow())
         db.session.commit()
     return fresh_booking(booking_id)
 

@@ -41,6 +41,22 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "If you cannot come, call the operator: %(operator)s."
         ),
     ),
+    "booking.no_show": (
+        _l("Recorded as a no-show: %(instrument)s"),
+        _l(
+            "Nobody checked in to your booking of %(instrument)s (%(when)s) within %(grace)s minutes of "
+            "its start, so it was recorded as a no-show and the time was given back. No-shows count "
+            "against your enterprise's booking credit. If this is wrong, call the operator: %(operator)s."
+        ),
+    ),
+    "booking.no_show_provider": (
+        _l("No-show: %(enterprise)s, %(instrument)s"),
+        _l(
+            "Nobody of %(enterprise)s checked in to the booking of %(instrument)s (%(when)s) within "
+            "%(grace)s minutes of its start. It was recorded as a no-show and the rest of the time is "
+            "free again. Contact: %(requester)s."
+        ),
+    ),
     "instrument.unavailable": (
         _l("Instrument out of service: %(instrument)s"),
         _l(
