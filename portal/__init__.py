@@ -49,6 +49,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
         api,
         booking,
         catalog,
+        credit,
         dashboard,
         finance,
         notifications,
@@ -64,6 +65,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     vouchers.init_app(app)
     notifications.init_app(app)
     finance.init_app(app)
+    credit.init_app(app)
     dashboard.init_app(app)
     admin.init_app(app)
     api.init_app(app)

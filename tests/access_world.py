@@ -34,6 +34,8 @@ from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core.permissions import Role
+from portal.credit import services as credit
+from portal.credit.models import Violation
 from portal.extensions import db
 from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
@@ -348,6 +350,20 @@ class World:
         )
         return {"session_id": row.id}
 
+    # --- booking credit (issue 18) ----------------------------------------------------------------
+
+    def _make_violation(self, side: str) -> dict[str, Any]:
+        """A no-show of the side's enterprise on the side's instrument, counted against its credit."""
+        from portal.booking.signals import booking_violation
+
+        started = self._make_booking_started(side)
+        booking = db.session.get_one(Booking, started["booking_id"])
+        booking.state = BookingState.NO_SHOW
+        booking_violation.send(booking, kind="no_show", at=NOW - timedelta(days=1))
+        db.session.commit()
+        row_id = db.session.scalar(select(Violation.id).where(Violation.booking_id == booking.id))
+        return {"violation_id": row_id, "id": row_id}
+
     # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
 
     def verified_bank_account(self, side: str) -> dict[str, Any]:
@@ -640,6 +656,10 @@ def build_world(app: Flask) -> World:
     for side in SIDES:  # issue 17
         world.shared.setdefault("qualification", {})[side] = world._make_qualification(side)
         world.shared.setdefault("training", {})[side] = world._make_training(side)
+    # Issue 18: rules no run of the matrix can reach (its no-shows would suspend the enterprises).
+    credit.save_rules(admin, {"max_violations": 100, "window_days": 90, "suspension_days": 30})
+    for side in SIDES:
+        world.shared.setdefault("violation", {})[side] = world._make_violation(side)
     return world
 
 

@@ -39,6 +39,7 @@ from portal.booking.models import Booking, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.permissions import Role
+from portal.credit.models import Violation
 from portal.extensions import db
 from portal.finance.models import ExportJob
 from portal.notifications.models import Notification
@@ -208,6 +209,12 @@ REQUESTS.update(
         },
         ("/api/v1/instruments/<code>/booking-policy", "PUT"): {
             "json": lambda _o, _role: {"min_notice_hours": next(_prices) % 48}
+        },
+        # issue 18: booking credit
+        ("/credit/violations/<int:violation_id>/waive", "POST"): {"form": {"reason": "设备故障，非企业原因"}},
+        ("/api/v1/credit/violations/<int:id>/waive", "POST"): {"json": {"reason": "设备故障，非企业原因"}},
+        ("/credit/rules", "POST"): {
+            "form": {"max_violations": "100", "window_days": "90", "suspension_days": "30"}
         },
         ("/manage/instruments/<code>/use-rules", "POST"): {
             "form": lambda _o, _role: (
@@ -468,6 +475,18 @@ def _page_ids(world: World, role: str, path: str, pattern: str) -> set[int]:
     return {int(n) for n in re.findall(pattern, response.get_data(as_text=True))}
 
 
+def _credit_ids(world: World, role: str) -> set[int]:
+    """The violations the credit API lists to the role (an enterprise its own record)."""
+    path = "/api/v1/credit" if role.startswith("ent") else "/api/v1/credit/violations"
+    answer = world.clients[role].get(path, headers={"Authorization": f"Bearer {world.tokens[role]}"})
+    assert answer.status_code == 200, (role, path, answer.status_code)
+    return {item["id"] for item in answer.json["violations" if role.startswith("ent") else "items"]}
+
+
+def _own_violations(bookings: set[int]) -> set[int]:
+    return set(db.session.scalars(select(Violation.id).where(Violation.booking_id.in_(bookings))))
+
+
 @pytest.mark.parametrize("role", SIDED)
 def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
     visible = _visible(world, role)
@@ -511,6 +530,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
         _page_ids(world, role, "/notifications/", r'action="/notifications/(\d+)/open"'),
         own_notifications,
     )
+    lists["booking credit"] = (_credit_ids(world, role), _own_violations(visible["booking"]))
     problems = [
         f"{name}: {sorted(listed - own)} are not the role's"
         for name, (listed, own) in lists.items()
@@ -519,7 +539,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
     assert not problems, "\n".join(problems)
     # Not vacuous: the role's own objects are there (a provider has no claims or vouchers to list).
     assert lists["API bookings"][0] and lists["booking pages"][0] and lists["private calendar"][0]
-    assert lists["notifications"][0]
+    assert lists["notifications"][0] and lists["booking credit"][0]
     if role.startswith("ent"):
         assert lists["API claims"][0] and lists["API vouchers"][0] and lists["voucher desk: claims"][0]
     managed = world.clients[role].get("/manage/instruments").get_data(as_text=True)

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"qualifications"},
     {"booking"},
     {"vouchers"},
-    {"finance"},
+    {"finance", "credit"},
     {"dashboard"},  # and the reporting read layers to come, beside it
     {"api", "admin", "operations", "demo"},
     {"portal"},

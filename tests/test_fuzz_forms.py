@@ -32,6 +32,7 @@ from openpyxl import Workbook
 from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import files
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.booking.signals import booking_violation
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
@@ -223,6 +224,10 @@ def world(
     requested = [booking(BookingState.REQUESTED, day + timedelta(hours=n)) for n in range(3)]
     confirmed = booking(BookingState.CONFIRMED, day + timedelta(days=1))
     started = [booking(BookingState.CONFIRMED, past + timedelta(hours=n)) for n in range(3)]
+    for n in range(2):  # issue 18: violations for the reviewer to waive
+        missed = booking(BookingState.NO_SHOW, past + timedelta(hours=5 + n))
+        booking_violation.send(missed, kind="no_show", at=missed.starts_at)
+        db.session.commit()
     unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
     for kind in (FileKind.CONTRACT, FileKind.INVOICE):
         files.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
@@ -322,6 +327,8 @@ def world(
         (reviewer2, f"/review/bank-accounts/{bank_change.id}", None),
         (reviewer2, "/review/audit", None),
         (admin, "/review/scheme", None),
+        (admin, "/credit/rules", None),
+        (reviewer2, "/credit/", None),
         (admin, "/notifications/failed", None),
         (finance, "/finance/", None),
         (finance, "/finance/batches", None),

@@ -1,4 +1,4 @@
-"""fairness (issue 18): no-shows (check-in seam, grace per instrument)
+"""fairness (issue 18): no-shows (check-in seam, grace per instrument), booking credit
 
 Revision ID: 0021_fairness
 Revises: 0019_use_rules
@@ -49,7 +49,67 @@ def upgrade():
             )
 
 
+    _create_credit()
+
+
+def _create_credit():
+    op.create_table(
+        "credit_rules",
+        sa.Column("scheme_id", sa.Integer(), nullable=False),
+        sa.Column("max_violations", sa.Integer(), nullable=False),
+        sa.Column("window_days", sa.Integer(), nullable=False),
+        sa.Column("suspension_days", sa.Integer(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "max_violations BETWEEN 1 AND 100 AND window_days BETWEEN 1 AND 3660 "
+            "AND suspension_days BETWEEN 0 AND 3660",
+            name=op.f("ck_credit_rules_ranges"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["scheme_id"], ["schemes.id"], name=op.f("fk_credit_rules_scheme_id_schemes"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("scheme_id", name=op.f("pk_credit_rules")),
+    )
+    op.create_table(
+        "violations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("enterprise_id", sa.Integer(), nullable=False),
+        sa.Column("booking_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "no_show",
+                "late_cancellation",
+                name="violationkind",
+                native_enum=False,
+                create_constraint=True,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("occurred_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("waived_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("waived_by_id", sa.Integer(), nullable=True),
+        sa.Column("waive_reason", sa.Text(), nullable=True),
+        sa.CheckConstraint(
+            "waived_at IS NULL OR waive_reason IS NOT NULL", name=op.f("ck_violations_waiver_has_reason")
+        ),
+        sa.ForeignKeyConstraint(["booking_id"], ["bookings.id"], name=op.f("fk_violations_booking_id_bookings")),
+        sa.ForeignKeyConstraint(
+            ["enterprise_id"], ["enterprises.id"], name=op.f("fk_violations_enterprise_id_enterprises")
+        ),
+        sa.ForeignKeyConstraint(["waived_by_id"], ["users.id"], name=op.f("fk_violations_waived_by_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_violations")),
+        sa.UniqueConstraint("booking_id", "kind", name="uq_violations_booking_kind"),
+    )
+    op.create_index("ix_violations_enterprise_occurred_at", "violations", ["enterprise_id", "occurred_at"])
+
+
 def downgrade():
+    op.drop_index("ix_violations_enterprise_occurred_at", "violations")
+    op.drop_table("violations")
+    op.drop_table("credit_rules")
     with op.batch_alter_table("booking_policies", schema=None) as batch_op:
         batch_op.drop_constraint(op.f(GRACE_CHECK), type_="check")
         batch_op.drop_column("no_show_grace_minutes")

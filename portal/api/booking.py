@@ -28,7 +28,7 @@ blp = ApiBlueprint(
     description="Availability, bookings and service records.",
     error_descriptions={
         404: "No such booking (or not yours)",
-        409: "slot_conflict, invalid_transition or not_qualified",
+        409: "slot_conflict, invalid_transition, not_qualified or suspended (details.until)",
     },
 )
 
@@ -211,6 +211,13 @@ class ReasonSchema(ma.Schema):
         allow_none=True,
         validate=validate.Length(max=1000),
         metadata={"description": "Required (not blank) when a provider cancels"},
+    )
+    late_cancellation = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "A provider cancelling a confirmed booking past the enterprise's cut-off at "
+            "its request: counts against the enterprise's booking credit (ignored otherwise)"
+        },
     )
 
 
@@ -449,7 +456,9 @@ _transition(
 )
 _transition(
     "cancel",
-    lambda i, b: transitions.cancel_booking(current_user, i, b.get("reason")),
+    lambda i, b: transitions.cancel_booking(
+        current_user, i, b.get("reason"), late_cancellation=b.get("late_cancellation", False)
+    ),
     "Cancel: the enterprise before the cut-off, the provider any time with a reason.",
     ReasonSchema,
 )

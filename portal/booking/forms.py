@@ -63,6 +63,12 @@ class ReasonForm(FlaskForm):
     submit = SubmitField(_l("Submit"))
 
 
+class CancelForm(ReasonForm):
+    late_cancellation = BooleanField(
+        _l("The enterprise asked to cancel after the cut-off (counts against its booking credit)")
+    )
+
+
 class CompleteForm(FlaskForm):
     hours = DecimalField(
         _l("Machine hours used"), places=2, validators=[Optional(), NumberRange(min=0.01, max=1000)]

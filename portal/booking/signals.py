@@ -31,6 +31,13 @@ booking_violation = _signals.signal(
     ("no_show" or "late_cancellation"), `at` (aware UTC datetime).""",
 )
 
+booking_wanted = _signals.signal(
+    "booking-wanted",
+    doc="""An enterprise user is about to request a booking (credit, issue 18: a suspended enterprise
+    may not). Sent before anything is written. Sender: the user; keyword argument: `instrument`. A
+    receiver refuses by raising a ServiceError (portal.core.errors.Suspended).""",
+)
+
 fee_hint_wanted = _signals.signal(
     "booking-fee-hint-wanted",
     doc="""A booking form asks what would help the enterprise pay a fee (vouchers: the voucher hint,

@@ -183,8 +183,13 @@ def enterprise_cancel_deadline(user: User, booking: Booking) -> datetime | None:
     return cancellation_deadline(booking)
 
 
-def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
-    """The enterprise cancels (confirmed ones before the cut-off only); the provider any time, saying why."""
+def cancel_booking(
+    user: User, booking_id: int, reason: str | None, *, late_cancellation: bool = False
+) -> Booking:
+    """The enterprise cancels (confirmed ones before the cut-off only); the provider any time, saying why.
+
+    `late_cancellation`: the provider cancels a confirmed booking past the cut-off at the enterprise's
+    request, which counts against the enterprise's credit (ignored before the cut-off)."""
     with serialized_write():
         booking = fresh_booking(booking_id)
         if user.role is Role.PROVIDER:
@@ -204,7 +209,10 @@ def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
                     ),
                     {"rule": "cancel_cutoff"},
                 )
+        late = late_cancellation and user.role is Role.PROVIDER and cancel_cutoff_passed(booking)
         transition(booking, "cancel", user, why=reason, reason=reason)
+        if late:
+            booking_violation.send(booking, kind="late_cancellation", at=clock.utcnow())
         tell(
             booking,
             "booking.cancelled",

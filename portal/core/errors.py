@@ -55,3 +55,10 @@ class SlotConflict(ServiceError):
 class LimitExceeded(ServiceError):
     code = "limit_exceeded"
     status = 409
+
+
+class Suspended(ServiceError):
+    """The enterprise's self-service booking is suspended (credit rules, issue 18); `until` in details."""
+
+    code = "suspended"
+    status = 409

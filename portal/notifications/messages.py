@@ -57,6 +57,18 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "free again. Contact: %(requester)s."
         ),
     ),
+    "credit.suspended": (
+        _l("Online booking suspended until %(until)s"),
+        _l(
+            "Because of repeated no-shows or late cancellations, your enterprise may not book "
+            "instruments online until %(until)s. Your booking credit record shows each violation; "
+            "if one is wrong, ask the instrument's provider or the bureau to waive it."
+        ),
+    ),
+    "credit.waived": (
+        _l("A booking violation was waived"),
+        _l("The violation recorded for booking %(booking)s no longer counts against your credit: %(reason)s"),
+    ),
     "instrument.unavailable": (
         _l("Instrument out of service: %(instrument)s"),
         _l(
