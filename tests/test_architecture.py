@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"qualifications"},
     {"booking"},
-    {"vouchers"},
+    {"vouchers", "waitlist"},
     {"finance", "credit"},
     {"dashboard"},  # and the reporting read layers to come, beside it
     {"api", "admin", "operations", "demo"},

@@ -1,4 +1,4 @@
-"""fairness (issue 18): no-shows (check-in seam, grace per instrument), booking credit
+"""fairness (issue 18): no-shows (check-in seam, grace per instrument), booking credit, waitlist
 
 Revision ID: 0021_fairness
 Revises: 0019_use_rules
@@ -50,6 +50,63 @@ def upgrade():
 
 
     _create_credit()
+    _create_waitlist()
+
+
+def _create_waitlist():
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("offered_until", UTCDateTime(timezone=True), nullable=True))
+    op.create_table(
+        "waitlist_entries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("instrument_id", sa.Integer(), nullable=False),
+        sa.Column("enterprise_id", sa.Integer(), nullable=False),
+        sa.Column("requested_by_id", sa.Integer(), nullable=False),
+        sa.Column("starts_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("length_minutes", sa.Integer(), nullable=True),
+        sa.Column("purpose", sa.Text(), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "waiting",
+                "offered",
+                "accepted",
+                "declined",
+                "expired",
+                "cancelled",
+                name="entrystate",
+                native_enum=False,
+                create_constraint=True,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("offer_booking_id", sa.Integer(), nullable=True),
+        sa.Column("offered_until", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "length_minutes IS NULL OR length_minutes > 0", name=op.f("ck_waitlist_entries_length_positive")
+        ),
+        sa.CheckConstraint("starts_at < ends_at", name=op.f("ck_waitlist_entries_starts_before_ends")),
+        sa.ForeignKeyConstraint(
+            ["enterprise_id"], ["enterprises.id"], name=op.f("fk_waitlist_entries_enterprise_id_enterprises")
+        ),
+        sa.ForeignKeyConstraint(
+            ["instrument_id"], ["instruments.id"], name=op.f("fk_waitlist_entries_instrument_id_instruments")
+        ),
+        sa.ForeignKeyConstraint(
+            ["offer_booking_id"], ["bookings.id"], name=op.f("fk_waitlist_entries_offer_booking_id_bookings")
+        ),
+        sa.ForeignKeyConstraint(
+            ["requested_by_id"], ["users.id"], name=op.f("fk_waitlist_entries_requested_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_waitlist_entries")),
+    )
+    op.create_index("ix_waitlist_entries_enterprise_id", "waitlist_entries", ["enterprise_id"])
+    op.create_index(
+        "ix_waitlist_entries_instrument_state_created", "waitlist_entries", ["instrument_id", "state", "created_at"]
+    )
 
 
 def _create_credit():
@@ -107,6 +164,11 @@ def _create_credit():
 
 
 def downgrade():
+    op.drop_index("ix_waitlist_entries_instrument_state_created", "waitlist_entries")
+    op.drop_index("ix_waitlist_entries_enterprise_id", "waitlist_entries")
+    op.drop_table("waitlist_entries")
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.drop_column("offered_until")
     op.drop_index("ix_violations_enterprise_occurred_at", "violations")
     op.drop_table("violations")
     op.drop_table("credit_rules")

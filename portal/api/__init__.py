@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
         imports,
         qualifications,
         vouchers,
+        waitlist,
     )
 
     api = PortalApi(
@@ -46,7 +47,7 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (auth, catalog, qualifications, booking, vouchers, finance, imports, credit):
+    for module in (auth, catalog, qualifications, booking, vouchers, finance, imports, credit, waitlist):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     document.complete(api, app)

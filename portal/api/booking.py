@@ -28,7 +28,7 @@ blp = ApiBlueprint(
     description="Availability, bookings and service records.",
     error_descriptions={
         404: "No such booking (or not yours)",
-        409: "slot_conflict, invalid_transition, not_qualified or suspended (details.until)",
+        409: "slot_conflict, slot_offered, invalid_transition, not_qualified or suspended (details.until)",
     },
 )
 
@@ -44,7 +44,9 @@ PLAUSIBLE_TIME = validate.Range(
 class SpanSchema(ma.Schema):
     start = ma.fields.String(required=True, metadata={"format": "date-time"})
     end = ma.fields.String(required=True, metadata={"format": "date-time"})
-    kind = ma.fields.String(metadata={"description": "closed, maintenance, closure or booking"})
+    kind = ma.fields.String(
+        metadata={"description": "closed, maintenance, closure, booking or offer (a waitlist offer)"}
+    )
 
 
 class AvailabilitySchema(ma.Schema):
@@ -139,6 +141,14 @@ class BookingSchema(ma.Schema):
     unit = ma.fields.String(required=True, allow_none=True, metadata={"enum": ["hour", "sample"]})
     unit_price_fen = ma.fields.Integer(
         required=True, allow_none=True, metadata={"description": "Frozen at booking; the fee follows it"}
+    )
+    offered_until = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "Set while the booking is a waitlist offer not yet accepted",
+        },
     )
     checked_in_at = ma.fields.String(
         required=True,
@@ -309,6 +319,7 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "unit": booking.unit,
         "unit_price_fen": booking.unit_price_fen,
         "checked_in_at": clock.iso_utc(booking.checked_in_at),
+        "offered_until": clock.iso_utc(booking.offered_until),
         "fee_fen": record.fee_fen if record else None,
         "rating": record.rating if record else None,
         "service_record_id": record.id if record else None,

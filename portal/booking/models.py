@@ -245,6 +245,10 @@ class Booking(Model):
     # When someone checked in at the instrument (issue 18); a confirmed slot still without it at its
     # start plus the policy's grace is a no-show (portal.booking.no_shows).
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while the row is a waitlist offer (issue 18) the enterprise has not accepted yet: it holds
+    # its time like any request (so the exclusion below keeps offers and bookings apart), and lapses
+    # at this moment. Accepting clears it; the row is then an ordinary request.
+    offered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     instrument: Mapped[Instrument] = relationship()
     enterprise: Mapped[Enterprise] = relationship()

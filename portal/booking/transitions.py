@@ -46,6 +46,10 @@ TRANSITIONS: dict[tuple[BookingState, str], BookingState] = {
 }
 
 
+# A provider decides a request only once it is one: not while it is a waitlist offer (issue 18).
+NOT_AN_OPEN_OFFER = (Booking.offered_until.is_(None),)
+
+
 def allows(booking: Booking, action: str) -> bool:
     """Whether the table lets the booking, in its state as loaded, take this action."""
     return (booking.state, action) in TRANSITIONS
@@ -107,7 +111,7 @@ def _required_reason(reason: str | None) -> str:
 
 def can_confirm(user: User, booking: Booking) -> bool:
     """Whether `confirm_booking` would let this user confirm the booking."""
-    return allows(booking, "confirm") and manages(user, booking.instrument)
+    return allows(booking, "confirm") and manages(user, booking.instrument) and booking.offered_until is None
 
 
 def confirm_booking(user: User, booking_id: int) -> Booking:
@@ -115,7 +119,8 @@ def confirm_booking(user: User, booking_id: int) -> Booking:
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
-        transition(booking, "confirm", user, decided_at=clock.utcnow())
+        # A waitlist offer not yet accepted is the enterprise's to take first (issue 18).
+        transition(booking, "confirm", user, only_if=NOT_AN_OPEN_OFFER, decided_at=clock.utcnow())
         tell(booking, "booking.confirmed", "enterprise")
         db.session.commit()
     return fresh_booking(booking_id)
@@ -123,7 +128,7 @@ def confirm_booking(user: User, booking_id: int) -> Booking:
 
 def can_reject(user: User, booking: Booking) -> bool:
     """Whether `reject_booking` would let this user decline the booking (given a reason)."""
-    return allows(booking, "reject") and manages(user, booking.instrument)
+    return allows(booking, "reject") and manages(user, booking.instrument) and booking.offered_until is None
 
 
 def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
@@ -132,7 +137,15 @@ def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
-        transition(booking, "reject", user, why=reason, reason=reason, decided_at=clock.utcnow())
+        transition(
+            booking,
+            "reject",
+            user,
+            why=reason,
+            only_if=NOT_AN_OPEN_OFFER,
+            reason=reason,
+            decided_at=clock.utcnow(),
+        )
         tell(booking, "booking.rejected", "enterprise", reason=reason)
         db.session.commit()
     return fresh_booking(booking_id)

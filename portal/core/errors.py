@@ -62,3 +62,10 @@ class Suspended(ServiceError):
 
     code = "suspended"
     status = 409
+
+
+class SlotOffered(ServiceError):
+    """The time is held as a waitlist offer to another enterprise (issue 18) until the offer ends."""
+
+    code = "slot_offered"
+    status = 409

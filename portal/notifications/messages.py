@@ -57,6 +57,13 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "free again. Contact: %(requester)s."
         ),
     ),
+    "waitlist.offered": (
+        _l("Time offered from the waitlist: %(instrument)s"),
+        _l(
+            "%(instrument)s is free for you %(when)s. It is held for you until %(until)s: accept it to "
+            "book it, or decline it so that the next in line can have it."
+        ),
+    ),
     "credit.suspended": (
         _l("Online booking suspended until %(until)s"),
         _l(
