@@ -377,7 +377,7 @@ class World:
 
         start, end = self._waitlist_slot()
         entry = waitlist.join_waitlist(self._ent_user(side), self.instruments[side], start, end)
-        return {"id": entry.id}
+        return {"id": entry.id, "entry_id": entry.id}
 
     def _make_waitlist_offered(self, side: str) -> dict[str, Any]:
         """The side's enterprise waits for an hour the other side's enterprise held, now cancelled."""
@@ -402,7 +402,7 @@ class World:
         db.session.commit()
         entry = waitlist.join_waitlist(self._ent_user(side), self.instruments[side], start, end)
         transitions.cancel_booking(self._provider(side), held.id, "企业来电改期")
-        return {"id": entry.id}
+        return {"id": entry.id, "entry_id": entry.id}
 
     # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
 

@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.notifications.models import Notification
 from portal.waitlist import offers, services
 from portal.waitlist.models import EntryState, WaitlistEntry
+from tests.factories import extract_csrf, login
 from tests.test_booking_rules import WEEKDAY_HOURS, bearer
 
 WEDNESDAY_9 = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # 09:00 in Liaocheng
@@ -225,3 +226,18 @@ def test_postgresql_itself_keeps_offers_and_bookings_apart(world):
     with pytest.raises(IntegrityError, match="no_double_booking"):
         world["make_booking"](world["instrument"], world["other"], *SLOT, state=BookingState.REQUESTED)
     db.session.rollback()
+
+
+def test_the_enterprise_accepts_on_its_waitlist_page(client, world):
+    entry = join(world, "first")
+    waiting = join(world, "first", SLOT[1], SLOT[1] + timedelta(hours=1))
+    transitions.cancel_booking(world["holder"], world["held"].id, None)
+    login(client, world["first"].username)
+    page = client.get("/waitlist/").get_data(as_text=True)
+    assert f"/waitlist/{entry.id}/accept" in page and f"/waitlist/{waiting.id}/cancel" in page
+    posted = client.post(f"/waitlist/{entry.id}/accept", data={"csrf_token": extract_csrf(page)})
+    booking_id = entry_state(entry.id).offer_booking_id
+    assert posted.status_code == 302 and posted.headers["Location"].endswith(f"/bookings/{booking_id}")
+    assert entry_state(entry.id).state is EntryState.ACCEPTED
+    left = client.post(f"/waitlist/{waiting.id}/cancel", data={"csrf_token": extract_csrf(page)})
+    assert left.status_code == 302 and entry_state(waiting.id).state is EntryState.CANCELLED

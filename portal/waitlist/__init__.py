@@ -6,9 +6,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Hear booking's state changes (freed time is offered on); importing the tasks registers them."""
+    """Register the waitlist page; hear booking's state changes (freed time is offered on); importing
+    the tasks registers them."""
     from portal.booking.signals import booking_state_changed
     from portal.waitlist import tasks  # noqa: F401
     from portal.waitlist.offers import on_booking_state_changed
+    from portal.waitlist.views import bp
 
+    app.register_blueprint(bp)
     booking_state_changed.connect(on_booking_state_changed)

@@ -134,7 +134,7 @@ def _make_offer(entry: WaitlistEntry, start: datetime, end: datetime, now: datet
             "until": clock.format_local(until),
             "entry": entry.id,
         },
-        link=f"/bookings/{offer.id}",
+        link="/waitlist/",
     )
     return True
 

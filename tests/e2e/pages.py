@@ -124,6 +124,7 @@ PAGES: tuple[PageType, ...] = (
     PageType("failed notifications", "/notifications/failed", (ADMIN,)),
     PageType("booking credit", "/credit/", (ENTERPRISE, PROVIDER, REVIEWER, ADMIN)),
     PageType("booking credit rules", "/credit/rules", (ADMIN,)),
+    PageType("waitlist", "/waitlist/", (ENTERPRISE,)),
 )
 
 
