@@ -144,6 +144,11 @@ class Config:
 
     # Booking requests nobody answers expire after this long (or when their slot begins).
     BOOKING_REQUEST_TTL_HOURS = 72
+    # The no-show task looks at confirmed slots begun this long ago at most: older ones without a
+    # check-in predate check-in (or a stopped task) and are left to their provider.
+    NO_SHOW_LOOKBACK_HOURS = 24
+    # How long a waitlist offer holds freed time for the first in line (never past the time's start).
+    WAITLIST_OFFER_HOURS = float(os.environ.get("WAITLIST_OFFER_HOURS", "2"))
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))

@@ -24,6 +24,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
     "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
+    "booking-no-shows": {"task": "booking.mark_no_shows", "schedule": 300.0},
+    "waitlist-lapse-offers": {"task": "waitlist.lapse_offers", "schedule": 60.0},
     "qualification-expiry-reminders": {"task": "qualifications.remind_expiring", "schedule": 3600.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }
@@ -48,12 +50,14 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
         api,
         booking,
         catalog,
+        credit,
         dashboard,
         finance,
         notifications,
         operations,
         qualifications,
         vouchers,
+        waitlist,
     )
 
     accounts.init_app(app)
@@ -61,8 +65,10 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     qualifications.init_app(app)
     booking.init_app(app)
     vouchers.init_app(app)
+    waitlist.init_app(app)
     notifications.init_app(app)
     finance.init_app(app)
+    credit.init_app(app)
     dashboard.init_app(app)
     admin.init_app(app)
     api.init_app(app)

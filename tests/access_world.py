@@ -33,7 +33,10 @@ from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingSta
 from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
+from portal.core import clock
 from portal.core.permissions import Role
+from portal.credit import services as credit
+from portal.credit.models import Violation
 from portal.extensions import db
 from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
@@ -348,6 +351,59 @@ class World:
         )
         return {"session_id": row.id}
 
+    # --- booking credit (issue 18) ----------------------------------------------------------------
+
+    def _make_violation(self, side: str) -> dict[str, Any]:
+        """A no-show of the side's enterprise on the side's instrument, counted against its credit."""
+        from portal.booking.signals import booking_violation
+
+        started = self._make_booking_started(side)
+        booking = db.session.get_one(Booking, started["booking_id"])
+        booking.state = BookingState.NO_SHOW
+        booking_violation.send(booking, kind="no_show", at=NOW - timedelta(days=1))
+        db.session.commit()
+        row_id = db.session.scalar(select(Violation.id).where(Violation.booking_id == booking.id))
+        return {"violation_id": row_id, "id": row_id}
+
+    def _waitlist_slot(self) -> tuple[datetime, datetime]:
+        """A free hour of its own for each waitlist object: Tuesday to Friday, 09:00 to 17:00."""
+        n = next(_serial)
+        local = datetime(2026, 12, 8, 9, 0) + timedelta(days=7 * (n // 32) + (n % 32) // 8, hours=n % 8)
+        start = clock.local_datetime_to_utc(local.date(), local.time())
+        return start, start + timedelta(hours=1)
+
+    def _make_waitlist_waiting(self, side: str) -> dict[str, Any]:
+        from portal.waitlist import services as waitlist
+
+        start, end = self._waitlist_slot()
+        entry = waitlist.join_waitlist(self._ent_user(side), self.instruments[side], start, end)
+        return {"id": entry.id, "entry_id": entry.id}
+
+    def _make_waitlist_offered(self, side: str) -> dict[str, Any]:
+        """The side's enterprise waits for an hour the other side's enterprise held, now cancelled."""
+        from portal.waitlist import services as waitlist
+
+        start, end = self._waitlist_slot()
+        holder = self._ent_user(other(side))
+        instrument_id = db.session.scalar(
+            select(Instrument.id).where(Instrument.code == self.instruments[side])
+        )
+        held = Booking(
+            instrument_id=instrument_id,
+            enterprise_id=holder.enterprise_id,
+            requested_by_id=holder.id,
+            mode=BookingMode.SLOT,
+            state=BookingState.CONFIRMED,
+            starts_at=start,
+            ends_at=end,
+            held_until=end,
+        )
+        db.session.add(held)
+        db.session.commit()
+        entry = waitlist.join_waitlist(self._ent_user(side), self.instruments[side], start, end)
+        transitions.cancel_booking(self._provider(side), held.id, "企业来电改期")
+        return {"id": entry.id, "entry_id": entry.id}
+
     # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
 
     def verified_bank_account(self, side: str) -> dict[str, Any]:
@@ -640,6 +696,12 @@ def build_world(app: Flask) -> World:
     for side in SIDES:  # issue 17
         world.shared.setdefault("qualification", {})[side] = world._make_qualification(side)
         world.shared.setdefault("training", {})[side] = world._make_training(side)
+    # Issue 18: rules no run of the matrix can reach (its no-shows would suspend the enterprises).
+    credit.save_rules(admin, {"max_violations": 100, "window_days": 90, "suspension_days": 30})
+    for side in SIDES:
+        world.shared.setdefault("violation", {})[side] = world._make_violation(side)
+        world.shared.setdefault("waitlist_waiting", {})[side] = world._make_waitlist_waiting(side)
+        world.shared.setdefault("waitlist_offered", {})[side] = world._make_waitlist_offered(side)
     return world
 
 

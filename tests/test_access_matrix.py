@@ -26,6 +26,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,10 +40,12 @@ from portal.booking.models import Booking, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.permissions import Role
+from portal.credit.models import Violation
 from portal.extensions import db
 from portal.finance.models import ExportJob
 from portal.notifications.models import Notification
 from portal.vouchers.models import Claim, Voucher, VoucherApplication
+from portal.waitlist.models import WaitlistEntry
 from tests.access_world import (
     ACCOUNT_REQUESTS,
     HOLDER_CHANGING,
@@ -187,6 +190,18 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     },
 }
 _renames = itertools.count(1)
+
+
+def _waitlist_body(o: dict, _role: str) -> dict:
+    n = next(_renames)
+    start = datetime(2026, 12, 21, 1, 0, tzinfo=UTC) + timedelta(days=n % 4, hours=n % 8)
+    return {
+        "instrument_code": o["code"],
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=1)).isoformat(),
+    }
+
+
 # Issue 17: a different price and rule each time, so every allowed save writes.
 _prices = itertools.count(1)
 REQUESTS.update(
@@ -208,6 +223,13 @@ REQUESTS.update(
         },
         ("/api/v1/instruments/<code>/booking-policy", "PUT"): {
             "json": lambda _o, _role: {"min_notice_hours": next(_prices) % 48}
+        },
+        # issue 18: the waitlist (a free hour of its own each time) and booking credit
+        ("/api/v1/waitlist", "POST"): {"json": _waitlist_body},
+        ("/credit/violations/<int:violation_id>/waive", "POST"): {"form": {"reason": "设备故障，非企业原因"}},
+        ("/api/v1/credit/violations/<int:id>/waive", "POST"): {"json": {"reason": "设备故障，非企业原因"}},
+        ("/credit/rules", "POST"): {
+            "form": {"max_violations": "100", "window_days": "90", "suspension_days": "30"}
         },
         ("/manage/instruments/<code>/use-rules", "POST"): {
             "form": lambda _o, _role: (
@@ -468,6 +490,32 @@ def _page_ids(world: World, role: str, path: str, pattern: str) -> set[int]:
     return {int(n) for n in re.findall(pattern, response.get_data(as_text=True))}
 
 
+def _credit_ids(world: World, role: str) -> set[int]:
+    """The violations the credit API lists to the role (an enterprise its own record)."""
+    path = "/api/v1/credit" if role.startswith("ent") else "/api/v1/credit/violations"
+    answer = world.clients[role].get(path, headers={"Authorization": f"Bearer {world.tokens[role]}"})
+    assert answer.status_code == 200, (role, path, answer.status_code)
+    return {item["id"] for item in answer.json["violations" if role.startswith("ent") else "items"]}
+
+
+def _waitlist_ids(world: World, role: str) -> set[int]:
+    answer = world.clients[role].get(
+        "/api/v1/waitlist", headers={"Authorization": f"Bearer {world.tokens[role]}"}
+    )
+    assert answer.status_code == 200, (role, answer.status_code)
+    return {item["id"] for item in answer.json["items"]}
+
+
+def _own_entries(enterprise_id: int) -> set[int]:
+    return set(
+        db.session.scalars(select(WaitlistEntry.id).where(WaitlistEntry.enterprise_id == enterprise_id))
+    )
+
+
+def _own_violations(bookings: set[int]) -> set[int]:
+    return set(db.session.scalars(select(Violation.id).where(Violation.booking_id.in_(bookings))))
+
+
 @pytest.mark.parametrize("role", SIDED)
 def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
     visible = _visible(world, role)
@@ -496,6 +544,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
         ),
     }
     if role.startswith("ent"):
+        lists["API waitlist"] = (_waitlist_ids(world, role), _own_entries(world.enterprises[own_side(role)]))
         lists["voucher desk: claims"] = (
             _page_ids(world, role, "/vouchers/", r'href="/vouchers/claims/(\d+)"'),
             visible["claim"],
@@ -511,6 +560,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
         _page_ids(world, role, "/notifications/", r'action="/notifications/(\d+)/open"'),
         own_notifications,
     )
+    lists["booking credit"] = (_credit_ids(world, role), _own_violations(visible["booking"]))
     problems = [
         f"{name}: {sorted(listed - own)} are not the role's"
         for name, (listed, own) in lists.items()
@@ -519,9 +569,10 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
     assert not problems, "\n".join(problems)
     # Not vacuous: the role's own objects are there (a provider has no claims or vouchers to list).
     assert lists["API bookings"][0] and lists["booking pages"][0] and lists["private calendar"][0]
-    assert lists["notifications"][0]
+    assert lists["notifications"][0] and lists["booking credit"][0]
     if role.startswith("ent"):
         assert lists["API claims"][0] and lists["API vouchers"][0] and lists["voucher desk: claims"][0]
+        assert lists["API waitlist"][0]
     managed = world.clients[role].get("/manage/instruments").get_data(as_text=True)
     if role.startswith("prov"):
         assert world.instruments[own_side(role)] in managed and other_code not in managed

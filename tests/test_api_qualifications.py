@@ -79,11 +79,13 @@ def test_the_booking_policy_round_trip(client, setting):
             "operations": ["staff"],
             "requires_qualification": True,
             "min_minutes": 120,
+            "no_show_grace_minutes": 45,
             "hours": [{"weekday": 2, "opens_at": "09:00", "closes_at": "12:00"}],
         },
         headers=bearer(client, provider),
     )
     assert changed.status_code == 200, changed.json
+    assert changed.json["no_show_grace_minutes"] == 45
     assert changed.json["operations"] == ["staff"] and changed.json["requires_qualification"] is True
     assert changed.json["min_minutes"] == 120 and changed.json["max_minutes"] == policy["max_minutes"]
     assert changed.json["hours"] == [{"weekday": 2, "opens_at": "09:00", "closes_at": "12:00"}]

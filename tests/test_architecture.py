@@ -27,8 +27,8 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"qualifications"},
     {"booking"},
-    {"vouchers"},
-    {"finance"},
+    {"vouchers", "waitlist"},
+    {"finance", "credit"},
     {"dashboard"},  # and the reporting read layers to come, beside it
     {"api", "admin", "operations", "demo"},
     {"portal"},

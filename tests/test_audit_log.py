@@ -26,6 +26,7 @@ from portal.extensions import db
 from portal.finance.models import BATCH_TRANSITIONS
 from portal.vouchers import claims as claim_services
 from portal.vouchers.models import ApplicationState, ClaimState
+from portal.waitlist.models import TRANSITIONS as WAITLIST_TRANSITIONS
 from tests.factories import login
 
 ROOT = Path(__file__).resolve().parent.parent / "portal"
@@ -40,6 +41,7 @@ DYNAMIC = {
     },
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
     "batch.{batch.state.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
+    "waitlist.{target.value}": {f"waitlist.{state}" for state in WAITLIST_TRANSITIONS.values()},
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},

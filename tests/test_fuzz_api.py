@@ -32,15 +32,21 @@ from schemathesis.checks import CHECKS as CHECK_REGISTRY
 from schemathesis.checks import is_check_class, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from sqlalchemy import select
 from werkzeug.test import Client
 
 from portal.accounts.services import issue_api_token
 from portal.booking import files as booking_files
+from portal.booking import transitions as booking_transitions
 from portal.booking.models import BookingState, FileKind
+from portal.booking.signals import booking_violation
 from portal.core import clock
 from portal.core.permissions import Role
+from portal.credit.models import Violation
+from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
+from portal.waitlist import services as waitlist
 from tests.conftest import app_in_context
 from tests.factories import PASSWORD
 from tests.test_booking_files import PDF
@@ -196,6 +202,7 @@ def world(
     ]
     application = application_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
     claim = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
+    entries, violation = _fairness_objects(instrument, enterprise, applicant, make_booking, start)
     users = [enterprise, applicant, provider, make_user(Role.REVIEWER), make_user(Role.FINANCE)]
     tokens = [issue_api_token(user)[0] for user in users]
     return {
@@ -213,8 +220,32 @@ def world(
             "voucher-applications": [application.id, voucher.application_id],
             "vouchers": [voucher.id],
             "claims": [claim.id],
+            "waitlist": entries,
+            "credit": [violation],
         },
     }
+
+
+def _fairness_objects(instrument, enterprise, other, make_booking, start: datetime) -> tuple[list[int], int]:
+    """Issue 18: the enterprise's waitlist entries (one waiting, one offered) and a violation."""
+    later = start + timedelta(hours=4)
+    waiting = waitlist.join_waitlist(
+        enterprise, instrument.code, start + timedelta(hours=2), start + timedelta(hours=3)
+    )
+    held = make_booking(instrument, other, later, later + timedelta(hours=1), state=BookingState.CONFIRMED)
+    offered = waitlist.join_waitlist(enterprise, instrument.code, later, later + timedelta(hours=1))
+    booking_transitions.cancel_booking(other, held.id, None)
+    missed = make_booking(
+        instrument,
+        enterprise,
+        start - timedelta(days=3),
+        start - timedelta(days=3, hours=-1),
+        state=BookingState.NO_SHOW,
+    )
+    booking_violation.send(missed, kind="no_show", at=missed.starts_at)
+    db.session.commit()
+    violation = db.session.scalar(select(Violation.id).where(Violation.booking_id == missed.id))
+    return [waiting.id, offered.id], violation
 
 
 def encodable(text: str) -> bool:

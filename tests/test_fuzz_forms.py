@@ -31,7 +31,9 @@ from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import files
+from portal.booking import transitions as booking_transitions
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.booking.signals import booking_violation
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
 from portal.catalog.models import Instrument
@@ -45,6 +47,7 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers import notice
 from portal.vouchers import review as desk
 from portal.vouchers import verification as verification_services
+from portal.waitlist import services as waitlist
 from tests.access_world import photo_bytes
 from tests.conftest import app_in_context
 from tests.factories import login
@@ -191,6 +194,21 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     yield from app_in_context(database_url, UPLOAD_FOLDER=str(tmp_path / "uploads"), RATELIMIT_ENABLED=False)
 
 
+def _waitlist_entries(instrument, enterprise, make_user, make_booking, provider, start: datetime) -> None:
+    """Issue 18: an entry of the enterprise that waits, and one offered the hour another one freed."""
+    waitlist.join_waitlist(enterprise, instrument.code, start, start + timedelta(hours=1))
+    later = start + timedelta(hours=1)
+    held = make_booking(
+        instrument,
+        make_user(Role.ENTERPRISE),
+        later,
+        later + timedelta(hours=1),
+        state=BookingState.CONFIRMED,
+    )
+    waitlist.join_waitlist(enterprise, instrument.code, later, later + timedelta(hours=1))
+    booking_transitions.cancel_booking(provider, held.id, "企业来电改期")
+
+
 @pytest.fixture
 def world(
     app,
@@ -223,6 +241,11 @@ def world(
     requested = [booking(BookingState.REQUESTED, day + timedelta(hours=n)) for n in range(3)]
     confirmed = booking(BookingState.CONFIRMED, day + timedelta(days=1))
     started = [booking(BookingState.CONFIRMED, past + timedelta(hours=n)) for n in range(3)]
+    for n in range(2):  # issue 18: violations for the reviewer to waive
+        missed = booking(BookingState.NO_SHOW, past + timedelta(hours=5 + n))
+        booking_violation.send(missed, kind="no_show", at=missed.starts_at)
+        db.session.commit()
+    _waitlist_entries(instrument, enterprise, make_user, make_booking, provider, day + timedelta(days=2))
     unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
     for kind in (FileKind.CONTRACT, FileKind.INVOICE):
         files.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
@@ -322,6 +345,9 @@ def world(
         (reviewer2, f"/review/bank-accounts/{bank_change.id}", None),
         (reviewer2, "/review/audit", None),
         (admin, "/review/scheme", None),
+        (admin, "/credit/rules", None),
+        (reviewer2, "/credit/", None),
+        (enterprise, "/waitlist/", None),
         (admin, "/notifications/failed", None),
         (finance, "/finance/", None),
         (finance, "/finance/batches", None),

@@ -28,7 +28,7 @@ blp = ApiBlueprint(
     description="Availability, bookings and service records.",
     error_descriptions={
         404: "No such booking (or not yours)",
-        409: "slot_conflict, invalid_transition or not_qualified",
+        409: "slot_conflict, slot_offered, invalid_transition, not_qualified or suspended (details.until)",
     },
 )
 
@@ -44,7 +44,9 @@ PLAUSIBLE_TIME = validate.Range(
 class SpanSchema(ma.Schema):
     start = ma.fields.String(required=True, metadata={"format": "date-time"})
     end = ma.fields.String(required=True, metadata={"format": "date-time"})
-    kind = ma.fields.String(metadata={"description": "closed, maintenance, closure or booking"})
+    kind = ma.fields.String(
+        metadata={"description": "closed, maintenance, closure, booking or offer (a waitlist offer)"}
+    )
 
 
 class AvailabilitySchema(ma.Schema):
@@ -140,6 +142,19 @@ class BookingSchema(ma.Schema):
     unit_price_fen = ma.fields.Integer(
         required=True, allow_none=True, metadata={"description": "Frozen at booking; the fee follows it"}
     )
+    offered_until = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "Set while the booking is a waitlist offer not yet accepted",
+        },
+    )
+    checked_in_at = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"format": "date-time", "description": "null: nobody has checked in (slots only)"},
+    )
     fee_fen = ma.fields.Integer(required=True, allow_none=True)
     rating = ma.fields.Integer(required=True, allow_none=True)
     service_record_id = ma.fields.Integer(required=True, allow_none=True)
@@ -206,6 +221,13 @@ class ReasonSchema(ma.Schema):
         allow_none=True,
         validate=validate.Length(max=1000),
         metadata={"description": "Required (not blank) when a provider cancels"},
+    )
+    late_cancellation = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "A provider cancelling a confirmed booking past the enterprise's cut-off at "
+            "its request: counts against the enterprise's booking credit (ignored otherwise)"
+        },
     )
 
 
@@ -296,6 +318,8 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "tier": booking.tier,
         "unit": booking.unit,
         "unit_price_fen": booking.unit_price_fen,
+        "checked_in_at": clock.iso_utc(booking.checked_in_at),
+        "offered_until": clock.iso_utc(booking.offered_until),
         "fee_fen": record.fee_fen if record else None,
         "rating": record.rating if record else None,
         "service_record_id": record.id if record else None,
@@ -443,7 +467,9 @@ _transition(
 )
 _transition(
     "cancel",
-    lambda i, b: transitions.cancel_booking(current_user, i, b.get("reason")),
+    lambda i, b: transitions.cancel_booking(
+        current_user, i, b.get("reason"), late_cancellation=b.get("late_cancellation", False)
+    ),
     "Cancel: the enterprise before the cut-off, the provider any time with a reason.",
     ReasonSchema,
 )

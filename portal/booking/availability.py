@@ -14,7 +14,7 @@ from portal.booking.models import HOLDING_STATES, Blackout, Booking, BookingMode
 from portal.booking.services import BOOKABLE_STATUSES, policy_for
 from portal.catalog.models import Instrument, OpeningHours
 from portal.core import clock
-from portal.core.errors import SlotConflict, ValidationFailed
+from portal.core.errors import SlotConflict, SlotOffered, ValidationFailed
 from portal.extensions import db
 
 MIDNIGHT_MARK = time(23, 59)
@@ -132,7 +132,7 @@ class Calendar:
         # Holds are loaded a buffer wider, so a slot's buffer can be checked against its neighbours.
         margin = timedelta(minutes=calendar.policy.buffer_minutes)
         holds = db.session.execute(
-            select(Booking.starts_at, Booking.held_until, Booking.ends_at).where(
+            select(Booking.starts_at, Booking.held_until, Booking.offered_until).where(
                 Booking.instrument_id == instrument.id,
                 Booking.mode == BookingMode.SLOT,
                 Booking.state.in_(HOLDING_STATES),
@@ -142,8 +142,8 @@ class Calendar:
         ).all()
         # (Both times are set: the WHERE compares them, which no NULL passes.)
         calendar.holds = [
-            Span(s, held_until, "booking")
-            for s, held_until, _ends in holds
+            Span(s, held_until, "booking" if offered_until is None else "offer")
+            for s, held_until, offered_until in holds
             if s is not None and held_until is not None
         ]
         return calendar
@@ -230,10 +230,20 @@ class Calendar:
         return out
 
 
-def conflict_error(clashes: list[Span]) -> SlotConflict:
+def conflict_error(clashes: list[Span]) -> SlotConflict | SlotOffered:
+    """The refusal of a slot that clashes: `slot_offered` while only a waitlist offer holds it."""
+    if all(clash.kind == "offer" for clash in clashes):
+        return SlotOffered(
+            _("This time is offered to an enterprise on the waitlist; ask again when the offer ends."),
+            {
+                "conflicts": [
+                    {"starts_at": clock.iso_utc(c.start), "ends_at": clock.iso_utc(c.end)} for c in clashes
+                ]
+            },
+        )
     first = clashes[0]
     when = f"{clock.format_local(first.start)}–{clock.format_local(first.end, '%H:%M')}"
-    if first.kind == "booking":
+    if first.kind in ("booking", "offer"):
         message = _("This time clashes with a booking held from %(when)s.", when=when)
     else:
         message = _("This time clashes with a closure of the instrument, %(when)s.", when=when)

@@ -63,6 +63,12 @@ class ReasonForm(FlaskForm):
     submit = SubmitField(_l("Submit"))
 
 
+class CancelForm(ReasonForm):
+    late_cancellation = BooleanField(
+        _l("The enterprise asked to cancel after the cut-off (counts against its booking credit)")
+    )
+
+
 class CompleteForm(FlaskForm):
     hours = DecimalField(
         _l("Machine hours used"), places=2, validators=[Optional(), NumberRange(min=0.01, max=1000)]
@@ -131,6 +137,10 @@ class PolicyForm(FlaskForm):
     cancel_cutoff_hours = IntegerField(
         _l("Enterprises may cancel until (hours before)"),
         validators=[InputRequired(), NumberRange(min=0, max=720)],
+    )
+    no_show_grace_minutes = IntegerField(
+        _l("No-show after (minutes past the start without check-in)"),
+        validators=[InputRequired(), NumberRange(min=0, max=1440)],
     )
     submit = SubmitField(_l("Save booking rules"))
 

@@ -161,6 +161,8 @@ class BookingPolicy(Model):
     buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
     # Enterprises may cancel a confirmed booking up to this many hours before it starts.
     cancel_cutoff_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # A confirmed slot nobody checked in to by its start plus this many minutes becomes a no-show.
+    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=30)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
 
     instrument: Mapped[Instrument] = relationship()
@@ -173,6 +175,7 @@ class BookingPolicy(Model):
             "AND cancel_cutoff_hours >= 0",
             name="non_negative",
         ),
+        CheckConstraint("no_show_grace_minutes BETWEEN 0 AND 1440", name="no_show_grace_range"),
     )
 
     def __repr__(self) -> str:
@@ -239,6 +242,13 @@ class Booking(Model):
     unit: Mapped[str | None] = mapped_column(String(10))
     unit_price_fen: Mapped[int | None] = mapped_column(BigInteger)
     price_terms: Mapped[dict | None] = mapped_column(JSON)
+    # When someone checked in at the instrument (issue 18); a confirmed slot still without it at its
+    # start plus the policy's grace is a no-show (portal.booking.no_shows).
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while the row is a waitlist offer (issue 18) the enterprise has not accepted yet: it holds
+    # its time like any request (so the exclusion below keeps offers and bookings apart), and lapses
+    # at this moment. Accepting clears it; the row is then an ordinary request.
+    offered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     instrument: Mapped[Instrument] = relationship()
     enterprise: Mapped[Enterprise] = relationship()

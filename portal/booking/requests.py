@@ -14,6 +14,7 @@ from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.availability import Calendar, conflict_error
 from portal.booking.models import Booking, BookingMode, BookingPolicy, BookingState
 from portal.booking.services import BOOKABLE_STATUSES, policy_for, tell
+from portal.booking.signals import booking_wanted
 from portal.catalog.models import Instrument
 from portal.core import audit, clock
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
@@ -75,6 +76,7 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
     instrument = db.session.scalar(select(Instrument).where(Instrument.code == instrument_code))
     if instrument is None:
         raise NotFound(_("No instrument has the code %(code)s.", code=instrument_code))
+    booking_wanted.send(user, instrument=instrument)  # credit: a suspended enterprise is refused
     instrument_id, user_id, enterprise_id = instrument.id, user.id, user.enterprise_id
     with serialized_write((LOCK_INSTRUMENT_CALENDAR, instrument_id), shared=True):
         instrument = db.session.get_one(Instrument, instrument_id)

@@ -38,6 +38,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_days_ahead": 60,
     "buffer_minutes": 0,
     "cancel_cutoff_hours": 24,
+    "no_show_grace_minutes": 30,
 }
 
 
@@ -64,8 +65,9 @@ def _scope(user: User, stmt: Select) -> Select:
     if user.role is Role.ENTERPRISE:
         return stmt.where(Booking.enterprise_id == user.enterprise_id)
     if user.role is Role.PROVIDER:
+        # Waitlist offers not yet accepted are the enterprise's business until they are (issue 18).
         return stmt.join(Instrument, Instrument.id == Booking.instrument_id).where(
-            Instrument.institution_id == user.institution_id
+            Instrument.institution_id == user.institution_id, Booking.offered_until.is_(None)
         )
     if user.role in BUREAU_ROLES:
         return stmt

@@ -23,6 +23,21 @@ booking_state_changed = _signals.signal(
     arguments: `before` and `after` (BookingState), `action` (str), `actor` (User or None).""",
 )
 
+booking_violation = _signals.signal(
+    "booking-violation",
+    doc="""The booking's enterprise broke a booking rule that counts against its credit (issue 18): a
+    no-show, or a confirmed booking cancelled after the cut-off at its request. Sent inside the
+    transaction of the change, before the commit. Sender: the booking; keyword arguments: `kind`
+    ("no_show" or "late_cancellation"), `at` (aware UTC datetime).""",
+)
+
+booking_wanted = _signals.signal(
+    "booking-wanted",
+    doc="""An enterprise user is about to request a booking (credit, issue 18: a suspended enterprise
+    may not). Sent before anything is written. Sender: the user; keyword argument: `instrument`. A
+    receiver refuses by raising a ServiceError (portal.core.errors.Suspended).""",
+)
+
 fee_hint_wanted = _signals.signal(
     "booking-fee-hint-wanted",
     doc="""A booking form asks what would help the enterprise pay a fee (vouchers: the voucher hint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from portal.booking import transitions
+from portal.booking import no_shows, transitions
 
 
 @shared_task(name="booking.expire_requests")
@@ -17,3 +17,9 @@ def expire_requests() -> int:
 def send_reminders() -> int:
     """Remind enterprises of tomorrow's bookings; each booking is reminded once."""
     return transitions.send_reminders()
+
+
+@shared_task(name="booking.mark_no_shows")
+def mark_no_shows() -> int:
+    """Record confirmed slots nobody checked in to by their start plus the grace as no-shows."""
+    return no_shows.mark_no_shows()

@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from portal.accounts.models import User
 from portal.booking.models import STATE_LABELS, Booking, BookingMode, BookingState
@@ -27,7 +27,7 @@ from portal.booking.services import (
     require_manager,
     tell,
 )
-from portal.booking.signals import booking_state_changed
+from portal.booking.signals import booking_state_changed, booking_violation
 from portal.core import audit, clock
 from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, ValidationFailed
@@ -46,15 +46,26 @@ TRANSITIONS: dict[tuple[BookingState, str], BookingState] = {
 }
 
 
+# A provider decides a request only once it is one: not while it is a waitlist offer (issue 18).
+NOT_AN_OPEN_OFFER = (Booking.offered_until.is_(None),)
+
+
 def allows(booking: Booking, action: str) -> bool:
     """Whether the table lets the booking, in its state as loaded, take this action."""
     return (booking.state, action) in TRANSITIONS
 
 
 def transition(
-    booking: Booking, action: str, actor: User | None, *, why: str | None = None, **values
+    booking: Booking,
+    action: str,
+    actor: User | None,
+    *,
+    why: str | None = None,
+    only_if: tuple[ColumnElement[bool], ...] = (),
+    **values,
 ) -> Booking:
-    """Move a booking along the state machine, atomically, with its audit row (`why` goes in the audit)."""
+    """Move a booking along the state machine, atomically, with its audit row (`why` goes in the audit);
+    `only_if` adds conditions the row must still meet (a no-show: nobody has checked in meanwhile)."""
     before = booking.state
     target = TRANSITIONS.get((before, action))
     if target is None:
@@ -65,7 +76,7 @@ def transition(
     now = clock.utcnow()
     changed = changed_rows(
         update(Booking)
-        .where(Booking.id == booking.id, Booking.state == before)
+        .where(Booking.id == booking.id, Booking.state == before, *only_if)
         .values(state=target, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
@@ -100,7 +111,7 @@ def _required_reason(reason: str | None) -> str:
 
 def can_confirm(user: User, booking: Booking) -> bool:
     """Whether `confirm_booking` would let this user confirm the booking."""
-    return allows(booking, "confirm") and manages(user, booking.instrument)
+    return allows(booking, "confirm") and manages(user, booking.instrument) and booking.offered_until is None
 
 
 def confirm_booking(user: User, booking_id: int) -> Booking:
@@ -108,7 +119,8 @@ def confirm_booking(user: User, booking_id: int) -> Booking:
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
-        transition(booking, "confirm", user, decided_at=clock.utcnow())
+        # A waitlist offer not yet accepted is the enterprise's to take first (issue 18).
+        transition(booking, "confirm", user, only_if=NOT_AN_OPEN_OFFER, decided_at=clock.utcnow())
         tell(booking, "booking.confirmed", "enterprise")
         db.session.commit()
     return fresh_booking(booking_id)
@@ -116,7 +128,7 @@ def confirm_booking(user: User, booking_id: int) -> Booking:
 
 def can_reject(user: User, booking: Booking) -> bool:
     """Whether `reject_booking` would let this user decline the booking (given a reason)."""
-    return allows(booking, "reject") and manages(user, booking.instrument)
+    return allows(booking, "reject") and manages(user, booking.instrument) and booking.offered_until is None
 
 
 def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
@@ -125,7 +137,15 @@ def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
-        transition(booking, "reject", user, why=reason, reason=reason, decided_at=clock.utcnow())
+        transition(
+            booking,
+            "reject",
+            user,
+            why=reason,
+            only_if=NOT_AN_OPEN_OFFER,
+            reason=reason,
+            decided_at=clock.utcnow(),
+        )
         tell(booking, "booking.rejected", "enterprise", reason=reason)
         db.session.commit()
     return fresh_booking(booking_id)
@@ -176,8 +196,13 @@ def enterprise_cancel_deadline(user: User, booking: Booking) -> datetime | None:
     return cancellation_deadline(booking)
 
 
-def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
-    """The enterprise cancels (confirmed ones before the cut-off only); the provider any time, saying why."""
+def cancel_booking(
+    user: User, booking_id: int, reason: str | None, *, late_cancellation: bool = False
+) -> Booking:
+    """The enterprise cancels (confirmed ones before the cut-off only); the provider any time, saying why.
+
+    `late_cancellation`: the provider cancels a confirmed booking past the cut-off at the enterprise's
+    request, which counts against the enterprise's credit (ignored before the cut-off)."""
     with serialized_write():
         booking = fresh_booking(booking_id)
         if user.role is Role.PROVIDER:
@@ -197,7 +222,10 @@ def cancel_booking(user: User, booking_id: int, reason: str | None) -> Booking:
                     ),
                     {"rule": "cancel_cutoff"},
                 )
+        late = late_cancellation and user.role is Role.PROVIDER and cancel_cutoff_passed(booking)
         transition(booking, "cancel", user, why=reason, reason=reason)
+        if late:
+            booking_violation.send(booking, kind="late_cancellation", at=clock.utcnow())
         tell(
             booking,
             "booking.cancelled",
@@ -259,6 +287,7 @@ def mark_no_show(user: User, booking_id: int) -> Booking:
             raise InvalidTransition(_("Only machine-time bookings can be no-shows."))
         require_started(booking, "no_show")
         transition(booking, "no_show", user)
+        booking_violation.send(booking, kind="no_show", at=clock.utcnow())
         db.session.commit()
     return fresh_booking(booking_id)
 

@@ -24,6 +24,7 @@ from portal.booking.availability import (
 from portal.booking.forms import (
     ActionForm,
     BlackoutForm,
+    CancelForm,
     CompleteForm,
     OpeningHoursForm,
     PolicyForm,
@@ -254,7 +255,7 @@ def detail(booking_id: int) -> ResponseReturnValue:
 DETAIL_FORMS = {
     "action_form": ActionForm,
     "reject_form": ReasonForm,
-    "cancel_form": ReasonForm,
+    "cancel_form": CancelForm,
     "complete_form": CompleteForm,
     "rate_form": RateForm,
     "upload_form": UploadForm,
@@ -360,8 +361,10 @@ def cancel(booking_id: int) -> ResponseReturnValue:
     return _act(
         booking_id,
         "cancel_form",
-        ReasonForm(),
-        lambda form: transitions.cancel_booking(current_user, booking_id, form.reason.data),
+        CancelForm(),
+        lambda form: transitions.cancel_booking(
+            current_user, booking_id, form.reason.data, late_cancellation=form.late_cancellation.data
+        ),
         _("Booking cancelled."),
     )
 

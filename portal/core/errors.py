@@ -55,3 +55,17 @@ class SlotConflict(ServiceError):
 class LimitExceeded(ServiceError):
     code = "limit_exceeded"
     status = 409
+
+
+class Suspended(ServiceError):
+    """The enterprise's self-service booking is suspended (credit rules, issue 18); `until` in details."""
+
+    code = "suspended"
+    status = 409
+
+
+class SlotOffered(ServiceError):
+    """The time is held as a waitlist offer to another enterprise (issue 18) until the offer ends."""
+
+    code = "slot_offered"
+    status = 409

@@ -41,6 +41,41 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "If you cannot come, call the operator: %(operator)s."
         ),
     ),
+    "booking.no_show": (
+        _l("Recorded as a no-show: %(instrument)s"),
+        _l(
+            "Nobody checked in to your booking of %(instrument)s (%(when)s) within %(grace)s minutes of "
+            "its start, so it was recorded as a no-show and the time was given back. No-shows count "
+            "against your enterprise's booking credit. If this is wrong, call the operator: %(operator)s."
+        ),
+    ),
+    "booking.no_show_provider": (
+        _l("No-show: %(enterprise)s, %(instrument)s"),
+        _l(
+            "Nobody of %(enterprise)s checked in to the booking of %(instrument)s (%(when)s) within "
+            "%(grace)s minutes of its start. It was recorded as a no-show and the rest of the time is "
+            "free again. Contact: %(requester)s."
+        ),
+    ),
+    "waitlist.offered": (
+        _l("Time offered from the waitlist: %(instrument)s"),
+        _l(
+            "%(instrument)s is free for you %(when)s. It is held for you until %(until)s: accept it to "
+            "book it, or decline it so that the next in line can have it."
+        ),
+    ),
+    "credit.suspended": (
+        _l("Online booking suspended until %(until)s"),
+        _l(
+            "Because of repeated no-shows or late cancellations, your enterprise may not book "
+            "instruments online until %(until)s. Your booking credit record shows each violation; "
+            "if one is wrong, ask the instrument's provider or the bureau to waive it."
+        ),
+    ),
+    "credit.waived": (
+        _l("A booking violation was waived"),
+        _l("The violation recorded for booking %(booking)s no longer counts against your credit: %(reason)s"),
+    ),
     "instrument.unavailable": (
         _l("Instrument out of service: %(instrument)s"),
         _l(

@@ -122,6 +122,9 @@ PAGES: tuple[PageType, ...] = (
     PageType("new user", "/admin/users/new", (ADMIN,)),
     PageType("user", "/admin/users", (ADMIN,), follow=r"^/admin/users/\d+$"),
     PageType("failed notifications", "/notifications/failed", (ADMIN,)),
+    PageType("booking credit", "/credit/", (ENTERPRISE, PROVIDER, REVIEWER, ADMIN)),
+    PageType("booking credit rules", "/credit/rules", (ADMIN,)),
+    PageType("waitlist", "/waitlist/", (ENTERPRISE,)),
 )
 
 
