@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload
 
+from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import User
 from portal.booking.models import Booking
 from portal.booking.services import manages
@@ -28,7 +29,7 @@ from portal.core.permissions import Role
 from portal.credit.models import DEFAULT_RULES, CreditRules, Violation, ViolationKind
 from portal.credit.rules import Rules, suspended_until
 from portal.extensions import db
-from portal.notifications.services import notify, users_of_enterprise
+from portal.notifications.services import notify
 from portal.vouchers.schemes import current_scheme, require_scheme
 
 WAIVERS = (Role.PROVIDER, Role.REVIEWER, Role.ADMIN)

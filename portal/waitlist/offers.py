@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal.accounts.members import users_of_enterprise
 from portal.booking.availability import Calendar
 from portal.booking.models import HOLDING_STATES, Booking, BookingMode, BookingState
 from portal.booking.services import fresh_booking, policy_for
@@ -26,7 +27,7 @@ from portal.core import clock
 from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition
 from portal.extensions import db
-from portal.notifications.services import notify, users_of_enterprise
+from portal.notifications.services import notify
 from portal.waitlist.models import EntryState, WaitlistEntry
 from portal.waitlist.rules import move_entry
 
