@@ -147,11 +147,13 @@ def test_provider_changes_rules_hours_and_closures(
         "policy-min_notice_hours": "2",
         "policy-max_days_ahead": "30",
         "policy-cancel_cutoff_hours": "12",
+        "policy-no_show_grace_minutes": "20",
         "policy-submit": "1",
     }
     assert client.post(f"/manage/instruments/{instrument.code}", data=rules).status_code == 302
     policy = db.session.get(BookingPolicy, instrument.id)
     assert (policy.min_minutes, policy.buffer_minutes, policy.accepts_samples) == (30, 30, False)
+    assert policy.no_show_grace_minutes == 20
 
     bad = client.post(f"/manage/instruments/{instrument.code}", data={**rules, "policy-min_minutes": "300"})
     assert bad.status_code == 200 and db.session.get(BookingPolicy, instrument.id).min_minutes == 30

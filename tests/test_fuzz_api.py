@@ -75,6 +75,9 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
         "operations",
     },
     "PATCH /api/v1/instruments/{code}": {"prices"},
+    # Issue 18: a provider checking in or out for the user gives a reason.
+    "POST /api/v1/bookings/{id}/check-in": {"reason"},
+    "POST /api/v1/bookings/{id}/check-out": {"reason"},
 }
 
 
@@ -188,6 +191,10 @@ def world(
         make_booking(instrument, enterprise, past, past + timedelta(hours=1), state=BookingState.CONFIRMED),
         make_booking(instrument, enterprise),  # a sample request
     ]
+    # Issue 18: one under way now, the booking the check-in and check-out calls name.
+    under_way = make_booking(
+        instrument, enterprise, fake_clock(), fake_clock() + timedelta(hours=1), state=BookingState.CONFIRMED
+    )
     records = [make_service(enterprise, instrument=instrument, evidence=()) for _ in range(2)]
     attached = [
         booking_files.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
@@ -207,7 +214,7 @@ def world(
         "codes": [instrument.code],
         # Path ids by the collection they follow in the URL.
         "ids": {
-            "bookings": [b.id for b in [*bookings, *(r.booking for r in records)]],
+            "bookings": [b.id for b in [under_way, *bookings, *(r.booking for r in records)]],
             "service-records": [r.id for r in records],
             "files": [f.id for f in attached],
             "voucher-applications": [application.id, voucher.application_id],

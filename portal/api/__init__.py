@@ -26,7 +26,17 @@ class PortalApi(Api):
 def init_app(app: Flask) -> None:
     """Register every API blueprint under /api/v1, exempt from CSRF (it uses bearer tokens, not cookies)."""
     # Imported here, not at the top: this module runs whenever any API module is imported.
-    from portal.api import auth, booking, catalog, document, finance, imports, qualifications, vouchers
+    from portal.api import (
+        auth,
+        booking,
+        catalog,
+        document,
+        finance,
+        imports,
+        qualifications,
+        usage,
+        vouchers,
+    )
 
     api = PortalApi(
         app,
@@ -36,7 +46,7 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (auth, catalog, qualifications, booking, vouchers, finance, imports):
+    for module in (auth, catalog, qualifications, booking, usage, vouchers, finance, imports):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     document.complete(api, app)

@@ -35,9 +35,6 @@ blp = ApiBlueprint(
     error_descriptions={404: "No such instrument or qualification (or not your institution's)"},
 )
 
-# Until no-shows are recorded (DESIGN §11), the grace is the design's default and not stored.
-NO_SHOW_GRACE_MINUTES = 30
-
 
 class StepSchema(ma.Schema):
     from_units = ma.fields.Integer(
@@ -139,7 +136,7 @@ class BookingPolicySchema(ma.Schema):
     cancel_cutoff_hours = ma.fields.Integer(required=True)
     no_show_grace_minutes = ma.fields.Integer(
         required=True,
-        metadata={"description": f"Fixed at {NO_SHOW_GRACE_MINUTES} for now; not changed by PUT"},
+        metadata={"description": "Check-in at the instrument closes this many minutes after the start"},
     )
     requires_qualification = ma.fields.Boolean(required=True)
     hours = ma.fields.List(ma.fields.Nested(HoursSchema), required=True)
@@ -166,7 +163,7 @@ class BookingPolicyPutSchema(ma.Schema):
     max_days_ahead = ma.fields.Integer(validate=validate.Range(min=1, max=730))
     buffer_minutes = ma.fields.Integer(validate=validate.Range(min=0, max=1_440))
     cancel_cutoff_hours = ma.fields.Integer(validate=validate.Range(min=0, max=8_760))
-    no_show_grace_minutes = ma.fields.Integer(metadata={"description": "Ignored for now"})
+    no_show_grace_minutes = ma.fields.Integer(validate=validate.Range(min=0, max=1_440))
     requires_qualification = ma.fields.Boolean()
     hours = ma.fields.List(ma.fields.Nested(HoursSchema), metadata={"description": "Replaces the week"})
 
@@ -198,7 +195,6 @@ def policy_json(instrument) -> dict[str, Any]:
     return {
         **{key: getattr(policy, key) for key in booking.DEFAULT_POLICY},
         "operations": list(rules.operations),
-        "no_show_grace_minutes": NO_SHOW_GRACE_MINUTES,
         "requires_qualification": rules.requires_qualification,
         "hours": [
             {

@@ -132,6 +132,10 @@ class PolicyForm(FlaskForm):
         _l("Enterprises may cancel until (hours before)"),
         validators=[InputRequired(), NumberRange(min=0, max=720)],
     )
+    no_show_grace_minutes = IntegerField(
+        _l("Check-in closes after the start (minutes)"),
+        validators=[InputRequired(), NumberRange(min=0, max=1440)],
+    )
     submit = SubmitField(_l("Save booking rules"))
 
 

@@ -37,6 +37,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_days_ahead": 60,
     "buffer_minutes": 0,
     "cancel_cutoff_hours": 24,
+    "no_show_grace_minutes": 30,
 }
 
 

@@ -285,6 +285,7 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         file_labels=FILE_KIND_LABELS,
         held=held,
         history=services.booking_history(booking),
+        **signals.booking_extras(booking),  # usage: the check-in panel and the metered hours
         **forms,
     )
 
