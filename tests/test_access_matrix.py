@@ -226,6 +226,11 @@ REQUESTS.update(
         ("/bookings/<int:booking_id>/check-out", "POST"): {"form": {"reason": "用户忘记签退"}},
         ("/api/v1/bookings/<int:id>/check-in", "POST"): {"json": {"reason": "用户手机没电"}},
         ("/api/v1/bookings/<int:id>/check-out", "POST"): {"json": {"reason": "用户忘记签退"}},
+        ("/manage/instruments/<code>/device-keys", "POST"): {"form": {"label": "矩阵PC"}},
+        ("/api/v1/instruments/<code>/device-keys", "POST"): {"json": {"label": "矩阵PC"}},
+        ("/api/v1/instruments/<code>/usage-events", "POST"): {
+            "json": {"event": "start", "at": "2026-12-07T01:00:00Z", "username": "x", "idempotency_key": "m1"}
+        },
     }
 )
 

@@ -39,6 +39,7 @@ from portal.booking import files as booking_files
 from portal.booking.models import BookingState, FileKind
 from portal.core import clock
 from portal.core.permissions import Role
+from portal.usage import devices
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from tests.conftest import app_in_context
@@ -79,6 +80,10 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     "POST /api/v1/bookings/{id}/check-in": {"reason"},
     "POST /api/v1/bookings/{id}/check-out": {"reason"},
 }
+
+
+# Operations that take a device key (Authorization: Device <key>), which the generated calls never send.
+DEVICE_ONLY = {"POST /api/v1/instruments/{code}/usage-events"}
 
 
 def positive_data_acceptance_within_documented_rules(ctx, response, case) -> bool | None:
@@ -196,6 +201,7 @@ def world(
         instrument, enterprise, fake_clock(), fake_clock() + timedelta(hours=1), state=BookingState.CONFIRMED
     )
     records = [make_service(enterprise, instrument=instrument, evidence=()) for _ in range(2)]
+    device_keys = [devices.create_device_key(provider, instrument.code)[0] for _ in range(2)]
     attached = [
         booking_files.attach_file(enterprise, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
         for record in records
@@ -214,12 +220,21 @@ def world(
         "codes": [instrument.code],
         # Path ids by the collection they follow in the URL.
         "ids": {
-            "bookings": [b.id for b in [under_way, *bookings, *(r.booking for r in records)]],
+            "bookings": [b.id for b in [*bookings, *(r.booking for r in records)]],
             "service-records": [r.id for r in records],
             "files": [f.id for f in attached],
             "voucher-applications": [application.id, voucher.application_id],
             "vouchers": [voucher.id],
             "claims": [claim.id],
+            # /instruments/{code}/…/{id}: the instrument's device keys.
+            "instruments": [k.id for k in device_keys],
+        },
+        # Operations that only one object and its own callers can get past 409 and 403: check-in and
+        # check-out name the booking under way (which the other operations leave alone), called by
+        # its enterprise or the instrument's provider, or without a token.
+        "narrowed": {
+            label: {"ids": {"bookings": [under_way.id]}, "tokens": [None, tokens[0], tokens[2]]}
+            for label in ("POST /api/v1/bookings/{id}/check-in", "POST /api/v1/bookings/{id}/check-out")
         },
     }
 
@@ -318,18 +333,22 @@ def test_no_operation_answers_a_5xx_or_breaks_its_schema(app, world) -> None:
         kinds.append("valid")
         if has_input or "{id}" in operation.path:
             kinds.append("invalid")
+        narrowed = world["narrowed"].get(operation.label, {})
+        known = {**world, **narrowed, "ids": {**world["ids"], **narrowed.get("ids", {})}}
         for kind in kinds:
             try:
-                fuzz(operation, kind, wsgi, world, statuses)
+                fuzz(operation, kind, wsgi, known, statuses)
             except Unsatisfiable:
                 continue  # no invalid variant could be sent; the valid run covered the operation
             except (Exception, BaseExceptionGroup) as error:  # collected: one run reports every operation
                 failures.append(f"{operation.label} ({kind}): {describe(error)}")
 
     assert not failures, "\n\n".join(failures)
-    # The run got past authentication and validation: most operations answered a success too.
+    # The run got past authentication and validation: most operations answered a success too (of
+    # those a bearer token can call: an instrument PC's usage events take a device key).
     succeeded = {label for label, codes in statuses.items() if any(200 <= c < 300 for c in codes)}
-    assert len(succeeded) >= len(operations) // 2, sorted(set(statuses) - succeeded)
+    callable_ = [o for o in operations if o.label not in DEVICE_ONLY]
+    assert len(succeeded) >= len(callable_) // 2, sorted(set(statuses) - succeeded)
 
 
 STATEFUL_SCENARIOS = 16

@@ -46,6 +46,11 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    # Instrument PCs: `Authorization: Device <key>` (portal.usage.devices), only for usage events.
+    api.spec.components.security_scheme(
+        "deviceKey",
+        {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Device <key>"},
+    )
     for module in (auth, catalog, qualifications, booking, usage, vouchers, finance, imports):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)

@@ -14,7 +14,7 @@ def init_app(app: Flask) -> None:
     """Register the pages, the commands and, by importing them, the models and Celery tasks; answer
     the booking page's question of what it shows of the booking's use."""
     from portal.booking.signals import booking_shown
-    from portal.usage import models, tasks  # noqa: F401
+    from portal.usage import messages, models, tasks  # noqa: F401
     from portal.usage.cli import usage_cli
     from portal.usage.views import booking_panel, bp
 

@@ -17,3 +17,12 @@ class CheckForm(FlaskForm):
         _l("Reason (when you do it for the user)"), validators=[Optional(), Length(max=MAX_REASON)]
     )
     submit = SubmitField(_l("Confirm"))
+
+
+class DeviceKeyForm(FlaskForm):
+    label = StringField(_l("Where it is used (e.g. the PC's name)"), validators=[Optional(), Length(max=80)])
+    submit = SubmitField(_l("Make a device key"))
+
+
+class RevokeKeyForm(FlaskForm):
+    submit = SubmitField(_l("Revoke"))

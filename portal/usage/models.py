@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import User
@@ -38,9 +38,19 @@ ACTION_LABELS.update(
         "usage.checked_in": _l("Checked in at the instrument"),
         "usage.checked_out": _l("Checked out at the instrument"),
         "usage.auto_checked_out": _l("Session ended with the booking (no check-out)"),
+        "usage.device_started": _l("Use started (instrument PC)"),
+        "usage.device_stopped": _l("Use ended (instrument PC)"),
+        "usage.unbooked": _l("Used without a booking (instrument PC)"),
+        "instrument.device_key_created": _l("Device key created"),
+        "instrument.device_key_revoked": _l("Device key revoked"),
     }
 )
 OBJECT_LABELS.update({"usage_session": _l("Usage session")})
+
+
+class EventKind(StrEnum):
+    START = "start"
+    STOP = "stop"
 
 
 class UsageSession(Model):
@@ -95,3 +105,51 @@ class UsageSession(Model):
 
     def __repr__(self) -> str:
         return f"<UsageSession {self.id} booking={self.booking_id} {self.started_at}–{self.ended_at}>"
+
+
+class DeviceKey(Model):
+    """A key an instrument's PC or relay sends its usage events with. The key itself is shown once,
+    when it is made; only its SHA-256 is kept (with a short prefix, to tell keys apart)."""
+
+    __tablename__ = "device_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"), index=True)
+    label: Mapped[str] = mapped_column(String(80), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    instrument: Mapped[Instrument] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<DeviceKey {self.id} {self.prefix}… instrument={self.instrument_id}>"
+
+
+class UsageEvent(Model):
+    """One event an instrument's PC sent (someone logged in or out), kept as received. Its
+    idempotency key is unique per instrument: an event sent again changes nothing."""
+
+    __tablename__ = "usage_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    device_key_id: Mapped[int] = mapped_column(ForeignKey("device_keys.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    event: Mapped[EventKind] = mapped_column(str_enum(EventKind, length=10))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    username: Mapped[str] = mapped_column(String(80), default="")
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("usage_sessions.id"))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "idempotency_key", name="uq_usage_events_idempotency"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<UsageEvent {self.id} {self.event} {self.at} session={self.session_id}>"

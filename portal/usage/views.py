@@ -12,13 +12,13 @@ from flask_login import current_user, login_required
 
 from portal.booking.models import Booking
 from portal.booking.services import get_booking
-from portal.catalog.ownership import editable_instrument
+from portal.catalog.ownership import editable_instrument, owns
 from portal.catalog.services import get_instrument
 from portal.core import clock
 from portal.core.errors import ServiceError
 from portal.core.permissions import Role, role_required
-from portal.usage import labels, services
-from portal.usage.forms import CheckForm
+from portal.usage import devices, labels, services
+from portal.usage.forms import CheckForm, DeviceKeyForm, RevokeKeyForm
 from portal.usage.models import SOURCE_LABELS
 
 bp = Blueprint("usage", __name__)
@@ -83,15 +83,49 @@ def check_out(booking_id: int) -> ResponseReturnValue:
 @bp.route("/manage/instruments/<code>/usage")
 @role_required(Role.PROVIDER, Role.ADMIN)
 def manage(code: str) -> ResponseReturnValue:
-    """The instrument's label and its recent use."""
+    """The instrument's label, its device keys (its own providers) and its recent use."""
+    return _manage_page(code, DeviceKeyForm(formdata=None))
+
+
+def _manage_page(code: str, key_form: DeviceKeyForm, new_key: str | None = None) -> ResponseReturnValue:
     instrument = editable_instrument(current_user, code)
+    keeper = owns(current_user, instrument)
     return render_template(
         "usage/manage.html",
         instrument=instrument,
         url=short_url(code),
         sessions=services.recent_sessions(instrument),
         source_labels=SOURCE_LABELS,
+        keys=devices.instrument_keys(current_user, code) if keeper else [],
+        keeper=keeper,
+        key_form=key_form,
+        revoke_form=RevokeKeyForm(formdata=None),
+        new_key=new_key,
+        portal_url=request.url_root.rstrip("/"),
     )
+
+
+@bp.route("/manage/instruments/<code>/device-keys", methods=["POST"])
+@role_required(Role.PROVIDER)
+def create_key(code: str) -> ResponseReturnValue:
+    """Make a device key and show it this once (on the page itself: never in a flash or a URL)."""
+    form = DeviceKeyForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _manage_page(code, form)
+    _row, key = devices.create_device_key(current_user, code, form.label.data or "")
+    return _manage_page(code, DeviceKeyForm(formdata=None), new_key=key)
+
+
+@bp.route("/manage/instruments/<code>/device-keys/<int:key_id>/revoke", methods=["POST"])
+@role_required(Role.PROVIDER)
+def revoke_key(code: str, key_id: int) -> ResponseReturnValue:
+    if not RevokeKeyForm().validate_on_submit():
+        abort(400)
+    devices.revoke_device_key(current_user, code, key_id)
+    flash(_("Device key revoked: events sent with it are refused from now on."), "success")
+    return redirect(url_for("usage.manage", code=code))
 
 
 def _label(code: str) -> labels.Label:
