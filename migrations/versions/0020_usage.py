@@ -1,5 +1,5 @@
 """usage at the instrument: usage sessions, the no-show grace of the booking policy, device keys
-and the usage events of instrument PCs
+and the usage events of instrument PCs, the scheme's metering rule
 
 Revision ID: 0020_usage
 Revises: 0019_use_rules
@@ -146,7 +146,14 @@ def upgrade():
         )
 
 
+    with op.batch_alter_table("schemes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("metering_required", sa.Boolean(), server_default=sa.false(), nullable=False))
+
+
 def downgrade():
+    with op.batch_alter_table("schemes", schema=None) as batch_op:
+        batch_op.drop_column("metering_required")
+
     with op.batch_alter_table("booking_policies", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_booking_policies_grace_range"), type_="check")
         batch_op.drop_column("no_show_grace_minutes")
