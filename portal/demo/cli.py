@@ -16,6 +16,7 @@ from portal.demo import (
     DEFAULT_VOUCHERS,
     DEMO_PASSWORD,
     services,
+    usage,  # noqa: F401 - connects the demo's metered use to demo_catalog_loaded
     use_rules,  # noqa: F401 - connects the demo's use rules to demo_catalog_loaded
 )
 from portal.demo.scheduler import DemoScheduler
