@@ -27,6 +27,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "booking-no-shows": {"task": "booking.mark_no_shows", "schedule": 300.0},
     "waitlist-lapse-offers": {"task": "waitlist.lapse_offers", "schedule": 60.0},
     "qualification-expiry-reminders": {"task": "qualifications.remind_expiring", "schedule": 3600.0},
+    # Sessions nobody checked out end at their booking's end (DESIGN §11).
+    "close-usage-sessions": {"task": "usage.close_sessions", "schedule": 300.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
 }
 
@@ -56,6 +58,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
         notifications,
         operations,
         qualifications,
+        usage,
         vouchers,
         waitlist,
     )
@@ -64,6 +67,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     catalog.init_app(app)
     qualifications.init_app(app)
     booking.init_app(app)
+    usage.init_app(app)
     vouchers.init_app(app)
     waitlist.init_app(app)
     notifications.init_app(app)

@@ -42,6 +42,8 @@ from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
+from portal.usage import devices
+from portal.usage.models import UsageSession, UsageSource
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice as public_notice
@@ -82,6 +84,7 @@ PARTNER = {
 }
 
 _serial = itertools.count(1)
+_checkin_minutes = itertools.count(0)
 _scheme_years = itertools.count(2030, 2)  # admin console (issue 13): years free for a new scheme
 
 
@@ -183,26 +186,53 @@ class World:
     def _make_booking_started(self, side: str) -> dict[str, Any]:
         # Written directly: no service makes a confirmed machine-time booking whose time has begun
         # (requests must lie in the future), and only such a booking can be a no-show.
+        row = self._slot_row(side, NOW - timedelta(days=3, hours=next(_serial)), 30)  # an hour apart
+        return {"booking_id": row.id, "id": row.id}
+
+    def _slot_row(self, side: str, starts: datetime, minutes: int) -> Booking:
+        """A confirmed machine-time booking written directly (the services book only the future)."""
         user = self._ent_user(side)
-        instrument_id = db.session.scalar(
-            select(Instrument.id).where(Instrument.code == self.instruments[side])
-        )
-        n = next(_serial)
-        starts = NOW - timedelta(days=3, hours=n)  # one hour apart: never the same slot
         row = Booking(
-            instrument_id=instrument_id,
+            instrument_id=db.session.scalar(
+                select(Instrument.id).where(Instrument.code == self.instruments[side])
+            ),
             enterprise_id=user.enterprise_id,
             requested_by_id=user.id,
             mode=BookingMode.SLOT,
             state=BookingState.CONFIRMED,
             starts_at=starts,
-            ends_at=starts + timedelta(minutes=30),
-            held_until=starts + timedelta(minutes=30),
+            ends_at=starts + timedelta(minutes=minutes),
+            held_until=starts + timedelta(minutes=minutes),
             purpose="测试",
         )
         db.session.add(row)
         db.session.commit()
+        return row
+
+    def _make_booking_checkin(self, side: str) -> dict[str, Any]:
+        # Issue 18: one-minute slots from half an hour before NOW on, so that NOW is inside each one's
+        # check-in window (15 minutes before the start to 30 after it) and no two overlap.
+        row = self._slot_row(side, NOW - timedelta(minutes=30) + timedelta(minutes=next(_checkin_minutes)), 1)
         return {"booking_id": row.id, "id": row.id}
+
+    def _make_booking_in_use(self, side: str) -> dict[str, Any]:
+        # A booking of days ago whose session nobody closed yet: it can be checked out.
+        row = self._slot_row(side, NOW - timedelta(days=5, hours=next(_serial)), 30)
+        db.session.add(
+            UsageSession(
+                booking_id=row.id,
+                instrument_id=row.instrument_id,
+                user_id=row.requested_by_id,
+                started_at=row.starts_at,
+                source=UsageSource.QR,
+            )
+        )
+        db.session.commit()
+        return {"booking_id": row.id, "id": row.id}
+
+    def _make_device_key(self, side: str) -> dict[str, Any]:
+        row, _key = devices.create_device_key(self._provider(side), self.instruments[side], "矩阵PC")
+        return {"code": self.instruments[side], "key_id": row.id, "id": row.id}
 
     def _completed(self, side: str, *, rated: bool = True) -> Booking:
         # The samples arrive today: a sample service cannot be recorded before they have arrived.
@@ -702,6 +732,10 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("violation", {})[side] = world._make_violation(side)
         world.shared.setdefault("waitlist_waiting", {})[side] = world._make_waitlist_waiting(side)
         world.shared.setdefault("waitlist_offered", {})[side] = world._make_waitlist_offered(side)
+    for side in SIDES:  # issue 18
+        world.shared.setdefault("booking_checkin", {})[side] = world._make_booking_checkin(side)
+        world.shared.setdefault("booking_in_use", {})[side] = world._make_booking_in_use(side)
+        world.shared.setdefault("device_key", {})[side] = world._make_device_key(side)
     return world
 
 
@@ -808,6 +842,7 @@ def build_console_objects(world: World) -> None:
 # Links (reset, new address, invitation) are given by their secret, derived as the outbox derives it.
 
 _accounts_serial = itertools.count(1)
+_checkin_minutes = itertools.count(0)
 
 
 def _secret(row) -> str:

@@ -241,6 +241,21 @@ REQUESTS.update(
     }
 )
 
+# Issue 18: a provider checks in or out for the user with a reason (the enterprise's is kept too).
+REQUESTS.update(
+    {
+        ("/bookings/<int:booking_id>/check-in", "POST"): {"form": {"reason": "用户手机没电"}},
+        ("/bookings/<int:booking_id>/check-out", "POST"): {"form": {"reason": "用户忘记签退"}},
+        ("/api/v1/bookings/<int:id>/check-in", "POST"): {"json": {"reason": "用户手机没电"}},
+        ("/api/v1/bookings/<int:id>/check-out", "POST"): {"json": {"reason": "用户忘记签退"}},
+        ("/manage/instruments/<code>/device-keys", "POST"): {"form": {"label": "矩阵PC"}},
+        ("/api/v1/instruments/<code>/device-keys", "POST"): {"json": {"label": "矩阵PC"}},
+        ("/api/v1/instruments/<code>/usage-events", "POST"): {
+            "json": {"event": "start", "at": "2026-12-07T01:00:00Z", "username": "x", "idempotency_key": "m1"}
+        },
+    }
+)
+
 # --- admin console (issue 13) ---------------------------------------------------------------------
 
 
@@ -637,7 +652,7 @@ def test_no_foreign_id_is_found_and_none_answers_unlike_a_missing_one(world: Wor
             expect_missing(route.format(record=own_record, file=file_id), missing)
     if role.startswith("prov"):
         foreign_code = world.instruments[other(own_side(role))]
-        for page in ("", "/record"):
+        for page in ("", "/record", "/usage", "/label.svg"):
             expect_missing(f"/manage/instruments/{foreign_code}{page}", f"/manage/instruments/NOPE{page}")
     assert not problems, "\n".join(problems)
 

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"qualifications"},
     {"booking"},
+    {"usage"},
     {"vouchers", "waitlist"},
     {"finance", "credit"},
     {"dashboard"},  # and the reporting read layers to come, beside it

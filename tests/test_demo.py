@@ -181,6 +181,34 @@ def test_a_year_of_bookings_in_every_state_without_overlaps(demo_app):
     assert {r.rating for r in records} == {None, 1, 2, 3, 4, 5}
 
 
+def test_most_completed_machine_time_is_metered_with_lateness_and_overtime(demo_app):
+    from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
+    from portal.usage.models import UsageSession
+    from portal.usage.services import metered_hours, usage_of
+
+    completed = select(Booking.id).where(
+        Booking.mode == BookingMode.SLOT, Booking.state == BookingState.COMPLETED
+    )
+    total = count(Booking, Booking.id.in_(completed))
+    rows = db.session.execute(
+        select(
+            UsageSession.started_at, UsageSession.ended_by, UsageSession.overtime_minutes, Booking.starts_at
+        ).join(Booking, Booking.id == UsageSession.booking_id)
+    ).all()
+    assert 0.75 * total < len(rows) < 0.95 * total
+    late = [r for r in rows if r.started_at > r.starts_at]
+    assert 0.3 < len(late) / len(rows) < 0.6
+    assert any(r.overtime_minutes > 20 for r in rows) and any(r.ended_by == "auto" for r in rows)
+    # What the demo bills is never above what was metered (the claims pass hours_above_usage).
+    sample = db.session.execute(
+        select(ServiceRecord.booking_id, ServiceRecord.hours)
+        .where(ServiceRecord.booking_id.in_(completed))
+        .limit(2000)
+    ).all()
+    used = usage_of(r.booking_id for r in sample)
+    assert all(r.hours <= metered_hours(used[r.booking_id]) for r in sample if r.booking_id in used)
+
+
 def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
     from tests.factories import login
 

@@ -243,6 +243,7 @@ def test_preview_via_the_api_has_the_documented_shape(client, claimant):
         "claimed_twice",
         "excluded_service",
         "hours_within_booking",
+        "hours_above_usage",
         "voucher_valid",
     }
 

@@ -74,6 +74,7 @@ def init_app(app: Flask) -> None:
         finance,
         imports,
         qualifications,
+        usage,
         vouchers,
         waitlist,
     )
@@ -86,7 +87,23 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (auth, catalog, qualifications, booking, vouchers, finance, imports, credit, waitlist):
+    # Instrument PCs: `Authorization: Device <key>` (portal.usage.devices), only for usage events.
+    api.spec.components.security_scheme(
+        "deviceKey",
+        {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Device <key>"},
+    )
+    for module in (
+        auth,
+        catalog,
+        qualifications,
+        booking,
+        usage,
+        vouchers,
+        finance,
+        imports,
+        credit,
+        waitlist,
+    ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     api.finish_document(lambda: document.complete(api, app))

@@ -20,9 +20,16 @@ from portal.core.permissions import Role
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
+# Instrument PCs send `Authorization: Device <key>`; the usage-events endpoint checks that itself.
+DEVICE_SCHEME = "device"
+
+
 def reject_bad_credentials() -> None:
     """A request that sends credentials which do not work is refused, not treated as anonymous."""
-    if request.headers.get("Authorization") and not current_user.is_authenticated:
+    header = request.headers.get("Authorization", "")
+    if header.partition(" ")[0].lower() == DEVICE_SCHEME:
+        return
+    if header and not current_user.is_authenticated:
         raise Unauthorized(_("The bearer token is invalid or has expired."))
 
 

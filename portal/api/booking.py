@@ -21,6 +21,7 @@ from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ValidationFailed
 from portal.qualifications.models import OPERATIONS
+from portal.usage.services import BookingUsage, usage_of
 
 blp = ApiBlueprint(
     "api_booking",
@@ -150,15 +151,23 @@ class BookingSchema(ma.Schema):
             "description": "Set while the booking is a waitlist offer not yet accepted",
         },
     )
-    checked_in_at = ma.fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"format": "date-time", "description": "null: nobody has checked in (slots only)"},
-    )
     fee_fen = ma.fields.Integer(required=True, allow_none=True)
     rating = ma.fields.Integer(required=True, allow_none=True)
     service_record_id = ma.fields.Integer(required=True, allow_none=True)
     created_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+    checked_in_at = ma.fields.String(
+        required=True, allow_none=True, metadata={"format": "date-time", "description": "First check-in"}
+    )
+    checked_out_at = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"format": "date-time", "description": "End of the last session; null while in use"},
+    )
+    used_minutes = ma.fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Minutes of metered use (an open session up to now); null when not metered"},
+    )
 
 
 class BookingPageSchema(PageSchema):
@@ -297,8 +306,10 @@ class NewFileSchema(ma.Schema):
     size = ma.fields.Integer(required=True)
 
 
-def booking_json(booking: Booking) -> dict[str, Any]:
+def booking_json(booking: Booking, usage: dict[int, BookingUsage] | None = None) -> dict[str, Any]:
+    """The booking as the API shows it; `usage` is the metered use of a page of bookings, read at once."""
     record = booking.service_record
+    used = (usage_of([booking.id]) if usage is None else usage).get(booking.id)
     return {
         "id": booking.id,
         "instrument_code": booking.instrument.code,
@@ -318,12 +329,14 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "tier": booking.tier,
         "unit": booking.unit,
         "unit_price_fen": booking.unit_price_fen,
-        "checked_in_at": clock.iso_utc(booking.checked_in_at),
         "offered_until": clock.iso_utc(booking.offered_until),
         "fee_fen": record.fee_fen if record else None,
         "rating": record.rating if record else None,
         "service_record_id": record.id if record else None,
         "created_at": clock.iso_utc(booking.created_at),
+        "checked_in_at": clock.iso_utc(used.checked_in_at) if used else None,
+        "checked_out_at": clock.iso_utc(used.checked_out_at) if used else None,
+        "used_minutes": used.used_minutes if used else None,
     }
 
 
@@ -359,7 +372,7 @@ def record_json(record: ServiceRecord) -> dict[str, Any]:
     }
 
 
-def _booking(booking_id: int) -> dict[str, Any]:
+def booking_answer(booking_id: int) -> dict[str, Any]:
     return booking_json(services.get_booking(current_user, booking_id))
 
 
@@ -404,7 +417,7 @@ def create_booking(args: dict):
             operation=args["operation"],
         ),
     )
-    return _booking(booking.id)
+    return booking_answer(booking.id)
 
 
 @blp.route("/bookings")
@@ -422,8 +435,9 @@ def list_bookings(args: dict):
         page=args["page"],
         per_page=args["per_page"],
     )
+    usage = usage_of(b.id for b in result.items)
     return {
-        "items": [booking_json(b) for b in result.items],
+        "items": [booking_json(b, usage) for b in result.items],
         "total": result.total,
         "page": result.page,
         "per_page": result.per_page,
@@ -438,7 +452,7 @@ def list_bookings(args: dict):
 @token_required()
 def get_booking(id: int):
     """One booking."""
-    return _booking(id)
+    return booking_answer(id)
 
 
 def _transition(
@@ -451,7 +465,7 @@ def _transition(
         summary,
         guard=lambda i: services.get_booking(current_user, i),
         act=act,
-        respond=_booking,
+        respond=booking_answer,
         response_schema=BookingSchema,
         body=body,
         body_required=body_required,

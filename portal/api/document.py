@@ -63,7 +63,7 @@ BOOKING_LINKS = _links(
     ("GetBooking", "get", "/bookings/{id}", BOOKING_ID),
     *(
         (f"Booking{action.title().replace('-', '')}", "post", f"/bookings/{{id}}/{action}", BOOKING_ID)
-        for action in ("confirm", "reject", "cancel", "no-show", "complete", "rate")
+        for action in ("confirm", "reject", "cancel", "no-show", "complete", "rate", "check-in", "check-out")
     ),
 )
 # (method, path, status) of the answer → links from it.

@@ -136,7 +136,10 @@ class BookingPolicySchema(ma.Schema):
     cancel_cutoff_hours = ma.fields.Integer(required=True)
     no_show_grace_minutes = ma.fields.Integer(
         required=True,
-        metadata={"description": "A confirmed slot without check-in by its start plus this becomes no_show"},
+        metadata={
+            "description": "Minutes after the start when check-in closes; a confirmed slot without check-in "
+            "by then becomes no_show"
+        },
     )
     requires_qualification = ma.fields.Boolean(required=True)
     hours = ma.fields.List(ma.fields.Nested(HoursSchema), required=True)

@@ -60,6 +60,10 @@ class SchemeSchema(ma.Schema):
     service_window_start = ma.fields.String(required=True, metadata={"format": "date"})
     service_window_end = ma.fields.String(required=True, metadata={"format": "date"})
     excluded_service_types = ma.fields.List(ma.fields.String(), required=True)
+    metering_required = ma.fields.Boolean(
+        required=True,
+        metadata={"description": "Billed machine hours must be metered (claim check hours_above_usage)"},
+    )
     allocated_fen = ma.fields.Integer(required=True, metadata={"description": "voucher quotas outstanding"})
     unallocated_fen = ma.fields.Integer(required=True)
 
@@ -153,6 +157,9 @@ class CheckSchema(ma.Schema):
     code = ma.fields.String(required=True)
     passed = ma.fields.Boolean(required=True)
     message = ma.fields.String(required=True)
+    warning = ma.fields.Boolean(
+        metadata={"description": "Passed, with something to know (hours_above_usage: not metered)"}
+    )
 
 
 class PreviewSchema(ma.Schema):
@@ -222,6 +229,7 @@ def scheme_json(scheme) -> dict[str, Any]:
         "service_window_start": scheme.service_window_start.isoformat(),
         "service_window_end": scheme.service_window_end.isoformat(),
         "excluded_service_types": list(scheme.excluded_service_types or []),
+        "metering_required": scheme.metering_required,
         "allocated_fen": scheme.allocated_fen,
         "unallocated_fen": scheme.unallocated_fen,
     }

@@ -161,8 +161,8 @@ class BookingPolicy(Model):
     buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
     # Enterprises may cancel a confirmed booking up to this many hours before it starts.
     cancel_cutoff_hours: Mapped[int] = mapped_column(Integer, default=24)
-    # A confirmed slot nobody checked in to by its start plus this many minutes becomes a no-show.
-    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    # Check-in at the instrument closes this many minutes after the start (DESIGN §11: the no-show grace).
+    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, onupdate=current_time)
 
     instrument: Mapped[Instrument] = relationship()
@@ -175,7 +175,10 @@ class BookingPolicy(Model):
             "AND cancel_cutoff_hours >= 0",
             name="non_negative",
         ),
-        CheckConstraint("no_show_grace_minutes BETWEEN 0 AND 1440", name="no_show_grace_range"),
+        CheckConstraint(
+            "no_show_grace_minutes >= 0 AND no_show_grace_minutes <= 1440",
+            name="grace_range",
+        ),
     )
 
     def __repr__(self) -> str:

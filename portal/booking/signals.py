@@ -52,3 +52,25 @@ def fee_hint(user: User, instrument: Instrument, fee_fen: int) -> Any | None:
         if answer is not None:
             return answer
     return None
+
+
+booking_shown = _signals.signal(
+    "booking-shown",
+    doc="""A booking's page is being rendered. Sender: the booking. A receiver returns a dict of values
+    for the page's template, or None: `booking_panels` (templates the page includes after the booking's
+    facts; usage: its check-in and used minutes) and `metered_hours` (Decimal: the hours a service
+    record is prefilled with).""",
+)
+
+# What the booking page has when no area answers: no panels, nothing metered.
+BOOKING_PAGE_DEFAULTS: dict[str, Any] = {"booking_panels": [], "metered_hours": None}
+
+
+def booking_extras(booking: Any) -> dict[str, Any]:
+    """The values the connected areas add to a booking's page (panels are collected from all)."""
+    extras: dict[str, Any] = {**BOOKING_PAGE_DEFAULTS, "booking_panels": []}
+    for _receiver, answer in booking_shown.send(booking):
+        answer = dict(answer or {})
+        extras["booking_panels"] += answer.pop("booking_panels", [])
+        extras.update(answer)
+    return extras

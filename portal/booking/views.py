@@ -267,6 +267,9 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         name: submitted.get(name) or form_class(formdata=None) for name, form_class in DETAIL_FORMS.items()
     }
     forms["complete_form"].service_type.choices = options(SERVICE_TYPE_LABELS.items())
+    extras = signals.booking_extras(booking)  # usage: the check-in panel and the metered hours
+    if "complete_form" not in submitted and extras["metered_hours"] is not None:
+        forms["complete_form"].hours.data = extras["metered_hours"]  # prefilled from metered use
     # Two reason boxes on one page: each needs its own id, for its label too.
     for name, box_id in (("reject_form", "reject-reason"), ("cancel_form", "cancel-reason")):
         forms[name].reason.id = forms[name].reason.label.field_id = box_id
@@ -286,6 +289,7 @@ def _detail_page(booking, held: held_uploads.Received | None = None, **submitted
         file_labels=FILE_KIND_LABELS,
         held=held,
         history=services.booking_history(booking),
+        **extras,
         **forms,
     )
 

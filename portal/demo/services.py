@@ -38,6 +38,7 @@ from portal.demo import (
     DEMO_PASSWORD,
     activity,
     data,
+    usage,
     use_rules,
 )
 from portal.demo import photos as demo_photos
@@ -219,6 +220,7 @@ def _load_demo(
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
     load_catalog_imports()
     use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above
+    usage.load_usage()  # metered use of the completed bookings
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()

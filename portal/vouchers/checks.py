@@ -27,6 +27,7 @@ from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.errors import InvalidTransition
 from portal.extensions import db
+from portal.usage.services import metered_hours, usage_of
 from portal.vouchers.models import Claim, EnterpriseRelation, Scheme, Voucher, VoucherState
 
 EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
@@ -40,9 +41,11 @@ class Check:
     code: str
     passed: bool
     message: str
+    # Passed, with something the reviewer should know (hours_above_usage: a service not metered).
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "passed": self.passed, "message": self.message}
+        return {"code": self.code, "passed": self.passed, "message": self.message, "warning": self.warning}
 
 
 def records_of(record_ids: list[int]) -> list[ServiceRecord]:
@@ -113,6 +116,11 @@ def _check_records(
             _excluded(scheme, records),
         ),
         ("hours_within_booking", _("No service bills more hours than were booked."), _over_booked(records)),
+        (
+            "hours_above_usage",
+            _("No service bills more machine hours than were metered at the instrument."),
+            _above_usage(scheme, records),
+        ),
     ]
 
 
@@ -207,6 +215,43 @@ def _over_booked(records: list[ServiceRecord]) -> Failures:
     return over
 
 
+def _billed_hours(records: list[ServiceRecord]) -> dict[int, tuple[ServiceRecord, Decimal | None]]:
+    """The services that bill machine hours, each with its metered hours (None: not metered)."""
+    billed = [r for r in records if r.booking.mode is BookingMode.SLOT and r.hours is not None]
+    usage = usage_of(r.booking_id for r in billed)
+    return {r.id: (r, metered_hours(usage.get(r.booking_id))) for r in billed}
+
+
+def _above_usage(scheme: Scheme, records: list[ServiceRecord]) -> Failures:
+    """Metered services billing more hours than were used; unmetered ones where the scheme requires
+    metering (elsewhere they only warn: see _not_metered_warning)."""
+    failures = []
+    for record, metered in _billed_hours(records).values():
+        if metered is not None and record.hours is not None and record.hours > metered:
+            message = _(
+                "Service #%(id)d bills %(billed)s hours; %(used)s were metered at the instrument.",
+                id=record.id,
+                billed=record.hours,
+                used=metered,
+            )
+            failures.append((record.id, message))
+        elif metered is None and scheme.metering_required:
+            failures.append(
+                (record.id, _("Service #%(id)d was not metered at the instrument.", id=record.id))
+            )
+    return failures
+
+
+def _not_metered_warning(records: list[ServiceRecord]) -> Check | None:
+    """hours_above_usage when it passes but some services were not metered (the scheme allows it)."""
+    unmetered = [r.id for r, metered in _billed_hours(records).values() if metered is None]
+    if not unmetered:
+        return None
+    services = ", ".join(f"#{record_id}" for record_id in unmetered)
+    message = _("Not metered: service %(services)s (nobody checked in at the instrument).", services=services)
+    return Check("hours_above_usage", True, message, warning=True)
+
+
 def run_checks(
     enterprise: Enterprise, scheme: Scheme, records: list[ServiceRecord], claim_id: int | None = None
 ) -> list[Check]:
@@ -215,7 +260,8 @@ def run_checks(
     for code, ok, failures in _check_records(enterprise, scheme, records, claim_id):
         # Several services of one provider fail the related-party check for the same reason: say it once.
         reasons = list(dict.fromkeys(message for _record, message in failures))
-        checks.append(Check(code, not reasons, "; ".join(reasons) if reasons else ok))
+        warning = _not_metered_warning(records) if code == "hours_above_usage" and not reasons else None
+        checks.append(warning or Check(code, not reasons, "; ".join(reasons) if reasons else ok))
     return checks
 
 

@@ -209,6 +209,7 @@ class SchemeForm(FlaskForm):
     excluded_service_types = SelectMultipleField(
         _l("Service types never subsidised"), choices=options(SERVICE_TYPE_LABELS.items())
     )
+    metering_required = BooleanField(_l("Billed machine hours must be metered at the instrument"))
     # The providers' ranking weights (places=None shows them as typed, not padded to four digits).
     weight_hours = DecimalField(
         _l("Weight of service hours"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]

@@ -81,6 +81,8 @@ class Scheme(Model):
     # Decisions above this amount need a second reviewer (four eyes).
     four_eyes_threshold_fen: Mapped[int] = mapped_column(BigInteger)
     excluded_service_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A claim's hours must be metered at the instrument (check hours_above_usage), not only not above.
+    metering_required: Mapped[bool] = mapped_column(Boolean, default=False)
     # Voucher quotas currently allocated (issued minus released).
     allocated_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     # The providers' ranking weights as decimal strings (JSON numbers would be floats); None = defaults.

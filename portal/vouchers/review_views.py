@@ -280,6 +280,7 @@ def _fill_scheme_form(form: SchemeForm, scheme: Scheme) -> None:
     )
     form.public_notice_days.data = scheme.public_notice_days
     form.excluded_service_types.data = list(scheme.excluded_service_types or [])
+    form.metering_required.data = scheme.metering_required
     _fill_ranking_weights(form, scheme.ranking_weight_values)
 
 
@@ -311,6 +312,7 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
         "service_window_end": form.service_window_end.data,
         "public_notice_days": form.public_notice_days.data,
         "excluded_service_types": list(form.excluded_service_types.data or []),
+        "metering_required": bool(form.metering_required.data),
     }
     weights = _ranking_weights(form)
     if weights is not None:

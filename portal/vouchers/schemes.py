@@ -141,6 +141,7 @@ def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
         "voucher_validity_days": scheme.voucher_validity_days,
         "funds": {f.name: {"rate": str(f.rate), "budget_fen": f.budget_fen} for f in scheme.funds},
         "ranking_weights": scheme.ranking_weights,
+        "metering_required": scheme.metering_required,
     }
 
 
@@ -207,6 +208,7 @@ def _next_year_copy(source: Scheme, year: int, target: int) -> Scheme:
         public_notice_days=source.public_notice_days,
         four_eyes_threshold_fen=source.four_eyes_threshold_fen,
         excluded_service_types=list(source.excluded_service_types or []),
+        metering_required=source.metering_required,
         ranking_weights=dict(source.ranking_weights) if source.ranking_weights is not None else None,
         allocated_fen=0,
     )

@@ -93,6 +93,9 @@ PAGES: tuple[PageType, ...] = (
         then=r"/record$",
     ),
     PageType("booking request", "/bookings/?state=requested", (PROVIDER,), follow=r"^/bookings/\d+$"),
+    # use at the instrument (issue 18): the QR label's short URL, the label and the instrument's use
+    PageType("at the instrument", "/i/{instrument}", (ENTERPRISE, PROVIDER)),
+    PageType("instrument use", "/manage/instruments/{instrument}/usage", (PROVIDER,)),
     # the bureau's review desk
     PageType("review desk", "/review/", BUREAU),
     PageType("application review", "/review/applications/{application}", (REVIEWER, ADMIN)),
