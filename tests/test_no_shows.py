@@ -17,6 +17,7 @@ from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.notifications.models import Notification
+from portal.usage import services as usage
 from tests.conftest import MONDAY_9AM
 from tests.test_booking_rules import WEEKDAY_HOURS
 
@@ -169,3 +170,26 @@ def test_the_registered_task_marks_them(world, app):
     world["clock"].set(TUESDAY_9 + timedelta(minutes=30))
     assert app.extensions["celery"].tasks["booking.mark_no_shows"].apply().get() == 1
     assert state_of(world["booking"].id) is BookingState.NO_SHOW
+
+
+def test_a_check_in_at_the_instrument_keeps_the_booking_from_being_a_no_show(world):
+    """The join of check-in (portal.usage) and the no-show task (portal.booking): a QR check-in puts
+    the booking's first check-in on the booking, where the task looks."""
+    booking = world["booking"]
+    world["clock"].current = TUESDAY_9 + timedelta(minutes=5)
+    usage.check_in(world["enterprise"], booking.id)
+    db.session.rollback()
+    assert (
+        db.session.get_one(Booking, booking.id, populate_existing=True).checked_in_at
+        == world["clock"].current
+    )
+    assert no_shows.mark_no_shows(TUESDAY_9 + timedelta(hours=1)) == 0
+    assert state_of(booking.id) is BookingState.CONFIRMED
+
+
+def test_a_check_in_racing_a_no_show_loses_once_the_no_show_is_marked(world):
+    booking = world["booking"]
+    assert no_shows.mark_no_shows(TUESDAY_9 + timedelta(minutes=30)) == 1
+    assert usage.record_check_in(booking.id, TUESDAY_9 + timedelta(minutes=29)) is False
+    db.session.rollback()
+    assert db.session.get_one(Booking, booking.id, populate_existing=True).checked_in_at is None
