@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingMode, BookingState, ServiceRecord
@@ -284,11 +284,18 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
     for booking_id, row, plan, state in zip(ids, bookings, plans, states, strict=True):
         instrument = plan[0]
         provider_id = providers.get(instrument.institution_id)
-        history.append(
-            _event(
-                "booking.requested", booking_id, row["requested_by_id"], row["created_at"], None, "requested"
+        if not (state is BookingState.REQUESTED and row["created_at"] < now - ttl + timedelta(hours=1)):
+            # (The request about to expire is dated, and its history written, at the end of the load.)
+            history.append(
+                _event(
+                    "booking.requested",
+                    booking_id,
+                    row["requested_by_id"],
+                    row["created_at"],
+                    None,
+                    "requested",
+                )
             )
-        )
         if row["decided_at"]:
             decision = "rejected" if state is BookingState.REJECTED else "confirmed"
             history.append(
@@ -362,3 +369,25 @@ def _event(
         "reason": None,
         "ip": None,
     }
+
+
+def keep_the_expiring_request_due(now: datetime | None = None) -> None:
+    """Date the showcase request asked almost the whole answer time ago (the oldest waiting one) from
+    the end of the load, not its start: loading takes minutes on a busy machine, and the request must
+    still be due in the demo's first minutes, not already overdue."""
+    now = now or clock.utcnow()
+    oldest = db.session.scalars(
+        select(Booking.id)
+        .where(Booking.state == BookingState.REQUESTED)
+        .order_by(Booking.created_at, Booking.id)
+        .limit(1)
+    ).first()
+    ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
+    if oldest is None or db.session.get_one(Booking, oldest).created_at > now - ttl + timedelta(hours=1):
+        return  # a smaller demo without it
+    asked = now - ttl + timedelta(minutes=4)
+    db.session.execute(update(Booking).where(Booking.id == oldest).values(created_at=asked, updated_at=asked))
+    asker = db.session.get_one(Booking, oldest).requested_by_id
+    db.session.execute(
+        insert(table_of(AuditEvent)), [_event("booking.requested", oldest, asker, asked, None, "requested")]
+    )

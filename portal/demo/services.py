@@ -224,6 +224,7 @@ def _load_demo(
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()
+    activity.keep_the_expiring_request_due()
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()
     if db.engine.dialect.name == "postgresql":

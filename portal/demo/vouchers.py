@@ -144,6 +144,7 @@ class _Year:
         self.rng, self.now, self.reviewers = rng, now, reviewers
         self.today = clock.local_today(now)
         self.first_day = date(self.today.year, 1, 1)
+        self.approval_months: set[tuple[int, int]] = set()  # months with an approval to come
         self.span = max((self.today - self.first_day).days, 1)
         self.events: list[tuple[datetime, int, Callable[..., object], tuple]] = []
         self.sequence = 0
@@ -222,6 +223,12 @@ class _Year:
         offsets = sorted(self.rng.randint(1, room) for _n in range(self.rng.randint(2, 4)))
         if issued.month == 1:
             offsets[0] = self.rng.randint(1, 4)  # January's vouchers are used at once
+        else:
+            # Every voucher's first claim comes within its first weeks: vouchers are issued from
+            # January to June, so each of those months has claims whatever the date of the load.
+            offsets[0] = self.rng.randint(1, min(room, 25))
+        if issued.month == 1 and len(offsets) > 1:
+            offsets[1] = max(offsets[1], 32 - issued.day + self.rng.randint(0, 20))  # and again in February
         for offset in offsets:
             day = issued + timedelta(days=offset)
             self.push(self.working_moment(day), self.claim, user, voucher.id)
@@ -281,6 +288,9 @@ class _Year:
         # first claims are through their notice and paid within the month).
         wait = 1 if clock.local_today(submitted).month == 1 else self.rng.randint(1, 6)
         decided = self.working_moment(clock.local_today(submitted) + timedelta(days=wait))
+        month = (clock.local_today(decided).year, clock.local_today(decided).month)
+        if month not in self.approval_months:
+            fate = 0.0  # every month of the year has an approval, whatever the draws of the year
         if approved_ago is not None:
             if approved_ago >= 0:
                 self.push(
@@ -289,6 +299,7 @@ class _Year:
                     claim.id,
                 )
         elif fate < 0.85:
+            self.approval_months.add(month)
             self.push(decided, self.approve_claim, claim.id)
         elif fate < 0.93:
             self.push(decided, self.return_claim, claim.id)
