@@ -15,6 +15,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
+from portal.accounts import banking
 from portal.accounts.models import Enterprise
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES
@@ -370,6 +371,58 @@ def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, ma
     assert {"batch.built", "batch.exported", "batch.paid", "claim.paid"} <= actions
     with pytest.raises(InvalidTransition):
         batches.mark_batch_paid(clerk, batch.id, "again")
+
+
+def test_each_batch_transition_records_the_state_it_found_and_who(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    claims = [db.session.get(Claim, i) for i in payable]
+    accounts = {str(e): a.id for e, a in banking.verified_accounts(c.enterprise_id for c in claims).items()}
+    fake_clock.advance(hours=1)
+    batches.export_batch(clerk, batch.id)
+    exported_at = fake_clock()
+    fake_clock.advance(hours=1)
+    batches.export_batch(clerk, batch.id, "xlsx")  # fetched again: the first export's time stays
+    fake_clock.advance(hours=1)
+    batches.mark_batch_paid(clerk, batch.id, " " + "R" * 90 + " ")
+    db.session.rollback()
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_type == "batch").order_by(AuditEvent.id)
+    ).all()
+    total = sum(c.total_fen for c in claims)
+    assert [(e.action, e.before, e.after, e.reason, e.actor_id) for e in rows] == [
+        (
+            "batch.built",
+            None,
+            {"state": "draft", "month": MONTH, "claims": 2, "total_fen": total, "held_back": []},
+            None,
+            clerk.id,
+        ),
+        (
+            "batch.exported",
+            {"state": "draft"},
+            {"state": "exported", "format": "csv", "accounts": accounts},
+            None,
+            clerk.id,
+        ),
+        (
+            "batch.exported",
+            {"state": "exported"},
+            {"state": "exported", "format": "xlsx", "accounts": accounts},
+            None,
+            clerk.id,
+        ),
+        ("batch.paid", {"state": "exported"}, {"state": "paid"}, "R" * 90, clerk.id),
+    ]
+    batch = db.session.get(type(batch), batch.id)
+    assert (batch.exported_at, batch.paid_at, batch.paid_reference) == (exported_at, fake_clock(), "R" * 80)
+    assert batch.fund_amounts == {
+        name: sum(c.fund_amounts()[name] for c in claims) for name in ("province", "city")
+    }
+    paid = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "claim.paid")).all()
+    assert {(e.object_id, e.reason, e.actor_id) for e in paid} == {
+        (str(i), "R" * 90, clerk.id) for i in payable
+    }
 
 
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):

@@ -39,7 +39,7 @@ from portal.vouchers.models import (
     VoucherApplication,
     VoucherState,
 )
-from portal.vouchers.services import transition
+from portal.vouchers.services import open_states, states_allowing, transition
 from tests.test_booking_rules import WEEKDAY_HOURS
 
 WEDNESDAY_9 = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # 09:00 Beijing
@@ -242,6 +242,19 @@ def test_what_waits_for_a_decision_comes_from_the_table():
         ApplicationState.SUBMITTED,
         ApplicationState.PENDING_SECOND,
     )
+
+
+def test_the_states_an_action_leaves_and_the_open_states_are_read_from_a_table_in_the_enums_order():
+    # Called here, not only when the modules are imported, so that a change to them shows.
+    assert states_allowing(CLAIM_TRANSITIONS, "submit") == (ClaimState.DRAFT, ClaimState.RETURNED)
+    assert states_allowing(CLAIM_TRANSITIONS, "end_notice") == (ClaimState.IN_NOTICE,)
+    assert states_allowing(CLAIM_TRANSITIONS, "no such action") == ()
+    assert open_states(application_services.APPLICATION_TRANSITIONS) == (
+        ApplicationState.SUBMITTED,
+        ApplicationState.PENDING_SECOND,
+        ApplicationState.RETURNED,
+    )
+    assert open_states(wallet.VOUCHER_TRANSITIONS) == (VoucherState.ACTIVE,)
 
 
 @pytest.mark.parametrize(("state", "action"), CLAIM_FORBIDDEN, ids=ids(CLAIM_FORBIDDEN))
