@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import flask_migrate
 import pytest
 from sqlalchemy import func, select, text
+from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
@@ -485,3 +486,74 @@ def test_the_audit_log_is_searchable_by_reviewers(client, claimant):
     )
     assert "批准，开始公示" in page and "提交科技局" in page  # claim.in_notice, claim.submitted
     assert client.get("/review/audit", query_string={"action": "nothing.like.this"}).status_code == 200
+
+
+# --- the review desk's queue ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def waiting(desk, make_user, make_voucher, make_service):
+    """Two submitted claims (1,800 and 27,000 yuan of subsidy, the larger one in 临清市), an application
+    of 40,000 yuan, and a verification request, all submitted at the fake clock's now."""
+    near, far = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    far.enterprise.county = "临清市"
+    db.session.commit()
+    claims = []
+    for user, fee in ((near, 2_000_00), (far, 30_000_00)):
+        voucher = make_voucher(user, desk["scheme"], 50_000_00)
+        claim = claim_services.create_claim(user, voucher.id, [make_service(user, fee).id])
+        claims.append(claim_services.submit_claim(user, claim.id).id)
+        desk["clock"].advance(minutes=1)
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 40_000_00, "计划")
+    pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    verification_services.submit_verification(
+        pending, verification_services.VerificationData(kind="other", actual_controller="王五")
+    )
+    return {"claims": claims, "application": application.id, **desk}
+
+
+def ids(**args) -> list[int]:
+    return [
+        item.id for item in voucher_review.queue(voucher_review.QueueFilters.from_args(MultiDict(args))).items
+    ]
+
+
+def test_the_review_queue_filters_at_their_edges_and_counts_each_kind(waiting):
+    near, far = waiting["claims"]
+    assert ids() == [near, far]  # claims by default, oldest first
+    assert ids(kind="no such kind") == [near, far]
+    assert ids(county="临清市") == [far]
+    assert ids(amount_min="27000") == [far] and ids(amount_min="27000.01") == []
+    assert ids(amount_max="1800") == [near] and ids(amount_max="1799.99") == []
+    assert ids(kind="application", amount_min="40000", amount_max="40000") == [waiting["application"]]
+    assert ids(kind="application", amount_min="40000.01") == []
+    assert len(ids(kind="verification", amount_min="1", amount_max="1")) == 1  # no amount to filter on
+    waiting["clock"].advance(days=2, minutes=-2)  # exactly two days after the first claim
+    assert ids(older_than="2") == [near]  # the other was submitted a minute later
+    assert ids(older_than="3") == []
+    result = voucher_review.queue(voucher_review.QueueFilters.from_args(MultiDict({"kind": "application"})))
+    assert (result.counts, result.total) == (
+        {"verification": 1, "application": 1, "claim": 2, "bank_account": 0},
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "errors", "days"),
+    [
+        ({"older_than": "36500"}, {}, 36500),
+        ({"older_than": "36501"}, {"older_than": "36501"}, None),
+        ({"older_than": "²"}, {"older_than": "²"}, None),
+        ({"older_than": "", "amount_min": ""}, {}, None),
+        ({"amount_min": "abc", "amount_max": "1.234"}, {"amount_min": "abc", "amount_max": "1.234"}, None),
+    ],
+)
+def test_a_malformed_queue_filter_is_reported_and_left_out(args, errors, days):
+    filters = voucher_review.QueueFilters.from_args(MultiDict(args))
+    assert (filters.errors, filters.older_than_days) == (errors, days)
+    assert (filters.kind, filters.county, filters.amount_min_fen, filters.amount_max_fen) == (
+        "claim",
+        None,
+        None,
+        None,
+    )
