@@ -8,17 +8,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import flask_migrate
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import func, select, text
 from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
-from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, ValidationFailed
+from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, wallet
 from portal.vouchers import review as voucher_review
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
@@ -557,3 +559,30 @@ def test_a_malformed_queue_filter_is_reported_and_left_out(args, errors, days):
         None,
         None,
     )
+
+
+def test_a_voucher_is_shown_to_its_enterprise_and_the_bureau_only(desk, make_user, make_voucher):
+    owner = make_user(Role.ENTERPRISE)
+    colleague = make_user(Role.ENTERPRISE, enterprise=owner.enterprise, is_holder=False)
+    voucher = make_voucher(owner, desk["scheme"], 10_000_00)
+    for user in (owner, colleague, desk["reviewer"], make_user(Role.FINANCE), make_user(Role.ADMIN)):
+        assert wallet.get_voucher(user, voucher.id).id == voucher.id
+    for user in (make_user(Role.ENTERPRISE), make_user(Role.PROVIDER)):
+        with force_locale("en"), pytest.raises(NotFound, match=r"^No such voucher\.$"):
+            wallet.get_voucher(user, voucher.id)
+    with pytest.raises(NotFound):
+        wallet.get_voucher(owner, voucher.id + 1)
+
+
+def test_the_notice_board_lists_the_claims_in_notice_soonest_ending_first(claimant, make_service):
+    user, voucher, scheme = claimant["user"], claimant["voucher"], claimant["scheme"]
+    approved = []
+    for days in (7, 2, 2):  # the scheme's notice period, changed between approvals
+        scheme.public_notice_days = days
+        db.session.commit()
+        claim = claim_services.create_claim(user, voucher.id, [make_service(user, 1_000_00).id])
+        claim_services.submit_claim(user, claim.id)
+        approved.append(voucher_review.approve_claim(claimant["reviewer"], claim.id).id)
+    claim_services.create_claim(user, voucher.id, [claimant["record"].id])  # a draft is not shown
+    first, second, third = approved
+    assert [c.id for c in notice.claims_in_notice()] == [second, third, first]
