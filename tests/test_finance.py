@@ -12,14 +12,16 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from flask_babel import force_locale
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
 from portal.accounts import banking
-from portal.accounts.models import Enterprise
-from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
+from portal.accounts.models import BankAccountState, Enterprise
+from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
+from portal.core.money import format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
@@ -423,6 +425,73 @@ def test_each_batch_transition_records_the_state_it_found_and_who(payable, make_
     assert {(e.object_id, e.reason, e.actor_id) for e in paid} == {
         (str(i), "R" * 90, clerk.id) for i in payable
     }
+
+
+def refused(action, *args, error=InvalidTransition):
+    """What a refused batch action says, in English (the Chinese come from the catalogue)."""
+    with force_locale("en"), pytest.raises(error) as raised:
+        action(*args)
+    return raised.value
+
+
+def test_a_batch_holds_back_payees_without_a_verified_account_and_asks_them_for_one(
+    approved, make_user, fake_clock
+):
+    clerk = make_user(Role.FINANCE)
+    assert refused(batches.build_batch, clerk, MONTH).message == "No payable claim is waiting for a batch."
+    without = approved(name="无账户公司", bank_account=False)
+    fake_clock.advance(days=10)
+    notice.end_public_notice()
+    error = refused(batches.build_batch, clerk, MONTH)
+    held = [
+        {
+            "enterprise_id": without.enterprise_id,
+            "name": "无账户公司",
+            "claims": [without.id],
+            "total_fen": without.total_fen,
+        }
+    ]
+    assert error.message == "No payee of the payable claims has a verified bank account: 无账户公司."
+    assert error.details == {"held_back": held}
+    ready = approved(fee_fen=2_000_00)
+    fake_clock.advance(days=10)
+    notice.end_public_notice()
+    batch = batches.build_batch(clerk, MONTH)
+    assert (batch.claims, batch.held_back) == (1, held)
+    assert db.session.get(Claim, ready.id).batch_id == batch.id
+    assert db.session.get(Claim, without.id).batch_id is None
+    asked = db.session.scalars(select(Notification).where(Notification.kind == "bank_account.missing")).all()
+    assert {n.recipient_id for n in asked} == {u.id for u in without.enterprise.users}
+    assert asked[0].payload == {"enterprise": "无账户公司", "amount": format_yuan(without.total_fen)}
+
+
+def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    error = refused(batches.export_batch, clerk, batch.id, "pdf", error=ValidationFailed)
+    assert (error.message, error.fields) == ("Unknown format.", {"format": "CSV or XLSX."})
+    for action in (batches.export_batch, lambda user, batch_id: batches.mark_batch_paid(user, batch_id, "R")):
+        assert refused(action, clerk, batch.id + 1, error=NotFound).message == "No such batch."
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "R")
+    assert error.message == "Export the batch for the bank before marking it paid."
+    # A payee's account stopped being verified after the batch was built: the bank file is refused.
+    name = db.session.get(Claim, payable[1]).enterprise.name
+    account = banking.verified_accounts([db.session.get(Claim, payable[1]).enterprise_id]).popitem()[1]
+    account.state = BankAccountState.SUPERSEDED
+    db.session.commit()
+    error = refused(batches.export_batch, clerk, batch.id)
+    assert (error.message, error.details) == (f"No verified bank account for: {name}.", {"payees": [name]})
+    account.state = BankAccountState.VERIFIED
+    db.session.commit()
+    batches.export_batch(clerk, batch.id)
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "  ", error=ValidationFailed)
+    assert (error.message, error.fields) == ("Give the bank's payment reference.", {"reference": "Required."})
+    batches.mark_batch_paid(clerk, batch.id, "R")
+    error = refused(batches.export_batch, clerk, batch.id)
+    assert (error.message, error.details) == (
+        "This batch is already paid.",
+        {"state": "paid", "action": "export"},
+    )
 
 
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
