@@ -105,3 +105,122 @@ def test_a_claim_with_nothing_left_to_claim_is_not_submitted(world):
     assert error.message == "Nothing is left to claim: the subsidy is bound by voucher_balance."
     assert error.details == {"limited_by": ["voucher_balance"]}
     assert db.session.get(type(claim), claim.id).state.value == "draft"
+
+
+# --- applications --------------------------------------------------------------------------------
+
+FIELDS = "Please correct the marked fields."
+AMOUNT = "Between 0.01 yuan and the yearly cap."
+
+
+@pytest.mark.parametrize(
+    ("amount_fen", "plan", "fields"),
+    [
+        (0, "计划", {"amount_fen": AMOUNT}),
+        (650_000_01, "计划", {"amount_fen": AMOUNT}),  # the scheme's group cap is 650,000 yuan
+        (1, "  ", {"plan": "Describe what you plan to test and why."}),
+        (1, "计" * 4001, {"plan": "At most 4,000 characters."}),
+        (-1, "", {"amount_fen": AMOUNT, "plan": "Describe what you plan to test and why."}),
+    ],
+)
+def test_an_application_needs_an_amount_within_the_cap_and_a_plan(world, make_user, amount_fen, plan, fields):
+    error = refused(application_services.apply_for_voucher, make_user(Role.ENTERPRISE), amount_fen, plan)
+    assert (error.message, error.fields) == (FIELDS, fields)
+
+
+def test_an_application_at_the_edges_is_accepted(world, make_user):
+    assert application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 1, "计" * 4000).amount_fen == 1
+    assert application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 650_000_00, "计划").amount_fen
+
+
+@pytest.mark.parametrize("state", ["submitted", "pending_second", "returned", "approved"])
+def test_one_open_application_or_voucher_a_year(world, make_user, state):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application.state = state
+    db.session.commit()
+    error = refused(application_services.apply_for_voucher, user, 10_000_00, "计划", error=InvalidTransition)
+    assert error.message == "Your enterprise already has a voucher or an open application this year."
+
+
+def test_after_a_rejection_the_enterprise_may_apply_again(world, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application_services.reject_application(world["reviewer"], application.id, comment="不符合")
+    assert application_services.apply_for_voucher(user, 10_000_00, "新计划").id != application.id
+
+
+def test_a_decided_or_unknown_application_says_so(world, make_user):
+    user, reviewer = make_user(Role.ENTERPRISE), world["reviewer"]
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    error = refused(
+        application_services.resubmit_application, user, application.id, 1, "计划", error=InvalidTransition
+    )
+    assert error.message == "Only a returned application can be submitted again."
+    application_services.reject_application(reviewer, application.id, comment="不符合")
+    for decide in (application_services.approve_application, application_services.reject_application):
+        error = refused(decide, reviewer, application.id, error=InvalidTransition)
+        assert error.message == "This application has already been decided."
+        error = refused(decide, reviewer, application.id + 1, error=NotFound)
+        assert error.message == "No such voucher application."
+    error = refused(
+        application_services.get_application, make_user(Role.ENTERPRISE), application.id, error=NotFound
+    )
+    assert error.message == "No such voucher application."
+
+
+@pytest.mark.parametrize("amount_fen", [0, 650_000_01])
+def test_an_approval_outside_the_cap_is_refused(world, make_user, amount_fen):
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 10_000_00, "计划")
+    error = refused(
+        application_services.approve_application, world["reviewer"], application.id, amount_fen=amount_fen
+    )
+    assert (error.message, error.fields) == (AMOUNT, {"amount_fen": "Out of range."})
+
+
+def test_an_approval_takes_at_most_the_budget_not_yet_allocated(world, make_user):
+    scheme = world["scheme"]  # 100,000 yuan already allocated to the world's voucher
+    for fund in scheme.funds:
+        fund.budget_fen = 100_000_00 if fund.name == "province" else 50_000_00
+    db.session.commit()
+    applications = [
+        application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 50_000_01, "计划")
+        for _ in range(2)
+    ]
+    error = refused(
+        application_services.approve_application, world["reviewer"], applications[0].id, error=LimitExceeded
+    )
+    assert error.message == "Only ¥50,000.00 of the scheme's budget is not yet allocated."
+    assert error.details == {"limited_by": ["scheme_budget"], "free_fen": 50_000_00}
+    application_services.approve_application(world["reviewer"], applications[1].id, amount_fen=50_000_00)
+    assert db.session.get(type(scheme), scheme.id).allocated_fen == 150_000_00
+
+
+def test_an_approval_takes_at_most_what_is_left_of_the_controller_groups_cap(world, make_user, make_voucher):
+    scheme, reviewer = world["scheme"], world["reviewer"]
+    first, second, outsider = (make_user(Role.ENTERPRISE) for _ in range(3))
+    first.enterprise.controller_group = second.enterprise.controller_group = "张三"
+    used = make_voucher(first, scheme, 600_000_00)
+    used.released_fen = 100_000_00  # released on expiry: no longer counts against the cap
+    make_voucher(outsider, scheme, 600_000_00)  # no group: counts for itself only
+    db.session.commit()
+    application = application_services.apply_for_voucher(second, 150_000_01, "计划")
+    error = refused(application_services.approve_application, reviewer, application.id, error=LimitExceeded)
+    assert error.message == "The controller group has only ¥150,000.00 of its yearly cap left."
+    assert error.details == {"limited_by": ["group_cap"], "free_fen": 150_000_00}
+    application_services.approve_application(reviewer, application.id, amount_fen=150_000_00)
+    # Allowed (a first approval, above the four-eyes threshold): the outsider's 600,000 are not the group's.
+    assert db.session.get(type(application), application.id).first_amount_fen == 150_000_00
+
+
+def test_a_group_over_its_cap_has_nothing_left_not_less_than_nothing(world, make_user, make_voucher):
+    first, second = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    first.enterprise.controller_group = second.enterprise.controller_group = "李四"
+    make_voucher(first, world["scheme"], 700_000_00)  # above the cap (as a later, lower cap leaves it)
+    db.session.commit()
+    application = application_services.apply_for_voucher(second, 1, "计划")
+    error = refused(
+        application_services.approve_application, world["reviewer"], application.id, error=LimitExceeded
+    )
+    assert error.message == "The controller group has only ¥0.00 of its yearly cap left."
+    assert error.details == {"limited_by": ["group_cap"], "free_fen": 0}
