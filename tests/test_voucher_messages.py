@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import pytest
 from flask_babel import force_locale
+from sqlalchemy import select
 
-from portal.core.errors import InvalidTransition, LimitExceeded, NotFound, ServiceError, ValidationFailed
+from portal.accounts.models import VerificationState
+from portal.core.errors import (
+    Forbidden,
+    InvalidTransition,
+    LimitExceeded,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
+from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import review
+from portal.vouchers import verification as verification_services
+from portal.vouchers.models import EnterpriseRelation, RelationKind, VerificationRequest
 from tests.test_voucher_records import world_fixture  # noqa: F401
 
 
@@ -224,3 +236,116 @@ def test_a_group_over_its_cap_has_nothing_left_not_less_than_nothing(world, make
     )
     assert error.message == "The controller group has only ¥0.00 of its yearly cap left."
     assert error.details == {"limited_by": ["group_cap"], "free_fen": 0}
+
+
+# --- enterprise verification ---------------------------------------------------------------------
+
+
+def verification(kind: str = "other", controller: str = "张建国", number: str | None = None):
+    return verification_services.VerificationData(
+        kind=kind, actual_controller=controller, tech_sme_number=number
+    )
+
+
+def test_a_verification_request_names_each_missing_field(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    error = refused(verification_services.submit_verification, user, verification("tech_sme", "  ", " "))
+    assert (error.message, error.fields) == (
+        FIELDS,
+        {
+            "actual_controller": "Name the actual controller (a person or a company).",
+            "tech_sme_number": "Tech SMEs give their registration number.",
+            "certificate": "Attach the registration certificate.",
+        },
+    )
+    error = refused(verification_services.submit_verification, user, verification(controller=""))
+    assert error.fields == {"actual_controller": "Name the actual controller (a person or a company)."}
+    error = refused(
+        verification_services.submit_verification, world["reviewer"], verification(), error=Forbidden
+    )
+    assert error.message == "Only enterprise accounts are verified."
+
+
+def test_a_verification_request_waits_alone_and_is_decided_once(world, make_user):
+    user, reviewer = (
+        make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING),
+        world["reviewer"],
+    )
+    request = verification_services.submit_verification(user, verification())
+    error = refused(verification_services.submit_verification, user, verification(), error=InvalidTransition)
+    assert error.message == "Your enterprise is already waiting for verification."
+    error = refused(verification_services.reject_verification, reviewer, request.id, "  ")
+    assert (error.message, error.fields) == ("Please give a reason.", {"reason": "Required."})
+    error = refused(verification_services.get_request, user, request.id, error=Forbidden)
+    assert error.message == "Only bureau reviewers can decide this."
+    assert verification_services.get_request(reviewer, request.id).id == request.id
+    verification_services.verify_enterprise(reviewer, request.id)
+    error = refused(
+        verification_services.reject_verification, reviewer, request.id, "迟了", error=InvalidTransition
+    )
+    assert error.message == "This request has already been decided."
+    error = refused(verification_services.verify_enterprise, reviewer, request.id + 1, error=NotFound)
+    assert error.message == "No such verification request."
+    again = verification_services.submit_verification(user, verification(controller="李四"))
+    assert verification_services.latest_request(user).id == again.id  # the newest, not the first
+
+
+def test_a_legacy_credit_code_is_verified_only_with_a_reasoned_override(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    user.enterprise.uscc_checksum_ok = False
+    db.session.commit()
+    request = verification_services.submit_verification(user, verification())
+    text = "The credit code fails its checksum: verify only with an override and a recorded reason."
+    for override, reason in ((False, "旧版执照"), (True, "  ")):
+        error = refused(
+            verification_services.verify_enterprise,
+            world["reviewer"],
+            request.id,
+            reason=reason,
+            uscc_override=override,
+        )
+        assert (error.message, error.fields) == (text, {"uscc_override": text})
+    verification_services.verify_enterprise(
+        world["reviewer"], request.id, reason="旧版执照", uscc_override=True
+    )
+    assert db.session.get(VerificationRequest, request.id).uscc_override is True
+
+
+def test_relations_are_declared_by_the_enterprise_itself_or_a_reviewer(world, make_user, make_institution):
+    user, host, other_host = make_user(Role.ENTERPRISE), make_institution(), make_institution()
+    for stranger in (make_user(Role.ENTERPRISE), make_user(Role.PROVIDER), make_user(Role.FINANCE)):
+        error = refused(
+            verification_services.add_relation,
+            stranger,
+            user.enterprise_id,
+            host.id,
+            RelationKind.AFFILIATE,
+            error=Forbidden,
+        )
+        assert error.message == "You may not declare relations for this enterprise."
+    error = refused(
+        verification_services.add_relation, user, user.enterprise_id, 999_999, RelationKind.AFFILIATE
+    )
+    assert (error.message, error.fields) == (
+        "Unknown host institution.",
+        {"institution": "Unknown host institution."},
+    )
+    verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.AFFILIATE)
+    verification_services.add_relation(
+        world["reviewer"], user.enterprise_id, other_host.id, RelationKind.CO_BUILT
+    )
+    verification_services.add_relation(
+        user, user.enterprise_id, host.id, RelationKind.AFFILIATE
+    )  # again: one row
+    rows = db.session.scalars(select(EnterpriseRelation).order_by(EnterpriseRelation.id)).all()
+    assert [(r.enterprise_id, r.institution_id, r.kind, r.declared_by_id) for r in rows] == [
+        (user.enterprise_id, host.id, RelationKind.AFFILIATE, user.id),
+        (user.enterprise_id, other_host.id, RelationKind.CO_BUILT, world["reviewer"].id),
+    ]
+    audit = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "enterprise.relation_declared")
+    ).all()
+    assert [(a.object_id, a.after, a.actor_id) for a in audit][:2] == [
+        (str(user.enterprise_id), {"institution": host.id, "kind": "affiliate"}, user.id),
+        (str(user.enterprise_id), {"institution": other_host.id, "kind": "co_built"}, world["reviewer"].id),
+    ]
