@@ -586,3 +586,14 @@ def test_the_notice_board_lists_the_claims_in_notice_soonest_ending_first(claima
     claim_services.create_claim(user, voucher.id, [claimant["record"].id])  # a draft is not shown
     first, second, third = approved
     assert [c.id for c in notice.claims_in_notice()] == [second, third, first]
+
+
+def test_the_voucher_list_is_the_enterprises_own_or_all_for_the_bureau_newest_first(
+    desk, make_user, make_voucher
+):
+    owners = [make_user(Role.ENTERPRISE) for _ in range(3)]
+    issued = [make_voucher(user, desk["scheme"], 10_000_00).id for user in owners]
+    for user in (desk["reviewer"], make_user(Role.FINANCE), make_user(Role.ADMIN)):
+        assert [v.id for v in wallet.vouchers_for(user)] == issued[::-1]
+    assert [v.id for v in wallet.vouchers_for(owners[1])] == [issued[1]]
+    assert wallet.vouchers_for(make_user(Role.PROVIDER)) == []
