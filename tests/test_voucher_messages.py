@@ -349,3 +349,45 @@ def test_relations_are_declared_by_the_enterprise_itself_or_a_reviewer(world, ma
         (str(user.enterprise_id), {"institution": host.id, "kind": "affiliate"}, user.id),
         (str(user.enterprise_id), {"institution": other_host.id, "kind": "co_built"}, world["reviewer"].id),
     ]
+
+
+# --- approving a claim ---------------------------------------------------------------------------
+
+# Where the room for a 9,000-yuan claim (6,000 from the province, 3,000 from the city) is set.
+ROOM = {
+    "voucher_balance": lambda w, fen: setattr(w["voucher"], "balance_fen", fen),
+    "group_cap": lambda w, fen: setattr(w["scheme"], "group_cap_fen", fen),
+    "enterprise_cap": lambda w, fen: setattr(w["scheme"], "enterprise_cap_fen", fen - 3_000_00),
+    "province_budget": lambda w, fen: setattr(w["scheme"].funds[0], "budget_fen", fen - 3_000_00),
+    "city_budget": lambda w, fen: setattr(w["scheme"].funds[1], "budget_fen", fen - 6_000_00),
+}
+
+
+@pytest.mark.parametrize("limit", ROOM)
+@pytest.mark.parametrize("short", [0, 1])
+def test_a_claim_is_approved_if_it_fits_exactly_and_refused_a_fen_short(world, limit, short):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    ROOM[limit](world, 9_000_00 - short)
+    db.session.commit()
+    if not short:
+        assert review.approve_claim(world["reviewer"], claim.id).state.value == "in_notice"
+        return
+    error = refused(review.approve_claim, world["reviewer"], claim.id, error=LimitExceeded)
+    assert (error.message, error.details) == (
+        f"There is no longer room for this claim: {limit}.",
+        {"limited_by": [limit]},
+    )
+
+
+def test_a_claim_decided_or_unknown_says_so(world):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    for decide in (review.approve_claim, review.reject_claim):
+        error = refused(decide, world["reviewer"], claim.id, error=InvalidTransition)
+        assert (error.message, error.details) == (
+            "This claim is not waiting for a decision.",
+            {"state": "draft"},
+        )
+        assert refused(decide, world["reviewer"], claim.id + 1, error=NotFound).message == "No such claim."
+    error = refused(review.approve_claim, world["holder"], claim.id, error=Forbidden)
+    assert error.message == "Only bureau reviewers can decide this."
