@@ -21,7 +21,7 @@ from portal.accounts.models import BankAccountState, Enterprise
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
-from portal.core.money import format_yuan
+from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
@@ -492,6 +492,23 @@ def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
         "This batch is already paid.",
         {"state": "paid", "action": "export"},
     )
+
+
+def test_the_bank_file_has_a_line_per_payee_and_a_totals_row_in_csv_and_xlsx(payable, make_user):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    claims = [db.session.get(Claim, i) for i in payable]
+    total = str(fen_to_yuan(sum(c.total_fen for c in claims)))
+    with force_locale("en"):
+        text = batches.export_batch(clerk, batch.id)
+        book = load_workbook(io.BytesIO(batches.export_batch(clerk, batch.id, "xlsx")))
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0][0] == "Payee" and len(rows) == 2 + len(claims)
+    assert rows[-1] == ["Total", "", "", "", "", total, ""]
+    sheet = book["Payments"]
+    cells = list(sheet.iter_rows(values_only=True))
+    assert cells[-1][0] == "Total" and Decimal(str(cells[-1][5])) == Decimal(total)
+    assert sheet.cell(row=2, column=6).number_format == "#,##0.00"
 
 
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
