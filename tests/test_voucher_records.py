@@ -23,7 +23,9 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers import notice, review, wallet
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
+    Claim,
     EnterpriseRelation,
+    Fund,
     LedgerKind,
     RelationKind,
     RequestState,
@@ -376,5 +378,95 @@ def test_an_expiring_voucher_releases_its_balance_on_the_day_after_its_last(worl
             {"state": "expired", "released_fen": 50_000_00},
             None,
             None,
+        )
+    ]
+
+
+# --- the rest of a claim's life --------------------------------------------------------------------
+
+
+def test_a_draft_records_its_services_fees_and_checks_and_its_deletion(world):
+    holder = world["holder"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    row = db.session.get(Claim, claim.id)
+    assert (row.enterprise_id, row.fee_fen, row.created_by_id, row.created_at) == (
+        holder.enterprise_id,
+        10_000_00,
+        holder.id,
+        world["clock"](),
+    )
+    assert row.institution_id == world["record"].booking.instrument.institution_id
+    assert [(i.service_record_id, i.fee_fen) for i in row.items] == [(world["record"].id, 10_000_00)]
+    assert (row.fund_amounts(), row.limited_by) == ({"province": 6_000_00, "city": 3_000_00}, [])
+    assert {c["code"] for c in row.checks} >= {"evidence", "voucher_valid"} and all(
+        c["passed"] for c in row.checks
+    )
+    claim_services.delete_draft(holder, claim.id)
+    assert db.session.get(Claim, claim.id) is None
+    assert audit_rows("claim", claim.id)[-1] == ("claim.deleted", {"state": "draft"}, None, None, holder.id)
+
+
+def test_a_resubmitted_claim_forgets_its_first_approval(world, make_voucher, make_service, make_user):
+    holder = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(holder, world["scheme"], 300_000_00)
+    claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
+    claim_services.submit_claim(holder, claim.id)
+    review.approve_claim(world["reviewer"], claim.id)  # 90,000 yuan: the first of two approvals
+    assert audit_rows("claim", claim.id)[-1][:3] == (
+        "claim.pending_second",
+        {"state": "submitted"},
+        {"state": "pending_second", "funds": {"province": 60_000_00, "city": 30_000_00}},
+    )
+    assert told("claim.second_review") == [
+        (
+            world["reviewer2"].id,
+            f"/vouchers/claims/{claim.id}",
+            {"claim": claim.id, "amount": "¥90,000.00"},
+        )
+    ]
+    review.return_claim(world["reviewer2"], claim.id, "请补充")
+    world["clock"].advance(hours=1)
+    claim_services.submit_claim(holder, claim.id)
+    row = db.session.get(Claim, claim.id)
+    assert (row.state.value, row.first_reviewer_id, row.submitted_at) == ("submitted", None, world["clock"]())
+    review.approve_claim(world["reviewer"], claim.id)  # a first approval again, not a second
+    assert db.session.get(Claim, claim.id).state.value == "pending_second"
+
+
+def test_a_paid_claim_records_the_payment_in_its_funds_ledger_and_audit(world, make_user):
+    holder, finance = world["holder"], make_user(Role.FINANCE)
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(holder, claim.id)
+    review.approve_claim(world["reviewer"], claim.id)
+    notice.end_public_notice(date(2026, 12, 31))
+    claim = db.session.get(Claim, claim.id)
+    funds = {f.name: f for f in world["scheme"].funds}
+    voucher = db.session.get(Voucher, world["voucher"].id)
+    claim_services.pay_claim(finance, claim, voucher, funds, reference="BANK-7", month="2027-01")
+    db.session.commit()
+    row = db.session.get(Claim, claim.id)
+    assert (row.state.value, row.paid_at, row.paid_month) == ("paid", world["clock"](), "2027-01")
+    assert {f.name: f.paid_fen for f in db.session.scalars(select(Fund))} == {
+        "province": 6_000_00,
+        "city": 3_000_00,
+    }
+    assert [(e.kind, e.amount_fen, e.balance_after_fen, e.claim_id) for e in voucher.ledger][-1] == (
+        LedgerKind.PAID,
+        9_000_00,
+        91_000_00,
+        claim.id,
+    )
+    assert audit_rows("claim", claim.id)[-1] == (
+        "claim.paid",
+        {"state": "payable"},
+        {"state": "paid"},
+        "BANK-7",
+        finance.id,
+    )
+    assert told("claim.paid") == [
+        (
+            holder.id,
+            f"/vouchers/claims/{claim.id}",
+            {"claim": claim.id, "amount": "¥9,000.00", "reference": "BANK-7"},
         )
     ]
