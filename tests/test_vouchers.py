@@ -597,3 +597,23 @@ def test_the_voucher_list_is_the_enterprises_own_or_all_for_the_bureau_newest_fi
         assert [v.id for v in wallet.vouchers_for(user)] == issued[::-1]
     assert [v.id for v in wallet.vouchers_for(owners[1])] == [issued[1]]
     assert wallet.vouchers_for(make_user(Role.PROVIDER)) == []
+
+
+def test_a_reviewer_sees_an_objects_history_oldest_first_and_an_enterprises_record(
+    claimant, make_service, make_institution, make_booking, make_instrument
+):
+    user, voucher = claimant["user"], claimant["voucher"]
+    first = claim_services.create_claim(user, voucher.id, [claimant["record"].id])
+    claim_services.submit_claim(user, first.id)
+    second = claim_services.create_claim(user, voucher.id, [make_service(user, 1_000_00).id])
+    make_booking(make_instrument(), user)  # requested, not a completed service
+    host = make_institution()
+    verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.AFFILIATE)
+    history = voucher_review.history("claim", first.id)
+    assert [e.action for e in history] == ["claim.created", "claim.submitted"]
+    assert all(e.object_type == "claim" and e.object_id == str(first.id) for e in history)
+    seen = voucher_review.enterprise_history(user.enterprise_id)
+    assert [v.id for v in seen["vouchers"]] == [voucher.id]
+    assert [c.id for c in seen["claims"]] == [second.id, first.id]  # newest first
+    assert seen["completed_services"] == 2
+    assert [(r.institution_id, r.kind) for r in seen["relations"]] == [(host.id, RelationKind.AFFILIATE)]
