@@ -511,6 +511,17 @@ def test_the_bank_file_has_a_line_per_payee_and_a_totals_row_in_csv_and_xlsx(pay
     assert sheet.cell(row=2, column=6).number_format == "#,##0.00"
 
 
+def test_a_batch_of_a_month_closed_since_it_was_exported_is_not_marked_paid(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    batches.export_batch(clerk, batch.id)
+    fake_clock.advance(days=20)  # into January
+    finance.close_month(clerk, MONTH)
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "R")
+    assert error.message == f"{MONTH} is closed: its numbers can no longer change."
+    assert db.session.get(type(batch), batch.id).state is BatchState.EXPORTED
+
+
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
     clerk = make_user(Role.FINANCE)
     claim = approved()
