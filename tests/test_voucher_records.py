@@ -431,6 +431,14 @@ def test_a_resubmitted_claim_forgets_its_first_approval(world, make_voucher, mak
     assert (row.state.value, row.first_reviewer_id, row.submitted_at) == ("submitted", None, world["clock"]())
     review.approve_claim(world["reviewer"], claim.id)  # a first approval again, not a second
     assert db.session.get(Claim, claim.id).state.value == "pending_second"
+    # Another claim's first approval is told too (each claim's message is its own).
+    other = claim_services.create_claim(holder, voucher.id, [make_service(holder, 60_000_00).id])
+    claim_services.submit_claim(holder, other.id)
+    review.approve_claim(world["reviewer"], other.id)
+    assert [link for _who, link, _payload in told("claim.second_review")] == [
+        f"/vouchers/claims/{claim.id}",
+        f"/vouchers/claims/{other.id}",
+    ]
 
 
 def test_a_paid_claim_records_the_payment_in_its_funds_ledger_and_audit(world, make_user):
@@ -438,7 +446,7 @@ def test_a_paid_claim_records_the_payment_in_its_funds_ledger_and_audit(world, m
     claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
     claim_services.submit_claim(holder, claim.id)
     review.approve_claim(world["reviewer"], claim.id)
-    notice.end_public_notice(date(2026, 12, 31))
+    assert notice.end_notice(claim.id) is True  # (the daily task ignores what it answers)
     claim = db.session.get(Claim, claim.id)
     funds = {f.name: f for f in world["scheme"].funds}
     voucher = db.session.get(Voucher, world["voucher"].id)
