@@ -391,3 +391,20 @@ def test_a_claim_decided_or_unknown_says_so(world):
         assert refused(decide, world["reviewer"], claim.id + 1, error=NotFound).message == "No such claim."
     error = refused(review.approve_claim, world["holder"], claim.id, error=Forbidden)
     assert error.message == "Only bureau reviewers can decide this."
+
+
+def test_the_first_approver_is_told_a_second_reviewer_must_confirm(
+    world, make_user, make_voucher, make_service
+):
+    holder = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(holder, world["scheme"], 300_000_00)
+    claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
+    claim_services.submit_claim(holder, claim.id)
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 200_000_00, "计划")
+    text = "A second reviewer must confirm this: you cannot approve your own approval."
+    for approve, row in (
+        (review.approve_claim, claim),
+        (application_services.approve_application, application),
+    ):
+        approve(world["reviewer"], row.id)  # above the four-eyes threshold: the first approval
+        assert refused(approve, world["reviewer"], row.id, error=Forbidden).message == text

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import flask_migrate
 import pytest
 from flask_babel import force_locale
+from flask_login import AnonymousUserMixin
 from sqlalchemy import func, select, text
 from werkzeug.datastructures import MultiDict
 
@@ -572,6 +573,8 @@ def test_a_voucher_is_shown_to_its_enterprise_and_the_bureau_only(desk, make_use
             wallet.get_voucher(user, voucher.id)
     with pytest.raises(NotFound):
         wallet.get_voucher(owner, voucher.id + 1)
+    with pytest.raises(NotFound):
+        wallet.get_voucher(AnonymousUserMixin(), voucher.id)  # a visitor signed in as no one
 
 
 def test_the_notice_board_lists_the_claims_in_notice_soonest_ending_first(claimant, make_service):
