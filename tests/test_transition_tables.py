@@ -270,8 +270,13 @@ def test_a_forbidden_claim_transition_is_refused_and_writes_nothing(claim_world,
 def test_a_first_approval_cannot_follow_a_first_approval(claim_world):
     claim = claim_world["make"](ClaimState.PENDING_SECOND)
     before = written()
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as refused:
         transition(claim, CLAIM_TRANSITIONS, "first_approval", "refused")
+    # The refusal says what the caller gave, with the state the row is in unless told otherwise.
+    assert (refused.value.message, refused.value.details) == ("refused", {"state": "pending_second"})
+    with pytest.raises(InvalidTransition) as refused:
+        transition(claim, CLAIM_TRANSITIONS, "first_approval", "refused", {"why": "told"})
+    assert refused.value.details == {"why": "told"}
     assert written() == before
 
 
@@ -302,8 +307,12 @@ def test_a_transition_refuses_a_row_changed_since_it_was_read(claim_world):
         .execution_options(synchronize_session=False)
     )
     assert claim.state is ClaimState.SUBMITTED  # what this session still believes
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as refused:
         transition(claim, CLAIM_TRANSITIONS, "reject", "refused")
+    assert (refused.value.message, refused.value.details) == ("refused", {"state": "submitted"})
+    with pytest.raises(InvalidTransition) as refused:
+        transition(claim, CLAIM_TRANSITIONS, "reject", "refused", lost="reload")  # the loser's own message
+    assert (refused.value.message, refused.value.details) == ("reload", {})
     assert db.session.get(Claim, claim.id, populate_existing=True).state is ClaimState.RETURNED
 
 
