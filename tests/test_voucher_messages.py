@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from flask_babel import force_locale
+from flask_login import AnonymousUserMixin
 from sqlalchemy import select
 
 from portal.accounts.models import VerificationState
@@ -408,3 +409,20 @@ def test_the_first_approver_is_told_a_second_reviewer_must_confirm(
     ):
         approve(world["reviewer"], row.id)  # above the four-eyes threshold: the first approval
         assert refused(approve, world["reviewer"], row.id, error=Forbidden).message == text
+
+
+def test_only_a_verified_enterprise_applies_or_claims(world, make_user):
+    reviewer = world["reviewer"]
+    pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    for user, text in (
+        (reviewer, "Only enterprise accounts can do this."),
+        (AnonymousUserMixin(), "Only enterprise accounts can do this."),
+        (pending, "Your enterprise must be verified by the bureau first."),
+    ):
+        assert (
+            refused(application_services.apply_for_voucher, user, 1, "计划", error=Forbidden).message == text
+        )
+        error = refused(
+            claim_services.preview_claim, user, world["voucher"].id, [world["record"].id], error=Forbidden
+        )
+        assert error.message == text
