@@ -359,10 +359,14 @@ def test_an_expiring_voucher_releases_its_balance_on_the_day_after_its_last(worl
     user = make_user(Role.ENTERPRISE)
     voucher = make_voucher(user, world["scheme"], 80_000_00, valid_until=date(2026, 12, 6))
     voucher.balance_fen = 50_000_00
+    other = make_voucher(
+        make_user(Role.ENTERPRISE), world["scheme"], 1_000_00, valid_until=date(2026, 12, 31)
+    )
     db.session.commit()
-    allocated = world["scheme"].allocated_fen
+    allocated = world["scheme"].allocated_fen - 1_000_00  # the other's returns to the budget too
     assert wallet.expire_vouchers(date(2026, 12, 6)) == 0  # still valid on its last day
     assert wallet.expire_vouchers(date(2026, 12, 7)) == 1
+    assert wallet.expire_voucher(other.id) is True  # what the task runs for each (it answers if now)
     voucher = db.session.get(Voucher, voucher.id)
     assert (voucher.state.value, voucher.balance_fen, voucher.released_fen) == ("expired", 0, 50_000_00)
     assert [(e.kind, e.amount_fen, e.balance_after_fen) for e in voucher.ledger][-1] == (
