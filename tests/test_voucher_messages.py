@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from flask_babel import force_locale
 from flask_login import AnonymousUserMixin
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.accounts.models import VerificationState
 from portal.core.errors import (
@@ -22,9 +22,17 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
-from portal.vouchers import review
+from portal.vouchers import notice, review, wallet
 from portal.vouchers import verification as verification_services
-from portal.vouchers.models import EnterpriseRelation, RelationKind, VerificationRequest
+from portal.vouchers.models import (
+    Claim,
+    ClaimState,
+    EnterpriseRelation,
+    RelationKind,
+    VerificationRequest,
+    Voucher,
+    VoucherState,
+)
 from tests.test_voucher_records import world_fixture  # noqa: F401
 
 
@@ -426,3 +434,43 @@ def test_only_a_verified_enterprise_applies_or_claims(world, make_user):
             claim_services.preview_claim, user, world["voucher"].id, [world["record"].id], error=Forbidden
         )
         assert error.message == text
+
+
+# --- the daily tasks, should another writer get there between the lock and the change ------------
+
+
+def changed_underneath(monkeypatch, module, model, **values) -> None:
+    """Let `module`'s lock return the row as read, then change it behind the session's back (as a
+    writer that the lock did not keep out would), so the conditional UPDATE finds nothing to move."""
+    real = module.lock_existing
+
+    def lock_then_change(rank, cls, row_id):
+        row = real(rank, cls, row_id)
+        if cls is model:
+            db.session.execute(
+                update(model)
+                .where(model.id == row_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        return row
+
+    monkeypatch.setattr(module, "lock_existing", lock_then_change)
+
+
+def test_the_end_of_a_notice_that_another_writer_ended_says_so(world, monkeypatch):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    review.approve_claim(world["reviewer"], claim.id)
+    changed_underneath(monkeypatch, notice, Claim, state=ClaimState.PAYABLE)
+    error = refused(notice.end_notice, claim.id, error=InvalidTransition)
+    assert (error.message, error.details) == (
+        "This claim is not in its public notice.",
+        {"state": "in_notice"},
+    )
+
+
+def test_the_expiry_of_a_voucher_that_another_writer_expired_says_so(world, monkeypatch):
+    changed_underneath(monkeypatch, wallet, Voucher, state=VoucherState.EXPIRED)
+    error = refused(wallet.expire_voucher, world["voucher"].id, error=InvalidTransition)
+    assert (error.message, error.details) == ("This voucher has already expired.", {"state": "active"})
