@@ -12,13 +12,16 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from flask_babel import force_locale
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
-from portal.accounts.models import Enterprise
-from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
+from portal.accounts import banking
+from portal.accounts.models import BankAccountState, Enterprise
+from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from portal.core.exports import FORMULA_PREFIXES
 from portal.core.models import AuditEvent
+from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
@@ -370,6 +373,153 @@ def test_a_batch_is_built_exported_and_paid_and_the_enterprises_hear(payable, ma
     assert {"batch.built", "batch.exported", "batch.paid", "claim.paid"} <= actions
     with pytest.raises(InvalidTransition):
         batches.mark_batch_paid(clerk, batch.id, "again")
+
+
+def test_each_batch_transition_records_the_state_it_found_and_who(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    claims = [db.session.get(Claim, i) for i in payable]
+    accounts = {str(e): a.id for e, a in banking.verified_accounts(c.enterprise_id for c in claims).items()}
+    fake_clock.advance(hours=1)
+    batches.export_batch(clerk, batch.id)
+    exported_at = fake_clock()
+    fake_clock.advance(hours=1)
+    batches.export_batch(clerk, batch.id, "xlsx")  # fetched again: the first export's time stays
+    fake_clock.advance(hours=1)
+    batches.mark_batch_paid(clerk, batch.id, " " + "R" * 90 + " ")
+    db.session.rollback()
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_type == "batch").order_by(AuditEvent.id)
+    ).all()
+    total = sum(c.total_fen for c in claims)
+    assert [(e.action, e.before, e.after, e.reason, e.actor_id) for e in rows] == [
+        (
+            "batch.built",
+            None,
+            {"state": "draft", "month": MONTH, "claims": 2, "total_fen": total, "held_back": []},
+            None,
+            clerk.id,
+        ),
+        (
+            "batch.exported",
+            {"state": "draft"},
+            {"state": "exported", "format": "csv", "accounts": accounts},
+            None,
+            clerk.id,
+        ),
+        (
+            "batch.exported",
+            {"state": "exported"},
+            {"state": "exported", "format": "xlsx", "accounts": accounts},
+            None,
+            clerk.id,
+        ),
+        ("batch.paid", {"state": "exported"}, {"state": "paid"}, "R" * 90, clerk.id),
+    ]
+    batch = db.session.get(type(batch), batch.id)
+    assert (batch.exported_at, batch.paid_at, batch.paid_reference) == (exported_at, fake_clock(), "R" * 80)
+    assert batch.fund_amounts == {
+        name: sum(c.fund_amounts()[name] for c in claims) for name in ("province", "city")
+    }
+    paid = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "claim.paid")).all()
+    assert {(e.object_id, e.reason, e.actor_id) for e in paid} == {
+        (str(i), "R" * 90, clerk.id) for i in payable
+    }
+
+
+def refused(action, *args, error=InvalidTransition):
+    """What a refused batch action says, in English (the Chinese come from the catalogue)."""
+    with force_locale("en"), pytest.raises(error) as raised:
+        action(*args)
+    return raised.value
+
+
+def test_a_batch_holds_back_payees_without_a_verified_account_and_asks_them_for_one(
+    approved, make_user, fake_clock
+):
+    clerk = make_user(Role.FINANCE)
+    assert refused(batches.build_batch, clerk, MONTH).message == "No payable claim is waiting for a batch."
+    without = approved(name="无账户公司", bank_account=False)
+    fake_clock.advance(days=10)
+    notice.end_public_notice()
+    error = refused(batches.build_batch, clerk, MONTH)
+    held = [
+        {
+            "enterprise_id": without.enterprise_id,
+            "name": "无账户公司",
+            "claims": [without.id],
+            "total_fen": without.total_fen,
+        }
+    ]
+    assert error.message == "No payee of the payable claims has a verified bank account: 无账户公司."
+    assert error.details == {"held_back": held}
+    ready = approved(fee_fen=2_000_00)
+    fake_clock.advance(days=10)
+    notice.end_public_notice()
+    batch = batches.build_batch(clerk, MONTH)
+    assert (batch.claims, batch.held_back) == (1, held)
+    assert db.session.get(Claim, ready.id).batch_id == batch.id
+    assert db.session.get(Claim, without.id).batch_id is None
+    asked = db.session.scalars(select(Notification).where(Notification.kind == "bank_account.missing")).all()
+    assert {n.recipient_id for n in asked} == {u.id for u in without.enterprise.users}
+    assert asked[0].payload == {"enterprise": "无账户公司", "amount": format_yuan(without.total_fen)}
+
+
+def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    error = refused(batches.export_batch, clerk, batch.id, "pdf", error=ValidationFailed)
+    assert (error.message, error.fields) == ("Unknown format.", {"format": "CSV or XLSX."})
+    for action in (batches.export_batch, lambda user, batch_id: batches.mark_batch_paid(user, batch_id, "R")):
+        assert refused(action, clerk, batch.id + 1, error=NotFound).message == "No such batch."
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "R")
+    assert error.message == "Export the batch for the bank before marking it paid."
+    # A payee's account stopped being verified after the batch was built: the bank file is refused.
+    name = db.session.get(Claim, payable[1]).enterprise.name
+    account = banking.verified_accounts([db.session.get(Claim, payable[1]).enterprise_id]).popitem()[1]
+    account.state = BankAccountState.SUPERSEDED
+    db.session.commit()
+    error = refused(batches.export_batch, clerk, batch.id)
+    assert (error.message, error.details) == (f"No verified bank account for: {name}.", {"payees": [name]})
+    account.state = BankAccountState.VERIFIED
+    db.session.commit()
+    batches.export_batch(clerk, batch.id)
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "  ", error=ValidationFailed)
+    assert (error.message, error.fields) == ("Give the bank's payment reference.", {"reference": "Required."})
+    batches.mark_batch_paid(clerk, batch.id, "R")
+    error = refused(batches.export_batch, clerk, batch.id)
+    assert (error.message, error.details) == (
+        "This batch is already paid.",
+        {"state": "paid", "action": "export"},
+    )
+
+
+def test_the_bank_file_has_a_line_per_payee_and_a_totals_row_in_csv_and_xlsx(payable, make_user):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    claims = [db.session.get(Claim, i) for i in payable]
+    total = str(fen_to_yuan(sum(c.total_fen for c in claims)))
+    with force_locale("en"):
+        text = batches.export_batch(clerk, batch.id)
+        book = load_workbook(io.BytesIO(batches.export_batch(clerk, batch.id, "xlsx")))
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0][0] == "Payee" and len(rows) == 2 + len(claims)
+    assert rows[-1] == ["Total", "", "", "", "", total, ""]
+    sheet = book["Payments"]
+    cells = list(sheet.iter_rows(values_only=True))
+    assert cells[-1][0] == "Total" and Decimal(str(cells[-1][5])) == Decimal(total)
+    assert sheet.cell(row=2, column=6).number_format == "#,##0.00"
+
+
+def test_a_batch_of_a_month_closed_since_it_was_exported_is_not_marked_paid(payable, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    batch = batches.build_batch(clerk, MONTH)
+    batches.export_batch(clerk, batch.id)
+    fake_clock.advance(days=20)  # into January
+    finance.close_month(clerk, MONTH)
+    error = refused(batches.mark_batch_paid, clerk, batch.id, "R")
+    assert error.message == f"{MONTH} is closed: its numbers can no longer change."
+    assert db.session.get(type(batch), batch.id).state is BatchState.EXPORTED
 
 
 def test_a_closed_month_cannot_change(approved, make_user, fake_clock):

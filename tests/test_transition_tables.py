@@ -39,7 +39,7 @@ from portal.vouchers.models import (
     VoucherApplication,
     VoucherState,
 )
-from portal.vouchers.services import transition
+from portal.vouchers.services import open_states, states_allowing, transition
 from tests.test_booking_rules import WEEKDAY_HOURS
 
 WEDNESDAY_9 = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)  # 09:00 Beijing
@@ -244,6 +244,19 @@ def test_what_waits_for_a_decision_comes_from_the_table():
     )
 
 
+def test_the_states_an_action_leaves_and_the_open_states_are_read_from_a_table_in_the_enums_order():
+    # Called here, not only when the modules are imported, so that a change to them shows.
+    assert states_allowing(CLAIM_TRANSITIONS, "submit") == (ClaimState.DRAFT, ClaimState.RETURNED)
+    assert states_allowing(CLAIM_TRANSITIONS, "end_notice") == (ClaimState.IN_NOTICE,)
+    assert states_allowing(CLAIM_TRANSITIONS, "no such action") == ()
+    assert open_states(application_services.APPLICATION_TRANSITIONS) == (
+        ApplicationState.SUBMITTED,
+        ApplicationState.PENDING_SECOND,
+        ApplicationState.RETURNED,
+    )
+    assert open_states(wallet.VOUCHER_TRANSITIONS) == (VoucherState.ACTIVE,)
+
+
 @pytest.mark.parametrize(("state", "action"), CLAIM_FORBIDDEN, ids=ids(CLAIM_FORBIDDEN))
 def test_a_forbidden_claim_transition_is_refused_and_writes_nothing(claim_world, state, action):
     claim = claim_world["make"](state)
@@ -257,8 +270,13 @@ def test_a_forbidden_claim_transition_is_refused_and_writes_nothing(claim_world,
 def test_a_first_approval_cannot_follow_a_first_approval(claim_world):
     claim = claim_world["make"](ClaimState.PENDING_SECOND)
     before = written()
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as refused:
         transition(claim, CLAIM_TRANSITIONS, "first_approval", "refused")
+    # The refusal says what the caller gave, with the state the row is in unless told otherwise.
+    assert (refused.value.message, refused.value.details) == ("refused", {"state": "pending_second"})
+    with pytest.raises(InvalidTransition) as refused:
+        transition(claim, CLAIM_TRANSITIONS, "first_approval", "refused", {"why": "told"})
+    assert refused.value.details == {"why": "told"}
     assert written() == before
 
 
@@ -289,8 +307,12 @@ def test_a_transition_refuses_a_row_changed_since_it_was_read(claim_world):
         .execution_options(synchronize_session=False)
     )
     assert claim.state is ClaimState.SUBMITTED  # what this session still believes
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as refused:
         transition(claim, CLAIM_TRANSITIONS, "reject", "refused")
+    assert (refused.value.message, refused.value.details) == ("refused", {"state": "submitted"})
+    with pytest.raises(InvalidTransition) as refused:
+        transition(claim, CLAIM_TRANSITIONS, "reject", "refused", lost="reload")  # the loser's own message
+    assert (refused.value.message, refused.value.details) == ("reload", {})
     assert db.session.get(Claim, claim.id, populate_existing=True).state is ClaimState.RETURNED
 
 
@@ -498,3 +520,106 @@ def test_only_finance_may_move_a_batch(app, fake_clock, make_user, role):
         assert not BATCH_CAN[action](user, batch)
         with pytest.raises(Forbidden):
             move(user, batch)
+
+
+# --- can_<action>: what the pages offer, for every state and every kind of user -------------------
+
+CAN_ACTORS = (
+    "holder",
+    "colleague",
+    "other_enterprise",
+    "reviewer",
+    "first_reviewer",
+    "finance",
+    "admin",
+    "provider",
+)
+REVIEWERS = {"reviewer", "first_reviewer", "admin"}
+WAITING = {"submitted", "pending_second"}
+
+
+def may_approve(actor: str, state: str) -> bool:
+    # The second approval must be someone else's than the first.
+    return (
+        actor in REVIEWERS
+        and state in WAITING
+        and not (actor == "first_reviewer" and state == "pending_second")
+    )
+
+
+CLAIM_CAN = {
+    claim_services.can_submit_claim: lambda a, s: a == "holder" and s in {"draft", "returned"},
+    claim_services.can_revise_claim: lambda a, s: a == "holder" and s == "returned",
+    claim_services.can_delete_claim: lambda a, s: a in {"holder", "colleague"} and s == "draft",
+    claim_services.can_pay_claim: lambda a, s: a in {"finance", "admin"} and s == "payable",
+    review.can_decide_claim: lambda a, s: a in REVIEWERS and s in WAITING,
+    review.can_reject_claim: lambda a, s: a in REVIEWERS and s in WAITING,
+    review.can_return_claim: lambda a, s: a in REVIEWERS and s in WAITING,
+    review.can_approve_claim: may_approve,
+}
+APPLICATION_CAN = {
+    application_services.can_resubmit_application: lambda a, s: a == "holder" and s == "returned",
+    application_services.can_decide_application: lambda a, s: a in REVIEWERS and s in WAITING,
+    application_services.can_reject_application: lambda a, s: a in REVIEWERS and s in WAITING,
+    application_services.can_return_application: lambda a, s: a in REVIEWERS and s in WAITING,
+    application_services.can_approve_application: may_approve,
+}
+VERIFICATION_CAN = {
+    verification_services.can_decide_verification: lambda a, s: a in REVIEWERS and s == "submitted",
+    verification_services.can_verify_enterprise: lambda a, s: a in REVIEWERS and s == "submitted",
+    verification_services.can_reject_verification: lambda a, s: a in REVIEWERS and s == "submitted",
+}
+
+
+@pytest.fixture
+def actors(app, make_user):
+    holder = make_user(Role.ENTERPRISE)
+    return {
+        "holder": holder,
+        "colleague": make_user(Role.ENTERPRISE, enterprise=holder.enterprise, is_holder=False),
+        "other_enterprise": make_user(Role.ENTERPRISE),
+        "reviewer": make_user(Role.REVIEWER),
+        "first_reviewer": make_user(Role.REVIEWER),
+        "finance": make_user(Role.FINANCE),
+        "admin": make_user(Role.ADMIN),
+        "provider": make_user(Role.PROVIDER),
+    }
+
+
+ROWS = {
+    # A row in a given state, of the holder's enterprise; the first reviewer gave any first approval.
+    "claim": (Claim, ClaimState, CLAIM_CAN),
+    "application": (VoucherApplication, ApplicationState, APPLICATION_CAN),
+    "verification": (VerificationRequest, RequestState, VERIFICATION_CAN),
+}
+
+
+@pytest.mark.parametrize("kind", ROWS)
+def test_each_can_action_answers_as_its_rule_says(actors, kind):
+    model, states, table = ROWS[kind]
+    extra = {} if model is VerificationRequest else {"first_reviewer_id": actors["first_reviewer"].id}
+    got, expected = set(), set()
+    for state in states:
+        row = model(enterprise_id=actors["holder"].enterprise_id, state=state, **extra)
+        for can, rule in table.items():
+            for name in CAN_ACTORS:
+                key = (can.__name__, name, state.value)
+                if can(actors[name], row):
+                    got.add(key)
+                if rule(name, state.value):
+                    expected.add(key)
+    assert got == expected
+
+
+def test_each_batch_can_action_answers_as_its_rule_says(actors):
+    finance = {"finance", "admin"}
+    for name in CAN_ACTORS:
+        assert batches.can_build_batch(actors[name]) is (name in finance)
+        for state in BatchState:
+            batch = DisbursementBatch(month="2026-11", state=state)
+            assert batches.can_export_batch(actors[name], batch) is (
+                name in finance and state.value != "paid"
+            )
+            assert batches.can_mark_batch_paid(actors[name], batch) is (
+                name in finance and state.value == "exported"
+            )

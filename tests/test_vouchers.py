@@ -8,16 +8,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import flask_migrate
 import pytest
+from flask_babel import force_locale
+from flask_login import AnonymousUserMixin
 from sqlalchemy import func, select, text
+from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import Enterprise, VerificationState
 from portal.booking.models import FileKind, ServiceRecord
-from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, ValidationFailed
+from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, wallet
 from portal.vouchers import review as voucher_review
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
@@ -486,3 +490,134 @@ def test_the_audit_log_is_searchable_by_reviewers(client, claimant):
     )
     assert "批准，开始公示" in page and "提交科技局" in page  # claim.in_notice, claim.submitted
     assert client.get("/review/audit", query_string={"action": "nothing.like.this"}).status_code == 200
+
+
+# --- the review desk's queue ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def waiting(desk, make_user, make_voucher, make_service):
+    """Two submitted claims (1,800 and 27,000 yuan of subsidy, the larger one in 临清市), an application
+    of 40,000 yuan, and a verification request, all submitted at the fake clock's now."""
+    near, far = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    far.enterprise.county = "临清市"
+    db.session.commit()
+    claims = []
+    for user, fee in ((near, 2_000_00), (far, 30_000_00)):
+        voucher = make_voucher(user, desk["scheme"], 50_000_00)
+        claim = claim_services.create_claim(user, voucher.id, [make_service(user, fee).id])
+        claims.append(claim_services.submit_claim(user, claim.id).id)
+        desk["clock"].advance(minutes=1)
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 40_000_00, "计划")
+    pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    verification_services.submit_verification(
+        pending, verification_services.VerificationData(kind="other", actual_controller="王五")
+    )
+    return {"claims": claims, "application": application.id, **desk}
+
+
+def ids(**args) -> list[int]:
+    return [
+        item.id for item in voucher_review.queue(voucher_review.QueueFilters.from_args(MultiDict(args))).items
+    ]
+
+
+def test_the_review_queue_filters_at_their_edges_and_counts_each_kind(waiting):
+    near, far = waiting["claims"]
+    assert ids() == [near, far]  # claims by default, oldest first
+    assert ids(kind="no such kind") == [near, far]
+    assert ids(county="临清市") == [far]
+    assert ids(amount_min="27000") == [far] and ids(amount_min="27000.01") == []
+    assert ids(amount_max="1800") == [near] and ids(amount_max="1799.99") == []
+    assert ids(kind="application", amount_min="40000", amount_max="40000") == [waiting["application"]]
+    assert ids(kind="application", amount_min="40000.01") == []
+    assert len(ids(kind="verification", amount_min="1", amount_max="1")) == 1  # no amount to filter on
+    waiting["clock"].advance(days=2, minutes=-2)  # exactly two days after the first claim
+    assert ids(older_than="2") == [near]  # the other was submitted a minute later
+    assert ids(older_than="3") == []
+    result = voucher_review.queue(voucher_review.QueueFilters.from_args(MultiDict({"kind": "application"})))
+    assert (result.counts, result.total) == (
+        {"verification": 1, "application": 1, "claim": 2, "bank_account": 0},
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "errors", "days"),
+    [
+        ({"older_than": "36500"}, {}, 36500),
+        ({"older_than": "36501"}, {"older_than": "36501"}, None),
+        ({"older_than": "²"}, {"older_than": "²"}, None),
+        ({"older_than": "", "amount_min": ""}, {}, None),
+        ({"amount_min": "abc", "amount_max": "1.234"}, {"amount_min": "abc", "amount_max": "1.234"}, None),
+    ],
+)
+def test_a_malformed_queue_filter_is_reported_and_left_out(args, errors, days):
+    filters = voucher_review.QueueFilters.from_args(MultiDict(args))
+    assert (filters.errors, filters.older_than_days) == (errors, days)
+    assert (filters.kind, filters.county, filters.amount_min_fen, filters.amount_max_fen) == (
+        "claim",
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_voucher_is_shown_to_its_enterprise_and_the_bureau_only(desk, make_user, make_voucher):
+    owner = make_user(Role.ENTERPRISE)
+    colleague = make_user(Role.ENTERPRISE, enterprise=owner.enterprise, is_holder=False)
+    voucher = make_voucher(owner, desk["scheme"], 10_000_00)
+    for user in (owner, colleague, desk["reviewer"], make_user(Role.FINANCE), make_user(Role.ADMIN)):
+        assert wallet.get_voucher(user, voucher.id).id == voucher.id
+    for user in (make_user(Role.ENTERPRISE), make_user(Role.PROVIDER)):
+        with force_locale("en"), pytest.raises(NotFound, match=r"^No such voucher\.$"):
+            wallet.get_voucher(user, voucher.id)
+    with pytest.raises(NotFound):
+        wallet.get_voucher(owner, voucher.id + 1)
+    with pytest.raises(NotFound):
+        wallet.get_voucher(AnonymousUserMixin(), voucher.id)  # a visitor signed in as no one
+
+
+def test_the_notice_board_lists_the_claims_in_notice_soonest_ending_first(claimant, make_service):
+    user, voucher, scheme = claimant["user"], claimant["voucher"], claimant["scheme"]
+    approved = []
+    for days in (7, 2, 2):  # the scheme's notice period, changed between approvals
+        scheme.public_notice_days = days
+        db.session.commit()
+        claim = claim_services.create_claim(user, voucher.id, [make_service(user, 1_000_00).id])
+        claim_services.submit_claim(user, claim.id)
+        approved.append(voucher_review.approve_claim(claimant["reviewer"], claim.id).id)
+    claim_services.create_claim(user, voucher.id, [claimant["record"].id])  # a draft is not shown
+    first, second, third = approved
+    assert [c.id for c in notice.claims_in_notice()] == [second, third, first]
+
+
+def test_the_voucher_list_is_the_enterprises_own_or_all_for_the_bureau_newest_first(
+    desk, make_user, make_voucher
+):
+    owners = [make_user(Role.ENTERPRISE) for _ in range(3)]
+    issued = [make_voucher(user, desk["scheme"], 10_000_00).id for user in owners]
+    for user in (desk["reviewer"], make_user(Role.FINANCE), make_user(Role.ADMIN)):
+        assert [v.id for v in wallet.vouchers_for(user)] == issued[::-1]
+    assert [v.id for v in wallet.vouchers_for(owners[1])] == [issued[1]]
+    assert wallet.vouchers_for(make_user(Role.PROVIDER)) == []
+
+
+def test_a_reviewer_sees_an_objects_history_oldest_first_and_an_enterprises_record(
+    claimant, make_service, make_institution, make_booking, make_instrument
+):
+    user, voucher = claimant["user"], claimant["voucher"]
+    first = claim_services.create_claim(user, voucher.id, [claimant["record"].id])
+    claim_services.submit_claim(user, first.id)
+    second = claim_services.create_claim(user, voucher.id, [make_service(user, 1_000_00).id])
+    make_booking(make_instrument(), user)  # requested, not a completed service
+    host = make_institution()
+    verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.AFFILIATE)
+    history = voucher_review.history("claim", first.id)
+    assert [e.action for e in history] == ["claim.created", "claim.submitted"]
+    assert all(e.object_type == "claim" and e.object_id == str(first.id) for e in history)
+    seen = voucher_review.enterprise_history(user.enterprise_id)
+    assert [v.id for v in seen["vouchers"]] == [voucher.id]
+    assert [c.id for c in seen["claims"]] == [second.id, first.id]  # newest first
+    assert seen["completed_services"] == 2
+    assert [(r.institution_id, r.kind) for r in seen["relations"]] == [(host.id, RelationKind.AFFILIATE)]

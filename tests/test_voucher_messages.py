@@ -1,0 +1,476 @@
+"""What a refused voucher-side action says, word for word (in English; the Chinese come from the
+catalogue), and which form field it marks: people act on these texts."""
+
+from __future__ import annotations
+
+import pytest
+from flask_babel import force_locale
+from flask_login import AnonymousUserMixin
+from sqlalchemy import select, update
+
+from portal.accounts.models import VerificationState
+from portal.core.errors import (
+    Forbidden,
+    InvalidTransition,
+    LimitExceeded,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
+from portal.core.models import AuditEvent
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.vouchers import applications as application_services
+from portal.vouchers import claims as claim_services
+from portal.vouchers import notice, review, wallet
+from portal.vouchers import verification as verification_services
+from portal.vouchers.models import (
+    Claim,
+    ClaimState,
+    EnterpriseRelation,
+    RelationKind,
+    VerificationRequest,
+    Voucher,
+    VoucherState,
+)
+from tests.test_voucher_records import world_fixture  # noqa: F401
+
+
+def refused(action, *args, error: type[ServiceError] = ValidationFailed, **kwargs) -> ServiceError:
+    with force_locale("en"), pytest.raises(error) as raised:
+        action(*args, **kwargs)
+    return raised.value
+
+
+@pytest.mark.parametrize("action", ["reject", "return"])
+@pytest.mark.parametrize("comment", [None, "", "   "])
+def test_turning_down_a_claim_or_an_application_needs_a_reason(world, make_user, action, comment):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    error = refused(getattr(review, f"{action}_claim"), world["reviewer"], claim.id, comment)
+    assert (error.message, error.fields) == ("Please give a reason.", {"comment": "Required."})
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 10_000_00, "计划")
+    turn_down = getattr(application_services, f"{action}_application")
+    error = refused(turn_down, world["reviewer"], application.id, comment=comment)
+    assert (error.message, error.fields) == ("Please give a reason.", {"comment": "Required."})
+
+
+# --- making, submitting and deleting a claim -----------------------------------------------------
+
+
+def test_a_claim_is_refused_without_services_or_with_more_than_50(world):
+    holder, voucher = world["holder"], world["voucher"].id
+    for ids, text, field in (
+        ([], "Choose at least one completed service.", "Required."),
+        (list(range(1, 52)), "At most 50 services per claim.", "Too many."),
+    ):
+        error = refused(claim_services.create_claim, holder, voucher, ids)
+        assert (error.message, error.fields) == (text, {"service_record_ids": field})
+    # Fifty are allowed (these do not exist), and the same service twice counts once.
+    error = refused(claim_services.preview_claim, holder, voucher, list(range(1, 51)), error=NotFound)
+    assert error.message == "Some of these services are not your enterprise's."
+    record = world["record"].id
+    assert claim_services.preview_claim(holder, voucher, [record, record]).fee_fen == 10_000_00
+
+
+def test_a_claim_takes_only_the_enterprises_own_voucher_and_services_of_one_provider(
+    world, make_user, make_voucher, make_service, make_institution, make_instrument
+):
+    holder, voucher, record = world["holder"], world["voucher"].id, world["record"].id
+    other = make_user(Role.ENTERPRISE)
+    others_voucher = make_voucher(other, world["scheme"]).id
+    error = refused(claim_services.create_claim, holder, others_voucher, [record], error=NotFound)
+    assert error.message == "No such voucher."
+    error = refused(claim_services.create_claim, holder, voucher, [make_service(other).id], error=NotFound)
+    assert error.message == "Some of these services are not your enterprise's."
+    elsewhere = make_service(holder, instrument=make_instrument(institution=make_institution()))
+    error = refused(claim_services.create_claim, holder, voucher, [record, elsewhere.id])
+    text = "One claim covers the services of one provider; make a claim per provider."
+    assert (error.message, error.fields) == (text, {"service_record_ids": text})
+
+
+def test_submitting_or_deleting_a_claim_in_the_wrong_state_says_what_can_be(world, make_user):
+    holder = world["holder"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    stranger = make_user(Role.ENTERPRISE)
+    assert (
+        refused(claim_services.submit_claim, stranger, claim.id, error=NotFound).message == "No such claim."
+    )
+    assert (
+        refused(claim_services.delete_draft, stranger, claim.id, error=NotFound).message == "No such claim."
+    )
+    claim_services.submit_claim(holder, claim.id)
+    error = refused(claim_services.submit_claim, holder, claim.id, error=InvalidTransition)
+    assert error.message == "Only a draft or a returned claim can be submitted."
+    error = refused(claim_services.delete_draft, holder, claim.id, error=InvalidTransition)
+    assert error.message == "Only a draft can be deleted."
+
+
+def test_a_service_in_a_submitted_claim_cannot_be_submitted_in_another(world):
+    holder, voucher, record = world["holder"], world["voucher"].id, world["record"].id
+    first = claim_services.create_claim(holder, voucher, [record])
+    second = claim_services.create_claim(holder, voucher, [record])
+    claim_services.submit_claim(holder, first.id)
+    error = refused(claim_services.submit_claim, holder, second.id, error=InvalidTransition)
+    assert error.message == "Some of these services are already in another claim."
+    assert error.details == {"check": "claimed_twice"}
+    assert db.session.get(type(second), second.id).state.value == "draft"
+
+
+def test_a_claim_with_nothing_left_to_claim_is_not_submitted(world):
+    holder = world["holder"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    world["voucher"].balance_fen = 0  # spent by other claims since the draft was made
+    db.session.commit()
+    error = refused(claim_services.submit_claim, holder, claim.id, error=LimitExceeded)
+    assert error.message == "Nothing is left to claim: the subsidy is bound by voucher_balance."
+    assert error.details == {"limited_by": ["voucher_balance"]}
+    assert db.session.get(type(claim), claim.id).state.value == "draft"
+
+
+# --- applications --------------------------------------------------------------------------------
+
+FIELDS = "Please correct the marked fields."
+AMOUNT = "Between 0.01 yuan and the yearly cap."
+
+
+@pytest.mark.parametrize(
+    ("amount_fen", "plan", "fields"),
+    [
+        (0, "计划", {"amount_fen": AMOUNT}),
+        (650_000_01, "计划", {"amount_fen": AMOUNT}),  # the scheme's group cap is 650,000 yuan
+        (1, "  ", {"plan": "Describe what you plan to test and why."}),
+        (1, "计" * 4001, {"plan": "At most 4,000 characters."}),
+        (-1, "", {"amount_fen": AMOUNT, "plan": "Describe what you plan to test and why."}),
+    ],
+)
+def test_an_application_needs_an_amount_within_the_cap_and_a_plan(world, make_user, amount_fen, plan, fields):
+    error = refused(application_services.apply_for_voucher, make_user(Role.ENTERPRISE), amount_fen, plan)
+    assert (error.message, error.fields) == (FIELDS, fields)
+
+
+def test_an_application_at_the_edges_is_accepted(world, make_user):
+    assert application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 1, "计" * 4000).amount_fen == 1
+    assert application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 650_000_00, "计划").amount_fen
+
+
+@pytest.mark.parametrize("state", ["submitted", "pending_second", "returned", "approved"])
+def test_one_open_application_or_voucher_a_year(world, make_user, state):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application.state = state
+    db.session.commit()
+    error = refused(application_services.apply_for_voucher, user, 10_000_00, "计划", error=InvalidTransition)
+    assert error.message == "Your enterprise already has a voucher or an open application this year."
+
+
+def test_after_a_rejection_the_enterprise_may_apply_again(world, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application_services.reject_application(world["reviewer"], application.id, comment="不符合")
+    assert application_services.apply_for_voucher(user, 10_000_00, "新计划").id != application.id
+
+
+def test_a_decided_or_unknown_application_says_so(world, make_user):
+    user, reviewer = make_user(Role.ENTERPRISE), world["reviewer"]
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    error = refused(
+        application_services.resubmit_application, user, application.id, 1, "计划", error=InvalidTransition
+    )
+    assert error.message == "Only a returned application can be submitted again."
+    application_services.reject_application(reviewer, application.id, comment="不符合")
+    for decide in (application_services.approve_application, application_services.reject_application):
+        error = refused(decide, reviewer, application.id, error=InvalidTransition)
+        assert error.message == "This application has already been decided."
+        error = refused(decide, reviewer, application.id + 1, error=NotFound)
+        assert error.message == "No such voucher application."
+    error = refused(
+        application_services.get_application, make_user(Role.ENTERPRISE), application.id, error=NotFound
+    )
+    assert error.message == "No such voucher application."
+
+
+@pytest.mark.parametrize("amount_fen", [0, 650_000_01])
+def test_an_approval_outside_the_cap_is_refused(world, make_user, amount_fen):
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 10_000_00, "计划")
+    error = refused(
+        application_services.approve_application, world["reviewer"], application.id, amount_fen=amount_fen
+    )
+    assert (error.message, error.fields) == (AMOUNT, {"amount_fen": "Out of range."})
+
+
+def test_an_approval_takes_at_most_the_budget_not_yet_allocated(world, make_user):
+    scheme = world["scheme"]  # 100,000 yuan already allocated to the world's voucher
+    for fund in scheme.funds:
+        fund.budget_fen = 100_000_00 if fund.name == "province" else 50_000_00
+    db.session.commit()
+    applications = [
+        application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 50_000_01, "计划")
+        for _ in range(2)
+    ]
+    error = refused(
+        application_services.approve_application, world["reviewer"], applications[0].id, error=LimitExceeded
+    )
+    assert error.message == "Only ¥50,000.00 of the scheme's budget is not yet allocated."
+    assert error.details == {"limited_by": ["scheme_budget"], "free_fen": 50_000_00}
+    application_services.approve_application(world["reviewer"], applications[1].id, amount_fen=50_000_00)
+    assert db.session.get(type(scheme), scheme.id).allocated_fen == 150_000_00
+
+
+def test_an_approval_takes_at_most_what_is_left_of_the_controller_groups_cap(world, make_user, make_voucher):
+    scheme, reviewer = world["scheme"], world["reviewer"]
+    first, second, outsider = (make_user(Role.ENTERPRISE) for _ in range(3))
+    first.enterprise.controller_group = second.enterprise.controller_group = "张三"
+    used = make_voucher(first, scheme, 600_000_00)
+    used.released_fen = 100_000_00  # released on expiry: no longer counts against the cap
+    make_voucher(outsider, scheme, 600_000_00)  # no group: counts for itself only
+    db.session.commit()
+    application = application_services.apply_for_voucher(second, 150_000_01, "计划")
+    error = refused(application_services.approve_application, reviewer, application.id, error=LimitExceeded)
+    assert error.message == "The controller group has only ¥150,000.00 of its yearly cap left."
+    assert error.details == {"limited_by": ["group_cap"], "free_fen": 150_000_00}
+    application_services.approve_application(reviewer, application.id, amount_fen=150_000_00)
+    # Allowed (a first approval, above the four-eyes threshold): the outsider's 600,000 are not the group's.
+    assert db.session.get(type(application), application.id).first_amount_fen == 150_000_00
+
+
+def test_a_group_over_its_cap_has_nothing_left_not_less_than_nothing(world, make_user, make_voucher):
+    first, second = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    first.enterprise.controller_group = second.enterprise.controller_group = "李四"
+    make_voucher(first, world["scheme"], 700_000_00)  # above the cap (as a later, lower cap leaves it)
+    db.session.commit()
+    application = application_services.apply_for_voucher(second, 1, "计划")
+    error = refused(
+        application_services.approve_application, world["reviewer"], application.id, error=LimitExceeded
+    )
+    assert error.message == "The controller group has only ¥0.00 of its yearly cap left."
+    assert error.details == {"limited_by": ["group_cap"], "free_fen": 0}
+
+
+# --- enterprise verification ---------------------------------------------------------------------
+
+
+def verification(kind: str = "other", controller: str = "张建国", number: str | None = None):
+    return verification_services.VerificationData(
+        kind=kind, actual_controller=controller, tech_sme_number=number
+    )
+
+
+def test_a_verification_request_names_each_missing_field(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    error = refused(verification_services.submit_verification, user, verification("tech_sme", "  ", " "))
+    assert (error.message, error.fields) == (
+        FIELDS,
+        {
+            "actual_controller": "Name the actual controller (a person or a company).",
+            "tech_sme_number": "Tech SMEs give their registration number.",
+            "certificate": "Attach the registration certificate.",
+        },
+    )
+    error = refused(verification_services.submit_verification, user, verification(controller=""))
+    assert error.fields == {"actual_controller": "Name the actual controller (a person or a company)."}
+    error = refused(
+        verification_services.submit_verification, world["reviewer"], verification(), error=Forbidden
+    )
+    assert error.message == "Only enterprise accounts are verified."
+
+
+def test_a_verification_request_waits_alone_and_is_decided_once(world, make_user):
+    user, reviewer = (
+        make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING),
+        world["reviewer"],
+    )
+    request = verification_services.submit_verification(user, verification())
+    error = refused(verification_services.submit_verification, user, verification(), error=InvalidTransition)
+    assert error.message == "Your enterprise is already waiting for verification."
+    error = refused(verification_services.reject_verification, reviewer, request.id, "  ")
+    assert (error.message, error.fields) == ("Please give a reason.", {"reason": "Required."})
+    error = refused(verification_services.get_request, user, request.id, error=Forbidden)
+    assert error.message == "Only bureau reviewers can decide this."
+    assert verification_services.get_request(reviewer, request.id).id == request.id
+    verification_services.verify_enterprise(reviewer, request.id)
+    error = refused(
+        verification_services.reject_verification, reviewer, request.id, "迟了", error=InvalidTransition
+    )
+    assert error.message == "This request has already been decided."
+    error = refused(verification_services.verify_enterprise, reviewer, request.id + 1, error=NotFound)
+    assert error.message == "No such verification request."
+    again = verification_services.submit_verification(user, verification(controller="李四"))
+    assert verification_services.latest_request(user).id == again.id  # the newest, not the first
+
+
+def test_a_legacy_credit_code_is_verified_only_with_a_reasoned_override(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    user.enterprise.uscc_checksum_ok = False
+    db.session.commit()
+    request = verification_services.submit_verification(user, verification())
+    text = "The credit code fails its checksum: verify only with an override and a recorded reason."
+    for override, reason in ((False, "旧版执照"), (True, "  ")):
+        error = refused(
+            verification_services.verify_enterprise,
+            world["reviewer"],
+            request.id,
+            reason=reason,
+            uscc_override=override,
+        )
+        assert (error.message, error.fields) == (text, {"uscc_override": text})
+    verification_services.verify_enterprise(
+        world["reviewer"], request.id, reason="旧版执照", uscc_override=True
+    )
+    assert db.session.get(VerificationRequest, request.id).uscc_override is True
+
+
+def test_relations_are_declared_by_the_enterprise_itself_or_a_reviewer(world, make_user, make_institution):
+    user, host, other_host = make_user(Role.ENTERPRISE), make_institution(), make_institution()
+    for stranger in (make_user(Role.ENTERPRISE), make_user(Role.PROVIDER), make_user(Role.FINANCE)):
+        error = refused(
+            verification_services.add_relation,
+            stranger,
+            user.enterprise_id,
+            host.id,
+            RelationKind.AFFILIATE,
+            error=Forbidden,
+        )
+        assert error.message == "You may not declare relations for this enterprise."
+    error = refused(
+        verification_services.add_relation, user, user.enterprise_id, 999_999, RelationKind.AFFILIATE
+    )
+    assert (error.message, error.fields) == (
+        "Unknown host institution.",
+        {"institution": "Unknown host institution."},
+    )
+    verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.AFFILIATE)
+    verification_services.add_relation(
+        world["reviewer"], user.enterprise_id, other_host.id, RelationKind.CO_BUILT
+    )
+    verification_services.add_relation(
+        user, user.enterprise_id, host.id, RelationKind.AFFILIATE
+    )  # again: one row
+    rows = db.session.scalars(select(EnterpriseRelation).order_by(EnterpriseRelation.id)).all()
+    assert [(r.enterprise_id, r.institution_id, r.kind, r.declared_by_id) for r in rows] == [
+        (user.enterprise_id, host.id, RelationKind.AFFILIATE, user.id),
+        (user.enterprise_id, other_host.id, RelationKind.CO_BUILT, world["reviewer"].id),
+    ]
+    audit = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "enterprise.relation_declared")
+    ).all()
+    assert [(a.object_id, a.after, a.actor_id) for a in audit][:2] == [
+        (str(user.enterprise_id), {"institution": host.id, "kind": "affiliate"}, user.id),
+        (str(user.enterprise_id), {"institution": other_host.id, "kind": "co_built"}, world["reviewer"].id),
+    ]
+
+
+# --- approving a claim ---------------------------------------------------------------------------
+
+# Where the room for a 9,000-yuan claim (6,000 from the province, 3,000 from the city) is set.
+ROOM = {
+    "voucher_balance": lambda w, fen: setattr(w["voucher"], "balance_fen", fen),
+    "group_cap": lambda w, fen: setattr(w["scheme"], "group_cap_fen", fen),
+    "enterprise_cap": lambda w, fen: setattr(w["scheme"], "enterprise_cap_fen", fen - 3_000_00),
+    "province_budget": lambda w, fen: setattr(w["scheme"].funds[0], "budget_fen", fen - 3_000_00),
+    "city_budget": lambda w, fen: setattr(w["scheme"].funds[1], "budget_fen", fen - 6_000_00),
+}
+
+
+@pytest.mark.parametrize("limit", ROOM)
+@pytest.mark.parametrize("short", [0, 1])
+def test_a_claim_is_approved_if_it_fits_exactly_and_refused_a_fen_short(world, limit, short):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    ROOM[limit](world, 9_000_00 - short)
+    db.session.commit()
+    if not short:
+        assert review.approve_claim(world["reviewer"], claim.id).state.value == "in_notice"
+        return
+    error = refused(review.approve_claim, world["reviewer"], claim.id, error=LimitExceeded)
+    assert (error.message, error.details) == (
+        f"There is no longer room for this claim: {limit}.",
+        {"limited_by": [limit]},
+    )
+
+
+def test_a_claim_decided_or_unknown_says_so(world):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    for decide in (review.approve_claim, review.reject_claim):
+        error = refused(decide, world["reviewer"], claim.id, error=InvalidTransition)
+        assert (error.message, error.details) == (
+            "This claim is not waiting for a decision.",
+            {"state": "draft"},
+        )
+        assert refused(decide, world["reviewer"], claim.id + 1, error=NotFound).message == "No such claim."
+    error = refused(review.approve_claim, world["holder"], claim.id, error=Forbidden)
+    assert error.message == "Only bureau reviewers can decide this."
+
+
+def test_the_first_approver_is_told_a_second_reviewer_must_confirm(
+    world, make_user, make_voucher, make_service
+):
+    holder = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(holder, world["scheme"], 300_000_00)
+    claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
+    claim_services.submit_claim(holder, claim.id)
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 200_000_00, "计划")
+    text = "A second reviewer must confirm this: you cannot approve your own approval."
+    for approve, row in (
+        (review.approve_claim, claim),
+        (application_services.approve_application, application),
+    ):
+        approve(world["reviewer"], row.id)  # above the four-eyes threshold: the first approval
+        assert refused(approve, world["reviewer"], row.id, error=Forbidden).message == text
+
+
+def test_only_a_verified_enterprise_applies_or_claims(world, make_user):
+    reviewer = world["reviewer"]
+    pending = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    for user, text in (
+        (reviewer, "Only enterprise accounts can do this."),
+        (AnonymousUserMixin(), "Only enterprise accounts can do this."),
+        (pending, "Your enterprise must be verified by the bureau first."),
+    ):
+        assert (
+            refused(application_services.apply_for_voucher, user, 1, "计划", error=Forbidden).message == text
+        )
+        error = refused(
+            claim_services.preview_claim, user, world["voucher"].id, [world["record"].id], error=Forbidden
+        )
+        assert error.message == text
+
+
+# --- the daily tasks, should another writer get there between the lock and the change ------------
+
+
+def changed_underneath(monkeypatch, module, model, **values) -> None:
+    """Let `module`'s lock return the row as read, then change it behind the session's back (as a
+    writer that the lock did not keep out would), so the conditional UPDATE finds nothing to move."""
+    real = module.lock_existing
+
+    def lock_then_change(rank, cls, row_id):
+        row = real(rank, cls, row_id)
+        if cls is model:
+            db.session.execute(
+                update(model)
+                .where(model.id == row_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        return row
+
+    monkeypatch.setattr(module, "lock_existing", lock_then_change)
+
+
+def test_the_end_of_a_notice_that_another_writer_ended_says_so(world, monkeypatch):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    review.approve_claim(world["reviewer"], claim.id)
+    changed_underneath(monkeypatch, notice, Claim, state=ClaimState.PAYABLE)
+    error = refused(notice.end_notice, claim.id, error=InvalidTransition)
+    assert (error.message, error.details) == (
+        "This claim is not in its public notice.",
+        {"state": "in_notice"},
+    )
+
+
+def test_the_expiry_of_a_voucher_that_another_writer_expired_says_so(world, monkeypatch):
+    changed_underneath(monkeypatch, wallet, Voucher, state=VoucherState.EXPIRED)
+    error = refused(wallet.expire_voucher, world["voucher"].id, error=InvalidTransition)
+    assert (error.message, error.details) == ("This voucher has already expired.", {"state": "active"})
