@@ -24,6 +24,7 @@ from typing import Any
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from celery._state import _set_task_join_will_block
 from filelock import FileLock
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
@@ -213,6 +214,15 @@ def _clean_postgres(url: str) -> None:
             [{"t": term, "e": expansion} for term, expansion in read_seed()],
         )
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _task_results_may_be_awaited() -> None:
+    """Celery marks "a task runs here, do not wait for results" in one flag per process, set and
+    restored around each eager task: two eager tasks run by a threaded live server's concurrent
+    requests can leave it set (one thread restores what the other set), and every later `.get()` of
+    the process would be refused. Each test starts with it clear, as a fresh process would."""
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -33,16 +33,19 @@ from portal.accounts.models import (
     TokenPurpose,
     User,
 )
-from portal.booking.models import Blackout, BlackoutKind, BookingPolicy
+from portal.booking.models import Blackout, BlackoutKind, Booking, BookingPolicy
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
 from portal.core.models import QueuedTask
 from portal.core.permissions import Role
+from portal.credit.models import CreditRules, Violation, ViolationKind
 from portal.demo.services import load_demo
 from portal.extensions import db
 from portal.finance.models import DisbursementBatch, ExportJob, ExportState, PeriodClose, SubsidyTally
 from portal.qualifications.models import TrainingEnrolment, TrainingSession
-from portal.vouchers.models import EnterpriseRelation, RelationKind, VerificationRequest
+from portal.usage.models import DeviceKey, EventKind, UsageEvent, UsageSession, UsageSource
+from portal.vouchers.models import EnterpriseRelation, RelationKind, Scheme, VerificationRequest
+from portal.waitlist.models import WaitlistEntry
 from tests.conftest import create_pg_database, drop_pg_database, make_app, service_missing
 from tests.pdf_samples import minimal_pdf
 
@@ -249,6 +252,57 @@ def fill_every_table(upload_folder: Path) -> None:
     db.session.add(training)
     db.session.flush()
     db.session.add(TrainingEnrolment(session_id=training.id, user_id=holder.id))
+    # Issue 18: use at the instrument (a device key, its event, a session), credit and the waitlist.
+    booking = db.session.scalars(select(Booking).order_by(Booking.id)).first()
+    assert booking is not None
+    key = DeviceKey(
+        instrument_id=instrument.id, label="PC", key_hash="0" * 64, prefix="dk_0", created_by_id=admin.id
+    )
+    used = UsageSession(
+        booking_id=booking.id,
+        instrument_id=booking.instrument_id,
+        started_at=now - timedelta(hours=2),
+        ended_at=now - timedelta(hours=1),
+        source=UsageSource.DEVICE,
+    )
+    db.session.add_all([key, used])
+    db.session.flush()
+    db.session.add(
+        UsageEvent(
+            instrument_id=instrument.id,
+            device_key_id=key.id,
+            idempotency_key="backup-1",
+            event=EventKind.START,
+            at=used.started_at,
+            session_id=used.id,
+            booking_id=booking.id,
+        )
+    )
+    db.session.add(
+        CreditRules(
+            scheme_id=db.session.scalar(select(Scheme.id)),
+            max_violations=3,
+            window_days=90,
+            suspension_days=30,
+        )
+    )
+    db.session.add(
+        Violation(
+            enterprise_id=booking.enterprise_id,
+            booking_id=booking.id,
+            kind=ViolationKind.NO_SHOW,
+            occurred_at=now,
+        )
+    )
+    db.session.add(
+        WaitlistEntry(
+            instrument_id=instrument.id,
+            enterprise_id=enterprise.id,
+            requested_by_id=holder.id,
+            starts_at=now + timedelta(days=2),
+            ends_at=now + timedelta(days=2, hours=2),
+        )
+    )
     audit.record("test.note", "catalog", None, after={"text": "备份测试", "list": [1, 2]})
     db.session.commit()
 

@@ -85,6 +85,8 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     # Issue 18: a provider checking in or out for the user gives a reason.
     "POST /api/v1/bookings/{id}/check-in": {"reason"},
     "POST /api/v1/bookings/{id}/check-out": {"reason"},
+    # The waitlist: a wanted period after its start, within a day, not past; a length that fits it.
+    "POST /api/v1/waitlist": {"starts_at", "ends_at", "length_minutes"},
 }
 
 

@@ -42,6 +42,7 @@ from portal.extensions import db
 from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
 from portal.qualifications import services as qualification_services
+from portal.usage import devices as usage_devices
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice
@@ -305,6 +306,7 @@ def world(
         code,
         qualification_services.TrainingInput(day + timedelta(days=5), day + timedelta(days=5, hours=2), 8),
     )
+    usage_devices.create_device_key(provider, code, "PC")  # so the use page shows a key to revoke
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
@@ -335,6 +337,7 @@ def world(
         (provider, f"/manage/instruments/{code}/record", None),
         (provider, f"/manage/instruments/{code}/qualifications", None),
         (provider, f"/manage/instruments/{code}/prices", None),
+        (provider, f"/manage/instruments/{code}/usage", None),
         (enterprise, f"/instruments/{code}", "/enrol"),
         (reviewer2, f"/vouchers/claims/{submitted[0].id}", None),
         (reviewer2, f"/vouchers/claims/{submitted[1].id}", None),

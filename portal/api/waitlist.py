@@ -45,10 +45,14 @@ class EntryCreateSchema(ma.Schema):
         )
 
     instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
-    starts_at = _time("ISO 8601 with an offset")
+    starts_at = _time("ISO 8601 with an offset; not in the past")
     ends_at = _time("after `starts_at`, within a day of it")
     length_minutes = ma.fields.Integer(
-        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=1440)
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=1440),
+        metadata={"description": "Any free period of this length within the wanted one (no longer than it)"},
     )
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
 

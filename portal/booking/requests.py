@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.availability import Calendar, conflict_error
@@ -18,7 +18,7 @@ from portal.booking.signals import booking_wanted
 from portal.catalog.models import Instrument
 from portal.core import audit, clock
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
-from portal.core.errors import Forbidden, NotFound, ValidationFailed
+from portal.core.errors import Forbidden, NotFound, SlotConflict, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.qualifications import services as use_rules
@@ -144,13 +144,17 @@ def _insert(booking: Booking, instrument: Instrument, request: BookingRequest) -
     db.session.add(booking)
     try:
         db.session.flush()
-    except IntegrityError as error:
+    except (IntegrityError, OperationalError) as error:
         # Another request took the slot between our check and our insert: the exclusion
-        # constraint refused this one. Name the booking that won.
+        # constraint refused this one (23P01), or two overlapping inserts waited for each other at
+        # it and PostgreSQL broke the deadlock by aborting this one (40P01). Name the booking that won.
         db.session.rollback()
-        if getattr(error.orig, "sqlstate", None) != "23P01":
+        if getattr(error.orig, "sqlstate", None) not in ("23P01", "40P01"):
             raise
         if request.starts_at is None or request.ends_at is None or held_until is None:
             raise  # never: only a slot, which has its times, can clash
         calendar = Calendar.load(instrument, request.starts_at, held_until)
-        raise conflict_error(calendar.conflicts(request.starts_at, request.ends_at)) from None
+        clashes = calendar.conflicts(request.starts_at, request.ends_at)
+        if not clashes:  # the winner of a deadlock has not committed yet
+            raise SlotConflict(_("Another request took this time a moment ago."), {"conflicts": []}) from None
+        raise conflict_error(clashes) from None
