@@ -43,6 +43,7 @@ from portal.finance import batches
 from portal.notifications.models import EmailState, Notification
 from portal.qualifications import services as qualification_services
 from portal.usage import devices as usage_devices
+from portal.usage import services as usage_services
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice
@@ -247,6 +248,18 @@ def world(
         booking_violation.send(missed, kind="no_show", at=missed.starts_at)
         db.session.commit()
     _waitlist_entries(instrument, enterprise, make_user, make_booking, provider, day + timedelta(days=2))
+    # Issue 18: a booking whose check-in is open, and one checked in (their pages hold the forms).
+    to_check_in = booking(BookingState.CONFIRMED, fake_clock.current + timedelta(minutes=5))
+    elsewhere = make_instrument(institution=host)
+    now = fake_clock.current
+    to_check_out = make_booking(
+        elsewhere,
+        enterprise,
+        now - timedelta(minutes=10),
+        now + timedelta(minutes=50),
+        state=BookingState.CONFIRMED,
+    )
+    usage_services.check_in(enterprise, to_check_out.id)
     unrated = make_service(enterprise, instrument=instrument, rated=False, evidence=())
     for kind in (FileKind.CONTRACT, FileKind.INVOICE):
         files.attach_file(enterprise, unrated.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
@@ -338,6 +351,8 @@ def world(
         (provider, f"/manage/instruments/{code}/qualifications", None),
         (provider, f"/manage/instruments/{code}/prices", None),
         (provider, f"/manage/instruments/{code}/usage", None),
+        (enterprise, f"/bookings/{to_check_in.id}", "/check-in"),
+        (enterprise, f"/bookings/{to_check_out.id}", "/check-out"),
         (enterprise, f"/instruments/{code}", "/enrol"),
         (reviewer2, f"/vouchers/claims/{submitted[0].id}", None),
         (reviewer2, f"/vouchers/claims/{submitted[1].id}", None),
