@@ -284,7 +284,7 @@ def load_bookings(rng: random.Random, count: int, today: date | None = None) -> 
     for booking_id, row, plan, state in zip(ids, bookings, plans, states, strict=True):
         instrument = plan[0]
         provider_id = providers.get(instrument.institution_id)
-        if not (state is BookingState.REQUESTED and row["created_at"] < now - ttl + timedelta(hours=1)):
+        if not (state is BookingState.REQUESTED and _about_to_expire(row["created_at"], now, ttl)):
             # (The request about to expire is dated, and its history written, at the end of the load.)
             history.append(
                 _event(
@@ -371,6 +371,11 @@ def _event(
     }
 
 
+def _about_to_expire(asked: datetime, now: datetime, ttl: timedelta) -> bool:
+    """Whether a waiting request falls due within the hour: only the showcase one does."""
+    return asked < now - ttl + timedelta(hours=1)
+
+
 def keep_the_expiring_request_due(now: datetime | None = None) -> None:
     """Date the showcase request asked almost the whole answer time ago (the oldest waiting one) from
     the end of the load, not its start: loading takes minutes on a busy machine, and the request must
@@ -383,7 +388,7 @@ def keep_the_expiring_request_due(now: datetime | None = None) -> None:
         .limit(1)
     ).first()
     ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
-    if oldest is None or db.session.get_one(Booking, oldest).created_at > now - ttl + timedelta(hours=1):
+    if oldest is None or not _about_to_expire(db.session.get_one(Booking, oldest).created_at, now, ttl):
         return  # a smaller demo without it
     asked = now - ttl + timedelta(minutes=4)
     db.session.execute(update(Booking).where(Booking.id == oldest).values(created_at=asked, updated_at=asked))
