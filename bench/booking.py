@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from bench.common import Result, p90, portal_app
+from bench.common import Result, latency_result, p90, portal_app
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingMode
 from portal.booking.requests import BookingRequest, request_booking
@@ -103,15 +103,12 @@ def run(small_url: str, large_url: str) -> list[Result]:
     small, small_count = _time_bookings(small_url)
     large, large_count = _time_bookings(large_url)
     ours, baseline = statistics.median(large), statistics.median(small)
-    ratio = ours / baseline
     return [
-        Result(
+        latency_result(
             f"create a booking, {large_count:,} vs {small_count:,} bookings",
             ours,
             baseline,
-            "ms",
-            "ratio ≤ 1.5",
-            ratio <= 1.5,
+            1.5,
             note=f"median of {len(large)} and {len(small)} bookings; "
             f"p90 {p90(large):.1f} vs {p90(small):.1f} ms",
         )

@@ -56,6 +56,11 @@ class Result:
         return self.ours / self.baseline
 
 
+def latency_result(case: str, ours: float, baseline: float, target: float, note: str = "") -> Result:
+    """A row of milliseconds whose target is ours ≤ `target` × the baseline."""
+    return Result(case, ours, baseline, "ms", f"ratio ≤ {target:g}", ours <= target * baseline, note=note)
+
+
 def median_ms(call: Callable[[], object], runs: int = 5, warmup: int = 1) -> float:
     """Median wall time of `call()` in milliseconds, after `warmup` unmeasured calls."""
     for _ in range(warmup):

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 
 from bench.booking import candidate_slots, slot_instrument_code
-from bench.common import Result, p90, portal_app, recorded_statements, sequential_scans
+from bench.common import Result, latency_result, p90, portal_app, recorded_statements, sequential_scans
 from portal.accounts.models import User
 from portal.booking.availability import Calendar
 from portal.booking.models import HOLDING_STATES, Booking, BookingMode, BookingState
@@ -142,17 +142,8 @@ def _results(sides: list[Side], labels: dict[str, str], explain: bool) -> list[R
         if explain and step == next(iter(labels)):
             plans = "; ".join(scans) if scans else "none"
             note += f"; tables over 10,000 rows read whole in the large database's plans: {plans}"
-        results.append(
-            Result(
-                f"{label}, {large.bookings:,} vs {small.bookings:,} bookings",
-                ours,
-                baseline,
-                "ms",
-                f"ratio ≤ {TARGET:g}",
-                ours <= TARGET * baseline,
-                note=note,
-            )
-        )
+        case = f"{label}, {large.bookings:,} vs {small.bookings:,} bookings"
+        results.append(latency_result(case, ours, baseline, TARGET, note))
     return results
 
 
@@ -164,6 +155,24 @@ def _forget(booking_ids: list[int], since: datetime) -> None:
     db.session.execute(delete(Booking).where(Booking.id.in_(booking_ids)))
     db.session.execute(delete(Notification).where(Notification.created_at >= since))
     db.session.commit()
+
+
+def _confirmed_slot(user: User, instrument_id: int, starts: datetime, ends: datetime) -> Booking:
+    """A confirmed slot booking of the user's enterprise, added to the session (the caller commits)."""
+    booking = Booking(
+        instrument_id=instrument_id,
+        enterprise_id=user.enterprise_id,
+        requested_by_id=user.id,
+        mode=BookingMode.SLOT,
+        state=BookingState.CONFIRMED,
+        starts_at=starts,
+        ends_at=ends,
+        held_until=ends,
+        purpose="bench",
+        decided_at=clock.utcnow(),
+    )
+    db.session.add(booking)
+    return booking
 
 
 # --- check-in ------------------------------------------------------------------------------------
@@ -201,20 +210,7 @@ def make_check_ins(count: int) -> list[tuple[str, int]]:
     ends = starts + timedelta(hours=1)
     made = []
     for instrument in _free_instruments(starts, ends, count):
-        booking = Booking(
-            instrument_id=instrument.id,
-            enterprise_id=user.enterprise_id,
-            requested_by_id=user.id,
-            mode=BookingMode.SLOT,
-            state=BookingState.CONFIRMED,
-            starts_at=starts,
-            ends_at=ends,
-            held_until=ends,
-            purpose="bench",
-            decided_at=now,
-        )
-        db.session.add(booking)
-        made.append((instrument.code, booking))
+        made.append((instrument.code, _confirmed_slot(user, instrument.id, starts, ends)))
     db.session.commit()
     return [(code, booking.id) for code, booking in made]
 
@@ -309,18 +305,7 @@ def make_waitlist(count: int, holding: bool) -> list[tuple[int, int | None, date
     for starts, ends in slots:
         booking = None
         if holding:
-            booking = Booking(
-                instrument_id=instrument_id,
-                enterprise_id=holder.enterprise_id,
-                requested_by_id=holder.id,
-                mode=BookingMode.SLOT,
-                state=BookingState.CONFIRMED,
-                starts_at=starts,
-                ends_at=ends,
-                held_until=ends,
-                purpose="bench",
-            )
-            db.session.add(booking)
+            booking = _confirmed_slot(holder, instrument_id, starts, ends)
         entry = WaitlistEntry(
             instrument_id=instrument_id,
             enterprise_id=waiting.enterprise_id,
