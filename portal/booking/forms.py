@@ -24,7 +24,14 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from portal.booking.models import BLACKOUT_LABELS, FILE_KIND_LABELS, RATING_LABELS, BlackoutKind, FileKind
+from portal.booking.models import (
+    BLACKOUT_LABELS,
+    FILE_KIND_LABELS,
+    LONGEST_SLOT_MINUTES,
+    RATING_LABELS,
+    BlackoutKind,
+    FileKind,
+)
 from portal.catalog.models import OpeningHours
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 
@@ -123,7 +130,8 @@ class PolicyForm(FlaskForm):
         _l("Shortest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=1440)]
     )
     max_minutes = IntegerField(
-        _l("Longest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=10080)]
+        _l("Longest booking (minutes)"),
+        validators=[InputRequired(), NumberRange(min=15, max=LONGEST_SLOT_MINUTES)],
     )
     buffer_minutes = IntegerField(
         _l("Buffer between bookings (minutes)"), validators=[InputRequired(), NumberRange(min=0, max=1440)]

@@ -143,6 +143,11 @@ RATING_LABELS = {
 }
 
 
+# The longest slot a policy may allow (one week, in minutes): the forms and the API cap
+# `max_minutes` at it, and lookups of "the bookings of the moment" bound their scan by it.
+LONGEST_SLOT_MINUTES = 10_080
+
+
 class BookingPolicy(Model):
     """How an instrument can be booked. Instruments without a row use the configured defaults."""
 
