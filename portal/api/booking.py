@@ -168,6 +168,11 @@ class BookingSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "Minutes of metered use (an open session up to now); null when not metered"},
     )
+    series_id = ma.fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The recurring booking it is an occurrence of; null when none"},
+    )
 
 
 class BookingPageSchema(PageSchema):
@@ -337,6 +342,7 @@ def booking_json(booking: Booking, usage: dict[int, BookingUsage] | None = None)
         "checked_in_at": clock.iso_utc(used.checked_in_at) if used else None,
         "checked_out_at": clock.iso_utc(used.checked_out_at) if used else None,
         "used_minutes": used.used_minutes if used else None,
+        "series_id": booking.series_id,
     }
 
 

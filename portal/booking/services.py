@@ -51,12 +51,18 @@ def manages(user: User, instrument: Instrument) -> bool:
 
 
 def can_view(user: User, booking: Booking) -> bool:
+    return sees_bookings_of(user, booking.enterprise_id, booking.instrument)
+
+
+def sees_bookings_of(user: User, enterprise_id: int, instrument: Instrument) -> bool:
+    """Whether the user sees what this enterprise booked on this instrument: the enterprise's own
+    users, the instrument's providers, the bureau (a recurring series is seen the same way)."""
     if not user.is_authenticated:
         return False
     if user.role is Role.ENTERPRISE:
-        return user.enterprise_id == booking.enterprise_id
+        return user.enterprise_id == enterprise_id
     if user.role is Role.PROVIDER:
-        return manages(user, booking.instrument)
+        return manages(user, instrument)
     return user.role in BUREAU_ROLES
 
 
@@ -221,7 +227,7 @@ def booking_contacts(booking: Booking) -> Contacts:
     return Contacts(booking.requested_by, holder, operator_contact(booking.instrument))
 
 
-def _person(user: User | None) -> str:
+def person_contact(user: User | None) -> str:
     """'李四, 13812345678' for a notification: the name and the phone, as far as they are known."""
     if user is None:
         return ""
@@ -253,7 +259,7 @@ def tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
         "place": instrument.address or instrument.county,
         "booking": booking.id,
         "operator": operator_contact(instrument),
-        "requester": _person(db.session.get(User, booking.requested_by_id)),
+        "requester": person_contact(db.session.get(User, booking.requested_by_id)),
         **{k: ("" if v is None else v) for k, v in extra.items()},
     }
     notify(recipients, kind, f"booking:{booking.id}:{kind}", payload=payload, link=f"/bookings/{booking.id}")

@@ -100,7 +100,7 @@ def _state_text(state: BookingState) -> str:
     return str(STATE_LABELS[state])
 
 
-def _required_reason(reason: str | None) -> str:
+def required_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed(_("Please give a reason."), {"reason": _("Required.")})
@@ -133,7 +133,7 @@ def can_reject(user: User, booking: Booking) -> bool:
 
 def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
     """The provider declines a request, saying why; the slot is free again."""
-    reason = _required_reason(reason)
+    reason = required_reason(reason)
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
@@ -207,7 +207,7 @@ def cancel_booking(
         booking = fresh_booking(booking_id)
         if user.role is Role.PROVIDER:
             require_manager(user, booking.instrument)
-            reason = _required_reason(reason)
+            reason = required_reason(reason)
         else:
             require_booking_enterprise(user, booking)
             reason = (reason or "").strip()[:1000] or None
