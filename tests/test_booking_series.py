@@ -4,12 +4,12 @@ the provider confirming all, and who sees and does what."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from portal.booking import requests, series, settings, transitions
+from portal.booking import series, settings, transitions
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingSeries, BookingState
 from portal.booking.recurrence import Repeat, occurrence_times
 from portal.booking.signals import booking_violation

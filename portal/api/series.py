@@ -22,7 +22,7 @@ from portal.usage.services import usage_of
 blp = ApiBlueprint(
     "api_series",
     __name__,
-    description="Recurring bookings: daily, or weekly on chosen weekdays; each occurrence an ordinary booking.",
+    description="Recurring bookings: daily, or weekly on chosen weekdays; each occurrence a booking.",
     error_descriptions={
         404: "No such recurring booking (or not one you may see)",
         409: "series_conflicts (`details.conflicts`: the occurrences that cannot be booked; nothing was "
@@ -100,7 +100,9 @@ class SeriesCreateSchema(ma.Schema):
     repeat = ma.fields.Nested(RepeatSchema, required=True)
     skip_conflicts = ma.fields.Boolean(
         load_default=False,
-        metadata={"description": "Book the occurrences that can be, skipping the others (default: all or none)"},
+        metadata={
+            "description": "Book the occurrences that can be, skipping the others (default: all or none)"
+        },
     )
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
 

@@ -36,7 +36,14 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.accounts.members import users_of_enterprise, users_of_institution
 from portal.accounts.models import User
 from portal.booking.availability import Calendar
-from portal.booking.models import HOLDING_STATES, Booking, BookingMode, BookingSeries, BookingState
+from portal.booking.models import (
+    HOLDING_STATES,
+    Booking,
+    BookingMode,
+    BookingSeries,
+    BookingState,
+    RepeatUnit,
+)
 from portal.booking.recurrence import DAY, WEEK, Repeat, occurrence_times
 from portal.booking.requests import BookingRequest, check_may_request, check_slot, place_request
 from portal.booking.services import booking_when, manages, person_contact, policy_for, sees_bookings_of
@@ -61,6 +68,7 @@ from portal.core.errors import (
     ValidationFailed,
 )
 from portal.core.permissions import Role
+from portal.core.web import WEEKDAY_NAMES
 from portal.extensions import db
 from portal.notifications.services import notify
 from portal.qualifications.services import NotQualified, check_operation
@@ -300,6 +308,44 @@ def _conflicts(refused: list[Occurrence], *, any_booked: bool) -> SeriesConflict
 
 
 # --- seeing a series -----------------------------------------------------------------------------
+
+
+def rule_text(series: BookingSeries) -> str:
+    """'Weekly on Monday, Wednesday, 6 times' in the reader's language."""
+    if series.repeat_every is RepeatUnit.DAY:
+        head = ngettext("Daily", "Every %(num)d days", series.repeat_interval)
+    else:
+        days = ", ".join(str(WEEKDAY_NAMES[d]) for d in series.repeat_weekdays)
+        head = ngettext(
+            "Weekly on %(days)s", "Every %(num)d weeks on %(days)s", series.repeat_interval, days=days
+        )
+    if series.repeat_count is not None:
+        return head + ", " + ngettext("%(num)d time", "%(num)d times", series.repeat_count)
+    return (
+        head + ", " + _("until %(day)s", day=series.repeat_until.isoformat() if series.repeat_until else "")
+    )
+
+
+@dataclass(frozen=True)
+class SeriesDate:
+    """A line of a series' page: an occurrence booked (whatever became of it) or one skipped."""
+
+    starts_at: datetime
+    ends_at: datetime
+    booking: Booking | None = None
+    conflict: str | None = None
+
+
+def series_dates(series: BookingSeries) -> list[SeriesDate]:
+    """Every date of the series in order: its bookings and the dates skipped when it was made."""
+    rows = [
+        SeriesDate(b.starts_at, b.ends_at, booking=b) for b in series.bookings if b.starts_at and b.ends_at
+    ]
+    rows += [
+        SeriesDate(clock.parse_iso(s["starts_at"]), clock.parse_iso(s["ends_at"]), conflict=s["conflict"])
+        for s in series.skipped
+    ]
+    return sorted(rows, key=lambda row: row.starts_at)
 
 
 def can_view_series(user: User, series: BookingSeries) -> bool:

@@ -31,6 +31,7 @@ from portal.booking.forms import (
     RateForm,
     ReasonForm,
     SampleBookingForm,
+    SeriesForm,
     SlotBookingForm,
     UploadForm,
 )
@@ -104,7 +105,7 @@ def _shown_day(view: WeekView, asked: str | None) -> int:
     return bookable[0] if bookable else 0
 
 
-def _parse_start(text: str | None) -> datetime:
+def parse_start(text: str | None) -> datetime:
     try:
         starts_at = clock.parse_iso(text or "")
     except ValueError:
@@ -121,13 +122,13 @@ def book_slot(code: str) -> ResponseReturnValue:
     """Request machine time: the end times offered are only those the rules allow."""
     instrument = get_instrument(code)
     form = SlotBookingForm()
-    starts_at = _parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
+    starts_at = parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
     calendar = Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
     ends = calendar.valid_ends(starts_at)
     form.starts_at.data = clock.iso_utc(starts_at)
-    offered, price = _choose_operation(form, instrument)
+    offered, price = choose_operation(form, instrument)
     form.ends_at.choices = options(
-        (clock.iso_utc(e), _end_label(instrument, price, starts_at, e)) for e in ends
+        (clock.iso_utc(e), end_label(instrument, price, starts_at, e)) for e in ends
     )
     hint = signals.fee_hint(
         current_user,
@@ -169,7 +170,9 @@ def book_slot(code: str) -> ResponseReturnValue:
     )
 
 
-def _choose_operation(form: SlotBookingForm, instrument: Instrument) -> tuple[list[str], Price | None]:
+def choose_operation(
+    form: SlotBookingForm | SeriesForm, instrument: Instrument
+) -> tuple[list[str], Price | None]:
     """Issue 17: the operation modes offered, the one chosen (kept in the form) and the price a
     booking would freeze for it."""
     offered = use_rules.use_rules_for(instrument).operations or ["self"]
@@ -178,7 +181,7 @@ def _choose_operation(form: SlotBookingForm, instrument: Instrument) -> tuple[li
     return offered, use_rules.quoted_price(current_user, instrument, form.operation.data)
 
 
-def _end_label(instrument: Instrument, price: Price | None, starts_at: datetime, ends_at: datetime) -> str:
+def end_label(instrument: Instrument, price: Price | None, starts_at: datetime, ends_at: datetime) -> str:
     """'10:30 (1.5 h, about ¥450.00; your voucher covers ¥405.00)' for the end-time select."""
     hours = Decimal((ends_at - starts_at).total_seconds()) / 3600
     label = f"{clock.format_local(ends_at, '%H:%M')} ({hours.normalize():f} h"
