@@ -312,18 +312,21 @@ def _conflicts(refused: list[Occurrence], *, any_booked: bool) -> SeriesConflict
 
 def rule_text(series: BookingSeries) -> str:
     """'Weekly on Monday, Wednesday, 6 times' in the reader's language."""
+    n = series.repeat_interval
     if series.repeat_every is RepeatUnit.DAY:
-        head = ngettext("Daily", "Every %(num)d days", series.repeat_interval)
+        head = _("Daily") if n == 1 else _("Every %(n)d days", n=n)
     else:
         days = ", ".join(str(WEEKDAY_NAMES[d]) for d in series.repeat_weekdays)
-        head = ngettext(
-            "Weekly on %(days)s", "Every %(num)d weeks on %(days)s", series.repeat_interval, days=days
+        head = (
+            _("Weekly on %(days)s", days=days)
+            if n == 1
+            else _("Every %(n)d weeks on %(days)s", n=n, days=days)
         )
     if series.repeat_count is not None:
-        return head + ", " + ngettext("%(num)d time", "%(num)d times", series.repeat_count)
-    return (
-        head + ", " + _("until %(day)s", day=series.repeat_until.isoformat() if series.repeat_until else "")
-    )
+        end = ngettext("%(num)d time", "%(num)d times", series.repeat_count)
+    else:
+        end = _("until %(day)s", day=series.repeat_until.isoformat() if series.repeat_until else "")
+    return _("%(repeat)s, %(end)s", repeat=head, end=end)
 
 
 @dataclass(frozen=True)
