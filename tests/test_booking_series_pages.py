@@ -74,6 +74,8 @@ def test_clashes_are_listed_before_booking_and_can_be_skipped(client, world):
     series_id = db.session.scalar(select(BookingSeries.id))
     assert booked.headers["Location"].endswith(f"/bookings/series/{series_id}")
     shown = client.get(booked.headers["Location"])
+    assert '<dd class="col-sm-8" id="series-rule">每周星期三，共 4 次</dd>' in shown.text
+    assert 'id="cancel-series-form"' in shown.text and "data-confirm=" in shown.text  # it asks first
     assert shown.text.count("/bookings/") >= 3 and shown.text.count('border">') == 1  # one date skipped
 
 
