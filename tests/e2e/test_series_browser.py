@@ -87,6 +87,12 @@ def test_a_weekly_series_on_a_phone(
         page.wait_for_url(re.compile(r"/bookings/series/\d+$"))
         assert "这些日期已取消。" in page.content()
         check_page(page, source)
+        series_url = page.url
+        page.goto(f"{served}/language/en")  # the same pages in English
+        for url in (series_url, f"{served}/instruments/{instrument.code}/book-series?start={start}"):
+            page.goto(url)
+            assert page.locator("html").get_attribute("lang") == "en"
+            check_page(page, source)
         browser.close()
     assert errors == []
     db.session.rollback()
