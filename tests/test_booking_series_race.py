@@ -4,7 +4,6 @@ holds ever overlap, and each answer says exactly which occurrences it got and wh
 from __future__ import annotations
 
 import itertools
-import threading
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from portal.core import clock
 from portal.core.permissions import Role
 from portal.extensions import db
 from tests.conftest import make_app
+from tests.test_waitlist_race import _race
 
 RACERS = 16
 FIRST_MONDAY = date(2026, 12, 14)
@@ -59,24 +59,7 @@ def expected_starts(body: dict) -> list[str]:
 
 def race(app, calls: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
     """POST every (token, body) to /api/v1/booking-series at once, each from its own thread."""
-    barrier = threading.Barrier(len(calls))
-    results: list[tuple[int, dict] | None] = [None] * len(calls)
-
-    def run(index: int, token: str, body: dict) -> None:
-        client = app.test_client()
-        barrier.wait()
-        answer = client.post(
-            "/api/v1/booking-series", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        results[index] = (answer.status_code, answer.get_json())
-
-    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert all(r is not None for r in results), "a racer did not finish"
-    return results  # type: ignore[return-value]
+    return _race(app, [("/api/v1/booking-series", token, body) for token, body in calls])
 
 
 def live_holds(app, instrument_id: int) -> list[Booking]:

@@ -108,7 +108,7 @@ class SeriesCreateSchema(ma.Schema):
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
 
 
-class OccurrenceSchema(ma.Schema):
+class SeriesOccurrenceSchema(ma.Schema):
     starts_at = ma.fields.String(required=True, metadata={"format": "date-time"})
     ends_at = ma.fields.String(required=True, metadata={"format": "date-time"})
     conflict = ma.fields.String(
@@ -119,8 +119,8 @@ class OccurrenceSchema(ma.Schema):
     message = ma.fields.String(required=True)
 
 
-class PreviewSchema(ma.Schema):
-    occurrences = ma.fields.List(ma.fields.Nested(OccurrenceSchema), required=True)
+class SeriesPreviewSchema(ma.Schema):
+    occurrences = ma.fields.List(ma.fields.Nested(SeriesOccurrenceSchema), required=True)
 
 
 class RepeatOutSchema(ma.Schema):
@@ -148,13 +148,13 @@ class SeriesSchema(ma.Schema):
         metadata={"description": "Every occurrence booked, in order, in whatever state each is now"},
     )
     skipped = ma.fields.List(
-        ma.fields.Nested(OccurrenceSchema),
+        ma.fields.Nested(SeriesOccurrenceSchema),
         required=True,
         metadata={"description": "The occurrences refused when the series was made"},
     )
 
 
-class CancelSchema(ma.Schema):
+class SeriesCancelSchema(ma.Schema):
     class Meta:
         description = (
             "Cancels every occurrence that still holds its time and has not begun, from the occurrence "
@@ -226,7 +226,7 @@ def series_answer(series_id: int) -> dict[str, Any]:
 
 @blp.route("/booking-series/preview", methods=["POST"])
 @blp.arguments(SeriesCreateSchema)
-@blp.response(200, PreviewSchema)
+@blp.response(200, SeriesPreviewSchema)
 @blp.doc(security=BEARER)
 @blp.errors(401, 403, 404, 409)
 @token_required(Role.ENTERPRISE)
@@ -266,7 +266,7 @@ blp.action(
     act=lambda i, b: services.cancel_series(current_user, i, b.get("from_booking_id"), b.get("reason")),
     respond=series_answer,
     response_schema=SeriesSchema,
-    body=CancelSchema,
+    body=SeriesCancelSchema,
 )
 blp.action(
     "/booking-series/<int:id>/confirm",

@@ -33,7 +33,6 @@ from flask_babel import ngettext
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from portal.accounts.members import users_of_enterprise, users_of_institution
 from portal.accounts.models import User
 from portal.booking.availability import Calendar
 from portal.booking.models import (
@@ -46,7 +45,7 @@ from portal.booking.models import (
 )
 from portal.booking.recurrence import DAY, WEEK, Repeat, occurrence_times
 from portal.booking.requests import BookingRequest, check_may_request, check_slot, place_request
-from portal.booking.services import booking_when, manages, person_contact, policy_for, sees_bookings_of
+from portal.booking.services import booking_when, manages, notified_parties, policy_for, sees_bookings_of
 from portal.booking.transitions import (
     NOT_AN_OPEN_OFFER,
     cancel_cutoff_passed,
@@ -508,19 +507,12 @@ def _tell(
     """One notification about several occurrences (not one per occurrence): the enterprise's users or
     the instrument's providers, linked to the series' page."""
     instrument = db.session.get_one(Instrument, series.instrument_id)
-    recipients = (
-        users_of_enterprise(series.enterprise_id)
-        if to == "enterprise"
-        else users_of_institution(instrument.institution_id)
-    )
+    recipients, parties = notified_parties(instrument, series.enterprise_id, series.requested_by_id, to)
     payload = {
-        "instrument": instrument.name,
-        "institution": instrument.institution.name,
-        "enterprise": series.enterprise.name,
+        **parties,
         "count": len(bookings),
         "first": booking_when(bookings[0]),
         "last": booking_when(bookings[-1]),
-        "requester": person_contact(db.session.get(User, series.requested_by_id)),
         "series": series.id,
         **extra,
     }

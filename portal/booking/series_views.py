@@ -7,7 +7,7 @@ On the booking blueprint, next to the booking form the series form is reached fr
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -16,12 +16,12 @@ from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from portal.booking import series
-from portal.booking.availability import Calendar
 from portal.booking.forms import ActionForm, SeriesCancelForm, SeriesForm
 from portal.booking.models import STATE_LABELS, BookingSeries
 from portal.booking.recurrence import Repeat
 from portal.booking.services import booking_when, manages
-from portal.booking.views import bp, choose_operation, end_label, parse_start
+from portal.booking.slot_form import choose_slot
+from portal.booking.views import bp
 from portal.catalog.services import get_instrument
 from portal.core import clock
 from portal.core.errors import SeriesConflicts, ServiceError, ValidationFailed
@@ -37,17 +37,10 @@ def book_series(code: str) -> ResponseReturnValue:
     """Request a recurring slot: "Check the dates" lists every date with its clash; then book."""
     instrument = get_instrument(code)
     form = SeriesForm()
-    starts_at = parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
-    form.starts_at.data = clock.iso_utc(starts_at)
-    offered, price = choose_operation(form, instrument)
-    calendar = Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
-    form.ends_at.choices = options(
-        (clock.iso_utc(e), end_label(instrument, price, starts_at, e)) for e in calendar.valid_ends(starts_at)
-    )
+    slot = choose_slot(form, instrument)
+    starts_at = slot.starts_at
     if not form.is_submitted():
         form.weekdays.data = [str(clock.to_local(starts_at).weekday())]
-    if not form.ends_at.choices:
-        form.form_errors.append(_("This start time is no longer free."))
     dates = None
     if form.validate_on_submit():
         wanted = _series_request(form, starts_at)
@@ -71,8 +64,8 @@ def book_series(code: str) -> ResponseReturnValue:
         starts_at=starts_at,
         dates=dates,
         conflict_labels=series.CONFLICT_LABELS,
-        offered=offered,
-        quotes={op: use_rules.quoted_price(current_user, instrument, op) for op in offered},
+        offered=slot.offered,
+        quotes={op: use_rules.quoted_price(current_user, instrument, op) for op in slot.offered},
         operation_labels=OPERATION_LABELS,
     )
 

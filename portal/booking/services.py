@@ -227,7 +227,7 @@ def booking_contacts(booking: Booking) -> Contacts:
     return Contacts(booking.requested_by, holder, operator_contact(booking.instrument))
 
 
-def person_contact(user: User | None) -> str:
+def _person(user: User | None) -> str:
     """'李四, 13812345678' for a notification: the name and the phone, as far as they are known."""
     if user is None:
         return ""
@@ -246,20 +246,31 @@ def booking_when(booking: Booking) -> str:
 def tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
     """Notify the booking's enterprise ("enterprise") or the instrument's providers ("provider")."""
     instrument = db.session.get_one(Instrument, booking.instrument_id)
-    recipients = (
-        users_of_enterprise(booking.enterprise_id)
-        if to == "enterprise"
-        else users_of_institution(instrument.institution_id)
-    )
+    recipients, parties = notified_parties(instrument, booking.enterprise_id, booking.requested_by_id, to)
     payload = {
-        "instrument": instrument.name,
-        "institution": instrument.institution.name,
-        "enterprise": db.session.get_one(Enterprise, booking.enterprise_id).name,
+        **parties,
         "when": booking_when(booking),
         "place": instrument.address or instrument.county,
         "booking": booking.id,
         "operator": operator_contact(instrument),
-        "requester": person_contact(db.session.get(User, booking.requested_by_id)),
         **{k: ("" if v is None else v) for k, v in extra.items()},
     }
     notify(recipients, kind, f"booking:{booking.id}:{kind}", payload=payload, link=f"/bookings/{booking.id}")
+
+
+def notified_parties(
+    instrument: Instrument, enterprise_id: int, requested_by_id: int, to: str
+) -> tuple[list[User], dict[str, Any]]:
+    """Whom a booking's news goes to (the enterprise's users, or the instrument's providers: `to`
+    "enterprise" or "provider"), and who and what it is about: the payload every such message has."""
+    recipients = (
+        users_of_enterprise(enterprise_id)
+        if to == "enterprise"
+        else users_of_institution(instrument.institution_id)
+    )
+    return list(recipients), {
+        "instrument": instrument.name,
+        "institution": instrument.institution.name,
+        "enterprise": db.session.get_one(Enterprise, enterprise_id).name,
+        "requester": _person(db.session.get(User, requested_by_id)),
+    }

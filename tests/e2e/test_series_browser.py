@@ -5,37 +5,20 @@ page fits 390 pixels and axe-core finds nothing."""
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from portal.booking.models import Booking
 from portal.core.permissions import Role
 from portal.extensions import db
-from tests.e2e.conftest import CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM_ARGS, PHONE
 from tests.e2e.test_accessibility import DOM_CHECKS, axe_source, axe_violations, describe
 from tests.factories import PASSWORD
 from tests.test_booking_series import WEDNESDAYS
 
 pytestmark = pytest.mark.e2e
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def served(app) -> Iterator[str]:
-    """The test's own app (a fresh SQLite database) served over HTTP in a background thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 def check_page(page, source: str) -> None:
