@@ -334,6 +334,22 @@ def test_the_provider_confirms_all_and_the_enterprise_hears_once(world):
         series.confirm_series(world["provider"], made.id)
 
 
+def test_unanswered_occurrences_expire_together_and_the_enterprise_hears_once(world):
+    made = booked_series(world)
+    later = WEDNESDAYS[0] + timedelta(hours=5)
+    single = world["make_booking"](
+        world["instrument"], world["enterprise"], later, later + timedelta(hours=1)
+    )
+    db.session.query(Notification).delete()
+    db.session.commit()
+    world["clock"].advance(hours=73)  # past the 72 hours a request waits for an answer
+    assert transitions.expire_unanswered() == 5
+    assert states(made.id) == ["expired"] * 4
+    kinds = sorted(kind for (kind,) in db.session.execute(select(Notification.kind)))
+    assert kinds == ["booking.expired", "series.expired"]  # the single booking's, and one for the series
+    assert single.id not in {b.id for b in series.get_series(world["enterprise"], made.id).bookings}
+
+
 def test_who_sees_and_who_changes_a_series(world):
     made = booked_series(world)
     for user in ("enterprise", "provider", "reviewer"):

@@ -45,7 +45,7 @@ from portal.booking.models import (
 )
 from portal.booking.recurrence import DAY, WEEK, Repeat, occurrence_times
 from portal.booking.requests import BookingRequest, check_may_request, check_slot, place_request
-from portal.booking.services import booking_when, manages, notified_parties, policy_for, sees_bookings_of
+from portal.booking.services import booking_when, manages, policy_for, sees_bookings_of, tell_series
 from portal.booking.transitions import (
     NOT_AN_OPEN_OFFER,
     cancel_cutoff_passed,
@@ -69,7 +69,6 @@ from portal.core.errors import (
 from portal.core.permissions import Role
 from portal.core.web import WEEKDAY_NAMES
 from portal.extensions import db
-from portal.notifications.services import notify
 from portal.qualifications.services import NotQualified, check_operation
 
 # A series has at most this many occurrences (and ends inside the instrument's booking window).
@@ -265,7 +264,7 @@ def request_series(user: User, instrument_code: str, request: SeriesRequest) -> 
             },
             actor_id=series.requested_by_id,
         )
-        _tell(series, "series.requested", "provider", "requested", booked, skipped=len(skipped))
+        tell_series(series, "series.requested", "provider", "requested", booked, skipped=len(skipped))
         db.session.commit()
     return series
 
@@ -436,7 +435,7 @@ def cancel_series(
             actor_id=user.id,
         )
         other_side = "enterprise" if user.role is Role.PROVIDER else "provider"
-        _tell(
+        tell_series(
             series, "series.cancelled", other_side, f"cancelled:{targets[0].id}", targets, reason=reason or ""
         )
         db.session.commit()
@@ -493,29 +492,6 @@ def confirm_series(user: User, series_id: int) -> BookingSeries:
             after={"bookings": [b.id for b in targets]},
             actor_id=user.id,
         )
-        _tell(series, "series.confirmed", "enterprise", f"confirmed:{targets[0].id}", targets)
+        tell_series(series, "series.confirmed", "enterprise", f"confirmed:{targets[0].id}", targets)
         db.session.commit()
     return get_series(user, series_id)
-
-
-# --- telling ------------------------------------------------------------------------------------
-
-
-def _tell(
-    series: BookingSeries, kind: str, to: str, event: str, bookings: list[Booking], **extra: Any
-) -> None:
-    """One notification about several occurrences (not one per occurrence): the enterprise's users or
-    the instrument's providers, linked to the series' page."""
-    instrument = db.session.get_one(Instrument, series.instrument_id)
-    recipients, parties = notified_parties(instrument, series.enterprise_id, series.requested_by_id, to)
-    payload = {
-        **parties,
-        "count": len(bookings),
-        "first": booking_when(bookings[0]),
-        "last": booking_when(bookings[-1]),
-        "series": series.id,
-        **extra,
-    }
-    notify(
-        recipients, kind, f"series:{series.id}:{event}", payload=payload, link=f"/bookings/series/{series.id}"
-    )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.accounts.members import users_of_enterprise, users_of_institution
 from portal.accounts.models import Enterprise, User
-from portal.booking.models import Booking, BookingPolicy, BookingState, ServiceRecord
+from portal.booking.models import Booking, BookingPolicy, BookingSeries, BookingState, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.catalog.ownership import owns
 from portal.core import clock
@@ -274,3 +274,24 @@ def notified_parties(
         "enterprise": db.session.get_one(Enterprise, enterprise_id).name,
         "requester": _person(db.session.get(User, requested_by_id)),
     }
+
+
+def tell_series(
+    series: BookingSeries, kind: str, to: str, event: str, bookings: list[Booking], **extra: Any
+) -> None:
+    """One notification about several occurrences of a recurring booking (not one per occurrence),
+    to its enterprise's users or the instrument's providers, linked to the series' page; `event`
+    tells this news of the series from any other of the same kind."""
+    instrument = db.session.get_one(Instrument, series.instrument_id)
+    recipients, parties = notified_parties(instrument, series.enterprise_id, series.requested_by_id, to)
+    payload = {
+        **parties,
+        "count": len(bookings),
+        "first": booking_when(bookings[0]),
+        "last": booking_when(bookings[-1]),
+        "series": series.id,
+        **{k: ("" if v is None else v) for k, v in extra.items()},
+    }
+    notify(
+        recipients, kind, f"series:{series.id}:{event}", payload=payload, link=f"/bookings/series/{series.id}"
+    )

@@ -80,6 +80,13 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "%(first)s to %(last)s, were cancelled. %(reason)s"
         ),
     ),
+    "series.expired": (
+        _l("Recurring booking requests expired: %(instrument)s"),
+        _l(
+            "%(count)s requests of your recurring booking of %(instrument)s, from %(first)s to %(last)s, "
+            "expired without an answer. Please book other times."
+        ),
+    ),
     "waitlist.offered": (
         _l("Time offered from the waitlist: %(instrument)s"),
         _l(
