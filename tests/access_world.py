@@ -87,6 +87,7 @@ PARTNER = {
 _serial = itertools.count(1)
 _checkin_minutes = itertools.count(0)
 _series_slots = itertools.count()
+_waitlist_slots = itertools.count()
 
 
 def series_slot() -> tuple[datetime, datetime]:
@@ -412,7 +413,10 @@ class World:
 
     def _waitlist_slot(self) -> tuple[datetime, datetime]:
         """A free hour of its own for each waitlist object: Tuesday to Friday, 09:00 to 17:00."""
-        n = next(_serial)
+        # Its own counter, afresh for each world: Tuesday 8 to Friday 18 December for the first 64, so
+        # never the hours of 21 to 24 December that the API's waitlist requests ask for (the first in
+        # line would get the offer meant for this entry).
+        n = next(_waitlist_slots)
         local = datetime(2026, 12, 8, 9, 0) + timedelta(days=7 * (n // 32) + (n % 32) // 8, hours=n % 8)
         start = clock.local_datetime_to_utc(local.date(), local.time())
         return start, start + timedelta(hours=1)
@@ -622,6 +626,11 @@ def _instrument(code: str, institution: Institution) -> Instrument:
 
 def build_world(app: Flask) -> World:
     """Everything the matrix asks about, made through the services; the clients signed in."""
+    # Each backend's world has a calendar of its own: the counters that hand out free times (the
+    # waitlist's hours, the series' days) start afresh, or a process building both worlds would run
+    # them into other objects' times or past the instruments' booking window.
+    global _series_slots, _waitlist_slots
+    _series_slots, _waitlist_slots = itertools.count(), itertools.count()
     fast_test_database(db.engine)
     world = World(app=app, writes=WriteLog(db.engine))
     staff = {"reviewer": Role.REVIEWER, "finance": Role.FINANCE, "admin": Role.ADMIN}
@@ -759,8 +768,6 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("violation", {})[side] = world._make_violation(side)
         world.shared.setdefault("waitlist_waiting", {})[side] = world._make_waitlist_waiting(side)
         world.shared.setdefault("waitlist_offered", {})[side] = world._make_waitlist_offered(side)
-    global _series_slots
-    _series_slots = itertools.count()  # each backend's world has its own calendar
     for side in SIDES:  # issue 18: recurring bookings
         institution = db.session.get_one(Institution, world.institutions[side])
         world.series_instruments[side] = _instrument(f"MX-{side}-SER", institution).code
