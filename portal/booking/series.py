@@ -277,7 +277,7 @@ def _new_series(user: User, instrument_id: int, request: SeriesRequest) -> Booki
         requested_by_id=user.id,
         starts_at=request.starts_at,
         ends_at=request.ends_at,
-        repeat_every=repeat.every,
+        repeat_every=RepeatUnit(repeat.every),
         repeat_interval=repeat.interval,
         repeat_weekdays=sorted(set(repeat.weekdays)) if repeat.every == WEEK else [],
         repeat_until=repeat.until,
