@@ -9,8 +9,8 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.bearer import BEARER, token_required
-from portal.api.booking import PLAUSIBLE_TIME, BookingSchema, booking_json
-from portal.api.schemas import YEAR_2000_TO_2099, ApiBlueprint
+from portal.api.booking import BookingSchema, booking_json, required_time
+from portal.api.schemas import ApiBlueprint
 from portal.booking import series as services
 from portal.booking.models import BookingSeries
 from portal.booking.recurrence import DAY, WEEK, Repeat
@@ -31,14 +31,6 @@ blp = ApiBlueprint(
 )
 
 CONFLICTS = list(services.CONFLICT_LABELS)
-
-
-def _time(description: str) -> ma.fields.AwareDateTime:
-    return ma.fields.AwareDateTime(
-        required=True,
-        validate=PLAUSIBLE_TIME,
-        metadata={"pattern": YEAR_2000_TO_2099, "description": description},
-    )
 
 
 class RepeatSchema(ma.Schema):
@@ -96,8 +88,8 @@ class SeriesCreateSchema(ma.Schema):
         validate=validate.OneOf(OPERATIONS),
         metadata={"description": "self (自主上机, the default) or staff (代为操作)"},
     )
-    starts_at = _time("The first occurrence's start: ISO 8601 with an offset")
-    ends_at = _time("The first occurrence's end, after `starts_at`")
+    starts_at = required_time("The first occurrence's start: ISO 8601 with an offset")
+    ends_at = required_time("The first occurrence's end, after `starts_at`")
     repeat = ma.fields.Nested(RepeatSchema, required=True)
     skip_conflicts = ma.fields.Boolean(
         load_default=False,
