@@ -31,8 +31,10 @@ from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import files
+from portal.booking import series as booking_series
 from portal.booking import transitions as booking_transitions
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.booking.recurrence import Repeat
 from portal.booking.signals import booking_violation
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
@@ -320,6 +322,17 @@ def world(
         qualification_services.TrainingInput(day + timedelta(days=5), day + timedelta(days=5, hours=2), 8),
     )
     usage_devices.create_device_key(provider, code, "PC")  # so the use page shows a key to revoke
+    # Issue 18: recurring bookings, one for the enterprise's forms and one for the provider's.
+    recurring = [
+        booking_series.request_series(
+            enterprise,
+            code,
+            booking_series.SeriesRequest(
+                start, start + timedelta(hours=1), Repeat("day", count=3), purpose="例行"
+            ),
+        )
+        for start in (day + timedelta(days=5, hours=5), day + timedelta(days=12, hours=5))
+    ]
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
@@ -328,6 +341,9 @@ def world(
         (None, "/instruments/?q=质谱", None),
         (enterprise, f"/instruments/{code}/book?start={slot}", None),
         (enterprise, f"/instruments/{code}/book-sample", None),
+        (enterprise, f"/instruments/{code}/book-series?start={slot}", None),
+        (enterprise, f"/bookings/series/{recurring[0].id}", None),
+        (provider, f"/bookings/series/{recurring[1].id}", None),
         (enterprise, f"/bookings/{confirmed.id}", None),
         (enterprise, f"/bookings/{unrated.booking_id}", None),
         (enterprise, "/bookings/", None),
