@@ -19,6 +19,7 @@ from portal.booking.availability import (
     Calendar,
     WeekView,
     opening_week,
+    period_to_wait_for,
     week_view,
 )
 from portal.booking.forms import (
@@ -137,6 +138,7 @@ def book_slot(code: str) -> ResponseReturnValue:
     if not ends:  # also on a post: the slot may have gone since the page was shown, and the form with it
         problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
         form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
+    refusal = None
     if form.validate_on_submit():
         try:
             booking = requests.request_booking(
@@ -152,6 +154,7 @@ def book_slot(code: str) -> ResponseReturnValue:
             )
         except ServiceError as error:
             form.form_errors.append(error.message)
+            refusal = error
         else:
             flash(_("Your request has been sent to the instrument's operator."), "success")
             return redirect(url_for("booking.detail", booking_id=booking.id))
@@ -160,6 +163,7 @@ def book_slot(code: str) -> ResponseReturnValue:
         instrument=instrument,
         form=form,
         starts_at=starts_at,
+        wait_for=period_to_wait_for(calendar, starts_at, form.ends_at.data, bool(ends), refusal),
         policy=calendar.policy,
         hint=hint,
         offered=offered,
