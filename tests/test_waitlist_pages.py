@@ -44,6 +44,19 @@ def join_link(html: str) -> str:
     return chosen[0]
 
 
+def form_for(world, html: str | None, wanted: str = "slot", **extra: str) -> dict[str, str]:
+    """The join form as the page posts it, for the world's held hour (with the page's CSRF token)."""
+    token = {"csrf_token": extract_csrf(html)} if html is not None else {}
+    return {
+        **token,
+        "instrument": world["instrument"].code,
+        "starts_at": clock.iso_utc(SLOT[0]) or "",
+        "ends_at": clock.iso_utc(SLOT[1]) or "",
+        "wanted": wanted,
+        **extra,
+    }
+
+
 def entries(world, who: str) -> list[WaitlistEntry]:
     db.session.rollback()
     return list(
@@ -61,17 +74,7 @@ def test_a_busy_cell_of_the_week_view_leads_to_the_waitlist(client, world):
     form = page(client, join_link(week))
     assert "2026-12-09 09:00–10:00" in form and 'name="wanted"' in form
     assert 'for="purpose"' in form  # every visible field is labelled
-    done = client.post(
-        "/waitlist/join",
-        data={
-            "csrf_token": extract_csrf(form),
-            "instrument": code,
-            "starts_at": clock.iso_utc(SLOT[0]),
-            "ends_at": clock.iso_utc(SLOT[1]),
-            "wanted": "slot",
-            "purpose": "XRD 物相分析",
-        },
-    )
+    done = client.post("/waitlist/join", data=form_for(world, form, purpose="XRD 物相分析"))
     assert done.status_code == 302 and done.headers["Location"].endswith("/waitlist/")
     [entry] = entries(world, "first")
     assert (entry.state, entry.starts_at, entry.ends_at, entry.length_minutes) == (
@@ -95,16 +98,7 @@ def test_the_page_can_wait_for_any_free_period_as_long_that_day(client, world):
     login(client, world["first"].username)
     form = page(client, f"/waitlist/join?instrument={code}&at={clock.iso_utc(SLOT[0])}")
     assert "2026-12-09 当天任意空闲的 60 分钟" in form  # the users speak Chinese
-    client.post(
-        "/waitlist/join",
-        data={
-            "csrf_token": extract_csrf(form),
-            "instrument": code,
-            "starts_at": clock.iso_utc(SLOT[0]),
-            "ends_at": clock.iso_utc(SLOT[1]),
-            "wanted": "day",
-        },
-    )
+    client.post("/waitlist/join", data=form_for(world, form, "day"))
     [entry] = entries(world, "first")
     assert entry.length_minutes == 60
     assert clock.format_local(entry.starts_at) == "2026-12-09 00:00"
@@ -199,17 +193,7 @@ def test_a_suspended_enterprise_is_told_why_and_keeps_what_it_typed(client, worl
     db.session.commit()
     login(client, world["first"].username)
     form = page(client, f"/waitlist/join?instrument={code}&at={clock.iso_utc(SLOT[0])}")
-    again = client.post(
-        "/waitlist/join",
-        data={
-            "csrf_token": extract_csrf(form),
-            "instrument": code,
-            "starts_at": clock.iso_utc(SLOT[0]),
-            "ends_at": clock.iso_utc(SLOT[1]),
-            "wanted": "slot",
-            "purpose": "急需检测",
-        },
-    )
+    again = client.post("/waitlist/join", data=form_for(world, form, purpose="急需检测"))
     html = again.get_data(as_text=True)
     until = enterprise_suspended_until(world["first"].enterprise_id)
     summary = re.search(r'id="error-summary".*?</div>', html, re.S)
@@ -262,15 +246,7 @@ def test_another_enterprises_entry_is_not_found(client, world, action):
 
 def test_joining_needs_the_csrf_token(client, world):
     login(client, world["first"].username)
-    answer = client.post(
-        "/waitlist/join",
-        data={
-            "instrument": world["instrument"].code,
-            "starts_at": clock.iso_utc(SLOT[0]),
-            "ends_at": clock.iso_utc(SLOT[1]),
-            "wanted": "slot",
-        },
-    )
+    answer = client.post("/waitlist/join", data=form_for(world, None))
     assert answer.status_code in (200, 400) and entries(world, "first") == []
 
 
@@ -295,3 +271,17 @@ def test_a_request_refused_by_held_time_may_wait_one_refused_by_a_closure_may_no
     assert period_to_wait_for(calendar, SLOT[0], None, False, None) == SLOT  # the shortest booking
     assert period_to_wait_for(calendar, SLOT[0], end, True, None) is None
     assert period_to_wait_for(calendar, SLOT[1] + timedelta(hours=10), None, False, None) is None  # closed
+
+
+def test_an_offer_for_any_period_of_a_length_shows_the_time_offered(client, world):
+    from portal.waitlist import services
+
+    day_start, day_end, length = services.any_time_that_day(*SLOT)
+    entry = join(world, "first", day_start, day_end, length)
+    transitions.cancel_booking(world["holder"], world["held"].id, None)
+    assert entry_state(entry.id).state is EntryState.OFFERED
+    login(client, world["first"].username)
+    listed = page(client, "/waitlist/")
+    row = re.search(rf"<tr>(?:(?!</tr>).)*/waitlist/{entry.id}/accept.*?</tr>", listed, re.S)
+    # The earliest start on the grid that overlaps the freed hour; the wish itself shows as its day.
+    assert row and "2026-12-09 08:30–09:30" in row.group(0) and "00:00" not in row.group(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -28,6 +30,7 @@ def index() -> ResponseReturnValue:
         entries=services.own_entries(current_user),
         labels=ENTRY_LABELS,
         form=ActionForm(),
+        whole_day=timedelta(days=1),
     )
 
 
