@@ -174,10 +174,12 @@ def load_waitlist(now: datetime | None = None) -> WaitlistEntry | None:
     demo_enterprises = {
         u.enterprise_id for u in map(_user, DEMO_ACCOUNTS) if u is not None and u.enterprise_id is not None
     }
-    held = [b for b in _held_times(provider.institution_id, now, demo_enterprises) if _offerable(b)]
-    if len(held) < 2:
+    offerable = (b for b in _held_times(provider.institution_id, now, demo_enterprises) if _offerable(b))
+    freed = next(offerable, None)
+    # The other wait is on another instrument (the first such after the freed one), so both show.
+    waited = next((b for b in offerable if freed and b.instrument_id != freed.instrument_id), None)
+    if freed is None or waited is None:
         return None
-    freed, waited = held[0], next((b for b in held[1:] if b.instrument_id != held[0].instrument_id), held[1])
     # They joined the line over the last days, each on the simulated clock.
     _join(first, waited, now - timedelta(days=3), "新产品研发验证")
     entry = _join(first, freed, now - timedelta(days=2), "原料批次一致性检测")
