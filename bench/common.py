@@ -6,10 +6,12 @@ times on a shared machine drift while ratios hold.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,11 @@ class Result:
         return self.ours / self.baseline
 
 
+def latency_result(case: str, ours: float, baseline: float, target: float, note: str = "") -> Result:
+    """A row of milliseconds whose target is ours ≤ `target` × the baseline."""
+    return Result(case, ours, baseline, "ms", f"ratio ≤ {target:g}", ours <= target * baseline, note=note)
+
+
 def median_ms(call: Callable[[], object], runs: int = 5, warmup: int = 1) -> float:
     """Median wall time of `call()` in milliseconds, after `warmup` unmeasured calls."""
     for _ in range(warmup):
@@ -64,6 +71,62 @@ def median_ms(call: Callable[[], object], runs: int = 5, warmup: int = 1) -> flo
         call()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
+
+
+def p90(times: list[float]) -> float:
+    """The 90th percentile of the times (the slowest tenth starts there)."""
+    return sorted(times)[int(len(times) * 0.9)]
+
+
+@contextmanager
+def recorded_statements() -> Iterator[list[tuple[str, Any]]]:
+    """The SQL the current app's engine sends inside the block, as sent (statement, parameters)."""
+    from sqlalchemy import event
+
+    from portal.extensions import db
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+        if not executemany:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+BIG_TABLE_ROWS = 10_000
+
+
+def sequential_scans(statements: list[tuple[str, Any]], rows_over: int = BIG_TABLE_ROWS) -> list[str]:
+    """Which of these statements PostgreSQL's own plans (EXPLAIN, nothing run) answer by reading a
+    table of more than `rows_over` rows (as last analysed) whole: "table: statement", one per scan,
+    empty when none. A latency that grows with the table usually shows here first, as a missing index."""
+    from sqlalchemy import text
+
+    from portal.extensions import db
+
+    big = set(
+        db.session.scalars(
+            text("SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples > :rows"),
+            {"rows": rows_over},
+        )
+    )
+    cursor = db.session.connection().connection.cursor()
+    found = []
+    for statement, parameters in statements:
+        if not statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
+            continue
+        cursor.execute("EXPLAIN " + statement, parameters)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        for table in re.findall(r"Seq Scan on (\w+)", plan):
+            if table in big:
+                found.append(f"{table}: {' '.join(statement.split())[:120]}")
+    db.session.rollback()
+    return found
 
 
 def _figure(value: float | None) -> str:

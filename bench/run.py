@@ -1,6 +1,6 @@
 """`make bench`: every benchmark case in one run on one machine, as one table.
 
-    .venv/bin/python -m bench.run [--reuse] [--quick] [--only catalogue,booking,...] [--record FILE]
+    .venv/bin/python -m bench.run [--reuse] [--quick] [--only catalogue,booking,checkin,...] [--record FILE]
 
 Two PostgreSQL databases are generated first (bench/generate.py): "small", the demo network with
 1,202 instruments and 1,000 bookings, and "large", 100,000 instruments, 1,000,000 bookings and
@@ -25,7 +25,17 @@ from sqlalchemy.engine import make_url
 from bench import generate
 from bench.common import Result, table
 
-CASES = ("generate", "catalogue", "search", "booking", "tally", "exports", "notifications")
+CASES = (
+    "generate",
+    "catalogue",
+    "search",
+    "booking",
+    "checkin",
+    "waitlist",
+    "tally",
+    "exports",
+    "notifications",
+)
 
 
 def _database(base: str, name: str) -> str:
@@ -99,11 +109,13 @@ def main(argv: list[str] | None = None) -> None:
             only.append("generate")
         step("generate", prepare)
 
-    from bench import booking, catalogue, exports, notifications, search_latency, tally
+    from bench import booking, catalogue, exports, notifications, search_latency, tally, usage
 
     step("catalogue", lambda: catalogue.run(small_url, large_url))
     step("search", lambda: search_latency.run(small_url, large_url, explain=True))
     step("booking", lambda: booking.run(small_url, large_url))
+    step("checkin", lambda: usage.run_check_in(small_url, large_url, explain=True))
+    step("waitlist", lambda: usage.run_waitlist(small_url, large_url, explain=True))
     step("tally", lambda: tally.run(large_url, month))
     step("exports", lambda: exports.run(large_url, month))
     step("notifications", lambda: notifications.run(small_url, 10_000 // scale))

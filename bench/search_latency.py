@@ -21,7 +21,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Result, portal_app, table
+from bench.common import Result, latency_result, portal_app, table
 from portal.catalog.services import InstrumentQuery, _filtered, normalize_query, search_instruments
 from portal.extensions import db
 
@@ -82,17 +82,7 @@ def run(small_url: str, large_url: str, explain: bool = False) -> list[Result]:
         note = f"{totals['large']:,} of 100k rows, {totals['small']:,} of 1,202"
         if explain and query.q:
             note += "; plan reads the index" if uses_index(large, query) else "; plan does NOT read the index"
-        results.append(
-            Result(
-                f"search {label(query) or 'everything'}",
-                ours,
-                baseline,
-                "ms",
-                f"ratio ≤ {TARGET:g}",
-                ours <= TARGET * baseline,
-                note=note,
-            )
-        )
+        results.append(latency_result(f"search {label(query) or 'everything'}", ours, baseline, TARGET, note))
     return results
 
 

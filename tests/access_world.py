@@ -28,8 +28,9 @@ from portal.accounts import banking
 from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
 from portal.booking import calendar as booking_calendar
-from portal.booking import files, records, requests, settings, transitions
+from portal.booking import files, records, requests, series, settings, transitions
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
+from portal.booking.recurrence import Repeat
 from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
@@ -85,6 +86,19 @@ PARTNER = {
 
 _serial = itertools.count(1)
 _checkin_minutes = itertools.count(0)
+_series_slots = itertools.count()
+_waitlist_slots = itertools.count()
+
+
+def series_slot() -> tuple[datetime, datetime]:
+    """The first hour of a fresh two-day recurring booking on a series instrument: Monday and Tuesday
+    or Wednesday and Thursday, 08:30 to 16:30, in the weeks from 14 December (128 of them)."""
+    n = next(_series_slots)
+    day = date(2026, 12, 14) + timedelta(weeks=n // 16, days=2 * (n % 2))
+    start = clock.local_datetime_to_utc(day, time(8, 30)) + timedelta(hours=(n // 2) % 8)
+    return start, start + timedelta(hours=1)
+
+
 _scheme_years = itertools.count(2030, 2)  # admin console (issue 13): years free for a new scheme
 
 
@@ -114,6 +128,8 @@ class World:
     writes: WriteLog | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     csrf: dict[str, str] = field(default_factory=dict)
+    # Issue 18: an instrument of each side for recurring bookings alone, so their times never clash.
+    series_instruments: dict[str, str] = field(default_factory=dict)
 
     # --- people ----------------------------------------------------------------------------------
 
@@ -397,7 +413,10 @@ class World:
 
     def _waitlist_slot(self) -> tuple[datetime, datetime]:
         """A free hour of its own for each waitlist object: Tuesday to Friday, 09:00 to 17:00."""
-        n = next(_serial)
+        # Its own counter, afresh for each world: Tuesday 8 to Friday 18 December for the first 64, so
+        # never the hours of 21 to 24 December that the API's waitlist requests ask for (the first in
+        # line would get the offer meant for this entry).
+        n = next(_waitlist_slots)
         local = datetime(2026, 12, 8, 9, 0) + timedelta(days=7 * (n // 32) + (n % 32) // 8, hours=n % 8)
         start = clock.local_datetime_to_utc(local.date(), local.time())
         return start, start + timedelta(hours=1)
@@ -433,6 +452,18 @@ class World:
         entry = waitlist.join_waitlist(self._ent_user(side), self.instruments[side], start, end)
         transitions.cancel_booking(self._provider(side), held.id, "企业来电改期")
         return {"id": entry.id, "entry_id": entry.id}
+
+    # --- recurring bookings (issue 18) ---------------------------------------------------------------
+
+    def _make_series(self, side: str) -> dict[str, Any]:
+        """Two requested dates of the side's enterprise on the side's series instrument."""
+        start, end = series_slot()
+        made = series.request_series(
+            self._ent_user(side),
+            self.series_instruments[side],
+            series.SeriesRequest(start, end, Repeat("day", count=2), purpose="例行检测"),
+        )
+        return {"series_id": made.id, "id": made.id}
 
     # --- bank accounts and corrected claims (issue 13: money reaches the right account) ---------
 
@@ -595,6 +626,11 @@ def _instrument(code: str, institution: Institution) -> Instrument:
 
 def build_world(app: Flask) -> World:
     """Everything the matrix asks about, made through the services; the clients signed in."""
+    # Each backend's world has a calendar of its own: the counters that hand out free times (the
+    # waitlist's hours, the series' days) start afresh, or a process building both worlds would run
+    # them into other objects' times or past the instruments' booking window.
+    global _series_slots, _waitlist_slots
+    _series_slots, _waitlist_slots = itertools.count(), itertools.count()
     fast_test_database(db.engine)
     world = World(app=app, writes=WriteLog(db.engine))
     staff = {"reviewer": Role.REVIEWER, "finance": Role.FINANCE, "admin": Role.ADMIN}
@@ -732,6 +768,10 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("violation", {})[side] = world._make_violation(side)
         world.shared.setdefault("waitlist_waiting", {})[side] = world._make_waitlist_waiting(side)
         world.shared.setdefault("waitlist_offered", {})[side] = world._make_waitlist_offered(side)
+    for side in SIDES:  # issue 18: recurring bookings
+        institution = db.session.get_one(Institution, world.institutions[side])
+        world.series_instruments[side] = _instrument(f"MX-{side}-SER", institution).code
+        world.shared.setdefault("series", {})[side] = world._make_series(side)
     for side in SIDES:  # issue 18
         world.shared.setdefault("booking_checkin", {})[side] = world._make_booking_checkin(side)
         world.shared.setdefault("booking_in_use", {})[side] = world._make_booking_in_use(side)

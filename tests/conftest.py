@@ -32,6 +32,9 @@ from flask.testing import FlaskClient
 from portal import create_app
 from portal.catalog.synonyms import read_seed
 from portal.extensions import db, limiter
+from tests import routing_memo
+
+routing_memo.install()  # each URL rule compiled once per test process (tests/routing_memo.py)
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

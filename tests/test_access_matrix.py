@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from portal.accounts import services as accounts
 from portal.accounts import users
-from portal.booking.models import Booking, ServiceFile, ServiceRecord
+from portal.booking.models import Booking, BookingSeries, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.permissions import Role
@@ -60,6 +60,7 @@ from tests.access_world import (
     own_side,
     photo_bytes,
     restore_holders,
+    series_slot,
     stored_files,
     take_flashes,
 )
@@ -261,6 +262,31 @@ REQUESTS.update(
         ("/api/v1/instruments/<code>/usage-events", "POST"): {
             "json": {"event": "start", "at": "2026-12-07T01:00:00Z", "username": "x", "idempotency_key": "m1"}
         },
+    }
+)
+
+
+# Issue 18: recurring bookings on the sides' series instruments (a fresh pair of dates each time).
+def _series_body(o: dict, _role: str, *, fresh: bool = True) -> dict:
+    start, _end = series_slot() if fresh else (datetime(2027, 1, 4, 1, 0, tzinfo=UTC),) * 2
+    return {
+        "instrument_code": o["code"].replace("-001", "-SER"),
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=1)).isoformat(),
+        "repeat": {"every": "day", "count": 2},
+        "skip_conflicts": True,
+        "purpose": "例行检测",
+    }
+
+
+REQUESTS.update(
+    {
+        ("/instruments/<code>/book-series", "GET"): {"query": {"start": "2026-12-16T00:30:00Z"}},
+        ("/instruments/<code>/book-series", "POST"): {"form": {"starts_at": "2026-12-16T00:30:00Z"}},
+        ("/bookings/series/<int:series_id>/cancel", "POST"): {"form": REASON},
+        ("/api/v1/booking-series", "POST"): {"json": _series_body},
+        ("/api/v1/booking-series/preview", "POST"): {"json": lambda o, r: _series_body(o, r, fresh=False)},
+        ("/api/v1/booking-series/<int:id>/cancel", "POST"): {"json": REASON},
     }
 )
 
@@ -467,17 +493,19 @@ SIDED = ("ent_a", "ent_b", "prov_p1", "prov_p2")
 def _visible(world: World, role: str) -> dict[str, set]:
     """What the role may see, worked out from the database (not from the portal's own rules)."""
     side = own_side(role)
+    own_instruments = select(Instrument.id).where(Instrument.institution_id == world.institutions[side])
     if role.startswith("ent"):
         mine = Booking.enterprise_id == world.enterprises[side]
+        my_series = BookingSeries.enterprise_id == world.enterprises[side]
     else:
-        mine = Booking.instrument_id.in_(
-            select(Instrument.id).where(Instrument.institution_id == world.institutions[side])
-        )
+        mine = Booking.instrument_id.in_(own_instruments)
+        my_series = BookingSeries.instrument_id.in_(own_instruments)
     bookings = set(db.session.scalars(select(Booking.id).where(mine)))
     records = set(db.session.scalars(select(ServiceRecord.id).where(ServiceRecord.booking_id.in_(bookings))))
     enterprise = world.enterprises[side] if role.startswith("ent") else None
     return {
         "booking": bookings,
+        "series": set(db.session.scalars(select(BookingSeries.id).where(my_series))),
         "record": records,
         "file": set(db.session.scalars(select(ServiceFile.id).where(ServiceFile.record_id.in_(records)))),
         "claim": set(db.session.scalars(select(Claim.id).where(Claim.enterprise_id == enterprise))),
@@ -604,6 +632,7 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
 # kind -> the GET routes naming an object of that kind (API and pages)
 DETAIL_ROUTES = {
     "booking": ("/bookings/{id}", "/api/v1/bookings/{id}"),
+    "series": ("/bookings/series/{id}", "/api/v1/booking-series/{id}"),
     "record": ("/api/v1/service-records/{id}",),
     "claim": ("/vouchers/claims/{id}", "/api/v1/claims/{id}", "/vouchers/claims/{id}/revise"),
     "voucher": ("/vouchers/voucher/{id}", "/api/v1/vouchers/{id}"),
@@ -619,7 +648,8 @@ def test_no_foreign_id_is_found_and_none_answers_unlike_a_missing_one(world: Wor
     """Every object of the other side, under every detail route: 404, word for word as for no object."""
     client, headers = world.clients[role], {"Authorization": f"Bearer {world.tokens[role]}"}
     visible = _visible(world, role)
-    models = {"booking": Booking, "record": ServiceRecord, "claim": Claim, "voucher": Voucher}
+    models = {"booking": Booking, "series": BookingSeries, "record": ServiceRecord, "claim": Claim}
+    models["voucher"] = Voucher
     models["application"] = VoucherApplication
 
     def get(path: str):

@@ -33,7 +33,7 @@ from portal.accounts.models import (
     TokenPurpose,
     User,
 )
-from portal.booking.models import Blackout, BlackoutKind, Booking, BookingPolicy
+from portal.booking.models import Blackout, BlackoutKind, Booking, BookingPolicy, BookingSeries, RepeatUnit
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
 from portal.core.models import QueuedTask
@@ -303,6 +303,24 @@ def fill_every_table(upload_folder: Path) -> None:
             ends_at=now + timedelta(days=2, hours=2),
         )
     )
+    # Issue 18: a recurring booking, the first booking one of its occurrences.
+    recurring = BookingSeries(
+        instrument_id=booking.instrument_id,
+        enterprise_id=booking.enterprise_id,
+        requested_by_id=booking.requested_by_id,
+        starts_at=now + timedelta(days=3),
+        ends_at=now + timedelta(days=3, hours=1),
+        repeat_every=RepeatUnit.WEEK,
+        repeat_interval=1,
+        repeat_weekdays=[2, 4],
+        repeat_count=4,
+        skipped=[
+            {"starts_at": "2026-12-16T01:00:00Z", "ends_at": "2026-12-16T02:00:00Z", "conflict": "closed"}
+        ],
+    )
+    db.session.add(recurring)
+    db.session.flush()
+    booking.series_id = recurring.id
     audit.record("test.note", "catalog", None, after={"text": "备份测试", "list": [1, 2]})
     db.session.commit()
 

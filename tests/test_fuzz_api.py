@@ -37,8 +37,10 @@ from werkzeug.test import Client
 
 from portal.accounts.services import issue_api_token
 from portal.booking import files as booking_files
+from portal.booking import series as booking_series
 from portal.booking import transitions as booking_transitions
 from portal.booking.models import BookingState, FileKind
+from portal.booking.recurrence import Repeat
 from portal.booking.signals import booking_violation
 from portal.core import clock
 from portal.core.permissions import Role
@@ -87,6 +89,10 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     "POST /api/v1/bookings/{id}/check-out": {"reason"},
     # The waitlist: a wanted period after its start, within a day, not past; a length that fits it.
     "POST /api/v1/waitlist": {"starts_at", "ends_at", "length_minutes"},
+    # Recurring bookings: a consistent rule; the first occurrence's rules as for one booking.
+    "POST /api/v1/booking-series": {"starts_at", "ends_at", "repeat", "operation", "rule", "rules"},
+    "POST /api/v1/booking-series/preview": {"starts_at", "ends_at", "repeat", "operation", "rule", "rules"},
+    "POST /api/v1/booking-series/{id}/cancel": {"reason", "from_booking_id"},
 }
 
 
@@ -218,6 +224,14 @@ def world(
     application = application_services.apply_for_voucher(applicant, 50_000_00, "扩产检测")
     claim = claim_services.create_claim(enterprise, voucher.id, [records[0].id])
     entries, violation = _fairness_objects(instrument, enterprise, applicant, make_booking, start)
+    monday = start + timedelta(days=5, hours=5)  # Monday 14 December, 14:00 in Liaocheng
+    recurring = booking_series.request_series(
+        enterprise,
+        instrument.code,
+        booking_series.SeriesRequest(
+            monday, monday + timedelta(hours=1), Repeat("day", count=3), purpose="例行"
+        ),
+    )
     users = [enterprise, applicant, provider, make_user(Role.REVIEWER), make_user(Role.FINANCE)]
     tokens = [issue_api_token(user)[0] for user in users]
     return {
@@ -237,6 +251,7 @@ def world(
             "claims": [claim.id],
             "waitlist": entries,
             "credit": [violation],
+            "booking-series": [recurring.id],
             # /instruments/{code}/…/{id}: the instrument's device keys.
             "instruments": [k.id for k in device_keys],
         },
@@ -414,6 +429,7 @@ STEP_ROLES = {
     "GET /api/v1/instruments/{code}/qualifications": "provider",
     "DELETE /api/v1/instruments/{code}/qualifications/{id}": "provider",
     "PUT /api/v1/instruments/{code}/booking-policy": "provider",
+    "POST /api/v1/booking-series/{id}/confirm": "provider",
 }
 REVIEWER_STEPS = ("/approve", "/reject", "/return")
 

@@ -31,8 +31,10 @@ from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
 from portal.booking import files
+from portal.booking import series as booking_series
 from portal.booking import transitions as booking_transitions
 from portal.booking.models import Blackout, BlackoutKind, BookingState, FileKind
+from portal.booking.recurrence import Repeat
 from portal.booking.signals import booking_violation
 from portal.catalog import editing
 from portal.catalog.importer import HEADERS, import_catalog
@@ -320,6 +322,17 @@ def world(
         qualification_services.TrainingInput(day + timedelta(days=5), day + timedelta(days=5, hours=2), 8),
     )
     usage_devices.create_device_key(provider, code, "PC")  # so the use page shows a key to revoke
+    # Issue 18: recurring bookings, one for the enterprise's forms and one for the provider's.
+    recurring = [
+        booking_series.request_series(
+            enterprise,
+            code,
+            booking_series.SeriesRequest(
+                start, start + timedelta(hours=1), Repeat("day", count=3), purpose="例行"
+            ),
+        )
+        for start in (day + timedelta(days=5, hours=5), day + timedelta(days=12, hours=5))
+    ]
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
@@ -328,6 +341,9 @@ def world(
         (None, "/instruments/?q=质谱", None),
         (enterprise, f"/instruments/{code}/book?start={slot}", None),
         (enterprise, f"/instruments/{code}/book-sample", None),
+        (enterprise, f"/instruments/{code}/book-series?start={slot}", None),
+        (enterprise, f"/bookings/series/{recurring[0].id}", None),
+        (provider, f"/bookings/series/{recurring[1].id}", None),
         (enterprise, f"/bookings/{confirmed.id}", None),
         (enterprise, f"/bookings/{unrated.booking_id}", None),
         (enterprise, "/bookings/", None),
@@ -464,14 +480,31 @@ RESULT_PAGES = {("/vouchers/claims/new", "preview"), ("/password/forgot", "submi
 KEEP = object()  # the field keeps the value the page gave it
 
 
-def snapshot() -> dict[str, list[tuple]]:
-    """Every row of every table, as the next request would see them."""
+def _table_contents(table: sa.Table, dialect: str) -> str:
+    """SQL for one table's rows as one text, in an order that does not depend on the physical one."""
+    if dialect == "postgresql":
+        # The row's own text form; hashed on the server, so only 32 characters a table come back.
+        rows = "coalesce(string_agg(snapshot_row::text, chr(10) ORDER BY snapshot_row::text), '')"
+        return f'(SELECT md5({rows}) FROM "{table.name}" snapshot_row)'
+    row = " || '|' || ".join(f'quote("{column.name}")' for column in table.columns)
+    return f'(SELECT group_concat(r, char(10)) FROM (SELECT {row} AS r FROM "{table.name}" ORDER BY r))'
+
+
+_SNAPSHOT_SQL: dict[str, sa.TextClause] = {}
+
+
+def snapshot() -> dict[str, str]:
+    """Every row of every table, as the next request would see them: one statement for all the
+    tables (a query per table, twice per example, was two fifths of the fuzzing's time)."""
     db.session.rollback()
+    dialect = db.engine.dialect.name
+    if dialect not in _SNAPSHOT_SQL:
+        tables = db.metadata.sorted_tables
+        columns = ", ".join(f"{_table_contents(t, dialect)} AS c{n}" for n, t in enumerate(tables))
+        _SNAPSHOT_SQL[dialect] = sa.text(f"SELECT {columns}")
     with db.engine.connect() as conn:
-        return {
-            table.name: sorted(map(tuple, conn.execute(sa.select(table))), key=repr)
-            for table in db.metadata.sorted_tables
-        }
+        values = conn.execute(_SNAPSHOT_SQL[dialect]).one()
+    return {table.name: value for table, value in zip(db.metadata.sorted_tables, values, strict=True)}
 
 
 def signature(form: Form) -> tuple:
@@ -542,11 +575,14 @@ def send(client: FlaskClient, form: Form, values: dict[str, Any]):
 def fuzz_form(client: FlaskClient, url: str, form: Form) -> None:
     """Post the form again and again with drawn text; check each answer and the database."""
     wanted = signature(form)
+    # The form as the page showed it, while nothing has changed since: the page would show it again
+    # the same (its CSRF token lasts the session), so it is fetched again only after a change.
+    unchanged: dict[str, Form] = {}
 
     @settings(PROFILE)
     @given(plan=plan_for(form))
     def post(plan: dict[str, Any]) -> None:
-        current = find_form(client, url, wanted)
+        current = unchanged.pop("form", None) or find_form(client, url, wanted)
         if current is None:
             return  # an earlier example moved the object on (confirmed, decided, paid)
         values = apply_plan(current, plan)
@@ -556,6 +592,8 @@ def fuzz_form(client: FlaskClient, url: str, form: Form) -> None:
         shown = f"{response.status_code} for {values!r:.500}"
         assert response.status_code < 500, shown
         changed = [name for name in before if before[name] != after[name]]
+        if not changed:
+            unchanged["form"] = current
         if current.method == "get":
             assert not changed, f"a search changed {changed}; {shown}"
             return

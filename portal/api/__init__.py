@@ -74,6 +74,7 @@ def init_app(app: Flask) -> None:
         finance,
         imports,
         qualifications,
+        series,
         usage,
         vouchers,
         waitlist,
@@ -103,6 +104,7 @@ def init_app(app: Flask) -> None:
         imports,
         credit,
         waitlist,
+        series,
     ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)

@@ -56,13 +56,19 @@ class AvailabilitySchema(ma.Schema):
     closed = ma.fields.List(ma.fields.Nested(SpanSchema), required=True)
 
 
-def _time(description: str) -> ma.fields.AwareDateTime:
+def _time(description: str, *, required: bool = False) -> ma.fields.AwareDateTime:
     """A time a client sends: ISO 8601 with an offset, in the years 2000 to 2099."""
+    presence: dict[str, Any] = {"required": True} if required else {"load_default": None}
     return ma.fields.AwareDateTime(
-        load_default=None,
         validate=PLAUSIBLE_TIME,
         metadata={"pattern": YEAR_2000_TO_2099, "description": description},
+        **presence,
     )
+
+
+def required_time(description: str) -> ma.fields.AwareDateTime:
+    """A time the client must send (waitlist entries, recurring bookings)."""
+    return _time(description, required=True)
 
 
 class AvailabilityArgsSchema(ma.Schema):
@@ -167,6 +173,11 @@ class BookingSchema(ma.Schema):
         required=True,
         allow_none=True,
         metadata={"description": "Minutes of metered use (an open session up to now); null when not metered"},
+    )
+    series_id = ma.fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The recurring booking it is an occurrence of; null when none"},
     )
 
 
@@ -337,6 +348,7 @@ def booking_json(booking: Booking, usage: dict[int, BookingUsage] | None = None)
         "checked_in_at": clock.iso_utc(used.checked_in_at) if used else None,
         "checked_out_at": clock.iso_utc(used.checked_out_at) if used else None,
         "used_minutes": used.used_minutes if used else None,
+        "series_id": booking.series_id,
     }
 
 

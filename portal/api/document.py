@@ -57,6 +57,7 @@ def _links(*targets: tuple[str, str, str, dict[str, str]]) -> dict[str, dict[str
 
 
 BOOKING_ID = {"id": "$response.body#/id"}
+SERIES_ID = {"id": "$response.body#/id"}
 APPLICATION_ID = {"id": "$response.body#/id"}
 CLAIM_ID = {"id": "$response.body#/id"}
 BOOKING_LINKS = _links(
@@ -89,6 +90,11 @@ LINKS: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {
             ("GetServiceRecord", "get", "/service-records/{id}", {"id": "$response.body#/service_record_id"})
         ),
     },
+    ("post", "/booking-series", "201"): _links(
+        ("GetSeries", "get", "/booking-series/{id}", SERIES_ID),
+        ("SeriesCancel", "post", "/booking-series/{id}/cancel", SERIES_ID),
+        ("SeriesConfirm", "post", "/booking-series/{id}/confirm", SERIES_ID),
+    ),
     ("post", "/bookings/{id}/complete", "200"): _links(
         ("GetServiceRecord", "get", "/service-records/{id}", {"id": "$response.body#/service_record_id"}),
         ("RateService", "post", "/bookings/{id}/rate", {"id": "$response.body#/id"}),

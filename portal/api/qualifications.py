@@ -17,6 +17,7 @@ from marshmallow import validate
 from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import ApiBlueprint
 from portal.booking import services as booking
+from portal.booking.models import LONGEST_SLOT_MINUTES
 from portal.booking.settings import PolicyChange, save_booking_policy
 from portal.catalog import prices
 from portal.catalog.ownership import owns
@@ -159,8 +160,8 @@ class BookingPolicyPutSchema(ma.Schema):
     accepts_slots = ma.fields.Boolean()
     accepts_samples = ma.fields.Boolean()
     operations = ma.fields.List(ma.fields.String(validate=validate.OneOf(OPERATIONS)))
-    min_minutes = ma.fields.Integer(validate=validate.Range(min=1, max=10_080))
-    max_minutes = ma.fields.Integer(validate=validate.Range(min=1, max=10_080))
+    min_minutes = ma.fields.Integer(validate=validate.Range(min=1, max=LONGEST_SLOT_MINUTES))
+    max_minutes = ma.fields.Integer(validate=validate.Range(min=1, max=LONGEST_SLOT_MINUTES))
     step_minutes = ma.fields.Integer(validate=validate.OneOf([15, 30, 60]))
     min_notice_hours = ma.fields.Integer(validate=validate.Range(min=0, max=8_760))
     max_days_ahead = ma.fields.Integer(validate=validate.Range(min=1, max=730))

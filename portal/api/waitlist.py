@@ -9,8 +9,8 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.bearer import BEARER, token_required
-from portal.api.booking import PLAUSIBLE_TIME, BookingSchema, booking_json
-from portal.api.schemas import YEAR_2000_TO_2099, ApiBlueprint
+from portal.api.booking import BookingSchema, booking_json, required_time
+from portal.api.schemas import ApiBlueprint
 from portal.booking import services as booking_services
 from portal.core import clock
 from portal.core.permissions import Role
@@ -28,14 +28,6 @@ blp = ApiBlueprint(
 )
 
 
-def _time(description: str) -> ma.fields.AwareDateTime:
-    return ma.fields.AwareDateTime(
-        required=True,
-        validate=PLAUSIBLE_TIME,
-        metadata={"pattern": YEAR_2000_TO_2099, "description": description},
-    )
-
-
 class EntryCreateSchema(ma.Schema):
     class Meta:
         description = (
@@ -45,8 +37,8 @@ class EntryCreateSchema(ma.Schema):
         )
 
     instrument_code = ma.fields.String(required=True, validate=validate.Length(min=1, max=40))
-    starts_at = _time("ISO 8601 with an offset; not in the past")
-    ends_at = _time("after `starts_at`, within a day of it")
+    starts_at = required_time("ISO 8601 with an offset; not in the past")
+    ends_at = required_time("after `starts_at`, within a day of it")
     length_minutes = ma.fields.Integer(
         load_default=None,
         allow_none=True,

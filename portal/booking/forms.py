@@ -17,16 +17,26 @@ from wtforms import (
     IntegerField,
     RadioField,
     SelectField,
+    SelectMultipleField,
     StringField,
     SubmitField,
     TextAreaField,
     TimeField,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.booking.models import BLACKOUT_LABELS, FILE_KIND_LABELS, RATING_LABELS, BlackoutKind, FileKind
+from portal.booking.models import (
+    BLACKOUT_LABELS,
+    FILE_KIND_LABELS,
+    LONGEST_SLOT_MINUTES,
+    RATING_LABELS,
+    BlackoutKind,
+    FileKind,
+)
 from portal.catalog.models import OpeningHours
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
+from portal.core.web import WEEKDAY_NAMES
 
 PURPOSE = _l("Purpose of the test")
 
@@ -38,6 +48,60 @@ class SlotBookingForm(FlaskForm):
     ends_at = SelectField(_l("Until"), validators=[DataRequired()])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
     submit = SubmitField(_l("Send booking request"))
+
+
+class SeriesForm(FlaskForm):
+    """A recurring slot (issue 18): the first occurrence (its start chosen in the week view), how it
+    repeats and until when. "Check the dates" lists them with their clashes; then "Book the series"."""
+
+    starts_at = HiddenField(validators=[DataRequired()])
+    operation = HiddenField()
+    ends_at = SelectField(_l("Each time until"), validators=[DataRequired()])
+    every = RadioField(
+        _l("Repeat"), choices=options([("week", _l("Weekly")), ("day", _l("Daily"))]), default="week"
+    )
+    interval = IntegerField(
+        _l("Every how many weeks (or days)"),
+        default=1,
+        validators=[InputRequired(), NumberRange(min=1, max=52)],
+    )
+    weekdays = SelectMultipleField(
+        _l("On these weekdays (weekly only)"),
+        choices=options(enumerate(WEEKDAY_NAMES)),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    ends_by = RadioField(
+        _l("Ends"),
+        choices=options([("count", _l("After a number of times")), ("until", _l("On a day"))]),
+        default="count",
+    )
+    count = IntegerField(
+        _l("Number of times (the first included)"),
+        default=4,
+        validators=[Optional(), NumberRange(min=2, max=100)],
+    )
+    until = DateField(_l("Last day (included)"), validators=[Optional(), plausible_date])
+    purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    skip_conflicts = BooleanField(_l("Skip the dates that clash and book the others"))
+    preview = SubmitField(_l("Check the dates"))
+    submit = SubmitField(_l("Book the series"))
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        chosen = self.count if self.ends_by.data == "count" else self.until
+        if chosen.data is None and not chosen.errors:
+            chosen.errors = [*chosen.errors, _l("Required.")]
+            ok = False
+        return ok
+
+
+class SeriesCancelForm(FlaskForm):
+    """Cancel a recurring booking's dates: all upcoming ones, or from one of them on."""
+
+    from_booking_id = SelectField(_l("Cancel"), choices=[], default="")
+    reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=1000)])
+    submit = SubmitField(_l("Cancel these dates"))
 
 
 class SampleBookingForm(FlaskForm):
@@ -123,7 +187,8 @@ class PolicyForm(FlaskForm):
         _l("Shortest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=1440)]
     )
     max_minutes = IntegerField(
-        _l("Longest booking (minutes)"), validators=[InputRequired(), NumberRange(min=15, max=10080)]
+        _l("Longest booking (minutes)"),
+        validators=[InputRequired(), NumberRange(min=15, max=LONGEST_SLOT_MINUTES)],
     )
     buffer_minutes = IntegerField(
         _l("Buffer between bookings (minutes)"), validators=[InputRequired(), NumberRange(min=0, max=1440)]

@@ -81,9 +81,18 @@ ACTION_LABELS.update(
         "instrument.blackout_added": _l("Instrument closed for a time"),
         "instrument.blackout_removed": _l("Closure removed"),
         "user.calendar_token_reset": _l("Calendar address replaced"),
+        "series.requested": _l("Recurring booking requested"),
+        "series.confirmed": _l("Recurring booking confirmed"),
+        "series.cancelled": _l("Recurring booking cancelled"),
     }
 )
-OBJECT_LABELS.update({"booking": _l("Booking"), "service_record": _l("Service record")})
+OBJECT_LABELS.update(
+    {
+        "booking": _l("Booking"),
+        "service_record": _l("Service record"),
+        "booking_series": _l("Recurring booking"),
+    }
+)
 
 # Requested and confirmed bookings hold their slot; nothing else does.
 HOLDING_STATES = (BookingState.REQUESTED, BookingState.CONFIRMED)
@@ -141,6 +150,11 @@ RATING_LABELS = {
     2: _l("Dissatisfied"),
     1: _l("Very poor"),
 }
+
+
+# The longest slot a policy may allow (one week, in minutes): the forms and the API cap
+# `max_minutes` at it, and lookups of "the bookings of the moment" bound their scan by it.
+LONGEST_SLOT_MINUTES = 10_080
 
 
 class BookingPolicy(Model):
@@ -252,6 +266,8 @@ class Booking(Model):
     # its time like any request (so the exclusion below keeps offers and bookings apart), and lapses
     # at this moment. Accepting clears it; the row is then an ordinary request.
     offered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The recurring booking this one is an occurrence of (portal.booking.series); None for most.
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("booking_series.id"), index=True)
 
     instrument: Mapped[Instrument] = relationship()
     enterprise: Mapped[Enterprise] = relationship()
@@ -284,6 +300,55 @@ class Booking(Model):
 
     def __repr__(self) -> str:
         return f"<Booking {self.id} {self.mode} {self.state}>"
+
+
+class RepeatUnit(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+
+
+class BookingSeries(Model):
+    """A recurring booking (issue 18): the rule and the bookings it made, each an ordinary booking.
+
+    The series holds no time itself and has no state of its own: what it holds is what its
+    occurrences hold, each moved along the booking state machine like any booking.
+    """
+
+    __tablename__ = "booking_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The first occurrence (UTC); the others keep its Beijing time of day and its length.
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    repeat_every: Mapped[RepeatUnit] = mapped_column(str_enum(RepeatUnit))
+    repeat_interval: Mapped[int] = mapped_column(SmallInteger)
+    # Weekly series: the Beijing weekdays, Monday = 0, in order; empty for a daily series.
+    repeat_weekdays: Mapped[list[int]] = mapped_column(JSON)
+    # Exactly one of them: the last day (Beijing, inclusive) or the number of occurrences.
+    repeat_until: Mapped[date | None] = mapped_column(Date)
+    repeat_count: Mapped[int | None] = mapped_column(SmallInteger)
+    operation: Mapped[str | None] = mapped_column(String(10))
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    skip_conflicts: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The occurrences refused when the series was made: [{"starts_at", "ends_at", "conflict"}].
+    skipped: Mapped[list[dict]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    instrument: Mapped[Instrument] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+    requested_by: Mapped[User] = relationship()
+    bookings: Mapped[list[Booking]] = relationship(order_by="Booking.starts_at", viewonly=True)
+
+    __table_args__ = (
+        CheckConstraint("(repeat_until IS NULL) <> (repeat_count IS NULL)", name="until_or_count"),
+        CheckConstraint("repeat_interval >= 1 AND starts_at < ends_at", name="rule_range"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<BookingSeries {self.id} every {self.repeat_interval} {self.repeat_every}>"
 
 
 class ServiceRecord(Model):

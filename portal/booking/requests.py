@@ -68,8 +68,9 @@ def _check_sample_request(instrument: Instrument, policy: BookingPolicy, request
         raise ValidationFailed(_("Please correct the marked fields."), fields)
 
 
-def request_booking(user: User, instrument_code: str, request: BookingRequest) -> Booking:
-    """An enterprise asks for a slot or a sample service; a slot is held from this moment."""
+def check_may_request(user: User, instrument_code: str, request: BookingRequest) -> Instrument:
+    """What is checked before anything is written: the user books for a verified enterprise that is
+    not suspended (credit), the texts are not too long, the instrument exists."""
     _check_enterprise_may_book(user)
     if len(request.purpose) > 2000 or len(request.sample_description or "") > 2000:
         raise ValidationFailed(_("At most 2,000 characters."), {"purpose": _("At most 2,000 characters.")})
@@ -77,39 +78,56 @@ def request_booking(user: User, instrument_code: str, request: BookingRequest) -
     if instrument is None:
         raise NotFound(_("No instrument has the code %(code)s.", code=instrument_code))
     booking_wanted.send(user, instrument=instrument)  # credit: a suspended enterprise is refused
-    instrument_id, user_id, enterprise_id = instrument.id, user.id, user.enterprise_id
+    return instrument
+
+
+def request_booking(user: User, instrument_code: str, request: BookingRequest) -> Booking:
+    """An enterprise asks for a slot or a sample service; a slot is held from this moment."""
+    instrument_id = check_may_request(user, instrument_code, request).id
     with serialized_write((LOCK_INSTRUMENT_CALENDAR, instrument_id), shared=True):
-        instrument = db.session.get_one(Instrument, instrument_id)
-        policy = policy_for(instrument)
-        booking = Booking(
-            instrument_id=instrument_id,
-            enterprise_id=enterprise_id,
-            requested_by_id=user_id,
-            mode=request.mode,
-            state=BookingState.REQUESTED,
-            purpose=request.purpose.strip(),
-            # Issue 17: the operation mode (refused without a qualification) and the frozen price.
-            **use_rules.booking_terms(
-                user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at
-            ),
-        )
-        if request.mode is BookingMode.SLOT:
-            _hold_slot(booking, instrument, policy, request)
-        else:
-            _check_sample_request(instrument, policy, request)
-            booking.sample_count = request.sample_count
-            booking.sample_description = (request.sample_description or "").strip()  # checked: not empty
-            booking.sample_delivery_on = request.sample_delivery_on
-        _insert(booking, instrument, request)
-        audit.record(
-            "booking.requested",
-            "booking",
-            booking.id,
-            after={"state": booking.state.value, "mode": booking.mode.value, "instrument": instrument.code},
-            actor_id=user_id,
-        )
+        booking = place_request(user, instrument_id, request)
         tell(booking, "booking.requested", "provider")
         db.session.commit()
+    return booking
+
+
+def place_request(
+    user: User, instrument_id: int, request: BookingRequest, *, series_id: int | None = None
+) -> Booking:
+    """Check one request against every rule of the instrument and write it with its audit row, in the
+    caller's write transaction (serialized_write on the instrument's calendar). The caller notifies
+    and commits: a recurring series (portal.booking.series) places each occurrence this way."""
+    instrument = db.session.get_one(Instrument, instrument_id)
+    policy = policy_for(instrument)
+    booking = Booking(
+        instrument_id=instrument_id,
+        enterprise_id=user.enterprise_id,
+        requested_by_id=user.id,
+        mode=request.mode,
+        state=BookingState.REQUESTED,
+        purpose=request.purpose.strip(),
+        series_id=series_id,
+        # Issue 17: the operation mode (refused without a qualification) and the frozen price.
+        **use_rules.booking_terms(
+            user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at
+        ),
+    )
+    if request.mode is BookingMode.SLOT:
+        _hold_slot(booking, instrument, policy, request)
+    else:
+        _check_sample_request(instrument, policy, request)
+        booking.sample_count = request.sample_count
+        booking.sample_description = (request.sample_description or "").strip()  # checked: not empty
+        booking.sample_delivery_on = request.sample_delivery_on
+    _insert(booking, instrument, request)
+    after = {"state": booking.state.value, "mode": booking.mode.value, "instrument": instrument.code}
+    audit.record(
+        "booking.requested",
+        "booking",
+        booking.id,
+        after=after if series_id is None else {**after, "series": series_id},
+        actor_id=user.id,
+    )
     return booking
 
 
@@ -121,34 +139,38 @@ def _hold_slot(
         raise ValidationFailed(_("Give a start and an end."), {"starts_at": _("Required.")})
     buffer = timedelta(minutes=policy.buffer_minutes)
     calendar = Calendar.load(instrument, request.starts_at, request.ends_at + buffer)
-    problems = calendar.problems(request.starts_at, request.ends_at)
+    check_slot(calendar, request.starts_at, request.ends_at)
+    booking.starts_at, booking.ends_at = request.starts_at, request.ends_at
+    booking.held_until = request.ends_at + buffer
+
+
+def check_slot(calendar: Calendar, starts_at: datetime, ends_at: datetime) -> None:
+    """Refuse a slot that breaks a rule of the instrument (422 naming the first rule and all of them)
+    or clashes with held or closed time (409 slot_conflict or slot_offered)."""
+    problems = calendar.problems(starts_at, ends_at)
     if problems:
         raise ValidationFailed(
             problems[0].message,
-            {
-                "starts_at": problems[0].message,
-                "rule": problems[0].rule,
-                "rules": [p.rule for p in problems],
-            },
+            {"starts_at": problems[0].message, "rule": problems[0].rule, "rules": [p.rule for p in problems]},
         )
-    clashes = calendar.conflicts(request.starts_at, request.ends_at)
+    clashes = calendar.conflicts(starts_at, ends_at)
     if clashes:
         raise conflict_error(clashes)
-    booking.starts_at, booking.ends_at = request.starts_at, request.ends_at
-    booking.held_until = request.ends_at + buffer
 
 
 def _insert(booking: Booking, instrument: Instrument, request: BookingRequest) -> None:
     """Write the request; a slot another request took a moment ago is refused with its conflict."""
     held_until = booking.held_until
-    db.session.add(booking)
     try:
-        db.session.flush()
+        # In a savepoint: a refused insert undoes only itself, so the transaction can still name the
+        # winner below, and a series goes on with its other occurrences (portal.booking.series).
+        with db.session.begin_nested():
+            db.session.add(booking)
+            db.session.flush()
     except (IntegrityError, OperationalError) as error:
         # Another request took the slot between our check and our insert: the exclusion
         # constraint refused this one (23P01), or two overlapping inserts waited for each other at
         # it and PostgreSQL broke the deadlock by aborting this one (40P01). Name the booking that won.
-        db.session.rollback()
         if getattr(error.orig, "sqlstate", None) not in ("23P01", "40P01"):
             raise
         if request.starts_at is None or request.ends_at is None or held_until is None:

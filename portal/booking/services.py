@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.accounts.members import users_of_enterprise, users_of_institution
 from portal.accounts.models import Enterprise, User
-from portal.booking.models import Booking, BookingPolicy, BookingState, ServiceRecord
+from portal.booking.models import Booking, BookingPolicy, BookingSeries, BookingState, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
 from portal.catalog.ownership import owns
 from portal.core import clock
@@ -51,12 +51,18 @@ def manages(user: User, instrument: Instrument) -> bool:
 
 
 def can_view(user: User, booking: Booking) -> bool:
+    return sees_bookings_of(user, booking.enterprise_id, booking.instrument)
+
+
+def sees_bookings_of(user: User, enterprise_id: int, instrument: Instrument) -> bool:
+    """Whether the user sees what this enterprise booked on this instrument: the enterprise's own
+    users, the instrument's providers, the bureau (a recurring series is seen the same way)."""
     if not user.is_authenticated:
         return False
     if user.role is Role.ENTERPRISE:
-        return user.enterprise_id == booking.enterprise_id
+        return user.enterprise_id == enterprise_id
     if user.role is Role.PROVIDER:
-        return manages(user, booking.instrument)
+        return manages(user, instrument)
     return user.role in BUREAU_ROLES
 
 
@@ -240,20 +246,52 @@ def booking_when(booking: Booking) -> str:
 def tell(booking: Booking, kind: str, to: str, **extra: Any) -> None:
     """Notify the booking's enterprise ("enterprise") or the instrument's providers ("provider")."""
     instrument = db.session.get_one(Instrument, booking.instrument_id)
-    recipients = (
-        users_of_enterprise(booking.enterprise_id)
-        if to == "enterprise"
-        else users_of_institution(instrument.institution_id)
-    )
+    recipients, parties = notified_parties(instrument, booking.enterprise_id, booking.requested_by_id, to)
     payload = {
-        "instrument": instrument.name,
-        "institution": instrument.institution.name,
-        "enterprise": db.session.get_one(Enterprise, booking.enterprise_id).name,
+        **parties,
         "when": booking_when(booking),
         "place": instrument.address or instrument.county,
         "booking": booking.id,
         "operator": operator_contact(instrument),
-        "requester": _person(db.session.get(User, booking.requested_by_id)),
         **{k: ("" if v is None else v) for k, v in extra.items()},
     }
     notify(recipients, kind, f"booking:{booking.id}:{kind}", payload=payload, link=f"/bookings/{booking.id}")
+
+
+def notified_parties(
+    instrument: Instrument, enterprise_id: int, requested_by_id: int, to: str
+) -> tuple[list[User], dict[str, Any]]:
+    """Whom a booking's news goes to (the enterprise's users, or the instrument's providers: `to`
+    "enterprise" or "provider"), and who and what it is about: the payload every such message has."""
+    recipients = (
+        users_of_enterprise(enterprise_id)
+        if to == "enterprise"
+        else users_of_institution(instrument.institution_id)
+    )
+    return list(recipients), {
+        "instrument": instrument.name,
+        "institution": instrument.institution.name,
+        "enterprise": db.session.get_one(Enterprise, enterprise_id).name,
+        "requester": _person(db.session.get(User, requested_by_id)),
+    }
+
+
+def tell_series(
+    series: BookingSeries, kind: str, to: str, event: str, bookings: list[Booking], **extra: Any
+) -> None:
+    """One notification about several occurrences of a recurring booking (not one per occurrence),
+    to its enterprise's users or the instrument's providers, linked to the series' page; `event`
+    tells this news of the series from any other of the same kind."""
+    instrument = db.session.get_one(Instrument, series.instrument_id)
+    recipients, parties = notified_parties(instrument, series.enterprise_id, series.requested_by_id, to)
+    payload = {
+        **parties,
+        "count": len(bookings),
+        "first": booking_when(bookings[0]),
+        "last": booking_when(bookings[-1]),
+        "series": series.id,
+        **{k: ("" if v is None else v) for k, v in extra.items()},
+    }
+    notify(
+        recipients, kind, f"series:{series.id}:{event}", payload=payload, link=f"/bookings/series/{series.id}"
+    )

@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, or_, select, update
 
 from portal.accounts.models import User
-from portal.booking.models import STATE_LABELS, Booking, BookingMode, BookingState
+from portal.booking.models import STATE_LABELS, Booking, BookingMode, BookingSeries, BookingState
 from portal.booking.services import (
     fresh_booking,
     is_booking_enterprise,
@@ -26,6 +26,7 @@ from portal.booking.services import (
     require_booking_enterprise,
     require_manager,
     tell,
+    tell_series,
 )
 from portal.booking.signals import booking_state_changed, booking_violation
 from portal.core import audit, clock
@@ -100,7 +101,7 @@ def _state_text(state: BookingState) -> str:
     return str(STATE_LABELS[state])
 
 
-def _required_reason(reason: str | None) -> str:
+def required_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed(_("Please give a reason."), {"reason": _("Required.")})
@@ -133,7 +134,7 @@ def can_reject(user: User, booking: Booking) -> bool:
 
 def reject_booking(user: User, booking_id: int, reason: str | None) -> Booking:
     """The provider declines a request, saying why; the slot is free again."""
-    reason = _required_reason(reason)
+    reason = required_reason(reason)
     with serialized_write():
         booking = fresh_booking(booking_id)
         require_manager(user, booking.instrument)
@@ -207,7 +208,7 @@ def cancel_booking(
         booking = fresh_booking(booking_id)
         if user.role is Role.PROVIDER:
             require_manager(user, booking.instrument)
-            reason = _required_reason(reason)
+            reason = required_reason(reason)
         else:
             require_booking_enterprise(user, booking)
             reason = (reason or "").strip()[:1000] or None
@@ -320,23 +321,44 @@ def send_reminders(now: datetime | None = None, ahead_hours: int = 24) -> int:
 
 
 def expire_unanswered(now: datetime | None = None) -> int:
-    """Requests nobody answered in time (or whose slot has begun) expire; returns how many."""
+    """Requests nobody answered in time (or whose slot has begun) expire; returns how many. The
+    occurrences of one recurring booking expire together, and the enterprise hears of them once."""
     now = now or clock.utcnow()
     ttl = timedelta(hours=current_app.config["BOOKING_REQUEST_TTL_HOURS"])
-    due = db.session.scalars(
-        select(Booking.id).where(
+    due = db.session.execute(
+        select(Booking.id, Booking.series_id)
+        .where(
             Booking.state == BookingState.REQUESTED,
             or_(Booking.created_at <= now - ttl, Booking.starts_at <= now),
         )
+        .order_by(Booking.starts_at, Booking.id)
     ).all()
+    by_series: dict[int, list[int]] = {}
     expired = 0
-    for booking_id in due:
-        with serialized_write():
-            booking = fresh_booking(booking_id)
-            if booking.state is not BookingState.REQUESTED:
-                continue
-            transition(booking, "expire", None, why="no answer in time")
-            tell(booking, "booking.expired", "enterprise")
-            db.session.commit()
-            expired += 1
+    for booking_id, series_id in due:
+        if series_id is None:
+            expired += _expire([booking_id])
+        else:
+            by_series.setdefault(series_id, []).append(booking_id)
+    for series_id, booking_ids in by_series.items():
+        expired += _expire(booking_ids, series_id)
     return expired
+
+
+def _expire(booking_ids: list[int], series_id: int | None = None) -> int:
+    """Expire these requests in one transaction, telling the enterprise once: about the booking, or
+    about the occurrences of its series."""
+    with serialized_write():
+        done = []
+        for booking_id in booking_ids:
+            booking = fresh_booking(booking_id)
+            if booking.state is BookingState.REQUESTED:
+                transition(booking, "expire", None, why="no answer in time")
+                done.append(booking)
+        if done and series_id is None:
+            tell(done[0], "booking.expired", "enterprise")
+        elif done:
+            series = db.session.get_one(BookingSeries, series_id)
+            tell_series(series, "series.expired", "enterprise", f"expired:{done[0].id}", done)
+        db.session.commit()
+    return len(done)

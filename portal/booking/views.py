@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,9 +14,6 @@ from flask_login import current_user, login_required
 from portal.booking import calendar as ics
 from portal.booking import files, records, requests, services, settings, signals, transitions
 from portal.booking.availability import (
-    CALENDAR_EARLIEST,
-    CALENDAR_LATEST,
-    Calendar,
     WeekView,
     opening_week,
     period_to_wait_for,
@@ -48,14 +45,13 @@ from portal.booking.models import (
     BookingState,
     FileKind,
 )
-from portal.catalog.models import Instrument
-from portal.catalog.prices import Price
+from portal.booking.slot_form import choose_slot
 from portal.catalog.services import get_instrument
 from portal.core import clock, held_uploads, uploads
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import entered, filled, options, show_service_errors
 from portal.core.inputs import page_number
-from portal.core.money import format_yuan, yuan_to_fen
+from portal.core.money import yuan_to_fen
 from portal.core.permissions import Role, role_required
 from portal.qualifications import services as use_rules
 from portal.qualifications.models import OPERATION_LABELS
@@ -105,39 +101,17 @@ def _shown_day(view: WeekView, asked: str | None) -> int:
     return bookable[0] if bookable else 0
 
 
-def _parse_start(text: str | None) -> datetime:
-    try:
-        starts_at = clock.parse_iso(text or "")
-    except ValueError:
-        abort(400)
-    # Near year 1 or 9999 the calendar's datetimes would overflow.
-    if not CALENDAR_EARLIEST <= starts_at < CALENDAR_LATEST - timedelta(days=2):
-        abort(400)
-    return starts_at
-
-
 @bp.route("/instruments/<code>/book", methods=["GET", "POST"])
 @role_required(Role.ENTERPRISE)
 def book_slot(code: str) -> ResponseReturnValue:
     """Request machine time: the end times offered are only those the rules allow."""
     instrument = get_instrument(code)
     form = SlotBookingForm()
-    starts_at = _parse_start(form.starts_at.data if form.is_submitted() else request.args.get("start"))
-    calendar = Calendar.load(instrument, starts_at, starts_at + timedelta(days=2))
-    ends = calendar.valid_ends(starts_at)
-    form.starts_at.data = clock.iso_utc(starts_at)
-    offered, price = _choose_operation(form, instrument)
-    form.ends_at.choices = options(
-        (clock.iso_utc(e), _end_label(instrument, price, starts_at, e)) for e in ends
-    )
+    slot = choose_slot(form, instrument)
+    policy = slot.calendar.policy
     hint = signals.fee_hint(
-        current_user,
-        instrument,
-        records.quoted_fee(instrument, price, Decimal(calendar.policy.min_minutes) / 60),
+        current_user, instrument, records.quoted_fee(instrument, slot.price, Decimal(policy.min_minutes) / 60)
     )
-    if not ends:  # also on a post: the slot may have gone since the page was shown, and the form with it
-        problems = calendar.problems(starts_at, starts_at + timedelta(minutes=calendar.policy.min_minutes))
-        form.form_errors.append(problems[0].message if problems else _("This start time is no longer free."))
     refusal = None
     if form.validate_on_submit():
         try:
@@ -146,7 +120,7 @@ def book_slot(code: str) -> ResponseReturnValue:
                 code,
                 requests.BookingRequest(
                     mode=BookingMode.SLOT,
-                    starts_at=starts_at,
+                    starts_at=slot.starts_at,
                     ends_at=clock.parse_iso(form.ends_at.data),
                     purpose=filled(form.purpose),
                     operation=form.operation.data,
@@ -162,38 +136,17 @@ def book_slot(code: str) -> ResponseReturnValue:
         "booking/book_slot.html",
         instrument=instrument,
         form=form,
-        starts_at=starts_at,
-        wait_for=period_to_wait_for(calendar, starts_at, form.ends_at.data, bool(ends), refusal),
-        policy=calendar.policy,
+        starts_at=slot.starts_at,
+        wait_for=period_to_wait_for(
+            slot.calendar, slot.starts_at, form.ends_at.data, bool(slot.ends), refusal
+        ),
+        policy=policy,
         hint=hint,
-        offered=offered,
-        price=price,
-        quotes={op: use_rules.quoted_price(current_user, instrument, op) for op in offered},
+        offered=slot.offered,
+        price=slot.price,
+        quotes={op: use_rules.quoted_price(current_user, instrument, op) for op in slot.offered},
         operation_labels=OPERATION_LABELS,
     )
-
-
-def _choose_operation(form: SlotBookingForm, instrument: Instrument) -> tuple[list[str], Price | None]:
-    """Issue 17: the operation modes offered, the one chosen (kept in the form) and the price a
-    booking would freeze for it."""
-    offered = use_rules.use_rules_for(instrument).operations or ["self"]
-    operation = (form.operation.data if form.is_submitted() else request.args.get("operation")) or offered[0]
-    form.operation.data = operation if operation in offered else offered[0]
-    return offered, use_rules.quoted_price(current_user, instrument, form.operation.data)
-
-
-def _end_label(instrument: Instrument, price: Price | None, starts_at: datetime, ends_at: datetime) -> str:
-    """'10:30 (1.5 h, about ¥450.00; your voucher covers ¥405.00)' for the end-time select."""
-    hours = Decimal((ends_at - starts_at).total_seconds()) / 3600
-    label = f"{clock.format_local(ends_at, '%H:%M')} ({hours.normalize():f} h"
-    if (price is None or price.unit != "hour") and instrument.fee_per_hour_fen is None:
-        return label + ")"
-    fee = records.quoted_fee(instrument, price, hours)
-    hint = signals.fee_hint(current_user, instrument, fee)
-    label += ", " + _("about %(fee)s", fee=format_yuan(fee))
-    if hint is not None and hint.subsidy is not None:
-        label += "; " + _("your voucher covers %(amount)s", amount=format_yuan(hint.subsidy.total_fen))
-    return label + ")"
 
 
 @bp.route("/instruments/<code>/book-sample", methods=["GET", "POST"])

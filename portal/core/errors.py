@@ -69,3 +69,11 @@ class SlotOffered(ServiceError):
 
     code = "slot_offered"
     status = 409
+
+
+class SeriesConflicts(ServiceError):
+    """Occurrences of a recurring booking (issue 18) cannot be booked, and the series was not to skip
+    them (or none could be booked): nothing was booked. `details.conflicts` lists each refused one."""
+
+    code = "series_conflicts"
+    status = 409

@@ -57,6 +57,36 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "free again. Contact: %(requester)s."
         ),
     ),
+    # A recurring booking (issue 18): one message for the whole series, not one per occurrence.
+    "series.requested": (
+        _l("New recurring booking request: %(instrument)s"),
+        _l(
+            "%(enterprise)s asks for %(instrument)s %(count)s times, from %(first)s to %(last)s. Please "
+            "confirm or decline the requests on the series' page (all at once, or each on its own). "
+            "Contact: %(requester)s."
+        ),
+    ),
+    "series.confirmed": (
+        _l("Recurring booking confirmed: %(instrument)s"),
+        _l(
+            "%(institution)s confirmed %(count)s bookings of your recurring booking of %(instrument)s, "
+            "from %(first)s to %(last)s."
+        ),
+    ),
+    "series.cancelled": (
+        _l("Recurring booking cancelled: %(instrument)s"),
+        _l(
+            "%(count)s bookings of the recurring booking of %(instrument)s by %(enterprise)s, from "
+            "%(first)s to %(last)s, were cancelled. %(reason)s"
+        ),
+    ),
+    "series.expired": (
+        _l("Recurring booking requests expired: %(instrument)s"),
+        _l(
+            "%(count)s requests of your recurring booking of %(instrument)s, from %(first)s to %(last)s, "
+            "expired without an answer. Please book other times."
+        ),
+    ),
     "waitlist.offered": (
         _l("Time offered from the waitlist: %(instrument)s"),
         _l(

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import User
-from portal.booking.models import Booking, BookingMode, BookingState
+from portal.booking.models import LONGEST_SLOT_MINUTES, Booking, BookingMode, BookingState
 from portal.booking.services import fresh_booking, get_booking, is_booking_enterprise, manages, policy_for
 from portal.catalog.models import Instrument
 from portal.core import audit, clock
@@ -290,15 +290,23 @@ def bookings_at_instrument(user: User, instrument: Instrument, now: datetime) ->
     source_enterprise = user.role is Role.ENTERPRISE and user.enterprise_id is not None
     if not (source_enterprise or (user.role is Role.PROVIDER and manages(user, instrument))):
         return []
-    in_use = select(UsageSession.booking_id).where(
-        UsageSession.instrument_id == instrument.id, UsageSession.ended_at.is_(None)
-    )
+    # The open sessions first, as a list: an `OR` with a subquery would keep the start time out of
+    # the index condition, and the plan would read the instrument's whole history.
+    in_use = db.session.scalars(
+        select(UsageSession.booking_id).where(
+            UsageSession.instrument_id == instrument.id,
+            UsageSession.ended_at.is_(None),
+            UsageSession.booking_id.is_not(None),
+        )
+    ).all()
     stmt = select(Booking).where(
         Booking.instrument_id == instrument.id,
         Booking.mode == BookingMode.SLOT,
         or_(
             Booking.id.in_(in_use),
             (Booking.state == BookingState.CONFIRMED)
+            # No slot is longer than the longest a policy allows: one not over began after this.
+            & (Booking.starts_at > now - timedelta(minutes=LONGEST_SLOT_MINUTES))
             & (Booking.starts_at <= now + CHECK_IN_OPENS_BEFORE)
             & (Booking.ends_at > now),
         ),

@@ -28,6 +28,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+# A phone's screen (the pages must work at 390 pixels).
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def served(app) -> Iterator[str]:
+    """The test's own app (a fresh database) served over HTTP in a background thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
 @dataclass
 class LivePortal:
     url: str

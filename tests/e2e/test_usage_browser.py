@@ -4,37 +4,20 @@ the instrument, where the user checks in and, later, out; the booking then shows
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from portal.booking.models import BookingState
 from portal.core import clock
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.usage.models import UsageSession
-from tests.e2e.conftest import CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM_ARGS, PHONE
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.e2e
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def served(app) -> Iterator[str]:
-    """The test's own app (a fresh SQLite database) served over HTTP in a background thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
