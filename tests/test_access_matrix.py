@@ -203,6 +203,11 @@ def _waitlist_body(o: dict, _role: str) -> dict:
     }
 
 
+def _waitlist_form(o: dict, role: str) -> dict:
+    body = _waitlist_body(o, role)
+    return {"instrument": body["instrument_code"], "starts_at": body["starts_at"], "ends_at": body["ends_at"]}
+
+
 # Issue 17: a different price and rule each time, so every allowed save writes.
 _prices = itertools.count(1)
 REQUESTS.update(
@@ -227,6 +232,9 @@ REQUESTS.update(
         },
         # issue 18: the waitlist (a free hour of its own each time) and booking credit
         ("/api/v1/waitlist", "POST"): {"json": _waitlist_body},
+        # the waitlist's page form names the same as the API's body (a free hour of its own each time)
+        ("/waitlist/join", "GET"): {"query": _waitlist_form},
+        ("/waitlist/join", "POST"): {"form": lambda o, role: {**_waitlist_form(o, role), "wanted": "slot"}},
         ("/credit/violations/<int:violation_id>/waive", "POST"): {"form": {"reason": "设备故障，非企业原因"}},
         ("/api/v1/credit/violations/<int:id>/waive", "POST"): {"json": {"reason": "设备故障，非企业原因"}},
         ("/credit/rules", "POST"): {

@@ -50,6 +50,7 @@ def test_demo_accounts_have_their_roles_and_organisations(demo_app):
                         "provider2",
                         "enterprise",
                         "enterprise2",
+                        "enterprise3",
                         "newco",
                     ]
                 )
@@ -65,12 +66,14 @@ def test_demo_accounts_have_their_roles_and_organisations(demo_app):
         "provider2": Role.PROVIDER,
         "enterprise": Role.ENTERPRISE,
         "enterprise2": Role.ENTERPRISE,
+        "enterprise3": Role.ENTERPRISE,
         "newco": Role.ENTERPRISE,
     }
     assert users["provider"].institution.name == "聊城大学"
     assert users["provider2"].institution.name == "鲁西化工集团股份有限公司"
     assert users["enterprise"].enterprise.verification_state is VerificationState.VERIFIED
     assert users["newco"].enterprise.verification_state is VerificationState.PENDING
+    assert users["enterprise3"].enterprise.verification_state is VerificationState.VERIFIED
 
 
 def test_demo_password_signs_in(demo_client):
@@ -207,6 +210,114 @@ def test_most_completed_machine_time_is_metered_with_lateness_and_overtime(demo_
     ).all()
     used = usage_of(r.booking_id for r in sample)
     assert all(r.hours <= metered_hours(used[r.booking_id]) for r in sample if r.booking_id in used)
+
+
+def _loaded_at():
+    from portal.core.models import AuditEvent
+
+    return db.session.scalar(select(AuditEvent.created_at).where(AuditEvent.action == "demo.loaded"))
+
+
+def test_some_no_shows_of_machine_time_each_counted_against_its_enterprise(demo_app):
+    from datetime import timedelta
+
+    from portal.booking.models import Booking, BookingMode, BookingState
+    from portal.core.models import AuditEvent
+    from portal.credit.models import Violation, ViolationKind
+
+    no_shows = db.session.execute(
+        select(
+            Booking.id, Booking.mode, Booking.starts_at, Booking.enterprise_id, Booking.checked_in_at
+        ).where(Booking.state == BookingState.NO_SHOW)
+    ).all()
+    assert 100 < len(no_shows) < 1000  # some, over the past year: rare beside some 90,000 used bookings
+    assert {b.mode for b in no_shows} == {BookingMode.SLOT} and not any(b.checked_in_at for b in no_shows)
+    loaded = _loaded_at()
+    assert all(b.starts_at < loaded for b in no_shows)
+    assert any(b.starts_at > loaded - timedelta(days=60) for b in no_shows)  # in the past months too
+    violations = {
+        v.booking_id: v
+        for v in db.session.scalars(select(Violation).where(Violation.kind == ViolationKind.NO_SHOW))
+    }
+    assert set(violations) == {b.id for b in no_shows}  # each no-show counted once, nothing else
+    for b in no_shows:
+        violation = violations[b.id]
+        assert violation.enterprise_id == b.enterprise_id
+        assert violation.occurred_at == b.starts_at + timedelta(minutes=30)  # as the no-show task dates it
+    recorded = count(AuditEvent, AuditEvent.action == "credit.violation_recorded")
+    assert recorded == len(violations)
+
+
+def test_one_enterprise_is_suspended_and_its_credit_page_says_until_when(demo_app):
+    import re
+
+    from portal.core import clock
+    from portal.credit.models import Violation
+    from portal.credit.services import enterprise_suspended_until
+
+    suspended = {
+        enterprise_id: until
+        for enterprise_id in db.session.scalars(select(Violation.enterprise_id).distinct())
+        if (until := enterprise_suspended_until(enterprise_id)) is not None
+    }
+    latecomer = db.session.scalar(select(User).where(User.username == "enterprise3"))
+    assert list(suspended) == [latecomer.enterprise_id]
+    own = db.session.scalars(
+        select(Violation)
+        .where(Violation.enterprise_id == latecomer.enterprise_id)
+        .order_by(Violation.occurred_at)
+    ).all()
+    assert own[0].waived_at is not None and own[0].waive_reason  # its oldest one was waived, with a reason
+    assert len(own) >= 4 and all(v.waived_at is None for v in own[1:])
+    client = demo_app.test_client()
+    login(client, "enterprise3", DEMO_PASSWORD)
+    page = client.get("/credit/").get_data(as_text=True)
+    status = re.search(r'<div class="alert alert-danger" id="credit-status"[^>]*>(.*?)</div>', page, re.S)
+    assert status and clock.format_local(suspended[latecomer.enterprise_id]) in status.group(1)
+    assert own[0].waive_reason in page
+    # The other demo enterprises may book online.
+    for username in ("enterprise", "enterprise2"):
+        other = db.session.scalar(select(User).where(User.username == username))
+        assert enterprise_suspended_until(other.enterprise_id) is None
+
+
+def test_the_waitlist_has_an_offer_live_from_the_end_of_the_load(demo_app):
+    from datetime import timedelta
+
+    from portal.booking.models import Booking, BookingState
+    from portal.core import clock
+    from portal.waitlist.models import EntryState, WaitlistEntry
+
+    users = {
+        u.username: u
+        for u in db.session.scalars(select(User).where(User.username.in_(["enterprise", "enterprise2"])))
+    }
+    entries = db.session.scalars(select(WaitlistEntry).order_by(WaitlistEntry.created_at)).all()
+    mine = [e for e in entries if e.enterprise_id == users["enterprise"].enterprise_id]
+    assert sorted(e.state for e in mine) == [EntryState.OFFERED, EntryState.WAITING]
+    [offered] = [e for e in mine if e.state is EntryState.OFFERED]
+    [behind] = [e for e in entries if e.enterprise_id == users["enterprise2"].enterprise_id]
+    assert behind.state is EntryState.WAITING and (behind.starts_at, behind.ends_at) == (
+        offered.starts_at,
+        offered.ends_at,
+    )
+    assert behind.created_at > offered.created_at  # second in line
+    # The window runs from the end of the load (not its start), and is still open.
+    window = timedelta(hours=demo_app.config["WAITLIST_OFFER_HOURS"])
+    assert window - timedelta(minutes=1) < offered.offered_until - _loaded_at() <= window
+    assert offered.offered_until > clock.utcnow()
+    hold = db.session.get_one(Booking, offered.offer_booking_id)
+    assert (hold.state, hold.offered_until, hold.enterprise_id) == (
+        BookingState.REQUESTED,
+        offered.offered_until,
+        users["enterprise"].enterprise_id,
+    )
+    assert (hold.starts_at, hold.ends_at) == (offered.starts_at, offered.ends_at)
+    client = demo_app.test_client()
+    login(client, "enterprise", DEMO_PASSWORD)
+    page = client.get("/waitlist/").get_data(as_text=True)
+    assert f"/waitlist/{offered.id}/accept" in page and f"/waitlist/{offered.id}/decline" in page
+    assert clock.format_local(offered.offered_until) in page
 
 
 def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):

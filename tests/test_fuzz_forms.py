@@ -382,6 +382,7 @@ def world(
         (admin, "/credit/rules", None),
         (reviewer2, "/credit/", None),
         (enterprise, "/waitlist/", None),
+        (enterprise, f"/waitlist/join?instrument={code}&starts_at={slot}&ends_at=2026-12-10T02:00:00Z", None),
         (admin, "/notifications/failed", None),
         (finance, "/finance/", None),
         (finance, "/finance/batches", None),

@@ -14,7 +14,7 @@ from portal.booking.models import HOLDING_STATES, Blackout, Booking, BookingMode
 from portal.booking.services import BOOKABLE_STATUSES, policy_for
 from portal.catalog.models import Instrument, OpeningHours
 from portal.core import clock
-from portal.core.errors import SlotConflict, SlotOffered, ValidationFailed
+from portal.core.errors import ServiceError, SlotConflict, SlotOffered, ValidationFailed
 from portal.extensions import db
 
 MIDNIGHT_MARK = time(23, 59)
@@ -256,6 +256,43 @@ def conflict_error(clashes: list[Span]) -> SlotConflict | SlotOffered:
         if clash.kind != "booking" and clash.note:
             item["reason"] = clash.note
     return SlotConflict(message, {"conflicts": conflicts})
+
+
+HELD_KINDS = ("booking", "offer")
+# What the waitlist lets pass: an offer may start sooner than the usual notice (waitlist.offers).
+NOTICE_RULES = ("too_late",)
+
+
+def only_held(calendar: Calendar, starts_at: datetime, ends_at: datetime) -> bool:
+    """Whether held time (bookings, waitlist offers) is all that keeps this slot from being asked for,
+    so that waiting for it makes sense (issue 18); closures and broken rules do not free up."""
+    clashes = calendar.conflicts(starts_at, ends_at)
+    problems = [p for p in calendar.problems(starts_at, ends_at) if p.rule not in NOTICE_RULES]
+    return bool(clashes) and not problems and all(c.kind in HELD_KINDS for c in clashes)
+
+
+def period_to_wait_for(
+    calendar: Calendar,
+    starts_at: datetime,
+    chosen_end: str | None,
+    still_free: bool,
+    refusal: ServiceError | None,
+) -> tuple[datetime, datetime] | None:
+    """Issue 18: the period a booking form offers to wait for on the waitlist, when held time is what
+    refused the request (or took the start since the page was shown); None when the start is still
+    free, or a rule or a closure stands in the way. Without a chosen end, the shortest booking."""
+    try:
+        ends_at = clock.parse_iso(chosen_end or "")
+    except ValueError:
+        ends_at = starts_at + timedelta(minutes=calendar.policy.min_minutes)
+    if refusal is not None:
+        clashes = refusal.details.get("conflicts", [])
+        held = isinstance(refusal, SlotOffered) or (
+            isinstance(refusal, SlotConflict) and all(c.get("kind", "booking") in HELD_KINDS for c in clashes)
+        )
+    else:
+        held = not still_free and only_held(calendar, starts_at, ends_at)
+    return (starts_at, ends_at) if held else None
 
 
 def next_free_time(instrument: Instrument, days: int = 14) -> datetime | None:

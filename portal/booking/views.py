@@ -16,6 +16,7 @@ from portal.booking import files, records, requests, services, settings, signals
 from portal.booking.availability import (
     WeekView,
     opening_week,
+    period_to_wait_for,
     week_view,
 )
 from portal.booking.forms import (
@@ -111,6 +112,7 @@ def book_slot(code: str) -> ResponseReturnValue:
     hint = signals.fee_hint(
         current_user, instrument, records.quoted_fee(instrument, slot.price, Decimal(policy.min_minutes) / 60)
     )
+    refusal = None
     if form.validate_on_submit():
         try:
             booking = requests.request_booking(
@@ -126,6 +128,7 @@ def book_slot(code: str) -> ResponseReturnValue:
             )
         except ServiceError as error:
             form.form_errors.append(error.message)
+            refusal = error
         else:
             flash(_("Your request has been sent to the instrument's operator."), "success")
             return redirect(url_for("booking.detail", booking_id=booking.id))
@@ -134,6 +137,9 @@ def book_slot(code: str) -> ResponseReturnValue:
         instrument=instrument,
         form=form,
         starts_at=slot.starts_at,
+        wait_for=period_to_wait_for(
+            slot.calendar, slot.starts_at, form.ends_at.data, bool(slot.ends), refusal
+        ),
         policy=policy,
         hint=hint,
         offered=slot.offered,

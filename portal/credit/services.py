@@ -53,9 +53,11 @@ def _counting_times(enterprise_id: int) -> list[datetime]:
     )
 
 
-def enterprise_suspended_until(enterprise_id: int, now: datetime | None = None) -> datetime | None:
-    """When the enterprise may book online again, or None if it may now."""
-    return suspended_until(_counting_times(enterprise_id), rules_in_force(), now or clock.utcnow())
+def enterprise_suspended_until(
+    enterprise_id: int, now: datetime | None = None, rules: Rules | None = None
+) -> datetime | None:
+    """When the enterprise may book online again, or None if it may now (`rules`: those in force)."""
+    return suspended_until(_counting_times(enterprise_id), rules or rules_in_force(), now or clock.utcnow())
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def record_violation(booking: Booking, *, kind: str, at: datetime, **_kw: Any) -
     counted = select(Violation.id).where(Violation.booking_id == booking.id, Violation.kind == kind)
     if db.session.scalar(counted) is not None:
         return  # a second report of the same violation
-    before = enterprise_suspended_until(booking.enterprise_id, at)
+    rules = rules_in_force()  # read once: the no-show task and the demo record many in a row
+    before = enterprise_suspended_until(booking.enterprise_id, at, rules)
     row = Violation(
         enterprise_id=booking.enterprise_id, booking_id=booking.id, kind=ViolationKind(kind), occurred_at=at
     )
@@ -113,7 +116,7 @@ def record_violation(booking: Booking, *, kind: str, at: datetime, **_kw: Any) -
         row.id,
         after={"kind": kind, "booking": booking.id, "enterprise": booking.enterprise_id},
     )
-    until = enterprise_suspended_until(booking.enterprise_id, at)
+    until = enterprise_suspended_until(booking.enterprise_id, at, rules)
     if until is not None and until != before:
         notify(
             users_of_enterprise(booking.enterprise_id),

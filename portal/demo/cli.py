@@ -69,6 +69,7 @@ def load_command(instruments: int, enterprises: int, bookings: int, vouchers: in
         ("enterprise", "verified tech SME"),
         ("enterprise-staff", "a colleague at enterprise (staff, not its account holder)"),
         ("enterprise2", "another verified enterprise"),
+        ("enterprise3", "a verified enterprise suspended from online booking (no-shows)"),
         ("newco", "registered, not yet verified"),
     ):
         click.echo(f"  {username:<12} {what}")

@@ -38,6 +38,7 @@ from portal.demo import (
     DEMO_PASSWORD,
     activity,
     data,
+    fairness,
     usage,
     use_rules,
 )
@@ -221,10 +222,12 @@ def _load_demo(
     load_catalog_imports()
     use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above
     usage.load_usage()  # metered use of the completed bookings
+    fairness.load_credit()  # the no-shows' violations: one enterprise suspended
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     bump_catalog_version()
     activity.keep_the_expiring_request_due()
+    fairness.load_waitlist()  # last: its offer's window runs from the end of the load
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()
     if db.engine.dialect.name == "postgresql":
@@ -362,6 +365,8 @@ def _load_enterprises(rng: random.Random, password_hash: str, total: int) -> int
         ("enterprise", VerificationState.VERIFIED, EnterpriseKind.TECH_SME),
         ("enterprise2", VerificationState.VERIFIED, EnterpriseKind.HIGH_TECH),
         ("newco", VerificationState.PENDING, EnterpriseKind.TECH_SME),
+        # Issue 18: its online booking is suspended for no-shows (activity.SHOWCASE, demo/fairness.py).
+        ("enterprise3", VerificationState.VERIFIED, EnterpriseKind.HIGH_TECH),
     )
     enterprise_rows = []
     user_rows: list[dict[str, Any]] = []

@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.booking.models import Booking
 from portal.catalog.models import Instrument
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
@@ -78,6 +79,8 @@ class WaitlistEntry(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     instrument: Mapped[Instrument] = relationship()
+    # The offered time itself (for a period of a length, the one found within the wanted day).
+    offer: Mapped[Booking | None] = relationship(foreign_keys=[offer_booking_id])
 
     __table_args__ = (
         CheckConstraint("starts_at < ends_at", name="starts_before_ends"),

@@ -3,14 +3,15 @@ declines an offer (portal.waitlist.offers makes them)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from portal.accounts.models import User
 from portal.booking.availability import CALENDAR_EARLIEST, CALENDAR_LATEST
-from portal.booking.models import Booking, BookingState
+from portal.booking.models import HOLDING_STATES, Booking, BookingMode, BookingState
 from portal.booking.services import fresh_booking, tell
 from portal.booking.signals import booking_wanted
 from portal.booking.transitions import transition
@@ -80,6 +81,49 @@ def join_waitlist(
         )
         db.session.commit()
     return entry
+
+
+@dataclass(frozen=True)
+class HeldPeriod:
+    """A slot held on an instrument (a booking or a waitlist offer): the time one would wait for."""
+
+    starts_at: datetime
+    ends_at: datetime
+    own: bool  # held by the asking user's own enterprise: nothing to wait for
+
+
+def held_period(user: User, instrument_code: str, at: datetime) -> HeldPeriod | None:
+    """The held slot covering `at` on the instrument (a week view's busy cell), or None when that
+    moment is not held (any more). Only its times are told, as the week view shows them already."""
+    _require_enterprise(user)
+    row = db.session.execute(
+        select(Booking.starts_at, Booking.ends_at, Booking.enterprise_id)
+        .join(Instrument, Instrument.id == Booking.instrument_id)
+        .where(
+            Instrument.code == instrument_code,
+            Booking.mode == BookingMode.SLOT,
+            Booking.state.in_(HOLDING_STATES),
+            Booking.starts_at <= at,
+            Booking.held_until > at,
+        )
+        .order_by(Booking.starts_at)
+        .limit(1)
+    ).first()
+    if row is None or row.starts_at is None or row.ends_at is None:
+        return None
+    return HeldPeriod(row.starts_at, row.ends_at, row.enterprise_id == user.enterprise_id)
+
+
+def any_time_that_day(starts_at: datetime, ends_at: datetime) -> tuple[datetime, datetime, int]:
+    """The wish for any free period as long as [starts_at, ends_at) on its day (Beijing time): the
+    day's bounds and the length in minutes, as `join_waitlist` takes them."""
+    day = clock.to_local(starts_at).date()
+    minutes = int((ends_at - starts_at).total_seconds() // 60)
+    return (
+        clock.local_datetime_to_utc(day, time(0)),
+        clock.local_datetime_to_utc(day + timedelta(days=1), time(0)),
+        minutes,
+    )
 
 
 def own_entries(user: User) -> list[WaitlistEntry]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import time, timedelta
 from urllib.parse import urlsplit
 
+from portal.core import clock
 from portal.demo import DEMO_PASSWORD
 
 ANONYMOUS = "anonymous"
@@ -128,6 +130,11 @@ PAGES: tuple[PageType, ...] = (
     PageType("booking credit", "/credit/", (ENTERPRISE, PROVIDER, REVIEWER, ADMIN)),
     PageType("booking credit rules", "/credit/rules", (ADMIN,)),
     PageType("waitlist", "/waitlist/", (ENTERPRISE,)),
+    PageType(
+        "join the waitlist",
+        "/waitlist/join?instrument={instrument}&starts_at={wait_start}&ends_at={wait_end}",
+        (ENTERPRISE,),
+    ),
 )
 
 
@@ -180,7 +187,11 @@ def page_values(app) -> dict[str, str]:
             )
         )
         bank_account = db.session.scalar(select(BankAccount.id).order_by(BankAccount.id))
+    # A morning hour a week ahead, to wait for (the join page shows any period it is given).
+    wait_start = clock.local_datetime_to_utc(clock.local_today() + timedelta(days=7), time(9, 0))
     return {
+        "wait_start": clock.iso_utc(wait_start) or "",
+        "wait_end": clock.iso_utc(wait_start + timedelta(hours=1)) or "",
         "instrument": code,
         "application": str(application),
         "bank_account": str(bank_account),
