@@ -320,6 +320,29 @@ def test_the_waitlist_has_an_offer_live_from_the_end_of_the_load(demo_app):
     assert clock.format_local(offered.offered_until) in page
 
 
+def test_a_weekly_series_is_confirmed_ahead_and_shown_together(demo_app):
+    from portal.booking.models import Booking, BookingSeries, BookingState
+    from portal.core import clock
+    from portal.demo.series import WEDNESDAY, WEEKS
+
+    enterprise = db.session.scalar(select(User).where(User.username == "enterprise"))
+    [series] = db.session.scalars(select(BookingSeries)).all()
+    assert series.enterprise_id == enterprise.enterprise_id and series.repeat_count == WEEKS
+    dates = db.session.scalars(
+        select(Booking).where(Booking.series_id == series.id).order_by(Booking.starts_at)
+    ).all()
+    # At least four of the six Wednesdays were free; the others are listed as skipped.
+    assert len(dates) >= 4 and len(dates) + len(series.skipped) == WEEKS
+    assert {b.state for b in dates} == {BookingState.CONFIRMED}
+    assert all(b.starts_at > clock.utcnow() for b in dates)
+    local = [clock.to_local(b.starts_at) for b in dates]
+    assert {(t.weekday(), t.hour, t.minute) for t in local} == {(WEDNESDAY, 14, 0)}
+    client = demo_app.test_client()
+    login(client, "enterprise", DEMO_PASSWORD)
+    page = client.get(f"/bookings/series/{series.id}").get_data(as_text=True)
+    assert all(f"/bookings/{b.id}" in page for b in dates)
+
+
 def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
     from tests.factories import login
 
