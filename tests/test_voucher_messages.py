@@ -143,6 +143,14 @@ def returned_claim(world) -> Claim:
     return claim
 
 
+def test_a_claim_not_ones_own_is_not_found(world, make_user):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    for user, claim_id in ((make_user(Role.ENTERPRISE), claim.id), (world["holder"], claim.id + 1000)):
+        assert refused(claim_services.get_claim, user, claim_id, error=NotFound).message == "No such claim."
+        error = refused(claim_services.revise_claim, user, claim_id, "好的", error=NotFound)
+        assert error.message == "No such claim."
+
+
 def test_only_a_returned_claim_is_corrected_and_the_refusal_names_its_state(world):
     draft = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     error = refused(claim_services.revise_claim, world["holder"], draft.id, "好的", error=InvalidTransition)

@@ -154,6 +154,25 @@ def test_a_turned_down_claim_records_why_and_only_a_rejection_releases_its_servi
     ]
 
 
+def test_a_claim_returned_twice_tells_the_enterprise_twice(world):
+    holder, reviewer = world["holder"], world["reviewer"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(holder, claim.id)
+    reasons = ("发票不清晰", "合同缺页")
+    for reason in reasons:
+        review.return_claim(reviewer, claim.id, reason)
+        world["clock"].advance(hours=1)
+        claim_services.revise_claim(holder, claim.id, "已补充", resubmit=True)
+    assert told("claim.returned") == [
+        (
+            holder.id,
+            f"/vouchers/claims/{claim.id}",
+            {"claim": claim.id, "amount": "¥9,000.00", "reason": reason},
+        )
+        for reason in reasons
+    ]
+
+
 def test_an_approved_application_issues_the_voucher_and_records_it(world, make_user):
     user, reviewer = make_user(Role.ENTERPRISE), world["reviewer"]
     application = application_services.apply_for_voucher(user, 40_000_00, "  研发测试计划  ")
