@@ -133,6 +133,20 @@ def test_a_claim_with_nothing_left_to_claim_is_not_submitted(world):
     assert db.session.get(type(claim), claim.id).state.value == "draft"
 
 
+def test_a_claim_with_one_fen_left_is_submitted_and_every_binding_limit_is_named(world, make_service):
+    holder = world["holder"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    world["voucher"].balance_fen = 1
+    db.session.commit()
+    assert claim_services.submit_claim(holder, claim.id).total_fen == 1
+    other = claim_services.create_claim(holder, world["voucher"].id, [make_service(holder, 1_000_00).id])
+    for fund in world["scheme"].funds:  # both funds' budgets committed to other enterprises
+        fund.committed_fen = fund.budget_fen
+    db.session.commit()
+    error = refused(claim_services.submit_claim, holder, other.id, error=LimitExceeded)
+    assert error.message == "Nothing is left to claim: the subsidy is bound by province_budget, city_budget."
+
+
 # --- correcting a returned claim --------------------------------------------------------------------
 
 
