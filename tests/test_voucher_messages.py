@@ -3,12 +3,16 @@ catalogue), and which form field it marks: people act on these texts."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask_babel import force_locale
 from flask_login import AnonymousUserMixin
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from portal.accounts.models import VerificationState
+from portal.booking.models import FileKind
+from portal.core import uploads
 from portal.core.errors import (
     Forbidden,
     InvalidTransition,
@@ -33,6 +37,7 @@ from portal.vouchers.models import (
     Voucher,
     VoucherState,
 )
+from tests.test_booking_files import PDF
 from tests.test_voucher_records import world_fixture  # noqa: F401
 
 
@@ -126,6 +131,104 @@ def test_a_claim_with_nothing_left_to_claim_is_not_submitted(world):
     assert error.message == "Nothing is left to claim: the subsidy is bound by voucher_balance."
     assert error.details == {"limited_by": ["voucher_balance"]}
     assert db.session.get(type(claim), claim.id).state.value == "draft"
+
+
+def test_a_claim_with_one_fen_left_is_submitted_and_every_binding_limit_is_named(world, make_service):
+    holder = world["holder"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    world["voucher"].balance_fen = 1
+    db.session.commit()
+    assert claim_services.submit_claim(holder, claim.id).total_fen == 1
+    other = claim_services.create_claim(holder, world["voucher"].id, [make_service(holder, 1_000_00).id])
+    for fund in world["scheme"].funds:  # both funds' budgets committed to other enterprises
+        fund.committed_fen = fund.budget_fen
+    db.session.commit()
+    error = refused(claim_services.submit_claim, holder, other.id, error=LimitExceeded)
+    assert error.message == "Nothing is left to claim: the subsidy is bound by province_budget, city_budget."
+
+
+# --- correcting a returned claim --------------------------------------------------------------------
+
+
+def returned_claim(world) -> Claim:
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    review.return_claim(world["reviewer"], claim.id, "请补充")
+    return claim
+
+
+def test_a_claim_not_ones_own_is_not_found(world, make_user):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    for user, claim_id in ((make_user(Role.ENTERPRISE), claim.id), (world["holder"], claim.id + 1000)):
+        assert refused(claim_services.get_claim, user, claim_id, error=NotFound).message == "No such claim."
+        error = refused(claim_services.revise_claim, user, claim_id, "好的", error=NotFound)
+        assert error.message == "No such claim."
+
+
+def test_only_a_returned_claim_is_corrected_and_the_refusal_names_its_state(world):
+    draft = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    error = refused(claim_services.revise_claim, world["holder"], draft.id, "好的", error=InvalidTransition)
+    assert (error.message, error.details) == ("Only a returned claim can be corrected.", {"state": "draft"})
+
+
+def test_a_correction_needs_a_reply_a_file_or_the_resubmission(world):
+    claim = returned_claim(world)
+    for reply in (None, "", "   \n "):  # a reply of only spaces is no reply
+        error = refused(claim_services.revise_claim, world["holder"], claim.id, reply)
+        assert (error.message, error.fields) == (
+            "Please correct the marked fields.",
+            {"reply": "Write a reply or choose a file to replace."},
+        )
+    assert db.session.get(Claim, claim.id).reply is None
+    assert (
+        claim_services.revise_claim(world["holder"], claim.id, "   ", resubmit=True).state.value
+        == "submitted"
+    )
+
+
+def test_a_reply_takes_2000_characters_and_refuses_2001(world):
+    claim = returned_claim(world)
+    error = refused(claim_services.revise_claim, world["holder"], claim.id, "答" * 2001)
+    assert (error.message, error.fields) == (
+        "Please correct the marked fields.",
+        {"reply": "At most 2,000 characters."},
+    )
+    # Counted after the spaces around it are dropped.
+    claim_services.revise_claim(world["holder"], claim.id, " " + "答" * 2000 + " ")
+    assert db.session.get(Claim, claim.id).reply == "答" * 2000
+
+
+def test_a_replacement_file_must_be_for_a_service_of_the_claim(world, make_service):
+    claim = returned_claim(world)
+    other = make_service(world["holder"], 1_000_00)
+    replacement = claim_services.Replacement(other.id, FileKind.RECEIPT, io.BytesIO(PDF), "回单.pdf")
+    error = refused(claim_services.revise_claim, world["holder"], claim.id, None, replacement)
+    assert (error.message, error.fields) == (
+        "Please correct the marked fields.",
+        {"record": "Not a service of this claim."},
+    )
+
+
+def test_a_correction_of_a_claim_resubmitted_meanwhile_says_so_and_keeps_no_file(world, monkeypatch):
+    claim = returned_claim(world)
+    real = claim_services.lock_existing
+
+    def resubmitted_first(rank, cls, row_id):
+        # Another tab of the holder's submitted it between the page's check and the lock.
+        db.session.execute(update(Claim).where(Claim.id == row_id).values(state=ClaimState.SUBMITTED))
+        return real(rank, cls, row_id)
+
+    monkeypatch.setattr(claim_services, "lock_existing", resubmitted_first)
+    kept = set(uploads.upload_root().iterdir())
+    replacement = claim_services.Replacement(
+        world["record"].id, FileKind.RECEIPT, io.BytesIO(PDF), "回单.pdf"
+    )
+    error = refused(
+        claim_services.revise_claim, world["holder"], claim.id, "好的", replacement, error=InvalidTransition
+    )
+    assert error.message == "Only a returned claim can be corrected."
+    assert set(uploads.upload_root().iterdir()) == kept
+    assert db.session.scalar(select(func.count()).where(AuditEvent.action == "claim.revised")) == 0
 
 
 # --- applications --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ columns it sets, the ledger line, and the notification (whom, with which link an
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import date, timedelta
 
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
+from portal.booking.models import FileKind, ServiceFile
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -149,6 +151,25 @@ def test_a_turned_down_claim_records_why_and_only_a_rejection_releases_its_servi
             f"/vouchers/claims/{claim.id}",
             {"claim": claim.id, "amount": "¥9,000.00", "reason": "发票不清晰"},
         )
+    ]
+
+
+def test_a_claim_returned_twice_tells_the_enterprise_twice(world):
+    holder, reviewer = world["holder"], world["reviewer"]
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(holder, claim.id)
+    reasons = ("发票不清晰", "合同缺页")
+    for reason in reasons:
+        review.return_claim(reviewer, claim.id, reason)
+        world["clock"].advance(hours=1)
+        claim_services.revise_claim(holder, claim.id, "已补充", resubmit=True)
+    assert told("claim.returned") == [
+        (
+            holder.id,
+            f"/vouchers/claims/{claim.id}",
+            {"claim": claim.id, "amount": "¥9,000.00", "reason": reason},
+        )
+        for reason in reasons
     ]
 
 
@@ -481,4 +502,89 @@ def test_a_paid_claim_records_the_payment_in_its_funds_ledger_and_audit(world, m
             f"/vouchers/claims/{claim.id}",
             {"claim": claim.id, "amount": "¥9,000.00", "reference": "BANK-7"},
         )
+    ]
+
+
+def test_a_corrected_claim_records_the_reply_and_the_replaced_file_and_keeps_the_old_one(world, make_service):
+    holder, record, clock = world["holder"], world["record"], world["clock"]
+    elsewhere = make_service(holder, 1_000_00)  # another service's receipt is not this one's to replace
+    claim = claim_services.create_claim(holder, world["voucher"].id, [record.id])
+    claim_services.submit_claim(holder, claim.id)
+    review.return_claim(world["reviewer"], claim.id, "回单不清晰")
+
+    def receipts(record_id: int) -> list[tuple]:
+        db.session.rollback()
+        return [
+            (f.id, f.original_name, f.replaced_at)
+            for f in db.session.scalars(
+                select(ServiceFile)
+                .where(ServiceFile.record_id == record_id, ServiceFile.kind == FileKind.RECEIPT)
+                .order_by(ServiceFile.id)
+            )
+        ]
+
+    [(first, _name, _when)] = receipts(record.id)
+    other_receipts = receipts(elsewhere.id)
+    # A reply alone: saved, the claim stays returned (submitting again is asked for separately).
+    claim_services.revise_claim(holder, claim.id, "  已重新扫描  ")
+    row = db.session.get(Claim, claim.id)
+    assert (row.state.value, row.reply) == ("returned", "已重新扫描")
+    assert audit_rows("claim", claim.id)[-1] == (
+        "claim.revised",
+        {"state": "returned"},
+        {"state": "returned", "reply": "已重新扫描"},
+        "已重新扫描",
+        holder.id,
+    )
+    # A file alone, an hour later: the old receipt is kept, marked replaced then; the reply stays.
+    clock.advance(hours=1)
+    replaced_at = clock()
+    claim_services.revise_claim(
+        holder,
+        claim.id,
+        None,
+        claim_services.Replacement(record.id, FileKind.RECEIPT, io.BytesIO(PDF), "回单-清晰.pdf"),
+    )
+    [(_first, _name, first_replaced), (second, second_name, current)] = receipts(record.id)
+    assert (first_replaced, second_name, current) == (replaced_at, "回单-清晰.pdf", None)
+    assert receipts(elsewhere.id) == other_receipts
+    added = {
+        "file": second,
+        "kind": "receipt",
+        "sha256": hashlib.sha256(PDF).hexdigest(),
+        "size": len(PDF),
+        "replaces": [first],
+    }
+    assert audit_rows("service_record", record.id)[-1] == ("service.file_added", None, added, None, holder.id)
+    assert audit_rows("claim", claim.id)[-1] == (
+        "claim.revised",
+        {"state": "returned"},
+        {"state": "returned", "file": {"record": record.id, **added}},
+        None,
+        holder.id,
+    )
+    row = db.session.get(Claim, claim.id)
+    assert (row.state.value, row.reply) == ("returned", "已重新扫描")
+    # Replaced again later: only the current file is replaced; the first keeps the moment it was.
+    clock.advance(hours=1)
+    claim_services.revise_claim(
+        holder,
+        claim.id,
+        "已重新扫描",  # the same reply again is not a change
+        claim_services.Replacement(record.id, FileKind.RECEIPT, io.BytesIO(PDF), "回单-3.pdf"),
+    )
+    [(_first, _n1, first_again), (_second, _n2, second_replaced), (third, _n3, _now)] = receipts(record.id)
+    assert (first_again, second_replaced) == (replaced_at, clock())
+    assert audit_rows("claim", claim.id)[-1][2] == {
+        "state": "returned",
+        "file": {"record": record.id, **added, "file": third, "replaces": [second]},
+    }
+    # Then submitted again, with nothing more to say.
+    claim_services.revise_claim(holder, claim.id, None, resubmit=True)
+    assert db.session.get(Claim, claim.id).state.value == "submitted"
+    assert [row[0] for row in audit_rows("claim", claim.id)][-4:] == [
+        "claim.revised",
+        "claim.revised",
+        "claim.revised",
+        "claim.submitted",
     ]

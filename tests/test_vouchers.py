@@ -603,6 +603,21 @@ def test_the_voucher_list_is_the_enterprises_own_or_all_for_the_bureau_newest_fi
     assert wallet.vouchers_for(make_user(Role.PROVIDER)) == []
 
 
+def test_the_claim_list_is_the_enterprises_own_or_all_for_the_bureau_newest_first(
+    desk, make_user, make_voucher, make_service
+):
+    owners = [make_user(Role.ENTERPRISE) for _ in range(2)]
+    vouchers = {user.id: make_voucher(user, desk["scheme"], 100_000_00).id for user in owners}
+    made = [
+        claim_services.create_claim(user, vouchers[user.id], [make_service(user, 1_000_00).id]).id
+        for user in (owners[0], owners[1], owners[0])
+    ]
+    for user in (desk["reviewer"], make_user(Role.FINANCE), make_user(Role.ADMIN)):
+        assert [c.id for c in claim_services.claims_for(user)] == made[::-1]
+    assert [c.id for c in claim_services.claims_for(owners[0])] == [made[2], made[0]]
+    assert claim_services.claims_for(make_user(Role.PROVIDER)) == []
+
+
 def test_a_reviewer_sees_an_objects_history_oldest_first_and_an_enterprises_record(
     claimant, make_service, make_institution, make_booking, make_instrument
 ):
