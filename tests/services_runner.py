@@ -52,6 +52,23 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
+def real_clock_env() -> dict[str, str]:
+    """This environment without libfaketime, for the servers a test starts (redis-server, PostgreSQL).
+
+    Running the suite under `faketime` (to find tests that depend on today's date) must shift only the
+    tests and the application: a redis-server under libfaketime never answers, and a server's own
+    timers have nothing to do with the date being tested."""
+    env = dict(os.environ)
+    kept = [part for part in env.get("LD_PRELOAD", "").split() if "faketime" not in part]
+    if kept:
+        env["LD_PRELOAD"] = " ".join(kept)
+    else:
+        env.pop("LD_PRELOAD", None)
+    for name in [n for n in env if n.startswith("FAKETIME")]:
+        del env[name]
+    return env
+
+
 def stop_group(process: subprocess.Popen, grace: float) -> None:
     """TERM the process group, then KILL what is left after `grace` seconds; always reaps."""
     if process.poll() is None:
@@ -96,6 +113,7 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=real_clock_env(),
         )
         log.close()
         wait_for(self._answers, 10, f"redis-server on port {self.port}")
@@ -361,7 +379,9 @@ class PostgresCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as_user, *args], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*self._as_user, *args], check=True, capture_output=True, timeout=120, env=real_clock_env()
+        )
 
     def init(self) -> PostgresCluster:
         self._run(

@@ -13,7 +13,7 @@ from portal.accounts import colleagues, services, users
 from portal.accounts.forms import AcceptInvitationForm, ConfirmForm, InviteForm
 from portal.accounts.models import INVITATION_STATE_LABELS, ROLE_LABELS
 from portal.accounts.views import bp, button_action, invalid_link, private
-from portal.core.clock import utcnow
+from portal.core import clock
 from portal.core.errors import NotFound, ValidationFailed
 from portal.core.forms import filled, show_service_errors
 from portal.core.permissions import Role, role_required
@@ -51,7 +51,7 @@ def colleagues_page() -> ResponseReturnValue:
         invitations=colleagues.invitations(current_user) if is_holder else [],
         is_holder=is_holder,
         holder=services.holder_of(current_user.enterprise_id),
-        now=utcnow(),
+        now=clock.utcnow(),
         role_labels=ROLE_LABELS,
         invitation_labels=INVITATION_STATE_LABELS,
     )

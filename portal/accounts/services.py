@@ -30,8 +30,7 @@ from portal.accounts.models import (
     User,
     VerificationState,
 )
-from portal.core import audit
-from portal.core.clock import utcnow
+from portal.core import audit, clock
 from portal.core.database import changed_rows
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
@@ -319,7 +318,7 @@ def authenticate(username: str, password: str) -> User | None:
 
 def record_login(user: User) -> None:
     """Note the login time (for the account page and the audit trail)."""
-    user.last_login_at = utcnow()
+    user.last_login_at = clock.utcnow()
     audit.record("user.login", "user", user.id, actor_id=user.id)
     db.session.commit()
 
@@ -357,7 +356,7 @@ def end_every_session(user: User) -> int:
     return changed_rows(
         update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
 
@@ -464,7 +463,7 @@ def issue_api_token(user: User) -> tuple[str, ApiToken]:
     row = ApiToken(
         user=user,
         token_hash=_token_digest(token),
-        expires_at=utcnow() + timedelta(seconds=current_app.config["API_TOKEN_TTL_SECONDS"]),
+        expires_at=clock.utcnow() + timedelta(seconds=current_app.config["API_TOKEN_TTL_SECONDS"]),
     )
     db.session.add(row)
     audit.record("api_token.issued", "user", user.id, actor_id=user.id)
@@ -477,7 +476,7 @@ def revoke_api_token(token: str) -> None:
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
     if row is None or row.revoked_at is not None:
         raise NotFound(_("No such token."))
-    row.revoked_at = utcnow()
+    row.revoked_at = clock.utcnow()
     audit.record("api_token.revoked", "user", row.user_id, after={"token_id": row.id}, actor_id=row.user_id)
     db.session.commit()
 
@@ -485,7 +484,7 @@ def revoke_api_token(token: str) -> None:
 def user_for_token(token: str) -> User | None:
     """The active user a bearer token belongs to, if the token is known, unexpired and not revoked."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+    if row is None or row.revoked_at is not None or row.expires_at <= clock.utcnow():
         return None
     return row.user if row.user.is_active else None
 
