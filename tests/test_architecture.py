@@ -337,3 +337,20 @@ def test_views_do_not_query():
         "views do not query: move these into a named function of the area's services (with its "
         "permission check):\n" + "\n".join(wrong)
     )
+
+
+def test_the_clock_is_read_through_its_module():
+    """`from portal.core.clock import utcnow` copies the function at import: the tests' fake clock and
+    the demo's simulated year replace `clock.utcnow`, and such a module would go on reading the real
+    time (a week after the tests' Monday, the colleagues page showed every invitation as expired)."""
+    bound = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in modules().values()
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "portal.core.clock"
+        and any(alias.name == "utcnow" for alias in node.names)
+    ]
+    assert not bound, "read the clock as `clock.utcnow()` (from portal.core import clock):\n" + "\n".join(
+        bound
+    )

@@ -18,7 +18,6 @@ from flask import current_app
 from sqlalchemy import exists, select
 
 from portal.accounts import banking
-from portal.accounts import services as accounts_services
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord, ServiceType
 from portal.catalog.models import Instrument
@@ -123,16 +122,16 @@ def simulated_clock(start: datetime) -> Iterator[list[datetime]]:
     """The application's clock stands at the moment in the yielded list (change it to move time), so the
     real services date what they do back into the demo's year. Stored rows' defaults follow it too."""
     moment = [start]
-    saved = clock.utcnow, accounts_services.utcnow
+    saved = clock.utcnow
 
     def now() -> datetime:
         return moment[0]
 
-    clock.utcnow = accounts_services.utcnow = now
+    clock.utcnow = now  # every module reads `clock.utcnow()` at call time, so one assignment moves all
     try:
         yield moment
     finally:
-        clock.utcnow, accounts_services.utcnow = saved
+        clock.utcnow = saved
 
 
 class _Year:
