@@ -333,7 +333,8 @@ def test_claim_submit_approve_notice_payable(client, claimant):
     assert end_public_notice.delay().get() == 0
     claimant["clock"].advance(days=7)
     assert end_public_notice.delay().get() == 1
-    assert client.get(f"/api/v1/claims/{claim_id}", headers=headers).json["state"] == "payable"
+    later = bearer(client, user)  # a week on: the first token lasted a day
+    assert client.get(f"/api/v1/claims/{claim_id}", headers=later).json["state"] == "payable"
 
 
 def test_reject_releases_the_services_and_return_allows_resubmission(claimant):

@@ -78,6 +78,16 @@ PAGES: tuple[PageType, ...] = (
     ),
     PageType("book a slot", "/instruments/{instrument}/availability", (ENTERPRISE,), follow=r"/book\?start="),
     PageType("book a sample", "/instruments/{instrument}/book-sample", (ENTERPRISE,)),
+    # recurring bookings (issue 18): the series form, reached from a slot's booking form, and the
+    # demo's weekly series as its enterprise and its instrument's provider see it
+    PageType(
+        "book a series",
+        "/instruments/{instrument}/availability",
+        (ENTERPRISE,),
+        follow=r"/book\?start=",
+        then=r"/book-series\?",
+    ),
+    PageType("booking series", "/bookings/series/{series}", (ENTERPRISE, PROVIDER)),
     PageType("voucher desk", "/vouchers/", (ENTERPRISE, UNVERIFIED)),
     PageType("enterprise verification", "/vouchers/verification", (UNVERIFIED,)),
     PageType("voucher", "/vouchers/", (ENTERPRISE,), follow=r"^/vouchers/voucher/\d+$"),
@@ -170,6 +180,7 @@ def page_values(app) -> dict[str, str]:
     from sqlalchemy import select
 
     from portal.accounts.models import BankAccount, Institution
+    from portal.booking.models import BookingSeries
     from portal.catalog.models import Instrument, InstrumentStatus
     from portal.extensions import db
     from portal.vouchers.models import ApplicationState, VoucherApplication
@@ -187,6 +198,7 @@ def page_values(app) -> dict[str, str]:
             )
         )
         bank_account = db.session.scalar(select(BankAccount.id).order_by(BankAccount.id))
+        series = db.session.scalar(select(BookingSeries.id).order_by(BookingSeries.id))
     # A morning hour a week ahead, to wait for (the join page shows any period it is given).
     wait_start = clock.local_datetime_to_utc(clock.local_today() + timedelta(days=7), time(9, 0))
     return {
@@ -195,6 +207,7 @@ def page_values(app) -> dict[str, str]:
         "instrument": code,
         "application": str(application),
         "bank_account": str(bank_account),
+        "series": str(series),
     }
 
 
