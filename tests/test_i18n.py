@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
+
+from tests.conftest import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +49,23 @@ def test_every_message_in_the_code_is_translated_into_chinese(tmp_path):
     }
     missing = sorted(str(m) for m in wanted - translated)
     assert missing == [], f"untranslated: {missing[:20]}"
+
+
+@pytest.mark.parametrize("filter_name", ["zh", "county", "country", "action_label", "object_label"])
+def test_a_language_filter_on_a_constant_follows_the_page_not_the_first_visitor(filter_name):
+    """Jinja folds plain filters applied to constants into the compiled template. A template first
+    compiled for a Chinese page then kept its Chinese markup for English visitors: `'仪器编码'|zh`
+    lost the lang="zh" that screen readers need (found by the English walk once compiled
+    templates were kept between tests)."""
+    app = make_app("sqlite://")
+    source = "{{ '仪器编码'|" + filter_name + " }}"
+    expected = {}
+    for language in ("zh", "en"):
+        with app.test_request_context(headers={"Cookie": f"lang={language}"}):
+            expected[language] = str(app.jinja_env.from_string(source).render())
+    with app.test_request_context(headers={"Cookie": "lang=zh"}):
+        compiled_for_chinese = app.jinja_env.from_string(source)
+    with app.test_request_context(headers={"Cookie": "lang=en"}):
+        assert str(compiled_for_chinese.render()) == expected["en"]
+    if filter_name == "zh":
+        assert expected == {"zh": "仪器编码", "en": '<span lang="zh">仪器编码</span>'}

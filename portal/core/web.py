@@ -27,6 +27,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -276,6 +278,20 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def at_render(function: Callable[..., object]) -> Callable[..., object]:
+    """A filter whose result depends on the request's language, applied when the page is rendered.
+
+    Jinja folds a plain filter applied to a constant (`'仪器编码'|zh`) into the template's compiled
+    code, with the language of the request that happened to compile it: the app's first visitor
+    decided every later visitor's markup. A filter that takes the context is never folded."""
+
+    @pass_context
+    def filter_(_context: Context, value: object, *args: Any, **kwargs: Any) -> object:
+        return function(value, *args, **kwargs)
+
+    return filter_
+
+
 def init_app(app: Flask) -> None:
     """Register the shared blueprint, error handlers, headers and template helpers."""
     inputs.init_app(app)  # first: routes bind their converters when they are added
@@ -293,12 +309,12 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["local"] = format_local
     app.jinja_env.filters["iso"] = iso_utc
-    app.jinja_env.filters["action_label"] = action_label
-    app.jinja_env.filters["object_label"] = object_label
+    app.jinja_env.filters["action_label"] = at_render(action_label)
+    app.jinja_env.filters["object_label"] = at_render(object_label)
     app.jinja_env.filters["localdate"] = lambda value: to_local(value).date().isoformat()
-    app.jinja_env.filters["zh"] = languages.zh
-    app.jinja_env.filters["county"] = languages.county_name
-    app.jinja_env.filters["country"] = languages.country_name
+    app.jinja_env.filters["zh"] = at_render(languages.zh)
+    app.jinja_env.filters["county"] = at_render(languages.county_name)
+    app.jinja_env.filters["country"] = at_render(languages.country_name)
     app.jinja_env.globals["zh_attrs"] = languages.zh_attrs
     app.jinja_env.globals["zh_attr"] = languages.zh_attr
     app.jinja_env.filters["display_name"] = uploads.clean_name  # an uploader's file name, safe to show
