@@ -416,6 +416,7 @@ def test_each_batch_transition_records_the_state_it_found_and_who(payable, make_
         ),
         ("batch.paid", {"state": "exported"}, {"state": "paid"}, "R" * 90, clerk.id),
     ]
+    assert {e.object_id for e in rows} == {str(batch.id)}  # each row names the batch
     batch = db.session.get(type(batch), batch.id)
     assert (batch.exported_at, batch.paid_at, batch.paid_reference) == (exported_at, fake_clock(), "R" * 80)
     assert batch.fund_amounts == {
