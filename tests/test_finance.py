@@ -482,11 +482,23 @@ def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
     db.session.commit()
     error = refused(batches.export_batch, clerk, batch.id)
     assert (error.message, error.details) == (f"No verified bank account for: {name}.", {"payees": [name]})
-    account.state = BankAccountState.VERIFIED
+    # Both payees' accounts lapsed: the refusal names both, as a list.
+    first = db.session.get(Claim, payable[0]).enterprise
+    other = banking.verified_accounts([first.id]).popitem()[1]
+    other.state = BankAccountState.SUPERSEDED
+    db.session.commit()
+    names = refused(batches.export_batch, clerk, batch.id).details["payees"]
+    assert sorted(names) == sorted([first.name, name])
+    assert refused(batches.export_batch, clerk, batch.id).message == (
+        f"No verified bank account for: {', '.join(names)}."
+    )
+    other.state = account.state = BankAccountState.VERIFIED
     db.session.commit()
     batches.export_batch(clerk, batch.id)
     error = refused(batches.mark_batch_paid, clerk, batch.id, "  ", error=ValidationFailed)
     assert (error.message, error.fields) == ("Give the bank's payment reference.", {"reference": "Required."})
+    error = refused(batches.mark_batch_paid, clerk, batch.id, None, error=ValidationFailed)
+    assert error.fields == {"reference": "Required."}  # no reference at all, as an API body may send
     batches.mark_batch_paid(clerk, batch.id, "R")
     error = refused(batches.export_batch, clerk, batch.id)
     assert (error.message, error.details) == (
@@ -543,10 +555,29 @@ def test_a_closed_month_cannot_change(approved, make_user, fake_clock):
 
     # Nor can a batch be built for it, nor a reviewer approve into it.
     fake_clock.advance(days=-40)
-    with pytest.raises(InvalidTransition):
-        batches.build_batch(clerk, MONTH)
+    assert (
+        refused(batches.build_batch, clerk, MONTH).message
+        == f"{MONTH} is closed: its numbers can no longer change."
+    )
     with pytest.raises(InvalidTransition, match=MONTH):
         approved()
+
+
+def test_a_batch_takes_only_payable_claims_and_pays_only_its_own(payable, approved, make_user, fake_clock):
+    """A claim still in public notice stays out of the batch; one that becomes payable after the
+    batch was built is neither in it nor paid with it."""
+    clerk = make_user(Role.FINANCE)
+    in_notice = approved()
+    batch = batches.build_batch(clerk, MONTH)
+    assert batch.claims == 2
+    assert db.session.get(Claim, in_notice.id).batch_id is None
+    fake_clock.advance(days=10)
+    assert notice.end_public_notice() == 1  # now payable, but the batch was built before
+    batches.export_batch(clerk, batch.id)
+    batches.mark_batch_paid(clerk, batch.id, "R")
+    later = db.session.get(Claim, in_notice.id)
+    assert (later.state, later.batch_id) == (ClaimState.PAYABLE, None)
+    assert {db.session.get(Claim, i).state for i in payable} == {ClaimState.PAID}
 
 
 def test_only_finance_builds_batches_and_closes_months(payable, make_user):
