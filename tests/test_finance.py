@@ -466,6 +466,18 @@ def test_a_batch_holds_back_payees_without_a_verified_account_and_asks_them_for_
     assert asked[0].payload == {"enterprise": "无账户公司", "amount": format_yuan(without.total_fen)}
 
 
+def test_a_batch_refused_for_want_of_accounts_names_every_payee(approved, make_user, fake_clock):
+    clerk = make_user(Role.FINANCE)
+    for name in ("甲公司", "乙公司"):
+        approved(name=name, bank_account=False)
+    fake_clock.advance(days=10)
+    notice.end_public_notice()
+    error = refused(batches.build_batch, clerk, MONTH)
+    names = [payee["name"] for payee in error.details["held_back"]]
+    assert sorted(names) == ["乙公司", "甲公司"]
+    assert error.message == f"No payee of the payable claims has a verified bank account: {', '.join(names)}."
+
+
 def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
     clerk = make_user(Role.FINANCE)
     batch = batches.build_batch(clerk, MONTH)
