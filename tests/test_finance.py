@@ -499,11 +499,10 @@ def test_what_a_refused_batch_action_says(payable, make_user, fake_clock):
     other = banking.verified_accounts([first.id]).popitem()[1]
     other.state = BankAccountState.SUPERSEDED
     db.session.commit()
-    names = refused(batches.export_batch, clerk, batch.id).details["payees"]
+    error = refused(batches.export_batch, clerk, batch.id)
+    names = error.details["payees"]
     assert sorted(names) == sorted([first.name, name])
-    assert refused(batches.export_batch, clerk, batch.id).message == (
-        f"No verified bank account for: {', '.join(names)}."
-    )
+    assert error.message == f"No verified bank account for: {', '.join(names)}."
     other.state = account.state = BankAccountState.VERIFIED
     db.session.commit()
     batches.export_batch(clerk, batch.id)
