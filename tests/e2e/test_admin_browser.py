@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from portal.catalog.importer import HEADERS
 from tests.e2e.conftest import open_page
@@ -46,7 +47,9 @@ def test_upload_a_file_with_a_bad_row_fix_it_and_import(live_portal, browser, br
     page.get_by_role("link", name="管理后台").click()
     page.get_by_role("link", name="仪器目录导入").click()
     page.wait_for_url(re.compile(r"/admin/imports$"))
-    assert page.locator("#import-history").get_by_text("仪器信息更新.csv").is_visible()  # the demo's import
+    expect(
+        page.locator("#import-history").get_by_text("仪器信息更新.csv")
+    ).to_be_visible()  # the demo's import
 
     # The first file has a wrong category code in its second instrument (row 3 of the file).
     upload(page, base, catalogue_file(tmp_path / "新仪器.csv", "0177"))

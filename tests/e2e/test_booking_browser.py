@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.accounts.models import Institution
@@ -73,7 +74,7 @@ def test_book_confirm_record_and_rate(live_portal, browser, browser_errors, fake
     provider.get_by_label("发票").set_input_files(str(invoice))
     provider.get_by_role("button", name="登记服务").click()
     assert provider.locator("#booking-state").inner_text() == "已完成"
-    assert provider.locator("#service-files").get_by_text("发票.pdf").is_visible()
+    expect(provider.locator("#service-files").get_by_text("发票.pdf")).to_be_visible()
 
     # The enterprise confirms the service and rates it.
     enterprise.goto(booking_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +37,14 @@ def test_browse_search_filter_open_and_switch_language(live_server, page):
     first.click()
     page.wait_for_url(re.compile(r"/instruments/[A-Z]"))
     assert page.locator("h1").inner_text() == name
-    assert page.get_by_text("收费标准").is_visible()
-    assert page.get_by_text("登录后查看电话").is_visible()
+    expect(page.get_by_text("收费标准")).to_be_visible()
+    expect(page.get_by_text("登录后查看电话")).to_be_visible()
 
     page.get_by_role("link", name="English").click()
     page.wait_for_load_state()
     assert page.locator("html").get_attribute("lang") == "en"
-    assert page.get_by_text("Fee standard").is_visible()
-    assert page.get_by_role("link", name="中文").is_visible()
+    expect(page.get_by_text("Fee standard")).to_be_visible()
+    expect(page.get_by_role("link", name="中文")).to_be_visible()
 
 
 def test_catalogue_works_on_a_phone_screen(live_server, browser):
@@ -51,9 +52,9 @@ def test_catalogue_works_on_a_phone_screen(live_server, browser):
     page = context.new_page()
     page.goto(f"{live_server}/instruments/")
     filters = page.locator("#filters")
-    assert not filters.is_visible()  # collapsed on a phone
+    expect(filters).to_be_hidden()  # collapsed on a phone
     page.get_by_role("button", name="筛选").click()
     filters.wait_for(state="visible")
-    assert page.get_by_label("所在区县").is_visible()
+    expect(page.get_by_label("所在区县")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     context.close()

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.accounts.models import Institution, User
@@ -80,7 +81,7 @@ def test_the_service_form_keeps_input_and_decline_asks_first(
     reason.fill("样品较多，延长半小时")
     provider.get_by_role("button", name="登记服务").click()
     provider.wait_for_selector("#service-files")
-    assert provider.locator("#service-files").get_by_text("发票.pdf").is_visible()
+    expect(provider.locator("#service-files").get_by_text("发票.pdf")).to_be_visible()
     assert "样品较多" in provider.locator("#service-hours").inner_text()
 
     # Declining asks first; "cancel" in the dialog keeps the request and what was typed.

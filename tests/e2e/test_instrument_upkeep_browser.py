@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.accounts.models import Institution
@@ -78,4 +79,4 @@ def test_a_provider_marks_an_instrument_awaiting_repair_and_visitors_see_it_at_o
     assert visitor.locator("table.catalog-table tbody tr").first.locator("span.badge").inner_text() == "待修"
     visitor.goto(f"{base}/instruments/{code}")
     assert "待修" in badges(visitor)
-    assert visitor.locator("#booking-box").get_by_text("该仪器目前的状态不能预约。").is_visible()
+    expect(visitor.locator("#booking-box").get_by_text("该仪器目前的状态不能预约。")).to_be_visible()

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from openpyxl import load_workbook
+from playwright.sync_api import expect
 from sqlalchemy import select
 from stdnum.cn import uscc
 
@@ -252,7 +253,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     hosts.select_option(hosts.locator("option", has_text=re.compile(r"^聊城大学 \(")).get_attribute("value"))
     company.get_by_role("button", name="应用筛选").click()
     company.wait_for_url(re.compile(r"institution="))
-    assert company.locator(f'a.instrument-link[href$="/instruments/{code}"]').is_visible()
+    expect(company.locator(f'a.instrument-link[href$="/instruments/{code}"]')).to_be_visible()
     company.screenshot(path=screenshots / "01-catalogue.png")
 
     company.get_by_role("link", name="企业注册").click()
@@ -276,7 +277,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     company.goto(link)
     company.get_by_role("button", name="激活我的账户").click()
     company.wait_for_url(re.compile(r"/login"))
-    assert company.get_by_text("账户已激活").is_visible()
+    expect(company.get_by_text("账户已激活")).to_be_visible()
     company.get_by_label("用户名").fill(USERNAME)
     company.get_by_label("密码").fill("Ceshi-Lab-2026-q")
     company.get_by_role("button", name="登录").click()
@@ -290,7 +291,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     company.get_by_label("入库证明（PDF、JPEG 或 PNG）").set_input_files(str(certificate))
     company.get_by_label("实际控制人").fill(CONTROLLER)
     company.get_by_role("button", name="提交企业认证申请").click()
-    assert company.locator("#verification-card").get_by_text("等待科技局审核").is_visible()
+    expect(company.locator("#verification-card").get_by_text("等待科技局审核")).to_be_visible()
 
     # --- A reviewer verifies it. ---------------------------------------------------------------------
     reviewer = open_session(browser, problems)
@@ -302,11 +303,11 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
         page.locator("#queue tr", has_text=COMPANY).get_by_role("link").click()
 
     from_queue(reviewer, "企业认证")
-    assert reviewer.get_by_text(CREDIT_CODE).is_visible()
+    expect(reviewer.get_by_text(CREDIT_CODE)).to_be_visible()
     reviewer.get_by_role("button", name="认证通过").click()
     reviewer.wait_for_url(re.compile(r"/review/\?kind=verification"))
     company.reload()
-    assert company.locator("#verification-card").get_by_text("已认证").is_visible()
+    expect(company.locator("#verification-card").get_by_text("已认证")).to_be_visible()
     told.assert_told(USERNAME, "verification.verified", "/vouchers/", "企业认证已通过", COMPANY)
     assert reviewer.asked[-1].startswith("认证通过该企业")  # the decision asked first
 
@@ -316,10 +317,10 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     company.get_by_label("开户行").fill(BANK)
     company.get_by_label("账号").fill(ACCOUNT)
     company.get_by_role("button", name="提交科技局核验账户").click()
-    assert company.locator("#bank-pending").get_by_text(ACCOUNT).is_visible()
+    expect(company.locator("#bank-pending").get_by_text(ACCOUNT)).to_be_visible()
     told.assert_told(USERNAME, "bank_account.submitted", "/vouchers/bank-account", BANK, "尾号 1773")
     from_queue(reviewer, "银行账户")
-    assert reviewer.locator("#bank-compare").get_by_text(ACCOUNT).is_visible()
+    expect(reviewer.locator("#bank-compare").get_by_text(ACCOUNT)).to_be_visible()
     assert reviewer.locator("#name-mismatch").count() == 0
     reviewer.screenshot(path=screenshots / "10-bank-account.png")
     reviewer.get_by_role("button", name="账户核验通过").click()
@@ -327,7 +328,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     assert reviewer.asked[-1].startswith("核验通过该账户")
     told.assert_told(USERNAME, "bank_account.verified", "/vouchers/bank-account", BANK, "1773")
     company.reload()
-    assert company.locator("#bank-current").get_by_text(ACCOUNT).is_visible()
+    expect(company.locator("#bank-current").get_by_text(ACCOUNT)).to_be_visible()
 
     # --- The enterprise books machine time next week. -------------------------------------------------
     company.goto(f"{base}/instruments/{code}")
@@ -356,7 +357,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     sign_in(provider, base, "provider")
     open_from_centre(provider, base, "booking.requested", COMPANY)
     provider.wait_for_url(re.compile(re.escape(booking_path) + "$"))
-    assert provider.get_by_role("button", name="确认预约").is_visible()
+    expect(provider.get_by_role("button", name="确认预约")).to_be_visible()
     provider.screenshot(path=screenshots / "04-provider-confirm.png")
     provider.get_by_role("button", name="确认预约").click()
     assert state_of(provider, "#booking-state") == "已确认"
@@ -410,7 +411,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     reviewer2 = open_session(browser, problems)
     sign_in(reviewer2, base, "reviewer2")
     from_queue(reviewer2, "创新券申请")
-    assert reviewer2.get_by_text("已初审通过").is_visible()
+    expect(reviewer2.get_by_text("已初审通过")).to_be_visible()
     reviewer2.screenshot(path=screenshots / "05-voucher-review.png")
     reviewer2.get_by_role("button", name="批准").click()
     assert state_of(reviewer2, "#application-state") == "已批准"
@@ -439,7 +440,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
 
     # The first reviewer approves; the second is told, in the centre and by mail, and confirms.
     from_queue(reviewer, "补贴申领")
-    assert reviewer.get_by_text("金额超过双人复核限额").is_visible()
+    expect(reviewer.get_by_text("金额超过双人复核限额")).to_be_visible()
     reviewer.get_by_role("button", name="批准").click()
     assert state_of(reviewer, "#claim-state") == "待复核"
     told.assert_told("reviewer2", "claim.second_review", claim_path, f"#{claim_id}", yuan(subsidy_fen))
@@ -447,7 +448,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
 
     open_from_centre(reviewer2, base, "claim.second_review", f"#{claim_id}")
     reviewer2.wait_for_url(re.compile(re.escape(claim_path) + "$"))
-    assert reviewer2.get_by_text("已初审通过").is_visible()
+    expect(reviewer2.get_by_text("已初审通过")).to_be_visible()
     reviewer2.screenshot(path=screenshots / "06-claim.png")
     reviewer2.get_by_role("button", name="批准").click()
     assert state_of(reviewer2, "#claim-state") == "已批准，公示中"
@@ -458,7 +459,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     # Anyone can read the public notice.
     visitor = open_session(browser, problems)
     visitor.goto(f"{base}/vouchers/notices")
-    assert visitor.locator("#notices tr", has_text=COMPANY).get_by_text(yuan(subsidy_fen)).is_visible()
+    expect(visitor.locator("#notices tr", has_text=COMPANY).get_by_text(yuan(subsidy_fen))).to_be_visible()
     visitor.context.close()
 
     # --- The notice period passes; the beat's task makes the claim payable. ----------------------------

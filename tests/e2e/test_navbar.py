@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests import page_walk
 from tests.e2e.test_phone_width import USER_AGENT
@@ -59,9 +60,9 @@ def test_the_user_menu_opens_by_keyboard_and_signs_out(live_portal, browser) -> 
     try:
         page.locator("#user-menu-button").focus()
         page.keyboard.press("Enter")
-        assert page.locator("#nav-admin").is_visible()
+        expect(page.locator("#nav-admin")).to_be_visible()
         page.keyboard.press("Escape")
-        assert not page.locator("#nav-admin").is_visible()
+        expect(page.locator("#nav-admin")).to_be_hidden()
         page.locator("#user-menu-button").click()
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url("**/instruments/**")

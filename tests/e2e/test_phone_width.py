@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests import page_walk
 
@@ -151,7 +152,7 @@ def test_on_a_phone_booking_starts_near_the_top_and_the_end_time_is_shown_whole(
         assert book.is_visible() and book.bounding_box()["y"] < 844, (
             "the Book button is below the first screen"
         )
-        assert not page.locator("#booking-box").is_visible()
+        expect(page.locator("#booking-box")).to_be_hidden()
         book.click()
         grid = page.locator("#week-grid")
         shown = grid.locator("thead th:not(.other-day)")

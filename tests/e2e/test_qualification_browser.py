@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.booking.models import Booking
@@ -66,7 +67,7 @@ def test_refused_self_time_staff_time_then_granted(live_portal, browser, browser
     provider.locator("#grant-form").get_by_label("用户名").fill("enterprise2")
     provider.get_by_label("有效期至（含当日）").fill("2027-12-31")
     provider.get_by_role("button", name="授予资格").click()
-    assert provider.locator("#qualifications").get_by_text("enterprise2").is_visible()
+    expect(provider.locator("#qualifications").get_by_text("enterprise2")).to_be_visible()
 
     _ask_for_a_slot(user, base, code, 3)
     _submit(user)

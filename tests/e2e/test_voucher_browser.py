@@ -7,6 +7,7 @@ import io
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from portal.accounts.models import User
@@ -75,7 +76,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     newco.get_by_label("企业类型").select_option(label="创客团队")
     newco.get_by_label("实际控制人").fill("赵新创")
     newco.get_by_role("button", name="提交企业认证申请").click()
-    assert newco.get_by_text("等待科技局审核").is_visible()
+    expect(newco.get_by_text("等待科技局审核")).to_be_visible()
 
     # A reviewer verifies it.
     reviewer = open_page(browser, browser_errors)
@@ -116,7 +117,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     claim_url = reviewer.url
     anonymous = open_page(browser, browser_errors)
     anonymous.goto(f"{base}/vouchers/notices")
-    assert anonymous.locator("#notices tr", has_text=company).get_by_text(total).is_visible()
+    expect(anonymous.locator("#notices tr", has_text=company).get_by_text(total)).to_be_visible()
 
     # The notice period ends; the beat's task makes the claim payable.
     fake_clock.advance(days=8)
