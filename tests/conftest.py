@@ -1,7 +1,8 @@
-"""Test fixtures: every database test runs on SQLite and on PostgreSQL, each schema made by the migrations.
+"""Test fixtures: database tests run on PostgreSQL and SQLite, each schema made by the migrations.
 
 PostgreSQL, Redis and Chromium are used when they are there. With PORTAL_REQUIRE_SERVICES=1 (set by
-CI) a missing one is a failure instead of a skip.
+CI) a missing one is a failure instead of a skip. Which test runs on which backend: see
+`pytest_collection_modifyitems` below.
 """
 
 from __future__ import annotations
@@ -450,8 +451,73 @@ def _needs_demo(path: str) -> bool:
     return "/e2e/" in f"/{path}" or bool(DEMO_FIXTURES.search(Path(path).read_text(encoding="utf-8")))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that need a demo database run last, so that no worker waits for one to be loaded."""
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _pg_reachable() -> bool:
+    engine = sa.create_engine(
+        sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg"),
+        connect_args={"connect_timeout": 2},
+    )
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def every_test_backends() -> tuple[str, ...]:
+    """The backends every database test runs on: TEST_BACKENDS (`sqlite,postgresql` runs every test
+    on both), else PostgreSQL, production's; SQLite instead on a machine without PostgreSQL (unless
+    PORTAL_REQUIRE_SERVICES makes its absence a failure)."""
+    chosen = os.environ.get("TEST_BACKENDS")
+    if chosen:
+        unknown = set(chosen.split(",")) - set(BACKENDS)
+        if unknown:
+            raise pytest.UsageError(f"TEST_BACKENDS: unknown backend(s) {sorted(unknown)}; known: {BACKENDS}")
+        return tuple(chosen.split(","))
+    return ("postgresql",) if REQUIRE_SERVICES or _pg_reachable() else ("sqlite",)
+
+
+def backend_of(item: pytest.Item) -> str | None:
+    """The backend a collected test is parametrised with (database_url, demo_database_url, a world)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return next((value for value in callspec.params.values() if value in BACKENDS), None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Which backend runs what, and in which order.
+
+    Every database test runs on PostgreSQL, production's backend. SQLite, the demo's embedded
+    default, runs the modules marked `both_backends`: those whose code takes a backend's own path
+    (BEGIN IMMEDIATE against row and advisory locks, upserts, date functions, search, migrations,
+    the demo loader, backup) and the main flows of booking and vouchers; and every browser test,
+    whose live portal serves a SQLite copy of the demo. Running the rest twice doubled the suite's
+    time (issue 15) and tested the same Python twice. `TEST_BACKENDS=sqlite,postgresql` runs every
+    test on both.
+
+    The tests that need a demo database run last, so that no worker waits for one to be loaded.
+    """
+    every = every_test_backends()
+    kept, dropped = [], []
+    for item in items:
+        backend = backend_of(item)
+        if (
+            backend is None
+            or backend in every
+            or item.get_closest_marker("both_backends")
+            or "/e2e/" in item.nodeid
+        ):
+            kept.append(item)
+        else:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
     items.sort(key=lambda item: _needs_demo(item.nodeid.split("::")[0]))
 
 

@@ -17,6 +17,8 @@ from portal.qualifications import services as use_rules
 from portal.qualifications.models import Qualification
 from tests.test_booking_rules import bearer
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 @pytest.fixture
 def setting(app, fake_clock, make_instrument, make_user):

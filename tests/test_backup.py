@@ -49,6 +49,8 @@ from portal.waitlist.models import WaitlistEntry
 from tests.conftest import create_pg_database, drop_pg_database, make_app, service_missing
 from tests.pdf_samples import minimal_pdf
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 # Every byte value, so that "byte-identical" is tested on more than text.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PDF = minimal_pdf("检测报告".encode() * 100)

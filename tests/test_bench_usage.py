@@ -13,6 +13,8 @@ from bench.common import sequential_scans
 from portal.core.permissions import Role
 from portal.extensions import db
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 RUNS = 2  # measured calls per side, after the warm-up
 
 

@@ -15,6 +15,8 @@ from tests.conftest import make_app
 from tests.factories import PASSWORD
 from tests.test_booking_rules import WEEKDAY_HOURS
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 RACERS = 64
 
 

@@ -15,6 +15,8 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from tests.test_booking_rules import WEEKDAY_HOURS, bearer
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 TUESDAY_9 = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)  # 09:00 Beijing
 
 

@@ -18,6 +18,8 @@ from portal.extensions import db
 from tests.conftest import make_app
 from tests.test_waitlist_race import _race
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 RACERS = 16
 FIRST_MONDAY = date(2026, 12, 14)
 LAST_DAY = date(2027, 1, 1)  # three weeks

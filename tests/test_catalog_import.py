@@ -17,6 +17,8 @@ from portal.catalog.services import catalog_version
 from portal.core.models import AuditEvent
 from portal.extensions import db
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 def row(**overrides) -> dict[str, str]:
     values = {

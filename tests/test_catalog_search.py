@@ -16,6 +16,8 @@ from portal.catalog.services import InstrumentQuery, _filtered, normalize_query
 from portal.core.text import normalize
 from portal.extensions import db
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 def everything() -> list[Instrument]:
     return list(

@@ -26,6 +26,8 @@ from tests.factories import extract_csrf, login
 from tests.test_api_catalog import token_for
 from tests.test_catalog_import import csv_bytes, row, xlsx_bytes
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 GOOD = [row(), row(**{"仪器编码": "LCU-90002", "仪器名称": "原子吸收光谱仪"})]
 # Row 3 names a category that does not exist; rows 2 and 4 are fine.
 ONE_BAD_ROW = [

@@ -20,6 +20,8 @@ from portal.finance.services import month_of
 from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState
 from tests.factories import login
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 @pytest.fixture
 def period(demo_app) -> Period:

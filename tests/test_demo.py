@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
@@ -12,6 +13,8 @@ from portal.demo import DEMO_PASSWORD
 from portal.demo.services import load_demo
 from portal.extensions import db
 from tests.factories import login
+
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
 
 
 def count(model, *where) -> int:

@@ -34,6 +34,8 @@ from portal.vouchers.models import Claim, ClaimState, Fund, LedgerEntry, LedgerK
 from tests.conftest import make_app
 from tests.factories import extract_csrf, login
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 MONTH = "2026-12"  # the fake clock's month
 
 

@@ -23,6 +23,8 @@ from portal.vouchers import review
 from portal.vouchers.models import Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
 from tests.conftest import make_app
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 ROUNDS = 30
 FEE = 1_000_00  # a 1,000-yuan service at a local provider: 600 provincial + 300 city
 PROVINCE, CITY = 600_00, 300_00

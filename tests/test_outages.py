@@ -27,6 +27,8 @@ from tests.conftest import app_in_context, migrate_database, service_missing
 from tests.factories import PASSWORD, login
 from tests.services_runner import PostgresCluster, RedisServer, postgres_bin_dir
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:

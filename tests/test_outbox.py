@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from celery import shared_task
 from sqlalchemy import func, select
 
@@ -16,6 +17,8 @@ from portal.core import outbox
 from portal.core.models import QueuedTask
 from portal.extensions import db
 from tests.conftest import app_in_context
+
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
 
 pytest_plugins = ["tests.private_services"]
 

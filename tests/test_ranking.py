@@ -21,6 +21,8 @@ from portal.extensions import db
 from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Scheme
 from tests.factories import completed_service, extract_csrf, login
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 # 2026 in Beijing time begins at 2025-12-31 16:00 UTC and ends at 2026-12-31 16:00 UTC.
 FIRST_INSTANT = datetime(2025, 12, 31, 16, 0, tzinfo=UTC)
 END_INSTANT = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)

@@ -11,6 +11,8 @@ from alembic.migration import MigrationContext
 from portal.core.audit import record
 from portal.extensions import db
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 def test_migrations_match_the_models(app):
     with db.engine.connect() as conn:

@@ -24,6 +24,8 @@ from tests.factories import extract_csrf, login
 from tests.test_catalog_import import csv_bytes, row
 from tests.test_catalog_search import api_codes
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 def codes_where(*conditions) -> set[str]:
     return set(db.session.scalars(select(Instrument.code).join(Instrument.institution).where(*conditions)))

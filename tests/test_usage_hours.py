@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from portal.booking.models import BookingMode, BookingState
@@ -20,6 +21,8 @@ from tests.factories import extract_csrf, login
 from tests.test_booking_rules import bearer
 from tests.test_forms_keep_input import SCHEME
 from tests.test_vouchers import claimant, desk  # noqa: F401 - the fixtures
+
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
 
 
 def metered(record, minutes: int) -> None:

@@ -39,6 +39,8 @@ from portal.vouchers.models import (
 from tests.test_booking_files import PDF
 from tests.test_booking_rules import bearer
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 
 @pytest.fixture
 def desk(app, fake_clock, make_scheme, make_user):

@@ -14,6 +14,8 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers.models import CapLedger, Claim, ClaimState, Fund, LedgerEntry, Voucher
 from tests.conftest import make_app
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 CLAIMS = 32
 SUBSIDY = 9_000_00  # a 10,000-yuan service: 6,000 provincial + 3,000 city
 

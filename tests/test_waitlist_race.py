@@ -19,6 +19,8 @@ from tests.conftest import make_app
 from tests.test_booking_concurrency import WEDNESDAY_9, slot
 from tests.test_booking_rules import WEEKDAY_HOURS
 
+pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
+
 RACERS = 32
 
 
