@@ -77,7 +77,7 @@ bench: install-dev
 ## Results are cached in mutants/ (a changed function is tested again); `rm -rf mutants` starts afresh.
 MUTATION_WORKERS ?= 2
 mutation: install-dev
-	$(BIN)/mutmut run --max-children $(MUTATION_WORKERS)
+	TEST_BACKENDS=sqlite $(BIN)/mutmut run --max-children $(MUTATION_WORKERS)
 	$(BIN)/mutmut results
 
 format: install-dev
