@@ -182,6 +182,11 @@ def test_skipping_books_the_others_each_an_ordinary_request(world):
     # Each occurrence has its own audit row, the series one more.
     actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions.count("booking.requested") == 2 and actions.count("series.requested") == 1
+    # An occurrence's row names its series (place_request's mutant 84 dropped the key).
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "booking.requested")).all()
+    assert [(row.object_id, row.after["series"]) for row in rows] == [
+        (str(b.id), made.id) for b in shown.bookings
+    ]
     # The provider hears of it once, not once per occurrence.
     told = db.session.execute(select(Notification.recipient_id, Notification.kind)).all()
     assert told == [(world["provider"].id, "series.requested")]

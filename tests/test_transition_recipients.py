@@ -98,6 +98,15 @@ def test_a_request_is_told_to_the_instruments_providers_only(people, requested):
     assert requested["on_request"] == {"booking.requested": people["providers"]}
 
 
+@pytest.mark.parametrize("audience", ["providers", "", None])
+def test_a_booking_message_to_an_unknown_audience_is_refused_not_sent_to_the_providers(
+    people, requested, audience
+):
+    # requests.request_booking's mutant 22 (its audience → None) reached the providers all the same.
+    with pytest.raises(ValueError, match="'enterprise' or 'provider'"):
+        booking.tell(requested["booking"], "booking.requested", audience)
+
+
 def test_a_confirmation_is_told_to_the_enterprise(people, requested):
     transitions.confirm_booking(people["provider"], requested["booking"].id)
     assert requested["inbox"].read() == {"booking.confirmed": people["enterprise"]}

@@ -263,11 +263,12 @@ def notified_parties(
 ) -> tuple[list[User], dict[str, Any]]:
     """Whom a booking's news goes to (the enterprise's users, or the instrument's providers: `to`
     "enterprise" or "provider"), and who and what it is about: the payload every such message has."""
-    recipients = (
-        users_of_enterprise(enterprise_id)
-        if to == "enterprise"
-        else users_of_institution(instrument.institution_id)
-    )
+    if to == "enterprise":
+        recipients = users_of_enterprise(enterprise_id)
+    elif to == "provider":
+        recipients = users_of_institution(instrument.institution_id)
+    else:  # a misspelt audience must not quietly reach the providers
+        raise ValueError(f"a booking's news goes to 'enterprise' or 'provider', not {to!r}")
     return list(recipients), {
         "instrument": instrument.name,
         "institution": instrument.institution.name,
