@@ -24,6 +24,7 @@ from portal.core.errors import (
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.notifications.models import Notification
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice, review, wallet
@@ -577,3 +578,116 @@ def test_the_expiry_of_a_voucher_that_another_writer_expired_says_so(world, monk
     changed_underneath(monkeypatch, wallet, Voucher, state=VoucherState.EXPIRED)
     error = refused(wallet.expire_voucher, world["voucher"].id, error=InvalidTransition)
     assert (error.message, error.details) == ("This voucher has already expired.", {"state": "active"})
+
+
+# --- enterprise verification: what the mutation run of verification.py showed untested ------------
+
+
+def test_a_verification_decided_by_another_writer_after_the_lock_says_so(world, make_user, monkeypatch):
+    # _decide's refusal (text and details) is given only when the conditional UPDATE finds the
+    # request moved on after the lock: another writer is simulated changing it in between.
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    request = verification_services.submit_verification(user, verification())
+    real = verification_services.locked
+
+    def lock_then_change(model, row_id):
+        row = real(model, row_id)
+        db.session.execute(
+            update(VerificationRequest)
+            .where(VerificationRequest.id == row_id)
+            .values(state="verified")
+            .execution_options(synchronize_session=False)
+        )
+        return row
+
+    monkeypatch.setattr(verification_services, "locked", lock_then_change)
+    for action in (verification_services.verify_enterprise, verification_services.reject_verification):
+        kwargs = {"reason": "迟了"} if action is verification_services.reject_verification else {}
+        error = refused(action, world["reviewer"], request.id, error=InvalidTransition, **kwargs)
+        assert (error.message, error.details) == ("This request has already been decided.", {})
+
+
+def test_a_verification_request_keeps_no_number_and_no_half_declared_relation(
+    world, make_user, make_institution
+):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    host = make_institution()
+    data = verification_services.VerificationData(
+        kind="other", actual_controller="王五", tech_sme_number=None, related_institution_id=host.id
+    )
+    request = verification_services.submit_verification(user, data)
+    assert db.session.get(VerificationRequest, request.id).tech_sme_number is None
+    assert db.session.scalar(select(func.count()).select_from(EnterpriseRelation)) == 0
+
+
+def test_two_enterprises_wait_for_verification_side_by_side(world, make_user):
+    first, second = (
+        make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING) for _ in range(2)
+    )
+    verification_services.submit_verification(first, verification())
+    assert (
+        verification_services.submit_verification(second, verification()).enterprise_id
+        == second.enterprise_id
+    )
+
+
+def test_a_rejection_without_any_reason_is_refused(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    request = verification_services.submit_verification(user, verification())
+    error = refused(verification_services.reject_verification, world["reviewer"], request.id, None)
+    assert (error.message, error.fields) == ("Please give a reason.", {"reason": "Required."})
+
+
+def test_a_certificate_that_is_no_document_is_refused_on_its_field(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    error = refused(
+        verification_services.submit_verification,
+        user,
+        verification(),
+        io.BytesIO(b"MZ\x90\x00" * 64),
+        "x.pdf",
+    )
+    assert error.message and error.fields == {"certificate": error.message}
+
+
+def test_a_certificate_stored_for_a_request_that_fails_is_removed(world, make_user, monkeypatch):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    folder = uploads.stored_path("x").parent
+    before = set(folder.iterdir()) if folder.exists() else set()
+
+    def broken(*_args):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(verification_services, "_new_request", broken)
+    with pytest.raises(RuntimeError):
+        verification_services.submit_verification(user, verification(), io.BytesIO(PDF), "入库证明.pdf")
+    assert (set(folder.iterdir()) if folder.exists() else set()) == before
+
+
+def test_a_verification_keeps_the_reason_given_for_it(world, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    user.enterprise.uscc_checksum_ok = False
+    db.session.commit()
+    request = verification_services.submit_verification(user, verification())
+    verification_services.verify_enterprise(
+        world["reviewer"], request.id, reason=" 旧版执照 ", uscc_override=True
+    )
+    row = db.session.get(VerificationRequest, request.id)
+    assert (row.reason, row.uscc_override) == ("旧版执照", True)
+    # The enterprise hears of it under the request's own key (one message per decision).
+    keys = db.session.scalars(
+        select(Notification.dedup_key).where(Notification.kind == "verification.verified")
+    ).all()
+    assert keys == [f"verification:{request.id}:{user.id}"]
+
+
+def test_a_relation_declared_alone_is_audited_on_the_enterprise(world, make_user, make_institution):
+    user = make_user(Role.ENTERPRISE)
+    host = make_institution()
+    verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.INVESTOR)
+    rows = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "enterprise.relation_declared")
+    ).all()
+    assert [(r.object_type, r.object_id, r.after) for r in rows] == [
+        ("enterprise", str(user.enterprise_id), {"institution": host.id, "kind": "investor"})
+    ]
