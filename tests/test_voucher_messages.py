@@ -30,12 +30,14 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers import notice, review, wallet
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
+    ApplicationState,
     Claim,
     ClaimState,
     EnterpriseRelation,
     RelationKind,
     VerificationRequest,
     Voucher,
+    VoucherApplication,
     VoucherState,
 )
 from tests.test_booking_files import PDF
@@ -691,3 +693,79 @@ def test_a_relation_declared_alone_is_audited_on_the_enterprise(world, make_user
     assert [(r.object_type, r.object_id, r.after) for r in rows] == [
         ("enterprise", str(user.enterprise_id), {"institution": host.id, "kind": "investor"})
     ]
+
+
+# --- voucher applications: what the mutation run of applications.py showed untested --------------
+
+
+def application_moved_on_underneath(monkeypatch, state: ApplicationState) -> None:
+    """Let the application's lock return the row as read, then move it on behind the session's back."""
+    real = application_services.lock_one
+
+    def lock_then_change(rank, model, row_id):
+        row = real(rank, model, row_id)
+        if model is VoucherApplication:
+            db.session.execute(
+                update(VoucherApplication)
+                .where(VoucherApplication.id == row_id)
+                .values(state=state)
+                .execution_options(synchronize_session=False)
+            )
+        return row
+
+    monkeypatch.setattr(application_services, "lock_one", lock_then_change)
+
+
+@pytest.mark.parametrize("decide", ["approve", "reject", "return"])
+def test_an_application_decided_by_another_writer_after_the_lock_says_so(
+    world, make_user, monkeypatch, decide
+):
+    # Below the four-eyes threshold an approval issues the voucher at once (_issue_voucher).
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 100_00, "计划")
+    application_moved_on_underneath(monkeypatch, ApplicationState.REJECTED)
+    action = getattr(application_services, f"{decide}_application")
+    kwargs = {} if decide == "approve" else {"comment": "迟了"}
+    error = refused(action, world["reviewer"], application.id, error=InvalidTransition, **kwargs)
+    assert (error.message, error.details) == ("This application has already been decided.", {})
+
+
+def test_a_resubmission_another_writer_got_in_first_says_so(world, make_user, monkeypatch):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application_services.return_application(world["reviewer"], application.id, comment="预算不明")
+    real = application_services.get_application
+
+    def read_then_change(who, application_id):
+        row = real(who, application_id)
+        db.session.execute(
+            update(VoucherApplication)
+            .where(VoucherApplication.id == application_id)
+            .values(state=ApplicationState.SUBMITTED)
+            .execution_options(synchronize_session=False)
+        )
+        return row
+
+    monkeypatch.setattr(application_services, "get_application", read_then_change)
+    error = refused(
+        application_services.resubmit_application,
+        user,
+        application.id,
+        10_000_00,
+        "新计划",
+        error=InvalidTransition,
+    )
+    assert (error.message, error.details) == ("Only a returned application can be submitted again.", {})
+
+
+def test_an_application_returned_twice_tells_the_enterprise_twice(world, make_user):
+    user = make_user(Role.ENTERPRISE)
+    application = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    reasons = ["预算不明", "计划太简"]
+    for reason in reasons:
+        application_services.return_application(world["reviewer"], application.id, comment=reason)
+        world["clock"].advance(hours=1)
+        application_services.resubmit_application(user, application.id, 10_000_00, "计划")
+    told = db.session.scalars(
+        select(Notification).where(Notification.kind == "application.returned").order_by(Notification.id)
+    ).all()
+    assert [(n.recipient_id, n.payload["reason"]) for n in told] == [(user.id, reason) for reason in reasons]
