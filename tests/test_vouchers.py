@@ -33,6 +33,7 @@ from portal.vouchers.models import (
     Fund,
     LedgerKind,
     RelationKind,
+    VerificationRequest,
     Voucher,
     VoucherApplication,
 )
@@ -543,6 +544,42 @@ def test_the_review_queue_filters_at_their_edges_and_counts_each_kind(waiting):
         {"verification": 1, "application": 1, "claim": 2, "bank_account": 0},
         1,
     )
+
+
+def test_the_queue_is_oldest_first_by_submission_not_by_number(waiting, make_user):
+    # A returned application submitted again waits behind one first submitted after it
+    # (review._filtered's mutant 24 dropped the order; SQLite then answers in id order).
+    holder = make_user(Role.ENTERPRISE)
+    early = application_services.apply_for_voucher(holder, 10_000_00, "计划").id
+    application_services.return_application(waiting["reviewer"], early, comment="预算不明")
+    waiting["clock"].advance(minutes=5)
+    later = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 10_000_00, "计划").id
+    waiting["clock"].advance(minutes=5)
+    application_services.resubmit_application(holder, early, 10_000_00, "新计划")
+    assert ids(kind="application") == [waiting["application"], later, early]
+
+
+def test_the_queue_shows_the_oldest_200_and_counts_them_all(desk, make_user):
+    user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
+    start = desk["clock"]()
+    db.session.execute(
+        VerificationRequest.__table__.insert(),
+        [
+            {
+                "enterprise_id": user.enterprise_id,
+                "kind": "other",
+                "actual_controller": "王五",
+                "state": "submitted",
+                "submitted_by_id": user.id,
+                "submitted_at": start + timedelta(seconds=n),
+            }
+            for n in range(201)
+        ],
+    )
+    db.session.commit()
+    result = voucher_review.queue(voucher_review.QueueFilters.from_args(MultiDict({"kind": "verification"})))
+    assert (len(result.items), result.total) == (200, 201)
+    assert result.items[-1].submitted_at == start + timedelta(seconds=199)
 
 
 @pytest.mark.parametrize(
