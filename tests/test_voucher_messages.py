@@ -769,3 +769,33 @@ def test_an_application_returned_twice_tells_the_enterprise_twice(world, make_us
         select(Notification).where(Notification.kind == "application.returned").order_by(Notification.id)
     ).all()
     assert [(n.recipient_id, n.payload["reason"]) for n in told] == [(user.id, reason) for reason in reasons]
+
+
+def test_a_first_approval_another_writer_got_in_before_says_so(
+    world, make_user, make_voucher, make_service, monkeypatch
+):
+    # Above the four-eyes threshold (review._approve_once): the claim moves on between the lock
+    # and the conditional UPDATE.
+    holder = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(holder, world["scheme"], 300_000_00)
+    claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
+    claim_services.submit_claim(holder, claim.id)
+    real = review.lock_one
+
+    def lock_then_change(rank, model, row_id):
+        row = real(rank, model, row_id)
+        if model is Claim:
+            db.session.execute(
+                update(Claim)
+                .where(Claim.id == row_id)
+                .values(state=ClaimState.REJECTED)
+                .execution_options(synchronize_session=False)
+            )
+        return row
+
+    monkeypatch.setattr(review, "lock_one", lock_then_change)
+    error = refused(review.approve_claim, world["reviewer"], claim.id, error=InvalidTransition)
+    assert (error.message, error.details) == (
+        "This claim is not waiting for a decision.",
+        {"state": "submitted"},
+    )

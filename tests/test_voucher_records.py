@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -213,6 +214,11 @@ def test_an_approved_application_issues_the_voucher_and_records_it(world, make_u
             {"code": voucher.code, "amount": "¥30,000.00", "valid_until": "2027-12-07"},
         )
     ]
+    # The code: the scheme's year and eight upper-case hex digits (_voucher_code's mutants 1–3).
+    assert re.fullmatch(rf"LC{world['scheme'].year}-[0-9A-F]{{8}}", voucher.code)
+    # The message's key is the application's own (_issue_voucher's mutant 75 made it None).
+    key = db.session.scalar(select(Notification.dedup_key).where(Notification.kind == "application.approved"))
+    assert key == f"application:{application.id}:approved:{user.id}"
 
 
 def test_a_first_application_approval_records_the_amount_and_who(world, make_user):
@@ -436,11 +442,13 @@ def test_a_resubmitted_claim_forgets_its_first_approval(world, make_voucher, mak
     voucher = make_voucher(holder, world["scheme"], 300_000_00)
     claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
     claim_services.submit_claim(holder, claim.id)
-    review.approve_claim(world["reviewer"], claim.id)  # 90,000 yuan: the first of two approvals
-    assert audit_rows("claim", claim.id)[-1][:3] == (
+    review.approve_claim(world["reviewer"], claim.id, " 金额较大 ")  # 90,000 yuan: the first of two approvals
+    assert audit_rows("claim", claim.id)[-1] == (
         "claim.pending_second",
         {"state": "submitted"},
         {"state": "pending_second", "funds": {"province": 60_000_00, "city": 30_000_00}},
+        "金额较大",
+        world["reviewer"].id,
     )
     assert told("claim.second_review") == [
         (
