@@ -799,3 +799,17 @@ def test_a_first_approval_another_writer_got_in_before_says_so(
         "This claim is not waiting for a decision.",
         {"state": "submitted"},
     )
+
+
+def test_the_latest_application_is_the_newest_of_the_enterprise_under_that_scheme(
+    world, make_user, make_scheme
+):
+    # No test in mutmut's selection called latest_application (the voucher page shows it).
+    user, other = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    assert application_services.latest_application(user, world["scheme"]) is None
+    first = application_services.apply_for_voucher(user, 10_000_00, "计划")
+    application_services.reject_application(world["reviewer"], first.id, comment="不符合")
+    second = application_services.apply_for_voucher(user, 10_000_00, "新计划")
+    application_services.apply_for_voucher(other, 10_000_00, "计划")  # another enterprise's, newer
+    assert application_services.latest_application(user, world["scheme"]).id == second.id
+    assert application_services.latest_application(user, make_scheme(year=2025)) is None
