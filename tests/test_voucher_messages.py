@@ -716,15 +716,17 @@ def application_moved_on_underneath(monkeypatch, state: ApplicationState) -> Non
     monkeypatch.setattr(application_services, "lock_one", lock_then_change)
 
 
-@pytest.mark.parametrize("decide", ["approve", "reject", "return"])
+@pytest.mark.parametrize("decide", ["approve", "approve_first", "reject", "return"])
 def test_an_application_decided_by_another_writer_after_the_lock_says_so(
     world, make_user, monkeypatch, decide
 ):
-    # Below the four-eyes threshold an approval issues the voucher at once (_issue_voucher).
-    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 100_00, "计划")
+    # Below the four-eyes threshold an approval issues the voucher at once (_issue_voucher); above
+    # it, it is the first of two (_approve_once).
+    amount = 60_000_00 if decide == "approve_first" else 100_00
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), amount, "计划")
     application_moved_on_underneath(monkeypatch, ApplicationState.REJECTED)
-    action = getattr(application_services, f"{decide}_application")
-    kwargs = {} if decide == "approve" else {"comment": "迟了"}
+    action = getattr(application_services, f"{decide.removesuffix('_first')}_application")
+    kwargs = {} if decide.startswith("approve") else {"comment": "迟了"}
     error = refused(action, world["reviewer"], application.id, error=InvalidTransition, **kwargs)
     assert (error.message, error.details) == ("This application has already been decided.", {})
 
@@ -813,3 +815,24 @@ def test_the_latest_application_is_the_newest_of_the_enterprise_under_that_schem
     application_services.apply_for_voucher(other, 10_000_00, "计划")  # another enterprise's, newer
     assert application_services.latest_application(user, world["scheme"]).id == second.id
     assert application_services.latest_application(user, make_scheme(year=2025)) is None
+
+
+def test_a_first_application_approval_keeps_its_comment_and_its_own_message_key(world, make_user):
+    # Above the four-eyes threshold (applications._approve_once).
+    other_reviewer = make_user(Role.REVIEWER)
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 60_000_00, "计划")
+    application_services.approve_application(world["reviewer"], application.id, comment=" 金额较大 ")
+    row = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.object_type == "voucher_application", AuditEvent.object_id == str(application.id))
+        .order_by(AuditEvent.id.desc())
+    ).first()
+    assert (row.after["state"], row.reason, row.actor_id) == (
+        "pending_second",
+        "金额较大",
+        world["reviewer"].id,
+    )
+    keys = db.session.scalars(
+        select(Notification.dedup_key).where(Notification.kind == "voucher_application.second_review")
+    ).all()
+    assert f"voucher_application:{application.id}:second_review:{other_reviewer.id}" in keys

@@ -659,13 +659,14 @@ def test_the_claim_list_is_the_enterprises_own_or_all_for_the_bureau_newest_firs
 
 
 def test_a_reviewer_sees_an_objects_history_oldest_first_and_an_enterprises_record(
-    claimant, make_service, make_institution, make_booking, make_instrument
+    claimant, make_service, make_institution, make_booking, make_instrument, make_user
 ):
     user, voucher = claimant["user"], claimant["voucher"]
     first = claim_services.create_claim(user, voucher.id, [claimant["record"].id])
     claim_services.submit_claim(user, first.id)
     second = claim_services.create_claim(user, voucher.id, [make_service(user, 1_000_00).id])
     make_booking(make_instrument(), user)  # requested, not a completed service
+    make_service(make_user(Role.ENTERPRISE), 1_000_00)  # another enterprise's, not counted
     host = make_institution()
     verification_services.add_relation(user, user.enterprise_id, host.id, RelationKind.AFFILIATE)
     history = voucher_review.history("claim", first.id)
