@@ -123,3 +123,33 @@ def test_postgres_itself_refuses_overlapping_holds(app, make_instrument, make_us
         instrument, user, WEDNESDAY_9, WEDNESDAY_9 + timedelta(hours=1), state=BookingState.CANCELLED
     )
     make_booking(instrument, user, WEDNESDAY_9 + timedelta(hours=1), WEDNESDAY_9 + timedelta(hours=2))
+
+
+def test_a_refused_insert_whose_winner_is_not_yet_visible_says_so(
+    app, fake_clock, make_instrument, make_user, make_booking, monkeypatch
+):
+    """A deadlock's loser may find no winner to name: the winner has not committed yet. The calendar
+    is made blind here (it sees no booking), so the check passes and the constraint refuses."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the exclusion constraint exists on PostgreSQL; SQLite relies on BEGIN IMMEDIATE")
+    from flask_babel import force_locale
+
+    from portal.booking import requests as booking_requests
+    from portal.booking.availability import Calendar
+    from portal.booking.models import BookingMode
+    from portal.core.errors import SlotConflict
+
+    instrument = make_instrument(opening_hours=WEEKDAY_HOURS)
+    user = make_user(Role.ENTERPRISE)
+    make_booking(instrument, make_user(Role.ENTERPRISE), WEDNESDAY_9, WEDNESDAY_9 + timedelta(hours=1))
+    monkeypatch.setattr(Calendar, "conflicts", lambda self, starts_at, ends_at: [])
+    request = booking_requests.BookingRequest(
+        mode=BookingMode.SLOT, purpose="抢", starts_at=WEDNESDAY_9, ends_at=WEDNESDAY_9 + timedelta(hours=1)
+    )
+    with force_locale("en"), pytest.raises(SlotConflict) as refused:
+        booking_requests.request_booking(user, instrument.code, request)
+    assert (refused.value.message, refused.value.details) == (
+        "Another request took this time a moment ago.",
+        {"conflicts": []},
+    )
+    assert db.session.scalar(select(func.count()).select_from(Booking)) == 1
