@@ -836,3 +836,22 @@ def test_a_first_application_approval_keeps_its_comment_and_its_own_message_key(
         select(Notification.dedup_key).where(Notification.kind == "voucher_application.second_review")
     ).all()
     assert f"voucher_application:{application.id}:second_review:{other_reviewer.id}" in keys
+
+
+def test_an_approval_of_exactly_the_group_cap_is_taken(world, make_user):
+    # _check_allocation's mutant 4 (`<=` → `<`) refused the cap itself.
+    application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), 650_000_00, "计划")
+    application_services.approve_application(world["reviewer"], application.id)
+    assert db.session.get(VoucherApplication, application.id).state is ApplicationState.PENDING_SECOND
+
+
+def test_an_enterprise_outside_any_group_is_capped_on_its_own_vouchers_only(world, make_user, make_voucher):
+    # _same_group's mutant 2 counted every other enterprise's vouchers instead of its own.
+    other, ours = make_user(Role.ENTERPRISE), make_user(Role.ENTERPRISE)
+    for user in (other, ours):
+        user.enterprise.controller_group = None
+    db.session.commit()
+    make_voucher(other, world["scheme"], 600_000_00)
+    application = application_services.apply_for_voucher(ours, 40_000_00, "计划")
+    application_services.approve_application(world["reviewer"], application.id)
+    assert db.session.get(VoucherApplication, application.id).state is ApplicationState.APPROVED
