@@ -855,3 +855,48 @@ def test_an_enterprise_outside_any_group_is_capped_on_its_own_vouchers_only(worl
     application = application_services.apply_for_voucher(ours, 40_000_00, "计划")
     application_services.approve_application(world["reviewer"], application.id)
     assert db.session.get(VoucherApplication, application.id).state is ApplicationState.APPROVED
+
+
+def test_last_years_vouchers_and_applications_do_not_count_against_this_year(
+    world, make_user, make_scheme, make_voucher
+):
+    # _check_allocation's mutant 49 summed the group's vouchers of every scheme; apply_for_voucher's
+    # mutant 16 let an open application of any scheme block a new one.
+    last_year = make_scheme(year=2025)
+    user = make_user(Role.ENTERPRISE)
+    make_voucher(user, last_year, 620_000_00)  # with this year's 40,000: above the 650,000 group cap
+    db.session.add(
+        VoucherApplication(
+            enterprise_id=user.enterprise_id, scheme_id=last_year.id, amount_fen=10_000_00, plan="去年的计划"
+        )
+    )
+    db.session.commit()
+    application = application_services.apply_for_voucher(user, 40_000_00, "计划")
+    application_services.approve_application(world["reviewer"], application.id)
+    assert db.session.get(VoucherApplication, application.id).state is ApplicationState.APPROVED
+
+
+@pytest.mark.parametrize("action", ["reject", "return"])
+def test_a_claim_turned_down_after_another_writer_moved_it_says_so(world, monkeypatch, action):
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    real = review.lock_one
+
+    def lock_then_change(rank, model, row_id):
+        row = real(rank, model, row_id)
+        if model is Claim:
+            db.session.execute(
+                update(Claim)
+                .where(Claim.id == row_id)
+                .values(state=ClaimState.REJECTED)
+                .execution_options(synchronize_session=False)
+            )
+        return row
+
+    monkeypatch.setattr(review, "lock_one", lock_then_change)
+    turn_down = getattr(review, f"{action}_claim")
+    error = refused(turn_down, world["reviewer"], claim.id, "迟了", error=InvalidTransition)
+    assert (error.message, error.details) == (
+        "This claim is not waiting for a decision.",
+        {"state": "submitted"},
+    )
