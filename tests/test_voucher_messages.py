@@ -900,3 +900,13 @@ def test_a_claim_turned_down_after_another_writer_moved_it_says_so(world, monkey
         "This claim is not waiting for a decision.",
         {"state": "submitted"},
     )
+
+
+def test_a_claim_is_approved_against_its_own_schemes_funds(world, make_scheme):
+    # review._approve's mutant 17 locked every scheme's funds by name: a later scheme's spent
+    # province and city funds stood in for this scheme's.
+    make_scheme(year=2027, province_budget=0, city_budget=0)
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    review.approve_claim(world["reviewer"], claim.id)
+    assert db.session.get(Claim, claim.id).state is ClaimState.IN_NOTICE
