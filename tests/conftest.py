@@ -375,6 +375,15 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     return run.parent if worker_id != "main" else run
 
 
+@pytest.fixture
+def many_connections(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[None]:
+    """The races open dozens of PostgreSQL connections at once; they take turns across the xdist
+    processes. Two at once, beside the other process's own connections and the demo loader's,
+    passed PostgreSQL's `max_connections` (100), and racers were refused ("too many clients")."""
+    with FileLock(str(demo_root(tmp_path_factory, worker_id) / "many-connections.lock")):
+        yield
+
+
 class SharedDemo:
     """A demo database loaded once per test run and shared by every xdist worker (loading it is the
     suite's most expensive setup; tests only read it). The first to ask loads it under a file lock,

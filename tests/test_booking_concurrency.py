@@ -41,7 +41,7 @@ def race(app, requests: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
 
 
 @pytest.fixture
-def racers(database_url, fake_clock, make_instrument, make_user):
+def racers(database_url, many_connections, fake_clock, make_instrument, make_user):
     # A pool large enough that every racer holds its own connection at the same moment.
     app = make_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": RACERS + 4, "max_overflow": 0})
     instrument = make_instrument(opening_hours=WEEKDAY_HOURS)

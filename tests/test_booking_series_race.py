@@ -26,7 +26,7 @@ LAST_DAY = date(2027, 1, 1)  # three weeks
 
 
 @pytest.fixture
-def racers(database_url, fake_clock, make_instrument, make_user):
+def racers(database_url, many_connections, fake_clock, make_instrument, make_user):
     app = make_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": RACERS + 4, "max_overflow": 0})
     instrument = make_instrument()  # Monday to Friday, 08:30 to 17:30
     users = [make_user(Role.ENTERPRISE) for _ in range(RACERS)]

@@ -220,7 +220,7 @@ def test_use_without_a_booking_is_told_to_the_instruments_providers(lab, client,
     assert other.json["booking_id"] is None
 
 
-def test_the_same_event_sent_at_once_on_separate_connections_counts_once(lab, database_url):
+def test_the_same_event_sent_at_once_on_separate_connections_counts_once(lab, database_url, many_connections):
     racers = 8
     app = make_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": racers + 2, "max_overflow": 0})
     barrier = threading.Barrier(racers)

@@ -45,7 +45,7 @@ def approve_all(app, tokens: list[str], claim_ids: list[int]) -> list[tuple[int,
 
 
 @pytest.fixture
-def racing(database_url, fake_clock, make_scheme, make_user):
+def racing(database_url, many_connections, fake_clock, make_scheme, make_user):
     from portal.accounts.services import issue_api_token
 
     app = make_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": CLAIMS + 4, "max_overflow": 0})

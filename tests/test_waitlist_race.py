@@ -25,7 +25,9 @@ RACERS = 32
 
 
 @pytest.fixture
-def line(database_url, fake_clock, make_institution, make_instrument, make_user, make_booking):
+def line(
+    database_url, many_connections, fake_clock, make_institution, make_instrument, make_user, make_booking
+):
     app = make_app(database_url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": RACERS + 6, "max_overflow": 0})
     host = make_institution()
     instrument = make_instrument(institution=host, opening_hours=WEEKDAY_HOURS)
