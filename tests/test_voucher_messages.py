@@ -545,13 +545,15 @@ def test_only_a_verified_enterprise_applies_or_claims(world, make_user):
 # --- the daily tasks, should another writer get there between the lock and the change ------------
 
 
-def changed_underneath(monkeypatch, module, model, **values) -> None:
-    """Let `module`'s lock return the row as read, then change it behind the session's back (as a
-    writer that the lock did not keep out would), so the conditional UPDATE finds nothing to move."""
-    real = module.lock_existing
+def changed_underneath(monkeypatch, module, model, *, lock: str = "lock_existing", **values) -> None:
+    """Let `module`'s lock (`lock_existing`, `lock_one`, `locked`: each takes the model and the row's
+    id last) return the row as read, then change it behind the session's back (as a writer that the
+    lock did not keep out would), so the conditional UPDATE finds nothing to move."""
+    real = getattr(module, lock)
 
-    def lock_then_change(rank, cls, row_id):
-        row = real(rank, cls, row_id)
+    def lock_then_change(*args):
+        row = real(*args)
+        cls, row_id = args[-2:]
         if cls is model:
             db.session.execute(
                 update(model)
@@ -561,7 +563,7 @@ def changed_underneath(monkeypatch, module, model, **values) -> None:
             )
         return row
 
-    monkeypatch.setattr(module, "lock_existing", lock_then_change)
+    monkeypatch.setattr(module, lock, lock_then_change)
 
 
 def test_the_end_of_a_notice_that_another_writer_ended_says_so(world, monkeypatch):
@@ -590,19 +592,9 @@ def test_a_verification_decided_by_another_writer_after_the_lock_says_so(world, 
     # request moved on after the lock: another writer is simulated changing it in between.
     user = make_user(Role.ENTERPRISE, verification_state=VerificationState.PENDING)
     request = verification_services.submit_verification(user, verification())
-    real = verification_services.locked
-
-    def lock_then_change(model, row_id):
-        row = real(model, row_id)
-        db.session.execute(
-            update(VerificationRequest)
-            .where(VerificationRequest.id == row_id)
-            .values(state="verified")
-            .execution_options(synchronize_session=False)
-        )
-        return row
-
-    monkeypatch.setattr(verification_services, "locked", lock_then_change)
+    changed_underneath(
+        monkeypatch, verification_services, VerificationRequest, lock="locked", state="verified"
+    )
     for action in (verification_services.verify_enterprise, verification_services.reject_verification):
         kwargs = {"reason": "迟了"} if action is verification_services.reject_verification else {}
         error = refused(action, world["reviewer"], request.id, error=InvalidTransition, **kwargs)
@@ -698,24 +690,6 @@ def test_a_relation_declared_alone_is_audited_on_the_enterprise(world, make_user
 # --- voucher applications: what the mutation run of applications.py showed untested --------------
 
 
-def application_moved_on_underneath(monkeypatch, state: ApplicationState) -> None:
-    """Let the application's lock return the row as read, then move it on behind the session's back."""
-    real = application_services.lock_one
-
-    def lock_then_change(rank, model, row_id):
-        row = real(rank, model, row_id)
-        if model is VoucherApplication:
-            db.session.execute(
-                update(VoucherApplication)
-                .where(VoucherApplication.id == row_id)
-                .values(state=state)
-                .execution_options(synchronize_session=False)
-            )
-        return row
-
-    monkeypatch.setattr(application_services, "lock_one", lock_then_change)
-
-
 @pytest.mark.parametrize("decide", ["approve", "approve_first", "reject", "return"])
 def test_an_application_decided_by_another_writer_after_the_lock_says_so(
     world, make_user, monkeypatch, decide
@@ -724,7 +698,13 @@ def test_an_application_decided_by_another_writer_after_the_lock_says_so(
     # it, it is the first of two (_approve_once).
     amount = 60_000_00 if decide == "approve_first" else 100_00
     application = application_services.apply_for_voucher(make_user(Role.ENTERPRISE), amount, "计划")
-    application_moved_on_underneath(monkeypatch, ApplicationState.REJECTED)
+    changed_underneath(
+        monkeypatch,
+        application_services,
+        VoucherApplication,
+        lock="lock_one",
+        state=ApplicationState.REJECTED,
+    )
     action = getattr(application_services, f"{decide.removesuffix('_first')}_application")
     kwargs = {} if decide.startswith("approve") else {"comment": "迟了"}
     error = refused(action, world["reviewer"], application.id, error=InvalidTransition, **kwargs)
@@ -782,20 +762,7 @@ def test_a_first_approval_another_writer_got_in_before_says_so(
     voucher = make_voucher(holder, world["scheme"], 300_000_00)
     claim = claim_services.create_claim(holder, voucher.id, [make_service(holder, 100_000_00).id])
     claim_services.submit_claim(holder, claim.id)
-    real = review.lock_one
-
-    def lock_then_change(rank, model, row_id):
-        row = real(rank, model, row_id)
-        if model is Claim:
-            db.session.execute(
-                update(Claim)
-                .where(Claim.id == row_id)
-                .values(state=ClaimState.REJECTED)
-                .execution_options(synchronize_session=False)
-            )
-        return row
-
-    monkeypatch.setattr(review, "lock_one", lock_then_change)
+    changed_underneath(monkeypatch, review, Claim, lock="lock_one", state=ClaimState.REJECTED)
     error = refused(review.approve_claim, world["reviewer"], claim.id, error=InvalidTransition)
     assert (error.message, error.details) == (
         "This claim is not waiting for a decision.",
@@ -880,20 +847,7 @@ def test_last_years_vouchers_and_applications_do_not_count_against_this_year(
 def test_a_claim_turned_down_after_another_writer_moved_it_says_so(world, monkeypatch, action):
     claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     claim_services.submit_claim(world["holder"], claim.id)
-    real = review.lock_one
-
-    def lock_then_change(rank, model, row_id):
-        row = real(rank, model, row_id)
-        if model is Claim:
-            db.session.execute(
-                update(Claim)
-                .where(Claim.id == row_id)
-                .values(state=ClaimState.REJECTED)
-                .execution_options(synchronize_session=False)
-            )
-        return row
-
-    monkeypatch.setattr(review, "lock_one", lock_then_change)
+    changed_underneath(monkeypatch, review, Claim, lock="lock_one", state=ClaimState.REJECTED)
     turn_down = getattr(review, f"{action}_claim")
     error = refused(turn_down, world["reviewer"], claim.id, "迟了", error=InvalidTransition)
     assert (error.message, error.details) == (
