@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import flask_migrate
 import pytest
@@ -626,6 +627,16 @@ class FakeClock:
 
 # Monday 7 December 2026, 09:00 in Liaocheng.
 MONDAY_9AM = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+LIAOCHENG = ZoneInfo("Asia/Shanghai")
+
+
+def next_monday_9am(after: datetime) -> datetime:
+    """The first Monday 09:00 in Liaocheng later than `after` (in UTC)."""
+    local = after.astimezone(LIAOCHENG)
+    monday = local.replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=local.weekday())
+    if monday <= local:
+        monday += timedelta(days=7)
+    return monday.astimezone(UTC)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from portal.extensions import db
-from tests.conftest import demo_upload_folder, make_app
+from tests.conftest import MONDAY_9AM, FakeClock, demo_upload_folder, make_app, next_monday_9am
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -30,6 +31,19 @@ CHROMIUM_ARGS = [
 
 # A phone's screen (the pages must work at 390 pixels).
 PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def demo_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of tests on a demo copy: a Monday 09:00 in Liaocheng, MONDAY_9AM or the first one
+    after the real now, whichever is later. The demo was loaded at the real time, so a fixed date that
+    the real one has passed would put every row the test writes behind the demo's own (the provider's
+    queue, newest first, would list the demo's requests above the test's)."""
+    from portal.core import clock
+
+    fake = FakeClock(max(MONDAY_9AM, next_monday_9am(datetime.now(UTC))))
+    monkeypatch.setattr(clock, "utcnow", fake)
+    return fake
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def sign_in(page, base: str, username: str) -> None:
     page.wait_for_url(re.compile(r"/instruments/"))
 
 
-def test_book_confirm_record_and_rate(live_portal, browser, browser_errors, fake_clock, tmp_path):
+def test_book_confirm_record_and_rate(live_portal, browser, browser_errors, demo_clock, tmp_path):
     base = live_portal.url
     with live_portal.app.app_context():
         instrument = db.session.scalar(
@@ -66,7 +66,7 @@ def test_book_confirm_record_and_rate(live_portal, browser, browser_errors, fake
     # Time passes: the slot has been used; the provider records the service with the invoice.
     with live_portal.app.app_context():
         booking = db.session.get(Booking, int(booking_url.rsplit("/", 1)[1]))
-        fake_clock.set(booking.ends_at + timedelta(minutes=5))
+        demo_clock.set(booking.ends_at + timedelta(minutes=5))
     provider.reload()
     provider.get_by_label("实际使用机时").fill("1")
     invoice = tmp_path / "发票.pdf"

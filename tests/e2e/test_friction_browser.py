@@ -58,7 +58,7 @@ def _bookings(app) -> tuple[int, int]:
 
 
 def test_the_service_form_keeps_input_and_decline_asks_first(
-    live_portal, browser, browser_errors, fake_clock, tmp_path
+    live_portal, browser, browser_errors, demo_clock, tmp_path
 ):
     base = live_portal.url
     request_id, confirmed_id = _bookings(live_portal.app)

@@ -34,6 +34,7 @@ from portal import BEAT_SCHEDULE
 from portal.accounts.models import Institution, User
 from portal.booking.models import Booking, BookingPolicy, ServiceRecord
 from portal.catalog.models import Instrument, InstrumentStatus
+from portal.core import clock
 from portal.core.money import fen_to_yuan
 from portal.extensions import db
 from portal.notifications.models import EmailState, Notification
@@ -217,7 +218,7 @@ def expected_subsidy(app: Flask, fee_fen: int, instrument_code: str) -> tuple[in
     """The subsidy of one service by the scheme's fund rates and conditions (each floored to the fen),
     far below every cap; and the scheme's four-eyes threshold."""
     with app.app_context():
-        scheme = db.session.scalar(select(Scheme).where(Scheme.year == 2026))
+        scheme = db.session.scalar(select(Scheme).where(Scheme.year == clock.local_today().year))
         host = db.session.scalar(select(Instrument).where(Instrument.code == instrument_code)).institution
         total = 0
         for fund in db.session.scalars(select(Fund).where(Fund.scheme_id == scheme.id)):
@@ -228,7 +229,7 @@ def expected_subsidy(app: Flask, fee_fen: int, instrument_code: str) -> tuple[in
         return total, scheme.four_eyes_threshold_fen
 
 
-def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screenshots, tmp_path):
+def test_the_life_of_a_subsidy(journey, browser, problems, demo_clock, screenshots, tmp_path):
     base, app = journey.url, journey.app
     told = Mailbox(journey)
     code, instrument_name = target_instrument(app)
@@ -364,7 +365,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     told.assert_told(USERNAME, "booking.confirmed", booking_path, instrument_name, "聊城大学")
 
     # --- The time is used; the provider records the service at the contract price, with evidence. ----
-    fake_clock.set(booking_ends + timedelta(minutes=10))
+    demo_clock.set(booking_ends + timedelta(minutes=10))
     provider.reload()
     provider.get_by_label("实际使用机时").fill(str(booked_hours.normalize()))
     provider.get_by_label("实收费用（元）").fill(str(FEE_YUAN))
@@ -463,7 +464,7 @@ def test_the_life_of_a_subsidy(journey, browser, problems, fake_clock, screensho
     visitor.context.close()
 
     # --- The notice period passes; the beat's task makes the claim payable. ----------------------------
-    fake_clock.advance(days=8)
+    demo_clock.advance(days=8)
     with app.app_context():
         ending = app.extensions["celery"].tasks[BEAT_SCHEDULE["end-public-notice"]["task"]]
         # Run as the worker would, here (an eager .get() races the live server thread's eager tasks).

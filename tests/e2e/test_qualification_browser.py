@@ -35,7 +35,7 @@ def _submit(page) -> None:
     page.get_by_role("button", name="提交预约申请").click()
 
 
-def test_refused_self_time_staff_time_then_granted(live_portal, browser, browser_errors, fake_clock):
+def test_refused_self_time_staff_time_then_granted(live_portal, browser, browser_errors, demo_clock):
     base = live_portal.url
     with live_portal.app.app_context():
         instrument = db.session.scalar(

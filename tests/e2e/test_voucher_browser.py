@@ -28,7 +28,7 @@ def nav(page, name: str) -> None:
     page.get_by_role("navigation", name="主导航").get_by_role("link", name=name, exact=True).click()
 
 
-def completed_service_for(app, username: str, fake_clock) -> None:
+def completed_service_for(app, username: str, demo_clock) -> None:
     """A finished, rated, invoiced sample service of the enterprise (done through the real services)."""
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == username))
@@ -57,9 +57,8 @@ def completed_service_for(app, username: str, fake_clock) -> None:
         records.rate_service(user, made.id, 5)
 
 
-def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_errors, fake_clock):
+def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_errors, demo_clock):
     base = live_portal.url
-    fake_clock.set(clock.utcnow().replace(year=2026, month=12, day=7, hour=1, minute=0))
     with live_portal.app.app_context():
         company = db.session.scalar(select(User).where(User.username == "newco")).enterprise.name
 
@@ -98,7 +97,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     assert newco.locator("#voucher-balance").inner_text() == "¥30,000.00"
 
     # A service is done; the enterprise claims its subsidy.
-    completed_service_for(live_portal.app, "newco", fake_clock)
+    completed_service_for(live_portal.app, "newco", demo_clock)
     newco.get_by_role("link", name="新建申领").click()
     newco.locator("input[name=records]").first.check()
     newco.get_by_role("button", name="计算补贴").click()
@@ -120,7 +119,7 @@ def test_from_verification_to_a_payable_subsidy(live_portal, browser, browser_er
     expect(anonymous.locator("#notices tr", has_text=company).get_by_text(total)).to_be_visible()
 
     # The notice period ends; the beat's task makes the claim payable.
-    fake_clock.advance(days=8)
+    demo_clock.advance(days=8)
     with live_portal.app.app_context():
         from portal.vouchers.tasks import end_public_notice
 
