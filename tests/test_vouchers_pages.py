@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import time
+from datetime import UTC, datetime, time
 
 import pytest
 from sqlalchemy import select
@@ -89,6 +89,48 @@ def test_the_enterprise_previews_saves_and_submits_a_claim_in_pages(
     claim_page = client.get(claim_path).get_data(as_text=True)
     client.post(claim_path, data={"csrf_token": extract_csrf(claim_page), "claim_action": "submit"})
     assert db.session.scalar(select(Claim.state)) is ClaimState.SUBMITTED
+
+
+def test_the_new_claim_page_lists_what_can_pass_first_and_the_rest_behind_their_counts(
+    client, fake_clock, make_scheme, make_user, make_voucher, make_service
+):
+    """Services that would pass review come first; those lacking documents or a rating, and those the
+    scheme cannot subsidise, wait folded with their counts (the demo enterprise has 336 of the
+    first kind and 6 ready: the ready ones were lost among them)."""
+    user = make_user(Role.ENTERPRISE)
+    voucher = make_voucher(user, make_scheme(), 50_000_00)
+    ready = make_service(user, 1_000_00)
+    unrated = make_service(user, 2_000_00, rated=False, starts_at=datetime(2026, 11, 3, 1, tzinfo=UTC))
+    last_year = make_service(user, 3_000_00, starts_at=datetime(2025, 11, 3, 1, tzinfo=UTC))
+    login(client, user.username)
+
+    def groups(html: str) -> dict[str, tuple[str, list[int]]]:
+        found = {}
+        for group, opening, body in re.findall(
+            r'<(?:h2|details)[^>]*id="(ready-heading|fixable-services|blocked-services)"([^>]*)>(.*?)</(?:table|details)>',
+            html,
+            re.S,
+        ):
+            found[group] = (opening, [int(n) for n in re.findall(r'name="records" value="(\d+)"', body)])
+        return found
+
+    page = client.get("/vouchers/claims/new").get_data(as_text=True)
+    shown = groups(page)
+    assert shown["ready-heading"][1] == [ready.id]
+    assert shown["fixable-services"] == ("", [unrated.id])  # folded
+    assert shown["blocked-services"] == ("", [last_year.id])
+    assert ">需先补齐材料或评价 (1)</summary>" in page and ">不能补贴 (1)</summary>" in page
+    previewed = client.post(
+        "/vouchers/claims/new",
+        data={
+            "csrf_token": extract_csrf(page),
+            "voucher_id": voucher.id,
+            "records": [ready.id, unrated.id],
+            "preview": "1",
+        },
+    ).get_data(as_text=True)
+    assert groups(previewed)["fixable-services"][0] == " open"  # a chosen service is not hidden
+    assert f'value="{unrated.id}" id="record-{unrated.id}" checked' in previewed
 
 
 def test_the_review_desk_filters_and_counts(

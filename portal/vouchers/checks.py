@@ -345,6 +345,13 @@ class ClaimableService:
         """Whether the enterprise can still put it right (rate the service, add the documents)."""
         return all(p.code in FIXABLE_CHECKS for p in self.problems)
 
+    @property
+    def group(self) -> str:
+        """Where the new-claim page lists it: `ready` to claim, `fixable` first, or `blocked`."""
+        if not self.problems:
+            return "ready"
+        return "fixable" if self.fixable else "blocked"
+
 
 def claimable_services(user: User, voucher: Voucher | None) -> list[ClaimableService]:
     """The enterprise's unclaimed completed services, each with the review's own checks against it."""
