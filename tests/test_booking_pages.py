@@ -124,6 +124,31 @@ def test_providers_manage_only_their_own_instruments(
     assert mine.code in listing and theirs.code not in listing
 
 
+def test_our_instruments_come_fifty_a_page_and_are_found_by_code_name_or_model(
+    client, fake_clock, make_institution, make_instrument, make_user
+):
+    host = make_institution()
+    mine = [make_instrument(institution=host) for _ in range(50)]
+    mine.append(make_instrument(institution=host, name="同步热分析仪", model="STA 449 F3"))
+    theirs = make_instrument(institution=make_institution(), model="STA 449 F5")
+    login(client, make_user(Role.PROVIDER, institution=host).username)
+
+    def codes(**query: str) -> list[str]:
+        page = client.get("/manage/instruments", query_string=query).get_data(as_text=True)
+        return re.findall(r'<td class="font-monospace">([^<]+)</td>', page)
+
+    ordered = sorted(i.code for i in mine)
+    assert codes() == ordered[:50]
+    assert codes(page="2") == ordered[50:]
+    assert codes(q="sta 449") == [mine[-1].code]  # the model, any case; never another institution's
+    assert codes(q="热分析") == [mine[-1].code]
+    assert codes(q=mine[7].code) == [mine[7].code]
+    assert codes(q="%") == []  # a LIKE wildcard is a plain character
+    assert theirs.code not in client.get("/manage/instruments?page=2").get_data(as_text=True)
+    empty = client.get("/manage/instruments", query_string={"q": "<b>无此仪器</b>"}).get_data(as_text=True)
+    assert "本单位没有与“&lt;b&gt;无此仪器&lt;/b&gt;”相符的仪器。" in empty
+
+
 def _settings_page(client, instrument):
     page = client.get(f"/manage/instruments/{instrument.code}").get_data(as_text=True)
     return page, extract_csrf(page)

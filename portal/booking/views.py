@@ -479,10 +479,10 @@ def calendar_link() -> ResponseReturnValue:
 @bp.route("/manage/instruments")
 @role_required(Role.PROVIDER)
 def manage_index() -> ResponseReturnValue:
-    """The instruments of the provider's institution."""
-    return render_template(
-        "booking/manage_index.html", instruments=settings.managed_instruments(current_user)
-    )
+    """The instruments of the provider's institution, 50 a page, found by code, name or model."""
+    query = (request.args.get("q") or "").strip()[:100]
+    result = settings.managed_instruments(current_user, query=query, page=page_number())
+    return render_template("booking/manage_index.html", result=result, query=query)
 
 
 def _managed(code: str):
