@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -220,6 +221,24 @@ def test_a_provider_waives_with_a_reason_which_lifts_the_suspension(client, worl
     with pytest.raises(InvalidTransition):
         services.waive_violation(world["reviewer"], rows[0].id, "again")
     requests.request_booking(world["enterprise"], world["instrument"].code, slot_request())
+
+
+def test_the_violations_to_waive_come_a_page_at_a_time_newest_first_every_one_reachable(client, world):
+    oldest, middle, newest = (world["violation"](hours) for hours in (30, 20, 10))
+    first = services.violations_page(world["provider"], page=1, per_page=2)
+    second = services.violations_page(world["provider"], page=2, per_page=2)
+    assert [v.id for v in first.items] == [newest.id, middle.id] and [v.id for v in second.items] == [
+        oldest.id
+    ]
+    assert (first.total, first.pages) == (3, 2)
+    assert services.violations_page(world["other_provider"]).total == 0  # another institution's instruments
+    login(client, world["provider"].username)
+    page = client.get("/credit/").get_data(as_text=True)
+    assert [int(n) for n in re.findall(r'action="/credit/violations/(\d+)/waive"', page)] == [
+        newest.id,
+        middle.id,
+        oldest.id,
+    ]
 
 
 def test_a_reviewer_waives_through_the_api_and_the_page(client, world):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.members import users_of_enterprise
@@ -143,14 +143,36 @@ def _visible(user: User, stmt: Select) -> Select:
     return stmt.where(Violation.id.is_(None))
 
 
-def violations_to_review(user: User, limit: int = 200) -> list[Violation]:
+@dataclass
+class ViolationPage:
+    """One page of the violations a waiver sees, newest first."""
+
+    items: list[Violation]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def violations_page(user: User, page: int = 1, per_page: int = 50) -> ViolationPage:
+    """A page of the violations the user may waive or has waived, newest first; every one reachable."""
+    total = db.session.scalar(_visible(user, select(func.count(Violation.id)))) or 0
+    items = violations_to_review(user, limit=per_page, offset=(page - 1) * per_page)
+    return ViolationPage(items, total, page, per_page)
+
+
+def violations_to_review(user: User, limit: int = 200, offset: int = 0) -> list[Violation]:
     """The latest violations the user may waive or has waived, newest first."""
     if user.role not in WAIVERS:
         raise Forbidden(_("Only providers and the bureau's reviewers can waive violations."))
     stmt = _visible(user, select(Violation)).options(
         joinedload(Violation.booking).joinedload(Booking.instrument), joinedload(Violation.enterprise)
     )
-    return list(db.session.scalars(stmt.order_by(Violation.occurred_at.desc()).limit(limit)).unique())
+    ordered = stmt.order_by(Violation.occurred_at.desc(), Violation.id.desc())
+    return list(db.session.scalars(ordered.limit(limit).offset(offset)).unique())
 
 
 def can_waive(user: User, violation: Violation) -> bool:

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.core.errors import ServiceError
+from portal.core.inputs import page_number
 from portal.core.permissions import Role, role_required
 from portal.credit import services
 from portal.credit.forms import RulesForm, WaiveForm
@@ -24,12 +25,12 @@ def index() -> ResponseReturnValue:
     if current_user.role is Role.ENTERPRISE:
         status = services.credit_status(current_user)
         return render_template("credit/mine.html", status=status, labels=VIOLATION_LABELS)
-    rows = services.violations_to_review(current_user)
+    result = services.violations_page(current_user, page_number())
     return render_template(
         "credit/violations.html",
-        rows=rows,
+        result=result,
         labels=VIOLATION_LABELS,
-        may={row.id: services.can_waive(current_user, row) for row in rows},
+        may={row.id: services.can_waive(current_user, row) for row in result.items},
         form=WaiveForm(),
     )
 
