@@ -4,9 +4,10 @@ catalogue), and which form field it marks: people act on these texts."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
-from flask_babel import force_locale
+from flask_babel import force_locale, gettext
 from flask_login import AnonymousUserMixin
 from sqlalchemy import func, select, update
 
@@ -31,6 +32,7 @@ from portal.vouchers import notice, review, wallet
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
     ApplicationState,
+    CapLedger,
     Claim,
     ClaimState,
     EnterpriseRelation,
@@ -864,3 +866,55 @@ def test_a_claim_is_approved_against_its_own_schemes_funds(world, make_scheme):
     claim_services.submit_claim(world["holder"], claim.id)
     review.approve_claim(world["reviewer"], claim.id)
     assert db.session.get(Claim, claim.id).state is ClaimState.IN_NOTICE
+
+
+@pytest.mark.parametrize("short", [0, 1])
+def test_an_approval_counts_what_the_caps_have_used_and_names_every_limit_short(world, make_service, short):
+    # review._refuse_without_room mutants 8 and 12 added a cap's used amount to its room instead of
+    # taking it off (the other tests start from unused caps); 31 joined the names without ", ".
+    holder, scheme = world["holder"], world["scheme"]
+    earlier = claim_services.create_claim(holder, world["voucher"].id, [make_service(holder, 1_000_00).id])
+    claim_services.submit_claim(holder, earlier.id)
+    review.approve_claim(world["reviewer"], earlier.id)
+    claim = claim_services.create_claim(holder, world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(holder, claim.id)
+    used = {row.scope: row.used_fen for row in db.session.scalars(select(CapLedger))}
+    assert used == {"enterprise": 600_00, "group": 900_00}  # the earlier claim's province part, and all of it
+    scheme.group_cap_fen = used["group"] + 9_000_00 - short
+    scheme.enterprise_cap_fen = used["enterprise"] + 6_000_00 - short  # the province fund is capped
+    db.session.commit()
+    if not short:
+        assert review.approve_claim(world["reviewer"], claim.id).state is ClaimState.IN_NOTICE
+        return
+    error = refused(review.approve_claim, world["reviewer"], claim.id, error=LimitExceeded)
+    assert (error.message, error.details) == (
+        "There is no longer room for this claim: group_cap, enterprise_cap.",
+        {"limited_by": ["group_cap", "enterprise_cap"]},
+    )
+
+
+def test_an_approval_refused_for_a_check_failing_since_submission_names_it(world):
+    # review._approve mutants 67 and 68: the refusal's text.
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    world["voucher"].valid_until = world["clock"]().date() - timedelta(days=1)
+    db.session.commit()
+    error = refused(review.approve_claim, world["reviewer"], claim.id, error=InvalidTransition)
+    expired = f"The voucher expired on {world['voucher'].valid_until}."
+    assert error.message == f"Not every check passes: {expired}"
+    assert [c["code"] for c in error.details["checks"]] == ["voucher_valid"]
+    assert db.session.get(Claim, claim.id, populate_existing=True).state is ClaimState.SUBMITTED
+
+
+def test_an_approved_claim_keeps_its_checks_messages_as_they_read_for_that_claim(world):
+    # review._approve mutants 57 and 61 ran the checks' second pass (their messages in each language)
+    # without the claim's id: its own services then read as "already in claim #…".
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    review.approve_claim(world["reviewer"], claim.id)
+    stored = {c["code"]: c for c in db.session.get(Claim, claim.id, populate_existing=True).checks}
+    assert stored["claimed_twice"]["passed"] is True
+    with force_locale("zh"):
+        chinese = gettext("No service has been claimed before.")
+    assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
+    assert chinese != "No service has been claimed before."
