@@ -845,8 +845,9 @@ def test_last_years_vouchers_and_applications_do_not_count_against_this_year(
     assert db.session.get(VoucherApplication, application.id).state is ApplicationState.APPROVED
 
 
-@pytest.mark.parametrize("action", ["reject", "return"])
-def test_a_claim_turned_down_after_another_writer_moved_it_says_so(world, monkeypatch, action):
+@pytest.mark.parametrize("action", ["approve", "reject", "return"])
+def test_a_claim_decided_after_another_writer_moved_it_says_so(world, monkeypatch, action):
+    # review._approve 110, 127, 128 (approval below the four-eyes threshold, one step), _turn_down.
     claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     claim_services.submit_claim(world["holder"], claim.id)
     changed_underneath(monkeypatch, review, Claim, lock="lock_one", state=ClaimState.REJECTED)
@@ -884,7 +885,11 @@ def test_an_approval_counts_what_the_caps_have_used_and_names_every_limit_short(
     scheme.enterprise_cap_fen = used["enterprise"] + 6_000_00 - short  # the province fund is capped
     db.session.commit()
     if not short:
-        assert review.approve_claim(world["reviewer"], claim.id).state is ClaimState.IN_NOTICE
+        approved = review.approve_claim(world["reviewer"], claim.id)
+        assert (approved.state, approved.decided_at) == (ClaimState.IN_NOTICE, world["clock"]())
+        # review._approve 99 and 102 set a cap's use to this claim's amount instead of adding it.
+        caps = {row.scope: row.used_fen for row in db.session.scalars(select(CapLedger))}
+        assert caps == {"enterprise": 6_600_00, "group": 9_900_00}
         return
     error = refused(review.approve_claim, world["reviewer"], claim.id, error=LimitExceeded)
     assert (error.message, error.details) == (
