@@ -887,6 +887,7 @@ def test_an_approval_counts_what_the_caps_have_used_and_names_every_limit_short(
     if not short:
         approved = review.approve_claim(world["reviewer"], claim.id)
         assert (approved.state, approved.decided_at) == (ClaimState.IN_NOTICE, world["clock"]())
+        assert approved.comment is None  # review.approve_claim 5: no comment is no comment, not "XXXX"
         # review._approve 99 and 102 set a cap's use to this claim's amount instead of adding it.
         caps = {row.scope: row.used_fen for row in db.session.scalars(select(CapLedger))}
         assert caps == {"enterprise": 6_600_00, "group": 9_900_00}
