@@ -639,10 +639,15 @@ def next_monday_9am(after: datetime) -> datetime:
     return monday.astimezone(UTC)
 
 
-@pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def install_clock(monkeypatch: pytest.MonkeyPatch, now: datetime) -> FakeClock:
+    """The application's clock set to `now` for the test."""
     from portal.core import clock
 
-    fake = FakeClock(MONDAY_9AM)
+    fake = FakeClock(now)
     monkeypatch.setattr(clock, "utcnow", fake)
     return fake
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    return install_clock(monkeypatch, MONDAY_9AM)

@@ -8,7 +8,7 @@ from datetime import datetime, time
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal.accounts.models import User
 from portal.booking.availability import Calendar, conflict_error
@@ -18,6 +18,7 @@ from portal.catalog.models import Instrument, OpeningHours
 from portal.core import audit, clock
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import NotFound, ValidationFailed
+from portal.core.paging import Page, paginate
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.qualifications import services as use_rules
@@ -241,27 +242,13 @@ def remove_blackout(user: User, blackout_id: int) -> None:
         db.session.commit()
 
 
-@dataclass
-class ManagedInstruments:
-    """One page of the instruments a provider's institution owns."""
-
-    items: list[Instrument]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
 def managed_instruments(
     user: User, *, query: str = "", page: int = 1, per_page: int = 50
-) -> ManagedInstruments:
+) -> Page[Instrument]:
     """The provider's institution's instruments by code, those whose code, name or model holds
     `query` (a university holds hundreds: the page lists 50 at a time)."""
     if user.role is not Role.PROVIDER:
-        return ManagedInstruments([], 0, 1, per_page)
+        return Page([], 0, 1, per_page)
     stmt = select(Instrument).where(Instrument.institution_id == user.institution_id)
     if query:
         stmt = stmt.where(
@@ -269,8 +256,4 @@ def managed_instruments(
             | Instrument.name.icontains(query, autoescape=True)
             | Instrument.model.icontains(query, autoescape=True)
         )
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    items = db.session.scalars(
-        stmt.order_by(Instrument.code).limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return ManagedInstruments(list(items), total, page, per_page)
+    return paginate(stmt.order_by(Instrument.code), page, per_page)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.members import users_of_enterprise
@@ -25,6 +25,7 @@ from portal.catalog.models import Instrument
 from portal.core import audit, clock
 from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, NotFound, Suspended, ValidationFailed
+from portal.core.paging import Page, paginate
 from portal.core.permissions import Role
 from portal.credit.models import DEFAULT_RULES, CreditRules, Violation, ViolationKind
 from portal.credit.rules import Rules, suspended_until
@@ -143,36 +144,23 @@ def _visible(user: User, stmt: Select) -> Select:
     return stmt.where(Violation.id.is_(None))
 
 
-@dataclass
-class ViolationPage:
-    """One page of the violations a waiver sees, newest first."""
-
-    items: list[Violation]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-def violations_page(user: User, page: int = 1, per_page: int = 50) -> ViolationPage:
+def violations_page(user: User, page: int = 1, per_page: int = 50) -> Page[Violation]:
     """A page of the violations the user may waive or has waived, newest first; every one reachable."""
-    total = db.session.scalar(_visible(user, select(func.count(Violation.id)))) or 0
-    items = violations_to_review(user, limit=per_page, offset=(page - 1) * per_page)
-    return ViolationPage(items, total, page, per_page)
+    return paginate(_to_review(user), page, per_page)
 
 
-def violations_to_review(user: User, limit: int = 200, offset: int = 0) -> list[Violation]:
+def violations_to_review(user: User, limit: int = 200) -> list[Violation]:
     """The latest violations the user may waive or has waived, newest first."""
+    return list(db.session.scalars(_to_review(user).limit(limit)).unique())
+
+
+def _to_review(user: User) -> Select:
     if user.role not in WAIVERS:
         raise Forbidden(_("Only providers and the bureau's reviewers can waive violations."))
     stmt = _visible(user, select(Violation)).options(
         joinedload(Violation.booking).joinedload(Booking.instrument), joinedload(Violation.enterprise)
     )
-    ordered = stmt.order_by(Violation.occurred_at.desc(), Violation.id.desc())
-    return list(db.session.scalars(ordered.limit(limit).offset(offset)).unique())
+    return stmt.order_by(Violation.occurred_at.desc(), Violation.id.desc())
 
 
 def can_waive(user: User, violation: Violation) -> bool:

@@ -15,7 +15,14 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from portal.extensions import db
-from tests.conftest import MONDAY_9AM, FakeClock, demo_upload_folder, make_app, next_monday_9am
+from tests.conftest import (
+    MONDAY_9AM,
+    FakeClock,
+    demo_upload_folder,
+    install_clock,
+    make_app,
+    next_monday_9am,
+)
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -39,11 +46,7 @@ def demo_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     after the real now, whichever is later. The demo was loaded at the real time, so a fixed date that
     the real one has passed would put every row the test writes behind the demo's own (the provider's
     queue, newest first, would list the demo's requests above the test's)."""
-    from portal.core import clock
-
-    fake = FakeClock(max(MONDAY_9AM, next_monday_9am(datetime.now(UTC))))
-    monkeypatch.setattr(clock, "utcnow", fake)
-    return fake
+    return install_clock(monkeypatch, max(MONDAY_9AM, next_monday_9am(datetime.now(UTC))))
 
 
 @pytest.fixture
