@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -126,6 +127,9 @@ class World:
     personal: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     clients: dict[str, FlaskClient] = field(default_factory=dict)
     writes: WriteLog | None = None
+    # What the world attached to the engine, taken off again when the world goes: the engine outlives it
+    # (tests/conftest.py SharedEngines).
+    detach: list[Callable[[], None]] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
     csrf: dict[str, str] = field(default_factory=dict)
     # Issue 18: an instrument of each side for recurring bookings alone, so their times never clash.
@@ -631,8 +635,8 @@ def build_world(app: Flask) -> World:
     # them into other objects' times or past the instruments' booking window.
     global _series_slots, _waitlist_slots
     _series_slots, _waitlist_slots = itertools.count(), itertools.count()
-    fast_test_database(db.engine)
-    world = World(app=app, writes=WriteLog(db.engine))
+    writes = WriteLog(db.engine)
+    world = World(app=app, writes=writes, detach=[fast_test_database(db.engine), writes.close])
     staff = {"reviewer": Role.REVIEWER, "finance": Role.FINANCE, "admin": Role.ADMIN}
     for role, value in staff.items():
         user = accounts.create_user(world.username(role), PASSWORD, value, email=None)
@@ -796,6 +800,7 @@ class WriteLog:
     def __init__(self, engine: sa.Engine) -> None:
         self.pending: dict[int, list[str]] = {}
         self.committed: list[str] = []
+        self.engine = engine
         sa.event.listen(engine, "after_cursor_execute", self._execute)
         sa.event.listen(engine, "commit", self._commit)
         sa.event.listen(engine, "rollback", self._rollback)
@@ -811,6 +816,11 @@ class WriteLog:
     def _rollback(self, conn) -> None:
         self.pending.pop(id(conn), None)
 
+    def close(self) -> None:
+        sa.event.remove(self.engine, "after_cursor_execute", self._execute)
+        sa.event.remove(self.engine, "commit", self._commit)
+        sa.event.remove(self.engine, "rollback", self._rollback)
+
     def mark(self) -> int:
         return len(self.committed)
 
@@ -823,8 +833,9 @@ def stored_files(app: Flask) -> set[str]:
     return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
-def fast_test_database(engine: sa.Engine) -> None:
-    """Commits without waiting for the disk: this database lives as long as the test module."""
+def fast_test_database(engine: sa.Engine) -> Callable[[], None]:
+    """Commits without waiting for the disk: this database lives as long as the test module. Returns
+    what puts the engine back as it was."""
 
     def no_sync(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
@@ -836,6 +847,7 @@ def fast_test_database(engine: sa.Engine) -> None:
 
     sa.event.listen(engine, "connect", no_sync)
     engine.dispose()
+    return lambda: sa.event.remove(engine, "connect", no_sync)
 
 
 URL_PARAM = re.compile(r"<(?:[^:<>]+:)?(\w+)>")

@@ -401,9 +401,12 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         # The matrix signs in every role and asks for tokens many times; the limits have their own tests.
         contexts = app_in_context(url, UPLOAD_FOLDER=str(uploads), RATELIMIT_ENABLED=False)
         app = next(contexts)
+        world = build_world(app)
         try:
-            yield build_world(app)
+            yield world
         finally:
+            for detach in world.detach:
+                detach()
             next(contexts, None)
 
 
