@@ -924,3 +924,26 @@ def test_an_approved_claim_keeps_its_checks_messages_as_they_read_for_that_claim
         chinese = gettext("No service has been claimed before.")
     assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
     assert chinese != "No service has been claimed before."
+
+
+def test_a_submission_refused_for_a_failing_check_names_it(world):
+    # claims.submit_claim mutants 56 and 57: the refusal's text.
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    world["voucher"].valid_until = world["clock"]().date() - timedelta(days=1)
+    db.session.commit()
+    error = refused(claim_services.submit_claim, world["holder"], claim.id, error=InvalidTransition)
+    expired = f"The voucher expired on {world['voucher'].valid_until}."
+    assert error.message == f"This claim cannot be submitted until every check passes: {expired}"
+    assert db.session.get(Claim, claim.id, populate_existing=True).state is ClaimState.DRAFT
+
+
+def test_a_submitted_claim_keeps_its_checks_messages_as_they_read_for_that_claim(world):
+    # claims.submit_claim mutants 83 and 87 ran the checks' second pass (their messages in each
+    # language) without the claim's id: its own services, just reserved, read as "already in claim #…".
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    claim_services.submit_claim(world["holder"], claim.id)
+    stored = {c["code"]: c for c in db.session.get(Claim, claim.id, populate_existing=True).checks}
+    assert stored["claimed_twice"]["passed"] is True
+    with force_locale("zh"):
+        chinese = gettext("No service has been claimed before.")
+    assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
