@@ -947,3 +947,15 @@ def test_a_submitted_claim_keeps_its_checks_messages_as_they_read_for_that_claim
     with force_locale("zh"):
         chinese = gettext("No service has been claimed before.")
     assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
+
+
+def test_a_submission_after_another_writer_moved_the_claim_says_so(world, monkeypatch):
+    # claims.submit_claim mutants 92 and 93: the refusal's text and details when the conditional
+    # UPDATE finds the claim moved.
+    claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
+    changed_underneath(monkeypatch, claim_services, Claim, lock="lock_one", state=ClaimState.SUBMITTED)
+    error = refused(claim_services.submit_claim, world["holder"], claim.id, error=InvalidTransition)
+    assert (error.message, error.details) == (
+        "Only a draft or a returned claim can be submitted.",
+        {},
+    )
