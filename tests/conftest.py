@@ -579,13 +579,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """The garbage collector told what this process is: one that imports everything first, then
     makes and drops an app, a database session and pages for each of thousands of tests.
 
-    With the collector's defaults a full collection (every object of the process, some millions:
+    With the collector's defaults a full collection (every object of the process:
     the modules, the compiled templates and rules kept for the process, the demo's data) ran every
     few tests and took a fifth of the suite's time, to find the few cycles a test leaves. What is
     there once the tests are collected stays for the whole run: `gc.freeze()` sets it aside, so a
     collection looks only at what the tests made since. Young objects are collected after 20,000
-    allocations instead of 700 (a test allocates hundreds of thousands): the same garbage is found,
-    in fewer, larger passes. A test process peaks at about 0.5 GB either way.
+    allocations instead of 700: the same garbage is found, in fewer, larger passes. A process running
+    three of the database test files peaked at about 0.5 GB with these settings and without.
     """
     gc.collect()
     gc.freeze()
