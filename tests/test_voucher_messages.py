@@ -918,12 +918,18 @@ def test_an_approved_claim_keeps_its_checks_messages_as_they_read_for_that_claim
     claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     claim_services.submit_claim(world["holder"], claim.id)
     review.approve_claim(world["reviewer"], claim.id)
-    stored = {c["code"]: c for c in db.session.get(Claim, claim.id, populate_existing=True).checks}
+    chinese = assert_claimed_twice_reads_as_passed(claim.id)
+    assert chinese != "No service has been claimed before."
+
+
+def assert_claimed_twice_reads_as_passed(claim_id: int) -> str:
+    """The claim's stored "claimed twice" check passed and reads so in each language; returns the Chinese."""
+    stored = {c["code"]: c for c in db.session.get(Claim, claim_id, populate_existing=True).checks}
     assert stored["claimed_twice"]["passed"] is True
     with force_locale("zh"):
         chinese = gettext("No service has been claimed before.")
     assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
-    assert chinese != "No service has been claimed before."
+    return chinese
 
 
 def test_a_submission_refused_for_a_failing_check_names_it(world):
@@ -942,15 +948,11 @@ def test_a_submitted_claim_keeps_its_checks_messages_as_they_read_for_that_claim
     # language) without the claim's id: its own services, just reserved, read as "already in claim #…".
     claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     claim_services.submit_claim(world["holder"], claim.id)
-    stored = {c["code"]: c for c in db.session.get(Claim, claim.id, populate_existing=True).checks}
-    assert stored["claimed_twice"]["passed"] is True
-    with force_locale("zh"):
-        chinese = gettext("No service has been claimed before.")
-    assert stored["claimed_twice"]["messages"] == {"en": "No service has been claimed before.", "zh": chinese}
+    assert_claimed_twice_reads_as_passed(claim.id)
 
 
 def test_a_submission_after_another_writer_moved_the_claim_says_so(world, monkeypatch):
-    # claims.submit_claim mutants 92 and 93: the refusal's text and details when the conditional
+    # claims.submit_claim mutants 92, 93, 98 and 99: the refusal's text and details when the conditional
     # UPDATE finds the claim moved.
     claim = claim_services.create_claim(world["holder"], world["voucher"].id, [world["record"].id])
     changed_underneath(monkeypatch, claim_services, Claim, lock="lock_one", state=ClaimState.SUBMITTED)
