@@ -158,6 +158,19 @@ class Config:
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "portal@kjj.liaocheng.gov.cn")
     MAIL_FILE_FOLDER = str(INSTANCE_DIR / "mail")
     MAIL_TIMEOUT = int(os.environ.get("MAIL_TIMEOUT", "30"))
+    # National reporting and the yearly evaluation (issue 19; portal.reporting). Instruments worth at
+    # least REPORTING_MIN_VALUE_FEN (500,000 yuan) are reported and evaluated. The yearly norms of
+    # effective hours, the latest published national averages per instrument, and the weights of the
+    # national score sheet (operation, sharing results, management) change by ministry notice.
+    REPORTING_MIN_VALUE_FEN = int(os.environ.get("REPORTING_MIN_VALUE_FEN", "50000000"))
+    REPORTING_NORM_HOURS_GENERAL = int(os.environ.get("REPORTING_NORM_HOURS_GENERAL", "1400"))
+    REPORTING_NORM_HOURS_SPECIALISED = int(os.environ.get("REPORTING_NORM_HOURS_SPECIALISED", "800"))
+    REPORTING_NATIONAL_EFFECTIVE_HOURS = int(os.environ.get("REPORTING_NATIONAL_EFFECTIVE_HOURS", "1599"))
+    REPORTING_NATIONAL_EXTERNAL_HOURS = int(os.environ.get("REPORTING_NATIONAL_EXTERNAL_HOURS", "273"))
+    REPORTING_SCORE_WEIGHTS = os.environ.get("REPORTING_SCORE_WEIGHTS", "40,20,40")
+    # A planned purchase is flagged when the city already has an instrument of its category that ran
+    # fewer effective hours than this in the last full year (查重评议).
+    PURCHASE_CHECK_MIN_HOURS = int(os.environ.get("PURCHASE_CHECK_MIN_HOURS", "1200"))
     # Links in e-mails point here.
     PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000")
     # `flask demo serve` runs the beat schedule in-process, every task at least this often (seconds).

@@ -58,6 +58,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
         notifications,
         operations,
         qualifications,
+        reporting,
         usage,
         vouchers,
         waitlist,
@@ -74,6 +75,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     finance.init_app(app)
     credit.init_app(app)
     dashboard.init_app(app)
+    reporting.init_app(app)
     admin.init_app(app)
     api.init_app(app)
     operations.init_app(app)

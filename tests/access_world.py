@@ -883,6 +883,8 @@ def build_console_objects(world: World) -> None:
             "uscc": institution.uscc,
         }
         world.shared.setdefault("scheme_year", {})[side] = {"year": 2026}
+        # The national reports (issue 19) of the side's institution, named by a query parameter.
+        world.shared.setdefault("report", {})[side] = {"fmt": "csv", "institution_id": institution.id}
     checked = world._make_catalog_import("A")
     world.shared["catalog_import"] = {side: checked for side in SIDES}
     synonym = world._make_search_synonym("A")

@@ -193,6 +193,28 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
 _renames = itertools.count(1)
 
 
+def _report_query(o: dict, _role: str) -> dict:
+    return {"year": 2026, "institution_id": o["institution_id"]}
+
+
+# Issue 19: a report names its institution in the query; a provider asking for another's is refused.
+REQUESTS.update(
+    {
+        (rule, "GET"): {"query": _report_query}
+        for rule in (
+            "/reports/",
+            "/reports/instruments.<fmt>",
+            "/reports/service-records.<fmt>",
+            "/reports/evaluation",
+            "/reports/evaluation.<fmt>",
+            "/api/v1/reports/nrii/instruments",
+            "/api/v1/reports/nrii/service-records",
+            "/api/v1/reports/evaluation",
+        )
+    }
+)
+
+
 def _waitlist_body(o: dict, _role: str) -> dict:
     n = next(_renames)
     start = datetime(2026, 12, 21, 1, 0, tzinfo=UTC) + timedelta(days=n % 4, hours=n % 8)

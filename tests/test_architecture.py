@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"usage"},
     {"vouchers", "waitlist"},
     {"finance", "credit"},
-    {"dashboard"},  # and the reporting read layers to come, beside it
+    {"dashboard", "reporting"},  # the read layers
     {"api", "admin", "operations", "demo"},
     {"portal"},
 ]

@@ -74,6 +74,7 @@ def init_app(app: Flask) -> None:
         finance,
         imports,
         qualifications,
+        reports,
         series,
         usage,
         vouchers,
@@ -105,6 +106,7 @@ def init_app(app: Flask) -> None:
         credit,
         waitlist,
         series,
+        reports,
     ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix=PREFIX)

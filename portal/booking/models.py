@@ -43,6 +43,23 @@ class BookingMode(StrEnum):
 MODE_LABELS = {BookingMode.SLOT: _l("Machine time"), BookingMode.SAMPLE: _l("Sample submission")}
 
 
+class PurposeCategory(StrEnum):
+    """What a service is for: the national service record's direction (portal.reporting.nrii)."""
+
+    RESEARCH = "research"
+    DEVELOPMENT = "development"
+    TEACHING = "teaching"
+    OTHER = "other"
+
+
+PURPOSE_LABELS = {
+    PurposeCategory.RESEARCH: _l("Scientific research"),
+    PurposeCategory.DEVELOPMENT: _l("Technology development"),
+    PurposeCategory.TEACHING: _l("Teaching"),
+    PurposeCategory.OTHER: _l("Other"),
+}
+
+
 class BookingState(StrEnum):
     REQUESTED = "requested"
     CONFIRMED = "confirmed"
@@ -241,6 +258,9 @@ class Booking(Model):
     # The end of the slot plus the instrument's buffer at booking time: what the exclusion covers.
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purpose: Mapped[str] = mapped_column(Text, default="")
+    # What the service is for, as the national service record counts it (serviceDirection); None on
+    # bookings made before the form asked (reported as "other").
+    purpose_category: Mapped[str | None] = mapped_column(String(12))
     sample_count: Mapped[int | None] = mapped_column(Integer)
     sample_description: Mapped[str | None] = mapped_column(Text)
     sample_delivery_on: Mapped[date | None] = mapped_column(Date)

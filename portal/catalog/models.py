@@ -61,6 +61,9 @@ STATUS_FILE_NAMES = {
     InstrumentStatus.AWAITING_SCRAP: "待报废",
 }
 
+# How the instrument came to its owner (the national record's instrSource), as files and pages write it.
+ACQUISITIONS = ("购置", "研制", "捐赠", "其他")
+
 STATUS_LABELS = {
     InstrumentStatus.NORMAL: _l("In service"),
     InstrumentStatus.STANDBY: _l("Standby"),
@@ -143,6 +146,20 @@ class Instrument(Model):
     address: Mapped[str | None] = mapped_column(String(200))
     operator_name: Mapped[str | None] = mapped_column(String(40))
     operator_phone: Mapped[str | None] = mapped_column(String(40))
+    # The national platform's fields (issue 19; portal.reporting.nrii maps them to its names). Each is
+    # kept by the owning provider and travels through the catalogue file.
+    acquisition: Mapped[str | None] = mapped_column(String(4))  # 购置 / 研制 / 捐赠 / 其他 (instrSource)
+    funding_source: Mapped[str | None] = mapped_column(String(60))  # main funding source (funds)
+    subject_area: Mapped[str | None] = mapped_column(String(60))  # subject
+    department: Mapped[str | None] = mapped_column(String(80))  # the owner's department (insideDepart)
+    user_requirements: Mapped[str | None] = mapped_column(Text)  # 用户须知 (requirement)
+    # A specialised instrument (专用) is held to the lower yearly norm of effective hours.
+    specialised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Imported duty-free under customs supervision (instrSupervise), with the declaration's details.
+    customs_supervised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    customs_declaration_number: Mapped[str | None] = mapped_column(String(40))
+    customs_import_date: Mapped[date | None] = mapped_column(Date)
+    customs_item_number: Mapped[str | None] = mapped_column(String(20))
     # Derived from the searchable fields on every write (see _refresh_derived below).
     search_text: Mapped[str] = mapped_column(Text, default="")
     search_grams: Mapped[list[str]] = mapped_column(StringList, default=list)

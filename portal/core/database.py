@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Table, event, select, text
+from sqlalchemy import Table, event, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -46,6 +46,13 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def dialect() -> str:
     return db.session.get_bind().dialect.name
+
+
+def hours_between(start: Any, end: Any) -> Any:
+    """SQL for the hours between two timestamp (or time-of-day) columns, on either backend."""
+    if dialect() == "postgresql":
+        return func.extract("epoch", end - start) / 3600.0
+    return (func.julianday(end) - func.julianday(start)) * 24.0
 
 
 @contextmanager

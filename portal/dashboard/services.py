@@ -18,7 +18,7 @@ from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, Instituti
 from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.catalog.models import Category, Instrument, OpeningHours
 from portal.core import clock
-from portal.core.database import dialect
+from portal.core.database import hours_between
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import SubsidyTally
@@ -87,13 +87,6 @@ class Budget:
     committed_fen: int = 0
     paid_fen: int = 0
     funds: list[Fund] = field(default_factory=list)
-
-
-def _hours(start, end):
-    """Hours between two timestamp (or time-of-day) columns, on either backend."""
-    if dialect() == "postgresql":
-        return func.extract("epoch", end - start) / 3600.0
-    return (func.julianday(end) - func.julianday(start)) * 24.0
 
 
 def figures(period: Period, county: str | None = None) -> Figures:
@@ -210,7 +203,7 @@ def _weekday_counts(period: Period) -> list[int]:
 def _open_hours_per_instrument(period: Period, county: str | None):
     """Open hours in the period per instrument, from the weekly hours (closures not subtracted)."""
     counts = _weekday_counts(period)
-    span = _hours(OpeningHours.opens_at, OpeningHours.closes_at)
+    span = hours_between(OpeningHours.opens_at, OpeningHours.closes_at)
     days = case(*[(OpeningHours.weekday == d, literal(n)) for d, n in enumerate(counts)], else_=literal(0))
     query = select(OpeningHours.instrument_id, func.sum(span * days).label("open_hours")).group_by(
         OpeningHours.instrument_id
@@ -225,7 +218,8 @@ def _open_hours_per_instrument(period: Period, county: str | None):
 def _booked_hours_per_instrument(period: Period, county: str | None):
     query = (
         select(
-            Booking.instrument_id, func.sum(_hours(Booking.starts_at, Booking.ends_at)).label("booked_hours")
+            Booking.instrument_id,
+            func.sum(hours_between(Booking.starts_at, Booking.ends_at)).label("booked_hours"),
         )
         .where(
             Booking.state.in_(USED_STATES),
@@ -404,7 +398,7 @@ def public_headline(today: date) -> Headline:
 def most_used(today: date, limit: int = 10) -> list[tuple[str, str, str, float, int]]:
     """(code, name, institution, booked hours, bookings) of the most booked instruments, last 12 months."""
     since = _year_before(today)
-    hours = func.sum(_hours(Booking.starts_at, Booking.ends_at))
+    hours = func.sum(hours_between(Booking.starts_at, Booking.ends_at))
     ranked = (
         select(Booking.instrument_id, hours.label("hours"), func.count().label("bookings"))
         .where(

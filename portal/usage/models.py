@@ -43,9 +43,11 @@ ACTION_LABELS.update(
         "usage.unbooked": _l("Used without a booking (instrument PC)"),
         "instrument.device_key_created": _l("Device key created"),
         "instrument.device_key_revoked": _l("Device key revoked"),
+        "internal_use.recorded": _l("Internal use recorded"),
+        "internal_use.deleted": _l("Internal use deleted"),
     }
 )
-OBJECT_LABELS.update({"usage_session": _l("Usage session")})
+OBJECT_LABELS.update({"usage_session": _l("Usage session"), "internal_use": _l("Internal use")})
 
 
 class EventKind(StrEnum):
@@ -153,3 +155,31 @@ class UsageEvent(Model):
 
     def __repr__(self) -> str:
         return f"<UsageEvent {self.id} {self.event} {self.at} session={self.session_id}>"
+
+
+class InternalUse(Model):
+    """The owning institution's own use of its instrument (its research, teaching, calibration), which
+    no booking records: the instrument's run hours include it, its service hours do not. Recorded by
+    the instrument's providers, one stretch of time each, and deleted (with an audit row) if wrong."""
+
+    __tablename__ = "internal_uses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_name: Mapped[str] = mapped_column(String(40), default="")  # who ran it (a name, not an account)
+    purpose_category: Mapped[str] = mapped_column(String(12), default="research")
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    instrument: Mapped[Instrument] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("started_at < ended_at", name="starts_before_ends"),
+        Index("ix_internal_uses_instrument_started", "instrument_id", "started_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<InternalUse {self.id} instrument={self.instrument_id} {self.started_at}–{self.ended_at}>"

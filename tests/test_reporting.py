@@ -1,0 +1,333 @@
+"""National reporting (issue 19), on both backends: the national codes each record maps to, effective
+hours from metered use, service records and internal use (a metered service never counted twice), the
+reports' totals against the service records, formula-safe exports LibreOffice opens, and who reads what.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from openpyxl import load_workbook
+
+from portal.booking.models import BookingMode
+from portal.core.permissions import Role
+from portal.extensions import db
+from portal.reporting import nrii
+from portal.reporting.hours import Scope, year_hours
+from portal.usage.models import InternalUse, UsageSession, UsageSource
+from tests.factories import completed_service, login
+from tests.test_bank_accounts import through_libreoffice
+from tests.test_booking_rules import bearer
+
+pytestmark = pytest.mark.both_backends
+
+# 2025 in Beijing time starts at 2024-12-31 16:00 UTC.
+JAN_1_2025_LOCAL = datetime(2024, 12, 31, 16, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("ours", "national"),
+    [("0102", "010200"), ("01", "010000"), ("0299", "029900"), ("15", "990000"), ("1502", "990200")],
+)
+def test_the_national_category_code(ours, national):
+    assert nrii.category_code(ours) == national
+
+
+@pytest.mark.parametrize("bad", ["", "1", "012", "01a2", "0102030"])
+def test_a_malformed_category_code_is_refused(bad):
+    with pytest.raises(ValueError):
+        nrii.category_code(bad)
+
+
+@pytest.mark.parametrize(
+    ("stored", "mode", "operation", "way"),
+    [
+        (None, "slot", "self", "占用"),
+        (None, "slot", None, "占用"),
+        (None, "slot", "staff", "技术"),
+        (None, "sample", None, "委托"),
+        ("远程", "slot", "self", "远程"),
+        ("其他", "sample", None, "其他"),
+        ("bogus", "sample", None, "委托"),
+    ],
+)
+def test_the_service_way(stored, mode, operation, way):
+    assert nrii.service_way(stored, mode, operation) == way
+
+
+@pytest.mark.parametrize(
+    ("tier", "code"),
+    [("internal", "120"), ("academic", "130"), ("enterprise", "130"), ("sme", "130"), (None, "130")],
+)
+def test_the_service_type_is_internal_only_for_the_owning_institutions_own(tier, code):
+    assert nrii.service_type(tier) == code
+
+
+@pytest.mark.parametrize(
+    ("purpose", "code"),
+    [
+        ("research", "135"),
+        ("development", "136"),
+        ("teaching", "137"),
+        ("other", "138"),
+        (None, "138"),
+        ("x", "138"),
+    ],
+)
+def test_the_service_direction(purpose, code):
+    assert nrii.service_direction(purpose) == code
+
+
+# --- effective hours ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def year(app, make_instrument, make_institution, make_user):
+    """One instrument of a host in 2025: a metered service, an unmetered one, internal use, unbooked
+    use, and services just outside the year on each side."""
+    host = make_institution()
+    instrument = make_instrument(institution=host)
+    customer = make_user()
+    provider = make_user(Role.PROVIDER, institution=host)
+    start = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
+    # Booked 2 h, record says 2 h, metered 1.5 h: the metered hours count, once.
+    metered = completed_service(instrument, customer, start, fee_fen=600_00, hours=Decimal(2), rating=4)
+    for begin, minutes in ((start, 60), (start + timedelta(hours=1), 30)):
+        db.session.add(
+            UsageSession(
+                booking_id=metered.booking_id,
+                instrument_id=instrument.id,
+                started_at=begin,
+                ended_at=begin + timedelta(minutes=minutes),
+                source=UsageSource.QR,
+            )
+        )
+    # Unmetered: the record's 3 h count.
+    completed_service(
+        instrument,
+        customer,
+        start + timedelta(days=1),
+        fee_fen=900_00,
+        hours=Decimal(3),
+        rating=5,
+        booked_hours=3,
+    )
+    # The first hour of 2025 in Beijing is in 2025; the last of 2024 is not; nor the first of 2026.
+    completed_service(
+        instrument, customer, JAN_1_2025_LOCAL, fee_fen=100_00, hours=Decimal(1), booked_hours=1
+    )
+    completed_service(
+        instrument,
+        customer,
+        JAN_1_2025_LOCAL - timedelta(hours=1),
+        fee_fen=999_00,
+        hours=Decimal(7),
+        booked_hours=1,
+    )
+    completed_service(
+        instrument,
+        customer,
+        datetime(2025, 12, 31, 16, 0, tzinfo=UTC),
+        fee_fen=999_00,
+        hours=Decimal(7),
+        booked_hours=1,
+    )
+    # The owning institution's own use: 4 h; an instrument PC's use nobody booked: 0.5 h.
+    db.session.add(
+        InternalUse(
+            instrument_id=instrument.id,
+            started_at=start + timedelta(days=2),
+            ended_at=start + timedelta(days=2, hours=4),
+            recorded_by_id=provider.id,
+        )
+    )
+    db.session.add(
+        UsageSession(
+            instrument_id=instrument.id,
+            started_at=start + timedelta(days=3),
+            ended_at=start + timedelta(days=3, minutes=30),
+            source=UsageSource.DEVICE,
+        )
+    )
+    db.session.commit()
+    return {"instrument": instrument, "host": host, "customer": customer, "provider": provider}
+
+
+def test_effective_hours_from_metered_use_records_and_internal_use_without_double_counting(year):
+    hours = year_hours(2025).of(year["instrument"].id)
+    assert hours.metered_hours == Decimal("1.50")  # not the record's 2 h as well
+    assert hours.recorded_hours == Decimal("4.00")  # 3 h and the 1 h of New Year's first hour
+    assert hours.service_hours == Decimal("5.50")
+    assert hours.internal_hours == Decimal("4.00")
+    assert hours.effective_hours == Decimal("9.50")
+    assert hours.unbooked_hours == Decimal("0.50")
+    assert hours.run_hours == Decimal("10.00")  # unbooked running is not effective
+    assert hours.measured_by == {
+        "metered": Decimal("1.50"),
+        "service_records": Decimal("4.00"),
+        "internal_use": Decimal("4.00"),
+    }
+    assert (hours.services, hours.users_served, hours.income_fen) == (3, 1, 1_600_00)
+    assert hours.rating_avg == Decimal("4.50")
+
+
+def test_external_and_sme_hours_follow_the_price_tier_and_the_verified_sme(year):
+    from portal.booking.models import Booking
+
+    for booking in db.session.query(Booking).filter(Booking.instrument_id == year["instrument"].id):
+        booking.tier = "internal" if booking.starts_at == JAN_1_2025_LOCAL else "sme"
+    db.session.commit()
+    hours = year_hours(2025).of(year["instrument"].id)
+    assert hours.external_service_hours == Decimal("4.50")  # everything but the internal hour
+    assert hours.sme_service_hours == Decimal("5.50")  # the customer is a verified tech SME
+    assert hours.external_income_fen == 1_500_00
+
+
+def test_another_institutions_instruments_are_outside_its_scope(year, make_instrument):
+    other = make_instrument()
+    completed_service(
+        other, year["customer"], datetime(2025, 5, 5, 1, tzinfo=UTC), fee_fen=1, hours=Decimal(1)
+    )
+    db.session.commit()
+    scoped = year_hours(2025, Scope(institution_id=year["host"].id))
+    assert set(scoped.by_instrument) == {year["instrument"].id}
+    assert other.id in year_hours(2025).by_instrument
+
+
+# --- the reports ---------------------------------------------------------------------------------
+
+
+def _all_pages(client, path: str, headers: dict) -> list[dict]:
+    items, page = [], 1
+    while True:
+        body = client.get(f"{path}&page={page}&per_page=2", headers=headers).get_json()
+        items += body["items"]
+        if page * 2 >= body["total"]:
+            return items
+        page += 1
+
+
+def test_the_service_record_report_adds_up_to_the_service_records(client, year):
+    headers = bearer(client, year["provider"])
+    items = _all_pages(client, "/api/v1/reports/nrii/service-records?year=2025", headers)
+    assert len(items) == 3
+    assert sum(Decimal(i["amount"]) for i in items) == Decimal("1600.00")
+    first = items[0]  # New Year's first hour, Beijing time
+    assert (first["startTime"], first["endTime"]) == ("2025-01-01 00", "2025-01-01 01")
+    metered = next(i for i in items if i["amount"] == "600.00")
+    assert metered["serviceTime"] == "1.50" and metered["rating"] == 4
+    assert {i["serviceWay"] for i in items} == {"占用"}
+    assert {i["serviceType"] for i in items} == {"130"}
+    assert {i["serviceDirection"] for i in items} == {"138"}
+    assert {i["institution_id"] for i in items} == {year["host"].id}
+
+
+def test_the_instrument_report_carries_the_national_fields_and_the_years_hours(client, year):
+    instrument = year["instrument"]
+    instrument.acquisition, instrument.subject_area = "购置", "化学"
+    instrument.customs_supervised, instrument.customs_declaration_number = True, "422020250123456789"
+    db.session.commit()
+    headers = bearer(client, year["provider"])
+    body = client.get("/api/v1/reports/nrii/instruments?year=2025", headers=headers).get_json()
+    assert body["total"] == 1
+    item = body["items"][0]
+    assert item["innerId"] == instrument.code and item["instrCategory"] == "010200"
+    assert item["worth"] == "100.00"  # 1,000,000 yuan in 万元
+    assert (item["instrSource"], item["subject"]) == ("购置", "化学")
+    assert (item["instrSupervise"], item["declarationNumber"]) == (1, "422020250123456789")
+    assert (item["runMachine"], item["serviceMachine"]) == ("9.50", "5.50")
+    assert item["serviceUrl"].endswith(f"/instruments/{instrument.code}")
+    assert item["auditStatus"] == -1
+
+
+def test_instruments_under_the_threshold_are_not_reported(client, year, make_instrument):
+    make_instrument(institution=year["host"], original_value_fen=499_999_99)
+    headers = bearer(client, year["provider"])
+    body = client.get("/api/v1/reports/nrii/instruments?year=2025", headers=headers).get_json()
+    assert [i["innerId"] for i in body["items"]] == [year["instrument"].code]
+
+
+def test_a_provider_reads_only_their_own_institution(client, year, make_institution):
+    headers = bearer(client, year["provider"])
+    other = make_institution()
+    for path in ("nrii/instruments", "nrii/service-records", "evaluation"):
+        response = client.get(f"/api/v1/reports/{path}?year=2025&institution_id={other.id}", headers=headers)
+        assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+
+
+def test_the_evaluation_api_names_how_the_hours_were_measured(client, year, make_user):
+    reviewer = make_user(Role.REVIEWER)
+    headers = bearer(client, reviewer)
+    body = client.get(
+        f"/api/v1/reports/evaluation?year=2025&institution_id={year['host'].id}", headers=headers
+    )
+    item = body.get_json()["items"][0]
+    assert item["effective_hours"] == 9.5 and item["run_hours"] == 10.0
+    assert item["measured_by"] == {"metered": 1.5, "service_records": 4.0, "internal_use": 4.0}
+    assert (item["norm_hours"], item["below_norm"]) == (1400, True)
+    year["instrument"].specialised = True
+    db.session.commit()
+    body = client.get(
+        f"/api/v1/reports/evaluation?year=2025&institution_id={year['host'].id}", headers=headers
+    )
+    assert body.get_json()["items"][0]["norm_hours"] == 800
+
+
+def test_exports_are_formula_safe_and_libreoffice_opens_them(client, year, tmp_path):
+    year["instrument"].name = '=HYPERLINK("http://evil")'
+    year["customer"].full_name = "+1234"
+    db.session.commit()
+    login(client, year["provider"].username)
+    text = client.get("/reports/service-records.csv?year=2025").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[0] == list(nrii.SERVICE_HEADERS.values())
+    assert {r[10] for r in rows[1:]} == {"'+1234"}
+    response = client.get("/reports/instruments.xlsx?year=2025")
+    path = tmp_path / "instruments.xlsx"
+    path.write_bytes(response.data)
+    sheet = load_workbook(path).active
+    assert sheet.cell(2, 2).value == '\'=HYPERLINK("http://evil")'
+    cells = through_libreoffice(path, tmp_path)
+    assert cells[1][1] == ('\'=HYPERLINK("http://evil")', "s")
+
+
+def test_the_report_pages_show_for_their_readers(client, year, make_user):
+    login(client, year["provider"].username)
+    page = client.get("/reports/?year=2025")
+    assert page.status_code == 200 and "instruments.csv" in page.get_data(as_text=True)
+    reviewer = make_user(Role.REVIEWER)
+    client.post("/logout", data={})
+    with client.session_transaction() as session:
+        session.clear()
+    login(client, reviewer.username)
+    page = client.get("/reports/evaluation?year=2025").get_data(as_text=True)
+    assert year["instrument"].code in page and "9.50" in page
+
+
+def test_a_sample_service_reports_its_samples(client, year, make_booking):
+    from portal.booking.models import BookingState, ServiceRecord
+
+    booking = make_booking(
+        year["instrument"], year["customer"], state=BookingState.COMPLETED, purpose_category="development"
+    )
+    assert booking.mode is BookingMode.SAMPLE
+    db.session.add(
+        ServiceRecord(
+            booking_id=booking.id,
+            samples=3,
+            computed_fee_fen=240_00,
+            fee_fen=240_00,
+            recorded_by_id=year["provider"].id,
+            recorded_at=datetime(2025, 6, 2, 2, 0, tzinfo=UTC),
+        )
+    )
+    db.session.commit()
+    headers = bearer(client, year["provider"])
+    items = _all_pages(client, "/api/v1/reports/nrii/service-records?year=2025", headers)
+    sample = next(i for i in items if i["sampleNum"] is not None)
+    assert (sample["serviceWay"], sample["serviceDirection"], sample["sampleNum"]) == ("委托", "136", 3)
+    assert sample["serviceTime"] is None and sample["startTime"] == "2025-06-02 10"
