@@ -114,6 +114,29 @@ EDITS = [
     ("service_content", "委托测试、上机培训", "service_content", "委托测试、上机培训", "委托测试、上机培训"),
     ("operator_name", "李四", "operator_name", "李四", "李四"),
     ("operator_phone", "13806350001", "operator_phone", "13806350001", "13806350001"),
+    # The national platform's fields (issue 19).
+    ("acquisition", "捐赠", "acquisition", "捐赠", "捐赠"),
+    ("funding_source", "中央财政", "funding_source", "中央财政", "中央财政"),
+    ("subject_area", "材料科学", "subject_area", "材料科学", "材料科学"),
+    ("department", "化学化工学院", "department", "化学化工学院", "化学化工学院"),
+    (
+        "user_requirements",
+        "首次上机须参加培训",
+        "user_requirements",
+        "首次上机须参加培训",
+        "首次上机须参加培训",
+    ),
+    ("specialised", "是", "specialised", True, True),
+    ("customs_supervised", "是", "customs_supervised", True, True),
+    (
+        "customs_declaration_number",
+        "422020190000123456",
+        "customs_declaration_number",
+        "422020190000123456",
+        None,
+    ),
+    ("customs_import_date", "2019-04-01", "customs_import_date", date(2019, 4, 1), "2019-04-01"),
+    ("customs_item_number", "3", "customs_item_number", "3", "3"),
 ]
 
 
@@ -187,6 +210,10 @@ BAD = [
     ("operator_phone", "call me", "call me"),
     ("specs", "长" * 4001, "4000"),
     ("operator_name", "长" * 41, "40"),
+    ("acquisition", "租赁", "租赁"),
+    ("specialised", "也许", "也许"),
+    ("customs_import_date", "2019-02-30", "2019-02-30"),
+    ("department", "长" * 81, "80"),
 ]
 
 
@@ -204,7 +231,8 @@ def test_a_bad_value_is_shown_at_its_field_with_what_was_typed_and_nothing_is_sa
         assert says in unescape(feedback), (field, typed)
         values = page_values(next(f for f in forms_on(page, "http://localhost/") if "record" in f.action))
         assert values["model"] == "另一型号", field  # what was typed stays, in the good fields too
-        if field not in ("category", "county", "status", "sharing_mode"):  # a select shows its options
+        # A select shows its options, not what was sent.
+        if field not in ("category", "county", "status", "sharing_mode", "acquisition", "specialised"):
             assert values[field] == typed, field
     assert fresh(instrument).model != "另一型号"
     assert audit_rows(instrument) == []

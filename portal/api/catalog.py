@@ -18,7 +18,7 @@ from portal.api.schemas import CONFIG_ENUM, ApiBlueprint, ErrorSchema, PageArgsS
 from portal.booking import upkeep
 from portal.catalog import prices, services
 from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
-from portal.catalog.models import STATUS_FILE_NAMES, InstrumentStatus, SharingMode
+from portal.catalog.models import ACQUISITIONS, STATUS_FILE_NAMES, InstrumentStatus, SharingMode
 from portal.core.money import FEN_PER_WAN, FEN_PER_YUAN, MAX_AMOUNT
 from portal.core.permissions import Role
 from portal.core.web import revalidated
@@ -96,6 +96,21 @@ class InstrumentDetailSchema(InstrumentSchema):
         required=True,
         metadata={"description": "The price table; without one, the two fees as the enterprise price"},
     )
+    acquisition = ma.fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(ACQUISITIONS),
+        metadata={"description": "instrSource"},
+    )
+    funding_source = ma.fields.String(required=True, allow_none=True)
+    subject_area = ma.fields.String(required=True, allow_none=True)
+    department = ma.fields.String(required=True, allow_none=True, metadata={"description": "insideDepart"})
+    user_requirements = ma.fields.String(required=True, allow_none=True)
+    specialised = ma.fields.Boolean(required=True, metadata={"description": "Held to the lower yearly norm"})
+    customs_supervised = ma.fields.Boolean(required=True)
+    customs_declaration_number = ma.fields.String(required=True, allow_none=True)
+    customs_import_date = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
+    customs_item_number = ma.fields.String(required=True, allow_none=True)
 
 
 # The rules are the catalogue import's (portal.catalog.importer) and are checked there, once: these
@@ -156,6 +171,18 @@ class InstrumentPatchSchema(ma.Schema):
     prices = ma.fields.List(
         ma.fields.Nested(PriceSchema), metadata={"description": "Replaces the whole price table"}
     )
+    acquisition = ma.fields.String(allow_none=True, metadata={"enum": [*ACQUISITIONS, None]})
+    funding_source = _text("funding_source")
+    subject_area = _text("subject_area")
+    department = _text("department")
+    user_requirements = _text("user_requirements")
+    specialised = ma.fields.Boolean()
+    customs_supervised = ma.fields.Boolean()
+    customs_declaration_number = _text("customs_declaration_number")
+    customs_import_date = ma.fields.String(
+        allow_none=True, metadata={"format": "date", "description": "YYYY-MM-DD"}
+    )
+    customs_item_number = _text("customs_item_number")
 
 
 class InstrumentArgsSchema(PageArgsSchema):

@@ -24,6 +24,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 
 from portal.accounts.models import User
+from portal.catalog.columns import YES_NO_ATTRS
 from portal.catalog.importer import COLUMN_OF, Lookups, RowError, parse_cell
 from portal.catalog.models import Category, Instrument, InstrumentPhoto, SharingMode
 
@@ -59,6 +60,17 @@ EDITABLE_FIELDS = (
     "service_content",
     "operator_name",
     "operator_phone",
+    # The national platform's fields (issue 19).
+    "acquisition",
+    "funding_source",
+    "subject_area",
+    "department",
+    "user_requirements",
+    "specialised",
+    "customs_supervised",
+    "customs_declaration_number",
+    "customs_import_date",
+    "customs_item_number",
 )
 # A file may leave these empty (the host's county, 正常); a record always has them.
 REQUIRED_HERE = frozenset({"county", "status", "sharing_mode"})
@@ -108,6 +120,8 @@ def _parse(field: str, text: str, lookups: Lookups) -> Any:
         value = parse_cell(COLUMN_OF["category_code" if field == "category" else field], text)
     if value is None and field in REQUIRED_HERE:
         raise RowError(_("Required, but empty."))
+    if value is None and field in YES_NO_ATTRS:
+        value = False  # an empty answer is 否, as in the file
     if field == "category":
         lookups.category(value)
     elif field == "county":

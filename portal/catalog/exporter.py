@@ -50,6 +50,16 @@ def export_rows() -> Iterable[list[Any]]:
             instrument.service_content,
             instrument.operator_name,
             instrument.operator_phone,
+            instrument.acquisition,
+            instrument.funding_source,
+            instrument.subject_area,
+            instrument.department,
+            instrument.user_requirements,
+            "是" if instrument.specialised else "否",
+            "是" if instrument.customs_supervised else "否",
+            instrument.customs_declaration_number,
+            instrument.customs_import_date.isoformat() if instrument.customs_import_date else None,
+            instrument.customs_item_number,
         ]
 
 

@@ -25,7 +25,14 @@ from wtforms.validators import Optional
 
 from portal.catalog.editing import CAPTION_LENGTH, current_value
 from portal.catalog.importer import COLUMN_OF
-from portal.catalog.models import SHARING_LABELS, STATUS_LABELS, Instrument, InstrumentStatus, SharingMode
+from portal.catalog.models import (
+    ACQUISITIONS,
+    SHARING_LABELS,
+    STATUS_LABELS,
+    Instrument,
+    InstrumentStatus,
+    SharingMode,
+)
 from portal.catalog.services import FEE_UNITS, SORTS, InstrumentQuery, category_tree, institution_summaries
 from portal.core.errors import ValidationFailed
 from portal.core.forms import NumberRange, options, show_service_errors, yuan_amount
@@ -195,6 +202,21 @@ class InstrumentForm(FlaskForm):
     service_content = _text(_l("Services offered"), multiline=True, rows=4)
     operator_name = _text(_l("Operator"), maxlength=COLUMN_OF["operator_name"].max_length)
     operator_phone = _text(_l("Operator's phone"), inputmode="tel")
+    # The national platform's fields (issue 19), in the catalogue file's words.
+    acquisition = SelectField(_l("Acquired by"), validate_choice=False)
+    funding_source = _text(_l("Main funding source"), maxlength=COLUMN_OF["funding_source"].max_length)
+    subject_area = _text(_l("Subject area"), maxlength=COLUMN_OF["subject_area"].max_length)
+    department = _text(_l("Department"), maxlength=COLUMN_OF["department"].max_length)
+    user_requirements = _text(_l("User requirements"), multiline=True, rows=3)
+    specialised = SelectField(
+        _l("Specialised instrument (lower yearly norm of hours)"), validate_choice=False
+    )
+    customs_supervised = SelectField(_l("Under customs supervision"), validate_choice=False)
+    customs_declaration_number = _text(
+        _l("Customs declaration number"), maxlength=COLUMN_OF["customs_declaration_number"].max_length
+    )
+    customs_import_date = _text(_l("Import date"), type="date")
+    customs_item_number = _text(_l("Item number"), maxlength=COLUMN_OF["customs_item_number"].max_length)
     # The stranded bookings the page has shown (a status change asks first; see booking.upkeep).
     acknowledged = HiddenField()
     submit = SubmitField(_l("Save"))
@@ -205,6 +227,10 @@ class InstrumentForm(FlaskForm):
         self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
         self.status.choices = options((s.value, STATUS_LABELS[s]) for s in InstrumentStatus)
         self.sharing_mode.choices = options((m.value, SHARING_LABELS[m]) for m in SharingMode)
+        self.acquisition.choices = options([("", _l("Not given")), *((a, a) for a in ACQUISITIONS)])
+        yes_no = [("否", _l("No")), ("是", _l("Yes"))]
+        self.specialised.choices = options(yes_no)
+        self.customs_supervised.choices = options(yes_no)
 
     def field_for(self, name: str):
         """The form field of a record field."""
@@ -216,6 +242,8 @@ class InstrumentForm(FlaskForm):
             value = current_value(instrument, name)
             if name in AMOUNT_FIELDS and value is not None:
                 value = AMOUNT_FIELDS[name][1](value)
+            if isinstance(value, bool):
+                value = "是" if value else "否"  # as the file writes it
             self.field_for(name).data = "" if value is None else str(getattr(value, "value", value))
 
     def labels(self, fields: tuple[str, ...]) -> dict[str, str]:

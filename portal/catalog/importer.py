@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,25 +23,34 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import Institution
 from portal.catalog import price_import
-from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument, InstrumentStatus
+from portal.catalog.columns import (
+    COLUMN_OF as COLUMN_OF,
+)
+from portal.catalog.columns import (
+    COLUMNS,
+    HEADERS,
+    NATIONAL_ATTRS,
+    PHONE_PATTERN,
+    PLAIN_ATTRS,
+    YES_NO_ATTRS,
+    Column,
+    RowError,
+    parse_cell,
+)
+from portal.catalog.models import Category, Instrument, InstrumentStatus
 from portal.core import audit
 from portal.core.exports import FORMULA_PREFIXES
-from portal.core.money import wan_to_fen, yuan_to_fen
-from portal.core.text import strip_control
 from portal.extensions import db
 
-CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
-PHONE_PATTERN = re.compile(r"^[0-9+()\- ,;/、]{5,40}$")
+# Re-exported: the catalogue's other modules have always asked the importer for the columns.
+__all__ = ["COLUMN_OF", "HEADERS", "PHONE_PATTERN", "Column", "RowError", "parse_cell"]
+
 MAX_ROWS = 200_000  # unless IMPORT_MAX_ROWS says otherwise
 # A long import reports how far it got every this many rows (see `import_catalog`'s `progress`).
 PROGRESS_EVERY = 500
 
 # progress(phase, rows): "reading" while the rows are checked, "writing" while they are applied.
 Progress = Callable[[str, int], None]
-
-
-class RowError(ValueError):
-    """A value that cannot be accepted; the message says why."""
 
 
 class LimitReached(RowError):
@@ -53,15 +61,6 @@ class LimitReached(RowError):
     def __init__(self, message: str, setting: str) -> None:
         super().__init__(message)
         self.setting = setting
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    attr: str
-    required: bool = False
-    parse: Callable[[str], Any] | None = None
-    max_length: int | None = None
 
 
 @dataclass
@@ -95,97 +94,6 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _parse_money(parse: Callable[[str], int]) -> Callable[[str], int]:
-    def inner(text: str) -> int:
-        try:
-            return parse(text)
-        except ValueError as error:
-            reason = str(error)
-            if reason == "not a number":
-                raise RowError(_("“%(value)s” is not a number.", value=text)) from None
-            if reason == "must not be negative":
-                raise RowError(_("Must not be negative.")) from None
-            if reason == "too large":
-                raise RowError(_("“%(value)s” is too large.", value=text)) from None
-            raise RowError(_("At most two decimal places.")) from None
-
-    return inner
-
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text[:10] if len(text) > 10 and text[10] in " T" else text)
-    except ValueError:
-        raise RowError(_("“%(value)s” is not a date in the form YYYY-MM-DD.", value=text)) from None
-
-
-def _parse_code(text: str) -> str:
-    if not CODE_PATTERN.match(text):
-        raise RowError(_("Use at most 40 letters, digits, dot, dash or underscore."))
-    return text
-
-
-def _parse_status(text: str) -> InstrumentStatus:
-    for status, label in STATUS_FILE_NAMES.items():
-        if text in (label, status.value):
-            return status
-    raise RowError(
-        _(
-            "“%(value)s” is not a status; use one of %(allowed)s.",
-            value=text,
-            allowed=" / ".join(STATUS_FILE_NAMES.values()),
-        )
-    )
-
-
-def _parse_price_table(text: str) -> list[dict[str, Any]]:
-    try:
-        return price_import.parse_table(text)
-    except ValueError as error:
-        raise RowError(str(error)) from None
-
-
-def _parse_phone(text: str) -> str:
-    if not PHONE_PATTERN.match(text):
-        raise RowError(_("“%(value)s” is not a phone number.", value=text))
-    return text
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("仪器编码", "code", required=True, parse=_parse_code),
-    Column("仪器名称", "name", required=True, max_length=120),
-    Column("英文名称", "name_en", max_length=200),
-    Column("仪器分类代码", "category_code", required=True),
-    Column("规格型号", "model", max_length=120),
-    Column("生产制造商", "manufacturer", max_length=120),
-    Column("产地国别", "country_of_origin", max_length=40),
-    Column("原值(万元)", "original_value_fen", required=True, parse=_parse_money(wan_to_fen)),
-    Column("启用日期", "in_service_on", parse=_parse_date),
-    Column("依托单位", "institution_name", required=True),
-    Column("所在区县", "county"),
-    Column("安放地址", "address", max_length=200),
-    Column("运行状态", "status", parse=_parse_status),
-    Column("收费标准(元/小时)", "fee_per_hour_fen", parse=_parse_money(yuan_to_fen)),
-    Column("收费标准(元/样)", "fee_per_sample_fen", parse=_parse_money(yuan_to_fen)),
-    # The price table (issue 17; portal.catalog.price_text). Files without it still import: their two
-    # fee columns are the enterprise price.
-    Column("收费标准明细", "price_table", parse=_parse_price_table, max_length=4000),
-    Column("主要技术指标", "specs", max_length=4000),
-    Column("主要功能", "functions", max_length=4000),
-    Column("服务内容", "service_content", max_length=4000),
-    Column("联系人", "operator_name", max_length=40),
-    Column("联系电话", "operator_phone", parse=_parse_phone),
-)
-HEADERS = [c.header for c in COLUMNS]
-COLUMN_OF = {c.attr: c for c in COLUMNS}
-# Instrument attributes a file sets directly (the others are looked up: category, institution).
-PLAIN_ATTRS = [
-    c.attr
-    for c in COLUMNS
-    if c.attr not in {"category_code", "institution_name", "county", "status", "price_table"}
-]
 
 
 def _normal_header(text: str) -> str:
@@ -305,23 +213,6 @@ def read_table(stream: IO[bytes], filename: str) -> Iterator[list[Any]]:
         raise RowError(_("Only .csv and .xlsx files can be imported."))
 
 
-def parse_cell(column: Column, text: str) -> Any:
-    """One cell's value by its column's rules; an empty optional cell is None, anything wrong a RowError.
-
-    The import checks every cell with it, and so does an edit of a single instrument (the same rules).
-    """
-    if not text:
-        if column.required:
-            raise RowError(_("Required, but empty."))
-        return None
-    if strip_control(text) != text:
-        # NUL and the like: PostgreSQL refuses them, and an XLSX export could not hold them.
-        raise RowError(_("Contains control characters; remove them."))
-    if column.max_length and len(text) > column.max_length:
-        raise RowError(_("At most %(n)d characters (this has %(m)d).", n=column.max_length, m=len(text)))
-    return column.parse(text) if column.parse else text
-
-
 @dataclass
 class Lookups:
     """What cells are looked up in: category codes, host institutions by name, the network's counties."""
@@ -350,7 +241,13 @@ class Lookups:
         return name
 
 
-def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list[Problem]) -> dict | None:
+def _parse_row(
+    cells: dict[str, str],
+    row: int,
+    lookups: Lookups,
+    problems: list[Problem],
+    absent: frozenset[str] = frozenset(),
+) -> dict | None:
     values: dict[str, Any] = {}
     before = len(problems)
     for column in COLUMNS:
@@ -385,7 +282,9 @@ def _parse_row(cells: dict[str, str], row: int, lookups: Lookups, problems: list
             problems.append(Problem(row, "所在区县", str(error)))
     if len(problems) > before or category is None or institution is None:  # (each None is a problem)
         return None
-    out = {attr: values[attr] for attr in PLAIN_ATTRS}
+    out = {attr: values[attr] for attr in PLAIN_ATTRS if attr not in absent}
+    for attr in YES_NO_ATTRS - absent:
+        out[attr] = bool(out[attr])  # an empty cell is 否
     if values["price_table"]:
         # The table's enterprise prices are the two fee columns (what the list filters and sorts on).
         out["fee_per_hour_fen"], out["fee_per_sample_fen"] = price_import.enterprise_fees(
@@ -417,6 +316,7 @@ def _records(
     if missing:
         return
     positions = {h: i for i, h in reversed(list(enumerate(headers))) if h in HEADERS}
+    absent = frozenset(c.attr for c in COLUMNS if c.attr in NATIONAL_ATTRS and c.header not in positions)
     seen: dict[str, int] = {}
     for row_number, row in enumerate(rows, start=2):
         if row_number > max_rows + 1:
@@ -427,7 +327,7 @@ def _records(
         if not any(cells.values()):
             continue
         report.rows += 1
-        record = _parse_row(cells, row_number, lookups, problems)
+        record = _parse_row(cells, row_number, lookups, problems, absent)
         if record is None:
             continue
         if record["code"] in seen:

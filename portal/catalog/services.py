@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from flask import current_app, has_request_context, request, url_for
@@ -367,9 +368,29 @@ def detail(instrument: Instrument, *, with_contact: bool) -> dict[str, Any]:
                 for h in instrument.opening_hours
             ],
             "photos": [photo_json(instrument.code, photo) for photo in instrument.photos],
+            **{field: _plain_value(getattr(instrument, field)) for field in NATIONAL_FIELDS},
         }
     )
     return data
+
+
+# The national platform's fields of the record (issue 19), in the API's detail and PATCH.
+NATIONAL_FIELDS = (
+    "acquisition",
+    "funding_source",
+    "subject_area",
+    "department",
+    "user_requirements",
+    "specialised",
+    "customs_supervised",
+    "customs_declaration_number",
+    "customs_import_date",
+    "customs_item_number",
+)
+
+
+def _plain_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _cached(name: str, compute):
