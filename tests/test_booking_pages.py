@@ -59,7 +59,8 @@ def test_the_slot_form_offers_only_valid_ends_and_books(
     page = client.get(f"/instruments/{instrument.code}/book?start=2026-12-09T01:00:00Z").get_data(
         as_text=True
     )
-    ends = re.findall(r'<option value="([^"]+)"', page)
+    ends_select = page.split('name="ends_at"', 1)[1].split("</select>", 1)[0]
+    ends = re.findall(r'<option value="([^"]+)"', ends_select)
     assert ends == [
         "2026-12-09T02:00:00Z",
         "2026-12-09T02:30:00Z",
@@ -72,13 +73,15 @@ def test_the_slot_form_offers_only_valid_ends_and_books(
             "starts_at": "2026-12-09T01:00:00Z",
             "ends_at": "2026-12-09T02:30:00Z",
             "purpose": "形貌观察",
+            "purpose_category": "research",
         },
     )
     assert response.status_code == 302
     booking = db.session.scalar(select(Booking).where(Booking.enterprise_id == user.enterprise_id))
-    assert (booking.state, booking.ends_at) == (
+    assert (booking.state, booking.ends_at, booking.purpose_category) == (
         BookingState.REQUESTED,
         datetime(2026, 12, 9, 2, 30, tzinfo=UTC),
+        "research",
     )
 
 

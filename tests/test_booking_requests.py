@@ -189,6 +189,17 @@ def test_purpose_and_description_take_at_most_2000_characters(setting, field):
     assert getattr(accepted(setting, samples(**{field: "x" * 2000})), field) == "x" * 2000
 
 
+@pytest.mark.parametrize("kind", ["research", "development", "teaching", "other"])
+def test_the_purpose_category_is_stored_for_the_national_record(setting, kind):
+    assert accepted(setting, samples(purpose_category=kind)).purpose_category == kind
+
+
+@pytest.mark.parametrize("kind", ["", "commercial", "RESEARCH"])
+def test_an_unknown_purpose_category_is_refused(setting, kind):
+    refused = refusal(setting, samples(purpose_category=kind))
+    assert refused.fields == {"purpose_category": "Choose what the service is for."}
+
+
 def test_a_request_is_written_with_its_audit_row_and_the_providers_are_told(setting, make_user):
     provider = make_user(Role.PROVIDER, institution=setting["instrument"].institution)
     booking = accepted(setting, samples())

@@ -16,7 +16,15 @@ from portal.api.bearer import BEARER, token_required
 from portal.api.schemas import NOT_BLANK, YEAR_2000_TO_2099, ApiBlueprint, PageArgsSchema, PageSchema
 from portal.booking import files, records, requests, services, transitions
 from portal.booking.availability import CALENDAR_EARLIEST, CALENDAR_LATEST, Calendar
-from portal.booking.models import Booking, BookingMode, BookingState, FileKind, ServiceFile, ServiceRecord
+from portal.booking.models import (
+    Booking,
+    BookingMode,
+    BookingState,
+    FileKind,
+    PurposeCategory,
+    ServiceFile,
+    ServiceRecord,
+)
 from portal.catalog.services import get_instrument
 from portal.core import clock, uploads
 from portal.core.errors import ValidationFailed
@@ -130,6 +138,9 @@ class BookingSchema(ma.Schema):
     starts_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
     ends_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
     purpose = ma.fields.String(required=True)
+    purpose_category = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "null on bookings made before it was asked"}
+    )
     sample_count = ma.fields.Integer(required=True, allow_none=True)
     sample_description = ma.fields.String(required=True, allow_none=True)
     sample_delivery_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
@@ -215,6 +226,11 @@ class BookingCreateSchema(ma.Schema):
     starts_at = _time("mode slot: required; ISO 8601 with an offset")
     ends_at = _time("mode slot: required, after `starts_at`")
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    purpose_category = ma.fields.String(
+        load_default="development",
+        validate=validate.OneOf([c.value for c in PurposeCategory]),
+        metadata={"description": "What the service is for (the national service direction)"},
+    )
     sample_count = ma.fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=1, max=10000)
     )
@@ -332,6 +348,7 @@ def booking_json(booking: Booking, usage: dict[int, BookingUsage] | None = None)
         "starts_at": clock.iso_utc(booking.starts_at),
         "ends_at": clock.iso_utc(booking.ends_at),
         "purpose": booking.purpose,
+        "purpose_category": booking.purpose_category,
         "sample_count": booking.sample_count,
         "sample_description": booking.sample_description,
         "sample_delivery_on": booking.sample_delivery_on.isoformat() if booking.sample_delivery_on else None,
@@ -421,6 +438,7 @@ def create_booking(args: dict):
         requests.BookingRequest(
             mode=BookingMode(args["mode"]),
             purpose=args["purpose"],
+            purpose_category=args["purpose_category"],
             starts_at=args["starts_at"],
             ends_at=args["ends_at"],
             sample_count=args["sample_count"],

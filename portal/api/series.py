@@ -12,7 +12,7 @@ from portal.api.bearer import BEARER, token_required
 from portal.api.booking import BookingSchema, booking_json, required_time
 from portal.api.schemas import ApiBlueprint
 from portal.booking import series as services
-from portal.booking.models import BookingSeries
+from portal.booking.models import BookingSeries, PurposeCategory
 from portal.booking.recurrence import DAY, WEEK, Repeat
 from portal.core import clock
 from portal.core.permissions import Role
@@ -98,6 +98,11 @@ class SeriesCreateSchema(ma.Schema):
         },
     )
     purpose = ma.fields.String(load_default="", validate=validate.Length(max=2000))
+    purpose_category = ma.fields.String(
+        load_default="development",
+        validate=validate.OneOf([c.value for c in PurposeCategory]),
+        metadata={"description": "What the service is for (the national service direction)"},
+    )
 
 
 class SeriesOccurrenceSchema(ma.Schema):
@@ -184,6 +189,7 @@ def _request(args: dict) -> services.SeriesRequest:
         ),
         operation=args["operation"],
         purpose=args["purpose"],
+        purpose_category=args["purpose_category"],
         skip_conflicts=args["skip_conflicts"],
     )
 

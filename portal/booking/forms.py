@@ -30,15 +30,27 @@ from portal.booking.models import (
     BLACKOUT_LABELS,
     FILE_KIND_LABELS,
     LONGEST_SLOT_MINUTES,
+    PURPOSE_LABELS,
     RATING_LABELS,
     BlackoutKind,
     FileKind,
+    PurposeCategory,
 )
 from portal.catalog.models import OpeningHours
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.core.web import WEEKDAY_NAMES
 
 PURPOSE = _l("Purpose of the test")
+PURPOSE_CATEGORY = _l("What the service is for")
+
+
+def _purpose_category() -> SelectField:
+    # The national service direction (issue 19); enterprises mostly develop products.
+    return SelectField(
+        PURPOSE_CATEGORY,
+        choices=options((c.value, PURPOSE_LABELS[c]) for c in PurposeCategory),
+        default=PurposeCategory.DEVELOPMENT.value,
+    )
 
 
 class SlotBookingForm(FlaskForm):
@@ -47,6 +59,7 @@ class SlotBookingForm(FlaskForm):
     operation = HiddenField()
     ends_at = SelectField(_l("Until"), validators=[DataRequired()])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    purpose_category = _purpose_category()
     submit = SubmitField(_l("Send booking request"))
 
 
@@ -83,6 +96,7 @@ class SeriesForm(FlaskForm):
     )
     until = DateField(_l("Last day (included)"), validators=[Optional(), plausible_date])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    purpose_category = _purpose_category()
     skip_conflicts = BooleanField(_l("Skip the dates that clash and book the others"))
     preview = SubmitField(_l("Check the dates"))
     submit = SubmitField(_l("Book the series"))
@@ -113,6 +127,7 @@ class SampleBookingForm(FlaskForm):
     )
     sample_delivery_on = DateField(_l("Samples arrive on"), validators=[InputRequired(), plausible_date])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
+    purpose_category = _purpose_category()
     submit = SubmitField(_l("Send sample request"))
 
 

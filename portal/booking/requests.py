@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from portal.accounts.models import Enterprise, User, VerificationState
 from portal.booking.availability import Calendar, conflict_error
-from portal.booking.models import Booking, BookingMode, BookingPolicy, BookingState
+from portal.booking.models import Booking, BookingMode, BookingPolicy, BookingState, PurposeCategory
 from portal.booking.services import BOOKABLE_STATUSES, policy_for, tell
 from portal.booking.signals import booking_wanted
 from portal.catalog.models import Instrument
@@ -22,6 +22,8 @@ from portal.core.errors import Forbidden, NotFound, SlotConflict, ValidationFail
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.qualifications import services as use_rules
+
+PURPOSE_CATEGORIES = frozenset(c.value for c in PurposeCategory)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class BookingRequest:
     sample_description: str | None = None
     sample_delivery_on: date | None = None
     operation: str | None = None  # slots: "self" (default) or "staff" (issue 17)
+    # What the service is for: the national service direction (issue 19). Enterprises mostly develop.
+    purpose_category: str = PurposeCategory.DEVELOPMENT.value
 
 
 def _check_enterprise_may_book(user: User) -> None:
@@ -74,6 +78,9 @@ def check_may_request(user: User, instrument_code: str, request: BookingRequest)
     _check_enterprise_may_book(user)
     if len(request.purpose) > 2000 or len(request.sample_description or "") > 2000:
         raise ValidationFailed(_("At most 2,000 characters."), {"purpose": _("At most 2,000 characters.")})
+    if request.purpose_category not in PURPOSE_CATEGORIES:
+        message = _("Choose what the service is for.")
+        raise ValidationFailed(message, {"purpose_category": message})
     instrument = db.session.scalar(select(Instrument).where(Instrument.code == instrument_code))
     if instrument is None:
         raise NotFound(_("No instrument has the code %(code)s.", code=instrument_code))
@@ -106,6 +113,7 @@ def place_request(
         mode=request.mode,
         state=BookingState.REQUESTED,
         purpose=request.purpose.strip(),
+        purpose_category=request.purpose_category,
         series_id=series_id,
         # Issue 17: the operation mode (refused without a qualification) and the frozen price.
         **use_rules.booking_terms(

@@ -100,6 +100,7 @@ class SeriesRequest:
     operation: str | None = None
     purpose: str = ""
     skip_conflicts: bool = False
+    purpose_category: str = "development"
 
     def occurrence(self, starts_at: datetime, ends_at: datetime) -> BookingRequest:
         return BookingRequest(
@@ -108,6 +109,7 @@ class SeriesRequest:
             starts_at=starts_at,
             ends_at=ends_at,
             operation=self.operation,
+            purpose_category=self.purpose_category,
         )
 
 

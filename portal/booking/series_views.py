@@ -84,6 +84,7 @@ def _series_request(form: SeriesForm, starts_at: datetime) -> series.SeriesReque
         ),
         operation=form.operation.data or None,
         purpose=filled(form.purpose),
+        purpose_category=form.purpose_category.data,
         skip_conflicts=form.skip_conflicts.data,
     )
 

@@ -123,6 +123,7 @@ def book_slot(code: str) -> ResponseReturnValue:
                     starts_at=slot.starts_at,
                     ends_at=clock.parse_iso(form.ends_at.data),
                     purpose=filled(form.purpose),
+                    purpose_category=form.purpose_category.data,
                     operation=form.operation.data,
                 ),
             )
@@ -168,6 +169,7 @@ def book_sample(code: str) -> ResponseReturnValue:
                 requests.BookingRequest(
                     mode=BookingMode.SAMPLE,
                     purpose=filled(form.purpose),
+                    purpose_category=form.purpose_category.data,
                     sample_count=form.sample_count.data,
                     sample_description=form.sample_description.data,
                     sample_delivery_on=form.sample_delivery_on.data,
