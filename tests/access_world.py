@@ -44,7 +44,7 @@ from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
-from portal.usage import devices
+from portal.usage import devices, internal
 from portal.usage.models import UsageSession, UsageSource
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
@@ -253,6 +253,15 @@ class World:
     def _make_device_key(self, side: str) -> dict[str, Any]:
         row, _key = devices.create_device_key(self._provider(side), self.instruments[side], "矩阵PC")
         return {"code": self.instruments[side], "key_id": row.id, "id": row.id}
+
+    def _make_internal_use(self, side: str) -> dict[str, Any]:
+        start = NOW - timedelta(days=1)
+        row = internal.record_internal_use(
+            self._provider(side),
+            self.instruments[side],
+            internal.InternalUseData(started_at=start, ended_at=start + timedelta(hours=2), user_name="矩阵"),
+        )
+        return {"code": self.instruments[side], "use_id": row.id}
 
     def _completed(self, side: str, *, rated: bool = True) -> Booking:
         # The samples arrive today: a sample service cannot be recorded before they have arrived.
@@ -780,6 +789,7 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("booking_checkin", {})[side] = world._make_booking_checkin(side)
         world.shared.setdefault("booking_in_use", {})[side] = world._make_booking_in_use(side)
         world.shared.setdefault("device_key", {})[side] = world._make_device_key(side)
+        world.shared.setdefault("internal_use", {})[side] = world._make_internal_use(side)  # issue 19
     return world
 
 

@@ -280,6 +280,10 @@ REQUESTS.update(
         ("/api/v1/bookings/<int:id>/check-in", "POST"): {"json": {"reason": "用户手机没电"}},
         ("/api/v1/bookings/<int:id>/check-out", "POST"): {"json": {"reason": "用户忘记签退"}},
         ("/manage/instruments/<code>/device-keys", "POST"): {"form": {"label": "矩阵PC"}},
+        # Issue 19: a stretch of the institution's own use, yesterday.
+        ("/manage/instruments/<code>/internal-use", "POST"): {
+            "form": {"day": "2026-12-06", "starts": "09:00", "ends": "11:30", "user_name": "矩阵"}
+        },
         ("/api/v1/instruments/<code>/device-keys", "POST"): {"json": {"label": "矩阵PC"}},
         ("/api/v1/instruments/<code>/usage-events", "POST"): {
             "json": {"event": "start", "at": "2026-12-07T01:00:00Z", "username": "x", "idempotency_key": "m1"}

@@ -1,12 +1,15 @@
-"""Usage forms: checking in and out at the instrument."""
+"""Usage forms: checking in and out at the instrument, device keys, the institution's own use."""
 
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
-from wtforms.validators import Length, Optional
+from wtforms import DateField, SelectField, StringField, SubmitField, TimeField
+from wtforms.validators import InputRequired, Length, Optional
 
+from portal.booking.models import PURPOSE_LABELS, PurposeCategory
+from portal.core.forms import options, plausible_date
+from portal.usage.internal import MAX_NAME, MAX_NOTE
 from portal.usage.services import MAX_REASON
 
 
@@ -26,3 +29,23 @@ class DeviceKeyForm(FlaskForm):
 
 class RevokeKeyForm(FlaskForm):
     submit = SubmitField(_l("Revoke"))
+
+
+class InternalUseForm(FlaskForm):
+    """A stretch of the institution's own use of the instrument (issue 19), in Beijing time."""
+
+    day = DateField(_l("Day"), validators=[InputRequired(), plausible_date])
+    starts = TimeField(_l("From"), validators=[InputRequired()])
+    ends = TimeField(_l("Until"), validators=[InputRequired()])
+    user_name = StringField(_l("Used by"), validators=[Optional(), Length(max=MAX_NAME)])
+    purpose_category = SelectField(
+        _l("What it was for"),
+        choices=options((c.value, PURPOSE_LABELS[c]) for c in PurposeCategory),
+        default=PurposeCategory.RESEARCH.value,
+    )
+    note = StringField(_l("Note"), validators=[Optional(), Length(max=MAX_NOTE)])
+    submit = SubmitField(_l("Record internal use"))
+
+
+class DeleteInternalUseForm(FlaskForm):
+    submit = SubmitField(_l("Delete"))

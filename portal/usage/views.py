@@ -10,15 +10,16 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from portal.booking.models import Booking
+from portal.booking.models import PURPOSE_LABELS, Booking
 from portal.booking.services import get_booking
 from portal.catalog.ownership import editable_instrument, owns
 from portal.catalog.services import get_instrument
 from portal.core import clock
-from portal.core.errors import ServiceError
+from portal.core.errors import ServiceError, ValidationFailed
+from portal.core.forms import show_service_errors
 from portal.core.permissions import Role, role_required
-from portal.usage import devices, labels, services
-from portal.usage.forms import CheckForm, DeviceKeyForm, RevokeKeyForm
+from portal.usage import devices, internal, labels, services
+from portal.usage.forms import CheckForm, DeleteInternalUseForm, DeviceKeyForm, InternalUseForm, RevokeKeyForm
 from portal.usage.models import SOURCE_LABELS
 
 bp = Blueprint("usage", __name__)
@@ -87,7 +88,12 @@ def manage(code: str) -> ResponseReturnValue:
     return _manage_page(code, DeviceKeyForm(formdata=None))
 
 
-def _manage_page(code: str, key_form: DeviceKeyForm, new_key: str | None = None) -> ResponseReturnValue:
+def _manage_page(
+    code: str,
+    key_form: DeviceKeyForm,
+    new_key: str | None = None,
+    use_form: InternalUseForm | None = None,
+) -> ResponseReturnValue:
     instrument = editable_instrument(current_user, code)
     keeper = owns(current_user, instrument)
     return render_template(
@@ -102,6 +108,10 @@ def _manage_page(code: str, key_form: DeviceKeyForm, new_key: str | None = None)
         revoke_form=RevokeKeyForm(formdata=None),
         new_key=new_key,
         portal_url=request.url_root.rstrip("/"),
+        internal_uses=internal.recent_internal_use(instrument),
+        use_form=use_form or InternalUseForm(formdata=None),
+        delete_use_form=DeleteInternalUseForm(formdata=None),
+        purpose_labels=PURPOSE_LABELS,
     )
 
 
@@ -126,6 +136,51 @@ def revoke_key(code: str, key_id: int) -> ResponseReturnValue:
     devices.revoke_device_key(current_user, code, key_id)
     flash(_("Device key revoked: events sent with it are refused from now on."), "success")
     return redirect(url_for("usage.manage", code=code))
+
+
+@bp.route("/manage/instruments/<code>/internal-use", methods=["POST"])
+@role_required(Role.PROVIDER)
+def record_internal_use(code: str) -> ResponseReturnValue:
+    """Record a stretch of the institution's own use; a bad one shows the form again as typed."""
+    internal.own_instrument(current_user, code)
+    form = InternalUseForm()
+    if form.validate_on_submit():
+        try:
+            internal.record_internal_use(current_user, code, _internal_use(form))
+        except ValidationFailed as error:
+            fields = {FORM_NAMES.get(name, name): message for name, message in error.fields.items()}
+            show_service_errors(form, ValidationFailed(error.message, fields))
+        else:
+            flash(_("Internal use recorded: it counts in the instrument's run hours."), "success")
+            return redirect(url_for("usage.manage", code=code, _anchor="internal-use"))
+    elif form.csrf_token.errors:
+        abort(400)
+    return _manage_page(code, DeviceKeyForm(formdata=None), use_form=form)
+
+
+# The service's field names as the form calls them (a day and two times of day).
+FORM_NAMES = {"started_at": "starts", "ended_at": "ends"}
+
+
+def _internal_use(form: InternalUseForm) -> internal.InternalUseData:
+    day = form.day.data
+    return internal.InternalUseData(
+        started_at=clock.local_datetime_to_utc(day, form.starts.data),
+        ended_at=clock.local_datetime_to_utc(day, form.ends.data),
+        user_name=form.user_name.data or "",
+        purpose_category=form.purpose_category.data or "",
+        note=form.note.data or "",
+    )
+
+
+@bp.route("/manage/instruments/<code>/internal-use/<int:use_id>/delete", methods=["POST"])
+@role_required(Role.PROVIDER)
+def delete_internal_use(code: str, use_id: int) -> ResponseReturnValue:
+    if not DeleteInternalUseForm().validate_on_submit():
+        abort(400)
+    internal.delete_internal_use(current_user, code, use_id)
+    flash(_("The record of internal use is deleted."), "success")
+    return redirect(url_for("usage.manage", code=code, _anchor="internal-use"))
 
 
 def _label(code: str) -> labels.Label:

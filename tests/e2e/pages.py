@@ -123,6 +123,9 @@ PAGES: tuple[PageType, ...] = (
     # dashboard
     PageType("dashboard", "/dashboard/", BUREAU),
     PageType("ranking", "/dashboard/ranking", BUREAU),
+    # national reporting (issue 19)
+    PageType("national reports", "/reports/", (PROVIDER, REVIEWER, ADMIN)),
+    PageType("open-sharing evaluation", "/reports/evaluation", (REVIEWER, ADMIN)),
     # the admin console
     PageType("admin console", "/admin/", (ADMIN,)),
     PageType("institutions", "/admin/institutions", (ADMIN,)),
