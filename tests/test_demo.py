@@ -591,3 +591,65 @@ def test_demo_serve_points_mail_links_at_its_port(app, monkeypatch):
     assert serving_base_url("127.0.0.1", 8123) == "http://127.0.0.1:8123"
     monkeypatch.setenv("PORTAL_BASE_URL", "https://kjj.example.cn/portal")
     assert serving_base_url("127.0.0.1", 8123) == "https://kjj.example.cn/portal"
+
+
+def test_the_national_fields_and_a_year_of_internal_use_give_the_evaluation_a_spread(demo_app):
+    """Issue 19: every instrument has its national fields; the evaluation of the last twelve months'
+    year shows some instruments above their norm and most below, and its figures equal a direct
+    computation over the rows."""
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from portal.booking.models import Booking, BookingState, ServiceRecord
+    from portal.catalog.models import Instrument
+    from portal.core import clock
+    from portal.reporting import services
+    from portal.reporting.hours import Scope, year_bounds
+    from portal.usage.models import InternalUse, UsageSession
+
+    instruments = db.session.scalars(select(Instrument)).all()
+    assert all(i.acquisition and i.subject_area and i.department for i in instruments)
+    assert 0 < sum(i.customs_supervised for i in instruments) < len(instruments)
+    assert 0 < sum(i.specialised for i in instruments) < len(instruments) // 3
+    year = clock.local_today().year
+    result = services.evaluate(Scope(), year)
+    above = [s for s in result.instruments if not s.below_norm]
+    assert 0 < len(above) < len(result.instruments) // 4, len(above)
+
+    start, end = year_bounds(year)
+
+    def hours(a, b) -> Decimal:
+        return Decimal((b - a).total_seconds()) / 3600
+
+    busiest = sorted(result.instruments, key=lambda s: s.hours.effective_hours)[-3:]
+    for score in [*busiest, result.instruments[0], result.instruments[len(result.instruments) // 2]]:
+        instrument_id = score.instrument.id
+        metered: dict[int, Decimal] = defaultdict(Decimal)
+        for s in db.session.scalars(
+            select(UsageSession).where(
+                UsageSession.instrument_id == instrument_id, UsageSession.ended_at.is_not(None)
+            )
+        ):
+            if s.booking_id is not None:
+                metered[s.booking_id] += hours(s.started_at, s.ended_at)
+        service = Decimal(0)
+        for booking, record in db.session.execute(
+            select(Booking, ServiceRecord)
+            .join(ServiceRecord, ServiceRecord.booking_id == Booking.id)
+            .where(Booking.instrument_id == instrument_id, Booking.state == BookingState.COMPLETED)
+        ):
+            when = booking.starts_at or record.recorded_at
+            if start <= when < end:
+                service += metered[booking.id] if booking.id in metered else (record.hours or Decimal(0))
+        internal = sum(
+            (
+                hours(u.started_at, u.ended_at)
+                for u in db.session.scalars(
+                    select(InternalUse).where(InternalUse.instrument_id == instrument_id)
+                )
+                if start <= u.started_at < end
+            ),
+            Decimal(0),
+        )
+        assert abs(score.hours.service_hours - service) <= Decimal("0.02"), score.instrument.code
+        assert abs(score.hours.internal_hours - internal) <= Decimal("0.01"), score.instrument.code

@@ -43,6 +43,7 @@ from portal.demo import (
     use_rules,
 )
 from portal.demo import photos as demo_photos
+from portal.demo import reporting as demo_reporting
 from portal.demo import series as demo_series
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
@@ -223,6 +224,7 @@ def _load_demo(
     load_catalog_imports()
     use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above
     usage.load_usage()  # metered use of the completed bookings
+    demo_reporting.load_reporting()  # the national fields, the bookings' purposes, internal use
     fairness.load_credit()  # the no-shows' violations: one enterprise suspended
     demo_series.load_weekly_series()  # a confirmed weekly series ahead
     # A generator of its own, so the photos leave every other demo value as it was.
