@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
@@ -360,15 +362,17 @@ def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
 
 
 def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
+    from portal.core import clock
     from portal.vouchers.models import COMMITTED_STATES, CapLedger, Claim, Fund, Scheme, Voucher
 
-    scheme = db.session.scalar(select(Scheme))
+    # This year's scheme (in December next year's is published too, with nothing committed yet).
+    scheme = db.session.scalar(select(Scheme).where(Scheme.year == clock.local_today().year))
     assert (scheme.enterprise_cap_fen, scheme.group_cap_fen, scheme.public_notice_days) == (
         50_000_000,
         65_000_000,
         7,
     )
-    funds = {f.name: f for f in db.session.scalars(select(Fund))}
+    funds = {f.name: f for f in db.session.scalars(select(Fund).where(Fund.scheme_id == scheme.id))}
     assert (str(funds["province"].rate), str(funds["city"].rate)) == ("0.6000", "0.3000")
     committed = db.session.scalars(select(Claim).where(Claim.state.in_(COMMITTED_STATES))).all()
     assert {c.state.value for c in committed} == {"in_notice", "payable", "paid"}
@@ -377,7 +381,6 @@ def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
     paid = [c for c in committed if c.state.value == "paid"]
     assert funds["province"].paid_fen + funds["city"].paid_fen == sum(c.total_fen for c in paid)
     # The finance figures come from the tallies, and they agree with the ledgers to the fen.
-    from portal.core import clock
     from portal.finance import services as finance
 
     # Over the year's months, as the claims were approved and paid through the year.
@@ -653,3 +656,27 @@ def test_the_national_fields_and_a_year_of_internal_use_give_the_evaluation_a_sp
         )
         assert abs(score.hours.service_hours - service) <= Decimal("0.02"), score.instrument.code
         assert abs(score.hours.internal_hours - internal) <= Decimal("0.01"), score.instrument.code
+
+
+@pytest.mark.parametrize(
+    ("today", "years"),
+    [
+        (date(2026, 11, 30), [2026]),
+        (date(2026, 12, 1), [2026, 2027]),
+        (date(2026, 12, 31), [2026, 2027]),
+        (date(2027, 1, 1), [2027]),
+    ],
+)
+def test_from_december_the_demo_publishes_next_years_scheme_too(today, years):
+    from portal.demo.vouchers import scheme_years
+
+    assert scheme_years(today) == years
+
+
+def test_the_demo_has_a_scheme_for_every_year_it_publishes(demo_app):
+    from portal.core import clock
+    from portal.demo.vouchers import scheme_years
+    from portal.vouchers.models import Scheme
+
+    held = set(db.session.scalars(select(Scheme.year)))
+    assert held == set(scheme_years(clock.local_today()))

@@ -374,6 +374,13 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
             )
 
 
+def scheme_years(today: date) -> list[int]:
+    """The years the demo has a scheme for: this one, and from December on next year's too, as the
+    bureau publishes it then (so a demo loaded in late December still has a scheme for the days after
+    New Year, where a test's clock may stand)."""
+    return [today.year, today.year + 1] if today.month == 12 else [today.year]
+
+
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
     now = clock.utcnow()
@@ -381,6 +388,10 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     admin, reviewers = _user("admin"), [_user("reviewer"), _user("reviewer2")]
     with simulated_clock(clock.local_datetime_to_utc(date(today.year - 1, 12, 10), time(10, 0))):
         schemes.save_scheme(admin, *published_scheme(today.year))
+    if today.year + 1 in scheme_years(today):
+        # Published on the first working day of December, before anything below happens.
+        with simulated_clock(min(now, clock.local_datetime_to_utc(date(today.year, 12, 1), time(10, 0)))):
+            schemes.copy_scheme_to_next_year(admin, today.year)
     verified = db.session.execute(
         select(User, Enterprise)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
