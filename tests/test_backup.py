@@ -43,6 +43,7 @@ from portal.demo.services import load_demo
 from portal.extensions import db
 from portal.finance.models import DisbursementBatch, ExportJob, ExportState, PeriodClose, SubsidyTally
 from portal.qualifications.models import TrainingEnrolment, TrainingSession
+from portal.reporting.models import ReportSnapshot
 from portal.usage.models import DeviceKey, EventKind, UsageEvent, UsageSession, UsageSource
 from portal.vouchers.models import EnterpriseRelation, RelationKind, Scheme, VerificationRequest
 from portal.waitlist.models import WaitlistEntry
@@ -204,6 +205,14 @@ def fill_every_table(upload_folder: Path) -> None:
                 finished_at=now,
             ),
             PeriodClose(month="2026-10", closed_by_id=admin.id),
+            ReportSnapshot(
+                institution_id=institution.id,
+                year=2025,
+                version=1,
+                content='{"annual":{}}',
+                sha256="0" * 64,
+                submitted_by_id=admin.id,
+            ),
             # Whether a small demo year reaches these depends on the day the test runs.
             SubsidyTally(
                 month="2020-01",

@@ -14,6 +14,7 @@ import pytest
 from openpyxl import load_workbook
 
 from portal.booking.models import BookingMode
+from portal.core.errors import Forbidden, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.reporting import nrii
@@ -331,3 +332,81 @@ def test_a_sample_service_reports_its_samples(client, year, make_booking):
     sample = next(i for i in items if i["sampleNum"] is not None)
     assert (sample["serviceWay"], sample["serviceDirection"], sample["sampleNum"]) == ("委托", "136", 3)
     assert sample["serviceTime"] is None and sample["startTime"] == "2025-06-02 10"
+
+
+# --- final submission --------------------------------------------------------------------------
+
+
+def test_a_final_report_is_frozen_with_its_hash_and_reads_back_byte_for_byte(client, year):
+    import hashlib
+    import json
+
+    import sqlalchemy as sa
+
+    from portal.core.models import AuditEvent
+    from portal.reporting import submissions
+    from portal.reporting.models import ReportSnapshot
+
+    snapshot = submissions.submit_final(year["provider"], 2025)
+    assert (snapshot.version, snapshot.submitted_by_id) == (1, year["provider"].id)
+    assert snapshot.sha256 == hashlib.sha256(snapshot.content.encode()).hexdigest()
+    content = json.loads(snapshot.content)
+    assert content["annual"]["totalIncome"] == "1600.00" and content["annual"]["auditStatus"] == 0
+    assert {r["auditStatus"] for r in content["service_records"]} == {0}
+    assert len(content["service_records"]) == 3
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "report.submitted"))
+    assert event.after == {"version": 1, "sha256": snapshot.sha256}
+    login(client, year["provider"].username)
+    first = client.get(f"/reports/snapshots/{snapshot.id}.json").data
+    second = client.get(f"/reports/snapshots/{snapshot.id}.json").data
+    assert first == second == snapshot.content.encode()
+    assert hashlib.sha256(first).hexdigest() == snapshot.sha256
+    # Immutable, whatever code runs against the database.
+    for statement in ("UPDATE report_snapshots SET content = '{}'", "DELETE FROM report_snapshots"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            db.session.execute(sa.text(statement))
+        db.session.rollback()
+    assert db.session.scalar(sa.select(ReportSnapshot.sha256)) == snapshot.sha256
+
+
+def test_the_same_records_give_the_same_bytes_and_a_change_is_shown_as_a_difference(client, year):
+    from portal.reporting import submissions
+
+    login(client, year["provider"].username)
+    csv_files = [client.get("/reports/service-records.csv?year=2025").data for _n in range(2)]
+    assert csv_files[0] == csv_files[1]
+    snapshot = submissions.submit_final(year["provider"], 2025)
+    assert submissions.differences(snapshot) == []
+    with pytest.raises(ValidationFailed):  # final already: a new version only on purpose
+        submissions.submit_final(year["provider"], 2025)
+    with pytest.raises(ValidationFailed):  # and only when something changed
+        submissions.submit_final(year["provider"], 2025, new_version=True)
+    added = completed_service(
+        year["instrument"],
+        year["customer"],
+        datetime(2025, 7, 1, 1, tzinfo=UTC),
+        fee_fen=50_00,
+        hours=Decimal(1),
+    )
+    db.session.commit()
+    changes = submissions.differences(snapshot)
+    assert ("service_records", str(added.id), "added") in {(c.section, c.key, c.field) for c in changes}
+    assert ("annual", "totalIncome", "1600.00", "1650.00") in {
+        (c.section, c.key, c.before, c.after) for c in changes
+    }
+    page = client.get("/reports/?year=2025").get_data(as_text=True)
+    assert "report-changes" in page and "1650.00" in page
+    second = submissions.submit_final(year["provider"], 2025, new_version=True)
+    assert second.version == 2 and second.sha256 != snapshot.sha256
+    assert submissions.differences(second) == []
+
+
+def test_only_the_institutions_providers_submit_and_others_do_not_see_its_versions(client, year, make_user):
+    from portal.reporting import submissions
+
+    snapshot = submissions.submit_final(year["provider"], 2025)
+    stranger = make_user(Role.PROVIDER)
+    with pytest.raises(Forbidden):
+        submissions.submit_final(make_user(Role.REVIEWER), 2025)
+    login(client, stranger.username)
+    assert client.get(f"/reports/snapshots/{snapshot.id}.json").status_code == 404

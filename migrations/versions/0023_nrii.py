@@ -7,7 +7,8 @@ Create Date: 2026-12-07
 The instrument gains the national record's fields (acquisition, funding source, subject area,
 department, user requirements, specialised, customs supervision); a booking the category of its
 purpose (the national service direction); `internal_uses` holds the owning institution's own use of
-its instruments, which the run hours count and the service hours do not. Columns are added without
+its instruments, which the run hours count and the service hours do not; `report_snapshots` the final
+national reports, append-only like the audit log. Columns are added without
 rebuilding the tables on SQLite (ADD COLUMN with a constant default), so no row is copied.
 """
 
@@ -64,9 +65,51 @@ def upgrade():
     op.create_index(
         "ix_internal_uses_instrument_started", "internal_uses", ["instrument_id", "started_at"], unique=False
     )
+    op.create_table(
+        "report_snapshots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("institution_id", sa.Integer(), nullable=False),
+        sa.Column("year", sa.SmallInteger(), nullable=False),
+        sa.Column("version", sa.SmallInteger(), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("submitted_by_id", sa.Integer(), nullable=False),
+        sa.Column("submitted_at", UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["institution_id"], ["institutions.id"], name=op.f("fk_report_snapshots_institution_id_institutions")
+        ),
+        sa.ForeignKeyConstraint(
+            ["submitted_by_id"], ["users.id"], name=op.f("fk_report_snapshots_submitted_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_report_snapshots")),
+        sa.UniqueConstraint("institution_id", "year", "version", name="uq_report_snapshots_version"),
+    )
+    _append_only("report_snapshots")
+
+
+def _append_only(table: str) -> None:
+    """Rows can be added, never changed or removed, whatever code runs against the database."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+        )
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
 
 
 def downgrade():
+    op.drop_table("report_snapshots")  # its triggers go with it
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION report_snapshots_append_only()")
     op.drop_index("ix_internal_uses_instrument_started", table_name="internal_uses")
     op.drop_table("internal_uses")
     with op.batch_alter_table("bookings", schema=None) as batch_op:

@@ -112,7 +112,8 @@ def _national_fields(rng: random.Random) -> int:
 
 def _purposes(rng: random.Random) -> None:
     ids = list(db.session.scalars(select(Booking.id).order_by(Booking.id)))
-    names, weights = zip(*PURPOSES, strict=True)
+    names = [name for name, _weight in PURPOSES]
+    weights = [weight for _name, weight in PURPOSES]
     rows = [{"b_id": i, "purpose_category": rng.choices(names, weights)[0]} for i in ids]
     table = table_of(Booking)
     statement = (

@@ -10,7 +10,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the report pages."""
+    """Register the report pages and, by importing it, the model."""
+    from portal.reporting import models  # noqa: F401
     from portal.reporting.views import bp
 
     app.register_blueprint(bp)

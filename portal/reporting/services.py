@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, url_for
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
@@ -64,10 +64,11 @@ def reported_instruments(scope: Scope) -> Select:
     return scope.where(stmt)
 
 
-def service_url(code: str) -> str:
-    """The instrument's page here: always under PORTAL_BASE_URL, so a report's bytes do not depend on
-    the address it was asked at."""
-    return current_app.config["PORTAL_BASE_URL"].rstrip("/") + url_for("catalog.detail", code=code)
+def portal_url(endpoint: str, **values: Any) -> str:
+    """An absolute address here, always under PORTAL_BASE_URL (in a request or not), so a report's
+    bytes do not depend on the address it was asked at, nor on where it was made."""
+    path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return current_app.config["PORTAL_BASE_URL"].rstrip("/") + path
 
 
 def _fee_texts(instruments: list[Instrument]) -> dict[int, str]:
@@ -99,7 +100,6 @@ def instrument_items(rows: list[Any], year_hours: YearHours) -> list[dict[str, A
     instruments = [r[0] for r in rows]
     fees = _fee_texts(instruments)
     photos = _main_photos([i.id for i in instruments])
-    base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
     items = []
     for instrument, category_code in rows:
         hours = year_hours.of(instrument.id)
@@ -107,8 +107,8 @@ def instrument_items(rows: list[Any], year_hours: YearHours) -> list[dict[str, A
         facts = nrii.InstrumentFacts(
             category_code=category_code,
             fee_text=fees[instrument.id],
-            service_url=service_url(instrument.code),
-            image_url=base + url_for("catalog.photo", code=instrument.code, name=photo) if photo else None,
+            service_url=portal_url("catalog.detail", code=instrument.code),
+            image_url=portal_url("catalog.photo", code=instrument.code, name=photo) if photo else None,
             run_hours=hours.effective_hours,
             service_hours=hours.service_hours,
         )

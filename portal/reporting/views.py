@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.core import clock
+from portal.core.errors import ValidationFailed
 from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, xlsx_bytes
+from portal.core.forms import show_service_errors
 from portal.core.permissions import Role, role_required
-from portal.reporting import nrii, services
+from portal.reporting import nrii, services, submissions
+from portal.reporting.forms import SubmitForm
 
 bp = Blueprint("reporting", __name__, url_prefix="/reports")
 EVALUATORS = (Role.REVIEWER, Role.ADMIN)
@@ -48,9 +51,16 @@ def _county() -> str | None:
 @bp.route("/")
 @role_required(*services.READERS)
 def index() -> ResponseReturnValue:
-    """The year's national records of the institution (a provider's own), to download."""
+    """The year's national records of the institution (a provider's own), to download; its annual
+    report, its final versions and what changed since the latest."""
     year, problems = _year()
+    return _index(year, problems, SubmitForm(formdata=None, year=year))
+
+
+def _index(year: int, problems: list[str], form: SubmitForm) -> str:
     scope = services.report_scope(current_user, _institution_id())
+    institution_id = scope.institution_id
+    versions = submissions.snapshots(institution_id, year) if institution_id else []
     return render_template(
         "reporting/index.html",
         year=year,
@@ -60,7 +70,45 @@ def index() -> ResponseReturnValue:
         institutions=services.institutions_to_choose(current_user),
         formats=FORMATS,
         may_evaluate=current_user.role in EVALUATORS,
+        annual=submissions.annual_report(institution_id, year) if institution_id else None,
+        versions=versions,
+        changes=submissions.differences(versions[0]) if versions else [],
+        may_submit=submissions.may_submit(current_user, institution_id),
+        form=form,
+        section_labels={
+            "annual": _("Annual report"),
+            "instruments": _("Instruments"),
+            "service_records": _("Service records"),
+        },
     )
+
+
+@bp.route("/submit", methods=["POST"])
+@role_required(Role.PROVIDER)
+def submit() -> ResponseReturnValue:
+    """Submit the institution's report of the year as final (a new version only on purpose)."""
+    form = SubmitForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _index(clock.local_today().year, [], form)
+    year = int(form.year.data or 0)  # validated: present and in range
+    try:
+        snapshot = submissions.submit_final(current_user, year, new_version=bool(form.new_version.data))
+    except ValidationFailed as error:
+        show_service_errors(form, error)
+        return _index(year, [], form)
+    flash(_("Version %(n)d of the %(year)d report is final.", n=snapshot.version, year=year), "success")
+    return redirect(url_for("reporting.index", year=year))
+
+
+@bp.route("/snapshots/<int:snapshot_id>.json")
+@role_required(*services.READERS)
+def snapshot_file(snapshot_id: int) -> ResponseReturnValue:
+    """A final version exactly as it was frozen: the bytes its SHA-256 was taken of."""
+    snapshot = submissions.get_snapshot(current_user, snapshot_id)
+    name = f"nrii-report-{snapshot.institution_id}-{snapshot.year}-v{snapshot.version}.json"
+    return attachment(snapshot.content.encode(), "application/json", name)
 
 
 def _download(kind: str, fmt: str, year: int, rows: Iterable[list[Any]]) -> ResponseReturnValue:

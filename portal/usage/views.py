@@ -163,10 +163,12 @@ FORM_NAMES = {"started_at": "starts", "ended_at": "ends"}
 
 
 def _internal_use(form: InternalUseForm) -> internal.InternalUseData:
-    day = form.day.data
+    # Validated: each is required.
+    day, starts, ends = form.day.data, form.starts.data, form.ends.data
+    assert day is not None and starts is not None and ends is not None
     return internal.InternalUseData(
-        started_at=clock.local_datetime_to_utc(day, form.starts.data),
-        ended_at=clock.local_datetime_to_utc(day, form.ends.data),
+        started_at=clock.local_datetime_to_utc(day, starts),
+        ended_at=clock.local_datetime_to_utc(day, ends),
         user_name=form.user_name.data or "",
         purpose_category=form.purpose_category.data or "",
         note=form.note.data or "",
