@@ -44,7 +44,7 @@ from portal.finance import batches
 from portal.finance.models import ExportJob, ExportState
 from portal.notifications import services as notifications
 from portal.notifications.models import Notification
-from portal.reporting import submissions
+from portal.reporting import purchases, submissions
 from portal.usage import devices, internal
 from portal.usage.models import UsageSession, UsageSource
 from portal.vouchers import applications as application_services
@@ -793,6 +793,9 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("internal_use", {})[side] = world._make_internal_use(side)  # issue 19
         snapshot = submissions.submit_final(world._provider(side), 2025)  # a final report (issue 19)
         world.shared.setdefault("report_snapshot", {})[side] = {"snapshot_id": snapshot.id}
+    planned = purchases.PlannedPurchase("0102", "气质联用仪", "", 1_200_000_00, "可共享")
+    check = purchases.record_check(world.user("reviewer"), planned)
+    world.shared["purchase_check"] = {side: {"check_id": check.id} for side in SIDES}
     return world
 
 

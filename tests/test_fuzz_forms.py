@@ -334,6 +334,13 @@ def world(
         for start in (day + timedelta(days=5, hours=5), day + timedelta(days=12, hours=5))
     ]
     slot = "2026-12-10T01:00:00Z"  # Thursday 09:00 in Liaocheng
+    # Issue 19: a record of internal use (its delete form), the provider's report (its submit form).
+    from portal.usage import internal
+
+    yesterday = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    internal.record_internal_use(
+        provider, code, internal.InternalUseData(yesterday, yesterday + timedelta(hours=2), "课题组")
+    )
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
         (None, "/register", None),
@@ -389,6 +396,8 @@ def world(
         (finance, f"/finance/batches/{batch.id}", None),
         (finance, "/dashboard/", None),
         (finance, "/dashboard/ranking", None),
+        (provider, "/reports/", None),
+        (reviewer2, "/reports/purchase-checks", None),
         *account_pages(make_user, admin),
     ]
     pages += console_pages(admin, make_institution(), host)  # admin console (issue 13)

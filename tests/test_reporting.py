@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from portal.booking.models import BookingMode
 from portal.core.errors import Forbidden, ValidationFailed
@@ -20,7 +21,7 @@ from portal.extensions import db
 from portal.reporting import nrii
 from portal.reporting.hours import Scope, year_hours
 from portal.usage.models import InternalUse, UsageSession, UsageSource
-from tests.factories import completed_service, login
+from tests.factories import completed_service, extract_csrf, login
 from tests.test_bank_accounts import through_libreoffice
 from tests.test_booking_rules import bearer
 
@@ -87,9 +88,10 @@ def test_the_service_direction(purpose, code):
 
 
 @pytest.fixture
-def year(app, make_instrument, make_institution, make_user):
+def year(app, fake_clock, make_instrument, make_institution, make_user):
     """One instrument of a host in 2025: a metered service, an unmetered one, internal use, unbooked
-    use, and services just outside the year on each side."""
+    use, and services just outside the year on each side. The clock stands in December 2026, so 2025
+    is the last full year."""
     host = make_institution()
     instrument = make_instrument(institution=host)
     customer = make_user()
@@ -410,3 +412,93 @@ def test_only_the_institutions_providers_submit_and_others_do_not_see_its_versio
         submissions.submit_final(make_user(Role.REVIEWER), 2025)
     login(client, stranger.username)
     assert client.get(f"/reports/snapshots/{snapshot.id}.json").status_code == 404
+
+
+# --- purchase checks (查重评议) ----------------------------------------------------------------------
+
+
+def test_a_purchase_check_flags_an_under_used_instrument_of_the_category_and_is_kept(client, year, make_user):
+    import sqlalchemy as sa
+
+    from portal.core.models import AuditEvent
+    from portal.reporting import purchases
+    from portal.reporting.models import PurchaseCheck
+
+    reviewer = make_user(Role.REVIEWER)
+    planned = purchases.PlannedPurchase("01", "气相色谱-质谱联用仪", "质量范围 1.2–1050 u", 1_500_000_00, "")
+    with pytest.raises(ValidationFailed) as refused:  # a check is saved only with its conclusion
+        purchases.record_check(reviewer, planned)
+    assert set(refused.value.fields) == {"conclusion"}
+    with pytest.raises(Forbidden):
+        purchases.preview(year["provider"], planned)
+    # Last full year is 2025 (the clock stands in 2026): the 0102 instrument ran 9.50 h, under 1,200 h.
+    found = purchases.preview(reviewer, planned)
+    assert [(f["code"], f["effective_hours"], f["under_used"]) for f in found] == [
+        (year["instrument"].code, "9.50", True)
+    ]
+    assert found[0]["utilisation"] == "0.7"  # 9.5 of the 1,400 h norm
+    check = purchases.record_check(
+        reviewer,
+        purchases.PlannedPurchase(**{**planned.__dict__, "conclusion": "建议共享现有仪器，暂不购置"}),
+    )
+    assert (check.flagged, check.year, check.threshold_hours, check.findings) == (True, 2025, 1200, found)
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "purchase_check.recorded"))
+    assert event.after["flagged"] is True and event.actor_id == reviewer.id
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        db.session.execute(sa.text("UPDATE purchase_checks SET conclusion = 'x'"))
+    db.session.rollback()
+    assert db.session.scalar(sa.select(PurchaseCheck.conclusion)) == "建议共享现有仪器，暂不购置"
+
+
+def test_an_instrument_over_the_threshold_is_not_flagged(year, make_user):
+    from portal.reporting import purchases
+
+    year["instrument"].name = "原有仪器"
+    db.session.add(
+        InternalUse(
+            instrument_id=year["instrument"].id,
+            started_at=datetime(2025, 2, 1, tzinfo=UTC),
+            ended_at=datetime(2025, 2, 1, tzinfo=UTC) + timedelta(hours=1200),
+            recorded_by_id=year["provider"].id,
+        )
+    )
+    db.session.commit()
+    found = purchases.findings("0102", 2025)
+    assert [(f["effective_hours"], f["under_used"]) for f in found] == [("1209.50", False)]
+    assert purchases.findings("0201", 2025) == []  # another category: nothing to share
+
+
+def test_the_purchase_check_page_looks_up_then_saves_with_the_conclusion(client, year, make_user):
+    from portal.reporting.models import PurchaseCheck
+
+    reviewer = make_user(Role.REVIEWER)
+    login(client, reviewer.username)
+    page = client.get("/reports/purchase-checks").get_data(as_text=True)
+    fields = {"category": "0102", "name": "气质联用仪", "price": "1500000", "key_specs": "分辨率高"}
+    looked = client.post(
+        "/reports/purchase-checks", data={**fields, "look_up": "y", "csrf_token": extract_csrf(page)}
+    )
+    html = looked.get_data(as_text=True)
+    assert looked.status_code == 200 and year["instrument"].code in html and 'value="气质联用仪"' in html
+    assert db.session.scalar(select(PurchaseCheck)) is None
+    missing = client.post(
+        "/reports/purchase-checks", data={**fields, "submit": "y", "csrf_token": extract_csrf(html)}
+    )
+    assert missing.status_code == 200 and db.session.scalar(select(PurchaseCheck)) is None
+    saved = client.post(
+        "/reports/purchase-checks",
+        data={**fields, "conclusion": "可共享", "submit": "y", "csrf_token": extract_csrf(html)},
+    )
+    assert saved.status_code == 302
+    detail = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "可共享" in detail and year["instrument"].code in detail
+
+
+@pytest.mark.parametrize("when", [1999, 2027])
+def test_a_report_of_a_year_to_come_or_before_2000_is_refused(year, when):
+    from portal.reporting import submissions
+    from portal.reporting.models import ReportSnapshot
+
+    with pytest.raises(ValidationFailed):
+        submissions.submit_final(year["provider"], when)
+    assert db.session.scalar(select(ReportSnapshot)) is None

@@ -8,7 +8,8 @@ The instrument gains the national record's fields (acquisition, funding source, 
 department, user requirements, specialised, customs supervision); a booking the category of its
 purpose (the national service direction); `internal_uses` holds the owning institution's own use of
 its instruments, which the run hours count and the service hours do not; `report_snapshots` the final
-national reports, append-only like the audit log. Columns are added without
+national reports and `purchase_checks` the reviewers' checks of planned purchases (查重评议), both
+append-only like the audit log. Columns are added without
 rebuilding the tables on SQLite (ADD COLUMN with a constant default), so no row is copied.
 """
 
@@ -85,6 +86,24 @@ def upgrade():
         sa.UniqueConstraint("institution_id", "year", "version", name="uq_report_snapshots_version"),
     )
     _append_only("report_snapshots")
+    op.create_table(
+        "purchase_checks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("category_code", sa.String(length=4), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("key_specs", sa.Text(), nullable=False),
+        sa.Column("price_fen", sa.BigInteger(), nullable=False),
+        sa.Column("year", sa.SmallInteger(), nullable=False),
+        sa.Column("threshold_hours", sa.Integer(), nullable=False),
+        sa.Column("findings", sa.JSON(), nullable=False),
+        sa.Column("flagged", sa.Boolean(), nullable=False),
+        sa.Column("conclusion", sa.Text(), nullable=False),
+        sa.Column("reviewer_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["reviewer_id"], ["users.id"], name=op.f("fk_purchase_checks_reviewer_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_purchase_checks")),
+    )
+    _append_only("purchase_checks")
 
 
 def _append_only(table: str) -> None:
@@ -107,9 +126,10 @@ def _append_only(table: str) -> None:
 
 
 def downgrade():
-    op.drop_table("report_snapshots")  # its triggers go with it
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION report_snapshots_append_only()")
+    for table in ("purchase_checks", "report_snapshots"):
+        op.drop_table(table)  # its triggers go with it
+        if op.get_bind().dialect.name == "postgresql":
+            op.execute(f"DROP FUNCTION {table}_append_only()")
     op.drop_index("ix_internal_uses_instrument_started", table_name="internal_uses")
     op.drop_table("internal_uses")
     with op.batch_alter_table("bookings", schema=None) as batch_op:

@@ -68,7 +68,7 @@ class SearchForm(FlaskForm):
             any_choice
             + [(i["id"], f"{i['name']} ({i['instrument_count']})") for i in hosts if i["instrument_count"]]
         )
-        self.category.choices = [SelectChoice("", _l("Any")), *_category_choices(_l("All of %(group)s"))]
+        self.category.choices = [SelectChoice("", _l("Any")), *category_choices(_l("All of %(group)s"))]
         self.status.choices = options(any_choice + [(s.value, STATUS_LABELS[s]) for s in InstrumentStatus])
         self.county.choices = options(any_choice + county_choices(current_app.config["COUNTIES"]))
         self.sort.choices = options(SORTS.items())
@@ -152,7 +152,7 @@ def _label(category: dict, english: bool) -> str:
     return category["name_en"] if english else category["name"]
 
 
-def _category_choices(parent_label) -> list[SelectChoice]:
+def category_choices(parent_label) -> list[SelectChoice]:
     """Every category grouped under its first level; `parent_label` names the first level's own entry."""
     english = str(get_locale()) == "en"
     choices = []
@@ -223,7 +223,7 @@ class InstrumentForm(FlaskForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.category.choices = _category_choices(_l("%(group)s (no finer category)"))
+        self.category.choices = category_choices(_l("%(group)s (no finer category)"))
         self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
         self.status.choices = options((s.value, STATUS_LABELS[s]) for s in InstrumentStatus)
         self.sharing_mode.choices = options((m.value, SHARING_LABELS[m]) for m in SharingMode)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ForeignKey, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
@@ -13,8 +23,13 @@ from portal.core.clock import current_time
 from portal.core.types import UTCDateTime
 from portal.extensions import Model
 
-ACTION_LABELS.update({"report.submitted": _l("National report submitted as final")})
-OBJECT_LABELS.update({"report": _l("National report")})
+ACTION_LABELS.update(
+    {
+        "report.submitted": _l("National report submitted as final"),
+        "purchase_check.recorded": _l("Purchase check recorded"),
+    }
+)
+OBJECT_LABELS.update({"report": _l("National report"), "purchase_check": _l("Purchase check")})
 
 
 class ReportSnapshot(Model):
@@ -39,3 +54,27 @@ class ReportSnapshot(Model):
 
     def __repr__(self) -> str:
         return f"<ReportSnapshot {self.institution_id} {self.year} v{self.version}>"
+
+
+class PurchaseCheck(Model):
+    """A planned purchase checked against the city's instruments of its category (查重评议): what was
+    planned, the instruments found with their effective hours of the year, whether one runs under the
+    threshold, and the reviewer's conclusion. Kept as it was decided (append-only, audited)."""
+
+    __tablename__ = "purchase_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category_code: Mapped[str] = mapped_column(String(4))
+    name: Mapped[str] = mapped_column(String(120))
+    key_specs: Mapped[str] = mapped_column(Text, default="")
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    year: Mapped[int] = mapped_column(SmallInteger)  # the year whose hours were compared
+    threshold_hours: Mapped[int] = mapped_column(Integer)
+    findings: Mapped[list] = mapped_column(JSON)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    conclusion: Mapped[str] = mapped_column(Text)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    def __repr__(self) -> str:
+        return f"<PurchaseCheck {self.id} {self.category_code} {self.name}>"

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
-from portal.core import audit
+from portal.core import audit, clock
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role
@@ -121,6 +121,8 @@ def submit_final(user: User, year: int, *, new_version: bool = False) -> ReportS
     if not may_submit(user, institution_id):
         raise Forbidden(_("Only the institution's providers submit its national report."))
     assert institution_id is not None  # (may_submit)
+    if not 2000 <= year <= clock.local_today().year:
+        raise ValidationFailed(_("Choose a year between 2000 and %(year)d.", year=clock.local_today().year))
     latest = next(iter(snapshots(institution_id, year)), None)
     content = canonical(report_content(institution_id, year, final=True))
     if latest is not None:

@@ -14,9 +14,10 @@ from portal.core import clock
 from portal.core.errors import ValidationFailed
 from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, xlsx_bytes
 from portal.core.forms import show_service_errors
+from portal.core.money import yuan_to_fen
 from portal.core.permissions import Role, role_required
-from portal.reporting import nrii, services, submissions
-from portal.reporting.forms import SubmitForm
+from portal.reporting import nrii, purchases, services, submissions
+from portal.reporting.forms import PurchaseForm, SubmitForm
 
 bp = Blueprint("reporting", __name__, url_prefix="/reports")
 EVALUATORS = (Role.REVIEWER, Role.ADMIN)
@@ -91,6 +92,8 @@ def submit() -> ResponseReturnValue:
     if not form.validate_on_submit():
         if form.csrf_token.errors:
             abort(400)
+        # The year is a hidden field: a wrong one is said above the button, not beside an invisible field.
+        form.form_errors.append(_("Choose a year between 2000 and %(year)d.", year=clock.local_today().year))
         return _index(clock.local_today().year, [], form)
     year = int(form.year.data or 0)  # validated: present and in range
     try:
@@ -173,3 +176,61 @@ def evaluation_file(fmt: str) -> ResponseReturnValue:
     year, _problems = _year()
     scope = services.report_scope(current_user, _institution_id(), _county())
     return _download("evaluation", fmt, year, services.evaluation_table(services.evaluate(scope, year)))
+
+
+# --- purchase checks (查重评议) --------------------------------------------------------------------
+
+
+def _planned(form: PurchaseForm) -> purchases.PlannedPurchase:
+    return purchases.PlannedPurchase(
+        category_code=form.category.data or "",
+        name=(form.name.data or "").strip(),
+        key_specs=form.key_specs.data or "",
+        price_fen=yuan_to_fen(form.price.data or "0"),
+        conclusion=form.conclusion.data or "",
+    )
+
+
+def _purchase_page(form: PurchaseForm, found: list | None) -> str:
+    return render_template(
+        "reporting/purchases.html",
+        form=form,
+        found=found,
+        year=purchases.last_full_year(),
+        threshold=current_app.config["PURCHASE_CHECK_MIN_HOURS"],
+        checks=purchases.checks(current_user, _page()),
+    )
+
+
+def _page() -> int:
+    text = request.args.get("page", "1")
+    return int(text) if text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
+
+
+@bp.route("/purchase-checks", methods=["GET", "POST"])
+@role_required(*purchases.CHECKERS)
+def purchase_checks() -> ResponseReturnValue:
+    """Check a planned purchase against the city's instruments of its category, then save the check
+    with a conclusion; the checks made, the latest first."""
+    form = PurchaseForm(formdata=request.form if request.method == "POST" else None)
+    if request.method == "GET":
+        return _purchase_page(form, None)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _purchase_page(form, None)
+    try:
+        if not form.submit.data:  # "look up"
+            return _purchase_page(form, purchases.preview(current_user, _planned(form)))
+        check = purchases.record_check(current_user, _planned(form))
+    except ValidationFailed as error:
+        show_service_errors(form, error)
+        return _purchase_page(form, None)
+    flash(_("The purchase check is saved."), "success")
+    return redirect(url_for("reporting.purchase_check", check_id=check.id))
+
+
+@bp.route("/purchase-checks/<int:check_id>")
+@role_required(*purchases.CHECKERS)
+def purchase_check(check_id: int) -> ResponseReturnValue:
+    return render_template("reporting/purchase.html", check=purchases.get_check(current_user, check_id))

@@ -126,6 +126,7 @@ PAGES: tuple[PageType, ...] = (
     # national reporting (issue 19)
     PageType("national reports", "/reports/", (PROVIDER, REVIEWER, ADMIN)),
     PageType("open-sharing evaluation", "/reports/evaluation", (REVIEWER, ADMIN)),
+    PageType("purchase checks", "/reports/purchase-checks", (REVIEWER, ADMIN)),
     # the admin console
     PageType("admin console", "/admin/", (ADMIN,)),
     PageType("institutions", "/admin/institutions", (ADMIN,)),
