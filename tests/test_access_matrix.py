@@ -207,6 +207,8 @@ REQUESTS.update(
             "/reports/service-records.<fmt>",
             "/reports/evaluation",
             "/reports/evaluation.<fmt>",
+            "/reports/evaluation/score-sheet",
+            "/reports/evaluation/score-sheet.<fmt>",
             "/api/v1/reports/nrii/instruments",
             "/api/v1/reports/nrii/service-records",
             "/api/v1/reports/evaluation",
@@ -283,6 +285,15 @@ REQUESTS.update(
         # Issue 19: this year's report submitted final (last year's is, in the world); a stretch of the
         # institution's own use, yesterday.
         ("/reports/submit", "POST"): {"form": {"year": "2026"}},
+        ("/reports/evaluation/score-sheet", "POST"): {
+            "form": lambda o, _role: {
+                "institution_id": str(o["institution_id"]),
+                "year": "2026",
+                "results": "4",
+                "rules": "8.5",
+                "openness": "9",
+            }
+        },
         ("/reports/purchase-checks", "POST"): {
             "form": {
                 "category": "0102",

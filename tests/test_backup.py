@@ -43,7 +43,7 @@ from portal.demo.services import load_demo
 from portal.extensions import db
 from portal.finance.models import DisbursementBatch, ExportJob, ExportState, PeriodClose, SubsidyTally
 from portal.qualifications.models import TrainingEnrolment, TrainingSession
-from portal.reporting.models import ReportSnapshot
+from portal.reporting.models import PurchaseCheck, ReportSnapshot, ScoreSheet
 from portal.usage.models import DeviceKey, EventKind, UsageEvent, UsageSession, UsageSource
 from portal.vouchers.models import EnterpriseRelation, RelationKind, Scheme, VerificationRequest
 from portal.waitlist.models import WaitlistEntry
@@ -212,6 +212,26 @@ def fill_every_table(upload_folder: Path) -> None:
                 content='{"annual":{}}',
                 sha256="0" * 64,
                 submitted_by_id=admin.id,
+            ),
+            PurchaseCheck(
+                category_code="0102",
+                name="气质联用仪",
+                price_fen=1_200_000_00,
+                year=2025,
+                threshold_hours=1200,
+                findings=[],
+                flagged=False,
+                conclusion="同意购置",
+                reviewer_id=admin.id,
+            ),
+            ScoreSheet(
+                institution_id=institution.id,
+                year=2025,
+                version=1,
+                items={"rules": {"score": "8", "computed": False}},
+                total="8.00",
+                weights="40,20,40",
+                signed_by_id=admin.id,
             ),
             # Whether a small demo year reaches these depends on the day the test runs.
             SubsidyTally(

@@ -398,6 +398,11 @@ def world(
         (finance, "/dashboard/ranking", None),
         (provider, "/reports/", None),
         (reviewer2, "/reports/purchase-checks", None),
+        (
+            reviewer2,
+            f"/reports/evaluation/score-sheet?year=2026&institution_id={provider.institution_id}",
+            None,
+        ),
         *account_pages(make_user, admin),
     ]
     pages += console_pages(admin, make_institution(), host)  # admin console (issue 13)

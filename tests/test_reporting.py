@@ -502,3 +502,81 @@ def test_a_report_of_a_year_to_come_or_before_2000_is_refused(year, when):
     with pytest.raises(ValidationFailed):
         submissions.submit_final(year["provider"], when)
     assert db.session.scalar(select(ReportSnapshot)) is None
+
+
+# --- the score sheet --------------------------------------------------------------------------------
+
+
+def test_the_score_sheet_computes_what_the_records_show_and_the_reviewer_signs_the_rest(
+    client, year, make_user
+):
+    import sqlalchemy as sa
+
+    from portal.core.models import AuditEvent
+    from portal.reporting import scores
+
+    reviewer = make_user(Role.REVIEWER)
+    host = year["host"].id
+    # 9.50 of 1,400 h × 40; 5.50 external h of 273 × 10; all of it for an SME × 5; a fee × 10; no
+    # national fields × 0.
+    assert scores.computed_scores(host, 2025) == {
+        "utilisation": Decimal("0.27"),
+        "external_hours": Decimal("0.20"),
+        "sme_support": Decimal("5.00"),
+        "fees_published": Decimal("10.00"),
+        "records_complete": Decimal("0.00"),
+    }
+    for bad in (
+        {"results": "5.01"},
+        {"rules": "abc"},
+        {"openness": "1.234"},
+        {"results": "-1"},
+        {"rules": "NaN"},
+    ):
+        entered = {"results": "4", "rules": "8.5", "openness": "9", **bad}
+        with pytest.raises(ValidationFailed) as refused:
+            scores.sign(reviewer, host, 2025, entered)
+        assert set(refused.value.fields) == set(bad)
+    with pytest.raises(Forbidden):
+        scores.sign(year["provider"], host, 2025, {"results": "4", "rules": "8.5", "openness": "9"})
+    sheet = scores.sign(reviewer, host, 2025, {"results": "4", "rules": "8.5", "openness": "9"})
+    assert (sheet.version, sheet.total, sheet.weights) == (1, "36.97", "40,20,40")
+    assert sheet.items["rules"] == {"score": "8.5", "computed": False}
+    assert sheet.items["sme_support"] == {"score": "5.00", "computed": True}
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "score_sheet.signed"))
+    assert event.after == {"version": 1, "total": "36.97"} and event.actor_id == reviewer.id
+    assert scores.sign(reviewer, host, 2025, {"results": "5", "rules": "10", "openness": "10"}).version == 2
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        db.session.execute(sa.text("UPDATE score_sheets SET total = '100.00'"))
+    db.session.rollback()
+    login(client, reviewer.username)
+    text = client.get(f"/reports/evaluation/score-sheet.csv?year=2025&institution_id={host}").get_data(
+        as_text=True
+    )
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[-1][0] == "合计" and rows[-1][2:4] == ["100.00", "40.47"]  # version 2
+    page = client.get(f"/reports/evaluation/score-sheet?year=2025&institution_id={host}").get_data(
+        as_text=True
+    )
+    assert "40.47" in page and "0.27" in page
+
+
+def test_a_bad_entry_on_the_score_sheet_page_is_shown_again_as_typed(client, year, make_user):
+    from portal.reporting.models import ScoreSheet
+
+    reviewer = make_user(Role.REVIEWER)
+    login(client, reviewer.username)
+    url = f"/reports/evaluation/score-sheet?year=2025&institution_id={year['host'].id}"
+    page = client.get(url).get_data(as_text=True)
+    data = {
+        "csrf_token": extract_csrf(page),
+        "institution_id": str(year["host"].id),
+        "year": "2025",
+        "results": "4",
+        "rules": "十分",
+        "openness": "9",
+    }
+    response = client.post("/reports/evaluation/score-sheet", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'value="十分"' in html and "rules-error" in html
+    assert db.session.scalar(select(ScoreSheet)) is None

@@ -8,8 +8,8 @@ The instrument gains the national record's fields (acquisition, funding source, 
 department, user requirements, specialised, customs supervision); a booking the category of its
 purpose (the national service direction); `internal_uses` holds the owning institution's own use of
 its instruments, which the run hours count and the service hours do not; `report_snapshots` the final
-national reports and `purchase_checks` the reviewers' checks of planned purchases (查重评议), both
-append-only like the audit log. Columns are added without
+national reports, `purchase_checks` the reviewers' checks of planned purchases (查重评议) and
+`score_sheets` the signed score sheets of the yearly evaluation, all append-only like the audit log. Columns are added without
 rebuilding the tables on SQLite (ADD COLUMN with a constant default), so no row is copied.
 """
 
@@ -104,6 +104,25 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_purchase_checks")),
     )
     _append_only("purchase_checks")
+    op.create_table(
+        "score_sheets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("institution_id", sa.Integer(), nullable=False),
+        sa.Column("year", sa.SmallInteger(), nullable=False),
+        sa.Column("version", sa.SmallInteger(), nullable=False),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.Column("total", sa.String(length=10), nullable=False),
+        sa.Column("weights", sa.String(length=40), nullable=False),
+        sa.Column("signed_by_id", sa.Integer(), nullable=False),
+        sa.Column("signed_at", UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["institution_id"], ["institutions.id"], name=op.f("fk_score_sheets_institution_id_institutions")
+        ),
+        sa.ForeignKeyConstraint(["signed_by_id"], ["users.id"], name=op.f("fk_score_sheets_signed_by_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_score_sheets")),
+        sa.UniqueConstraint("institution_id", "year", "version", name="uq_score_sheets_version"),
+    )
+    _append_only("score_sheets")
 
 
 def _append_only(table: str) -> None:
@@ -126,7 +145,7 @@ def _append_only(table: str) -> None:
 
 
 def downgrade():
-    for table in ("purchase_checks", "report_snapshots"):
+    for table in ("score_sheets", "purchase_checks", "report_snapshots"):
         op.drop_table(table)  # its triggers go with it
         if op.get_bind().dialect.name == "postgresql":
             op.execute(f"DROP FUNCTION {table}_append_only()")

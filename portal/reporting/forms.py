@@ -36,3 +36,16 @@ class PurchaseForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.category.choices = category_choices(_l("All of %(group)s"))
+
+
+class ScoreSheetForm(FlaskForm):
+    """The items a reviewer enters on the score sheet (the others are computed), then signs."""
+
+    institution_id = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+    year = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(min=2000, max=2099)])
+    results = StringField(_l("Typical results of the sharing"), render_kw={"inputmode": "decimal"})
+    rules = StringField(_l("Rules for open sharing"), render_kw={"inputmode": "decimal"})
+    openness = StringField(
+        _l("Information made public, staff and training"), render_kw={"inputmode": "decimal"}
+    )
+    submit = SubmitField(_l("Sign the score sheet"))

@@ -27,9 +27,16 @@ ACTION_LABELS.update(
     {
         "report.submitted": _l("National report submitted as final"),
         "purchase_check.recorded": _l("Purchase check recorded"),
+        "score_sheet.signed": _l("Score sheet signed"),
     }
 )
-OBJECT_LABELS.update({"report": _l("National report"), "purchase_check": _l("Purchase check")})
+OBJECT_LABELS.update(
+    {
+        "report": _l("National report"),
+        "purchase_check": _l("Purchase check"),
+        "score_sheet": _l("Score sheet"),
+    }
+)
 
 
 class ReportSnapshot(Model):
@@ -78,3 +85,25 @@ class PurchaseCheck(Model):
 
     def __repr__(self) -> str:
         return f"<PurchaseCheck {self.id} {self.category_code} {self.name}>"
+
+
+class ScoreSheet(Model):
+    """An institution's score sheet of a year as a reviewer signed it: the computed items, the items
+    the reviewer entered, the total. Append-only; signing again adds a version."""
+
+    __tablename__ = "score_sheets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    year: Mapped[int] = mapped_column(SmallInteger)
+    version: Mapped[int] = mapped_column(SmallInteger)
+    items: Mapped[dict] = mapped_column(JSON)  # item key -> {"score": "12.50", "computed": bool}
+    total: Mapped[str] = mapped_column(String(10))  # two decimals, as shown
+    weights: Mapped[str] = mapped_column(String(40))  # REPORTING_SCORE_WEIGHTS when signed
+    signed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (UniqueConstraint("institution_id", "year", "version", name="uq_score_sheets_version"),)
+
+    def __repr__(self) -> str:
+        return f"<ScoreSheet {self.institution_id} {self.year} v{self.version} {self.total}>"

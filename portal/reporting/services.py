@@ -53,6 +53,12 @@ def institutions_to_choose(user: User) -> list[Institution]:
     return list(db.session.scalars(select(Institution).order_by(Institution.name)))
 
 
+def scoped_institution(user: User, institution_id: int) -> Institution:
+    """The institution, if the user may read its reports; NotFound for an unknown one."""
+    report_scope(user, institution_id)
+    return db.session.get_one(Institution, institution_id)
+
+
 def reported_instruments(scope: Scope) -> Select:
     """The instruments the scope reports (worth the national threshold or more), in code order."""
     stmt = (

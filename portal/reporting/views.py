@@ -16,8 +16,8 @@ from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, xlsx_bytes
 from portal.core.forms import show_service_errors
 from portal.core.money import yuan_to_fen
 from portal.core.permissions import Role, role_required
-from portal.reporting import nrii, purchases, services, submissions
-from portal.reporting.forms import PurchaseForm, SubmitForm
+from portal.reporting import nrii, purchases, scores, services, submissions
+from portal.reporting.forms import PurchaseForm, ScoreSheetForm, SubmitForm
 
 bp = Blueprint("reporting", __name__, url_prefix="/reports")
 EVALUATORS = (Role.REVIEWER, Role.ADMIN)
@@ -234,3 +234,69 @@ def purchase_checks() -> ResponseReturnValue:
 @role_required(*purchases.CHECKERS)
 def purchase_check(check_id: int) -> ResponseReturnValue:
     return render_template("reporting/purchase.html", check=purchases.get_check(current_user, check_id))
+
+
+# --- the score sheet ------------------------------------------------------------------------------
+
+
+def _sheet_page(institution_id: int, year: int, form: ScoreSheetForm) -> str:
+    institution = services.scoped_institution(current_user, institution_id)
+    signed = scores.sheets(institution.id, year)
+    return render_template(
+        "reporting/score_sheet.html",
+        institution=institution,
+        year=year,
+        computed=scores.computed_scores(institution.id, year),
+        items=scores.ITEMS,
+        maximum=scores.maximum,
+        part_labels=scores.PART_LABELS,
+        weights=scores.weights(),
+        signed=signed,
+        form=form,
+        formats=FORMATS,
+    )
+
+
+@bp.route("/evaluation/score-sheet", methods=["GET", "POST"])
+@role_required(*scores.SIGNERS)
+def score_sheet() -> ResponseReturnValue:
+    """An institution's score sheet of a year: the computed items, the entered ones, signing."""
+    if request.method == "GET":
+        year, _problems = _year()
+        institution_id = _institution_id()
+        if institution_id is None:
+            abort(404)
+        return _sheet_page(
+            institution_id, year, ScoreSheetForm(formdata=None, institution_id=institution_id, year=year)
+        )
+    form = ScoreSheetForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors or form.institution_id.errors:
+            abort(400)
+        form.form_errors.append(_("Choose a year between 2000 and %(year)d.", year=clock.local_today().year))
+        return _sheet_page(int(form.institution_id.data or 0), clock.local_today().year, form)
+    institution_id, year = int(form.institution_id.data or 0), int(form.year.data or 0)
+    entered = {key: getattr(form, key).data or "" for key in ("results", "rules", "openness")}
+    try:
+        sheet = scores.sign(current_user, institution_id, year, entered)
+    except ValidationFailed as error:
+        show_service_errors(form, error)
+        return _sheet_page(institution_id, year, form)
+    flash(_("The score sheet is signed: %(total)s points.", total=sheet.total), "success")
+    return redirect(url_for("reporting.score_sheet", institution_id=institution_id, year=year))
+
+
+@bp.route("/evaluation/score-sheet.<fmt>")
+@role_required(*scores.SIGNERS)
+def score_sheet_file(fmt: str) -> ResponseReturnValue:
+    if fmt not in FORMATS:
+        abort(404)
+    year, _problems = _year()
+    institution_id = _institution_id()
+    if institution_id is None:
+        abort(404)
+    institution = services.scoped_institution(current_user, institution_id)
+    latest = next(iter(scores.sheets(institution.id, year)), None)
+    return _download(
+        f"score-sheet-{institution.id}", fmt, year, scores.sheet_rows(institution.id, year, latest)
+    )

@@ -127,6 +127,9 @@ PAGES: tuple[PageType, ...] = (
     PageType("national reports", "/reports/", (PROVIDER, REVIEWER, ADMIN)),
     PageType("open-sharing evaluation", "/reports/evaluation", (REVIEWER, ADMIN)),
     PageType("purchase checks", "/reports/purchase-checks", (REVIEWER, ADMIN)),
+    PageType(
+        "score sheet", "/reports/evaluation", (REVIEWER, ADMIN), follow=r"^/reports/evaluation/score-sheet\?"
+    ),
     # the admin console
     PageType("admin console", "/admin/", (ADMIN,)),
     PageType("institutions", "/admin/institutions", (ADMIN,)),
