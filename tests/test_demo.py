@@ -680,3 +680,13 @@ def test_the_demo_has_a_scheme_for_every_year_it_publishes(demo_app):
 
     held = set(db.session.scalars(select(Scheme.year)))
     assert held == set(scheme_years(clock.local_today()))
+
+
+def test_one_institutions_report_is_final_and_nothing_changed_since(demo_app):
+    from portal.reporting import submissions
+    from portal.reporting.models import ReportSnapshot
+
+    (snapshot,) = db.session.scalars(select(ReportSnapshot)).all()
+    host = db.session.get(Institution, snapshot.institution_id)
+    assert (host.name, snapshot.version) == ("聊城大学", 1)
+    assert submissions.differences(snapshot) == []

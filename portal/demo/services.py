@@ -229,16 +229,24 @@ def _load_demo(
     demo_series.load_weekly_series()  # a confirmed weekly series ahead
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
+    _analyze()  # the report below reads every table: let PostgreSQL plan with the rows just loaded
+    demo_reporting.load_final_report()  # one institution's report of the year, final (issue 19)
     bump_catalog_version()
     activity.keep_the_expiring_request_due()
     fairness.load_waitlist()  # last: its offer's window runs from the end of the load
     audit.record("demo.loaded", "catalog", None, after={"seed": seed, **summary.__dict__})
     db.session.commit()
+    _analyze()
+    return summary
+
+
+def _analyze() -> None:
+    """Fresh statistics on PostgreSQL, so the planner knows the new rows before autovacuum gets round
+    to them."""
+    db.session.commit()
     if db.engine.dialect.name == "postgresql":
-        # Fresh statistics, so the planner knows the new rows before autovacuum gets round to them.
         with db.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    return summary
 
 
 def _load_institutions(rng: random.Random) -> list[tuple[data.Host, Institution]]:

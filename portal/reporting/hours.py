@@ -124,22 +124,28 @@ def service_year_filter(start: datetime, end: datetime) -> Any:
     )
 
 
-def metered_subquery() -> Any:
-    """Hours of the ended sessions of each booking."""
-    return (
+def metered_subquery(start: datetime, end: datetime, scope: Scope) -> Any:
+    """Hours of the ended sessions of each slot booking of the scope starting in [start, end).
+
+    Narrowed to those bookings (not every session ever), so that the join stays small whatever plan
+    the database picks: right after a bulk load, before its statistics are current, PostgreSQL may
+    join by nested loop and evaluate the subquery once per service."""
+    stmt = (
         select(
             UsageSession.booking_id.label("booking_id"),
             func.sum(hours_between(UsageSession.started_at, UsageSession.ended_at)).label("hours"),
         )
-        .where(UsageSession.booking_id.is_not(None), UsageSession.ended_at.is_not(None))
+        .join(Booking, Booking.id == UsageSession.booking_id)
+        .join(Instrument, Instrument.id == Booking.instrument_id)
+        .where(UsageSession.ended_at.is_not(None), Booking.starts_at >= start, Booking.starts_at < end)
         .group_by(UsageSession.booking_id)
-        .subquery("metered")
     )
+    return scope.where(stmt).subquery("metered")
 
 
 def _services(year: int, scope: Scope) -> Iterable[Any]:
     start, end = year_bounds(year)
-    metered = metered_subquery()
+    metered = metered_subquery(start, end, scope)
     hours = func.coalesce(metered.c.hours, ServiceRecord.hours, 0)
     external = func.coalesce(Booking.tier, "") != "internal"
     sme = and_(

@@ -158,7 +158,7 @@ SERVICE_COLUMNS = (
 def service_rows(scope: Scope, year: int) -> Select:
     """The year's completed services of the scope's reported instruments, in the order they happened."""
     start, end = hours_.year_bounds(year)
-    metered = hours_.metered_subquery()
+    metered = hours_.metered_subquery(start, end, scope)
     stmt = (
         select(*SERVICE_COLUMNS, metered.c.hours.label("metered_hours"))
         .select_from(ServiceRecord)
