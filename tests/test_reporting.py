@@ -397,6 +397,8 @@ def test_the_same_records_give_the_same_bytes_and_a_change_is_shown_as_a_differe
         (c.section, c.key, c.before, c.after) for c in changes
     }
     page = client.get("/reports/?year=2025").get_data(as_text=True)
+    assert "compare-link" in page and "report-changes" not in page  # compared only on request
+    page = client.get("/reports/?year=2025&compare=1").get_data(as_text=True)
     assert "report-changes" in page and "1650.00" in page
     second = submissions.submit_final(year["provider"], 2025, new_version=True)
     assert second.version == 2 and second.sha256 != snapshot.sha256

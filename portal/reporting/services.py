@@ -174,7 +174,7 @@ def service_rows(scope: Scope, year: int) -> Select:
         )
         .order_by(Booking.starts_at, ServiceRecord.recorded_at, ServiceRecord.id)
     )
-    return scope.where(stmt)
+    return scope.of_instruments(stmt, Booking.instrument_id)
 
 
 SERVICE_NAMES = [c.name for c in SERVICE_COLUMNS] + ["metered_hours"]

@@ -41,22 +41,19 @@ def annual_report(institution_id: int, year: int, *, final: bool = False) -> dic
     """The institution's annual report in the national names: invoices issued, total and external
     income (yuan), the instruments of 500,000 yuan or more."""
     start, end = hours_.year_bounds(year)
-    services_of_year = (
+    scope = Scope(institution_id)
+    services_of_year = scope.of_instruments(
         select(ServiceRecord.id)
         .join(Booking, Booking.id == ServiceRecord.booking_id)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .where(
-            Instrument.institution_id == institution_id,
-            Booking.state == BookingState.COMPLETED,
-            hours_.service_year_filter(start, end),
-        )
+        .where(Booking.state == BookingState.COMPLETED, hours_.service_year_filter(start, end)),
+        Booking.instrument_id,
     )
     invoices = db.session.scalar(
         select(func.count(distinct(ServiceFile.record_id))).where(
             ServiceFile.kind == FileKind.INVOICE, ServiceFile.record_id.in_(services_of_year)
         )
     )
-    year_hours = hours_.year_hours(year, Scope(institution_id))
+    year_hours = hours_.year_hours(year, scope)
     total = sum(h.income_fen for h in year_hours.by_instrument.values())
     external = sum(h.external_income_fen for h in year_hours.by_instrument.values())
     large = db.session.scalars(

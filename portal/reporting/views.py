@@ -62,6 +62,8 @@ def _index(year: int, problems: list[str], form: SubmitForm) -> str:
     scope = services.report_scope(current_user, _institution_id())
     institution_id = scope.institution_id
     versions = submissions.snapshots(institution_id, year) if institution_id else []
+    # Comparing reads every record of the year twice (seconds for a large institution): on request.
+    compare = bool(versions) and request.args.get("compare") == "1"
     return render_template(
         "reporting/index.html",
         year=year,
@@ -73,7 +75,8 @@ def _index(year: int, problems: list[str], form: SubmitForm) -> str:
         may_evaluate=current_user.role in EVALUATORS,
         annual=submissions.annual_report(institution_id, year) if institution_id else None,
         versions=versions,
-        changes=submissions.differences(versions[0]) if versions else [],
+        compare=compare,
+        changes=submissions.differences(versions[0]) if compare else [],
         may_submit=submissions.may_submit(current_user, institution_id),
         form=form,
         section_labels={
