@@ -582,3 +582,20 @@ def test_a_bad_entry_on_the_score_sheet_page_is_shown_again_as_typed(client, yea
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and 'value="十分"' in html and "rules-error" in html
     assert db.session.scalar(select(ScoreSheet)) is None
+
+
+def test_the_evaluation_keeps_its_hours_for_a_while_and_counts_afresh_when_told_not_to(app, year):
+    from portal.reporting import services
+
+    scope = Scope(institution_id=year["host"].id)
+    assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("9.50")
+    completed_service(
+        year["instrument"], year["customer"], datetime(2025, 8, 1, 1, tzinfo=UTC), fee_fen=1, hours=Decimal(2)
+    )
+    db.session.commit()
+    assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("9.50")  # kept
+    assert year_hours(2025, scope).of(year["instrument"].id).effective_hours == Decimal(
+        "11.50"
+    )  # reports: afresh
+    app.config["REPORTING_CACHE_SECONDS"] = 0
+    assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("11.50")

@@ -16,6 +16,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, and_, case, distinct, func, or_, select
 
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
@@ -23,7 +24,7 @@ from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.database import hours_between
-from portal.extensions import db
+from portal.extensions import cache, db
 from portal.usage.models import InternalUse, UsageSession
 
 ZERO = Decimal(0)
@@ -194,6 +195,20 @@ def _per_instrument(model: Any, year: int, scope: Scope, *conditions: Any) -> di
         .group_by(model.instrument_id)
     )
     return {instrument_id: as_hours(total) for instrument_id, total in db.session.execute(scope.where(stmt))}
+
+
+def cached_year_hours(year: int, scope: Scope) -> YearHours:
+    """year_hours, kept REPORTING_CACHE_SECONDS (the evaluation reads every instrument of the city)."""
+    seconds = current_app.config["REPORTING_CACHE_SECONDS"]
+    if seconds <= 0:  # 0 turns the cache off (to the cache itself, 0 would mean "for ever")
+        return year_hours(year, scope)
+    key = f"reporting:hours:{year}:{scope.institution_id}:{scope.county}"
+    found = cache.get(key)
+    if isinstance(found, YearHours):
+        return found
+    result = year_hours(year, scope)
+    cache.set(key, result, timeout=seconds)
+    return result
 
 
 def year_hours(year: int, scope: Scope | None = None) -> YearHours:

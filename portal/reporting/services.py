@@ -269,8 +269,9 @@ def evaluation_rows(scope: Scope, year: int) -> Select:
 
 
 def evaluate(scope: Scope, year: int) -> Evaluation:
-    """Every reported instrument's year against its norm, and each institution's totals."""
-    year_hours = hours_.year_hours(year, scope)
+    """Every reported instrument's year against its norm, and each institution's totals (the hours
+    kept REPORTING_CACHE_SECONDS)."""
+    year_hours = hours_.cached_year_hours(year, scope)
     scores = [
         InstrumentScore(instrument, institution_name, year_hours.of(instrument.id), norm_hours(instrument))
         for instrument, _code, institution_name in db.session.execute(evaluation_rows(scope, year))
