@@ -599,3 +599,21 @@ def test_the_evaluation_keeps_its_hours_for_a_while_and_counts_afresh_when_told_
     )  # reports: afresh
     app.config["REPORTING_CACHE_SECONDS"] = 0
     assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("11.50")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "year=²",
+        "year=" + "9" * 5000,
+        "year=٢٠٢٥",
+        "institution_id=²",
+        "institution_id=" + "1" * 50,
+        "page=²",
+        "county=x",
+    ],
+)
+def test_junk_parameters_get_an_answer_never_a_500(client, year, make_user, query):
+    login(client, make_user(Role.REVIEWER).username)
+    for path in ("/reports/", "/reports/evaluation", "/reports/purchase-checks", "/reports/instruments.csv"):
+        assert client.get(f"{path}?{query}").status_code in (200, 404), (path, query)

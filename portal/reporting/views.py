@@ -30,16 +30,22 @@ def _year() -> tuple[int, list[str]]:
     text = request.args.get("year", "")
     if not text:
         return this_year, []
-    if text.isdigit() and 2000 <= int(text) <= this_year:
+    if _digits(text, 4) and 2000 <= int(text) <= this_year:
         return int(text), []
     return this_year, [_("Choose a year between 2000 and %(year)d.", year=this_year)]
+
+
+def _digits(text: str, longest: int) -> bool:
+    """ASCII digits only ("²" and "٣" are digits to str.isdigit; int() refuses one, and a string of
+    thousands of digits is refused too), and not too many of them."""
+    return 0 < len(text) <= longest and text.isascii() and text.isdigit()
 
 
 def _institution_id() -> int | None:
     text = request.args.get("institution_id", "")
     if not text:
         return None
-    if not text.isdigit() or len(text) > 9:
+    if not _digits(text, 9):
         abort(404)
     return int(text)
 
@@ -207,7 +213,7 @@ def _purchase_page(form: PurchaseForm, found: list | None) -> str:
 
 def _page() -> int:
     text = request.args.get("page", "1")
-    return int(text) if text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
+    return int(text) if _digits(text, 6) and int(text) > 0 else 1
 
 
 @bp.route("/purchase-checks", methods=["GET", "POST"])
