@@ -14,7 +14,15 @@ from marshmallow import validate
 from portal.accounts.models import InstitutionKind
 from portal.api.bearer import BEARER, token_required
 from portal.api.qualifications import PriceSchema, use_fields
-from portal.api.schemas import CONFIG_ENUM, ApiBlueprint, ErrorSchema, PageArgsSchema, page_of, paginate
+from portal.api.schemas import (
+    CONFIG_ENUM,
+    ApiBlueprint,
+    ErrorSchema,
+    PageArgsSchema,
+    page_body,
+    page_of,
+    paginate,
+)
 from portal.booking import upkeep
 from portal.catalog import prices, services
 from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
@@ -245,8 +253,7 @@ InstitutionPageSchema = page_of(InstitutionSchema, "InstitutionPageSchema")
 def list_instruments(args: dict):
     """Search instruments with the same filters as the catalogue page."""
     result = services.search_instruments(services.InstrumentQuery(**args))
-    body = {"items": result.items, "total": result.total, "page": result.page, "per_page": result.per_page}
-    return revalidated(current_app.json.response(body))
+    return revalidated(current_app.json.response(page_body(result)))
 
 
 @blp.route("/instruments/<code>")

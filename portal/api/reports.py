@@ -14,7 +14,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.bearer import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, PageArgsSchema, page_of
+from portal.api.schemas import ApiBlueprint, PageArgsSchema, page_body, page_of, paginate
 from portal.core import clock
 from portal.reporting import nrii, services
 
@@ -137,8 +137,7 @@ def _scope_and_year(args: dict) -> tuple[services.Scope, int]:
 def nrii_instruments(args: dict):
     """The instruments worth 500,000 yuan or more, as national records with the year's hours."""
     scope, year = _scope_and_year(args)
-    page = services.instrument_page(scope, year, args["page"], args["per_page"])
-    return {"items": page.items, "total": page.total, "page": page.page, "per_page": page.per_page}
+    return page_body(services.instrument_page(scope, year, args["page"], args["per_page"]))
 
 
 @blp.route("/reports/nrii/service-records")
@@ -150,8 +149,7 @@ def nrii_instruments(args: dict):
 def nrii_service_records(args: dict):
     """The year's completed services of those instruments, as national service records."""
     scope, year = _scope_and_year(args)
-    page = services.service_page(scope, year, args["page"], args["per_page"])
-    return {"items": page.items, "total": page.total, "page": page.page, "per_page": page.per_page}
+    return page_body(services.service_page(scope, year, args["page"], args["per_page"]))
 
 
 @blp.route("/reports/evaluation")
@@ -163,12 +161,5 @@ def nrii_service_records(args: dict):
 def evaluation(args: dict):
     """Each instrument's effective hours of the year against its norm, with how they were measured."""
     scope, year = _scope_and_year(args)
-    result = services.evaluate(scope, year)
-    start = (args["page"] - 1) * args["per_page"]
-    items = [services.evaluation_item(s) for s in result.instruments[start : start + args["per_page"]]]
-    return {
-        "items": items,
-        "total": len(result.instruments),
-        "page": args["page"],
-        "per_page": args["per_page"],
-    }
+    body = paginate(services.evaluate(scope, year).instruments, args)  # the page's part of the list
+    return {**body, "items": [services.evaluation_item(s) for s in body["items"]]}

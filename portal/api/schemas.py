@@ -54,6 +54,11 @@ def page_of(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     return type(name, (PageSchema,), {"items": ma.fields.List(ma.fields.Nested(item_schema), required=True)})
 
 
+def page_body(page: Any) -> dict[str, Any]:
+    """A list answer from one page of a longer list (portal.core.paging.Page)."""
+    return {"items": page.items, "total": page.total, "page": page.page, "per_page": page.per_page}
+
+
 def paginate(items: list, args: dict) -> dict[str, Any]:
     """One page of a list that is small enough to hold whole (categories, institutions, vouchers)."""
     start = (args["page"] - 1) * args["per_page"]

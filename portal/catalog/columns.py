@@ -15,7 +15,7 @@ from typing import Any
 from flask_babel import gettext as _
 
 from portal.catalog import price_import
-from portal.catalog.models import ACQUISITIONS, STATUS_FILE_NAMES, InstrumentStatus
+from portal.catalog.models import ACQUISITIONS, NATIONAL_FIELDS, STATUS_FILE_NAMES, InstrumentStatus
 from portal.core.money import wan_to_fen, yuan_to_fen
 from portal.core.text import strip_control
 
@@ -152,20 +152,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("进口日期", "customs_import_date", parse=_parse_date),
     Column("项号", "customs_item_number", max_length=20),
 )
-NATIONAL_ATTRS = frozenset(
-    {
-        "acquisition",
-        "funding_source",
-        "subject_area",
-        "department",
-        "user_requirements",
-        "specialised",
-        "customs_supervised",
-        "customs_declaration_number",
-        "customs_import_date",
-        "customs_item_number",
-    }
-)
+NATIONAL_ATTRS = frozenset(NATIONAL_FIELDS)
 YES_NO_ATTRS = frozenset({"specialised", "customs_supervised"})
 HEADERS = [c.header for c in COLUMNS]
 COLUMN_OF = {c.attr: c for c in COLUMNS}

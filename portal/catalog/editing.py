@@ -26,7 +26,7 @@ from sqlalchemy import func, or_, select
 from portal.accounts.models import User
 from portal.catalog.columns import YES_NO_ATTRS
 from portal.catalog.importer import COLUMN_OF, Lookups, RowError, parse_cell
-from portal.catalog.models import Category, Instrument, InstrumentPhoto, SharingMode
+from portal.catalog.models import NATIONAL_FIELDS, Category, Instrument, InstrumentPhoto, SharingMode
 
 # Re-exported: the record's editors have always asked editing.
 from portal.catalog.ownership import editable_instrument as editable_instrument
@@ -60,17 +60,7 @@ EDITABLE_FIELDS = (
     "service_content",
     "operator_name",
     "operator_phone",
-    # The national platform's fields (issue 19).
-    "acquisition",
-    "funding_source",
-    "subject_area",
-    "department",
-    "user_requirements",
-    "specialised",
-    "customs_supervised",
-    "customs_declaration_number",
-    "customs_import_date",
-    "customs_item_number",
+    *NATIONAL_FIELDS,  # the national platform's (issue 19)
 )
 # A file may leave these empty (the host's county, 正常); a record always has them.
 REQUIRED_HERE = frozenset({"county", "status", "sharing_mode"})

@@ -63,6 +63,19 @@ STATUS_FILE_NAMES = {
 
 # How the instrument came to its owner (the national record's instrSource), as files and pages write it.
 ACQUISITIONS = ("购置", "研制", "捐赠", "其他")
+# The instrument's fields for the national platform (issue 19): edited, imported and shown together.
+NATIONAL_FIELDS = (
+    "acquisition",
+    "funding_source",
+    "subject_area",
+    "department",
+    "user_requirements",
+    "specialised",
+    "customs_supervised",
+    "customs_declaration_number",
+    "customs_import_date",
+    "customs_item_number",
+)
 
 STATUS_LABELS = {
     InstrumentStatus.NORMAL: _l("In service"),

@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Institution
 from portal.catalog.models import (
+    NATIONAL_FIELDS,
     VERSION_ATTRIBUTE,
     CatalogState,
     Category,
@@ -372,21 +373,6 @@ def detail(instrument: Instrument, *, with_contact: bool) -> dict[str, Any]:
         }
     )
     return data
-
-
-# The national platform's fields of the record (issue 19), in the API's detail and PATCH.
-NATIONAL_FIELDS = (
-    "acquisition",
-    "funding_source",
-    "subject_area",
-    "department",
-    "user_requirements",
-    "specialised",
-    "customs_supervised",
-    "customs_declaration_number",
-    "customs_import_date",
-    "customs_item_number",
-)
 
 
 def _plain_value(value: Any) -> Any:

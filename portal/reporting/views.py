@@ -14,6 +14,7 @@ from portal.core import clock
 from portal.core.errors import ValidationFailed
 from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, xlsx_bytes
 from portal.core.forms import show_service_errors
+from portal.core.inputs import page_number
 from portal.core.money import yuan_to_fen
 from portal.core.permissions import Role, role_required
 from portal.reporting import nrii, purchases, scores, services, submissions
@@ -207,13 +208,8 @@ def _purchase_page(form: PurchaseForm, found: list | None) -> str:
         found=found,
         year=purchases.last_full_year(),
         threshold=current_app.config["PURCHASE_CHECK_MIN_HOURS"],
-        checks=purchases.checks(current_user, _page()),
+        checks=purchases.checks(current_user, page_number()),
     )
-
-
-def _page() -> int:
-    text = request.args.get("page", "1")
-    return int(text) if _digits(text, 6) and int(text) > 0 else 1
 
 
 @bp.route("/purchase-checks", methods=["GET", "POST"])
