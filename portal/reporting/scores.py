@@ -23,15 +23,12 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import Institution, User
-from portal.core import audit
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.reporting import services
+from portal.reporting import services, versions
 from portal.reporting.hours import Scope
 from portal.reporting.models import ScoreSheet
 
@@ -162,13 +159,7 @@ def _entered(values: dict[str, str]) -> dict[str, Decimal]:
 
 def sheets(institution_id: int, year: int) -> list[ScoreSheet]:
     """The signed versions, the latest first."""
-    return list(
-        db.session.scalars(
-            select(ScoreSheet)
-            .where(ScoreSheet.institution_id == institution_id, ScoreSheet.year == year)
-            .order_by(ScoreSheet.version.desc())
-        )
-    )
+    return versions.versions_of(ScoreSheet, institution_id, year)
 
 
 def sign(user: User, institution_id: int, year: int, entered: dict[str, str]) -> ScoreSheet:
@@ -177,32 +168,24 @@ def sign(user: User, institution_id: int, year: int, entered: dict[str, str]) ->
     if db.session.get(Institution, institution_id) is None:
         raise NotFound(_("There is no such institution."))
     scores: dict[str, Decimal] = {**computed_scores(institution_id, year), **_entered(entered)}
-    latest = next(iter(sheets(institution_id, year)), None)
     total = sum(scores.values(), Decimal(0)).quantize(CENT)
     sheet = ScoreSheet(
         institution_id=institution_id,
         year=year,
-        version=(latest.version if latest else 0) + 1,
+        version=versions.next_version(ScoreSheet, institution_id, year),
         items={item.key: {"score": f"{scores[item.key]}", "computed": item.computed} for item in ITEMS},
         total=f"{total}",
         weights=str(current_app.config["REPORTING_SCORE_WEIGHTS"]),
         signed_by_id=user.id,
     )
-    db.session.add(sheet)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise ValidationFailed(_("Another reviewer signed this sheet a moment ago; look again.")) from None
-    audit.record(
+    return versions.add_version(
+        sheet,
+        _("Another reviewer signed this sheet a moment ago; look again."),
         "score_sheet.signed",
         "score_sheet",
-        f"{institution_id}/{year}",
-        after={"version": sheet.version, "total": sheet.total},
-        actor_id=user.id,
+        {"version": sheet.version, "total": sheet.total},
+        user.id,
     )
-    db.session.commit()
-    return sheet
 
 
 def sheet_rows(institution_id: int, year: int, sheet: ScoreSheet | None) -> list[list[Any]]:

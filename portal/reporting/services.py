@@ -128,10 +128,11 @@ def instrument_page(scope: Scope, year: int, page: int, per_page: int) -> Page[d
     return Page(instrument_items(rows.items, hours_.year_hours(year, scope)), rows.total, page, per_page)
 
 
-def all_instruments(scope: Scope, year: int) -> list[dict[str, Any]]:
-    """Every national instrument record of the scope (exports)."""
+def all_instruments(scope: Scope, year: int, year_hours: YearHours | None = None) -> list[dict[str, Any]]:
+    """Every national instrument record of the scope (exports), with the year's hours (counted here
+    unless the caller has them)."""
     rows = list(db.session.execute(reported_instruments(scope)))
-    return instrument_items(rows, hours_.year_hours(year, scope))
+    return instrument_items(rows, year_hours or hours_.year_hours(year, scope))
 
 
 SERVICE_COLUMNS = (
@@ -260,7 +261,7 @@ def norm_hours(instrument: Instrument) -> int:
     )
 
 
-def evaluation_rows(scope: Scope, year: int) -> Select:
+def evaluation_rows(scope: Scope) -> Select:
     return (
         reported_instruments(scope)
         .add_columns(Institution.name)
@@ -274,7 +275,7 @@ def evaluate(scope: Scope, year: int) -> Evaluation:
     year_hours = hours_.cached_year_hours(year, scope)
     scores = [
         InstrumentScore(instrument, institution_name, year_hours.of(instrument.id), norm_hours(instrument))
-        for instrument, _code, institution_name in db.session.execute(evaluation_rows(scope, year))
+        for instrument, _code, institution_name in db.session.execute(evaluation_rows(scope))
     ]
     institutions: dict[int, InstitutionScore] = {}
     for score in scores:

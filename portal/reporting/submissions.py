@@ -19,27 +19,29 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import distinct, func, select
-from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import User
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
-from portal.core import audit, clock
+from portal.core import clock
 from portal.core.errors import Forbidden, NotFound, ValidationFailed
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.reporting import hours as hours_
-from portal.reporting import nrii, services
+from portal.reporting import nrii, services, versions
 from portal.reporting.hours import Scope
 from portal.reporting.models import ReportSnapshot
 
 MAX_DIFFERENCES = 200
 
 
-def annual_report(institution_id: int, year: int, *, final: bool = False) -> dict[str, Any]:
+def annual_report(
+    institution_id: int, year: int, *, final: bool = False, year_hours: hours_.YearHours | None = None
+) -> dict[str, Any]:
     """The institution's annual report in the national names: invoices issued, total and external
-    income (yuan), the instruments of 500,000 yuan or more."""
+    income (yuan), the instruments of 500,000 yuan or more. The year's hours are counted here unless
+    the caller has them."""
     start, end = hours_.year_bounds(year)
     scope = Scope(institution_id)
     services_of_year = scope.of_instruments(
@@ -53,7 +55,7 @@ def annual_report(institution_id: int, year: int, *, final: bool = False) -> dic
             ServiceFile.kind == FileKind.INVOICE, ServiceFile.record_id.in_(services_of_year)
         )
     )
-    year_hours = hours_.year_hours(year, scope)
+    year_hours = year_hours or hours_.year_hours(year, scope)
     total = sum(h.income_fen for h in year_hours.by_instrument.values())
     external = sum(h.external_income_fen for h in year_hours.by_instrument.values())
     large = db.session.scalars(
@@ -80,12 +82,13 @@ def report_content(institution_id: int, year: int, *, final: bool = False) -> di
     """The whole report: annual report, instrument records, service records."""
     scope = Scope(institution_id)
     status = nrii.AUDIT_FINAL if final else nrii.AUDIT_DRAFT
-    instruments = services.all_instruments(scope, year)
+    year_hours = hours_.year_hours(year, scope)  # once, for the instruments and the annual report
+    instruments = services.all_instruments(scope, year, year_hours)
     records = list(services.all_services(scope, year))
     for row in (*instruments, *records):
         row["auditStatus"] = status
     return {
-        "annual": annual_report(institution_id, year, final=final),
+        "annual": annual_report(institution_id, year, final=final, year_hours=year_hours),
         "instruments": instruments,
         "service_records": records,
     }
@@ -98,13 +101,7 @@ def canonical(content: dict[str, Any]) -> bytes:
 
 def snapshots(institution_id: int, year: int) -> list[ReportSnapshot]:
     """Every final version of the institution's report of the year, the latest first."""
-    return list(
-        db.session.scalars(
-            select(ReportSnapshot)
-            .where(ReportSnapshot.institution_id == institution_id, ReportSnapshot.year == year)
-            .order_by(ReportSnapshot.version.desc())
-        )
-    )
+    return versions.versions_of(ReportSnapshot, institution_id, year)
 
 
 def may_submit(user: User, institution_id: int | None) -> bool:
@@ -139,21 +136,14 @@ def submit_final(user: User, year: int, *, new_version: bool = False) -> ReportS
         sha256=hashlib.sha256(content).hexdigest(),
         submitted_by_id=user.id,
     )
-    db.session.add(snapshot)
-    try:
-        db.session.flush()
-    except IntegrityError:  # another provider submitted this version a moment ago
-        db.session.rollback()
-        raise ValidationFailed(_("Another provider submitted the report a moment ago; look again.")) from None
-    audit.record(
+    return versions.add_version(
+        snapshot,
+        _("Another provider submitted the report a moment ago; look again."),
         "report.submitted",
         "report",
-        f"{institution_id}/{year}",
-        after={"version": snapshot.version, "sha256": snapshot.sha256},
-        actor_id=user.id,
+        {"version": snapshot.version, "sha256": snapshot.sha256},
+        user.id,
     )
-    db.session.commit()
-    return snapshot
 
 
 def get_snapshot(user: User, snapshot_id: int) -> ReportSnapshot:
