@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from portal.catalog import prices
-from portal.catalog.exporter import export_catalog
-from portal.catalog.importer import HEADERS, import_catalog
+from portal.catalog.importer import HEADERS
 from portal.catalog.price_text import format_price_table, parse_price_table
 from portal.catalog.services import get_instrument
-from tests.test_catalog_import import csv_bytes, row, run
+from tests.test_catalog_import import assert_export_reimports_unchanged, csv_bytes, row, run
 
 CELL = (
     "企业/自主上机=300/小时 最低1 超时450; 企业/代为操作=450/小时; 科技型中小企业/送样=80/样 阶梯11:60|51:40"
@@ -81,12 +80,7 @@ def test_a_table_imports_and_its_enterprise_prices_become_the_fee_columns(app, h
 def test_export_then_import_with_price_tables_is_a_round_trip(app, host, tmp_path: Path, suffix):
     assert run(csv_bytes([row(**{"收费标准明细": CELL}), row(**{"仪器编码": "LCU-90002"})])).ok
     before = table_of("LCU-90001"), table_of("LCU-90002")
-    path = tmp_path / f"export{suffix}"
-    assert export_catalog(path) == 2
-    with path.open("rb") as handle:
-        report = import_catalog(handle, path.name)
-    assert report.ok, report.problems
-    assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
+    assert_export_reimports_unchanged(tmp_path, suffix, 2)
     assert (table_of("LCU-90001"), table_of("LCU-90002")) == before
 
 
