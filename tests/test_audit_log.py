@@ -45,6 +45,7 @@ DYNAMIC = {
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},
+    "portal/reporting/versions.py:action": {"report.submitted", "score_sheet.signed"},
     "portal/accounts/users.py:audit_action": {action for _active, action in USER_TRANSITIONS.values()},
     "portal/catalog/imports.py:action": {
         "catalog_import.checked",
