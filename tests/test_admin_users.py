@@ -31,9 +31,9 @@ def console(app, admin):
 def actions_on(user_id: int) -> list[str]:
     return list(
         db.session.scalars(
-            select(AuditEvent.action).where(
-                AuditEvent.object_type == "user", AuditEvent.object_id == str(user_id)
-            )
+            select(AuditEvent.action)
+            .where(AuditEvent.object_type == "user", AuditEvent.object_id == str(user_id))
+            .order_by(AuditEvent.id)
         )
     )
 
