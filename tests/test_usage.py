@@ -162,7 +162,8 @@ def test_without_a_check_out_the_session_ends_at_the_booking_end(world):
     assert (used.used_minutes, used.checked_out_at) == (117, END)
     with pytest.raises(InvalidTransition, match="该预约尚未签到"):
         services.check_out(world["user"], booking.id)
-    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == str(booking.id)).order_by(AuditEvent.id)
+    actions = db.session.scalars(
+        select(AuditEvent.action).where(AuditEvent.object_id == str(booking.id)).order_by(AuditEvent.id)
     )
     assert list(actions) == ["usage.checked_in", "usage.auto_checked_out"]
 

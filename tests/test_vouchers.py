@@ -80,9 +80,7 @@ def test_verification_records_the_controller_and_the_group(desk, make_user):
     assert (enterprise.actual_controller, enterprise.controller_group) == ("张 建 国", "张建国")
     assert enterprise.tech_sme_number == "202637150100123"
     actions = db.session.scalars(
-        select(AuditEvent.action)
-        .where(AuditEvent.object_type == "enterprise")
-        .order_by(AuditEvent.id)
+        select(AuditEvent.action).where(AuditEvent.object_type == "enterprise").order_by(AuditEvent.id)
     ).all()
     assert actions == ["verification.submitted", "enterprise.verified"]
 
