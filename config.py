@@ -171,9 +171,6 @@ class Config:
     # A planned purchase is flagged when the city already has an instrument of its category that ran
     # fewer effective hours than this in the last full year (查重评议).
     PURCHASE_CHECK_MIN_HOURS = int(os.environ.get("PURCHASE_CHECK_MIN_HOURS", "1200"))
-    # The evaluation's hours of a year are kept this long (seconds): a year's figures for the bureau,
-    # not a live count (the reports, the final versions and the purchase checks always count afresh).
-    REPORTING_CACHE_SECONDS = int(os.environ.get("REPORTING_CACHE_SECONDS", "120"))
     # Links in e-mails point here.
     PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000")
     # `flask demo serve` runs the beat schedule in-process, every task at least this often (seconds).

@@ -30,6 +30,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Sessions nobody checked out end at their booking's end (DESIGN §11).
     "close-usage-sessions": {"task": "usage.close_sessions", "schedule": 300.0},
     "nightly-tallies": {"task": "finance.tally_recent", "schedule": crontab(hour=1, minute=30)},
+    "nightly-usage-tallies": {"task": "usage.tally_recent", "schedule": crontab(hour=1, minute=45)},
 }
 
 

@@ -20,6 +20,7 @@ from portal.core.permissions import Role
 from portal.extensions import db
 from portal.reporting import nrii
 from portal.reporting.hours import Scope, year_hours
+from portal.usage import tallies
 from portal.usage.models import InternalUse, UsageSession, UsageSource
 from tests.factories import completed_service, extract_csrf, login
 from tests.test_bank_accounts import through_libreoffice
@@ -157,6 +158,7 @@ def year(app, fake_clock, make_instrument, make_institution, make_user):
         )
     )
     db.session.commit()
+    tallies.tally_all()  # rows added past the services: count them as the workers would
     return {"instrument": instrument, "host": host, "customer": customer, "provider": provider}
 
 
@@ -584,21 +586,24 @@ def test_a_bad_entry_on_the_score_sheet_page_is_shown_again_as_typed(client, yea
     assert db.session.scalar(select(ScoreSheet)) is None
 
 
-def test_the_evaluation_keeps_its_hours_for_a_while_and_counts_afresh_when_told_not_to(app, year):
+def test_the_evaluation_reads_the_monthly_tallies_which_a_recount_brings_up_to_date(app, year):
     from portal.reporting import services
 
     scope = Scope(institution_id=year["host"].id)
     assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("9.50")
     completed_service(
         year["instrument"], year["customer"], datetime(2025, 8, 1, 1, tzinfo=UTC), fee_fen=1, hours=Decimal(2)
-    )
+    )  # written past the services: nothing queued a recount
     db.session.commit()
-    assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("9.50")  # kept
-    assert year_hours(2025, scope).of(year["instrument"].id).effective_hours == Decimal(
-        "11.50"
-    )  # reports: afresh
-    app.config["REPORTING_CACHE_SECONDS"] = 0
+    assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("9.50")
+    assert year_hours(2025, scope).of(year["instrument"].id).effective_hours == Decimal("11.50")  # reports
+    assert tallies.tally_month("2025-08", [year["instrument"].id]) == 1
+    assert tallies.tally_month("2025-08", [year["instrument"].id]) == 1  # idempotent
     assert services.evaluate(scope, 2025).instruments[0].hours.effective_hours == Decimal("11.50")
+    overview = services.evaluation_overview(scope, 2025)
+    (totals,) = overview.institutions
+    assert (totals.instruments, totals.effective_average, totals.below_norm) == (1, Decimal("11.50"), 1)
+    assert [s.hours.effective_hours for s in overview.under_used] == [Decimal("11.50")]
 
 
 @pytest.mark.parametrize(
@@ -617,3 +622,40 @@ def test_junk_parameters_get_an_answer_never_a_500(client, year, make_user, quer
     login(client, make_user(Role.REVIEWER).username)
     for path in ("/reports/", "/reports/evaluation", "/reports/purchase-checks", "/reports/instruments.csv"):
         assert client.get(f"{path}?{query}").status_code in (200, 404), (path, query)
+
+
+def test_report_files_are_streamed_as_they_are_written_and_read_back_whole(client, year, monkeypatch):
+    """A province's year of services is a million rows: the CSV goes out a few rows at a time, the
+    XLSX from a temporary file; both hold every record, formula-safe."""
+    import openpyxl
+
+    from portal.core import exports
+
+    monkeypatch.setattr(exports.csv_chunks, "__defaults__", (2,))  # two rows a chunk: several chunks
+    login(client, year["provider"].username)
+    response = client.get("/reports/service-records.csv?year=2025", buffered=False)
+    assert response.is_streamed
+    chunks = [c if isinstance(c, bytes) else c.encode() for c in response.response]
+    response.close()
+    assert len(chunks) >= 3
+    whole = b"".join(chunks).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(whole)))
+    assert len(rows) == 1 + 3  # the header and 2025's three services
+    assert whole == client.get("/reports/service-records.csv?year=2025").get_data(as_text=True).lstrip(
+        "\ufeff"
+    )
+    xlsx = client.get("/reports/service-records.xlsx?year=2025", buffered=False)
+    assert xlsx.mimetype == exports.XLSX_MIMETYPE
+    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(xlsx.response))).active
+    xlsx.close()
+    assert next(list(r) for r in sheet.iter_rows(values_only=True)) == rows[0]
+    assert sheet.max_row == len(rows)
+
+
+def test_csv_chunks_join_to_the_same_text_as_csv_text():
+    from portal.core.exports import csv_chunks, csv_text
+
+    rows = [["编号", "=1+1"], *([str(n), "-x"] for n in range(7))]
+    chunks = list(csv_chunks(rows, rows_per_chunk=3))
+    assert len(chunks) == 3 and "".join(chunks) == csv_text(rows)
+    assert "'=1+1" in chunks[0] and chunks[0].startswith("\ufeff")

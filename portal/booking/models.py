@@ -387,7 +387,8 @@ class ServiceRecord(Model):
     hours_reason: Mapped[str | None] = mapped_column(Text)
     result_summary: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+    # Indexed: a sample service belongs to the month of its record (tallies, national reports).
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time, index=True)
     rating: Mapped[int | None] = mapped_column(SmallInteger)
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

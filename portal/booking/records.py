@@ -26,7 +26,7 @@ from portal.booking.services import (
 )
 from portal.booking.transitions import allows, has_begun, require_started, transition
 from portal.catalog import prices
-from portal.core import audit, clock, uploads
+from portal.core import audit, clock, outbox, uploads
 from portal.core.database import changed_rows, serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
 from portal.core.money import format_yuan
@@ -176,8 +176,20 @@ def complete_booking(
         for kind, stored in (files or {}).items():
             add_file(user, record.id, kind, stored)
         tell(booking, "service.recorded", "enterprise", fee=format_yuan(fee))
+        queue_service_tally(booking, record)
         db.session.commit()
     return record
+
+
+def queue_usage_tally(instrument_id: int, moment: datetime) -> None:
+    """Recount the instrument's usage tally of the Beijing month of `moment` once this transaction
+    commits (portal.usage.tallies, by task name: the usage area sits above this one)."""
+    outbox.send_task("usage.tally", instrument_id, clock.to_local(moment).strftime("%Y-%m"))
+
+
+def queue_service_tally(booking: Booking, record: ServiceRecord) -> None:
+    """A service counts in the month of its start (a sample service: of its record)."""
+    queue_usage_tally(booking.instrument_id, booking.starts_at or record.recorded_at)
 
 
 def _audit_record(user: User, booking: Booking, record: ServiceRecord) -> None:
@@ -233,6 +245,7 @@ def rate_service(user: User, booking_id: int, rating: int, comment: str | None =
             db.session.rollback()
             raise InvalidTransition(_("This service has already been rated."))
         audit.record("service.rated", "service_record", record.id, after={"rating": rating}, actor_id=user.id)
+        queue_service_tally(booking, record)
         db.session.commit()
     return db.session.get_one(ServiceRecord, record.id, populate_existing=True)
 

@@ -48,6 +48,7 @@ from portal.demo import series as demo_series
 from portal.demo import vouchers as voucher_demo
 from portal.demo.catalog_imports import load_catalog_imports
 from portal.extensions import db
+from portal.usage import tallies
 
 BATCH = 2000
 
@@ -230,6 +231,7 @@ def _load_demo(
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     _analyze()  # the report below reads every table: let PostgreSQL plan with the rows just loaded
+    tallies.tally_all()  # the monthly usage tallies of everything loaded above (the evaluation's)
     demo_reporting.load_final_report()  # one institution's report of the year, final (issue 19)
     bump_catalog_version()
     activity.keep_the_expiring_request_due()

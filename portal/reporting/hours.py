@@ -10,22 +10,17 @@ its start in Beijing time (a sample service: of its record). Open sessions do no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import Select, and_, case, distinct, func, or_, select
-
-from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
-from portal.booking.models import Booking, BookingState, ServiceRecord
-from portal.catalog.models import Instrument
 from portal.core import clock
-from portal.core.database import hours_between
-from portal.extensions import cache, db
-from portal.usage.models import InternalUse, UsageSession
+from portal.usage import tallies
+from portal.usage.tallies import Scope, metered_subquery
+from portal.usage.tallies import service_period_filter as service_year_filter
+
+__all__ = ["Scope", "metered_subquery", "service_year_filter"]
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -44,29 +39,6 @@ def as_hours(value: Any) -> Decimal:
     if value is None:
         return ZERO
     return Decimal(str(value)).quantize(CENT)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which instruments: one institution's, one county's, or all (None)."""
-
-    institution_id: int | None = None
-    county: str | None = None
-
-    def where(self, stmt: Select) -> Select:
-        if self.institution_id is not None:
-            stmt = stmt.where(Instrument.institution_id == self.institution_id)
-        if self.county:
-            stmt = stmt.where(Instrument.county == self.county)
-        return stmt
-
-    def of_instruments(self, stmt: Select, column: Any) -> Select:
-        """`stmt` narrowed to rows whose `column` names an instrument of the scope, by the instrument
-        ids first: the bookings' (instrument, start) index then finds them, where a filter on the
-        joined instrument would read every booking of the year."""
-        if self.institution_id is None and not self.county:
-            return stmt
-        return stmt.where(column.in_(self.where(select(Instrument.id))))
 
 
 @dataclass
@@ -123,118 +95,53 @@ class YearHours:
         return self.by_instrument.get(instrument_id) or Hours(instrument_id)
 
 
-def service_year_filter(start: datetime, end: datetime) -> Any:
-    """A service in [start, end): a slot by its start, a sample service by its record."""
-    return or_(
-        and_(Booking.starts_at >= start, Booking.starts_at < end),
-        and_(
-            Booking.starts_at.is_(None), ServiceRecord.recorded_at >= start, ServiceRecord.recorded_at < end
-        ),
+def hours_of(value: int) -> Decimal:
+    """Whole seconds as hours to 2 places."""
+    return (Decimal(value) / 3600).quantize(CENT)
+
+
+def _hours(instrument_id: int, figures: tallies.Figures, users: int) -> Hours:
+    return Hours(
+        instrument_id,
+        metered_hours=hours_of(figures.metered_seconds),
+        recorded_hours=hours_of(figures.recorded_seconds),
+        internal_hours=hours_of(figures.internal_seconds),
+        unbooked_hours=hours_of(figures.unbooked_seconds),
+        external_service_hours=hours_of(figures.external_seconds),
+        sme_service_hours=hours_of(figures.sme_seconds),
+        income_fen=figures.income_fen,
+        external_income_fen=figures.external_income_fen,
+        services=figures.services,
+        users_served=users,
+        rating_total=figures.rating_total,
+        ratings=figures.ratings,
     )
 
 
-def metered_subquery(start: datetime, end: datetime, scope: Scope) -> Any:
-    """Hours of the ended sessions of each slot booking of the scope starting in [start, end).
-
-    Narrowed to those bookings (not every session ever), so that the join stays small whatever plan
-    the database picks: right after a bulk load, before its statistics are current, PostgreSQL may
-    join by nested loop and evaluate the subquery once per service."""
-    stmt = (
-        select(
-            UsageSession.booking_id.label("booking_id"),
-            func.sum(hours_between(UsageSession.started_at, UsageSession.ended_at)).label("hours"),
-        )
-        .join(Booking, Booking.id == UsageSession.booking_id)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .where(UsageSession.ended_at.is_not(None), Booking.starts_at >= start, Booking.starts_at < end)
-        .group_by(UsageSession.booking_id)
-    )
-    return scope.of_instruments(stmt, Booking.instrument_id).subquery("metered")
-
-
-def _services(year: int, scope: Scope) -> Iterable[Any]:
-    start, end = year_bounds(year)
-    metered = metered_subquery(start, end, scope)
-    hours = func.coalesce(metered.c.hours, ServiceRecord.hours, 0)
-    external = func.coalesce(Booking.tier, "") != "internal"
-    sme = and_(
-        Enterprise.kind == EnterpriseKind.TECH_SME,
-        Enterprise.verification_state == VerificationState.VERIFIED,
-    )
-    stmt = (
-        select(
-            Booking.instrument_id,
-            func.sum(metered.c.hours),
-            func.sum(case((metered.c.hours.is_(None), func.coalesce(ServiceRecord.hours, 0)), else_=0)),
-            func.sum(case((external, hours), else_=0)),
-            func.sum(case((sme, hours), else_=0)),
-            func.sum(ServiceRecord.fee_fen),
-            func.sum(case((external, ServiceRecord.fee_fen), else_=0)),
-            func.count(),
-            func.count(distinct(Booking.enterprise_id)),
-            func.coalesce(func.sum(ServiceRecord.rating), 0),
-            func.count(ServiceRecord.rating),
-        )
-        .select_from(ServiceRecord)
-        .join(Booking, Booking.id == ServiceRecord.booking_id)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .join(Enterprise, Enterprise.id == Booking.enterprise_id)
-        .outerjoin(metered, metered.c.booking_id == Booking.id)
-        .where(Booking.state == BookingState.COMPLETED, service_year_filter(start, end))
-        .group_by(Booking.instrument_id)
-    )
-    return db.session.execute(scope.of_instruments(stmt, Booking.instrument_id))
-
-
-def _per_instrument(model: Any, year: int, scope: Scope, *conditions: Any) -> dict[int, Decimal]:
-    start, end = year_bounds(year)
-    stmt = (
-        select(model.instrument_id, func.sum(hours_between(model.started_at, model.ended_at)))
-        .join(Instrument, Instrument.id == model.instrument_id)
-        .where(model.started_at >= start, model.started_at < end, *conditions)
-        .group_by(model.instrument_id)
-    )
-    return {instrument_id: as_hours(total) for instrument_id, total in db.session.execute(scope.where(stmt))}
-
-
-def cached_year_hours(year: int, scope: Scope) -> YearHours:
-    """year_hours, kept REPORTING_CACHE_SECONDS (the evaluation reads every instrument of the city)."""
-    seconds = current_app.config["REPORTING_CACHE_SECONDS"]
-    if seconds <= 0:  # 0 turns the cache off (to the cache itself, 0 would mean "for ever")
-        return year_hours(year, scope)
-    key = f"reporting:hours:{year}:{scope.institution_id}:{scope.county}"
-    found = cache.get(key)
-    if isinstance(found, YearHours):
-        return found
-    result = year_hours(year, scope)
-    cache.set(key, result, timeout=seconds)
-    return result
+def year_months(year: int) -> list[str]:
+    return [f"{year}-{number:02d}" for number in range(1, 13)]
 
 
 def year_hours(year: int, scope: Scope | None = None) -> YearHours:
-    """Every instrument's hours, income and users of the year, within the scope."""
+    """Every instrument's hours, income and users of the year, within the scope, counted from the
+    raw records (the national reports: exactly what the records say at this moment)."""
     scope = scope or Scope()
+    start, end = year_bounds(year)
+    users = tallies.enterprises_served(start, end, scope)
     out = YearHours(year)
-    for row in _services(year, scope):
-        (instrument_id, metered, recorded, external, sme, income, external_income, count, users) = row[:9]
-        out.by_instrument[instrument_id] = Hours(
-            instrument_id,
-            metered_hours=as_hours(metered),
-            recorded_hours=as_hours(recorded),
-            external_service_hours=as_hours(external),
-            sme_service_hours=as_hours(sme),
-            income_fen=int(income or 0),
-            external_income_fen=int(external_income or 0),
-            services=count,
-            users_served=users,
-            rating_total=int(row[9] or 0),
-            ratings=row[10],
-        )
-    for instrument_id, hours in _per_instrument(InternalUse, year, scope).items():
-        out.by_instrument.setdefault(instrument_id, Hours(instrument_id)).internal_hours = hours
-    unbooked = _per_instrument(
-        UsageSession, year, scope, UsageSession.booking_id.is_(None), UsageSession.ended_at.is_not(None)
-    )
-    for instrument_id, hours in unbooked.items():
-        out.by_instrument.setdefault(instrument_id, Hours(instrument_id)).unbooked_hours = hours
+    for instrument_id, figures in tallies.period_figures(start, end, scope).items():
+        out.by_instrument[instrument_id] = _hours(instrument_id, figures, users.get(instrument_id, 0))
+    return out
+
+
+def tallied_year_hours(year: int, scope: Scope | None = None, *, users: bool = True) -> YearHours:
+    """The same figures read from the monthly usage tallies (the evaluation: at most twelve rows per
+    instrument, whatever the number of services). `users=False` leaves the users served at 0 for a
+    caller that counts them for a few instruments only (`tallies.enterprises_served`)."""
+    scope = scope or Scope()
+    start, end = year_bounds(year)
+    served = tallies.enterprises_served(start, end, scope) if users else {}
+    out = YearHours(year)
+    for instrument_id, figures in tallies.tallied_figures(year_months(year), scope).items():
+        out.by_instrument[instrument_id] = _hours(instrument_id, figures, served.get(instrument_id, 0))
     return out

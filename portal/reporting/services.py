@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 
 from portal.accounts.models import Enterprise, Institution, User
 from portal.booking.models import Booking, BookingState, ServiceRecord
@@ -29,6 +29,7 @@ from portal.extensions import db
 from portal.reporting import hours as hours_
 from portal.reporting import nrii
 from portal.reporting.hours import Hours, Scope, YearHours
+from portal.usage.models import UsageTally
 
 READERS = (Role.PROVIDER, Role.REVIEWER, Role.ADMIN)
 
@@ -195,9 +196,13 @@ def service_page(scope: Scope, year: int, page: int, per_page: int) -> Page[dict
 
 
 def all_services(scope: Scope, year: int) -> Iterator[dict[str, Any]]:
-    """Every service of the year, streamed (exports)."""
-    for row in db.session.execute(service_rows(scope, year).execution_options(yield_per=2000)):
-        yield service_item(*row)
+    """Every service of the year, streamed (exports), on a connection of its own: a streamed download
+    reads on after its request has ended and its session has been closed (and, on PostgreSQL, its
+    server-side cursor with it)."""
+    stmt = service_rows(scope, year)
+    with db.engine.connect() as connection:
+        for row in connection.execution_options(yield_per=2000).execute(stmt):
+            yield service_item(*row)
 
 
 # --- the evaluation ---------------------------------------------------------------------------
@@ -270,9 +275,9 @@ def evaluation_rows(scope: Scope) -> Select:
 
 
 def evaluate(scope: Scope, year: int) -> Evaluation:
-    """Every reported instrument's year against its norm, and each institution's totals (the hours
-    kept REPORTING_CACHE_SECONDS)."""
-    year_hours = hours_.cached_year_hours(year, scope)
+    """Every reported instrument's year against its norm, and each institution's totals, from the
+    monthly usage tallies (the exports, the API and the score sheets: every instrument listed)."""
+    year_hours = hours_.tallied_year_hours(year, scope)
     scores = [
         InstrumentScore(instrument, institution_name, year_hours.of(instrument.id), norm_hours(instrument))
         for instrument, _code, institution_name in db.session.execute(evaluation_rows(scope))
@@ -287,6 +292,122 @@ def evaluate(scope: Scope, year: int) -> Evaluation:
         scope,
         scores,
         sorted(institutions.values(), key=lambda i: i.name),
+        config["REPORTING_NATIONAL_EFFECTIVE_HOURS"],
+        config["REPORTING_NATIONAL_EXTERNAL_HOURS"],
+    )
+
+
+# The page shows each institution's totals and the least used instruments: both are summed by the
+# database from the tallies, so a province of 100,000 instruments costs two grouped queries, and only
+# the instruments the page lists are loaded.
+UNDER_USED_SHOWN = 50
+
+
+@dataclass
+class InstitutionTotals:
+    institution_id: int
+    name: str
+    instruments: int
+    effective_seconds: int
+    external_seconds: int
+    sme_seconds: int
+    income_fen: int
+    below_norm: int
+
+    def _average(self, total_seconds: int) -> Decimal:
+        return (Decimal(total_seconds) / 3600 / max(self.instruments, 1)).quantize(hours_.CENT)
+
+    @property
+    def effective_average(self) -> Decimal:
+        return self._average(self.effective_seconds)
+
+    @property
+    def external_average(self) -> Decimal:
+        return self._average(self.external_seconds)
+
+    @property
+    def sme_hours(self) -> Decimal:
+        return hours_.hours_of(self.sme_seconds)
+
+
+@dataclass
+class Overview:
+    year: int
+    scope: Scope
+    institutions: list[InstitutionTotals]
+    under_used: list[InstrumentScore]  # the least used first, at most UNDER_USED_SHOWN
+    under_used_count: int
+    national_effective_hours: int
+    national_external_hours: int
+
+
+def _year_sums(year: int, scope: Scope) -> Any:
+    """Per instrument of the scope: the year's effective, external and SME seconds and income."""
+    stmt = (
+        select(
+            UsageTally.instrument_id.label("instrument_id"),
+            func.sum(
+                UsageTally.metered_seconds + UsageTally.recorded_seconds + UsageTally.internal_seconds
+            ).label("effective"),
+            func.sum(UsageTally.external_seconds).label("external"),
+            func.sum(UsageTally.sme_seconds).label("sme"),
+            func.sum(UsageTally.income_fen).label("income"),
+        )
+        .where(UsageTally.month.in_(hours_.year_months(year)))
+        .group_by(UsageTally.instrument_id)
+    )
+    return scope.of_instruments(stmt, UsageTally.instrument_id).subquery("year_sums")
+
+
+def evaluation_overview(scope: Scope, year: int) -> Overview:
+    """What the evaluation page shows: each institution's totals and the least used instruments."""
+    config = current_app.config
+    sums = _year_sums(year, scope)
+    effective = func.coalesce(sums.c.effective, 0)
+    norm = case(
+        (Instrument.specialised, int(config["REPORTING_NORM_HOURS_SPECIALISED"]) * 3600),
+        else_=int(config["REPORTING_NORM_HOURS_GENERAL"]) * 3600,
+    )
+    below = effective < norm
+    reported = Instrument.original_value_fen >= config["REPORTING_MIN_VALUE_FEN"]
+    totals = scope.where(
+        select(
+            Instrument.institution_id,
+            Institution.name,
+            func.count(),
+            func.sum(effective),
+            func.sum(func.coalesce(sums.c.external, 0)),
+            func.sum(func.coalesce(sums.c.sme, 0)),
+            func.sum(func.coalesce(sums.c.income, 0)),
+            func.count().filter(below),
+        )
+        .join(Institution, Institution.id == Instrument.institution_id)
+        .outerjoin(sums, sums.c.instrument_id == Instrument.id)
+        .where(reported)
+        .group_by(Instrument.institution_id, Institution.name)
+        .order_by(Institution.name)
+    )
+    institutions = [
+        InstitutionTotals(row[0], row[1], row[2], *(int(v or 0) for v in row[3:]))
+        for row in db.session.execute(totals)
+    ]
+    least = scope.where(
+        select(Instrument, Institution.name)
+        .join(Institution, Institution.id == Instrument.institution_id)
+        .outerjoin(sums, sums.c.instrument_id == Instrument.id)
+        .where(reported, below)
+        .order_by(effective, Instrument.code)
+        .limit(UNDER_USED_SHOWN)
+    )
+    rows = db.session.execute(least).all()
+    ids = tuple(instrument.id for instrument, _name in rows)
+    year_hours = hours_.tallied_year_hours(year, Scope(instrument_ids=ids))
+    return Overview(
+        year,
+        scope,
+        institutions,
+        [InstrumentScore(i, name, year_hours.of(i.id), norm_hours(i)) for i, name in rows],
+        sum(i.below_norm for i in institutions),
         config["REPORTING_NATIONAL_EFFECTIVE_HOURS"],
         config["REPORTING_NATIONAL_EXTERNAL_HOURS"],
     )

@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from portal.core import clock
 from portal.core.errors import ValidationFailed
-from portal.core.exports import XLSX_MIMETYPE, attachment, csv_text, xlsx_bytes
+from portal.core.exports import attachment, streamed_csv, streamed_xlsx
 from portal.core.forms import show_service_errors
 from portal.core.inputs import page_number
 from portal.core.money import yuan_to_fen
@@ -125,10 +125,11 @@ def snapshot_file(snapshot_id: int) -> ResponseReturnValue:
 
 
 def _download(kind: str, fmt: str, year: int, rows: Iterable[list[Any]]) -> ResponseReturnValue:
+    """A report file, streamed: a province's year of services is a million rows."""
     filename = f"nrii-{kind}-{year}.{fmt}"
     if fmt == "csv":
-        return attachment(csv_text(rows), "text/csv; charset=utf-8", filename)
-    return attachment(xlsx_bytes(kind, rows), XLSX_MIMETYPE, filename)
+        return streamed_csv(rows, filename)
+    return streamed_xlsx(kind, rows, filename)
 
 
 @bp.route("/instruments.<fmt>")
@@ -166,7 +167,7 @@ def evaluation() -> ResponseReturnValue:
         year=year,
         years=range(clock.local_today().year, 2019, -1),
         problems=problems,
-        result=services.evaluate(scope, year),
+        result=services.evaluation_overview(scope, year),
         counties=current_app.config["COUNTIES"],
         institutions=services.institutions_to_choose(current_user),
         formats=FORMATS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from portal.usage import services
+from portal.usage import services, tallies
 
 usage_cli = AppGroup("usage", help="Use at the instrument: sessions and labels.")
 
@@ -14,3 +14,10 @@ usage_cli = AppGroup("usage", help="Use at the instrument: sessions and labels."
 def close_sessions_command() -> None:
     """End the sessions nobody checked out at their booking's end (what the periodic task does)."""
     click.echo(f"{services.close_ended_sessions()} sessions ended")
+
+
+@usage_cli.command("tally")
+def tally_command() -> None:
+    """Recount the monthly usage tallies of every month with use on record (after an upgrade or a
+    bulk load; the workers keep them current afterwards)."""
+    click.echo(f"{tallies.tally_all()} tally rows written")

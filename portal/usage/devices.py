@@ -37,7 +37,13 @@ from portal.core.errors import NotFound, Unauthorized
 from portal.extensions import db
 from portal.notifications.services import notify
 from portal.usage.models import END_AUTO, DeviceKey, EventKind, UsageEvent, UsageSession, UsageSource
-from portal.usage.services import CHECK_IN_OPENS_BEFORE, end_session, overtime_minutes, record_check_in
+from portal.usage.services import (
+    CHECK_IN_OPENS_BEFORE,
+    end_session,
+    overtime_minutes,
+    queue_session_tally,
+    record_check_in,
+)
 
 KEY_PREFIX = "dk_"
 # PostgreSQL advisory-lock namespace (portal.core.database): one instrument's events one at a time.
@@ -268,6 +274,7 @@ def _stop(key: DeviceKey, event: Event) -> UsageSession | None:
             )
             .execution_options(synchronize_session=False)
         )
+        queue_session_tally(session, booking)
         db.session.expire(session)
     if booking is not None:
         audit.record(

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from portal.accounts.models import User
 from portal.booking.models import PurposeCategory
+from portal.booking.records import queue_usage_tally
 from portal.catalog.models import Instrument
 from portal.catalog.ownership import owns
 from portal.catalog.services import get_instrument
@@ -93,6 +94,7 @@ def record_internal_use(user: User, code: str, data: InternalUseData) -> Interna
         },
         actor_id=user.id,
     )
+    queue_usage_tally(instrument.id, row.started_at)
     db.session.commit()
     return row
 
@@ -115,6 +117,7 @@ def delete_internal_use(user: User, code: str, use_id: int) -> None:
         },
         actor_id=user.id,
     )
+    queue_usage_tally(instrument.id, row.started_at)
     db.session.delete(row)
     db.session.commit()
 

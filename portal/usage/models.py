@@ -6,7 +6,17 @@ from datetime import datetime
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import User
@@ -183,3 +193,37 @@ class InternalUse(Model):
 
     def __repr__(self) -> str:
         return f"<InternalUse {self.id} instrument={self.instrument_id} {self.started_at}–{self.ended_at}>"
+
+
+class UsageTally(Model):
+    """One instrument's use in one Beijing month (portal.usage.tallies): recomputed from the raw
+    records after each change and nightly, read by the pages that look at a whole city at once."""
+
+    __tablename__ = "usage_tallies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM", Beijing time
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    metered_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    recorded_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    internal_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    unbooked_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    external_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    sme_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    external_income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    services: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    rating_total: Mapped[int] = mapped_column(Integer, default=0)
+    ratings: Mapped[int] = mapped_column(Integer, default=0)
+    enterprises: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        # A year's rows of a scope are read by month first; a recount replaces one month's.
+        UniqueConstraint("month", "instrument_id", name="uq_usage_tallies_month_instrument"),
+        Index("ix_usage_tallies_instrument_month", "instrument_id", "month"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<UsageTally {self.month} instrument={self.instrument_id} services={self.services}>"

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import User
 from portal.booking.models import LONGEST_SLOT_MINUTES, Booking, BookingMode, BookingState
+from portal.booking.records import queue_usage_tally
 from portal.booking.services import fresh_booking, get_booking, is_booking_enterprise, manages, policy_for
 from portal.catalog.models import Instrument
 from portal.core import audit, clock
@@ -183,8 +184,17 @@ def end_session(session: UsageSession, booking: Booking | None, at: datetime, en
         .values(ended_at=ended_at, ended_by=ended_by, overtime_minutes=overtime)
         .execution_options(synchronize_session=False)
     )
+    if done == 1:
+        queue_session_tally(session, booking)
     db.session.expire(session)
     return done == 1
+
+
+def queue_session_tally(session: UsageSession, booking: Booking | None) -> None:
+    """Metered hours count in the month of their booking's start; unbooked running in its own."""
+    queue_usage_tally(
+        session.instrument_id, booking.starts_at if booking and booking.starts_at else session.started_at
+    )
 
 
 def check_out(user: User, booking_id: int, reason: str | None = None) -> UsageSession:

@@ -1,0 +1,303 @@
+"""Monthly usage tallies: per instrument and Beijing month, the hours it served and how they were
+measured, its own use, the income, the ratings and the enterprises served.
+
+The pages that look at a whole city or province at once (the yearly evaluation) read these rows,
+never the raw bookings: a year is at most twelve rows per instrument, however many services it had.
+Like the subsidy tallies, a month's rows are recomputed idempotently from the raw records by a
+Celery task queued (through the outbox) by every change that moves them: a service recorded or
+rated, a session ended, internal use recorded or deleted. The nightly `usage.tally_recent` recounts
+this month and the last, in case a queued recount was lost.
+
+How an hour is counted (the same rules as the national report): a service's hours are its metered
+use where sessions measured it (check-in to check-out, or the instrument PC's start to stop), else
+the hours on its service record, never both. The owning institution's own use (internal use records)
+adds to the effective hours; sessions an instrument PC reported without any booking add only to the
+hours the instrument ran. A service belongs to the month of its start in Beijing time (a sample
+service: of its record). Hours are kept as whole seconds, so months add up exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, case, delete, distinct, func, insert, or_, select
+
+from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
+from portal.booking.models import Booking, BookingState, ServiceRecord
+from portal.catalog.models import Instrument
+from portal.core import clock
+from portal.core.database import hours_between, serialized_write
+from portal.extensions import db
+from portal.usage.models import InternalUse, UsageSession, UsageTally
+
+LOCK_USAGE_TALLY = 7311  # advisory lock class (PostgreSQL): one recount of a month at a time
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which instruments: one institution's, one county's, or all (None); `instrument_ids` narrows
+    to those instruments (a recount after a change)."""
+
+    institution_id: int | None = None
+    county: str | None = None
+    instrument_ids: tuple[int, ...] | None = None
+
+    def where(self, stmt: Select) -> Select:
+        if self.instrument_ids is not None:
+            stmt = stmt.where(Instrument.id.in_(self.instrument_ids))
+        if self.institution_id is not None:
+            stmt = stmt.where(Instrument.institution_id == self.institution_id)
+        if self.county:
+            stmt = stmt.where(Instrument.county == self.county)
+        return stmt
+
+    def of_instruments(self, stmt: Select, column: Any) -> Select:
+        """`stmt` narrowed to rows whose `column` names an instrument of the scope, by the instrument
+        ids first: the bookings' (instrument, start) index then finds them, where a filter on the
+        joined instrument would read every booking of the year."""
+        if self.instrument_ids is not None:
+            stmt = stmt.where(column.in_(self.instrument_ids))
+        if self.institution_id is None and not self.county:
+            return stmt
+        return stmt.where(column.in_(self.where(select(Instrument.id))))
+
+
+ALL = Scope()
+
+
+def month_of(moment: datetime) -> str:
+    """The Beijing month of a UTC instant, as "YYYY-MM"."""
+    return clock.to_local(moment).strftime("%Y-%m")
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """The Beijing month "YYYY-MM" as UTC instants [start, end)."""
+    year, number = int(month[:4]), int(month[5:7])
+    following = date(year + 1, 1, 1) if number == 12 else date(year, number + 1, 1)
+    return (
+        clock.local_datetime_to_utc(date(year, number, 1), time(0)),
+        clock.local_datetime_to_utc(following, time(0)),
+    )
+
+
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """Every Beijing month that [start, end) touches."""
+    months, month = [], month_of(start)
+    while month_bounds(month)[0] < end:
+        months.append(month)
+        year, number = int(month[:4]), int(month[5:7])
+        month = f"{year + 1}-01" if number == 12 else f"{year}-{number + 1:02d}"
+    return months
+
+
+def seconds(hours: Any) -> int:
+    """A sum of hours from either backend (float from SQLite's julianday, Decimal from PostgreSQL) as
+    whole seconds."""
+    if hours is None:
+        return 0
+    return int((Decimal(str(hours)) * 3600).to_integral_value(ROUND_HALF_UP))
+
+
+@dataclass
+class Figures:
+    """One instrument's figures over a stretch of time (a month's tally row, or their sum)."""
+
+    metered_seconds: int = 0  # services measured by their sessions
+    recorded_seconds: int = 0  # services measured by their service record (no session)
+    internal_seconds: int = 0  # the owning institution's own use
+    unbooked_seconds: int = 0  # an instrument PC's sessions without a booking
+    external_seconds: int = 0  # services for customers outside the owning institution
+    sme_seconds: int = 0  # services for verified technology SMEs
+    income_fen: int = 0
+    external_income_fen: int = 0
+    services: int = 0
+    samples: int = 0
+    rating_total: int = 0
+    ratings: int = 0
+    enterprises: int = 0  # distinct enterprises served (a month's; not summed over months)
+
+
+FIGURES = tuple(f.name for f in fields(Figures))
+
+
+def service_period_filter(start: datetime, end: datetime) -> Any:
+    """A service in [start, end): a slot by its start, a sample service by its record."""
+    return or_(
+        and_(Booking.starts_at >= start, Booking.starts_at < end),
+        and_(
+            Booking.starts_at.is_(None), ServiceRecord.recorded_at >= start, ServiceRecord.recorded_at < end
+        ),
+    )
+
+
+def metered_subquery(start: datetime, end: datetime, scope: Scope) -> Any:
+    """Hours of the ended sessions of each slot booking of the scope starting in [start, end).
+
+    Narrowed to those bookings (not every session ever), so that the join stays small whatever plan
+    the database picks: right after a bulk load, before its statistics are current, PostgreSQL may
+    join by nested loop and evaluate the subquery once per service."""
+    stmt = (
+        select(
+            UsageSession.booking_id.label("booking_id"),
+            func.sum(hours_between(UsageSession.started_at, UsageSession.ended_at)).label("hours"),
+        )
+        .join(Booking, Booking.id == UsageSession.booking_id)
+        .where(UsageSession.ended_at.is_not(None), Booking.starts_at >= start, Booking.starts_at < end)
+        .group_by(UsageSession.booking_id)
+    )
+    return scope.of_instruments(stmt, Booking.instrument_id).subquery("metered")
+
+
+def _services(start: datetime, end: datetime, scope: Scope) -> Iterable[Any]:
+    metered = metered_subquery(start, end, scope)
+    hours = func.coalesce(metered.c.hours, ServiceRecord.hours, 0)
+    external = func.coalesce(Booking.tier, "") != "internal"
+    sme = and_(
+        Enterprise.kind == EnterpriseKind.TECH_SME,
+        Enterprise.verification_state == VerificationState.VERIFIED,
+    )
+    stmt = (
+        select(
+            Booking.instrument_id,
+            func.sum(metered.c.hours),
+            func.sum(case((metered.c.hours.is_(None), func.coalesce(ServiceRecord.hours, 0)), else_=0)),
+            func.sum(case((external, hours), else_=0)),
+            func.sum(case((sme, hours), else_=0)),
+            func.sum(ServiceRecord.fee_fen),
+            func.sum(case((external, ServiceRecord.fee_fen), else_=0)),
+            func.count(),
+            func.coalesce(func.sum(ServiceRecord.samples), 0),
+            func.coalesce(func.sum(ServiceRecord.rating), 0),
+            func.count(ServiceRecord.rating),
+            func.count(distinct(Booking.enterprise_id)),
+        )
+        .select_from(ServiceRecord)
+        .join(Booking, Booking.id == ServiceRecord.booking_id)
+        .join(Enterprise, Enterprise.id == Booking.enterprise_id)
+        .outerjoin(metered, metered.c.booking_id == Booking.id)
+        .where(Booking.state == BookingState.COMPLETED, service_period_filter(start, end))
+        .group_by(Booking.instrument_id)
+    )
+    return db.session.execute(scope.of_instruments(stmt, Booking.instrument_id))
+
+
+def _per_instrument(
+    model: Any, start: datetime, end: datetime, scope: Scope, *conditions: Any
+) -> dict[int, int]:
+    stmt = (
+        select(model.instrument_id, func.sum(hours_between(model.started_at, model.ended_at)))
+        .where(model.started_at >= start, model.started_at < end, *conditions)
+        .group_by(model.instrument_id)
+    )
+    rows = db.session.execute(scope.of_instruments(stmt, model.instrument_id))
+    return {instrument_id: seconds(total) for instrument_id, total in rows}
+
+
+def period_figures(start: datetime, end: datetime, scope: Scope = ALL) -> dict[int, Figures]:
+    """Every instrument's figures over [start, end) counted from the raw records, within the scope;
+    instruments without any use are left out."""
+    out: dict[int, Figures] = {}
+    for row in _services(start, end, scope):
+        instrument_id, metered, recorded, external, sme, income, external_income = row[:7]
+        out[instrument_id] = Figures(
+            metered_seconds=seconds(metered),
+            recorded_seconds=seconds(recorded),
+            external_seconds=seconds(external),
+            sme_seconds=seconds(sme),
+            income_fen=int(income or 0),
+            external_income_fen=int(external_income or 0),
+            services=row[7],
+            samples=int(row[8] or 0),
+            rating_total=int(row[9] or 0),
+            ratings=row[10],
+            enterprises=row[11],
+        )
+    for instrument_id, total in _per_instrument(InternalUse, start, end, scope).items():
+        out.setdefault(instrument_id, Figures()).internal_seconds = total
+    unbooked = _per_instrument(
+        UsageSession, start, end, scope, UsageSession.booking_id.is_(None), UsageSession.ended_at.is_not(None)
+    )
+    for instrument_id, total in unbooked.items():
+        out.setdefault(instrument_id, Figures()).unbooked_seconds = total
+    return out
+
+
+def enterprises_served(
+    start: datetime, end: datetime, scope: Scope, instrument_ids: list[int] | None = None
+) -> dict[int, int]:
+    """Distinct enterprises each instrument served over [start, end) (not a sum of months: the same
+    enterprise in two months is one user)."""
+    stmt = (
+        select(Booking.instrument_id, func.count(distinct(Booking.enterprise_id)))
+        .select_from(ServiceRecord)
+        .join(Booking, Booking.id == ServiceRecord.booking_id)
+        .where(Booking.state == BookingState.COMPLETED, service_period_filter(start, end))
+        .group_by(Booking.instrument_id)
+    )
+    if instrument_ids is not None:
+        stmt = stmt.where(Booking.instrument_id.in_(instrument_ids))
+    return {i: n for i, n in db.session.execute(scope.of_instruments(stmt, Booking.instrument_id))}
+
+
+# --- keeping the tallies ------------------------------------------------------------------------
+
+
+def tally_month(month: str, instrument_ids: Iterable[int] | None = None) -> int:
+    """Recompute the month's tally rows (of these instruments, or of all) from the raw records;
+    idempotent. Returns the number of rows written."""
+    start, end = month_bounds(month)
+    only = None if instrument_ids is None else tuple(sorted(set(instrument_ids)))
+    with serialized_write((LOCK_USAGE_TALLY, int(month.replace("-", "")))):
+        figures = period_figures(start, end, Scope(instrument_ids=only))
+        stale = delete(UsageTally).where(UsageTally.month == month)
+        if only is not None:
+            stale = stale.where(UsageTally.instrument_id.in_(only))
+        db.session.execute(stale)
+        now = clock.utcnow()
+        rows = [
+            {"instrument_id": i, "month": month, "updated_at": now, **vars(f)}
+            for i, f in sorted(figures.items())
+        ]
+        if rows:
+            db.session.execute(insert(UsageTally), rows)
+        db.session.commit()
+    return len(rows)
+
+
+def tally_months(months: Iterable[str]) -> int:
+    """Recompute whole months (the nightly run, a bulk load, `flask usage tally`)."""
+    return sum(tally_month(month) for month in sorted(set(months)))
+
+
+def tallied_figures(months: list[str], scope: Scope = ALL) -> dict[int, Figures]:
+    """Each instrument's figures summed over the months, from the tallies (enterprises: the largest
+    month's, a lower bound; `enterprises_served` counts them exactly)."""
+    sums = [func.sum(getattr(UsageTally, name)) for name in FIGURES if name != "enterprises"]
+    stmt = (
+        select(UsageTally.instrument_id, *sums, func.max(UsageTally.enterprises))
+        .where(UsageTally.month.in_(months))
+        .group_by(UsageTally.instrument_id)
+    )
+    return {
+        row[0]: Figures(*(int(value or 0) for value in row[1:]))
+        for row in db.session.execute(scope.of_instruments(stmt, UsageTally.instrument_id))
+    }
+
+
+def tally_all() -> int:
+    """Recount every month from the earliest use on record to this one (after a bulk load or an
+    upgrade); returns the number of rows written."""
+    earliest = [
+        db.session.scalar(select(func.min(Booking.starts_at)).where(Booking.state == BookingState.COMPLETED)),
+        db.session.scalar(select(func.min(ServiceRecord.recorded_at))),
+        db.session.scalar(select(func.min(UsageSession.started_at))),
+        db.session.scalar(select(func.min(InternalUse.started_at))),
+    ]
+    known = [moment for moment in earliest if moment is not None]
+    if not known:
+        return 0
+    return tally_months(months_between(min(known), clock.utcnow() + timedelta(days=1)))
