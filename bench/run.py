@@ -34,6 +34,7 @@ CASES = (
     "waitlist",
     "tally",
     "exports",
+    "reporting",
     "notifications",
 )
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             only.append("generate")
         step("generate", prepare)
 
-    from bench import booking, catalogue, exports, notifications, search_latency, tally, usage
+    from bench import booking, catalogue, exports, notifications, reporting, search_latency, tally, usage
 
     step("catalogue", lambda: catalogue.run(small_url, large_url))
     step("search", lambda: search_latency.run(small_url, large_url, explain=True))
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     step("waitlist", lambda: usage.run_waitlist(small_url, large_url, explain=True))
     step("tally", lambda: tally.run(large_url, month))
     step("exports", lambda: exports.run(large_url, month))
+    step("reporting", lambda: reporting.run(small_url, large_url))
     step("notifications", lambda: notifications.run(small_url, 10_000 // scale))
 
     report = table(results)

@@ -363,10 +363,12 @@ def test_the_demo_accounts_have_something_to_show(demo_app, demo_client):
 
 def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
     from portal.core import clock
+    from portal.demo.vouchers import voucher_year
     from portal.vouchers.models import COMMITTED_STATES, CapLedger, Claim, Fund, Scheme, Voucher
 
-    # This year's scheme (in December next year's is published too, with nothing committed yet).
-    scheme = db.session.scalar(select(Scheme).where(Scheme.year == clock.local_today().year))
+    # The voucher year's scheme (this year's; in January last year's): in December and January the
+    # following year's is published too, with nothing committed yet.
+    scheme = db.session.scalar(select(Scheme).where(Scheme.year == voucher_year(clock.local_today())))
     assert (scheme.enterprise_cap_fen, scheme.group_cap_fen, scheme.public_notice_days) == (
         50_000_000,
         65_000_000,
@@ -456,6 +458,7 @@ def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(de
     from portal.booking.models import Booking
     from portal.core import clock
     from portal.dashboard.services import USED_STATES
+    from portal.demo.vouchers import voucher_year
     from portal.finance.services import month_of
     from portal.vouchers.models import Claim
 
@@ -467,12 +470,13 @@ def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(de
         if starts_at is not None
     )
     assert all(used[m] > 0 for m in _months_back(today, 12)), used
-    # Approvals and payments: every month of the scheme's year so far (the scheme runs January to
-    # December), the current month too once its first payment batch (the 1st or next working day) is paid.
+    # Approvals and payments: every month of the voucher year so far (the scheme runs January to
+    # December; in January the demo shows last year's, into this month), the current month too once
+    # its first payment batch (the 1st or next working day) is paid.
     claims = db.session.scalars(select(Claim)).all()
     approved = Counter(c.approved_month for c in claims if c.approved_month)
     paid = Counter(c.paid_month for c in claims if c.paid_month)
-    year_so_far = [m for m in _months_back(today, today.month)]
+    year_so_far = _months_back(today, (today.year - voucher_year(today)) * 12 + today.month)
     assert all(approved[m] > 0 for m in year_so_far), approved
     assert all(paid[m] > 0 for m in year_so_far[:-1]), paid
     if today.day >= 6:
@@ -597,9 +601,9 @@ def test_demo_serve_points_mail_links_at_its_port(app, monkeypatch):
 
 
 def test_the_national_fields_and_a_year_of_internal_use_give_the_evaluation_a_spread(demo_app):
-    """Issue 19: every instrument has its national fields; the evaluation of the last twelve months'
-    year shows some instruments above their norm and most below, and its figures equal a direct
-    computation over the rows."""
+    """Issue 19: every instrument has its national fields; the evaluation of the last full year (the
+    page's default, whatever the month of the load) shows some instruments above their norm and most
+    below, and its figures equal a direct computation over the rows."""
     from collections import defaultdict
     from decimal import Decimal
 
@@ -614,7 +618,7 @@ def test_the_national_fields_and_a_year_of_internal_use_give_the_evaluation_a_sp
     assert all(i.acquisition and i.subject_area and i.department for i in instruments)
     assert 0 < sum(i.customs_supervised for i in instruments) < len(instruments)
     assert 0 < sum(i.specialised for i in instruments) < len(instruments) // 3
-    year = clock.local_today().year
+    year = clock.local_today().year - 1  # the last full year, which the page shows by default
     result = services.evaluate(Scope(), year)
     above = [s for s in result.instruments if not s.below_norm]
     assert 0 < len(above) < len(result.instruments) // 4, len(above)
@@ -664,7 +668,9 @@ def test_the_national_fields_and_a_year_of_internal_use_give_the_evaluation_a_sp
         (date(2026, 11, 30), [2026]),
         (date(2026, 12, 1), [2026, 2027]),
         (date(2026, 12, 31), [2026, 2027]),
-        (date(2027, 1, 1), [2027]),
+        (date(2027, 1, 1), [2026, 2027]),
+        (date(2027, 1, 31), [2026, 2027]),
+        (date(2027, 2, 1), [2027]),
     ],
 )
 def test_from_december_the_demo_publishes_next_years_scheme_too(today, years):

@@ -659,3 +659,33 @@ def test_csv_chunks_join_to_the_same_text_as_csv_text():
     chunks = list(csv_chunks(rows, rows_per_chunk=3))
     assert len(chunks) == 3 and "".join(chunks) == csv_text(rows)
     assert "'=1+1" in chunks[0] and chunks[0].startswith("\ufeff")
+
+
+def test_the_page_lists_instruments_without_use_first_then_the_least_used_and_counts_them_all(
+    app, year, make_instrument, monkeypatch
+):
+    from portal.reporting import services
+
+    host = year["host"]
+    for n in (2, 1):  # no use in 2025
+        make_instrument(institution=host, code=f"Z-{n}")
+    busy = make_instrument(institution=host, code="A-1", specialised=True)
+    cheap = make_instrument(institution=host, code="A-0", original_value_fen=499_999_99)  # not reported
+    for instrument in (busy, cheap):
+        completed_service(
+            instrument, year["customer"], datetime(2025, 5, 6, 1, tzinfo=UTC), fee_fen=1, hours=Decimal(3)
+        )
+    db.session.commit()
+    tallies.tally_all()
+    overview = services.evaluation_overview(Scope(institution_id=host.id), 2025)
+    codes = [s.instrument.code for s in overview.under_used]
+    # No use at all first, in code order; then by effective hours (3 h before the fixture's 9.5 h).
+    assert codes == ["Z-1", "Z-2", "A-1", year["instrument"].code]
+    assert overview.under_used_count == 4 and overview.institutions[0].instruments == 4
+    assert [s.norm_hours for s in overview.under_used[2:3]] == [800]  # specialised
+    monkeypatch.setattr(services, "UNDER_USED_SHOWN", 3)  # the list stops there; the count does not
+    overview = services.evaluation_overview(Scope(institution_id=host.id), 2025)
+    assert [s.instrument.code for s in overview.under_used] == ["Z-1", "Z-2", "A-1"]
+    assert overview.under_used_count == 4
+    monkeypatch.setattr(services, "UNDER_USED_SHOWN", 1)
+    assert [s.instrument.code for s in services.evaluation_overview(Scope(), 2025).under_used] == ["Z-1"]

@@ -39,7 +39,7 @@ def world(app, fake_clock, make_instrument, make_user, make_booking, make_instit
 def tally(instrument_id: int, month: str = "2026-12") -> UsageTally | None:
     db.session.expire_all()
     return db.session.scalar(
-        select(UsageTally).where(UsageTally.instrument_id == instrument_id, UsageTally.month == month)
+        select(UsageTally).where(UsageTally.instrument_id == instrument_id, UsageTally.period == month)
     )
 
 
@@ -75,7 +75,7 @@ def test_internal_use_recorded_and_deleted_moves_the_tally_of_its_own_month(worl
 
 def test_a_recount_is_idempotent_and_leaves_other_instruments_alone(world, make_instrument):
     other = make_instrument()
-    db.session.add(UsageTally(instrument_id=other.id, month="2026-12", services=7))
+    db.session.add(UsageTally(instrument_id=other.id, period="2026-12", services=7))
     db.session.commit()
     world["clock"].set(END)
     records.complete_booking(world["provider"], world["booking"].id, records.ServiceReport(hours=Decimal(2)))
@@ -99,7 +99,7 @@ def test_the_nightly_recount_repairs_this_month_and_the_last_in_beijing_time(wor
     assert tally(instrument.id).recorded_seconds == 7200
 
 
-def test_a_years_tallies_add_up_to_the_raw_records(world, make_booking):
+def test_the_months_and_the_years_rows_equal_the_raw_records(world, make_booking):
     clock, instrument, user, provider = world["clock"], world["instrument"], world["user"], world["provider"]
     clock.set(END)
     records.complete_booking(provider, world["booking"].id, records.ServiceReport(hours=Decimal("1.25")))
@@ -111,8 +111,8 @@ def test_a_years_tallies_add_up_to_the_raw_records(world, make_booking):
     clock.set(START + timedelta(days=1, minutes=47, seconds=13))
     services.check_out(user, later.id)
     records.complete_booking(provider, later.id, records.ServiceReport(hours=Decimal(1)))
-    start, end = tallies.month_bounds("2026-12")
-    raw = tallies.period_figures(start, end)[instrument.id]
-    (summed,) = tallies.tallied_figures(["2026-11", "2026-12"]).values()
-    assert summed.metered_seconds == raw.metered_seconds == 47 * 60 + 13
-    assert summed == raw
+    raw = tallies.period_figures(*tallies.month_bounds("2026-12"))[instrument.id]
+    assert tallies.tallied_figures("2026-12") == {instrument.id: raw}
+    assert raw.metered_seconds == 47 * 60 + 13 and raw.recorded_seconds == 4500 and raw.services == 2
+    # The year's row: the same, as December is the year's only month with use here.
+    assert tallies.tallied_figures("2026") == {instrument.id: raw}

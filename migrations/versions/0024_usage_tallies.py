@@ -1,10 +1,10 @@
-"""usage tallies: one instrument's use in one Beijing month, kept by workers
+"""usage tallies: one instrument's use in one Beijing month or year, kept by workers
 
 Revision ID: 0024_usage_tallies
 Revises: 0023_nrii
 Create Date: 2026-12-07
 
-`usage_tallies` holds per instrument and month the hours served (metered or recorded), the owning
+`usage_tallies` holds per instrument and month (and per instrument and year) the hours served (metered or recorded), the owning
 institution's own use, unbooked running, external and SME hours, income, samples, ratings and the
 enterprises served, recomputed from the raw records after each change and nightly. The yearly
 evaluation reads them instead of every booking of the year. Service records gain an index on their
@@ -29,6 +29,7 @@ FIGURES = (
     ("unbooked_seconds", sa.BigInteger()),
     ("external_seconds", sa.BigInteger()),
     ("sme_seconds", sa.BigInteger()),
+    ("effective_seconds", sa.BigInteger()),
     ("income_fen", sa.BigInteger()),
     ("external_income_fen", sa.BigInteger()),
     ("services", sa.Integer()),
@@ -43,7 +44,7 @@ def upgrade():
     op.create_table(
         "usage_tallies",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("period", sa.String(length=7), nullable=False),
         sa.Column("instrument_id", sa.Integer(), nullable=False),
         *(sa.Column(name, type_, nullable=False) for name, type_ in FIGURES),
         sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
@@ -51,13 +52,15 @@ def upgrade():
             ["instrument_id"], ["instruments.id"], name=op.f("fk_usage_tallies_instrument_id_instruments")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_tallies")),
-        sa.UniqueConstraint("month", "instrument_id", name="uq_usage_tallies_month_instrument"),
+        sa.UniqueConstraint("period", "instrument_id", name="uq_usage_tallies_period_instrument"),
     )
-    op.create_index("ix_usage_tallies_instrument_month", "usage_tallies", ["instrument_id", "month"])
+    op.create_index("ix_usage_tallies_instrument_period", "usage_tallies", ["instrument_id", "period"])
+    op.create_index("ix_usage_tallies_period_effective", "usage_tallies", ["period", "effective_seconds"])
     op.create_index(op.f("ix_service_records_recorded_at"), "service_records", ["recorded_at"])
 
 
 def downgrade():
     op.drop_index(op.f("ix_service_records_recorded_at"), table_name="service_records")
-    op.drop_index("ix_usage_tallies_instrument_month", table_name="usage_tallies")
+    op.drop_index("ix_usage_tallies_period_effective", table_name="usage_tallies")
+    op.drop_index("ix_usage_tallies_instrument_period", table_name="usage_tallies")
     op.drop_table("usage_tallies")

@@ -128,7 +128,8 @@ def _purposes(rng: random.Random) -> None:
 
 
 def _internal_use(rng: random.Random, today: date) -> int:
-    """Stretches of own use on working days of the last year, by the host's provider."""
+    """Stretches of own use on working days from the start of last year (the evaluation's year by
+    default, so it is a full one) to today, by the host's provider."""
     providers = dict(
         db.session.execute(
             select(User.institution_id, User.id).where(User.role == Role.PROVIDER).order_by(User.id.desc())
@@ -139,7 +140,7 @@ def _internal_use(rng: random.Random, today: date) -> int:
         .join(Institution)
         .where(Institution.kind.in_((InstitutionKind.UNIVERSITY, InstitutionKind.INSTITUTE)))
     )
-    first = today - timedelta(days=365)
+    first = date(today.year - 1, 1, 1)
     # Own use never overlaps a booking: a day with a slot booked on the instrument is left to it.
     booked = {
         (instrument_id, clock.local_today(starts_at))
@@ -183,7 +184,7 @@ def _internal_use(rng: random.Random, today: date) -> int:
 
 
 def load_final_report(now: datetime | None = None) -> int:
-    """聊城大学's report of this year so far, submitted final by its provider (the others stay drafts);
+    """聊城大学's report of last year, submitted final by its provider (the others stay drafts);
     its version, or 0 in a demo too small to hold the university. Called when every record it
     reports is loaded (photos included), so the page shows no change since."""
     today = clock.local_today(now or clock.utcnow())
@@ -195,7 +196,7 @@ def load_final_report(now: datetime | None = None) -> int:
     )
     if provider is None:
         return 0
-    return submissions.submit_final(provider, today.year).version
+    return submissions.submit_final(provider, today.year - 1).version
 
 
 def load_reporting(now: datetime | None = None) -> dict[str, int]:

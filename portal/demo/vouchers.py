@@ -139,10 +139,12 @@ class _Year:
     their review, claims a few days after the services, review, the end of public notice (as the
     hourly task would), and finance's monthly disbursement batch."""
 
-    def __init__(self, rng: random.Random, now: datetime, reviewers: list[User]) -> None:
+    def __init__(self, rng: random.Random, now: datetime, reviewers: list[User], year: int) -> None:
         self.rng, self.now, self.reviewers = rng, now, reviewers
         self.today = clock.local_today(now)
-        self.first_day = date(self.today.year, 1, 1)
+        self.first_day = date(year, 1, 1)
+        # The day after the scheme's service window: services from then on are not the year's.
+        self.window_ends = date(year + 1, 1, 1)
         self.approval_months: set[tuple[int, int]] = set()  # months with an approval to come
         self.span = max((self.today - self.first_day).days, 1)
         self.events: list[tuple[datetime, int, Callable[..., object], tuple]] = []
@@ -154,12 +156,14 @@ class _Year:
         self.moment: list[datetime] = [now]
         # Finance pays twice a month, on the 1st and the 20th (or the next working day), whatever has
         # become payable since.
-        for month in range(1, self.today.month + 1):
+        month = self.first_day
+        while month <= self.today:  # in January, through last year's months and into this one
             for day_of_month in (1, 20):
-                day = date(self.today.year, month, day_of_month)
+                day = month.replace(day=day_of_month)
                 while day.weekday() >= 5:
                     day += timedelta(days=1)
                 self.push(clock.local_datetime_to_utc(day, time(10, 0)), self.pay)
+            month = (month + timedelta(days=31)).replace(day=1)
 
     def push(self, at: datetime, action: Callable[..., object], *args) -> None:
         if at < self.now:
@@ -231,7 +235,7 @@ class _Year:
         for offset in offsets:
             day = issued + timedelta(days=offset)
             self.push(self.working_moment(day), self.claim, user, voucher.id)
-        if self.recent < len(RECENT):
+        if self.recent < len(RECENT) and voucher.valid_until >= self.today:
             # By construction, the last weeks hold claims in every stage: approved a week ago (its notice
             # ends today or tomorrow), approved in the last days (in notice), waiting for review.
             approved_ago, submitted_ago = RECENT[self.recent]
@@ -240,7 +244,9 @@ class _Year:
             self.push(self.working_moment(day), self.claim, user, voucher.id, approved_ago)
 
     def records(self, user: User, since: date, until: date) -> list[tuple[ServiceRecord, int]]:
-        """The enterprise's rated, unclaimed services in the days given, oldest first, with their provider."""
+        """The enterprise's rated, unclaimed services in the days given (within the scheme's service
+        window), oldest first, with their provider."""
+        until = min(until, self.window_ends + timedelta(days=1))  # `until` is a day past the last
         return [
             (record, host)
             for record, host in db.session.execute(
@@ -374,24 +380,34 @@ def _bank_accounts(rng: random.Random, holders: list[User], reviewer: User) -> N
             )
 
 
+def voucher_year(today: date) -> int:
+    """The scheme year whose work the demo shows: this one, except in January, when the new year's
+    vouchers are only being applied for and last year's claims are still coming in, reviewed and paid:
+    then last year's, run up to today."""
+    return today.year - 1 if today.month == 1 else today.year
+
+
 def scheme_years(today: date) -> list[int]:
-    """The years the demo has a scheme for: this one, and from December on next year's too, as the
-    bureau publishes it then (so a demo loaded in late December still has a scheme for the days after
-    New Year, where a test's clock may stand)."""
-    return [today.year, today.year + 1] if today.month == 12 else [today.year]
+    """The years the demo has a scheme for: the voucher year's, and in December and January the
+    following year's too, as the bureau publishes it on the first working day of December (so a demo
+    loaded in late December still has a scheme for the days after New Year, where a test's clock may
+    stand)."""
+    year = voucher_year(today)
+    return [year, year + 1] if today.month in (12, 1) else [year]
 
 
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
     now = clock.utcnow()
     today = clock.local_today(now)
+    year_number = voucher_year(today)
     admin, reviewers = _user("admin"), [_user("reviewer"), _user("reviewer2")]
-    with simulated_clock(clock.local_datetime_to_utc(date(today.year - 1, 12, 10), time(10, 0))):
-        schemes.save_scheme(admin, *published_scheme(today.year))
-    if today.year + 1 in scheme_years(today):
+    with simulated_clock(clock.local_datetime_to_utc(date(year_number - 1, 12, 10), time(10, 0))):
+        schemes.save_scheme(admin, *published_scheme(year_number))
+    if year_number + 1 in scheme_years(today):
         # Published on the first working day of December, before anything below happens.
-        with simulated_clock(min(now, clock.local_datetime_to_utc(date(today.year, 12, 1), time(10, 0)))):
-            schemes.copy_scheme_to_next_year(admin, today.year)
+        with simulated_clock(min(now, clock.local_datetime_to_utc(date(year_number, 12, 1), time(10, 0)))):
+            schemes.copy_scheme_to_next_year(admin, year_number)
     verified = db.session.execute(
         select(User, Enterprise)
         .join(Enterprise, Enterprise.id == User.enterprise_id)
@@ -416,7 +432,7 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
     chosen = [row for row in verified if row[0].username in ("enterprise", "enterprise2")]
     others = [row for row in verified if row[0].username not in ("enterprise", "enterprise2")]
     chosen += rng.sample(others, min(vouchers, len(others)))
-    year = _Year(rng, now, reviewers)
+    year = _Year(rng, now, reviewers, year_number)
     with simulated_clock(now) as moment:
         for index, (user, _enterprise) in enumerate(chosen):
             # Applications come in over the first half of the year (the demo accounts' and a few

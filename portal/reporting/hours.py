@@ -11,27 +11,17 @@ its start in Beijing time (a sample service: of its record). Open sessions do no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from portal.core import clock
 from portal.usage import tallies
-from portal.usage.tallies import Scope, metered_subquery
+from portal.usage.tallies import Scope, metered_subquery, year_bounds
 from portal.usage.tallies import service_period_filter as service_year_filter
 
-__all__ = ["Scope", "metered_subquery", "service_year_filter"]
+__all__ = ["Scope", "metered_subquery", "service_year_filter", "year_bounds"]
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
-
-
-def year_bounds(year: int) -> tuple[datetime, datetime]:
-    """The year in Beijing time, as UTC instants [start, end)."""
-    return (
-        clock.local_datetime_to_utc(date(year, 1, 1), time(0)),
-        clock.local_datetime_to_utc(date(year + 1, 1, 1), time(0)),
-    )
 
 
 def as_hours(value: Any) -> Decimal:
@@ -118,10 +108,6 @@ def _hours(instrument_id: int, figures: tallies.Figures, users: int) -> Hours:
     )
 
 
-def year_months(year: int) -> list[str]:
-    return [f"{year}-{number:02d}" for number in range(1, 13)]
-
-
 def year_hours(year: int, scope: Scope | None = None) -> YearHours:
     """Every instrument's hours, income and users of the year, within the scope, counted from the
     raw records (the national reports: exactly what the records say at this moment)."""
@@ -134,14 +120,10 @@ def year_hours(year: int, scope: Scope | None = None) -> YearHours:
     return out
 
 
-def tallied_year_hours(year: int, scope: Scope | None = None, *, users: bool = True) -> YearHours:
-    """The same figures read from the monthly usage tallies (the evaluation: at most twelve rows per
-    instrument, whatever the number of services). `users=False` leaves the users served at 0 for a
-    caller that counts them for a few instruments only (`tallies.enterprises_served`)."""
-    scope = scope or Scope()
-    start, end = year_bounds(year)
-    served = tallies.enterprises_served(start, end, scope) if users else {}
+def tallied_year_hours(year: int, scope: Scope | None = None) -> YearHours:
+    """The same figures read from the usage tallies' year rows (the evaluation: one row per
+    instrument, whatever the number of services)."""
     out = YearHours(year)
-    for instrument_id, figures in tallies.tallied_figures(year_months(year), scope).items():
-        out.by_instrument[instrument_id] = _hours(instrument_id, figures, served.get(instrument_id, 0))
+    for instrument_id, figures in tallies.tallied_figures(str(year), scope or Scope()).items():
+        out.by_instrument[instrument_id] = _hours(instrument_id, figures, figures.enterprises)
     return out

@@ -26,14 +26,15 @@ FORMATS = ("csv", "xlsx")
 
 
 def _year() -> tuple[int, list[str]]:
-    """The year asked for; anything else falls back to this year, with a message."""
+    """The year asked for; without one, the last full year (the national reports and the evaluation are
+    of a year that has ended); anything else falls back to it, with a message."""
     this_year = clock.local_today().year
     text = request.args.get("year", "")
     if not text:
-        return this_year, []
+        return this_year - 1, []
     if _digits(text, 4) and 2000 <= int(text) <= this_year:
         return int(text), []
-    return this_year, [_("Choose a year between 2000 and %(year)d.", year=this_year)]
+    return this_year - 1, [_("Choose a year between 2000 and %(year)d.", year=this_year)]
 
 
 def _digits(text: str, longest: int) -> bool:
@@ -104,7 +105,7 @@ def submit() -> ResponseReturnValue:
             abort(400)
         # The year is a hidden field: a wrong one is said above the button, not beside an invisible field.
         form.form_errors.append(_("Choose a year between 2000 and %(year)d.", year=clock.local_today().year))
-        return _index(clock.local_today().year, [], form)
+        return _index(clock.local_today().year - 1, [], form)
     year = int(form.year.data or 0)  # validated: present and in range
     try:
         snapshot = submissions.submit_final(current_user, year, new_version=bool(form.new_version.data))

@@ -196,13 +196,13 @@ class InternalUse(Model):
 
 
 class UsageTally(Model):
-    """One instrument's use in one Beijing month (portal.usage.tallies): recomputed from the raw
-    records after each change and nightly, read by the pages that look at a whole city at once."""
+    """One instrument's use in one Beijing month or year (portal.usage.tallies): recomputed from the
+    raw records after each change and nightly, read by the pages that look at a whole city at once."""
 
     __tablename__ = "usage_tallies"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM", Beijing time
+    period: Mapped[str] = mapped_column(String(7))  # "YYYY-MM" (a month) or "YYYY" (a year), Beijing time
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
     metered_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     recorded_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -210,6 +210,8 @@ class UsageTally(Model):
     unbooked_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     external_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     sme_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Metered, recorded and internal together: the evaluation sorts a year's rows by it (indexed).
+    effective_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     external_income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     services: Mapped[int] = mapped_column(Integer, default=0)
@@ -220,10 +222,11 @@ class UsageTally(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     __table_args__ = (
-        # A year's rows of a scope are read by month first; a recount replaces one month's.
-        UniqueConstraint("month", "instrument_id", name="uq_usage_tallies_month_instrument"),
-        Index("ix_usage_tallies_instrument_month", "instrument_id", "month"),
+        # A year's rows are read by period first; a recount replaces one instrument's or all.
+        UniqueConstraint("period", "instrument_id", name="uq_usage_tallies_period_instrument"),
+        Index("ix_usage_tallies_instrument_period", "instrument_id", "period"),
+        Index("ix_usage_tallies_period_effective", "period", "effective_seconds"),
     )
 
     def __repr__(self) -> str:
-        return f"<UsageTally {self.month} instrument={self.instrument_id} services={self.services}>"
+        return f"<UsageTally {self.period} instrument={self.instrument_id} services={self.services}>"

@@ -1,9 +1,10 @@
-"""Monthly usage tallies: per instrument and Beijing month, the hours it served and how they were
-measured, its own use, the income, the ratings and the enterprises served.
+"""Usage tallies: per instrument and Beijing month, and per instrument and year, the hours it served
+and how they were measured, its own use, the income, the ratings and the enterprises served.
 
 The pages that look at a whole city or province at once (the yearly evaluation) read these rows,
-never the raw bookings: a year is at most twelve rows per instrument, however many services it had.
-Like the subsidy tallies, a month's rows are recomputed idempotently from the raw records by a
+never the raw bookings: a year is one row per instrument, however many services it had. A row's
+`period` is "YYYY-MM" for a month or "YYYY" for the year. Like the subsidy tallies, a month's rows
+(and its year's) are recomputed idempotently from the raw records by a
 Celery task queued (through the outbox) by every change that moves them: a service recorded or
 rated, a session ended, internal use recorded or deleted. The nightly `usage.tally_recent` recounts
 this month and the last, in case a queued recount was lost.
@@ -34,7 +35,7 @@ from portal.core.database import hours_between, serialized_write
 from portal.extensions import db
 from portal.usage.models import InternalUse, UsageSession, UsageTally
 
-LOCK_USAGE_TALLY = 7311  # advisory lock class (PostgreSQL): one recount of a month at a time
+LOCK_USAGE_TALLY = 7311  # advisory lock class (PostgreSQL): one recount of a year at a time
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def seconds(hours: Any) -> int:
 
 @dataclass
 class Figures:
-    """One instrument's figures over a stretch of time (a month's tally row, or their sum)."""
+    """One instrument's figures over a stretch of time (a tally row)."""
 
     metered_seconds: int = 0  # services measured by their sessions
     recorded_seconds: int = 0  # services measured by their service record (no session)
@@ -118,7 +119,11 @@ class Figures:
     samples: int = 0
     rating_total: int = 0
     ratings: int = 0
-    enterprises: int = 0  # distinct enterprises served (a month's; not summed over months)
+    enterprises: int = 0  # distinct enterprises served in the period (not a sum of months)
+
+    @property
+    def effective_seconds(self) -> int:
+        return self.metered_seconds + self.recorded_seconds + self.internal_seconds
 
 
 FIGURES = tuple(f.name for f in fields(Figures))
@@ -246,41 +251,69 @@ def enterprises_served(
 # --- keeping the tallies ------------------------------------------------------------------------
 
 
-def tally_month(month: str, instrument_ids: Iterable[int] | None = None) -> int:
-    """Recompute the month's tally rows (of these instruments, or of all) from the raw records;
-    idempotent. Returns the number of rows written."""
-    start, end = month_bounds(month)
-    only = None if instrument_ids is None else tuple(sorted(set(instrument_ids)))
-    with serialized_write((LOCK_USAGE_TALLY, int(month.replace("-", "")))):
-        figures = period_figures(start, end, Scope(instrument_ids=only))
-        stale = delete(UsageTally).where(UsageTally.month == month)
-        if only is not None:
-            stale = stale.where(UsageTally.instrument_id.in_(only))
-        db.session.execute(stale)
-        now = clock.utcnow()
-        rows = [
-            {"instrument_id": i, "month": month, "updated_at": now, **vars(f)}
-            for i, f in sorted(figures.items())
-        ]
-        if rows:
-            db.session.execute(insert(UsageTally), rows)
-        db.session.commit()
+def year_bounds(year: int) -> tuple[datetime, datetime]:
+    """The Beijing year as UTC instants [start, end)."""
+    return (
+        clock.local_datetime_to_utc(date(year, 1, 1), time(0)),
+        clock.local_datetime_to_utc(date(year + 1, 1, 1), time(0)),
+    )
+
+
+def _replace(period: str, start: datetime, end: datetime, only: tuple[int, ...] | None) -> int:
+    """The period's rows (of these instruments, or of all) counted afresh from the raw records."""
+    figures = period_figures(start, end, Scope(instrument_ids=only))
+    stale = delete(UsageTally).where(UsageTally.period == period)
+    if only is not None:
+        stale = stale.where(UsageTally.instrument_id.in_(only))
+    db.session.execute(stale)
+    now = clock.utcnow()
+    rows = [
+        {
+            "instrument_id": i,
+            "period": period,
+            "updated_at": now,
+            "effective_seconds": f.effective_seconds,
+            **vars(f),
+        }
+        for i, f in figures.items()
+    ]
+    if rows:
+        db.session.execute(insert(UsageTally), rows)
     return len(rows)
 
 
+def tally_month(month: str, instrument_ids: Iterable[int] | None = None) -> int:
+    """Recompute the month's tally rows, and the year's rows they add up to, of these instruments (or
+    of all) from the raw records; idempotent. Returns the number of month rows written.
+
+    The year's row is counted from the records too, not summed from the months: its enterprises
+    served are distinct over the year (one enterprise in two months is one user)."""
+    only = None if instrument_ids is None else tuple(sorted(set(instrument_ids)))
+    return _tally(int(month[:4]), [month], only)
+
+
+def _tally(year: int, months: list[str], only: tuple[int, ...] | None) -> int:
+    # One recount of a year at a time: two months of one year both rewrite its year rows.
+    with serialized_write((LOCK_USAGE_TALLY, year)):
+        written = sum(_replace(month, *month_bounds(month), only) for month in months)
+        _replace(str(year), *year_bounds(year), only)
+        db.session.commit()
+    return written
+
+
 def tally_months(months: Iterable[str]) -> int:
-    """Recompute whole months (the nightly run, a bulk load, `flask usage tally`)."""
-    return sum(tally_month(month) for month in sorted(set(months)))
+    """Recompute whole months of every instrument, and their years' rows once per year (the nightly
+    run, a bulk load, `flask usage tally`); returns the number of month rows written."""
+    by_year: dict[int, list[str]] = {}
+    for month in sorted(set(months)):
+        by_year.setdefault(int(month[:4]), []).append(month)
+    return sum(_tally(year, chosen, None) for year, chosen in by_year.items())
 
 
-def tallied_figures(months: list[str], scope: Scope = ALL) -> dict[int, Figures]:
-    """Each instrument's figures summed over the months, from the tallies (enterprises: the largest
-    month's, a lower bound; `enterprises_served` counts them exactly)."""
-    sums = [func.sum(getattr(UsageTally, name)) for name in FIGURES if name != "enterprises"]
-    stmt = (
-        select(UsageTally.instrument_id, *sums, func.max(UsageTally.enterprises))
-        .where(UsageTally.month.in_(months))
-        .group_by(UsageTally.instrument_id)
+def tallied_figures(period: str, scope: Scope = ALL) -> dict[int, Figures]:
+    """Each instrument's figures of a month ("YYYY-MM") or a year ("YYYY"), from the tallies."""
+    stmt = select(UsageTally.instrument_id, *(getattr(UsageTally, name) for name in FIGURES)).where(
+        UsageTally.period == period
     )
     return {
         row[0]: Figures(*(int(value or 0) for value in row[1:]))
