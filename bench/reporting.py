@@ -190,7 +190,8 @@ def run(small_url: str, large_url: str) -> list[Result]:
                     "ms",
                     f"≤ {PAGE_MEDIAN_MS} ms",
                     median <= PAGE_MEDIAN_MS,
-                    note=f"{records:,} service records, {tallied:,} usage tally rows (months and years); {RUNS} requests",
+                    note=f"{records:,} service records, {tallied:,} usage tally rows (months and years); "
+                    f"{RUNS} requests",
                 )
             )
             p95 = _p95(times)
