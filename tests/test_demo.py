@@ -477,9 +477,10 @@ def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(de
     approved = Counter(c.approved_month for c in claims if c.approved_month)
     paid = Counter(c.paid_month for c in claims if c.paid_month)
     year_so_far = _months_back(today, (today.year - voucher_year(today)) * 12 + today.month)
-    assert all(approved[m] > 0 for m in year_so_far), approved
+    assert all(approved[m] > 0 for m in year_so_far[:-1]), approved
     assert all(paid[m] > 0 for m in year_so_far[:-1]), paid
-    if today.day >= 6:
+    if today.day >= 6:  # the first days of a month may not have had a working day with a decision yet
+        assert approved[year_so_far[-1]] > 0, approved
         assert paid[year_so_far[-1]] > 0, paid
 
 
