@@ -5,7 +5,7 @@ service-record export streamed.
 
 The large database (bench/generate.py) holds bookings but no service records: this case first
 records a service for every completed booking (two hours each, a third of them rated, set-based
-INSERT … SELECT), then counts the monthly usage tallies once, as the nightly task would. Both are
+INSERT … SELECT), then counts the usage tallies (months and years) once, as the nightly task would. Both are
 kept for the next run.
 
 - The evaluation page (`/reports/evaluation`, as a reviewer, through the whole Flask stack) for the

@@ -231,7 +231,7 @@ def _load_demo(
     # A generator of its own, so the photos leave every other demo value as it was.
     summary.photos = demo_photos.load_photos(random.Random(seed))
     _analyze()  # the report below reads every table: let PostgreSQL plan with the rows just loaded
-    tallies.tally_all()  # the monthly usage tallies of everything loaded above (the evaluation's)
+    tallies.tally_all()  # the usage tallies (months and years) of everything loaded above (the evaluation's)
     demo_reporting.load_final_report()  # one institution's report of the year, final (issue 19)
     bump_catalog_version()
     activity.keep_the_expiring_request_due()

@@ -277,7 +277,7 @@ def evaluation_rows(scope: Scope) -> Select:
 
 def evaluate(scope: Scope, year: int) -> Evaluation:
     """Every reported instrument's year against its norm, and each institution's totals, from the
-    monthly usage tallies (the exports, the API and the score sheets: every instrument listed)."""
+    usage tallies' year rows (the exports, the API and the score sheets: every instrument listed)."""
     year_hours = hours_.tallied_year_hours(year, scope)
     scores = [
         InstrumentScore(instrument, institution_name, year_hours.of(instrument.id), norm_hours(instrument))

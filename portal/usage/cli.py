@@ -18,6 +18,6 @@ def close_sessions_command() -> None:
 
 @usage_cli.command("tally")
 def tally_command() -> None:
-    """Recount the monthly usage tallies of every month with use on record (after an upgrade or a
+    """Recount the usage tallies of every month (and year) with use on record (after an upgrade or a
     bulk load; the workers keep them current afterwards)."""
     click.echo(f"{tallies.tally_all()} tally rows written")
