@@ -116,3 +116,14 @@ def test_the_months_and_the_years_rows_equal_the_raw_records(world, make_booking
     assert raw.metered_seconds == 47 * 60 + 13 and raw.recorded_seconds == 4500 and raw.services == 2
     # The year's row: the same, as December is the year's only month with use here.
     assert tallies.tallied_figures("2026") == {instrument.id: raw}
+
+
+def test_flask_usage_tally_recounts_every_month_with_use(app, world):
+    world["clock"].set(END)
+    records.complete_booking(world["provider"], world["booking"].id, records.ServiceReport(hours=Decimal(2)))
+    db.session.execute(UsageTally.__table__.delete())  # e.g. right after the upgrade that adds the table
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["usage", "tally"])
+    assert result.exit_code == 0 and "1 tally rows written" in result.output
+    assert tally(world["instrument"].id).recorded_seconds == 7200
+    assert tally(world["instrument"].id, "2026").recorded_seconds == 7200  # and the year's row
