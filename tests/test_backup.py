@@ -205,9 +205,10 @@ def fill_every_table(upload_folder: Path) -> None:
                 finished_at=now,
             ),
             PeriodClose(month="2026-10", closed_by_id=admin.id),
+            # A year the demo never reports (its final report is last year's).
             ReportSnapshot(
                 institution_id=institution.id,
-                year=2025,
+                year=2019,
                 version=1,
                 content='{"annual":{}}',
                 sha256="0" * 64,
@@ -217,7 +218,7 @@ def fill_every_table(upload_folder: Path) -> None:
                 category_code="0102",
                 name="气质联用仪",
                 price_fen=1_200_000_00,
-                year=2025,
+                year=2019,
                 threshold_hours=1200,
                 findings=[],
                 flagged=False,
@@ -226,7 +227,7 @@ def fill_every_table(upload_folder: Path) -> None:
             ),
             ScoreSheet(
                 institution_id=institution.id,
-                year=2025,
+                year=2019,
                 version=1,
                 items={"rules": {"score": "8", "computed": False}},
                 total="8.00",

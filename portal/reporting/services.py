@@ -342,20 +342,18 @@ class Overview:
     national_external_hours: int
 
 
-def evaluation_overview(scope: Scope, year: int) -> Overview:
-    """What the evaluation page shows: each institution's totals and the least used instruments.
-
-    The least used are first those without any use in the year (no tally row), in code order, then
-    those with some, by their effective seconds (an index walk on the year's rows: the province's
-    least used 50 are found without sorting its 100,000)."""
+def _norm_seconds() -> Any:
     config = current_app.config
-    tally = aliased(UsageTally)
-    effective = func.coalesce(tally.effective_seconds, 0)
-    norm = case(
+    return case(
         (Instrument.specialised, int(config["REPORTING_NORM_HOURS_SPECIALISED"]) * 3600),
         else_=int(config["REPORTING_NORM_HOURS_GENERAL"]) * 3600,
     )
-    reported = Instrument.original_value_fen >= config["REPORTING_MIN_VALUE_FEN"]
+
+
+def _institution_totals(scope: Scope, year: int) -> tuple[list[InstitutionTotals], int]:
+    """Each institution's totals over its reported instruments, and how many have no use at all."""
+    tally = aliased(UsageTally)
+    effective = func.coalesce(tally.effective_seconds, 0)
     totals = scope.where(
         select(
             Instrument.institution_id,
@@ -365,40 +363,57 @@ def evaluation_overview(scope: Scope, year: int) -> Overview:
             func.sum(func.coalesce(tally.external_seconds, 0)),
             func.sum(func.coalesce(tally.sme_seconds, 0)),
             func.sum(func.coalesce(tally.income_fen, 0)),
-            func.count().filter(effective < norm),
+            func.count().filter(effective < _norm_seconds()),
             func.count().filter(tally.id.is_(None)),
         )
         .join(Institution, Institution.id == Instrument.institution_id)
         .outerjoin(tally, and_(tally.instrument_id == Instrument.id, tally.period == str(year)))
-        .where(reported)
+        .where(Instrument.original_value_fen >= current_app.config["REPORTING_MIN_VALUE_FEN"])
         .group_by(Instrument.institution_id, Institution.name)
         .order_by(Institution.name)
     )
     rows = db.session.execute(totals).all()
     institutions = [InstitutionTotals(r[0], r[1], r[2], *(int(v or 0) for v in r[3:8])) for r in rows]
+    return institutions, sum(r[8] for r in rows)
+
+
+def _least_used(scope: Scope, year: int, some_unused: bool) -> list[Any]:
+    """(instrument, institution name) of the UNDER_USED_SHOWN least used reported instruments below
+    their norm: those without any use first (code order), then the year's rows in the order of the
+    (period, effective seconds) index, so a province's 100,000 instruments are never sorted."""
     listed = scope.where(
         select(Instrument, Institution.name)
         .join(Institution, Institution.id == Instrument.institution_id)
-        .where(reported)
+        .where(Instrument.original_value_fen >= current_app.config["REPORTING_MIN_VALUE_FEN"])
         .limit(UNDER_USED_SHOWN)
     )
-    least = []
-    if sum(r[8] for r in rows):  # some have no use at all: they come first
+    least: list[Any] = []
+    if some_unused:
         unused = (
             ~select(UsageTally.id)
             .where(UsageTally.instrument_id == Instrument.id, UsageTally.period == str(year))
             .exists()
         )
-        least = db.session.execute(listed.where(unused).order_by(Instrument.code)).all()
+        least = list(db.session.execute(listed.where(unused).order_by(Instrument.code)))
     if len(least) < UNDER_USED_SHOWN:
+        tally = aliased(UsageTally)
         used = (
             listed.join(tally, tally.instrument_id == Instrument.id)
-            .where(tally.period == str(year), tally.effective_seconds < norm)
+            .where(tally.period == str(year), tally.effective_seconds < _norm_seconds())
             .order_by(tally.effective_seconds, Instrument.code)
             .limit(UNDER_USED_SHOWN - len(least))
         )
         least += db.session.execute(used).all()
+    return least
+
+
+def evaluation_overview(scope: Scope, year: int) -> Overview:
+    """What the evaluation page shows: each institution's totals and the least used instruments, from
+    the tallies' year rows, with only the listed instruments loaded."""
+    institutions, unused = _institution_totals(scope, year)
+    least = _least_used(scope, year, unused > 0)
     year_hours = hours_.tallied_year_hours(year, Scope(instrument_ids=tuple(i.id for i, _name in least)))
+    config = current_app.config
     return Overview(
         year,
         scope,
