@@ -56,6 +56,39 @@ class Result:
         return self.ours / self.baseline
 
 
+MEMORY_TARGET_MB = 200  # an export's peak resident memory, the interpreter and the portal included
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory since it started the interpreter.
+
+    VmHWM belongs to the process's own address space; ru_maxrss would also count the parent's memory
+    that the child had between fork and exec.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def export_results(label: str, figures: dict, bare: dict, baseline: str) -> list[Result]:
+    """An export's two rows: its peak memory against MEMORY_TARGET_MB, its time beside the baseline's
+    (each dict as a child process printed it: rows, seconds, bytes, peak_mb)."""
+    return [
+        Result(
+            f"{label}: peak memory",
+            figures["peak_mb"],
+            bare["peak_mb"],
+            "MB",
+            f"≤ {MEMORY_TARGET_MB} MB",
+            figures["peak_mb"] <= MEMORY_TARGET_MB,
+            note=f"{figures['bytes'] / 1e6:.0f} MB file; baseline: {baseline}",
+        ),
+        Result(f"{label}: time", figures["seconds"], bare["seconds"], "s", "report", None),
+    ]
+
+
 def latency_result(case: str, ours: float, baseline: float, target: float, note: str = "") -> Result:
     """A row of milliseconds whose target is ours ≤ `target` × the baseline."""
     return Result(case, ours, baseline, "ms", f"ratio ≤ {target:g}", ours <= target * baseline, note=note)

@@ -19,9 +19,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import ROOT, Result, portal_app
-
-MEMORY_TARGET_MB = 200
+from bench.common import ROOT, Result, export_results, peak_mb, portal_app
 
 
 def _child(kind: str, url: str, month: str, path: str) -> None:
@@ -46,21 +44,8 @@ def _child(kind: str, url: str, month: str, path: str) -> None:
                     rows += 1
         seconds = time.perf_counter() - started
     print(
-        json.dumps({"rows": rows, "seconds": seconds, "bytes": os.path.getsize(path), "peak_mb": _peak_mb()})
+        json.dumps({"rows": rows, "seconds": seconds, "bytes": os.path.getsize(path), "peak_mb": peak_mb()})
     )
-
-
-def _peak_mb() -> float:
-    """This process's peak resident memory since it started the interpreter.
-
-    VmHWM belongs to the process's own address space; ru_maxrss would also count the parent's memory
-    that the child had between fork and exec.
-    """
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _measure(kind: str, url: str, month: str, folder: str) -> dict:
@@ -91,19 +76,7 @@ def run(url: str, month: str | None = None) -> list[Result]:
     results = []
     for kind, figures in ours.items():
         label = f"{kind.upper()} export of {figures['rows']:,} claim rows"
-        results.append(
-            Result(
-                f"{label}: peak memory",
-                figures["peak_mb"],
-                bare["peak_mb"],
-                "MB",
-                f"≤ {MEMORY_TARGET_MB} MB",
-                figures["peak_mb"] <= MEMORY_TARGET_MB,
-                note=f"{figures['bytes'] / 1e6:.0f} MB file; baseline: csv.writer over the same "
-                f"{bare['rows']:,} rows",
-            )
-        )
-        results.append(Result(f"{label}: time", figures["seconds"], bare["seconds"], "s", "report", None))
+        results += export_results(label, figures, bare, f"csv.writer over the same {bare['rows']:,} rows")
     return results
 
 

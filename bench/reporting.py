@@ -29,7 +29,7 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import ROOT, Result, portal_app
+from bench.common import ROOT, Result, export_results, peak_mb, portal_app
 
 SERVICES_SQL = """
 INSERT INTO service_records (booking_id, hours, computed_fee_fen, fee_fen, recorded_by_id, recorded_at,
@@ -41,7 +41,6 @@ WHERE b.state = 'completed' AND b.starts_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM service_records r WHERE r.booking_id = b.id)
 """
 PAGE_MEDIAN_MS, PAGE_P95_MS, CITY_MEDIAN_MS = 300, 500, 50
-MEMORY_TARGET_MB = 200
 RUNS = 15
 COUNTY = "东昌府区"
 
@@ -145,16 +144,8 @@ def _child(kind: str, url: str, path: str) -> None:
                 rows = sum(1 for _ in csv.reader(handle)) - 1
     seconds = time.perf_counter() - started
     print(
-        json.dumps({"rows": rows, "seconds": seconds, "bytes": os.path.getsize(path), "peak_mb": _peak_mb()})
+        json.dumps({"rows": rows, "seconds": seconds, "bytes": os.path.getsize(path), "peak_mb": peak_mb()})
     )
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _measure(kind: str, url: str, folder: str) -> dict:
@@ -221,18 +212,7 @@ def run(small_url: str, large_url: str) -> list[Result]:
         for kind in ("csv", "xlsx"):
             figures = _measure(kind, large_url, folder)
             label = f"{kind.upper()} service records of the year ({bare['rows']:,} rows), streamed"
-            results.append(
-                Result(
-                    f"{label}: peak memory",
-                    figures["peak_mb"],
-                    bare["peak_mb"],
-                    "MB",
-                    f"≤ {MEMORY_TARGET_MB} MB",
-                    figures["peak_mb"] <= MEMORY_TARGET_MB,
-                    note=f"{figures['bytes'] / 1e6:.0f} MB file; baseline: csv.writer over the same query",
-                )
-            )
-            results.append(Result(f"{label}: time", figures["seconds"], bare["seconds"], "s", "report", None))
+            results += export_results(label, figures, bare, "csv.writer over the same query")
     return results
 
 
