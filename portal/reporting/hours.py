@@ -90,7 +90,7 @@ def hours_of(value: int) -> Decimal:
     return (Decimal(value) / 3600).quantize(CENT)
 
 
-def _hours(instrument_id: int, figures: tallies.Figures, users: int) -> Hours:
+def _hours(instrument_id: int, figures: tallies.Figures) -> Hours:
     return Hours(
         instrument_id,
         metered_hours=hours_of(figures.metered_seconds),
@@ -102,7 +102,7 @@ def _hours(instrument_id: int, figures: tallies.Figures, users: int) -> Hours:
         income_fen=figures.income_fen,
         external_income_fen=figures.external_income_fen,
         services=figures.services,
-        users_served=users,
+        users_served=figures.enterprises,
         rating_total=figures.rating_total,
         ratings=figures.ratings,
     )
@@ -111,12 +111,9 @@ def _hours(instrument_id: int, figures: tallies.Figures, users: int) -> Hours:
 def year_hours(year: int, scope: Scope | None = None) -> YearHours:
     """Every instrument's hours, income and users of the year, within the scope, counted from the
     raw records (the national reports: exactly what the records say at this moment)."""
-    scope = scope or Scope()
-    start, end = year_bounds(year)
-    users = tallies.enterprises_served(start, end, scope)
     out = YearHours(year)
-    for instrument_id, figures in tallies.period_figures(start, end, scope).items():
-        out.by_instrument[instrument_id] = _hours(instrument_id, figures, users.get(instrument_id, 0))
+    for instrument_id, figures in tallies.period_figures(*year_bounds(year), scope or Scope()).items():
+        out.by_instrument[instrument_id] = _hours(instrument_id, figures)
     return out
 
 
@@ -125,5 +122,5 @@ def tallied_year_hours(year: int, scope: Scope | None = None) -> YearHours:
     instrument, whatever the number of services)."""
     out = YearHours(year)
     for instrument_id, figures in tallies.tallied_figures(str(year), scope or Scope()).items():
-        out.by_instrument[instrument_id] = _hours(instrument_id, figures, figures.enterprises)
+        out.by_instrument[instrument_id] = _hours(instrument_id, figures)
     return out

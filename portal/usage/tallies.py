@@ -231,23 +231,6 @@ def period_figures(start: datetime, end: datetime, scope: Scope = ALL) -> dict[i
     return out
 
 
-def enterprises_served(
-    start: datetime, end: datetime, scope: Scope, instrument_ids: list[int] | None = None
-) -> dict[int, int]:
-    """Distinct enterprises each instrument served over [start, end) (not a sum of months: the same
-    enterprise in two months is one user)."""
-    stmt = (
-        select(Booking.instrument_id, func.count(distinct(Booking.enterprise_id)))
-        .select_from(ServiceRecord)
-        .join(Booking, Booking.id == ServiceRecord.booking_id)
-        .where(Booking.state == BookingState.COMPLETED, service_period_filter(start, end))
-        .group_by(Booking.instrument_id)
-    )
-    if instrument_ids is not None:
-        stmt = stmt.where(Booking.instrument_id.in_(instrument_ids))
-    return {i: n for i, n in db.session.execute(scope.of_instruments(stmt, Booking.instrument_id))}
-
-
 # --- keeping the tallies ------------------------------------------------------------------------
 
 
