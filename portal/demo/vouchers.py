@@ -397,7 +397,8 @@ def scheme_years(today: date) -> list[int]:
 
 
 def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
-    """The scheme of this year, verified enterprises with vouchers, and claims in every state."""
+    """The voucher year's scheme (this year's; in January last year's), verified enterprises with
+    vouchers, and claims in every state."""
     now = clock.utcnow()
     today = clock.local_today(now)
     year_number = voucher_year(today)
