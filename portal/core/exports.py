@@ -89,8 +89,9 @@ class XlsxSheet:
 
 class XlsxBook:
     """An XLSX workbook written by XlsxWriter in its constant-memory mode: each row goes to disk as it
-    is written, so a million rows take no more memory than one (and about a third of openpyxl's
-    time). Strings are never read as formulas, numbers or links: text stays text."""
+    is written, so a million rows take no more memory than one, in less time than openpyxl's
+    write-only sheet (bench/RESULTS.md). Strings are never read as formulas, numbers or links: text
+    stays text."""
 
     def __init__(self, target: str | os.PathLike | IO[bytes]) -> None:
         # Imported at first use: only the spreadsheet exports need it, not every web and worker process.
