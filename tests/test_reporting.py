@@ -690,3 +690,17 @@ def test_the_page_lists_instruments_without_use_first_then_the_least_used_and_co
     assert overview.under_used_count == 4
     monkeypatch.setattr(services, "UNDER_USED_SHOWN", 1)
     assert [s.instrument.code for s in services.evaluation_overview(Scope(), 2025).under_used] == ["Z-1"]
+
+
+def test_the_evaluation_api_pages_are_the_whole_list_cut_in_code_order(app, year, make_instrument):
+    from portal.reporting import services
+
+    for code in ("B-2", "B-1", "B-3"):
+        make_instrument(institution=year["host"], code=code)
+    db.session.commit()
+    scope = Scope(institution_id=year["host"].id)
+    whole = [(s.instrument.code, s.hours.effective_hours) for s in services.evaluate(scope, 2025).instruments]
+    pages = [services.evaluation_page(scope, 2025, n, 3) for n in (1, 2)]
+    assert [p.total for p in pages] == [4, 4]
+    assert [(s.instrument.code, s.hours.effective_hours) for p in pages for s in p.items] == whole
+    assert whole[0][0] == "B-1" and whole[-1] == (year["instrument"].code, Decimal("9.50"))

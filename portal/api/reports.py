@@ -14,7 +14,7 @@ from flask_login import current_user
 from marshmallow import validate
 
 from portal.api.bearer import BEARER, token_required
-from portal.api.schemas import ApiBlueprint, PageArgsSchema, page_body, page_of, paginate
+from portal.api.schemas import ApiBlueprint, PageArgsSchema, page_body, page_of
 from portal.core import clock
 from portal.reporting import nrii, services
 
@@ -161,5 +161,5 @@ def nrii_service_records(args: dict):
 def evaluation(args: dict):
     """Each instrument's effective hours of the year against its norm, with how they were measured."""
     scope, year = _scope_and_year(args)
-    body = paginate(services.evaluate(scope, year).instruments, args)  # the page's part of the list
+    body = page_body(services.evaluation_page(scope, year, args["page"], args["per_page"]))
     return {**body, "items": [services.evaluation_item(s) for s in body["items"]]}

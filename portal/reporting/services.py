@@ -425,6 +425,18 @@ def evaluation_overview(scope: Scope, year: int) -> Overview:
     )
 
 
+def evaluation_page(scope: Scope, year: int, page: int, per_page: int) -> Page[InstrumentScore]:
+    """One page of the evaluation's instruments (code order), each with its year from the tallies:
+    only the page's instruments are loaded, whatever the size of the province."""
+    rows: Page[Any] = paginate(evaluation_rows(scope), page, per_page, item=lambda *r: r)
+    year_hours = hours_.tallied_year_hours(year, Scope(instrument_ids=tuple(r[0].id for r in rows.items)))
+    scores = [
+        InstrumentScore(instrument, name, year_hours.of(instrument.id), norm_hours(instrument))
+        for instrument, _code, name in rows.items
+    ]
+    return Page(scores, rows.total, page, per_page)
+
+
 def evaluation_item(score: InstrumentScore) -> dict[str, Any]:
     """One instrument's evaluation in the API's names."""
     h = score.hours
