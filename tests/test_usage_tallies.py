@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from portal.booking import records
 from portal.booking.models import BookingState
+from portal.core.clock import local_month_bounds
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.usage import internal, services, tallies, tasks
@@ -111,7 +112,7 @@ def test_the_months_and_the_years_rows_equal_the_raw_records(world, make_booking
     clock.set(START + timedelta(days=1, minutes=47, seconds=13))
     services.check_out(user, later.id)
     records.complete_booking(provider, later.id, records.ServiceReport(hours=Decimal(1)))
-    raw = tallies.period_figures(*tallies.month_bounds("2026-12"))[instrument.id]
+    raw = tallies.period_figures(*local_month_bounds("2026-12"))[instrument.id]
     assert tallies.tallied_figures("2026-12") == {instrument.id: raw}
     assert raw.metered_seconds == 47 * 60 + 13 and raw.recorded_seconds == 4500 and raw.services == 2
     # The year's row: the same, as December is the year's only month with use here.

@@ -184,7 +184,7 @@ def complete_booking(
 def queue_usage_tally(instrument_id: int, moment: datetime) -> None:
     """Recount the instrument's usage tally of the Beijing month of `moment` once this transaction
     commits (portal.usage.tallies, by task name: the usage area sits above this one)."""
-    outbox.send_task("usage.tally", instrument_id, clock.to_local(moment).strftime("%Y-%m"))
+    outbox.send_task("usage.tally", instrument_id, clock.local_month(moment))
 
 
 def queue_service_tally(booking: Booking, record: ServiceRecord) -> None:

@@ -52,6 +52,19 @@ def local_datetime_to_utc(day: date, at: time) -> datetime:
     return datetime.combine(day, at, tzinfo=SHANGHAI).astimezone(UTC)
 
 
+def local_month(moment: datetime) -> str:
+    """The Beijing month of an instant, as "YYYY-MM" (accounting months, tally periods)."""
+    return to_local(moment).strftime("%Y-%m")
+
+
+def local_month_bounds(month: str) -> tuple[datetime, datetime]:
+    """The Beijing month "YYYY-MM" as the UTC instants it runs between, [start, end)."""
+    year, number = int(month[:4]), int(month[5:7])
+    start = date(year, number, 1)
+    end = date(year + (number == 12), number % 12 + 1, 1)
+    return local_datetime_to_utc(start, time.min), local_datetime_to_utc(end, time.min)
+
+
 def local_today(now: datetime | None = None) -> date:
     """Today's date in Shanghai."""
     return to_local(now or utcnow()).date()

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
@@ -55,7 +55,7 @@ GROUPS = ("fund", "county", "enterprise", "provider")
 
 def month_of(moment: datetime) -> str:
     """The accounting month (Beijing time) of an instant."""
-    return clock.to_local(moment).strftime("%Y-%m")
+    return clock.local_month(moment)
 
 
 def check_month(text: str | None, field: str = "month") -> str:
@@ -66,10 +66,7 @@ def check_month(text: str | None, field: str = "month") -> str:
 
 def month_range(month: str) -> tuple[datetime, datetime]:
     """The UTC instants a Beijing-time month runs between."""
-    year, number = int(month[:4]), int(month[5:])
-    start = date(year, number, 1)
-    end = date(year + (number == 12), number % 12 + 1, 1)
-    return clock.local_datetime_to_utc(start, time.min), clock.local_datetime_to_utc(end, time.min)
+    return clock.local_month_bounds(month)
 
 
 def is_closed(month: str) -> bool:

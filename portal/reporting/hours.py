@@ -14,14 +14,34 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from portal.usage import tallies
-from portal.usage.tallies import Scope, metered_subquery, year_bounds
-from portal.usage.tallies import service_period_filter as service_year_filter
+from flask import current_app
+from sqlalchemy import case
 
-__all__ = ["Scope", "metered_subquery", "service_year_filter", "year_bounds"]
+from portal.catalog.models import Instrument
+from portal.usage import tallies
+from portal.usage.tallies import Scope, year_bounds
+
+__all__ = ["Scope", "year_bounds"]
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
+
+
+def norm_hours(instrument: Instrument) -> int:
+    """The instrument's yearly norm of effective hours: the specialised or the general one."""
+    general, specialised = _norms()
+    return specialised if instrument.specialised else general
+
+
+def norm_seconds() -> Any:
+    """The same norm as a SQL expression over Instrument, in seconds (to compare with tally rows)."""
+    general, specialised = _norms()
+    return case((Instrument.specialised, specialised * 3600), else_=general * 3600)
+
+
+def _norms() -> tuple[int, int]:
+    config = current_app.config
+    return int(config["REPORTING_NORM_HOURS_GENERAL"]), int(config["REPORTING_NORM_HOURS_SPECIALISED"])
 
 
 def as_hours(value: Any) -> Decimal:

@@ -68,13 +68,12 @@ def findings(category_code: str, year: int) -> list[dict[str, Any]]:
         .where(Category.code.like(f"{category_code}%"))
     )
     rows = db.session.execute(stmt).all()
-    year_hours = hours_.year_hours(year, Scope())
+    # Counted from the records (a check is a record of its day), for these instruments only.
+    year_hours = hours_.year_hours(year, Scope(instrument_ids=tuple(i.id for i, _name in rows)))
     out = []
     for instrument, institution_name in rows:
         effective = year_hours.of(instrument.id).effective_hours
-        norm = current_app.config[
-            "REPORTING_NORM_HOURS_SPECIALISED" if instrument.specialised else "REPORTING_NORM_HOURS_GENERAL"
-        ]
+        norm = hours_.norm_hours(instrument)
         out.append(
             {
                 "code": instrument.code,

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import Enterprise, Institution, User
@@ -30,6 +30,7 @@ from portal.extensions import db
 from portal.reporting import hours as hours_
 from portal.reporting import nrii
 from portal.reporting.hours import Hours, Scope, YearHours
+from portal.usage import tallies
 from portal.usage.models import UsageTally
 
 READERS = (Role.PROVIDER, Role.REVIEWER, Role.ADMIN)
@@ -161,7 +162,7 @@ SERVICE_COLUMNS = (
 def service_rows(scope: Scope, year: int) -> Select:
     """The year's completed services of the scope's reported instruments, in the order they happened."""
     start, end = hours_.year_bounds(year)
-    metered = hours_.metered_subquery(start, end, scope)
+    metered = tallies.metered_subquery(start, end, scope)
     stmt = (
         select(*SERVICE_COLUMNS, metered.c.hours.label("metered_hours"))
         .select_from(ServiceRecord)
@@ -172,7 +173,7 @@ def service_rows(scope: Scope, year: int) -> Select:
         .outerjoin(metered, metered.c.booking_id == Booking.id)
         .where(
             Booking.state == BookingState.COMPLETED,
-            hours_.service_year_filter(start, end),
+            tallies.service_period_filter(start, end),
             Instrument.original_value_fen >= current_app.config["REPORTING_MIN_VALUE_FEN"],
         )
         .order_by(Booking.starts_at, ServiceRecord.recorded_at, ServiceRecord.id)
@@ -258,15 +259,6 @@ class Evaluation:
         )
 
 
-def norm_hours(instrument: Instrument) -> int:
-    config = current_app.config
-    return int(
-        config[
-            "REPORTING_NORM_HOURS_SPECIALISED" if instrument.specialised else "REPORTING_NORM_HOURS_GENERAL"
-        ]
-    )
-
-
 def evaluation_rows(scope: Scope) -> Select:
     return (
         reported_instruments(scope)
@@ -275,14 +267,23 @@ def evaluation_rows(scope: Scope) -> Select:
     )
 
 
+def _scored(year: int, rows: list[Any], scope: Scope | None = None) -> list[InstrumentScore]:
+    """(instrument, institution name) rows with their year from the tallies: read for the scope when
+    the rows are all of it, else for these instruments only."""
+    wanted = scope or Scope(instrument_ids=tuple(instrument.id for instrument, _name in rows))
+    year_hours = hours_.tallied_year_hours(year, wanted)
+    return [
+        InstrumentScore(instrument, name, year_hours.of(instrument.id), hours_.norm_hours(instrument))
+        for instrument, name in rows
+    ]
+
+
 def evaluate(scope: Scope, year: int) -> Evaluation:
     """Every reported instrument's year against its norm, and each institution's totals, from the
     usage tallies' year rows (the exports, the API and the score sheets: every instrument listed)."""
-    year_hours = hours_.tallied_year_hours(year, scope)
-    scores = [
-        InstrumentScore(instrument, institution_name, year_hours.of(instrument.id), norm_hours(instrument))
-        for instrument, _code, institution_name in db.session.execute(evaluation_rows(scope))
-    ]
+    scores = _scored(
+        year, [(i, name) for i, _code, name in db.session.execute(evaluation_rows(scope))], scope
+    )
     institutions: dict[int, InstitutionScore] = {}
     for score in scores:
         key = score.instrument.institution_id
@@ -342,14 +343,6 @@ class Overview:
     national_external_hours: int
 
 
-def _norm_seconds() -> Any:
-    config = current_app.config
-    return case(
-        (Instrument.specialised, int(config["REPORTING_NORM_HOURS_SPECIALISED"]) * 3600),
-        else_=int(config["REPORTING_NORM_HOURS_GENERAL"]) * 3600,
-    )
-
-
 def _institution_totals(scope: Scope, year: int) -> tuple[list[InstitutionTotals], int]:
     """Each institution's totals over its reported instruments, and how many have no use at all."""
     tally = aliased(UsageTally)
@@ -363,7 +356,7 @@ def _institution_totals(scope: Scope, year: int) -> tuple[list[InstitutionTotals
             func.sum(func.coalesce(tally.external_seconds, 0)),
             func.sum(func.coalesce(tally.sme_seconds, 0)),
             func.sum(func.coalesce(tally.income_fen, 0)),
-            func.count().filter(effective < _norm_seconds()),
+            func.count().filter(effective < hours_.norm_seconds()),
             func.count().filter(tally.id.is_(None)),
         )
         .join(Institution, Institution.id == Instrument.institution_id)
@@ -399,7 +392,7 @@ def _least_used(scope: Scope, year: int, some_unused: bool) -> list[Any]:
         tally = aliased(UsageTally)
         used = (
             listed.join(tally, tally.instrument_id == Instrument.id)
-            .where(tally.period == str(year), tally.effective_seconds < _norm_seconds())
+            .where(tally.period == str(year), tally.effective_seconds < hours_.norm_seconds())
             .order_by(tally.effective_seconds, Instrument.code)
             .limit(UNDER_USED_SHOWN - len(least))
         )
@@ -412,13 +405,12 @@ def evaluation_overview(scope: Scope, year: int) -> Overview:
     the tallies' year rows, with only the listed instruments loaded."""
     institutions, unused = _institution_totals(scope, year)
     least = _least_used(scope, year, unused > 0)
-    year_hours = hours_.tallied_year_hours(year, Scope(instrument_ids=tuple(i.id for i, _name in least)))
     config = current_app.config
     return Overview(
         year,
         scope,
         institutions,
-        [InstrumentScore(i, name, year_hours.of(i.id), norm_hours(i)) for i, name in least],
+        _scored(year, least),
         sum(i.below_norm for i in institutions),
         config["REPORTING_NATIONAL_EFFECTIVE_HOURS"],
         config["REPORTING_NATIONAL_EXTERNAL_HOURS"],
@@ -428,12 +420,8 @@ def evaluation_overview(scope: Scope, year: int) -> Overview:
 def evaluation_page(scope: Scope, year: int, page: int, per_page: int) -> Page[InstrumentScore]:
     """One page of the evaluation's instruments (code order), each with its year from the tallies:
     only the page's instruments are loaded, whatever the size of the province."""
-    rows: Page[Any] = paginate(evaluation_rows(scope), page, per_page, item=lambda *r: r)
-    year_hours = hours_.tallied_year_hours(year, Scope(instrument_ids=tuple(r[0].id for r in rows.items)))
-    scores = [
-        InstrumentScore(instrument, name, year_hours.of(instrument.id), norm_hours(instrument))
-        for instrument, _code, name in rows.items
-    ]
+    rows: Page[Any] = paginate(evaluation_rows(scope), page, per_page, item=lambda i, _code, name: (i, name))
+    scores = _scored(year, rows.items)
     return Page(scores, rows.total, page, per_page)
 
 

@@ -70,25 +70,10 @@ class Scope:
 ALL = Scope()
 
 
-def month_of(moment: datetime) -> str:
-    """The Beijing month of a UTC instant, as "YYYY-MM"."""
-    return clock.to_local(moment).strftime("%Y-%m")
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """The Beijing month "YYYY-MM" as UTC instants [start, end)."""
-    year, number = int(month[:4]), int(month[5:7])
-    following = date(year + 1, 1, 1) if number == 12 else date(year, number + 1, 1)
-    return (
-        clock.local_datetime_to_utc(date(year, number, 1), time(0)),
-        clock.local_datetime_to_utc(following, time(0)),
-    )
-
-
 def months_between(start: datetime, end: datetime) -> list[str]:
     """Every Beijing month that [start, end) touches."""
-    months, month = [], month_of(start)
-    while month_bounds(month)[0] < end:
+    months, month = [], clock.local_month(start)
+    while clock.local_month_bounds(month)[0] < end:
         months.append(month)
         year, number = int(month[:4]), int(month[5:7])
         month = f"{year + 1}-01" if number == 12 else f"{year}-{number + 1:02d}"
@@ -278,7 +263,7 @@ def tally_month(month: str, instrument_ids: Iterable[int] | None = None) -> int:
 def _tally(year: int, months: list[str], only: tuple[int, ...] | None) -> int:
     # One recount of a year at a time: two months of one year both rewrite its year rows.
     with serialized_write((LOCK_USAGE_TALLY, year)):
-        written = sum(_replace(month, *month_bounds(month), only) for month in months)
+        written = sum(_replace(month, *clock.local_month_bounds(month), only) for month in months)
         _replace(str(year), *year_bounds(year), only)
         db.session.commit()
     return written
