@@ -106,6 +106,11 @@ def median_ms(call: Callable[[], object], runs: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
+def nearest_rank_p95(times: list[float]) -> float:
+    """The 95th percentile by nearest rank (of 15 times, the second slowest)."""
+    return sorted(times)[min(len(times) - 1, round(len(times) * 0.95) - 1)]
+
+
 def p90(times: list[float]) -> float:
     """The 90th percentile of the times (the slowest tenth starts there)."""
     return sorted(times)[int(len(times) * 0.9)]

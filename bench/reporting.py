@@ -29,7 +29,7 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import ROOT, Result, export_results, peak_mb, portal_app
+from bench.common import ROOT, Result, export_results, nearest_rank_p95, peak_mb, portal_app
 
 SERVICES_SQL = """
 INSERT INTO service_records (booking_id, hours, computed_fee_fen, fee_fen, recorded_by_id, recorded_at,
@@ -100,10 +100,6 @@ def page_times(url: str, query: str) -> list[float]:
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200
     return times
-
-
-def _p95(times: list[float]) -> float:
-    return sorted(times)[min(len(times) - 1, round(len(times) * 0.95) - 1)]
 
 
 def _child(kind: str, url: str, path: str) -> None:
@@ -185,7 +181,7 @@ def run(small_url: str, large_url: str) -> list[Result]:
                     f"{RUNS} requests",
                 )
             )
-            p95 = _p95(times)
+            p95 = nearest_rank_p95(times)
             results.append(
                 Result(
                     f"evaluation page, {label}: p95",
