@@ -114,8 +114,6 @@ class Config:
     # Exports with more rows than this are written by a worker, with a progress page.
     EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS", "5000"))
     CATALOG_PAGE_SIZE = 20
-    # The dashboard's figures take seconds at province scale; they are reused for this long.
-    DASHBOARD_CACHE_SECONDS = int(os.environ.get("DASHBOARD_CACHE_SECONDS", "300"))
     # Visitors' rendered search pages; keyed by the catalogue version, so this only bounds memory.
     CATALOG_PAGE_CACHE_SECONDS = int(os.environ.get("CATALOG_PAGE_CACHE_SECONDS", "300"))
 

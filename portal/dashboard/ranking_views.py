@@ -16,7 +16,7 @@ from portal.core import clock
 from portal.core.exports import XLSX_MIMETYPE, XlsxBook, attachment, csv_text, neutralise
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role, role_required
-from portal.dashboard.ranking import LEVELS, RankRow, ranking, weights_for
+from portal.dashboard.ranking import LEVELS, RankRow, ranking, ranking_top, weights_for
 from portal.dashboard.views import bp
 
 BUREAU = (Role.REVIEWER, Role.FINANCE, Role.ADMIN)
@@ -74,12 +74,12 @@ def ranking_page() -> ResponseReturnValue:
     """The ranking of a year with the weights in use, and links to its exports."""
     query = _query()
     weights = weights_for(query.year)
-    rows = ranking(query.year, query.level, weights, query.county)
+    rows, total = ranking_top(query.year, query.level, weights, query.county, PAGE_ROWS)
     return render_template(
         "dashboard/ranking.html",
         query=query,
-        rows=rows[:PAGE_ROWS],
-        total=len(rows),
+        rows=rows,
+        total=total,
         weights=weights,
         weight_labels=WEIGHT_LABELS,
         level_labels=LEVEL_LABELS,
