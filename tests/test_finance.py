@@ -227,6 +227,37 @@ def test_csv_export_has_a_bom_neutralised_cells_and_a_total_equal_to_the_ledger(
     assert sum(Decimal(row[8]) for row in body) * 100 == ledger
 
 
+def test_the_count_of_an_exports_rows_is_the_number_of_rows_it_exports(random_claims):
+    # An approved claim without a provider is not exported (the export names the provider), nor counted:
+    # the count reads the claims alone, not through the export's joins.
+    claim = db.session.scalars(select(Claim).where(Claim.state == ClaimState.PAID)).first()
+    claim.institution_id = None
+    db.session.commit()
+    months = random_claims
+    for month_from, month_to in ((months[0], months[0]), (months[0], months[2]), (months[1], months[2])):
+        text = finance.csv_text(month_from, month_to)
+        exported = len(list(csv.reader(io.StringIO(text[1:])))) - 2  # the headers and the totals row
+        assert finance.count_export_rows(month_from, month_to) == exported > 0
+    everything = finance.count_export_rows(months[0], months[2])
+    claim.institution_id = db.session.scalars(
+        select(Claim.institution_id).where(Claim.id != claim.id)
+    ).first()
+    db.session.commit()
+    assert finance.count_export_rows(months[0], months[2]) == everything + 1
+
+
+def test_the_totals_page_counts_the_export_for_finance_only(client, approved, make_user):
+    approved()
+    approved(fee_fen=5_000_00)
+    login(client, make_user(Role.FINANCE).username)
+    page = client.get(f"/finance/?month_from={MONTH}&month_to={MONTH}").get_data(as_text=True)
+    assert 'id="export-csv"' in page and "已批准申领 2 笔" in page  # 2 approved claims
+    reviewer = client.application.test_client()
+    login(reviewer, make_user(Role.REVIEWER).username)
+    page = reviewer.get(f"/finance/?month_from={MONTH}&month_to={MONTH}").get_data(as_text=True)
+    assert 'id="totals"' in page and 'id="export-csv"' not in page
+
+
 def xlsx_of(month: str) -> tuple[bytes, int]:
     buffer = io.BytesIO()
     _rows, total = finance.write_xlsx(buffer, month, month)

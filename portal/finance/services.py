@@ -283,6 +283,17 @@ def export_headers(funds: list[str]) -> list[str]:
 LEADING_COLUMNS = 6
 
 
+def _exported(month_from: str, month_to: str) -> tuple[Any, ...]:
+    """The claims an export holds: approved in the months (inclusive), with a provider (the export
+    names it)."""
+    return (
+        Claim.state.in_(COMMITTED_STATES),
+        Claim.approved_month >= month_from,
+        Claim.approved_month <= month_to,
+        Claim.institution_id.is_not(None),
+    )
+
+
 def _claims_query(month_from: str, month_to: str):
     return (
         select(
@@ -298,19 +309,18 @@ def _claims_query(month_from: str, month_to: str):
         )
         .join(Enterprise, Enterprise.id == Claim.enterprise_id)
         .join(Institution, Institution.id == Claim.institution_id)
-        .where(
-            Claim.state.in_(COMMITTED_STATES),
-            Claim.approved_month >= month_from,
-            Claim.approved_month <= month_to,
-        )
+        .where(*_exported(month_from, month_to))
         .order_by(Claim.approved_month, Claim.id)
     )
 
 
 def count_export_rows(month_from: str, month_to: str) -> int:
-    return db.session.execute(
-        select(func.count()).select_from(_claims_query(month_from, month_to).subquery())
-    ).scalar_one()
+    """How many rows the export of the months has: its claims, counted without the joins that name
+    their enterprise and provider (each claim has exactly one of each: the foreign keys hold them, the
+    provider's not being null is in `_exported`). So PostgreSQL counts from `ix_claims_approved_month_state`
+    alone; through the joins it read and sorted every claim of the period (700 ms for a year's
+    1,000,000 at province scale)."""
+    return db.session.execute(select(func.count()).where(*_exported(month_from, month_to))).scalar_one()
 
 
 def export_rows(month_from: str, month_to: str, funds: list[str]) -> Iterator[tuple[list[Any], list[int]]]:

@@ -70,6 +70,9 @@ def index() -> ResponseReturnValue:
     # WTForms 3.3 keeps SelectChoice objects in `choices`; its stubs (3.2) know only pairs and dicts.
     group_choices = [(choice.value, choice.label) for choice in form.group_by.choices]  # type: ignore[union-attr]
     group_label = dict(group_choices).get(group_by, group_by)
+    # Only finance sees the export's links with their count (and only it may export): not counted for
+    # a reviewer.
+    may_export = current_user.role in FINANCE
     return render_template(
         "finance/index.html",
         form=form,
@@ -80,7 +83,7 @@ def index() -> ResponseReturnValue:
         chart=chart,
         month_from=month_from,
         month_to=month_to,
-        rows_to_export=services.count_export_rows(month_from, month_to),
+        rows_to_export=services.count_export_rows(month_from, month_to) if may_export else None,
         async_rows=current_app.config["EXPORT_ASYNC_ROWS"],
     )
 
