@@ -120,6 +120,9 @@ class Config:
     CATALOG_PAGE_CACHE_SECONDS = int(os.environ.get("CATALOG_PAGE_CACHE_SECONDS", "300"))
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
+    # Static files under hashed names, with compressed copies, written when the app starts
+    # (portal.core.assets); the folder must be writable by the web processes.
+    STATIC_BUILD_FOLDER = os.environ.get("STATIC_BUILD_FOLDER") or str(INSTANCE_DIR / "static")
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     # Instrument photos: the upload's size, its pixels (checked before decoding), how long caches keep
@@ -232,6 +235,8 @@ class TestingConfig(Config):
     MAIL_SERVER = None
     # Mail the tests do not read goes to a scratch folder, never into the demo's instance/mail.
     MAIL_FILE_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-mail")
+    # The test processes share one build of the static files (each file is written whole, once).
+    STATIC_BUILD_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-static")
     DEMO_DATA = True
 
 

@@ -24,6 +24,7 @@ from portal.catalog import editing, services
 from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
 from portal.catalog.signals import record_extras
+from portal.core import assets
 from portal.core.errors import ValidationFailed
 from portal.core.web import revalidated
 from portal.extensions import cache
@@ -36,14 +37,16 @@ def _anonymous_page_key() -> str | None:
 
     Most catalogue traffic is anonymous and the page then depends only on the catalogue (whose
     version is in the key, so an edit is seen at once), the language and the URL; serving it
-    without rendering makes a search page cost about what a static page does.
+    without rendering makes a search page cost about what a static page does. The page names the
+    static files by their hashed names, so the key holds their digest too: after a deploy that changed
+    one, no page naming the old file is served.
     """
     if current_user.is_authenticated or session.get("_flashes"):
         return None
     args = SearchForm.normalized_args(request.args)
     if args is None:
         return None
-    return f"catalog:page:{services.catalog_version()}:{get_locale()}:{urlencode(args)}"
+    return f"catalog:page:{services.catalog_version()}:{assets.digest()}:{get_locale()}:{urlencode(args)}"
 
 
 @bp.route("/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
@@ -263,18 +263,28 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def _security_headers(response: Response) -> Response:
-    """Every response (pages, API, static files, errors, downloads) gets the same protective headers."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for browsers without CSP 2
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    max_age = current_app.config.get("HSTS_MAX_AGE")
+def security_headers(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The protective headers of every response, in one list: the application's answers take them in
+    `_security_headers`, the static files that WhiteNoise serves in front of it (portal.core.assets)
+    from the same list."""
+    headers = [
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),  # frame-ancestors for browsers without CSP 2
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]
+    max_age = config.get("HSTS_MAX_AGE")
     if max_age:
         # Sent whatever scheme the app sees (a TLS-terminating proxy that does not forward the scheme
         # makes every request look like HTTP); browsers ignore it on a plain-HTTP answer (RFC 6797 8.1).
-        headers.setdefault("Strict-Transport-Security", f"max-age={int(max_age)}; includeSubDomains")
+        headers.append(("Strict-Transport-Security", f"max-age={int(max_age)}; includeSubDomains"))
+    return headers
+
+
+def _security_headers(response: Response) -> Response:
+    """Every response (pages, API, static files, errors, downloads) gets the same protective headers."""
+    for name, value in security_headers(current_app.config):
+        response.headers.setdefault(name, value)
     return response
 
 
