@@ -118,6 +118,9 @@ class Config:
     DASHBOARD_CACHE_SECONDS = int(os.environ.get("DASHBOARD_CACHE_SECONDS", "300"))
     # Visitors' rendered search pages; keyed by the catalogue version, so this only bounds memory.
     CATALOG_PAGE_CACHE_SECONDS = int(os.environ.get("CATALOG_PAGE_CACHE_SECONDS", "300"))
+    # Each web process also keeps the visitors' answers it served last in memory, up to this many
+    # bytes, so that a popular search costs no round trip to the cache (portal.catalog.fastpath).
+    CATALOG_FAST_MEMORY_BYTES = int(os.environ.get("CATALOG_FAST_MEMORY_BYTES", str(16 * 1024 * 1024)))
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
     # Static files under hashed names, with compressed copies, written when the app starts

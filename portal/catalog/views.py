@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_login import current_user
 
-from portal.catalog import editing, services
+from portal.catalog import editing, fastpath, services
 from portal.catalog.forms import SearchForm
 from portal.catalog.models import SHARING_LABELS, STATUS_LABELS
 from portal.catalog.signals import record_extras
@@ -55,6 +55,7 @@ def index() -> ResponseReturnValue:
     key = _anonymous_page_key()
     page = cache.get(key) if key else None
     if page is not None:
+        fastpath.offer()
         return revalidated(make_response(page))
     form = SearchForm(request.args)
     valid = form.validate()
@@ -71,6 +72,7 @@ def index() -> ResponseReturnValue:
         result = services.SearchResult(items=[], total=0, page=1, per_page=query.per_page)
     page = render_template("catalog/index.html", form=form, result=result, status_labels=STATUS_LABELS)
     if key and valid and not form.form_errors:
+        fastpath.offer()  # what this visitor gets, the next one may get without the application's work
         cache.set(key, page, timeout=current_app.config["CATALOG_PAGE_CACHE_SECONDS"])
     return revalidated(make_response(page))
 

@@ -30,6 +30,7 @@ from flask_login import current_user
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.datastructures import LanguageAccept
 from werkzeug.exceptions import HTTPException
 
 from portal.core import inputs, languages, uploads
@@ -67,18 +68,31 @@ def select_locale() -> str:
     languages: dict[str, str] = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
-    if request.path.startswith("/api/") and request.headers.get("Accept-Language"):
-        # API clients say what they read in the header; the page's cookie or profile is not theirs.
-        best = request.accept_languages.best_match(list(languages))
-        if best:
-            return best
+    best = header_locale(request.path, request.accept_languages, languages)
+    if best:
+        return best
     user_lang = getattr(current_user, "language", None) if current_user else None
     if user_lang in languages:
         return user_lang
-    cookie = request.cookies.get(LANG_COOKIE)
-    if cookie in languages:
-        return cookie
-    return current_app.config["BABEL_DEFAULT_LOCALE"]
+    return cookie_locale(
+        request.cookies.get(LANG_COOKIE), languages, current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
+
+
+def header_locale(path: str, accepted: LanguageAccept, languages: Mapping[str, str]) -> str | None:
+    """An API request's language from its Accept-Language, if it names one we have.
+
+    API clients say what they read in the header; the page's cookie or profile is not theirs. (Also
+    used by the catalogue's fast path, portal.catalog.fastpath, for visitors who are not signed in.)
+    """
+    if path.startswith("/api/") and accepted:
+        return accepted.best_match(list(languages))
+    return None
+
+
+def cookie_locale(cookie: str | None, languages: Mapping[str, str], default: str) -> str:
+    """The language cookie's language if we have it, else the default."""
+    return cookie if cookie is not None and cookie in languages else default
 
 
 def is_safe_url(target: str | None) -> TypeGuard[str]:
