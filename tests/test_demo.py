@@ -457,9 +457,9 @@ def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(de
 
     from portal.booking.models import Booking
     from portal.core import clock
-    from portal.usage.booking_tallies import USED_STATES
     from portal.demo.vouchers import voucher_year
     from portal.finance.services import month_of
+    from portal.usage.booking_tallies import USED_STATES
     from portal.vouchers.models import Claim
 
     today = clock.local_today()
