@@ -1,13 +1,14 @@
 """Usage tallies: per instrument and Beijing month, and per instrument and year, the hours it served
 and how they were measured, its own use, the income, the ratings and the enterprises served.
 
-The pages that look at a whole city or province at once (the yearly evaluation) read these rows,
-never the raw bookings: a year is one row per instrument, however many services it had. A row's
-`period` is "YYYY-MM" for a month or "YYYY" for the year. Like the subsidy tallies, a month's rows
-(and its year's) are recomputed idempotently from the raw records by a
-Celery task queued (through the outbox) by every change that moves them: a service recorded or
-rated, a session ended, internal use recorded or deleted. The nightly `usage.tally_recent` recounts
-this month and the last, in case a queued recount was lost.
+The pages that look at a whole city or province at once (the yearly evaluation, the ranking, the
+dashboard and the public page) read these rows and those of portal.usage.booking_tallies, never
+the raw bookings: a year is one row per instrument, however many services it had. A row's `period`
+is "YYYY-MM" for a month or "YYYY" for the year. Like the subsidy tallies, a month's rows (and its
+year's) are recomputed idempotently from the raw records by a Celery task queued (through the
+outbox) by every change that moves them: a service recorded or rated, a session ended, internal
+use recorded or deleted, a booking that starts or stops holding time. The nightly
+`usage.tally_recent` recounts this month and the last, in case a queued recount was lost.
 
 How an hour is counted (the same rules as the national report): a service's hours are its metered
 use where sessions measured it (check-in to check-out, or the instrument PC's start to stop), else
