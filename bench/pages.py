@@ -62,7 +62,7 @@ def pages(year: int) -> list[tuple[str, str | None, str]]:
     ]
 
 
-def _client(app: Any, username: str | None) -> Any:
+def signed_in(app: Any, username: str | None) -> Any:
     """A test client, signed in through the login form when `username` is given."""
     from portal.demo import DEMO_PASSWORD
 
@@ -119,7 +119,7 @@ def run(small_url: str, large_url: str) -> list[Result]:
         for label, username, path in pages(year):
             try:
                 if username not in clients:
-                    clients[username] = _client(app, username)
+                    clients[username] = signed_in(app, username)
                 results += _results(label, visit_times(clients[username], path), large)
             except Exception as error:  # one broken page must not hide the others' figures
                 results.append(
