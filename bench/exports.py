@@ -4,7 +4,7 @@
 
 Each export runs in a fresh child process, so its peak resident memory (VmHWM) is its own: the
 interpreter, the portal and the export together. Ours are the finance exports
-(`finance.write_csv`, `finance.write_xlsx`: labels, formula-safe cells, yuan amounts, totals row).
+(`finance.exports.write_csv`, `write_xlsx`: labels, formula-safe cells, yuan amounts, totals row).
 The baseline streams the same query's rows from the same database and writes them with `csv.writer`
 and nothing else.
 """
@@ -24,18 +24,18 @@ from bench.common import ROOT, Result, export_results, peak_mb, portal_app
 
 def _child(kind: str, url: str, month: str, path: str) -> None:
     from portal.extensions import db
-    from portal.finance import services
+    from portal.finance import exports
 
     app = portal_app(url)
     with app.app_context(), app.test_request_context():
         started = time.perf_counter()
         if kind == "csv":
             with open(path, "w", newline="", encoding="utf-8") as handle:
-                rows, _total = services.write_csv(handle, month, month)
+                rows, _total = exports.write_csv(handle, month, month)
         elif kind == "xlsx":
-            rows, _total = services.write_xlsx(path, month, month)
+            rows, _total = exports.write_xlsx(path, month, month)
         else:
-            query = services._claims_query(month, month).execution_options(yield_per=2000)
+            query = exports.claims_query(month, month).execution_options(yield_per=2000)
             rows = 0
             with open(path, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
