@@ -97,17 +97,19 @@ def xlsx_cell(value: Any) -> Any:
     return neutralise(str(value))
 
 
+def _key(text: str, keys: list[str]) -> str:
+    """`text` as a record key not yet in `keys` (a record is a dict): a repeated label gets " (2)",
+    " (3)", …; a blank one stays blank (more spaces)."""
+    if not text.strip():
+        return next(" " * n for n in itertools.count() if " " * n not in keys)
+    return next(k for n in itertools.count(1) if (k := text if n == 1 else f"{text} ({n})") not in keys)
+
+
 def _keys(header: list[Any]) -> list[str]:
-    """The header as the writer's record keys: text, formula-safe, each once (a repeated label gets
-    " (2)", " (3)", …: the keys of a record are a dict's)."""
+    """The header as the writer's record keys, which it writes as the first row: text, formula-safe."""
     keys: list[str] = []
     for cell in header:
-        text = "" if cell is None else str(xlsx_cell(cell))
-        key, number = text, 1
-        while key in keys:
-            number += 1
-            key = f"{text} ({number})"
-        keys.append(key)
+        keys.append(_key("" if cell is None else str(xlsx_cell(cell)), keys))
     return keys
 
 
@@ -131,14 +133,14 @@ def _column_formats(
 
 def _records(keys: list[str], first: list[Any] | None, rows: Iterator[Iterable[Any]]) -> Iterator[dict]:
     """The rows as the writer's records: dicts in column order under the header's keys (a row longer
-    than the header gets keys of its own, which no header cell shows)."""
+    than the header gets blank keys for the columns beyond it)."""
     if first is None:
         yield dict.fromkeys(keys)  # no row: the header alone (a record of empty cells)
         return
     for row in itertools.chain((first,), rows):
         cells = [xlsx_cell(value) for value in row]
-        if len(cells) > len(keys):
-            keys.extend(f"\x00{column}" for column in range(len(keys), len(cells)))
+        while len(keys) < len(cells):
+            keys.append(_key("", keys))
         yield dict(zip(keys, cells, strict=False))  # a shorter row: its cells, the rest empty
 
 
@@ -188,13 +190,12 @@ class XlsxBook:
             header = [*next(iterator, [])]
             first = next(iterator, None)
             first = None if first is None else [*first]
-            keys = _keys(header)
-            if keys:
-                width = max(len(keys), len(first or ()))
-                formats[title] = _column_formats(rustpy_xlsxwriter.Format, first or [], number_formats, width)
-                entries.append((title, _records(keys, first, iterator)))
-            else:
-                entries.append((title, []))
+            if not header and first is None:
+                entries.append((title, []))  # an empty sheet
+                continue
+            width = max(len(header), len(first or ()))
+            formats[title] = _column_formats(rustpy_xlsxwriter.Format, first or [], number_formats, width)
+            entries.append((title, _records(_keys(header), first, iterator)))
         rustpy_xlsxwriter.write_worksheets(
             entries, self.target, column_formats=formats, datetime_format=DATETIME_FORMAT
         )
