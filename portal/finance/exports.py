@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from portal.accounts.models import Enterprise, Institution, User
 from portal.core import clock, outbox, uploads
 from portal.core.errors import NotFound
-from portal.core.exports import Code, XlsxBook, csv_cell, neutralise
+from portal.core.exports import Code, XlsxBook, csv_cell
 from portal.core.money import fen_to_yuan_number, fen_to_yuan_text
 from portal.extensions import db
 from portal.finance.models import ExportJob, ExportState
@@ -127,25 +127,27 @@ def export_table(
     it; then `count` holds the claims and total fen.
 
     A million claims pass through here, so the loop does per row only what the row needs: the state
-    labels are translated once, the amounts come one column per fund from the database.
+    labels are translated once, the amounts come one column per fund from the database, and the
+    writer (csv_cell, XlsxBook) makes the cells formula-safe.
     """
     yield export_headers(funds)
     labels = {state: str(label) for state, label in CLAIM_STATE_LABELS.items()}
     totals = [0] * len(funds)
     rows = 0
     stmt = _export_query(month_from, month_to, funds).execution_options(yield_per=EXPORT_BATCH_ROWS)
-    for cid, approved, enterprise, uscc, county, provider, state, paid, batch, *given in db.session.execute(
-        stmt
-    ):
+    # On the session's connection without the ORM's row handling (a third of the time per row), in
+    # the session's transaction all the same.
+    result = db.session.connection().execute(stmt)
+    for cid, approved, enterprise, uscc, county, provider, state, paid, batch, *given in result:
         amounts = [fen or 0 for fen in given]
         totals = [total + fen for total, fen in zip(totals, amounts, strict=True)]
         yield [
             cid,
             approved,
-            neutralise(enterprise),
+            enterprise,  # typed by people: the writers make every text cell formula-safe
             Code(uscc),
             county,
-            neutralise(provider),
+            provider,
             *map(money, amounts),
             money(sum(amounts)),
             labels[state],
