@@ -77,7 +77,7 @@ def export_results(
 ) -> list[Result]:
     """An export's two rows: its peak memory against MEMORY_TARGET_MB, its time beside the baseline's,
     within `time_ratio` times it if given (each dict as a child process printed it: rows, seconds,
-    bytes, peak_mb)."""
+    bytes, peak_mb, and cpu_seconds where measured)."""
     seconds, ratio = figures["seconds"], time_ratio
     time_target = "report" if ratio is None else f"ratio ≤ {ratio:g}"
     return [
@@ -97,6 +97,10 @@ def export_results(
             "s",
             time_target,
             None if ratio is None else seconds <= ratio * bare["seconds"],
+            # The process's own processor time: what a busy machine stretches least.
+            note=f"processor time {figures['cpu_seconds']:.1f} s, baseline {bare['cpu_seconds']:.1f} s"
+            if "cpu_seconds" in figures and "cpu_seconds" in bare
+            else "",
         ),
     ]
 
