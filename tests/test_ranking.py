@@ -280,11 +280,14 @@ def test_the_xlsx_export_has_no_formulas_and_numbers_are_numbers(
     assert len(rows) == 3
     first_number = 2 if level == "institution" else 3
     for row in rows[1:]:
-        assert isinstance(row[0], int)
+        assert isinstance(row[0], int | float) and row[0] == int(row[0])  # a number cell (1 or 1.0)
         numbers = [v for v in row[first_number:] if v is not None]
         assert all(isinstance(v, int | float) for v in numbers), row
     fees = first_number + 2
     assert sorted(row[fees] for row in rows[1:]) == [0.99, 1234.56]
+    settings = list(workbook.worksheets[1].iter_rows(values_only=True))
+    assert len(settings[0]) == 2 and all(isinstance(label, str) for label in settings[0])  # its header
+    assert settings[1][1] == 2026  # the year, a number under the header
 
 
 @pytest.mark.parametrize("path", ["/dashboard/ranking", "/dashboard/ranking.csv", "/dashboard/ranking.xlsx"])
