@@ -55,6 +55,7 @@ from portal.catalog.models import Instrument, InstrumentStatus
 from portal.catalog.services import get_instrument
 from portal.core import clock
 from portal.core.database import serialized_write
+from portal.core.models import QueuedTask
 from portal.extensions import db
 from portal.notifications.models import Notification
 from portal.usage import services as usage
@@ -148,12 +149,14 @@ def _results(sides: list[Side], labels: dict[str, str], explain: bool) -> list[R
 
 
 def _forget(booking_ids: list[int], since: datetime) -> None:
-    """Remove the bookings a step made (and what hangs on them), and the notifications it queued."""
+    """Remove the bookings a step made (and what hangs on them), and the notifications and tasks it
+    queued (the tallies' recounts of its bookings, which no worker runs here)."""
     entries = select(WaitlistEntry.id).where(WaitlistEntry.offer_booking_id.in_(booking_ids))
     db.session.execute(delete(WaitlistEntry).where(WaitlistEntry.id.in_(entries)))
     db.session.execute(delete(UsageSession).where(UsageSession.booking_id.in_(booking_ids)))
     db.session.execute(delete(Booking).where(Booking.id.in_(booking_ids)))
     db.session.execute(delete(Notification).where(Notification.created_at >= since))
+    db.session.execute(delete(QueuedTask).where(QueuedTask.created_at >= since))
     db.session.commit()
 
 

@@ -6,13 +6,15 @@ backends; tasks run as the outbox sends them."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
-from portal.booking import records, transitions
+from portal.booking import records, settings, transitions
+from portal.catalog.models import OpeningWeek
+from portal.catalog.opening import DAYS
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.usage import booking_tallies
@@ -136,3 +138,18 @@ def test_a_change_shows_on_the_dashboard_and_the_public_page_at_once(client, wor
     public = client.get("/network/").get_data(as_text=True)
     assert (headline(public, "services"), headline(public, "hours")) == ("1", "2")
     assert instrument.name in public
+
+
+def test_the_opening_week_follows_the_hours_in_the_same_transaction(world):
+    instrument, provider = world["instrument"], world["provider"]
+
+    def week() -> list[int] | None:
+        db.session.expire_all()
+        row = db.session.get(OpeningWeek, instrument.id)
+        return None if row is None else [getattr(row, day) for day in DAYS]
+
+    assert week() == [9 * 3600] * 5 + [0, 0]  # the factory's 8:30–17:30 on weekdays
+    settings.set_opening_hours(provider, instrument, [(0, time(9), time(12)), (0, time(13), time(17, 30))])
+    assert week() == [7.5 * 3600] + [0] * 6
+    settings.set_opening_hours(provider, instrument, [])
+    assert week() is None

@@ -6,8 +6,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the catalogue pages and the `flask catalog` commands; importing the tasks registers them."""
-    from portal.catalog import fastpath, price_models, tasks  # noqa: F401
+    """Register the catalogue pages and the `flask catalog` commands; importing the tasks registers them,
+    importing `opening` its session event (opening weeks follow the hours)."""
+    from portal.catalog import fastpath, opening, price_models, tasks  # noqa: F401
     from portal.catalog.cli import catalog_cli
     from portal.catalog.forms import SearchForm
     from portal.catalog.views import bp

@@ -1,5 +1,6 @@
 """Opening weeks: each instrument's weekly opening hours summed per weekday (OpeningWeek), rewritten
-whenever its hours are, and rebuilt whole after a bulk load and nightly (portal.usage.tallies).
+whenever its hours are flushed (a session event), and rebuilt whole after a bulk load and nightly
+(portal.usage.tallies), which also covers hours written by plain SQL.
 
 A period's open time is then Σ (weekdays of that kind in the period × that weekday's seconds): one
 row per instrument, whatever the number of intervals in its week."""
@@ -7,8 +8,10 @@ row per instrument, whatever the number of intervals in its week."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, event, insert, select
+from sqlalchemy.orm import Session
 
 from portal.catalog.models import OpeningHours, OpeningWeek
 from portal.extensions import db
@@ -22,9 +25,13 @@ def _seconds(opens, closes) -> int:
     )
 
 
-def refresh_opening_weeks(instrument_ids: Iterable[int] | None = None) -> int:
+def refresh_opening_weeks(
+    instrument_ids: Iterable[int] | None = None, connection: Connection | None = None
+) -> int:
     """Rewrite the opening weeks of these instruments (or of all) from their opening hours, in the
-    caller's transaction; returns the number of rows written (instruments with any opening)."""
+    caller's transaction (on `connection`, or the session's); returns the number of rows written
+    (instruments with any opening)."""
+    connection = connection if connection is not None else db.session.connection()
     only = None if instrument_ids is None else sorted(set(instrument_ids))
     stmt = select(
         OpeningHours.instrument_id, OpeningHours.weekday, OpeningHours.opens_at, OpeningHours.closes_at
@@ -34,10 +41,23 @@ def refresh_opening_weeks(instrument_ids: Iterable[int] | None = None) -> int:
         stmt = stmt.where(OpeningHours.instrument_id.in_(only))
         stale = stale.where(OpeningWeek.instrument_id.in_(only))
     weeks: dict[int, list[int]] = {}
-    for instrument_id, weekday, opens, closes in db.session.execute(stmt):
+    for instrument_id, weekday, opens, closes in connection.execute(stmt):
         weeks.setdefault(instrument_id, [0] * 7)[weekday] += _seconds(opens, closes)
-    db.session.execute(stale)
+    connection.execute(stale)
     rows = [{"instrument_id": i, **dict(zip(DAYS, days, strict=True))} for i, days in sorted(weeks.items())]
     if rows:
-        db.session.execute(insert(OpeningWeek), rows)
+        connection.execute(insert(OpeningWeek), rows)
     return len(rows)
+
+
+@event.listens_for(Session, "after_flush")
+def _refresh_changed_weeks(session: Session, _flush_context: Any) -> None:
+    # Whatever writes opening hours through the ORM (the provider's form, the API, an import, the demo,
+    # a test's factory), the instrument's opening week follows in the same transaction.
+    changed = {
+        obj.instrument_id
+        for obj in (*session.new, *session.dirty, *session.deleted)
+        if isinstance(obj, OpeningHours) and obj.instrument_id is not None
+    }
+    if changed:
+        refresh_opening_weeks(changed, session.connection())
