@@ -2,39 +2,43 @@
 
 `notify()` adds rows to the session of the change itself, so a notification exists exactly when its
 change was committed. The delivery task is queued only after that commit; if the broker is down the
-row simply waits for the periodic sweep. Delivery claims a notification with a conditional update
-before sending, so two workers (or a retry and a sweep) never both send it, and every mail carries a
+row simply waits for the periodic sweep. The deliveries go to Celery in batches (NOTIFY_BATCH_SIZE keys
+a task); a delivery claims its due notifications with one conditional update before sending, so two
+workers (or a retry and a sweep) never both send one, sends them over the worker process's one SMTP
+connection (`mailer`) and marks each sent as soon as the server accepted it. Every mail carries a
 Message-ID fixed per notification.
 """
 
 from __future__ import annotations
 
-import smtplib
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from flask_babel import force_locale
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from sqlalchemy import event, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select, tuple_, update
+from sqlalchemy.orm import Session, joinedload
 
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock
-from portal.core.database import after_commit, changed_rows, insert_ignore
+from portal.core.database import after_commit, changed_rows, dialect, insert_ignore
 from portal.core.errors import Forbidden
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.notifications import mailer
 from portal.notifications.messages import render
 from portal.notifications.models import EmailState, Notification
 
 PENDING_KEYS = "notification_keys"
-DELIVER_TASK = "notifications.deliver"
+DELIVER_TASK = "notifications.deliver_batch"
 
 
 def notify(
@@ -139,26 +143,31 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEYS, None)
 
 
-def queue_deliveries(keys: list[str]) -> None:
-    """Hand deliveries to Celery; when the broker cannot be reached the sweep will do it later."""
+def queue_deliveries(keys: list[str], countdown: int | None = None) -> None:
+    """Hand deliveries to Celery, NOTIFY_BATCH_SIZE keys a task (after `countdown` seconds, if given);
+    when the broker cannot be reached the sweep will do it later."""
     if not keys:
         return
     # By name: the tasks module imports this one, never the other way round.
     deliver = current_app.extensions["celery"].tasks[DELIVER_TASK]
-    for n, key in enumerate(keys):
+    size = max(1, current_app.config["NOTIFY_BATCH_SIZE"])
+    for start in range(0, len(keys), size):
+        batch = keys[start : start + size]
         try:
             # A fresh app context: an eager task must not use the session that has just committed.
             with current_app.app_context():
-                deliver.apply_async(args=(key,), retry=False)
+                deliver.apply_async(args=(batch,), countdown=countdown, retry=False)
         except BrokerUnavailable as error:
             # Down or not answering: the other keys would only wait for the same timeout, one after
             # the other, and the sweep queues every one of them anyway.
             current_app.logger.warning(
-                "delivery of %s not queued (%s); the sweep will retry", ", ".join(keys[n:]), error
+                "delivery of %s not queued (%s); the sweep will retry", ", ".join(keys[start:]), error
             )
             return
         except Exception as error:
-            current_app.logger.warning("delivery of %s not queued (%s); the sweep will retry", key, error)
+            current_app.logger.warning(
+                "delivery of %s not queued (%s); the sweep will retry", ", ".join(batch), error
+            )
 
 
 # --- delivery ------------------------------------------------------------------------------------
@@ -176,40 +185,164 @@ class DeliveryFailed(Exception):
         self.retry_in = retry_in
 
 
-def _claim(key: str) -> Notification | None:
-    """Take the notification for delivery, unless it is sent, given up, or held by another delivery."""
+@dataclass
+class Failure:
+    """A notification whose mail was not accepted this time; `retry_in` as in DeliveryFailed."""
+
+    key: str
+    error: str
+    retry_in: int | None
+
+
+@dataclass
+class Outcome:
+    """What one delivery (a batch of keys) did. Keys in neither list were not due: sent already, given
+    up, or held by another delivery."""
+
+    sent: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"sent": len(self.sent), "failed": len(self.failed)}
+
+
+@dataclass
+class _Claimed:
+    """A notification this delivery holds, as plain values: ORM objects would be read again after every
+    commit, and might by then show another delivery's claim."""
+
+    id: int
+    key: str
+    attempts: int  # this claim counted; (id, attempts) identifies the claim
+    message: EmailMessage | None = None
+    problem: Exception | None = None  # why the message could not be built
+
+
+def _claim(keys: list[str]) -> list[_Claimed]:
+    """Take the due notifications among `keys` for delivery, in id order, with their messages built.
+
+    Each gets one attempt more and is held for NOTIFY_LOCK_SECONDS, in one conditional UPDATE: sent,
+    given-up and held notifications are left alone, and so (SKIP LOCKED, PostgreSQL) are rows another
+    delivery is claiming at this very moment, instead of waiting for its commit or deadlocking with a
+    batch that overlaps. On SQLite the database lock serialises the claims.
+    """
     now = clock.utcnow()
     hold = timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
-    claimed = changed_rows(
-        update(Notification)
-        .where(
-            Notification.dedup_key == key,
-            Notification.email_state == EmailState.PENDING,
-            (Notification.email_locked_until.is_(None)) | (Notification.email_locked_until < now),
-        )
-        .values(email_attempts=Notification.email_attempts + 1, email_locked_until=now + hold)
-        .execution_options(synchronize_session=False)
+    due = (
+        Notification.dedup_key.in_(keys),
+        Notification.email_state == EmailState.PENDING,
+        (Notification.email_locked_until.is_(None)) | (Notification.email_locked_until < now),
     )
+    chosen = select(Notification.id).where(*due)
+    if dialect() == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    rows = db.session.execute(
+        update(Notification)
+        .where(Notification.id.in_(chosen), *due)
+        .values(email_attempts=Notification.email_attempts + 1, email_locked_until=now + hold)
+        .returning(Notification.id, Notification.dedup_key, Notification.email_attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
     db.session.commit()
-    if claimed != 1:
-        return None
-    return db.session.scalar(select(Notification).where(Notification.dedup_key == key))
+    claimed = {row.id: _Claimed(row.id, row.dedup_key, row.email_attempts) for row in rows}
+    if not claimed:
+        return []
+    notifications = db.session.scalars(
+        select(Notification)
+        .options(joinedload(Notification.recipient))
+        .where(Notification.id.in_(claimed))
+        .execution_options(populate_existing=True)
+    ).unique()
+    for notification in notifications:
+        try:
+            claimed[notification.id].message = build_message(notification)
+        except Exception as error:  # recorded as this notification's failed attempt
+            claimed[notification.id].problem = error
+    db.session.commit()
+    return [claimed[i] for i in sorted(claimed)]
+
+
+def deliver_batch(keys: list[str]) -> Outcome:
+    """Send the e-mails of the due notifications among `keys`, each once, one after the other over this
+    process's SMTP connection.
+
+    Each is marked sent (and committed) as soon as the server accepted it, so a worker lost mid-batch
+    leaves only the mail in flight to be sent again, recognisably (its Message-ID), as a single delivery
+    did. A refusal fails that mail alone; a server that cannot be reached fails the rest of the batch
+    (each an attempt, as each would have been in a task of its own). Failures are held until their retry.
+    """
+    outcome = Outcome()
+    claimed = _claim(keys)
+    held_since = time.monotonic()
+    for index, item in enumerate(claimed):
+        if time.monotonic() - held_since > current_app.config["NOTIFY_LOCK_SECONDS"] / 4:
+            # A slow server: hold the rest afresh, so that every mail starts with most of its hold ahead
+            # and the sweep cannot hand it to another worker while this one is sending it.
+            kept = _renew(claimed[index:])
+            held_since = time.monotonic()
+            if item.id not in kept:
+                continue
+        try:
+            if item.problem is not None:
+                raise item.problem
+            send_mail(cast(EmailMessage, item.message))
+        except mailer.ServerUnavailable as error:
+            outcome.failed.extend(_record_failure(each, error) for each in claimed[index:])
+            break
+        except Exception as error:
+            # Refused, or a message that cannot be built: each counts as an attempt, so a notification
+            # never stays pending for ever; after the last it is listed to administrators.
+            outcome.failed.append(_record_failure(item, error))
+            continue
+        _mark_sent(item.id)
+        outcome.sent.append(item.key)
+    return outcome
 
 
 def deliver_email(key: str) -> str:
     """Send one notification's e-mail once: 'sent', 'skipped' (nothing to do) or raise DeliveryFailed."""
-    notification = _claim(key)
-    if notification is None:
-        return "skipped"
-    try:
-        send_mail(build_message(notification))
-    except Exception as error:
-        # Refused, unreachable, or a message that cannot be built: each counts as an attempt, so a
-        # notification never stays pending for ever; after the last it is listed to administrators.
-        raise DeliveryFailed(str(error), _record_failure(notification, error)) from error
+    outcome = deliver_batch([key])
+    if outcome.failed:
+        raise DeliveryFailed(outcome.failed[0].error, outcome.failed[0].retry_in)
+    return "sent" if outcome.sent else "skipped"
+
+
+def queue_retries(outcome: Outcome) -> None:
+    """Queue the next attempt of each failed notification for when its hold ends (the sweep would find
+    it as well, but up to a minute later than its backoff says)."""
+    waits: dict[int, list[str]] = {}
+    for failure in outcome.failed:
+        if failure.retry_in is not None:
+            waits.setdefault(failure.retry_in, []).append(failure.key)
+    for wait, keys in sorted(waits.items()):
+        queue_deliveries(keys, countdown=wait)
+
+
+def _renew(items: list[_Claimed]) -> set[int]:
+    """Hold `items` for NOTIFY_LOCK_SECONDS from now, those still this delivery's (same attempt count,
+    still pending); returns their ids. One whose hold had lapsed and that another delivery claimed
+    meanwhile is that delivery's to send."""
+    until = clock.utcnow() + timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
+    kept = db.session.scalars(
+        update(Notification)
+        .where(
+            tuple_(Notification.id, Notification.email_attempts).in_([(i.id, i.attempts) for i in items]),
+            Notification.email_state == EmailState.PENDING,
+        )
+        .values(email_locked_until=until)
+        .returning(Notification.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return set(kept)
+
+
+def _mark_sent(notification_id: int) -> None:
+    """Record that the server accepted the mail: a commit per mail, so that no later failure of the
+    batch can make an accepted mail look unsent."""
     db.session.execute(
         update(Notification)
-        .where(Notification.id == notification.id)
+        .where(Notification.id == notification_id)
         .values(
             email_state=EmailState.SENT,
             email_sent_at=clock.utcnow(),
@@ -219,24 +352,28 @@ def deliver_email(key: str) -> str:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    return "sent"
 
 
-def _record_failure(notification: Notification, error: Exception) -> int | None:
-    """Record a refused attempt; returns the seconds until the next one, None when it was the last.
+def _record_failure(item: _Claimed, error: Exception) -> Failure:
+    """Record a refused attempt; the Failure's retry_in is the seconds until the next one, None when it
+    was the last.
 
     The attempts counted in the row (every claim is one) decide, whichever task or sweep made them. Until
     the retry is due the notification stays held, so that the sweep does not start another delivery in
-    the meantime (which would use up the attempts without the backoff).
+    the meantime (which would use up the attempts without the backoff). Written only while the row is
+    still this claim's: a later claim's delivery records its own outcome.
     """
     config = current_app.config
-    attempts = notification.email_attempts
     retry_in = None
-    if attempts < config["NOTIFY_MAX_ATTEMPTS"]:
-        retry_in = config["NOTIFY_RETRY_BACKOFF_SECONDS"] * 2 ** max(attempts - 1, 0)
+    if item.attempts < config["NOTIFY_MAX_ATTEMPTS"]:
+        retry_in = config["NOTIFY_RETRY_BACKOFF_SECONDS"] * 2 ** max(item.attempts - 1, 0)
     db.session.execute(
         update(Notification)
-        .where(Notification.id == notification.id)
+        .where(
+            Notification.id == item.id,
+            Notification.email_attempts == item.attempts,
+            Notification.email_state == EmailState.PENDING,
+        )
         .values(
             email_state=EmailState.FAILED if retry_in is None else EmailState.PENDING,
             email_locked_until=None if retry_in is None else clock.utcnow() + timedelta(seconds=retry_in),
@@ -246,8 +383,8 @@ def _record_failure(notification: Notification, error: Exception) -> int | None:
     )
     db.session.commit()
     if retry_in is None:
-        current_app.logger.error("notification %s failed for good: %s", notification.id, error)
-    return retry_in
+        current_app.logger.error("notification %s failed for good: %s", item.id, error)
+    return Failure(item.key, str(error), retry_in)
 
 
 def build_message(notification: Notification) -> EmailMessage:
@@ -284,7 +421,8 @@ def _mail_link(notification: Notification) -> str:
 
 
 def send_mail(message: EmailMessage) -> None:
-    """Over SMTP when MAIL_SERVER is set; otherwise into instance/mail as .eml files (the demo)."""
+    """Over SMTP when MAIL_SERVER is set (this process's kept connection, see mailer); otherwise into
+    instance/mail as .eml files (the demo)."""
     config = current_app.config
     if not config.get("MAIL_SERVER"):
         folder = Path(config["MAIL_FILE_FOLDER"])
@@ -292,12 +430,7 @@ def send_mail(message: EmailMessage) -> None:
         name = message["Message-ID"].strip("<>").split("@")[0]
         (folder / f"{name}.eml").write_bytes(bytes(message))
         return
-    with smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=config["MAIL_TIMEOUT"]) as smtp:
-        if config.get("MAIL_USE_TLS"):
-            smtp.starttls()
-        if config.get("MAIL_USERNAME"):
-            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
-        smtp.send_message(message)
+    mailer.send(message, config)
 
 
 def sweep(older_than_seconds: int | None = None) -> int:
