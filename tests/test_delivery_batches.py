@@ -323,6 +323,42 @@ def test_a_batch_that_outlasts_its_hold_renews_it_and_no_one_else_sends_its_mail
     assert all(r.email_state is EmailState.SENT and r.email_attempts == 1 for r in fresh(rows))
 
 
+def test_mails_another_delivery_took_after_the_hold_lapsed_are_left_to_it(app, smtp):
+    """The server sits on the batch's first message past the whole hold (1 s); meanwhile another
+    delivery claims and sends the rest. When the first is accepted, the batch finds the rest no longer
+    its own and sends none of them again."""
+    app.config["NOTIFY_LOCK_SECONDS"] = 1
+    smtp.release_reply = None  # the held message is accepted once released
+    smtp.hold_next()
+    rows = pending(5, tag="lapsed")
+    keys = [row.dedup_key for row in rows]
+    outcomes: list[services.Outcome] = []
+
+    def slow_delivery() -> None:
+        try:
+            with app.app_context():
+                outcomes.append(services.deliver_batch(keys))
+                db.session.remove()
+        finally:
+            mailer.close_current()
+
+    first = threading.Thread(target=slow_delivery)
+    first.start()
+    try:
+        wait_for(smtp.holding.is_set, 10, "the first message to be held")
+        time.sleep(1.2)  # the batch's hold lapses
+        taken = services.deliver_batch(keys[1:])  # the first is in flight: not asked for here
+    finally:
+        smtp.release()
+        first.join(10)
+
+    assert sorted(taken.sent) == sorted(keys[1:])
+    [outcome] = outcomes
+    assert (outcome.sent, outcome.failed) == ([keys[0]], [])
+    assert smtp.accepted() == message_ids(rows)
+    assert [r.email_attempts for r in fresh(rows)] == [1, 2, 2, 2, 2]
+
+
 # --- claims on PostgreSQL --------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app
 from flask_babel import force_locale
@@ -273,21 +273,23 @@ def deliver_batch(keys: list[str]) -> Outcome:
     """
     outcome = Outcome()
     claimed = _claim(keys)
+    mine = {item.id for item in claimed}
     held_since = time.monotonic()
     for index, item in enumerate(claimed):
         if time.monotonic() - held_since > current_app.config["NOTIFY_LOCK_SECONDS"] / 4:
             # A slow server: hold the rest afresh, so that every mail starts with most of its hold ahead
             # and the sweep cannot hand it to another worker while this one is sending it.
-            kept = _renew(claimed[index:])
+            mine = _renew([each for each in claimed[index:] if each.id in mine])
             held_since = time.monotonic()
-            if item.id not in kept:
-                continue
+        if item.id not in mine:
+            continue  # its hold had lapsed and another delivery claimed it: that one sends it
         try:
-            if item.problem is not None:
-                raise item.problem
-            send_mail(cast(EmailMessage, item.message))
+            if item.message is None:
+                raise item.problem or LookupError(f"notification {item.id} is gone")
+            send_mail(item.message)
         except mailer.ServerUnavailable as error:
-            outcome.failed.extend(_record_failure(each, error) for each in claimed[index:])
+            rest = [each for each in claimed[index:] if each.id in mine]
+            outcome.failed.extend(_record_failure(each, error) for each in rest)
             break
         except Exception as error:
             # Refused, or a message that cannot be built: each counts as an attempt, so a notification
