@@ -23,13 +23,13 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from sqlalchemy import event, func, select, tuple_, update
+from sqlalchemy import bindparam, event, func, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock
-from portal.core.database import after_commit, changed_rows, dialect, insert_ignore
+from portal.core.database import after_commit, changed_rows, dialect, insert_ignore, table_of
 from portal.core.errors import Forbidden
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -339,20 +339,24 @@ def _renew(items: list[_Claimed]) -> set[int]:
     return set(kept)
 
 
+# Run once per mail: a Core statement built once (the ORM's UPDATE, built and keyed afresh each time,
+# doubled the processor time of recording a mail).
+_MARK_SENT = (
+    update(table_of(Notification))
+    .where(table_of(Notification).c.id == bindparam("notification_id"))
+    .values(
+        email_state=EmailState.SENT,
+        email_sent_at=bindparam("sent_at"),
+        email_locked_until=None,
+        email_error=None,
+    )
+)
+
+
 def _mark_sent(notification_id: int) -> None:
     """Record that the server accepted the mail: a commit per mail, so that no later failure of the
     batch can make an accepted mail look unsent."""
-    db.session.execute(
-        update(Notification)
-        .where(Notification.id == notification_id)
-        .values(
-            email_state=EmailState.SENT,
-            email_sent_at=clock.utcnow(),
-            email_locked_until=None,
-            email_error=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(_MARK_SENT, {"notification_id": notification_id, "sent_at": clock.utcnow()})
     db.session.commit()
 
 
