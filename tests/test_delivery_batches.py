@@ -297,27 +297,28 @@ def test_a_batch_that_outlasts_its_hold_renews_it_and_no_one_else_sends_its_mail
     smtp.delay = 0.3
     rows = pending(10, tag="slow")
     keys = [row.dedup_key for row in rows]
-    stolen: list[str] = []
-    done = threading.Event()
+    outcomes: list[services.Outcome] = []
 
-    def another_delivery() -> None:  # a sweep's task in another worker, trying again and again
+    def slow_batch() -> None:
         try:
             with app.app_context():
-                while not done.is_set():
-                    stolen.extend(services.deliver_batch(keys).sent)
-                    time.sleep(0.05)
+                outcomes.append(services.deliver_batch(keys))
                 db.session.remove()
         finally:
             mailer.close_current()
 
-    thief = threading.Thread(target=another_delivery)
-    thief.start()
+    batch = threading.Thread(target=slow_batch)
+    batch.start()
+    stolen: list[str] = []
     try:
-        outcome = services.deliver_batch(keys)
+        wait_for(lambda: smtp.received, 10, "the batch to begin sending")
+        while batch.is_alive():  # a sweep's task in another worker, trying again and again
+            stolen += services.deliver_batch(keys).sent
+            time.sleep(0.05)
     finally:
-        done.set()
-        thief.join(10)
+        batch.join(20)
 
+    [outcome] = outcomes
     assert sorted(outcome.sent) == sorted(keys) and stolen == []
     assert smtp.accepted() == message_ids(rows)
     assert all(r.email_state is EmailState.SENT and r.email_attempts == 1 for r in fresh(rows))
@@ -369,16 +370,20 @@ def test_concurrent_batch_claims_never_hand_one_notification_to_two_deliveries(a
     keys = [row.dedup_key for row in rows]
     start = threading.Barrier(4)
     claimed: list[list[int]] = [[] for _ in range(4)]
+    failures: list[Exception] = []
 
     def claim(n: int) -> None:
         # Batches of 20 offset by 5 per thread, in an order of the thread's own: they overlap.
         batches = [keys[i : i + 20] for i in range(5 * n, len(keys), 20)] + [keys[: 5 * n]]
         batches = batches[n::2] + batches[1 - n % 2 :: 2] if n % 2 else list(reversed(batches))
-        with app.app_context():
-            start.wait()
-            for batch in batches:
-                claimed[n] += [item.id for item in services._claim(batch)]
-            db.session.remove()
+        try:
+            with app.app_context(), db.engine.connect() as connection:
+                start.wait()
+                for batch in batches:
+                    claimed[n] += [item.id for item in services._claim(connection, batch)]
+                db.session.remove()
+        except Exception as error:  # shown by the assertion below
+            failures.append(error)
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -386,6 +391,7 @@ def test_concurrent_batch_claims_never_hand_one_notification_to_two_deliveries(a
     for thread in threads:
         thread.join(60)
 
+    assert failures == []
     every = [i for each in claimed for i in each]
     assert Counter(every) == Counter({row.id: 1 for row in rows})
     assert sum(1 for each in claimed if each) > 1  # the claims really ran side by side

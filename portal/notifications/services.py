@@ -24,12 +24,13 @@ from flask import current_app
 from flask_babel import force_locale
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import bindparam, event, func, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload
 
 from portal.accounts.models import User
 from portal.accounts.tokens import SECRET_PLACEHOLDER, mail_secret
 from portal.core import clock
-from portal.core.database import after_commit, changed_rows, dialect, insert_ignore, table_of
+from portal.core.database import after_commit, changed_rows, insert_ignore, table_of
 from portal.core.errors import Forbidden
 from portal.core.permissions import Role
 from portal.extensions import db
@@ -218,7 +219,22 @@ class _Claimed:
     problem: Exception | None = None  # why the message could not be built
 
 
-def _claim(keys: list[str]) -> list[_Claimed]:
+_NOTIFICATIONS = table_of(Notification)
+# Run once per mail: a Core statement built once (the ORM's UPDATE, built and keyed afresh for every
+# mail, doubled the processor time of recording one).
+_MARK_SENT = (
+    update(_NOTIFICATIONS)
+    .where(_NOTIFICATIONS.c.id == bindparam("notification_id"))
+    .values(
+        email_state=EmailState.SENT,
+        email_sent_at=bindparam("sent_at"),
+        email_locked_until=None,
+        email_error=None,
+    )
+)
+
+
+def _claim(connection: Connection, keys: list[str]) -> list[_Claimed]:
     """Take the due notifications among `keys` for delivery, in id order, with their messages built.
 
     Each gets one attempt more and is held for NOTIFY_LOCK_SECONDS, in one conditional UPDATE: sent,
@@ -228,22 +244,22 @@ def _claim(keys: list[str]) -> list[_Claimed]:
     """
     now = clock.utcnow()
     hold = timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
+    column = _NOTIFICATIONS.c
     due = (
-        Notification.dedup_key.in_(keys),
-        Notification.email_state == EmailState.PENDING,
-        (Notification.email_locked_until.is_(None)) | (Notification.email_locked_until < now),
+        column.dedup_key.in_(keys),
+        column.email_state == EmailState.PENDING,
+        column.email_locked_until.is_(None) | (column.email_locked_until < now),
     )
-    chosen = select(Notification.id).where(*due)
-    if dialect() == "postgresql":
+    chosen = select(column.id).where(*due)
+    if connection.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
-    rows = db.session.execute(
-        update(Notification)
-        .where(Notification.id.in_(chosen), *due)
-        .values(email_attempts=Notification.email_attempts + 1, email_locked_until=now + hold)
-        .returning(Notification.id, Notification.dedup_key, Notification.email_attempts)
-        .execution_options(synchronize_session=False)
+    rows = connection.execute(
+        update(_NOTIFICATIONS)
+        .where(column.id.in_(chosen), *due)
+        .values(email_attempts=column.email_attempts + 1, email_locked_until=now + hold)
+        .returning(column.id, column.dedup_key, column.email_attempts)
     ).all()
-    db.session.commit()
+    connection.commit()
     claimed = {row.id: _Claimed(row.id, row.dedup_key, row.email_attempts) for row in rows}
     if not claimed:
         return []
@@ -270,34 +286,38 @@ def deliver_batch(keys: list[str]) -> Outcome:
     leaves only the mail in flight to be sent again, recognisably (its Message-ID), as a single delivery
     did. A refusal fails that mail alone; a server that cannot be reached fails the rest of the batch
     (each an attempt, as each would have been in a task of its own). Failures are held until their retry.
+    The batch's writes go over one database connection of their own: the session would hand its
+    connection back to the pool at every commit and check it (a round trip) at the next statement.
     """
     outcome = Outcome()
-    claimed = _claim(keys)
-    mine = {item.id for item in claimed}
-    held_since = time.monotonic()
-    for index, item in enumerate(claimed):
-        if time.monotonic() - held_since > current_app.config["NOTIFY_LOCK_SECONDS"] / 4:
-            # A slow server: hold the rest afresh, so that every mail starts with most of its hold ahead
-            # and the sweep cannot hand it to another worker while this one is sending it.
-            mine = _renew([each for each in claimed[index:] if each.id in mine])
-            held_since = time.monotonic()
-        if item.id not in mine:
-            continue  # its hold had lapsed and another delivery claimed it: that one sends it
-        try:
-            if item.message is None:
-                raise item.problem or LookupError(f"notification {item.id} is gone")
-            send_mail(item.message)
-        except mailer.ServerUnavailable as error:
-            rest = [each for each in claimed[index:] if each.id in mine]
-            outcome.failed.extend(_record_failure(each, error) for each in rest)
-            break
-        except Exception as error:
-            # Refused, or a message that cannot be built: each counts as an attempt, so a notification
-            # never stays pending for ever; after the last it is listed to administrators.
-            outcome.failed.append(_record_failure(item, error))
-            continue
-        _mark_sent(item.id)
-        outcome.sent.append(item.key)
+    with db.engine.connect() as connection:
+        claimed = _claim(connection, keys)
+        mine = {item.id for item in claimed}
+        held_since = time.monotonic()
+        for index, item in enumerate(claimed):
+            if time.monotonic() - held_since > current_app.config["NOTIFY_LOCK_SECONDS"] / 4:
+                # A slow server: hold the rest afresh, so that every mail starts with most of its hold
+                # ahead and the sweep cannot hand it to another worker while this one is sending it.
+                mine = _renew(connection, [each for each in claimed[index:] if each.id in mine])
+                held_since = time.monotonic()
+            if item.id not in mine:
+                continue  # its hold had lapsed and another delivery claimed it: that one sends it
+            try:
+                if item.message is None:
+                    raise item.problem or LookupError(f"notification {item.id} is gone")
+                send_mail(item.message)
+            except mailer.ServerUnavailable as error:
+                rest = [each for each in claimed[index:] if each.id in mine]
+                outcome.failed.extend(_record_failure(connection, each, error) for each in rest)
+                break
+            except Exception as error:
+                # Refused, or a message that cannot be built: each counts as an attempt, so a
+                # notification never stays pending for ever; after the last it is listed to administrators.
+                outcome.failed.append(_record_failure(connection, item, error))
+                continue
+            connection.execute(_MARK_SENT, {"notification_id": item.id, "sent_at": clock.utcnow()})
+            connection.commit()  # at once: no later failure of the batch makes an accepted mail look unsent
+            outcome.sent.append(item.key)
     return outcome
 
 
@@ -320,47 +340,29 @@ def queue_retries(outcome: Outcome) -> None:
         queue_deliveries(keys, countdown=wait)
 
 
-def _renew(items: list[_Claimed]) -> set[int]:
+def _renew(connection: Connection, items: list[_Claimed]) -> set[int]:
     """Hold `items` for NOTIFY_LOCK_SECONDS from now, those still this delivery's (same attempt count,
     still pending); returns their ids. One whose hold had lapsed and that another delivery claimed
     meanwhile is that delivery's to send."""
-    until = clock.utcnow() + timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
-    kept = db.session.scalars(
-        update(Notification)
+    if not items:
+        return set()
+    column = _NOTIFICATIONS.c
+    kept = connection.scalars(
+        update(_NOTIFICATIONS)
         .where(
-            tuple_(Notification.id, Notification.email_attempts).in_([(i.id, i.attempts) for i in items]),
-            Notification.email_state == EmailState.PENDING,
+            tuple_(column.id, column.email_attempts).in_([(i.id, i.attempts) for i in items]),
+            column.email_state == EmailState.PENDING,
         )
-        .values(email_locked_until=until)
-        .returning(Notification.id)
-        .execution_options(synchronize_session=False)
+        .values(
+            email_locked_until=clock.utcnow() + timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
+        )
+        .returning(column.id)
     ).all()
-    db.session.commit()
+    connection.commit()
     return set(kept)
 
 
-# Run once per mail: a Core statement built once (the ORM's UPDATE, built and keyed afresh each time,
-# doubled the processor time of recording a mail).
-_MARK_SENT = (
-    update(table_of(Notification))
-    .where(table_of(Notification).c.id == bindparam("notification_id"))
-    .values(
-        email_state=EmailState.SENT,
-        email_sent_at=bindparam("sent_at"),
-        email_locked_until=None,
-        email_error=None,
-    )
-)
-
-
-def _mark_sent(notification_id: int) -> None:
-    """Record that the server accepted the mail: a commit per mail, so that no later failure of the
-    batch can make an accepted mail look unsent."""
-    db.session.execute(_MARK_SENT, {"notification_id": notification_id, "sent_at": clock.utcnow()})
-    db.session.commit()
-
-
-def _record_failure(item: _Claimed, error: Exception) -> Failure:
+def _record_failure(connection: Connection, item: _Claimed, error: Exception) -> Failure:
     """Record a refused attempt; the Failure's retry_in is the seconds until the next one, None when it
     was the last.
 
@@ -373,21 +375,21 @@ def _record_failure(item: _Claimed, error: Exception) -> Failure:
     retry_in = None
     if item.attempts < config["NOTIFY_MAX_ATTEMPTS"]:
         retry_in = config["NOTIFY_RETRY_BACKOFF_SECONDS"] * 2 ** max(item.attempts - 1, 0)
-    db.session.execute(
-        update(Notification)
+    column = _NOTIFICATIONS.c
+    connection.execute(
+        update(_NOTIFICATIONS)
         .where(
-            Notification.id == item.id,
-            Notification.email_attempts == item.attempts,
-            Notification.email_state == EmailState.PENDING,
+            column.id == item.id,
+            column.email_attempts == item.attempts,
+            column.email_state == EmailState.PENDING,
         )
         .values(
             email_state=EmailState.FAILED if retry_in is None else EmailState.PENDING,
             email_locked_until=None if retry_in is None else clock.utcnow() + timedelta(seconds=retry_in),
             email_error=f"{type(error).__name__}: {error}"[:1000],
         )
-        .execution_options(synchronize_session=False)
     )
-    db.session.commit()
+    connection.commit()
     if retry_in is None:
         current_app.logger.error("notification %s failed for good: %s", item.id, error)
     return Failure(item.key, str(error), retry_in)
