@@ -23,7 +23,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import force_locale
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from sqlalchemy import bindparam, event, func, select, tuple_, update
+from sqlalchemy import Update, bindparam, event, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload
 
@@ -234,6 +234,36 @@ _MARK_SENT = (
 )
 
 
+def _claim_statement(skip_locked: bool) -> Update:
+    """The claim, built once per backend with its values as parameters (building and keying a statement
+    costs more processor time than running it)."""
+    column = _NOTIFICATIONS.c
+    due = (
+        column.dedup_key.in_(bindparam("keys", expanding=True)),
+        column.email_state == EmailState.PENDING,
+        column.email_locked_until.is_(None) | (column.email_locked_until < bindparam("now")),
+    )
+    chosen = select(column.id).where(*due)
+    if skip_locked:
+        chosen = chosen.with_for_update(skip_locked=True)
+    return (
+        update(_NOTIFICATIONS)
+        .where(column.id.in_(chosen), *due)
+        .values(email_attempts=column.email_attempts + 1, email_locked_until=bindparam("until"))
+        .returning(column.id, column.dedup_key, column.email_attempts)
+    )
+
+
+# By whether the backend skips locked rows (PostgreSQL does; SQLite has no row locks to skip).
+_CLAIM = {True: _claim_statement(skip_locked=True), False: _claim_statement(skip_locked=False)}
+_CLAIMED = (
+    select(Notification)
+    .options(joinedload(Notification.recipient))
+    .where(Notification.id.in_(bindparam("ids", expanding=True)))
+    .execution_options(populate_existing=True)
+)
+
+
 def _claim(connection: Connection, keys: list[str]) -> list[_Claimed]:
     """Take the due notifications among `keys` for delivery, in id order, with their messages built.
 
@@ -243,33 +273,15 @@ def _claim(connection: Connection, keys: list[str]) -> list[_Claimed]:
     batch that overlaps. On SQLite the database lock serialises the claims.
     """
     now = clock.utcnow()
-    hold = timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
-    column = _NOTIFICATIONS.c
-    due = (
-        column.dedup_key.in_(keys),
-        column.email_state == EmailState.PENDING,
-        column.email_locked_until.is_(None) | (column.email_locked_until < now),
-    )
-    chosen = select(column.id).where(*due)
-    if connection.dialect.name == "postgresql":
-        chosen = chosen.with_for_update(skip_locked=True)
+    until = now + timedelta(seconds=current_app.config["NOTIFY_LOCK_SECONDS"])
     rows = connection.execute(
-        update(_NOTIFICATIONS)
-        .where(column.id.in_(chosen), *due)
-        .values(email_attempts=column.email_attempts + 1, email_locked_until=now + hold)
-        .returning(column.id, column.dedup_key, column.email_attempts)
+        _CLAIM[connection.dialect.name == "postgresql"], {"keys": keys, "now": now, "until": until}
     ).all()
     connection.commit()
     claimed = {row.id: _Claimed(row.id, row.dedup_key, row.email_attempts) for row in rows}
     if not claimed:
         return []
-    notifications = db.session.scalars(
-        select(Notification)
-        .options(joinedload(Notification.recipient))
-        .where(Notification.id.in_(claimed))
-        .execution_options(populate_existing=True)
-    ).unique()
-    for notification in notifications:
+    for notification in db.session.scalars(_CLAIMED, {"ids": list(claimed)}).unique():
         try:
             claimed[notification.id].message = build_message(notification)
         except Exception as error:  # recorded as this notification's failed attempt
