@@ -4,8 +4,9 @@ What tests/test_delivery.py checks of one mail (a lost worker, Redis down, a ref
 batches as well; here: a worker process sends its mails over one connection and QUITs it when it ends;
 a connection the server closed is replaced without costing an attempt; a refusal or an unreachable
 server fails only what it must, and every failed mail is retried later; a batch that outlasts its hold
-renews it, so no one else takes a mail it is about to send; and on PostgreSQL concurrent batch claims
-never hand one notification to two deliveries.
+renews it, so no one else takes a mail it is about to send; a mail to an address that is not ASCII
+goes with SMTPUTF8 or fails alone; and on PostgreSQL concurrent batch claims never hand one
+notification to two deliveries.
 
 The SMTP server is aiosmtpd on loopback (tests.services_runner.SmtpSink) that also notes from which
 client port each message came (one port: one connection) and counts QUITs. Deliveries run either in a
@@ -26,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from flask import Flask
 from sqlalchemy import select
 
@@ -268,6 +270,36 @@ def test_a_refused_recipient_fails_that_mail_alone_and_it_is_retried_later(app, 
     assert smtp.accepted() == message_ids(rows)
     [sent] = fresh([refused])
     assert (sent.email_state, sent.email_attempts, sent.email_error) == (EmailState.SENT, 2, None)
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_a_mail_to_an_address_that_is_not_ascii_needs_smtputf8(app, smtputf8):
+    """Such an address goes out with SMTPUTF8 when the server offers it; when it does not, that mail
+    fails (and is retried later) and the others of the batch go as usual."""
+    sink = Sink()
+    sink._controller = Controller(sink, hostname="127.0.0.1", port=sink.port, enable_SMTPUTF8=smtputf8)
+    sink.start()
+    app.config["MAIL_PORT"] = sink.port
+    try:
+        rows = pending(3, tag="utf")
+        rows[1].recipient.email = "张伟@例子.中国"
+        db.session.commit()
+        outcome = services.deliver_batch([row.dedup_key for row in rows])
+    finally:
+        mailer.close_current()
+        sink.stop()
+
+    plain = [rows[0], rows[2]]
+    if smtputf8:
+        assert sink.accepted() == message_ids(rows)
+        [international] = sink.attempts(rows[1].message_id)
+        assert international.recipients == ["张伟@例子.中国"] and "质谱仪" in international.subject
+    else:
+        assert sink.accepted() == message_ids(plain)
+        assert [(f.key, f.retry_in) for f in outcome.failed] == [(rows[1].dedup_key, 1)]
+        [held] = fresh([rows[1]])
+        assert held.email_state is EmailState.PENDING and "SMTPUTF8" in held.email_error
+    assert sink.connections() == 1
 
 
 def test_an_unreachable_server_fails_the_batch_for_now_and_loses_nothing(app, smtp, fake_clock):

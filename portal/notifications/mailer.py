@@ -20,11 +20,23 @@ import smtplib
 import threading
 import weakref
 from collections.abc import Mapping
-from email.message import EmailMessage
+from dataclasses import dataclass
 from typing import Any
 
 # Replies that refuse one message; the connection itself is fine and stays open.
-_REFUSALS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
+_REFUSALS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, smtplib.SMTPNotSupportedError)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A message as it goes out: the envelope's addresses and the message itself (CRLF line ends)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+    international: bool = False  # an address is not ASCII: the server must offer SMTPUTF8
+
 
 _local = threading.local()
 # Every holder of this process (one per thread that sent mail), to close them all at shutdown.
@@ -75,7 +87,7 @@ class Connection:
         self.pid = os.getpid()
         self.opened = 0  # sessions opened by this holder, for the logs and the tests
 
-    def send(self, message: EmailMessage, config: Mapping[str, Any]) -> None:
+    def send(self, mail: Mail, config: Mapping[str, Any]) -> None:
         """Send over the kept session; over a fresh one if there is none or it was found closed."""
         if self.pid != os.getpid():
             # Forked: the session belongs to the parent, which may still use it; never QUIT it here.
@@ -85,11 +97,11 @@ class Connection:
             self.close()
         if self.session is not None:
             try:
-                self._transmit(self.session, message, reused=True)
+                self._transmit(self.session, mail, reused=True)
                 return
             except _ClosedBeforeData:
                 pass
-        self._transmit(self._open(config, settings), message, reused=False)
+        self._transmit(self._open(config, settings), mail, reused=False)
 
     def _open(self, config: Mapping[str, Any], settings: tuple[Any, ...]) -> _Session:
         session: _Session | None = None
@@ -107,10 +119,18 @@ class Connection:
         self.opened += 1
         return session
 
-    def _transmit(self, session: _Session, message: EmailMessage, *, reused: bool) -> None:
+    def _transmit(self, session: _Session, mail: Mail, *, reused: bool) -> None:
         session.data_started = False
         try:
-            session.send_message(message)
+            options: tuple[str, ...] = ()
+            if mail.international:
+                session.ehlo_or_helo_if_needed()
+                if not session.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "an address of this mail is not ASCII and the server does not offer SMTPUTF8"
+                    )
+                options = ("SMTPUTF8", "BODY=8BITMIME")
+            session.sendmail(mail.sender, [mail.recipient], mail.data, mail_options=options)
         except Exception as error:
             # A refusal leaves the session usable (smtplib has reset it); anything else may have left
             # it mid-command (or hung: no QUIT then), so it is dropped. smtplib closes it itself on a
@@ -143,9 +163,9 @@ def connection() -> Connection:
     return held
 
 
-def send(message: EmailMessage, config: Mapping[str, Any]) -> None:
-    """Send `message` to the configured server over this thread's kept connection."""
-    connection().send(message, config)
+def send(mail: Mail, config: Mapping[str, Any]) -> None:
+    """Send `mail` to the configured server over this thread's kept connection."""
+    connection().send(mail, config)
 
 
 def close_current() -> None:
