@@ -114,12 +114,16 @@ class Config:
     # Exports with more rows than this are written by a worker, with a progress page.
     EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS", "5000"))
     CATALOG_PAGE_SIZE = 20
-    # The dashboard's figures take seconds at province scale; they are reused for this long.
-    DASHBOARD_CACHE_SECONDS = int(os.environ.get("DASHBOARD_CACHE_SECONDS", "300"))
     # Visitors' rendered search pages; keyed by the catalogue version, so this only bounds memory.
     CATALOG_PAGE_CACHE_SECONDS = int(os.environ.get("CATALOG_PAGE_CACHE_SECONDS", "300"))
+    # Each web process also keeps the visitors' answers it served last in memory, up to this many
+    # bytes, so that a popular search costs no round trip to the cache (portal.catalog.fastpath).
+    CATALOG_FAST_MEMORY_BYTES = int(os.environ.get("CATALOG_FAST_MEMORY_BYTES", str(16 * 1024 * 1024)))
 
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
+    # Static files under hashed names, with compressed copies, written when the app starts
+    # (portal.core.assets); the folder must be writable by the web processes.
+    STATIC_BUILD_FOLDER = os.environ.get("STATIC_BUILD_FOLDER") or str(INSTANCE_DIR / "static")
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     # Instrument photos: the upload's size, its pixels (checked before decoding), how long caches keep
@@ -235,6 +239,8 @@ class TestingConfig(Config):
     MAIL_SERVER = None
     # Mail the tests do not read goes to a scratch folder, never into the demo's instance/mail.
     MAIL_FILE_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-mail")
+    # The test processes share one build of the static files (each file is written whole, once).
+    STATIC_BUILD_FOLDER = os.path.join(tempfile.gettempdir(), "portal-test-static")
     DEMO_DATA = True
 
 

@@ -29,6 +29,7 @@ import time
 
 from sqlalchemy import text
 
+from bench import pages
 from bench.common import ROOT, Result, export_results, nearest_rank_p95, peak_mb, portal_app
 
 SERVICES_SQL = """
@@ -66,40 +67,12 @@ def prepare(url: str, log=print) -> tuple[int, int]:
         return records, db.session.scalar(text("SELECT count(*) FROM usage_tallies"))
 
 
-def _signed_in_client(app):
-    """A test client signed in through the login form as the demo's reviewer."""
-    import re
-
-    from portal.demo import DEMO_PASSWORD
-
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-    answer = client.post(
-        "/login", data={"username": "reviewer", "password": DEMO_PASSWORD, "csrf_token": token}
-    )
-    if answer.status_code != 302:
-        raise RuntimeError(f"the reviewer could not sign in ({answer.status_code})")
-    return client
-
-
 def page_times(url: str, query: str) -> list[float]:
-    """RUNS visits of the evaluation page, each timed whole (the first, unmeasured, warms the code)."""
+    """RUNS visits of the evaluation page as the reviewer, each timed whole (bench/pages.py)."""
     from portal.core import clock
 
-    app = portal_app(url)
-    client = _signed_in_client(app)
     path = f"/reports/evaluation?year={clock.local_today().year}{query}"
-    first = client.get(path)
-    if first.status_code != 200:
-        raise RuntimeError(f"{path} answered {first.status_code}")
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200
-    return times
+    return pages.visit_times(pages.signed_in(portal_app(url), "reviewer"), path, RUNS)
 
 
 def _child(kind: str, url: str, path: str) -> None:

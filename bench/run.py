@@ -35,6 +35,7 @@ CASES = (
     "tally",
     "exports",
     "reporting",
+    "pages",
     "notifications",
 )
 
@@ -110,7 +111,17 @@ def main(argv: list[str] | None = None) -> None:
             only.append("generate")
         step("generate", prepare)
 
-    from bench import booking, catalogue, exports, notifications, reporting, search_latency, tally, usage
+    from bench import (
+        booking,
+        catalogue,
+        exports,
+        notifications,
+        pages,
+        reporting,
+        search_latency,
+        tally,
+        usage,
+    )
 
     step("catalogue", lambda: catalogue.run(small_url, large_url))
     step("search", lambda: search_latency.run(small_url, large_url, explain=True))
@@ -120,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     step("tally", lambda: tally.run(large_url, month))
     step("exports", lambda: exports.run(large_url, month))
     step("reporting", lambda: reporting.run(small_url, large_url))
+    step("pages", lambda: pages.run(small_url, large_url))
     step("notifications", lambda: notifications.run(small_url, 10_000 // scale))
 
     report = table(results)

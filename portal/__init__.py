@@ -42,10 +42,11 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
 
     # The areas are imported here, not at the top: this module runs first whenever any portal module
     # is imported (portal.extensions, a model in a script), and must not drag every area in with it.
-    from portal.core import database, tasks, web  # noqa: F401 - engine events, the core's tasks
+    from portal.core import assets, database, tasks, web  # noqa: F401 - engine events, the core's tasks
 
     babel.init_app(app, locale_selector=web.select_locale, timezone_selector=lambda: "Asia/Shanghai")
     web.init_app(app)
+    assets.init_app(app)  # after the blueprints with static files (Bootstrap's) are registered
 
     from portal import (
         accounts,

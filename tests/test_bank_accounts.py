@@ -23,7 +23,7 @@ from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
-from portal.finance import services as finance
+from portal.finance import exports as subsidy_exports
 from portal.finance.models import DisbursementBatch
 from portal.notifications.models import Notification
 from portal.vouchers import claims as claim_services
@@ -453,11 +453,11 @@ def test_libreoffice_reads_account_numbers_and_credit_codes_as_text(exported_bat
 
 
 def test_the_subsidy_export_keeps_credit_codes_as_text(exported_batch):
-    text = finance.csv_text(MONTH, MONTH)
+    text = subsidy_exports.csv_text(MONTH, MONTH)
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert "913715001234567890\t" in [row[3] for row in rows]
     buffer = io.BytesIO()
-    finance.write_xlsx(buffer, MONTH, MONTH)
+    subsidy_exports.write_xlsx(buffer, MONTH, MONTH)
     sheet = load_workbook(io.BytesIO(buffer.getvalue())).active
     codes = [row[3] for row in sheet.iter_rows(min_row=2) if row[3].value]
     assert all(c.data_type == "s" and c.number_format == "@" for c in codes)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
+from portal.finance import exports as subsidy_exports
 from portal.finance import services as finance
 from portal.finance.models import BatchState
 from portal.vouchers import applications, claims, notice, review
@@ -120,13 +121,13 @@ def test_a_scheme_of_any_number_of_funds_works_end_to_end(
     assert by_fund.approved_fen == by_fund.paid_fen == ledger
 
     # The exports: one column per fund, headed by its label, and a totals row equal to the ledger.
-    rows = list(csv.reader(io.StringIO(finance.csv_text(MONTH, MONTH).lstrip("\ufeff"))))
+    rows = list(csv.reader(io.StringIO(subsidy_exports.csv_text(MONTH, MONTH).lstrip("\ufeff"))))
     headers, body, totals = rows[0], rows[1:-1], rows[-1]
     fund_columns = headers[6 : 6 + len(funds)]
     assert [h.split(" (")[0].split("（")[0] for h in fund_columns] == [f["label"] for f in funds]
     assert [int(Decimal(c) * 100) for c in body[0][6 : 6 + len(funds)]] == [a for _n, _r, a in expected]
     assert int(Decimal(totals[6 + len(funds)]) * 100) == ledger
     buffer = io.BytesIO()
-    _count, xlsx_total = finance.write_xlsx(buffer, MONTH, MONTH)
+    _count, xlsx_total = subsidy_exports.write_xlsx(buffer, MONTH, MONTH)
     sheet = list(load_workbook(io.BytesIO(buffer.getvalue())).active.iter_rows(values_only=True))
     assert xlsx_total == ledger == round(Decimal(str(sheet[-1][6 + len(funds)])) * 100)

@@ -6,9 +6,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portal.core.clock import format_local, iso_utc, parse_iso
-from portal.core.money import fen_to_wan, format_yuan, wan_to_fen, yuan_to_fen
+from portal.core.money import (
+    fen_to_wan,
+    fen_to_yuan,
+    fen_to_yuan_number,
+    fen_to_yuan_text,
+    format_yuan,
+    wan_to_fen,
+    yuan_to_fen,
+)
 from portal.core.text import grams, normalize, query_grams
 
 
@@ -77,6 +87,20 @@ def test_format_yuan():
     assert format_yuan(0) == "¥0.00"  # zero has no sign
     assert format_yuan(1) == "¥0.01"
     assert format_yuan(None) == ""
+
+
+@given(st.integers(min_value=-(10**14), max_value=10**14))
+def test_the_exports_fast_yuan_are_the_decimal_ones(fen):
+    """The exports' yuan without Decimal arithmetic: the same text, and the same double a cell holds."""
+    assert fen_to_yuan_text(fen) == str(fen_to_yuan(fen))
+    assert fen_to_yuan_number(fen) == float(fen_to_yuan(fen))
+
+
+@pytest.mark.parametrize(
+    ("fen", "text"), [(0, "0.00"), (5, "0.05"), (-5, "-0.05"), (100, "1.00"), (123456, "1234.56")]
+)
+def test_fen_to_yuan_text(fen, text):
+    assert fen_to_yuan_text(fen) == text
 
 
 def test_a_booking_at_half_past_eleven_at_night_in_shanghai_is_stored_as_utc_and_shown_back():

@@ -14,9 +14,10 @@ from portal.catalog.models import Category, Instrument, OpeningHours
 from portal.core import clock
 from portal.core.permissions import Role
 from portal.dashboard import services
-from portal.dashboard.services import USED_STATES, Period
+from portal.dashboard.services import Period
 from portal.extensions import db
 from portal.finance.services import month_of
+from portal.usage.booking_tallies import USED_STATES
 from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimState
 from tests.factories import login
 
@@ -71,14 +72,16 @@ def test_every_headline_figure_equals_a_direct_count(period, county):
     assert got.bookings == len(bookings) > 0
     assert got.enterprises_served == len({b.enterprise_id for b in bookings})
     counties = dict(db.session.execute(select(Instrument.id, Instrument.county)).all())
+    # A service's hours as written on its record, in the month it took place (its start; a sample
+    # service: its record), as the usage tallies count them.
     hours = sum(
         float(r.hours or 0)
         for r in db.session.execute(
-            select(ServiceRecord.hours, ServiceRecord.recorded_at, Booking.instrument_id).join(
-                Booking, Booking.id == ServiceRecord.booking_id
-            )
+            select(
+                ServiceRecord.hours, ServiceRecord.recorded_at, Booking.starts_at, Booking.instrument_id
+            ).join(Booking, Booking.id == ServiceRecord.booking_id)
         )
-        if period.start <= r.recorded_at < period.end
+        if period.start <= (r.starts_at or r.recorded_at) < period.end
         and (county is None or counties[r.instrument_id] == county)
     )
     assert got.service_hours == pytest.approx(hours)

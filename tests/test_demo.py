@@ -457,9 +457,9 @@ def test_the_year_has_a_shape_every_month_has_approvals_payments_and_bookings(de
 
     from portal.booking.models import Booking
     from portal.core import clock
-    from portal.dashboard.services import USED_STATES
     from portal.demo.vouchers import voucher_year
     from portal.finance.services import month_of
+    from portal.usage.booking_tallies import USED_STATES
     from portal.vouchers.models import Claim
 
     today = clock.local_today()
@@ -504,16 +504,8 @@ def test_utilisation_spreads_like_a_real_network(demo_app):
     # The last twelve months, which the demo's bookings cover (the year so far is a week in January).
     months = _months_back(clock.local_today(), 12)
     period = dashboard.Period(months[0], months[-1])
-    opened = dashboard._open_hours_per_instrument(period, None)
-    booked = dashboard._booked_hours_per_instrument(period, None)
-    ratios = [
-        float(hours or 0) / float(open_hours)
-        for hours, open_hours in db.session.execute(
-            select(booked.c.booked_hours, opened.c.open_hours).select_from(
-                opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id)
-            )
-        )
-    ]
+    ratios_cte = dashboard._ratios(period, None)  # booked ÷ open per instrument, as the page counts it
+    ratios = [float(ratio) for (ratio,) in db.session.execute(select(ratios_cte.c.ratio))]
     assert len(ratios) == 1202
     idle = sum(r < 0.01 for r in ratios)
     middle = sum(0.05 <= r <= 0.60 for r in ratios)

@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from flask_babel import force_locale
@@ -25,8 +26,9 @@ from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance import batches
+from portal.finance import exports as subsidy_exports
 from portal.finance import services as finance
-from portal.finance.models import BatchState, SubsidyTally
+from portal.finance.models import BatchState, ExportJob, ExportState, SubsidyTally
 from portal.notifications.models import Notification
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice, review
@@ -213,7 +215,7 @@ HOSTILE = '=HYPERLINK("http://evil","点我")'
 def test_csv_export_has_a_bom_neutralised_cells_and_a_total_equal_to_the_ledger(approved):
     approved(name=HOSTILE)
     approved(name="+86 聊城", fee_fen=1_234_56)
-    text = finance.csv_text(MONTH, MONTH)
+    text = subsidy_exports.csv_text(MONTH, MONTH)
     assert text.startswith("\ufeff")
     rows = list(csv.reader(io.StringIO(text[1:])))
     body, total = rows[1:-1], rows[-1]
@@ -227,9 +229,40 @@ def test_csv_export_has_a_bom_neutralised_cells_and_a_total_equal_to_the_ledger(
     assert sum(Decimal(row[8]) for row in body) * 100 == ledger
 
 
+def test_the_count_of_an_exports_rows_is_the_number_of_rows_it_exports(random_claims):
+    # An approved claim without a provider is not exported (the export names the provider), nor counted:
+    # the count reads the claims alone, not through the export's joins.
+    claim = db.session.scalars(select(Claim).where(Claim.state == ClaimState.PAID)).first()
+    claim.institution_id = None
+    db.session.commit()
+    months = random_claims
+    for month_from, month_to in ((months[0], months[0]), (months[0], months[2]), (months[1], months[2])):
+        text = subsidy_exports.csv_text(month_from, month_to)
+        exported = len(list(csv.reader(io.StringIO(text[1:])))) - 2  # the headers and the totals row
+        assert subsidy_exports.count_export_rows(month_from, month_to) == exported > 0
+    everything = subsidy_exports.count_export_rows(months[0], months[2])
+    claim.institution_id = db.session.scalars(
+        select(Claim.institution_id).where(Claim.id != claim.id)
+    ).first()
+    db.session.commit()
+    assert subsidy_exports.count_export_rows(months[0], months[2]) == everything + 1
+
+
+def test_the_totals_page_counts_the_export_for_finance_only(client, approved, make_user):
+    approved()
+    approved(fee_fen=5_000_00)
+    login(client, make_user(Role.FINANCE).username)
+    page = client.get(f"/finance/?month_from={MONTH}&month_to={MONTH}").get_data(as_text=True)
+    assert 'id="export-csv"' in page and "已批准申领 2 笔" in page  # 2 approved claims
+    reviewer = client.application.test_client()
+    login(reviewer, make_user(Role.REVIEWER).username)
+    page = reviewer.get(f"/finance/?month_from={MONTH}&month_to={MONTH}").get_data(as_text=True)
+    assert 'id="totals"' in page and 'id="export-csv"' not in page
+
+
 def xlsx_of(month: str) -> tuple[bytes, int]:
     buffer = io.BytesIO()
-    _rows, total = finance.write_xlsx(buffer, month, month)
+    _rows, total = subsidy_exports.write_xlsx(buffer, month, month)
     return buffer.getvalue(), total
 
 
@@ -317,6 +350,36 @@ def test_large_exports_run_as_a_job_with_progress_and_a_download(
     assert intruder.get(f"/finance/exports/{job_id}/download").status_code == 404
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_an_export_job_saves_its_progress_while_it_reads_the_claims_in_batches(
+    database_url, fake_clock, approved, make_user, tmp_path, monkeypatch, fmt
+):
+    """The job's progress is saved between two batches of the claims' cursor (a million claims are
+    read 2,000 at a time): saving it must not end the transaction the cursor lives in."""
+    for fee in (1_000_00, 2_000_00, 3_000_00, 4_000_00, 5_000_00):
+        approved(fee_fen=fee)
+    monkeypatch.setattr(subsidy_exports, "EXPORT_BATCH_ROWS", 2)
+    monkeypatch.setattr(subsidy_exports, "PROGRESS_ROWS", 1)
+    clerk = make_user(Role.FINANCE)
+    app = make_app(database_url, EXPORT_ASYNC_ROWS=1, UPLOAD_FOLDER=str(tmp_path / "uploads"))
+    client = app.test_client()
+    login(client, clerk.username)
+    response = client.get(f"/finance/export.{fmt}?month_from={MONTH}&month_to={MONTH}")
+    assert response.status_code == 302
+    job_id = int(response.location.rstrip("/").split("/")[-1])
+    with app.app_context():
+        job = db.session.get_one(ExportJob, job_id)
+        assert (job.state, job.done_rows, job.error) == (ExportState.DONE, 5, None)
+        data = (Path(app.config["UPLOAD_FOLDER"]) / job.stored_name).read_bytes()
+        db.engine.dispose()
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    else:
+        rows = [list(r) for r in load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True)]
+    assert len(rows) == 1 + 5 + 1
+    assert round(Decimal(str(rows[-1][8])) * 100) == finance.ledger_committed(MONTH)
 
 
 # --- batches and closed months ------------------------------------------------------------------

@@ -14,10 +14,12 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from portal.booking.models import ServiceRecord
+from portal.core import clock
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
-from portal.dashboard.ranking import ranking
+from portal.dashboard.ranking import ranking, ranking_top
 from portal.extensions import db
+from portal.usage import tallies
 from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Scheme
 from tests.factories import completed_service, extract_csrf, login
 
@@ -31,32 +33,27 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 @pytest.fixture
 def serve(app):
-    """A completed service of `user`'s enterprise on `instrument`, recorded at `recorded_at`."""
+    """A completed service of `user`'s enterprise on `instrument` that took place `at` (its start:
+    a service counts in the year it took place), and its usage tally recounted, as the outbox would."""
     counter = iter(range(1, 1_000_000))
 
     def make(
         instrument,
         user,
         *,
-        recorded_at=datetime(2026, 6, 1, 2, 0, tzinfo=UTC),
+        at: datetime | None = None,
         hours: Decimal | None = Decimal(2),
         samples: int | None = None,
         fee_fen: int = 1_000_00,
         rating: int | None = 5,
     ) -> ServiceRecord:
-        # Distinct past slots, so no two bookings of one instrument overlap.
-        starts_at = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=3 * next(counter))
+        # Distinct slots by default, so no two bookings of one instrument overlap.
+        starts_at = at or datetime(2026, 6, 1, 2, 0, tzinfo=UTC) + timedelta(hours=3 * next(counter))
         record = completed_service(
-            instrument,
-            user,
-            starts_at,
-            fee_fen=fee_fen,
-            recorded_at=recorded_at,
-            hours=hours,
-            samples=samples,
-            rating=rating,
+            instrument, user, starts_at, fee_fen=fee_fen, hours=hours, samples=samples, rating=rating
         )
         db.session.commit()
+        tallies.tally_month(clock.local_month(starts_at), [instrument.id])
         return record
 
     return make
@@ -135,13 +132,14 @@ def test_every_measure_equals_a_direct_computation(app, make_institution, make_i
     instruments = [make_instrument(institution=hosts[n % 3]) for n in range(5)]
     users = [make_user(Role.ENTERPRISE) for _ in range(4)]
     by_institution, by_instrument = [], []
-    for n in range(40):
+    # Distinct three-hour slots over the year (never its first instant, which the edge case takes).
+    for n, slot in enumerate(sorted(rng.sample(range(1, 2900), 40))):
         instrument, user = rng.choice(instruments), rng.choice(users)
         sample_mode = n % 4 == 0
         record = serve(
             instrument,
             user,
-            recorded_at=FIRST_INSTANT + timedelta(days=rng.randrange(365), minutes=rng.randrange(1440)),
+            at=FIRST_INSTANT + timedelta(hours=3 * slot),
             hours=None if sample_mode else Decimal(rng.randrange(25, 1000)) / 100,
             samples=rng.randrange(1, 20) if sample_mode else None,
             fee_fen=rng.randrange(0, 5_000_00),
@@ -150,14 +148,14 @@ def test_every_measure_equals_a_direct_computation(app, make_institution, make_i
         institution = next(h for h in hosts if h.id == instrument.institution_id)
         by_institution.append((institution.name, record, user.enterprise_id))
         by_instrument.append((f"{instrument.name} ({instrument.code})", record, user.enterprise_id))
-    # The edges of the Beijing year: the first instant counts, the last instant before it and the
-    # first instant of the next year do not.
-    edge = serve(instruments[0], users[0], recorded_at=FIRST_INSTANT, hours=Decimal("1.5"), rating=None)
+    # The edges of the Beijing year: a service starting at its first instant counts, one starting the
+    # last instant before it or the first instant of the next year does not.
+    edge = serve(instruments[0], users[0], at=FIRST_INSTANT, hours=Decimal("1.5"), rating=None)
     host = next(h for h in hosts if h.id == instruments[0].institution_id)
     by_institution.append((host.name, edge, users[0].enterprise_id))
     by_instrument.append((f"{instruments[0].name} ({instruments[0].code})", edge, users[0].enterprise_id))
-    serve(instruments[1], users[1], recorded_at=FIRST_INSTANT - timedelta(seconds=1), fee_fen=9_999_999_00)
-    serve(instruments[1], users[1], recorded_at=END_INSTANT, fee_fen=9_999_999_00)
+    serve(instruments[1], users[1], at=FIRST_INSTANT - timedelta(seconds=1), fee_fen=9_999_999_00)
+    serve(instruments[1], users[1], at=END_INSTANT, fee_fen=9_999_999_00)
 
     weights = dict(DEFAULT_RANKING_WEIGHTS)
     check_rows(ranking(2026), expected_measures(by_institution), weights)
@@ -165,6 +163,13 @@ def test_every_measure_equals_a_direct_computation(app, make_institution, make_i
     check_rows(instrument_rows, expected_measures(by_instrument), weights)
     hosts_by_id = {i.id: i for i in instruments}
     assert all(row.institution == hosts_by_id[row.id].institution.name for row in instrument_rows)
+    # The page's top rows, scored exactly only where a float score puts them near the top: the same
+    # rows, scores and ranks as the whole ranking's first ones.
+    for limit in (1, 2, 3, 50):
+        assert ranking_top(2026, "instrument", None, None, limit) == (
+            instrument_rows[:limit],
+            len(instrument_rows),
+        )
     assert ranking(2025) != [] and ranking(2024) == []
 
 
@@ -195,6 +200,7 @@ def test_the_schemes_weights_decide_the_order(
     # Equal scores are ranked by name.
     tied = ranking(2026, weights={"samples": Decimal(1)})
     assert [row.name for row in tied] == sorted([volume.name, quality.name])
+    assert ranking_top(2026, "institution", {"samples": Decimal(1)}, None, 1) == (tied[:1], 2)
     assert all(row.score == 0 for row in tied)
 
 
@@ -274,11 +280,14 @@ def test_the_xlsx_export_has_no_formulas_and_numbers_are_numbers(
     assert len(rows) == 3
     first_number = 2 if level == "institution" else 3
     for row in rows[1:]:
-        assert isinstance(row[0], int)
+        assert isinstance(row[0], int | float) and row[0] == int(row[0])  # a number cell (1 or 1.0)
         numbers = [v for v in row[first_number:] if v is not None]
         assert all(isinstance(v, int | float) for v in numbers), row
     fees = first_number + 2
     assert sorted(row[fees] for row in rows[1:]) == [0.99, 1234.56]
+    settings = list(workbook.worksheets[1].iter_rows(values_only=True))
+    assert len(settings[0]) == 2 and all(isinstance(label, str) for label in settings[0])  # its header
+    assert settings[1][1] == 2026  # the year, a number under the header
 
 
 @pytest.mark.parametrize("path", ["/dashboard/ranking", "/dashboard/ranking.csv", "/dashboard/ranking.xlsx"])

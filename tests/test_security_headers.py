@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from flask import Flask, abort
+from flask import Flask, abort, url_for
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -211,6 +211,22 @@ def _not_modified(site: Site):
     return client.get("/instruments/", headers={"If-None-Match": etag})
 
 
+def _hashed_static(filename: str, *, revalidate: bool = False, **kwargs) -> Callable[[Site], object]:
+    """A static file under its hashed name, served by WhiteNoise in front of the app (portal.core.assets);
+    with `revalidate`, asked again with the ETag of a first answer."""
+
+    def fetch(site: Site):
+        with site.app.test_request_context():
+            url = url_for("static", filename=filename)
+        assert url != f"/static/{filename}", "no hashed name"
+        client = site.app.test_client()
+        if revalidate:
+            kwargs["headers"] = {"If-None-Match": client.get(url).headers["ETag"]}
+        return client.open(url, **kwargs)
+
+    return fetch
+
+
 HTML, JSON = "text/html", "application/json"
 # (name, request, expected status, expected content type or None for a body-less answer)
 RESPONSES: list[tuple[str, Callable[[Site], object], int, str | None]] = [
@@ -220,6 +236,15 @@ RESPONSES: list[tuple[str, Callable[[Site], object], int, str | None]] = [
     ("redirect", anonymous("/"), 302, None),
     ("redirect to sign in", anonymous("/account"), 302, None),
     ("static file", anonymous("/static/css/portal.css"), 200, "text/css"),
+    ("static file, hashed name", _hashed_static("css/portal.css"), 200, "text/css"),
+    ("static file not modified", _hashed_static("js/portal.js", revalidate=True), 304, None),
+    (
+        "static file, compressed",
+        _hashed_static("css/portal.css", headers={"Accept-Encoding": "br"}),
+        200,
+        "text/css",
+    ),
+    ("static file, wrong method", _hashed_static("css/portal.css", method="POST"), 405, None),
     ("bootstrap script", anonymous("/bootstrap/static/js/bootstrap.min.js"), 200, "text/javascript"),
     ("missing static file", anonymous("/static/no-such.css"), 404, HTML),
     ("page not found", anonymous("/no-such-page"), 404, HTML),
@@ -300,7 +325,14 @@ def test_production_sends_hsts_and_only_secure_httponly_samesite_cookies(product
         assert "; SameSite=Lax" in cookie, cookie
     language = client.get("/language/en", **https)
     assert "; Secure" in _set_cookie(language, "lang")
-    for answer in (response, language, client.get("/api/v1/instruments", **https)):
+    with production_app.test_request_context():
+        static = url_for("static", filename="css/portal.css")
+    for answer in (
+        response,
+        language,
+        client.get("/api/v1/instruments", **https),
+        client.get(static, **https),
+    ):
         assert_protective_headers(answer)
         hsts = answer.headers["Strict-Transport-Security"]
         assert int(re.search(r"max-age=(\d+)", hsts).group(1)) >= 365 * 24 * 3600

@@ -546,6 +546,17 @@ def test_the_review_queue_filters_at_their_edges_and_counts_each_kind(waiting):
     )
 
 
+def test_a_county_bounds_every_kinds_count_and_a_county_without_enterprises_has_nothing(waiting):
+    def counts(county: str) -> dict[str, int]:
+        filters = voucher_review.QueueFilters.from_args(MultiDict({"county": county}))
+        return voucher_review.queue(filters).counts
+
+    assert counts("临清市") == {"verification": 0, "application": 0, "claim": 1, "bank_account": 0}
+    assert counts("东昌府区") == {"verification": 1, "application": 1, "claim": 1, "bank_account": 0}
+    assert counts("冠县") == dict.fromkeys(voucher_review.KINDS, 0)
+    assert ids(county="冠县", amount_max="100000") == []
+
+
 def test_the_queue_is_oldest_first_by_submission_not_by_number(waiting, make_user):
     # A returned application submitted again waits behind one first submitted after it
     # (review._filtered's mutant 24 dropped the order; SQLite then answers in id order).

@@ -10,6 +10,7 @@ import marshmallow as ma
 from flask import current_app
 from flask_login import current_user
 from marshmallow import validate
+from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import InstitutionKind
 from portal.api.bearer import BEARER, token_required
@@ -24,7 +25,7 @@ from portal.api.schemas import (
     paginate,
 )
 from portal.booking import upkeep
-from portal.catalog import prices, services
+from portal.catalog import fastpath, prices, services
 from portal.catalog.importer import COLUMN_OF, PHONE_PATTERN
 from portal.catalog.models import ACQUISITIONS, STATUS_FILE_NAMES, InstrumentStatus, SharingMode
 from portal.core.money import FEN_PER_WAN, FEN_PER_YUAN, MAX_AMOUNT
@@ -253,7 +254,20 @@ InstitutionPageSchema = page_of(InstitutionSchema, "InstitutionPageSchema")
 def list_instruments(args: dict):
     """Search instruments with the same filters as the catalogue page."""
     result = services.search_instruments(services.InstrumentQuery(**args))
+    if not current_user.is_authenticated:
+        fastpath.offer()  # the answer depends on the search only: the next visitor may get it as it is
     return revalidated(current_app.json.response(page_body(result)))
+
+
+LIST_ARGUMENTS = frozenset(InstrumentArgsSchema().fields)
+
+
+def list_arguments(args: MultiDict) -> dict[str, str] | None:
+    """The instrument list's parameters for the fast path's key (portal.catalog.fastpath): each known
+    one once, in one order; None for anything else (the full path answers, a 422 or an answer not kept)."""
+    if any(name not in LIST_ARGUMENTS for name in args) or any(len(v) > 1 for v in args.listvalues()):
+        return None
+    return dict(sorted(args.items()))
 
 
 @blp.route("/instruments/<code>")

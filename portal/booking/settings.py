@@ -15,6 +15,7 @@ from portal.booking.availability import Calendar, conflict_error
 from portal.booking.models import Blackout, BlackoutKind, BookingPolicy
 from portal.booking.services import DEFAULT_POLICY, manages, require_manager
 from portal.catalog.models import Instrument, OpeningHours
+from portal.catalog.opening import refresh_opening_weeks
 from portal.core import audit, clock
 from portal.core.database import LOCK_INSTRUMENT_CALENDAR, serialized_write
 from portal.core.errors import NotFound, ValidationFailed
@@ -89,6 +90,7 @@ def _write_hours(user: User, instrument: Instrument, intervals: Intervals) -> No
     instrument.opening_hours = [
         OpeningHours(weekday=d, opens_at=o, closes_at=c) for d, o, c in sorted(intervals)
     ]
+    refresh_opening_weeks([instrument.id])  # what the dashboard's utilisation reads
     after = [f"{d} {o:%H:%M}-{c:%H:%M}" for d, o, c in sorted(intervals)]
     audit.record(
         "instrument.hours_changed",

@@ -15,7 +15,7 @@ from portal.catalog import price_import
 from portal.catalog.importer import HEADERS, RowError
 from portal.catalog.models import STATUS_FILE_NAMES, Category, Instrument
 from portal.catalog.price_text import format_price_table
-from portal.core.exports import XlsxBook, neutralise
+from portal.core.exports import Counted, XlsxBook, neutralise
 from portal.core.money import fen_to_wan, fen_to_yuan
 from portal.extensions import db
 
@@ -74,12 +74,11 @@ def export_catalog(path: Path) -> int:
                 writer.writerow(["" if v is None else neutralise(str(v)) for v in row])
                 count += 1
     elif suffix == ".xlsx":
+        rows = Counted(export_rows())
         book = XlsxBook(path)  # every text cell formula-safe (neutralised) as it is written
-        sheet = book.sheet("仪器")
-        for row in export_rows():
-            sheet.append(row)
-            count += 1
+        book.sheet("仪器", rows)
         book.close()
+        count = rows.count - 1
     else:
         raise RowError(_("Only .csv and .xlsx files can be written."))
     return count

@@ -318,6 +318,26 @@ class OpeningHours(Model):
         return f"<OpeningHours {self.instrument_id} d{self.weekday} {self.opens_at}-{self.closes_at}>"
 
 
+class OpeningWeek(Model):
+    """An instrument's weekly opening hours summed per weekday, in seconds (portal.catalog.opening):
+    what a period's open time is made of, one row per instrument instead of one per interval, so the
+    dashboard's utilisation of a province reads 100,000 rows, not 700,000. Rewritten with the hours."""
+
+    __tablename__ = "opening_weeks"
+
+    instrument_id: Mapped[int] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    # Monday … Sunday, as datetime.weekday().
+    day0: Mapped[int] = mapped_column(Integer, default=0)
+    day1: Mapped[int] = mapped_column(Integer, default=0)
+    day2: Mapped[int] = mapped_column(Integer, default=0)
+    day3: Mapped[int] = mapped_column(Integer, default=0)
+    day4: Mapped[int] = mapped_column(Integer, default=0)
+    day5: Mapped[int] = mapped_column(Integer, default=0)
+    day6: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class InstrumentPhoto(Model):
     """A photo of an instrument as the portal re-encoded it, with its thumbnail; files under UPLOAD_FOLDER."""
 

@@ -42,6 +42,19 @@ def fen_to_yuan(fen: int) -> Decimal:
     return (Decimal(fen) / FEN_PER_YUAN).quantize(Decimal("0.01"))
 
 
+def fen_to_yuan_text(fen: int) -> str:
+    """str(fen_to_yuan(fen)) without Decimal arithmetic: 123450 -> '1234.50' (an export writes
+    millions of them)."""
+    units, cents = divmod(abs(fen), FEN_PER_YUAN)
+    return f"{'-' if fen < 0 else ''}{units}.{cents:02d}"
+
+
+def fen_to_yuan_number(fen: int) -> float:
+    """The yuan as the double a spreadsheet cell holds: the nearest double to the exact amount, the
+    same as float(fen_to_yuan(fen)) (both round the same fraction once)."""
+    return fen / FEN_PER_YUAN
+
+
 def fen_to_wan(fen: int) -> Decimal:
     """Exact 万元 as a Decimal; keeps the digits a catalogue file needs."""
     value = Decimal(fen) / FEN_PER_WAN

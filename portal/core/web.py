@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ from flask_login import current_user
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.datastructures import LanguageAccept
 from werkzeug.exceptions import HTTPException
 
 from portal.core import inputs, languages, uploads
@@ -67,18 +68,31 @@ def select_locale() -> str:
     languages: dict[str, str] = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
-    if request.path.startswith("/api/") and request.headers.get("Accept-Language"):
-        # API clients say what they read in the header; the page's cookie or profile is not theirs.
-        best = request.accept_languages.best_match(list(languages))
-        if best:
-            return best
+    best = header_locale(request.path, request.accept_languages, languages)
+    if best:
+        return best
     user_lang = getattr(current_user, "language", None) if current_user else None
     if user_lang in languages:
         return user_lang
-    cookie = request.cookies.get(LANG_COOKIE)
-    if cookie in languages:
-        return cookie
-    return current_app.config["BABEL_DEFAULT_LOCALE"]
+    return cookie_locale(
+        request.cookies.get(LANG_COOKIE), languages, current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
+
+
+def header_locale(path: str, accepted: LanguageAccept, languages: Mapping[str, str]) -> str | None:
+    """An API request's language from its Accept-Language, if it names one we have.
+
+    API clients say what they read in the header; the page's cookie or profile is not theirs. (Also
+    used by the catalogue's fast path, portal.catalog.fastpath, for visitors who are not signed in.)
+    """
+    if path.startswith("/api/") and accepted:
+        return accepted.best_match(list(languages))
+    return None
+
+
+def cookie_locale(cookie: str | None, languages: Mapping[str, str], default: str) -> str:
+    """The language cookie's language if we have it, else the default."""
+    return cookie if cookie is not None and cookie in languages else default
 
 
 def is_safe_url(target: str | None) -> TypeGuard[str]:
@@ -263,18 +277,28 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def _security_headers(response: Response) -> Response:
-    """Every response (pages, API, static files, errors, downloads) gets the same protective headers."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for browsers without CSP 2
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    max_age = current_app.config.get("HSTS_MAX_AGE")
+def security_headers(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The protective headers of every response, in one list: the application's answers take them in
+    `_security_headers`, the static files that WhiteNoise serves in front of it (portal.core.assets)
+    from the same list."""
+    headers = [
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),  # frame-ancestors for browsers without CSP 2
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]
+    max_age = config.get("HSTS_MAX_AGE")
     if max_age:
         # Sent whatever scheme the app sees (a TLS-terminating proxy that does not forward the scheme
         # makes every request look like HTTP); browsers ignore it on a plain-HTTP answer (RFC 6797 8.1).
-        headers.setdefault("Strict-Transport-Security", f"max-age={int(max_age)}; includeSubDomains")
+        headers.append(("Strict-Transport-Security", f"max-age={int(max_age)}; includeSubDomains"))
+    return headers
+
+
+def _security_headers(response: Response) -> Response:
+    """Every response (pages, API, static files, errors, downloads) gets the same protective headers."""
+    for name, value in security_headers(current_app.config):
+        response.headers.setdefault(name, value)
     return response
 
 

@@ -16,7 +16,7 @@ from portal.core import clock
 from portal.core.exports import XLSX_MIMETYPE, XlsxBook, attachment, csv_text, neutralise
 from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role, role_required
-from portal.dashboard.ranking import LEVELS, RankRow, ranking, weights_for
+from portal.dashboard.ranking import LEVELS, RankRow, ranking, ranking_top, weights_for
 from portal.dashboard.views import bp
 
 BUREAU = (Role.REVIEWER, Role.FINANCE, Role.ADMIN)
@@ -74,12 +74,12 @@ def ranking_page() -> ResponseReturnValue:
     """The ranking of a year with the weights in use, and links to its exports."""
     query = _query()
     weights = weights_for(query.year)
-    rows = ranking(query.year, query.level, weights, query.county)
+    rows, total = ranking_top(query.year, query.level, weights, query.county, PAGE_ROWS)
     return render_template(
         "dashboard/ranking.html",
         query=query,
-        rows=rows[:PAGE_ROWS],
-        total=len(rows),
+        rows=rows,
+        total=total,
         weights=weights,
         weight_labels=WEIGHT_LABELS,
         level_labels=LEVEL_LABELS,
@@ -146,17 +146,16 @@ def ranking_xlsx() -> ResponseReturnValue:
     rows = ranking(query.year, query.level, weights, query.county)
     buffer = io.BytesIO()
     book = XlsxBook(buffer)
-    sheet = book.sheet(_("Ranking"))
-    sheet.append(_headers(query.level))
     offset = 3 if query.level == "instrument" else 2  # first numeric column after the names
     formats = ["#,##0.00", "#,##0", "#,##0.00", "#,##0", "#,##0", "0.00", "#,##0", "0.0000"]
     numbers = {offset + index: number_format for index, number_format in enumerate(formats)}
-    for row in rows:
-        sheet.append(_cells(row, query.level), numbers)
-    settings = book.sheet(_("Weights"))
-    settings.append([_("Year"), query.year])
-    settings.append([_("County or district"), query.county or _("Any")])
-    for key, label in WEIGHT_LABELS.items():
-        settings.append([str(label), weights.get(key, Decimal(0))])
+    book.sheet(_("Ranking"), [_headers(query.level), *(_cells(row, query.level) for row in rows)], numbers)
+    settings: list[list[Any]] = [
+        [_("Setting"), _("Value")],  # a sheet's first row is its header
+        [_("Year"), query.year],
+        [_("County or district"), query.county or _("Any")],
+        *([str(label), weights.get(key, Decimal(0))] for key, label in WEIGHT_LABELS.items()),
+    ]
+    book.sheet(_("Weights"), settings)
     book.close()
     return attachment(buffer.getvalue(), XLSX_MIMETYPE, _filename(query, "xlsx"))

@@ -7,27 +7,24 @@ enterprise is (the tallies' county) for subsidies, as the bureau's own reports d
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select, union_all
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS, Enterprise, Institution, User
-from portal.booking.models import Booking, BookingState, ServiceRecord
-from portal.catalog.models import Category, Instrument, OpeningHours
+from portal.catalog.models import Category, Instrument, OpeningWeek
+from portal.catalog.opening import DAYS
 from portal.core import clock
-from portal.core.database import hours_between
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import SubsidyTally
 from portal.finance.services import month_range
+from portal.usage.models import BookingTally, CustomerTally, MonthTotal
 from portal.vouchers.models import Fund, Scheme
 from portal.vouchers.schemes import in_fund_order
 
-# Bookings that took (or hold) instrument time.
-USED_STATES = (BookingState.CONFIRMED, BookingState.COMPLETED)
 UTILISATION_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -105,28 +102,7 @@ def figures(period: Period, county: str | None = None) -> Figures:
         users.where(User.created_at >= start, User.created_at < end)
     ).scalar_one()
 
-    bookings = (
-        select(func.count(), func.count(distinct(Booking.enterprise_id)))
-        .select_from(Booking)
-        .where(Booking.state.in_(USED_STATES), Booking.starts_at >= start, Booking.starts_at < end)
-    )
-    if county:
-        bookings = bookings.join(Instrument, Instrument.id == Booking.instrument_id).where(
-            Instrument.county == county
-        )
-    out.bookings, out.enterprises_served = db.session.execute(bookings).one()
-    hours = (
-        select(func.coalesce(func.sum(ServiceRecord.hours), 0))
-        .select_from(ServiceRecord)
-        .where(ServiceRecord.recorded_at >= start, ServiceRecord.recorded_at < end)
-    )
-    if county:
-        hours = (
-            hours.join(Booking, Booking.id == ServiceRecord.booking_id)
-            .join(Instrument, Instrument.id == Booking.instrument_id)
-            .where(Instrument.county == county)
-        )
-    out.service_hours = float(db.session.scalar(hours) or 0)
+    out.bookings, out.enterprises_served, out.service_hours = _use_figures(period.months, county)
     tallies = select(
         func.coalesce(func.sum(SubsidyTally.approved_fen), 0),
         func.coalesce(func.sum(SubsidyTally.paid_fen), 0),
@@ -136,6 +112,26 @@ def figures(period: Period, county: str | None = None) -> Figures:
     approved, paid = db.session.execute(tallies).one()
     out.approved_fen, out.paid_fen = int(approved), int(paid)
     return out
+
+
+def _month_rows(column: Any, months: list[str]) -> ColumnElement[bool]:
+    """Rows of these months, never a year's row ("2027" sorts between "2026-03" and "2027-02")."""
+    return and_(column >= months[0], column <= months[-1], func.length(column) == 7)
+
+
+def _use_figures(months: list[str], county: str | None) -> tuple[int, int, float]:
+    """(bookings, distinct enterprises served, service hours) of the months, from the tallies."""
+    totals = select(
+        func.coalesce(func.sum(MonthTotal.bookings), 0), func.coalesce(func.sum(MonthTotal.record_seconds), 0)
+    ).where(_month_rows(MonthTotal.month, months))
+    served = select(func.count(distinct(CustomerTally.enterprise_id))).where(
+        _month_rows(CustomerTally.period, months), CustomerTally.bookings > 0
+    )
+    if county:
+        totals = totals.where(MonthTotal.county == county)
+        served = served.where(CustomerTally.county == county)
+    bookings, record_seconds = db.session.execute(totals).one()
+    return int(bookings), int(db.session.scalar(served) or 0), int(record_seconds) / 3600
 
 
 def change(now: float, before: float) -> float | None:
@@ -192,50 +188,6 @@ def burn_down(year: int, today: date, county: str | None = None) -> BurnDown:
     return BurnDown(months, funds, cumulative, forecast, plan.budget_fen if plan else 0)
 
 
-def _weekday_counts(period: Period) -> list[int]:
-    first, last = period.local_days()
-    counts = [0] * 7
-    for offset in range((last - first).days + 1):
-        counts[(first + timedelta(days=offset)).weekday()] += 1
-    return counts
-
-
-def _open_hours_per_instrument(period: Period, county: str | None):
-    """Open hours in the period per instrument, from the weekly hours (closures not subtracted)."""
-    counts = _weekday_counts(period)
-    span = hours_between(OpeningHours.opens_at, OpeningHours.closes_at)
-    days = case(*[(OpeningHours.weekday == d, literal(n)) for d, n in enumerate(counts)], else_=literal(0))
-    query = select(OpeningHours.instrument_id, func.sum(span * days).label("open_hours")).group_by(
-        OpeningHours.instrument_id
-    )
-    if county:
-        query = query.join(Instrument, Instrument.id == OpeningHours.instrument_id).where(
-            Instrument.county == county
-        )
-    return query.subquery()
-
-
-def _booked_hours_per_instrument(period: Period, county: str | None):
-    query = (
-        select(
-            Booking.instrument_id,
-            func.sum(hours_between(Booking.starts_at, Booking.ends_at)).label("booked_hours"),
-        )
-        .where(
-            Booking.state.in_(USED_STATES),
-            Booking.starts_at.is_not(None),
-            Booking.starts_at >= period.start,
-            Booking.starts_at < period.end,
-        )
-        .group_by(Booking.instrument_id)
-    )
-    if county:
-        query = query.join(Instrument, Instrument.id == Booking.instrument_id).where(
-            Instrument.county == county
-        )
-    return query.subquery()
-
-
 @dataclass
 class UtilisationRow:
     instrument_id: int
@@ -259,33 +211,92 @@ class Utilisation:
     mean: float
 
 
+def _weekday_counts(period: Period) -> list[int]:
+    first, last = period.local_days()
+    counts = [0] * 7
+    for offset in range((last - first).days + 1):
+        counts[(first + timedelta(days=offset)).weekday()] += 1
+    return counts
+
+
+def _open_hours_per_instrument(period: Period, county: str | None):
+    """Open hours in the period per instrument: its opening week's seconds of each weekday times the
+    days of that weekday in the period (closures not subtracted)."""
+    counts = _weekday_counts(period)
+    seconds = sum(getattr(OpeningWeek, day) * count for day, count in zip(DAYS, counts, strict=True))
+    query = select(OpeningWeek.instrument_id, (seconds / 3600.0).label("open_hours"))
+    if county:
+        query = query.join(Instrument, Instrument.id == OpeningWeek.instrument_id).where(
+            Instrument.county == county
+        )
+    return query.subquery()
+
+
+def _ratios(period: Period, county: str | None) -> Any:
+    """Per instrument with opening hours: its booked seconds (the months' booking tallies), its open
+    hours (the weekly hours times the days of the period) and their ratio, as a CTE."""
+    opened = _open_hours_per_instrument(period, county)
+    booked = (
+        select(BookingTally.instrument_id, func.sum(BookingTally.booked_seconds).label("seconds"))
+        .where(_month_rows(BookingTally.month, period.months))
+        .group_by(BookingTally.instrument_id)
+        .subquery()
+    )
+    seconds = func.coalesce(booked.c.seconds, 0)
+    return (
+        select(
+            opened.c.instrument_id.label("id"),
+            seconds.label("seconds"),
+            opened.c.open_hours.label("open_hours"),
+            (seconds / 3600.0 / opened.c.open_hours).label("ratio"),
+        )
+        .select_from(opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id))
+        .where(opened.c.open_hours > 0)
+        .cte("ratios")
+    )
+
+
+def _utilisation_rows(period: Period, county: str | None, listed: int) -> list[Any]:
+    """One statement: the count and summed ratio of each tenth, then the `listed` most and least used
+    (ties by id), so no instrument's row leaves the database but those shown."""
+    ratios = _ratios(period, county)
+    # As int(ratio * 10) would, capped at the last tenth.
+    tenth = case(*[(ratios.c.ratio * 10 >= n, n) for n in range(9, 0, -1)], else_=0)
+    buckets = select(
+        literal("bucket").label("part"), tenth, func.count(), func.sum(ratios.c.ratio), literal(0.0)
+    ).group_by(tenth)
+    ends = [
+        select(
+            literal(part).label("part"), ratios.c.id, ratios.c.seconds, ratios.c.open_hours, ratios.c.ratio
+        )
+        .order_by(order, ratios.c.id)
+        .limit(listed)
+        .subquery()
+        for part, order in (("top", ratios.c.ratio.desc()), ("bottom", ratios.c.ratio))
+    ]
+    stmt = union_all(buckets, *(select(*end.c) for end in ends))
+    return list(db.session.execute(stmt))
+
+
 def utilisation(period: Period, county: str | None = None, listed: int = 10) -> Utilisation:
     """Booked hours ÷ open hours per instrument with opening hours: a distribution and both ends."""
-    opened = _open_hours_per_instrument(period, county)
-    booked = _booked_hours_per_instrument(period, county)
-    booked_hours = func.coalesce(booked.c.booked_hours, 0)
-    rows = [
-        (instrument_id, float(hours or 0), float(open_hours))
-        for instrument_id, hours, open_hours in db.session.execute(
-            select(opened.c.instrument_id, booked_hours, opened.c.open_hours)
-            .select_from(opened.outerjoin(booked, booked.c.instrument_id == opened.c.instrument_id))
-            .where(opened.c.open_hours > 0)
-        )
-    ]
-    counts: Counter[int] = Counter(min(int(hours / open_hours * 10), 9) for _id, hours, open_hours in rows)
+    rows = _utilisation_rows(period, county, listed)
+    counts = {int(r[1]): (int(r[2]), float(r[3] or 0)) for r in rows if r[0] == "bucket"}
+    ends: dict[str, list[tuple[int, float, float]]] = {"top": [], "bottom": []}
+    for part, instrument_id, seconds, open_hours, _ratio in rows:
+        if part in ends:
+            ends[part].append((instrument_id, int(seconds) / 3600, float(open_hours)))
     labels = [f"{int(low * 100)}–{int(low * 100) + 10}%" for low in UTILISATION_BUCKETS]
     labels[-1] = "90%+"
-    # Both ends without sorting every instrument; ties go by id, as the lists are shown.
-    top = heapq.nsmallest(listed, rows, key=lambda r: (-r[1] / r[2], r[0]))
-    bottom = heapq.nsmallest(listed, rows, key=lambda r: (r[1] / r[2], r[0]))
-    names = _instrument_names({r[0] for r in top + bottom})
-    mean = sum(hours / open_hours for _id, hours, open_hours in rows) / len(rows) if rows else 0.0
+    names = _instrument_names({r[0] for r in ends["top"] + ends["bottom"]})
+    instruments = sum(n for n, _total in counts.values())
+    total = sum(ratio for _n, ratio in counts.values())
     return Utilisation(
-        [(labels[i], counts[i]) for i in range(10)],
-        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in top],
-        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in bottom],
-        len(rows),
-        mean,
+        [(labels[i], counts.get(i, (0, 0.0))[0]) for i in range(10)],
+        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in ends["top"]],
+        [UtilisationRow(i, *names[i], hours, open_hours) for i, hours, open_hours in ends["bottom"]],
+        instruments,
+        total / instruments if instruments else 0.0,
     )
 
 
@@ -299,39 +310,28 @@ def _instrument_names(ids: set[int]) -> dict[int, tuple[str, str, str]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def bookings_by_county(period: Period, county: str | None = None) -> list[tuple[str, int]]:
+def _bookings_by(key: Any, period: Period, county: str | None) -> list[tuple[Any, int]]:
+    """The months' bookings summed per `key` (the county or the first-level category)."""
+    total = func.sum(MonthTotal.bookings)
     query = (
-        select(Instrument.county, func.count())
-        .select_from(Booking)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .where(
-            Booking.state.in_(USED_STATES), Booking.starts_at >= period.start, Booking.starts_at < period.end
-        )
-        .group_by(Instrument.county)
-        .order_by(func.count().desc())
+        select(key, total)
+        .where(_month_rows(MonthTotal.month, period.months))
+        .group_by(key)
+        .having(total > 0)
+        .order_by(total.desc(), key)
     )
     if county:
-        query = query.where(Instrument.county == county)
-    return [(c, n) for c, n in db.session.execute(query)]
+        query = query.where(MonthTotal.county == county)
+    return [(k, int(n)) for k, n in db.session.execute(query)]
+
+
+def bookings_by_county(period: Period, county: str | None = None) -> list[tuple[str, int]]:
+    return _bookings_by(MonthTotal.county, period, county)
 
 
 def bookings_by_category(period: Period, county: str | None = None) -> list[tuple[str, int]]:
     """Per first-level category (the two-digit code prefix)."""
-    prefix = func.substr(Category.code, 1, 2)
-    query = (
-        select(prefix, func.count())
-        .select_from(Booking)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .join(Category, Category.id == Instrument.category_id)
-        .where(
-            Booking.state.in_(USED_STATES), Booking.starts_at >= period.start, Booking.starts_at < period.end
-        )
-        .group_by(prefix)
-        .order_by(func.count().desc())
-    )
-    if county:
-        query = query.where(Instrument.county == county)
-    counts = db.session.execute(query).all()
+    counts = _bookings_by(MonthTotal.category_group, period, county)
     # The category's name in the interface language (Category.label).
     names = {
         category.code: category.label
@@ -364,57 +364,61 @@ class Headline:
     subsidy_approved_fen: int
 
 
-def _year_before(today: date) -> datetime:
-    return clock.local_datetime_to_utc(today - timedelta(days=365), datetime.min.time())
+def last_twelve_months(today: date) -> list[str]:
+    """This Beijing month and the eleven before it."""
+    index = today.year * 12 + today.month - 1
+    return [f"{(index - back) // 12:04d}-{(index - back) % 12 + 1:02d}" for back in range(11, -1, -1)]
 
 
 def public_headline(today: date) -> Headline:
-    """The network in numbers over the last twelve months, for the public page."""
-    since = _year_before(today)
-    services, hours = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(ServiceRecord.hours), 0)).where(
-            ServiceRecord.recorded_at >= since
-        )
+    """The network in numbers over the last twelve months (this one included), for the public page."""
+    months = last_twelve_months(today)
+    services, record_seconds = db.session.execute(
+        select(
+            func.coalesce(func.sum(MonthTotal.services), 0),
+            func.coalesce(func.sum(MonthTotal.record_seconds), 0),
+        ).where(_month_rows(MonthTotal.month, months))
     ).one()
     served = db.session.scalar(
-        select(func.count(distinct(Booking.enterprise_id))).where(
-            Booking.state == BookingState.COMPLETED, Booking.starts_at >= since
+        select(func.count(distinct(CustomerTally.enterprise_id))).where(
+            _month_rows(CustomerTally.period, months), CustomerTally.services > 0
         )
     )
-    months = f"{today.year - 1:04d}-{today.month:02d}"
     approved = db.session.scalar(
-        select(func.coalesce(func.sum(SubsidyTally.approved_fen), 0)).where(SubsidyTally.month > months)
+        select(func.coalesce(func.sum(SubsidyTally.approved_fen), 0)).where(
+            SubsidyTally.month >= months[0], SubsidyTally.month <= months[-1]
+        )
     )
     return Headline(
         db.session.execute(select(func.count()).select_from(Instrument)).scalar_one(),
         db.session.execute(select(func.count(distinct(Instrument.institution_id)))).scalar_one(),
         served or 0,
-        services,
-        float(hours or 0),
+        int(services),
+        int(record_seconds) / 3600,
         int(approved or 0),
     )
 
 
 def most_used(today: date, limit: int = 10) -> list[tuple[str, str, str, float, int]]:
-    """(code, name, institution, booked hours, bookings) of the most booked instruments, last 12 months."""
-    since = _year_before(today)
-    hours = func.sum(hours_between(Booking.starts_at, Booking.ends_at))
+    """(code, name, institution, booked hours, bookings) of the most booked instruments over the last
+    twelve months (this month's confirmed bookings included), from the booking tallies."""
+    seconds = func.sum(BookingTally.booked_seconds)
     ranked = (
-        select(Booking.instrument_id, hours.label("hours"), func.count().label("bookings"))
-        .where(
-            Booking.state.in_(USED_STATES),
-            Booking.starts_at.is_not(None),
-            and_(Booking.starts_at >= since, Booking.starts_at < clock.utcnow()),
+        select(
+            BookingTally.instrument_id,
+            seconds.label("seconds"),
+            func.sum(BookingTally.bookings).label("bookings"),
         )
-        .group_by(Booking.instrument_id)
-        .order_by(hours.desc(), Booking.instrument_id)
+        .where(_month_rows(BookingTally.month, last_twelve_months(today)), BookingTally.bookings > 0)
+        .group_by(BookingTally.instrument_id)
+        .order_by(seconds.desc(), BookingTally.instrument_id)
         .limit(limit)
         .subquery()
     )
     rows = db.session.execute(
-        select(Instrument.code, Instrument.name, Institution.name, ranked.c.hours, ranked.c.bookings)
+        select(Instrument.code, Instrument.name, Institution.name, ranked.c.seconds, ranked.c.bookings)
         .join(ranked, ranked.c.instrument_id == Instrument.id)
         .join(Institution, Institution.id == Instrument.institution_id)
-        .order_by(ranked.c.hours.desc(), Instrument.code)
+        .order_by(ranked.c.seconds.desc(), Instrument.code)
     ).all()
-    return [(c, n, i, float(h or 0), b) for c, n, i, h, b in rows]
+    return [(c, n, i, int(s) / 3600, int(b)) for c, n, i, s, b in rows]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from portal.core import clock
@@ -12,7 +11,6 @@ from portal.core.charts import Series, bar_chart, hbar_chart
 from portal.core.languages import COUNTY_NAMES
 from portal.core.permissions import Role, role_required
 from portal.dashboard import services
-from portal.extensions import cache
 from portal.finance.services import MONTH, month_of
 from portal.vouchers.models import fund_labels
 
@@ -49,22 +47,18 @@ def _period() -> tuple[services.Period, str | None, list[str]]:
 def index() -> ResponseReturnValue:
     """The network's figures for a period and county, with the change from the period before."""
     period, county, problems = _period()
-    key = f"dashboard:{period.month_from}:{period.month_to}:{county or ''}:{get_locale()}"
-    data = cache.get(key)
-    if data is None:
-        data = _dashboard(period, county)
-        cache.set(key, data, timeout=current_app.config["DASHBOARD_CACHE_SECONDS"])
     return render_template(
         "dashboard/index.html",
         counties=current_app.config["COUNTIES"],
         problems=problems,
         change=services.change,
-        **data,
+        **_dashboard(period, county),
     )
 
 
 def _dashboard(period: services.Period, county: str | None) -> dict:
-    """Every figure and chart of the page; a few seconds of queries at province scale, so cached."""
+    """Every figure and chart of the page: a few queries over the tallies, so nothing is cached and a
+    change shows as soon as its tally is recounted."""
     now, before = services.figures(period, county), services.figures(period.previous(), county)
     year = int(period.month_to[:4])
     plan = services.budget(year)
@@ -123,10 +117,7 @@ def _dashboard(period: services.Period, county: str | None) -> dict:
 def network() -> ResponseReturnValue:
     """The network in numbers, and its most used instruments: for everyone, no login."""
     today = clock.local_today()
-    key = f"network:{today}"
-    data = cache.get(key)
-    if data is None:
-        # Anyone may ask, as often as they like: the queries run once per cache period, not per visit.
-        data = {"headline": services.public_headline(today), "used": services.most_used(today)}
-        cache.set(key, data, timeout=current_app.config["DASHBOARD_CACHE_SECONDS"])
-    return render_template("dashboard/public.html", **data)
+    # Anyone may ask, as often as they like: a handful of reads of the tallies, no raw bookings.
+    return render_template(
+        "dashboard/public.html", headline=services.public_headline(today), used=services.most_used(today)
+    )

@@ -33,6 +33,7 @@ from portal.credit.models import Violation
 from portal.credit.rules import suspended_until
 from portal.demo.vouchers import simulated_clock
 from portal.extensions import db
+from portal.usage import tallies
 from portal.waitlist import services as waitlist
 from portal.waitlist.models import EntryState, WaitlistEntry
 
@@ -186,6 +187,10 @@ def load_waitlist(now: datetime | None = None) -> WaitlistEntry | None:
     _join(second, freed, now - timedelta(days=1, hours=3), "质量问题排查")
     holder = db.session.get_one(User, freed.requested_by_id)
     transitions.cancel_booking(holder, freed.id, HOLDER_CANCELS)  # now: the offer's window starts here
+    # The freed hour leaves the month's booking tally: recounted here, as the worker would after the
+    # load (the demo's tallies are exact as soon as it is loaded).
+    if freed.starts_at is not None:  # a held hour always has its start
+        tallies.tally_month(clock.local_month(freed.starts_at), [freed.instrument_id])
     offered = db.session.get_one(WaitlistEntry, entry.id, populate_existing=True)
     if offered.state is not EntryState.OFFERED:
         current_app.logger.warning("demo waitlist: the freed hour was not offered (%s)", offered.state)

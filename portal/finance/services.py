@@ -1,40 +1,32 @@
-"""Finance rules: monthly tallies in SQL, totals, formula-safe exports, disbursement batches, closings."""
+"""Finance rules: monthly tallies in SQL, totals, disbursement batches, closings (exports: exports.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select
 
 from portal.accounts import banking
 from portal.accounts.members import users_of_enterprise
 from portal.accounts.models import BankAccount, Enterprise, Institution, User
-from portal.core import audit, clock, outbox, uploads
+from portal.core import audit, clock, outbox
 from portal.core.database import serialized_write
-from portal.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from portal.core.exports import Code, XlsxBook, csv_cell, neutralise
+from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
+from portal.core.exports import Code
 from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import (
     DisbursementBatch,
-    ExportJob,
-    ExportState,
     PeriodClose,
     SubsidyTally,
 )
 from portal.notifications.services import notify
 from portal.vouchers.models import (
-    CLAIM_STATE_LABELS,
     COMMITTED_STATES,
     Claim,
     ClaimFund,
@@ -245,219 +237,6 @@ def ledger_committed(month_from: str, month_to: str | None = None) -> int:
             )
         ).scalar_one()
     )
-
-
-# --- exports ------------------------------------------------------------------------------------
-
-
-def export_funds(month_from: str, month_to: str) -> list[str]:
-    """The funds of the claims an export holds, in their schemes' order: one column each."""
-    claims = _claims_query(month_from, month_to).with_only_columns(Claim.id).order_by(None).subquery()
-    rows = db.session.execute(
-        select(ClaimFund.fund, func.min(ClaimFund.position))
-        .where(ClaimFund.claim_id.in_(select(claims.c.id)))
-        .group_by(ClaimFund.fund)
-        .order_by(func.min(ClaimFund.position), ClaimFund.fund)
-    ).all()
-    return [fund for fund, _position in rows]
-
-
-def export_headers(funds: list[str]) -> list[str]:
-    labels = fund_labels()
-    return [
-        _("Claim"),
-        _("Approved in"),
-        _("Enterprise"),
-        _("Unified social credit code"),
-        _("County or district"),
-        _("Provider"),
-        *(_("%(fund)s (yuan)", fund=labels.get(fund, fund)) for fund in funds),
-        _("Total (yuan)"),
-        _("State"),
-        _("Paid in"),
-        _("Batch"),
-    ]
-
-
-# The columns before the amounts, one per fund and the total.
-LEADING_COLUMNS = 6
-
-
-def _claims_query(month_from: str, month_to: str):
-    return (
-        select(
-            Claim.id,
-            Claim.approved_month,
-            Enterprise.name,
-            Enterprise.uscc,
-            Enterprise.county,
-            Institution.name,
-            Claim.state,
-            Claim.paid_month,
-            Claim.batch_id,
-        )
-        .join(Enterprise, Enterprise.id == Claim.enterprise_id)
-        .join(Institution, Institution.id == Claim.institution_id)
-        .where(
-            Claim.state.in_(COMMITTED_STATES),
-            Claim.approved_month >= month_from,
-            Claim.approved_month <= month_to,
-        )
-        .order_by(Claim.approved_month, Claim.id)
-    )
-
-
-def count_export_rows(month_from: str, month_to: str) -> int:
-    return db.session.execute(
-        select(func.count()).select_from(_claims_query(month_from, month_to).subquery())
-    ).scalar_one()
-
-
-def export_rows(month_from: str, month_to: str, funds: list[str]) -> Iterator[tuple[list[Any], list[int]]]:
-    """(cells, fen per fund in the order of `funds`) per approved claim, streamed from the database."""
-    stmt = (
-        _claims_query(month_from, month_to)
-        .add_columns(ClaimFund.fund, ClaimFund.amount_fen)
-        .outerjoin(ClaimFund, ClaimFund.claim_id == Claim.id)
-        .execution_options(yield_per=2000)
-    )
-    # One row per claim and fund, a claim's rows together (ordered by claim): one claim per group.
-    for _claim, group in groupby(db.session.execute(stmt), key=lambda row: row[0]):
-        rows = list(group)
-        cid, approved, enterprise, uscc, county, provider, state, paid, batch = rows[0][:9]
-        given = {row[9]: int(row[10] or 0) for row in rows if row[9] is not None}
-        amounts = [given.get(fund, 0) for fund in funds]
-        cells = [
-            cid,
-            approved,
-            neutralise(enterprise),
-            Code(uscc),
-            county,
-            neutralise(provider),
-            *(fen_to_yuan(amount) for amount in amounts),
-            fen_to_yuan(sum(given.values())),
-            str(CLAIM_STATE_LABELS[state]),
-            paid or "",
-            batch or "",
-        ]
-        yield cells, amounts
-
-
-def _export(month_from: str, month_to: str, write_row, progress=None) -> tuple[int, int]:
-    """Headers, one row per claim and a totals row through `write_row(cells)`; returns (rows, total fen)."""
-    funds = export_funds(month_from, month_to)
-    write_row(export_headers(funds))
-    rows, totals = 0, [0] * len(funds)
-    for cells, amounts in export_rows(month_from, month_to, funds):
-        write_row(cells)
-        rows, totals = rows + 1, [t + a for t, a in zip(totals, amounts, strict=True)]
-        if progress and rows % 1000 == 0:
-            progress(rows)
-    total = sum(totals)
-    write_row(
-        [_("Total"), *[""] * (LEADING_COLUMNS - 1), *map(fen_to_yuan, totals), fen_to_yuan(total), "", "", ""]
-    )
-    return rows, total
-
-
-def write_csv(handle, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
-    """UTF-8 with BOM (so Excel shows Chinese), a totals row; returns (rows, total fen)."""
-    handle.write("\ufeff")
-    writer = csv.writer(handle)
-
-    def write_row(cells: list[Any]) -> None:
-        # Headers too: a fund's label is typed by an administrator.
-        writer.writerow([csv_cell(cell) for cell in cells])
-
-    return _export(month_from, month_to, write_row, progress)
-
-
-def write_xlsx(path, month_from: str, month_to: str, progress=None) -> tuple[int, int]:
-    """XlsxWriter in constant-memory mode (memory stays flat); amounts as numbers in yuan with two
-    decimals; every cell formula-safe (a fund's label is typed by an administrator)."""
-    book = XlsxBook(path)
-    sheet = book.sheet(_("Subsidies"))
-    money: dict[int, str] = {}
-
-    def write_row(cells: list[Any]) -> None:
-        if not money:  # the headers
-            money.update(
-                dict.fromkeys(range(LEADING_COLUMNS, len(cells) - 3), MONEY_FORMAT)
-            )  # up to the state
-            sheet.append(cells)
-            return
-        sheet.append(cells, money)
-
-    rows, total = _export(month_from, month_to, write_row, progress)
-    book.close()
-    return rows, total
-
-
-def csv_text(month_from: str, month_to: str) -> str:
-    buffer = io.StringIO()
-    write_csv(buffer, month_from, month_to)
-    return buffer.getvalue()
-
-
-def start_export_job(user: User, month_from: str, month_to: str, fmt: str) -> ExportJob:
-    """A large export, written by a worker; the user follows its progress."""
-    require_finance(user)
-    job = ExportJob(
-        user_id=user.id,
-        params={"month_from": month_from, "month_to": month_to},
-        fmt=fmt,
-        total_rows=count_export_rows(month_from, month_to),
-    )
-    db.session.add(job)
-    db.session.flush()
-    job_id = job.id
-    outbox.send_task("finance.run_export", job_id)
-    db.session.commit()
-    return db.session.get_one(ExportJob, job_id)
-
-
-def run_export_job(job_id: int) -> None:
-    job = db.session.get(ExportJob, job_id)
-    if job is None or job.state is not ExportState.QUEUED:
-        return
-    job.state = ExportState.RUNNING
-    db.session.commit()
-    name = f"export-{uuid.uuid4().hex}.{job.fmt}"
-    path = uploads.upload_root() / name
-
-    def progress(rows: int) -> None:
-        db.session.execute(update(ExportJob).where(ExportJob.id == job_id).values(done_rows=rows))
-        db.session.commit()
-
-    try:
-        params = job.params
-        if job.fmt == "csv":
-            with path.open("w", encoding="utf-8", newline="") as handle:
-                rows, _total = write_csv(handle, params["month_from"], params["month_to"], progress)
-        else:
-            rows, _total = write_xlsx(path, params["month_from"], params["month_to"], progress)
-    except Exception as error:
-        db.session.rollback()
-        db.session.execute(
-            update(ExportJob)
-            .where(ExportJob.id == job_id)
-            .values(state=ExportState.FAILED, error=str(error)[:1000])
-        )
-        db.session.commit()
-        raise
-    db.session.execute(
-        update(ExportJob)
-        .where(ExportJob.id == job_id)
-        .values(state=ExportState.DONE, done_rows=rows, stored_name=name, finished_at=clock.utcnow())
-    )
-    db.session.commit()
-
-
-def get_export_job(user: User, job_id: int) -> ExportJob:
-    job = db.session.get(ExportJob, job_id)
-    if job is None or job.user_id != user.id:
-        raise NotFound(_("No such export."))
-    return job
 
 
 # --- disbursement batches and closed months ------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from portal.core import clock
-from portal.finance import services
+from portal.finance import exports, services
 
 
 @shared_task(name="finance.tally_month")
@@ -27,4 +27,4 @@ def tally_recent() -> int:
 @shared_task(name="finance.run_export", acks_late=True)
 def run_export(job_id: int) -> None:
     """Write a large export file, reporting progress as it goes."""
-    services.run_export_job(job_id)
+    exports.run_export_job(job_id)

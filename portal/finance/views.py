@@ -25,7 +25,7 @@ from portal.core.exports import XLSX_MIMETYPE, attachment
 from portal.core.forms import filled
 from portal.core.permissions import Role, role_required
 from portal.finance import batches as batch_transitions
-from portal.finance import services
+from portal.finance import exports, services
 from portal.finance.forms import ActionForm, CloseForm, MonthForm, PaidForm, TotalsForm
 from portal.finance.models import BATCH_STATE_LABELS, ExportState
 from portal.vouchers.models import fund_labels
@@ -70,6 +70,9 @@ def index() -> ResponseReturnValue:
     # WTForms 3.3 keeps SelectChoice objects in `choices`; its stubs (3.2) know only pairs and dicts.
     group_choices = [(choice.value, choice.label) for choice in form.group_by.choices]  # type: ignore[union-attr]
     group_label = dict(group_choices).get(group_by, group_by)
+    # Only finance sees the export's links with their count (and only it may export): not counted for
+    # a reviewer.
+    may_export = current_user.role in FINANCE
     return render_template(
         "finance/index.html",
         form=form,
@@ -80,7 +83,7 @@ def index() -> ResponseReturnValue:
         chart=chart,
         month_from=month_from,
         month_to=month_to,
-        rows_to_export=services.count_export_rows(month_from, month_to),
+        rows_to_export=exports.count_export_rows(month_from, month_to) if may_export else None,
         async_rows=current_app.config["EXPORT_ASYNC_ROWS"],
     )
 
@@ -92,14 +95,14 @@ def export(fmt: str) -> ResponseReturnValue:
     if fmt not in ("csv", "xlsx"):
         abort(404)
     _form, month_from, month_to = _period()
-    if services.count_export_rows(month_from, month_to) > current_app.config["EXPORT_ASYNC_ROWS"]:
-        job = services.start_export_job(current_user, month_from, month_to, fmt)
+    if exports.count_export_rows(month_from, month_to) > current_app.config["EXPORT_ASYNC_ROWS"]:
+        job = exports.start_export_job(current_user, month_from, month_to, fmt)
         return redirect(url_for("finance.export_job", job_id=job.id))
     name = f"subsidies-{month_from}-{month_to}.{fmt}"
     if fmt == "csv":
-        return attachment(services.csv_text(month_from, month_to), "text/csv", name)
+        return attachment(exports.csv_text(month_from, month_to), "text/csv", name)
     buffer = io.BytesIO()
-    services.write_xlsx(buffer, month_from, month_to)
+    exports.write_xlsx(buffer, month_from, month_to)
     return attachment(buffer.getvalue(), XLSX_MIMETYPE, name)
 
 
@@ -107,14 +110,14 @@ def export(fmt: str) -> ResponseReturnValue:
 @role_required(*FINANCE)
 def export_job(job_id: int) -> ResponseReturnValue:
     """The progress of a large export, then its download link."""
-    job = services.get_export_job(current_user, job_id)
+    job = exports.get_export_job(current_user, job_id)
     return render_template("finance/export_job.html", job=job, done=job.state is ExportState.DONE)
 
 
 @bp.route("/exports/<int:job_id>/download")
 @role_required(*FINANCE)
 def export_download(job_id: int) -> ResponseReturnValue:
-    job = services.get_export_job(current_user, job_id)
+    job = exports.get_export_job(current_user, job_id)
     if job.state is not ExportState.DONE or not job.stored_name:
         abort(404)
     name = f"subsidies-{job.params['month_from']}-{job.params['month_to']}.{job.fmt}"

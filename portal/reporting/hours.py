@@ -19,7 +19,8 @@ from sqlalchemy import case
 
 from portal.catalog.models import Instrument
 from portal.usage import tallies
-from portal.usage.tallies import Scope, year_bounds
+from portal.usage.periods import Scope
+from portal.usage.tallies import year_bounds
 
 __all__ = ["Scope", "year_bounds"]
 

@@ -30,7 +30,7 @@ from portal.extensions import db
 from portal.reporting import hours as hours_
 from portal.reporting import nrii
 from portal.reporting.hours import Hours, Scope, YearHours
-from portal.usage import tallies
+from portal.usage import periods, tallies
 from portal.usage.models import UsageTally
 
 READERS = (Role.PROVIDER, Role.REVIEWER, Role.ADMIN)
@@ -173,7 +173,7 @@ def service_rows(scope: Scope, year: int) -> Select:
         .outerjoin(metered, metered.c.booking_id == Booking.id)
         .where(
             Booking.state == BookingState.COMPLETED,
-            tallies.service_period_filter(start, end),
+            periods.service_period_filter(start, end),
             Instrument.original_value_fen >= current_app.config["REPORTING_MIN_VALUE_FEN"],
         )
         .order_by(Booking.starts_at, ServiceRecord.recorded_at, ServiceRecord.id)

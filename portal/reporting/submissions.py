@@ -32,7 +32,7 @@ from portal.reporting import hours as hours_
 from portal.reporting import nrii, services, versions
 from portal.reporting.hours import Scope
 from portal.reporting.models import ReportSnapshot
-from portal.usage import tallies
+from portal.usage import periods
 
 MAX_DIFFERENCES = 200
 
@@ -48,7 +48,7 @@ def annual_report(
     services_of_year = scope.of_instruments(
         select(ServiceRecord.id)
         .join(Booking, Booking.id == ServiceRecord.booking_id)
-        .where(Booking.state == BookingState.COMPLETED, tallies.service_period_filter(start, end)),
+        .where(Booking.state == BookingState.COMPLETED, periods.service_period_filter(start, end)),
         Booking.instrument_id,
     )
     invoices = db.session.scalar(

@@ -214,6 +214,9 @@ class UsageTally(Model):
     effective_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     external_income_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The hours written on the period's service records, however they were measured (the ranking's
+    # and the dashboard's service hours, as billed), in seconds.
+    record_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     services: Mapped[int] = mapped_column(Integer, default=0)
     samples: Mapped[int] = mapped_column(Integer, default=0)
     rating_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -230,3 +233,70 @@ class UsageTally(Model):
 
     def __repr__(self) -> str:
         return f"<UsageTally {self.period} instrument={self.instrument_id} services={self.services}>"
+
+
+class BookingTally(Model):
+    """One instrument's bookings in one Beijing month (portal.usage.booking_tallies): the slot
+    bookings that took or hold its time (confirmed or completed), by their start. Only months with
+    such bookings have a row."""
+
+    __tablename__ = "booking_tallies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM", Beijing time
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id"))
+    bookings: Mapped[int] = mapped_column(Integer, default=0)
+    booked_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        UniqueConstraint("month", "instrument_id", name="uq_booking_tallies_month_instrument"),
+        Index("ix_booking_tallies_instrument_month", "instrument_id", "month"),
+    )
+
+
+class MonthTotal(Model):
+    """The month's use summed per county and first-level category (the two-digit code prefix) of the
+    instruments: what the dashboard's headline figures and its charts by county and category add up,
+    a few hundred rows a month however many instruments there are."""
+
+    __tablename__ = "month_totals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))
+    county: Mapped[str] = mapped_column(String(20))
+    category_group: Mapped[str] = mapped_column(String(2))
+    bookings: Mapped[int] = mapped_column(Integer, default=0)
+    booked_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    services: Mapped[int] = mapped_column(Integer, default=0)
+    record_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        UniqueConstraint("month", "county", "category_group", name="uq_month_totals_month_county_group"),
+    )
+
+
+class CustomerTally(Model):
+    """Which enterprises one institution served at its instruments in one county, in one Beijing month
+    ("YYYY-MM") or year ("YYYY"): the distinct users a period's figures count cannot be added up
+    from months or instruments, so they are kept as (institution, county, enterprise) rows, a few per
+    institution, never one per booking."""
+
+    __tablename__ = "customer_tallies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    county: Mapped[str] = mapped_column(String(20))  # the instruments' county (where the service was)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
+    bookings: Mapped[int] = mapped_column(Integer, default=0)  # slot bookings that took or hold time
+    services: Mapped[int] = mapped_column(Integer, default=0)  # services of the period
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "period", "institution_id", "county", "enterprise_id", name="uq_customer_tallies_row"
+        ),
+        Index("ix_customer_tallies_institution_period", "institution_id", "period"),
+    )

@@ -1,13 +1,14 @@
 """Usage tallies: per instrument and Beijing month, and per instrument and year, the hours it served
 and how they were measured, its own use, the income, the ratings and the enterprises served.
 
-The pages that look at a whole city or province at once (the yearly evaluation) read these rows,
-never the raw bookings: a year is one row per instrument, however many services it had. A row's
-`period` is "YYYY-MM" for a month or "YYYY" for the year. Like the subsidy tallies, a month's rows
-(and its year's) are recomputed idempotently from the raw records by a
-Celery task queued (through the outbox) by every change that moves them: a service recorded or
-rated, a session ended, internal use recorded or deleted. The nightly `usage.tally_recent` recounts
-this month and the last, in case a queued recount was lost.
+The pages that look at a whole city or province at once (the yearly evaluation, the ranking, the
+dashboard and the public page) read these rows and those of portal.usage.booking_tallies, never
+the raw bookings: a year is one row per instrument, however many services it had. A row's `period`
+is "YYYY-MM" for a month or "YYYY" for the year. Like the subsidy tallies, a month's rows (and its
+year's) are recomputed idempotently from the raw records by a Celery task queued (through the
+outbox) by every change that moves them: a service recorded or rated, a session ended, internal
+use recorded or deleted, a booking that starts or stops holding time. The nightly
+`usage.tally_recent` recounts this month and the last, in case a queued recount was lost.
 
 How an hour is counted (the same rules as the national report): a service's hours are its metered
 use where sessions measured it (check-in to check-out, or the instrument PC's start to stop), else
@@ -22,70 +23,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, distinct, func, insert, or_, select
+from sqlalchemy import and_, case, delete, distinct, func, insert, select
 
 from portal.accounts.models import Enterprise, EnterpriseKind, VerificationState
 from portal.booking.models import Booking, BookingState, ServiceRecord
-from portal.catalog.models import Instrument
+from portal.catalog.opening import refresh_opening_weeks
 from portal.core import clock
 from portal.core.database import hours_between, serialized_write
 from portal.extensions import db
+from portal.usage import booking_tallies
 from portal.usage.models import InternalUse, UsageSession, UsageTally
+from portal.usage.periods import ALL, Scope, months_between, seconds, service_period_filter
 
 LOCK_USAGE_TALLY = 7311  # advisory lock class (PostgreSQL): one recount of a year at a time
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which instruments: one institution's, one county's, or all (None); `instrument_ids` narrows
-    to those instruments (a recount after a change)."""
-
-    institution_id: int | None = None
-    county: str | None = None
-    instrument_ids: tuple[int, ...] | None = None
-
-    def where(self, stmt: Select) -> Select:
-        if self.instrument_ids is not None:
-            stmt = stmt.where(Instrument.id.in_(self.instrument_ids))
-        if self.institution_id is not None:
-            stmt = stmt.where(Instrument.institution_id == self.institution_id)
-        if self.county:
-            stmt = stmt.where(Instrument.county == self.county)
-        return stmt
-
-    def of_instruments(self, stmt: Select, column: Any) -> Select:
-        """`stmt` narrowed to rows whose `column` names an instrument of the scope, by the instrument
-        ids first: the bookings' (instrument, start) index then finds them, where a filter on the
-        joined instrument would read every booking of the year."""
-        if self.instrument_ids is not None:
-            stmt = stmt.where(column.in_(self.instrument_ids))
-        if self.institution_id is None and not self.county:
-            return stmt
-        return stmt.where(column.in_(self.where(select(Instrument.id))))
-
-
-ALL = Scope()
-
-
-def months_between(start: datetime, end: datetime) -> list[str]:
-    """Every Beijing month that [start, end) touches."""
-    months, month = [], clock.local_month(start)
-    while clock.local_month_bounds(month)[0] < end:
-        months.append(month)
-        year, number = int(month[:4]), int(month[5:7])
-        month = f"{year + 1}-01" if number == 12 else f"{year}-{number + 1:02d}"
-    return months
-
-
-def seconds(hours: Any) -> int:
-    """A sum of hours from either backend (float from SQLite's julianday, Decimal from PostgreSQL) as
-    whole seconds."""
-    if hours is None:
-        return 0
-    return int((Decimal(str(hours)) * 3600).to_integral_value(ROUND_HALF_UP))
 
 
 @dataclass
@@ -100,6 +52,7 @@ class Figures:
     sme_seconds: int = 0  # services for verified technology SMEs
     income_fen: int = 0
     external_income_fen: int = 0
+    record_seconds: int = 0  # the hours written on the service records (as billed), however measured
     services: int = 0
     samples: int = 0
     rating_total: int = 0
@@ -112,16 +65,6 @@ class Figures:
 
 
 FIGURES = tuple(f.name for f in fields(Figures))
-
-
-def service_period_filter(start: datetime, end: datetime) -> Any:
-    """A service in [start, end): a slot by its start, a sample service by its record."""
-    return or_(
-        and_(Booking.starts_at >= start, Booking.starts_at < end),
-        and_(
-            Booking.starts_at.is_(None), ServiceRecord.recorded_at >= start, ServiceRecord.recorded_at < end
-        ),
-    )
 
 
 def metered_subquery(start: datetime, end: datetime, scope: Scope) -> Any:
@@ -164,6 +107,7 @@ def _services(start: datetime, end: datetime, scope: Scope) -> Iterable[Any]:
             func.coalesce(func.sum(ServiceRecord.rating), 0),
             func.count(ServiceRecord.rating),
             func.count(distinct(Booking.enterprise_id)),
+            func.sum(ServiceRecord.hours),
         )
         .select_from(ServiceRecord)
         .join(Booking, Booking.id == ServiceRecord.booking_id)
@@ -205,6 +149,7 @@ def period_figures(start: datetime, end: datetime, scope: Scope = ALL) -> dict[i
             rating_total=int(row[9] or 0),
             ratings=row[10],
             enterprises=row[11],
+            record_seconds=seconds(row[12]),
         )
     for instrument_id, total in _per_instrument(InternalUse, start, end, scope).items():
         out.setdefault(instrument_id, Figures()).internal_seconds = total
@@ -263,8 +208,14 @@ def tally_month(month: str, instrument_ids: Iterable[int] | None = None) -> int:
 def _tally(year: int, months: list[str], only: tuple[int, ...] | None) -> int:
     # One recount of a year at a time: two months of one year both rewrite its year rows.
     with serialized_write((LOCK_USAGE_TALLY, year)):
-        written = sum(_replace(month, *clock.local_month_bounds(month), only) for month in months)
+        written = 0
+        for month in months:
+            start, end = clock.local_month_bounds(month)
+            written += _replace(month, start, end, only)
+            booking_tallies.replace_month(month, start, end, only)
+            booking_tallies.replace_customers(month, start, end, only)
         _replace(str(year), *year_bounds(year), only)
+        booking_tallies.replace_customers(str(year), *year_bounds(year), only)
         db.session.commit()
     return written
 
@@ -272,6 +223,10 @@ def _tally(year: int, months: list[str], only: tuple[int, ...] | None) -> int:
 def tally_months(months: Iterable[str]) -> int:
     """Recompute whole months of every instrument, and their years' rows once per year (the nightly
     run, a bulk load, `flask usage tally`); returns the number of month rows written."""
+    # The opening weeks are rebuilt with them: a bulk load or an import may have written hours
+    # directly, and the nightly run repairs any that a change missed.
+    refresh_opening_weeks()
+    db.session.commit()
     by_year: dict[int, list[str]] = {}
     for month in sorted(set(months)):
         by_year.setdefault(int(month[:4]), []).append(month)
@@ -301,4 +256,9 @@ def tally_all() -> int:
     known = [moment for moment in earliest if moment is not None]
     if not known:
         return 0
-    return tally_months(months_between(min(known), clock.utcnow() + timedelta(days=1)))
+    # Confirmed bookings ahead hold time in months to come: their booking tallies are counted too.
+    latest = db.session.scalar(
+        select(func.max(Booking.starts_at)).where(Booking.state.in_(booking_tallies.USED_STATES))
+    )
+    end = max(clock.utcnow(), latest or clock.utcnow()) + timedelta(days=1)
+    return tally_months(months_between(min(known), end))

@@ -514,7 +514,7 @@ class Claim(Model):
     # One provider per claim (one service contract): what the tallies attribute the subsidy to.
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"))
     # The accounting months (YYYY-MM, Beijing time) of the approval and of the payment.
-    approved_month: Mapped[str | None] = mapped_column(String(7), index=True)
+    approved_month: Mapped[str | None] = mapped_column(String(7))  # indexed below, with the state
     paid_month: Mapped[str | None] = mapped_column(String(7), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("disbursement_batches.id"), index=True)
 
@@ -530,6 +530,9 @@ class Claim(Model):
     __table_args__ = (
         CheckConstraint("fee_fen >= 0", name="amounts_not_negative"),
         Index("ix_claims_state_notice", "state", "notice_ends_on"),
+        Index("ix_claims_state_enterprise", "state", "enterprise_id", "submitted_at"),  # the review desk
+        # Finance counts the claims approved in some months that have a provider from the index alone.
+        Index("ix_claims_approved_month_state", "approved_month", "state", "institution_id"),
     )
 
     @property
