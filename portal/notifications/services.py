@@ -301,11 +301,10 @@ def deliver_batch(keys: list[str]) -> Outcome:
     leaves only the mail in flight to be sent again, recognisably (its Message-ID), as a single delivery
     did. A refusal fails that mail alone; a server that cannot be reached fails the rest of the batch
     (each an attempt, as each would have been in a task of its own). Failures are held until their retry.
-    The batch's writes go over one database connection of their own: the session would hand its
-    connection back to the pool at every commit and check it (a round trip) at the next statement.
+    The batch's writes go over one database connection of their own (`_writing_connection`).
     """
     outcome = Outcome()
-    with db.engine.connect() as connection:
+    with _writing_connection() as connection:
         claimed = _claim(connection, keys)
         mine = {item.id for item in claimed}
         held_since = time.monotonic()
@@ -334,6 +333,17 @@ def deliver_batch(keys: list[str]) -> Outcome:
             connection.commit()  # at once: no later failure of the batch makes an accepted mail look unsent
             outcome.sent.append(item.key)
     return outcome
+
+
+def _writing_connection() -> Connection:
+    """A connection for one batch's writes. The session would hand its connection back to the pool at
+    every commit and check it (a round trip) at the next statement. On PostgreSQL it runs in autocommit:
+    each of the batch's writes is one statement, a transaction by itself, so recording a mail takes one
+    round trip instead of three (BEGIN, UPDATE, COMMIT); as durable, and nothing else changes."""
+    connection = db.engine.connect()
+    if connection.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
 
 
 def deliver_email(key: str) -> str:
