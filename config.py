@@ -186,6 +186,9 @@ class Config:
     NOTIFY_MAX_ATTEMPTS = int(os.environ.get("NOTIFY_MAX_ATTEMPTS", "5"))
     NOTIFY_RETRY_BACKOFF_SECONDS = int(os.environ.get("NOTIFY_RETRY_BACKOFF_SECONDS", "30"))
     NOTIFY_SWEEP_GRACE_SECONDS = int(os.environ.get("NOTIFY_SWEEP_GRACE_SECONDS", "60"))
+    # Notifications per delivery task: claimed together, sent one after the other over the worker
+    # process's one SMTP connection, each marked sent as soon as the server accepted it.
+    NOTIFY_BATCH_SIZE = int(os.environ.get("NOTIFY_BATCH_SIZE", "20"))
     # How long Redis keeps an unacknowledged task before handing it to another worker.
     CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
     # A web process gives up publishing to a broker that does not answer after this many seconds
