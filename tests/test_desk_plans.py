@@ -10,13 +10,11 @@ what they show is whether an index can serve the statement as the page sends it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
+from bench.common import recorded_statements
 from portal.core.permissions import Role
 from portal.extensions import db
 from tests.factories import login
@@ -28,22 +26,6 @@ COUNTY = "东昌府区"
 def _postgresql_only(backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("EXPLAIN is PostgreSQL's")
-
-
-@contextmanager
-def sent_statements() -> Iterator[list[tuple[str, Any]]]:
-    """The SQL the app's engine sends inside the block, as sent (bench/common.py's recorded_statements)."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn, _cursor, statement, parameters, _context, executemany) -> None:
-        if not executemany:
-            seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def scans_of_claims(statement: str, parameters: Any, *priced_out: str) -> list[dict[str, Any]]:
@@ -81,7 +63,7 @@ def test_the_review_queue_finds_a_countys_waiting_claims_by_index_before_summing
     make_user(Role.ENTERPRISE)  # an enterprise in the county, so that the county has ids to look up
     reviewer = make_user(Role.REVIEWER)
     login(client, reviewer.username)
-    with sent_statements() as seen:
+    with recorded_statements() as seen:
         page = client.get("/review/", query_string={"kind": "claim", "county": COUNTY, "amount_min": "500"})
     assert page.status_code == 200
     statements = statements_on_claims(seen)
@@ -103,7 +85,7 @@ def test_finance_counts_a_periods_claims_from_an_index_alone(client, make_user):
     `ix_claims_approved_month_state` without visiting the claims: through the export's joins it read,
     sorted and joined a year's 1,000,000 claims (720 ms at province scale)."""
     login(client, make_user(Role.FINANCE).username)
-    with sent_statements() as seen:
+    with recorded_statements() as seen:
         page = client.get("/finance/", query_string={"month_from": "2026-01", "group_by": "county"})
     assert page.status_code == 200
     statements = statements_on_claims(seen)
