@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from tests.services_runner import (
     RedisServer,
     SmtpSink,
     SweepBeat,
+    time_limit,
     wait_for,
     worker_env,
 )
@@ -64,24 +64,11 @@ SWEEP_EVERY = 0.5
 # --- the services --------------------------------------------------------------------------------
 
 
-class TookTooLong(BaseException):
-    """Not an Exception, so that no `except Exception` on the way swallows it."""
-
-
 @pytest.fixture(autouse=True)
-def time_limit() -> Iterator[None]:
+def time_limit_90s() -> Iterator[None]:
     """Fail a test (fixtures included) that takes over 90 s instead of hanging the suite."""
-
-    def expire(signum, frame):
-        raise TookTooLong("the test took more than 90 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(90)
-    try:
+    with time_limit(90):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -38,7 +37,15 @@ from portal.extensions import db
 from portal.notifications import mailer, services
 from portal.notifications.models import EmailState, Notification
 from tests.conftest import make_app
-from tests.services_runner import CeleryWorker, RedisServer, SmtpSink, free_port, wait_for, worker_env
+from tests.services_runner import (
+    CeleryWorker,
+    RedisServer,
+    SmtpSink,
+    free_port,
+    time_limit,
+    wait_for,
+    worker_env,
+)
 
 pytest_plugins = ["tests.private_services"]
 
@@ -92,17 +99,9 @@ class Sink(SmtpSink):
 
 
 @pytest.fixture(autouse=True)
-def time_limit() -> Iterator[None]:
-    def expire(signum, frame):
-        raise AssertionError("the test took more than 90 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(90)
-    try:
+def time_limit_90s() -> Iterator[None]:
+    with time_limit(90):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
@@ -322,6 +321,23 @@ def test_an_unreachable_server_fails_the_batch_for_now_and_loses_nothing(app, sm
     assert all(r.email_state is EmailState.SENT and r.email_attempts == 2 for r in fresh(rows))
 
 
+def delivering_apart(app: Flask, keys: list[str], outcomes: list[services.Outcome]) -> threading.Thread:
+    """A delivery of `keys` started in a thread of its own (another worker's process, as far as the
+    database and the SMTP server can tell); its outcome is appended to `outcomes`."""
+
+    def deliver() -> None:
+        try:
+            with app.app_context():
+                outcomes.append(services.deliver_batch(keys))
+                db.session.remove()
+        finally:
+            mailer.close_current()
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    return thread
+
+
 def test_a_batch_that_outlasts_its_hold_renews_it_and_no_one_else_sends_its_mails(app, smtp):
     """A slow server (0.3 s a message, 10 messages) and a hold of 1 s: without renewal the rest of the
     batch would be free for another delivery after a second, and both would send it."""
@@ -330,17 +346,7 @@ def test_a_batch_that_outlasts_its_hold_renews_it_and_no_one_else_sends_its_mail
     rows = pending(10, tag="slow")
     keys = [row.dedup_key for row in rows]
     outcomes: list[services.Outcome] = []
-
-    def slow_batch() -> None:
-        try:
-            with app.app_context():
-                outcomes.append(services.deliver_batch(keys))
-                db.session.remove()
-        finally:
-            mailer.close_current()
-
-    batch = threading.Thread(target=slow_batch)
-    batch.start()
+    batch = delivering_apart(app, keys, outcomes)
     stolen: list[str] = []
     try:
         wait_for(lambda: smtp.received, 10, "the batch to begin sending")
@@ -366,17 +372,7 @@ def test_mails_another_delivery_took_after_the_hold_lapsed_are_left_to_it(app, s
     rows = pending(5, tag="lapsed")
     keys = [row.dedup_key for row in rows]
     outcomes: list[services.Outcome] = []
-
-    def slow_delivery() -> None:
-        try:
-            with app.app_context():
-                outcomes.append(services.deliver_batch(keys))
-                db.session.remove()
-        finally:
-            mailer.close_current()
-
-    first = threading.Thread(target=slow_delivery)
-    first.start()
+    first = delivering_apart(app, keys, outcomes)
     try:
         wait_for(smtp.holding.is_set, 10, "the first message to be held")
         time.sleep(1.2)  # the batch's hold lapses
