@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -93,6 +94,9 @@ class Institution(Model):
     address: Mapped[str | None] = mapped_column(String(200))
     # Whether the host sits in the city (drives the city top-up of vouchers).
     is_local: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Whether it is in Shandong: a service from outside is subsidised only with the enterprise's written
+    # justification that no networked instrument in the province can do it, and never by the city.
+    in_province: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # The actual controller group of a company host (related-party checks of voucher claims).
     controller_group: Mapped[str | None] = mapped_column(String(120), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)

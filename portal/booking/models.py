@@ -288,6 +288,10 @@ class Booking(Model):
     offered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The recurring booking this one is an occurrence of (portal.booking.series); None for most.
     series_id: Mapped[int | None] = mapped_column(ForeignKey("booking_series.id"), index=True)
+    # How the enterprise means to use its innovation voucher for this booking, when the scheme offers
+    # a choice: "reimbursement" (pays the whole fee, claims later) or "at_payment" (pays only its
+    # share; the provider redeems the rest). None: not chosen, which is reimbursement.
+    voucher_mode: Mapped[str | None] = mapped_column(String(16))
 
     instrument: Mapped[Instrument] = relationship()
     enterprise: Mapped[Enterprise] = relationship()

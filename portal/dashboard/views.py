@@ -12,7 +12,7 @@ from portal.core.languages import COUNTY_NAMES
 from portal.core.permissions import Role, role_required
 from portal.dashboard import services
 from portal.finance.services import MONTH, month_of
-from portal.vouchers.models import fund_labels
+from portal.vouchers.labels import fund_labels
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 public = Blueprint("network", __name__, url_prefix="/network")

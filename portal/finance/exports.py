@@ -21,7 +21,8 @@ from portal.core.money import fen_to_yuan_number, fen_to_yuan_text
 from portal.extensions import db
 from portal.finance.models import ExportJob, ExportState
 from portal.finance.services import MONEY_FORMAT, require_finance
-from portal.vouchers.models import CLAIM_STATE_LABELS, COMMITTED_STATES, Claim, ClaimFund, fund_labels
+from portal.vouchers.labels import CLAIM_STATE_LABELS, fund_labels
+from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimFund
 
 
 def export_funds(month_from: str, month_to: str) -> list[str]:

@@ -26,6 +26,7 @@ from portal.finance.models import (
     SubsidyTally,
 )
 from portal.notifications.services import notify
+from portal.vouchers.labels import fund_labels
 from portal.vouchers.models import (
     COMMITTED_STATES,
     Claim,
@@ -33,7 +34,6 @@ from portal.vouchers.models import (
     ClaimState,
     LedgerEntry,
     LedgerKind,
-    fund_labels,
 )
 from portal.vouchers.schemes import in_fund_order
 

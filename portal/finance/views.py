@@ -28,7 +28,7 @@ from portal.finance import batches as batch_transitions
 from portal.finance import exports, services
 from portal.finance.forms import ActionForm, CloseForm, MonthForm, PaidForm, TotalsForm
 from portal.finance.models import BATCH_STATE_LABELS, ExportState
-from portal.vouchers.models import fund_labels
+from portal.vouchers.labels import fund_labels
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 FINANCE = (Role.FINANCE, Role.ADMIN)

@@ -10,7 +10,7 @@ def init_app(app: Flask) -> None:
     from portal.booking.signals import fee_hint_wanted
     from portal.vouchers import tasks  # noqa: F401
     from portal.vouchers.hints import booking_hint
-    from portal.vouchers.models import FundLabels
+    from portal.vouchers.labels import FundLabels
     from portal.vouchers.review_views import review
     from portal.vouchers.views import bp
 

@@ -28,7 +28,7 @@ from portal.accounts.models import ENTERPRISE_KIND_LABELS
 from portal.booking.models import FILE_KIND_LABELS, SERVICE_TYPE_LABELS
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.core.languages import CHINESE
-from portal.vouchers.models import CONDITION_LABELS, RELATION_LABELS
+from portal.vouchers.labels import CONDITION_LABELS, RELATION_LABELS
 
 
 class VerificationForm(FlaskForm):

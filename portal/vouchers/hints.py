@@ -13,7 +13,8 @@ from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers.models import LIMIT_LABELS, Voucher, VoucherState
+from portal.vouchers.labels import LIMIT_LABELS
+from portal.vouchers.models import Voucher, VoucherState
 from portal.vouchers.rules import Subsidy
 from portal.vouchers.schemes import current_scheme
 from portal.vouchers.subsidy import subsidy_for

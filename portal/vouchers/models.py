@@ -9,7 +9,6 @@ from enum import StrEnum
 from typing import Any
 
 from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,16 +23,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    select,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, User
 from portal.booking.models import ServiceRecord
-from portal.core.audit import ACTION_LABELS, OBJECT_LABELS
 from portal.core.clock import current_time
 from portal.core.types import UTCDateTime, str_enum
-from portal.extensions import Model, db
+from portal.extensions import Model
 
 
 class FundCondition(StrEnum):
@@ -47,10 +45,13 @@ def fund_label(name: str, label: str = "") -> str:
     return gettext(label) if label else name
 
 
-CONDITION_LABELS = {
-    FundCondition.ALWAYS: _l("Always"),
-    FundCondition.LOCAL_PROVIDER: _l("Only when the provider is in Liaocheng"),
-}
+class RedemptionMode(StrEnum):
+    """How a voucher pays (DESIGN section 13): the enterprise pays the whole fee and claims the subsidy
+    back, or it pays only its share and the provider redeems the subsidised part."""
+
+    REIMBURSEMENT = "reimbursement"
+    AT_PAYMENT = "at_payment"
+
 
 # How much each measure counts in the providers' yearly ranking when a scheme sets none.
 DEFAULT_RANKING_WEIGHTS: dict[str, Decimal] = {
@@ -87,6 +88,16 @@ class Scheme(Model):
     allocated_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     # The providers' ranking weights as decimal strings (JSON numbers would be floats); None = defaults.
     ranking_weights: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # The redemption modes the scheme offers (RedemptionMode values); with both, the enterprise
+    # chooses per booking.
+    redemption_modes: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: [RedemptionMode.REIMBURSEMENT.value]
+    )
+    # The rate of the `always` funds for a provider outside Shandong; None: no such service is subsidised.
+    out_of_province_rate: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    # An at-payment reservation not submitted (or a returned one not resubmitted) within these days
+    # of its reservation expires and is released.
+    redemption_days: Mapped[int] = mapped_column(SmallInteger, default=30, server_default="30")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     funds: Mapped[list[Fund]] = relationship(back_populates="scheme", order_by="Fund.position")
@@ -96,7 +107,15 @@ class Scheme(Model):
         CheckConstraint(
             "enterprise_cap_fen >= 0 AND group_cap_fen >= 0 AND allocated_fen >= 0", name="amounts"
         ),
+        CheckConstraint(
+            "out_of_province_rate IS NULL OR (out_of_province_rate >= 0 AND out_of_province_rate <= 1)",
+            name="out_of_province_rate_range",
+        ),
+        CheckConstraint("redemption_days > 0", name="redemption_days_positive"),
     )
+
+    def offers(self, mode: RedemptionMode) -> bool:
+        return mode.value in (self.redemption_modes or [])
 
     @property
     def budget_fen(self) -> int:
@@ -137,19 +156,24 @@ class Fund(Model):
     # Approved claim amounts (paid ones included); paid_fen is the part already paid out.
     committed_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Held by at-payment redemptions that are not yet approved (approval moves it to committed).
+    reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     scheme: Mapped[Scheme] = relationship(back_populates="funds")
 
     __table_args__ = (
         UniqueConstraint("scheme_id", "name", name="uq_funds_scheme_name"),
         CheckConstraint("rate >= 0 AND rate <= 1", name="rate_range"),
-        CheckConstraint("committed_fen >= 0 AND committed_fen <= budget_fen", name="within_budget"),
+        CheckConstraint(
+            "committed_fen >= 0 AND reserved_fen >= 0 AND committed_fen + reserved_fen <= budget_fen",
+            name="within_budget",
+        ),
         CheckConstraint("paid_fen >= 0 AND paid_fen <= committed_fen", name="paid_within_committed"),
     )
 
     @property
     def free_fen(self) -> int:
-        return self.budget_fen - self.committed_fen
+        return self.budget_fen - self.committed_fen - self.reserved_fen
 
     @property
     def display_label(self) -> str:
@@ -226,15 +250,6 @@ class RelationKind(StrEnum):
     AFFILIATE = "affiliate"
     CO_BUILT = "co_built"
     PROPERTY_TIE = "property_tie"
-
-
-RELATION_LABELS = {
-    RelationKind.INVESTOR: _l("Invests in the provider"),
-    RelationKind.INVESTEE: _l("Invested in by the provider"),
-    RelationKind.AFFILIATE: _l("Affiliated (subordinate)"),
-    RelationKind.CO_BUILT: _l("Jointly built"),
-    RelationKind.PROPERTY_TIE: _l("Property ties"),
-}
 
 
 class EnterpriseRelation(Model):
@@ -341,14 +356,10 @@ class LedgerKind(StrEnum):
     COMMITTED = "committed"
     RELEASED = "released"
     PAID = "paid"
-
-
-LEDGER_LABELS = {
-    LedgerKind.ISSUED: _l("Voucher issued"),
-    LedgerKind.COMMITTED: _l("Subsidy approved"),
-    LedgerKind.RELEASED: _l("Unused balance released"),
-    LedgerKind.PAID: _l("Subsidy paid"),
-}
+    # At payment: the subsidy held for a redemption when the service is recorded, and given back when
+    # the redemption is rejected, withdrawn or expires.
+    RESERVED = "reserved"
+    UNRESERVED = "unreserved"
 
 
 class LedgerEntry(Model):
@@ -379,108 +390,11 @@ class ClaimState(StrEnum):
     IN_NOTICE = "in_notice"
     PAYABLE = "payable"
     PAID = "paid"
-
-
-CLAIM_STATE_LABELS = {
-    ClaimState.DRAFT: _l("Draft"),
-    ClaimState.SUBMITTED: _l("Submitted"),
-    ClaimState.PENDING_SECOND: _l("Awaiting second review"),
-    ClaimState.RETURNED: _l("Returned for correction"),
-    ClaimState.REJECTED: _l("Rejected"),
-    ClaimState.IN_NOTICE: _l("Approved, in public notice"),
-    ClaimState.PAYABLE: _l("Payable"),
-    ClaimState.PAID: _l("Paid"),
-}
-APPLICATION_STATE_LABELS = {
-    ApplicationState.SUBMITTED: _l("Submitted"),
-    ApplicationState.PENDING_SECOND: _l("Awaiting second review"),
-    ApplicationState.APPROVED: _l("Approved"),
-    ApplicationState.REJECTED: _l("Rejected"),
-    ApplicationState.RETURNED: _l("Returned for correction"),
-}
-REQUEST_STATE_LABELS = {
-    RequestState.SUBMITTED: _l("Submitted"),
-    RequestState.VERIFIED: _l("Verified"),
-    RequestState.REJECTED: _l("Rejected"),
-}
-ACTION_LABELS.update(
-    {
-        "verification.submitted": _l("Verification requested"),
-        "enterprise.verified": _l("Enterprise verified"),
-        "enterprise.rejected": _l("Verification rejected"),
-        "enterprise.relation_declared": _l("Relation with a provider declared"),
-        "voucher_application.submitted": _l("Application submitted"),
-        "voucher_application.pending_second": _l("Approved once, awaiting a second reviewer"),
-        "voucher_application.approved": _l("Voucher approved and issued"),
-        "voucher_application.rejected": _l("Application rejected"),
-        "voucher_application.returned": _l("Returned for correction"),
-        "voucher.expired": _l("Voucher expired, unused balance released"),
-        "claim.created": _l("Draft created"),
-        "claim.submitted": _l("Submitted to the bureau"),
-        "claim.pending_second": _l("Approved once, awaiting a second reviewer"),
-        "claim.in_notice": _l("Approved, public notice begins"),
-        "claim.returned": _l("Returned for correction"),
-        "claim.rejected": _l("Rejected"),
-        "claim.payable": _l("Public notice ended: payable"),
-        "claim.deleted": _l("Draft deleted"),
-        "claim.revised": _l("Corrected by the enterprise"),
-        "scheme.saved": _l("Scheme saved"),
-    }
-)
-OBJECT_LABELS.update(
-    {
-        "voucher_application": _l("Voucher application"),
-        "voucher": _l("Voucher"),
-        "claim": _l("Claim"),
-        "scheme": _l("Scheme"),
-    }
-)
-
-
-class _LimitLabels(dict[str, Any]):
-    """The limits a subsidy can be bound by; "<fund>_budget" is the budget of that fund, by its label."""
-
-    def __missing__(self, name: str) -> str:
-        fund, _sep, suffix = name.rpartition("_")
-        if suffix != "budget" or not fund:
-            raise KeyError(name)
-        return gettext("the budget of %(fund)s", fund=fund_labels().get(fund, fund))
-
-
-LIMIT_LABELS = _LimitLabels(
-    {
-        "enterprise_cap": _l("the enterprise's yearly provincial cap"),
-        "group_cap": _l("the controller group's yearly cap"),
-        "voucher_balance": _l("the voucher balance"),
-        "scheme_budget": _l("the scheme's budget"),
-    }
-)
-
-
-class FundLabels:
-    """The pages' `fund_labels`: each fund's label, read from the schemes at the first question only;
-    each render gets a fresh one (`portal.vouchers.init_app`), so a page queries once, not per fund."""
-
-    def __init__(self) -> None:
-        self._labels: dict[str, str] | None = None
-
-    def get(self, name: str, default: str | None = None) -> str:
-        if self._labels is None:
-            self._labels = fund_labels()
-        return self._labels.get(name, name if default is None else default)
-
-    def __getitem__(self, name: str) -> str:
-        return self.get(name)
-
-
-def fund_labels() -> dict[str, str]:
-    """Every fund name of every scheme with its label (the latest scheme's where years differ)."""
-    rows = db.session.execute(
-        select(Fund.name, Fund.label)
-        .join(Scheme, Scheme.id == Fund.scheme_id)
-        .order_by(Scheme.year, Fund.position)
-    )
-    return {name: fund_label(name, label) for name, label in rows}
+    # At payment only: the amounts are held from the recording of the service until the provider
+    # submits; a reservation withdrawn or not submitted in time is released.
+    RESERVED = "reserved"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
 
 
 # Claims whose money is reserved (approved and later).
@@ -517,6 +431,16 @@ class Claim(Model):
     approved_month: Mapped[str | None] = mapped_column(String(7))  # indexed below, with the state
     paid_month: Mapped[str | None] = mapped_column(String(7), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("disbursement_batches.id"), index=True)
+    # At payment the provider submits and is paid; the enterprise pays only its share.
+    mode: Mapped[RedemptionMode] = mapped_column(
+        str_enum(RedemptionMode), default=RedemptionMode.REIMBURSEMENT, server_default="reimbursement"
+    )
+    # What the provider says the enterprise paid of its share (the receipt is the proof).
+    enterprise_paid_fen: Mapped[int | None] = mapped_column(BigInteger)
+    reservation_expires_on: Mapped[date | None] = mapped_column(Date)
+    # A provider outside Shandong: allowed only with the enterprise's written justification.
+    out_of_province: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    justification: Mapped[str | None] = mapped_column(Text)
 
     voucher: Mapped[Voucher] = relationship()
     enterprise: Mapped[Enterprise] = relationship()
@@ -528,7 +452,10 @@ class Claim(Model):
     )
 
     __table_args__ = (
-        CheckConstraint("fee_fen >= 0", name="amounts_not_negative"),
+        CheckConstraint(
+            "fee_fen >= 0 AND (enterprise_paid_fen IS NULL OR enterprise_paid_fen >= 0)",
+            name="amounts_not_negative",
+        ),
         Index("ix_claims_state_notice", "state", "notice_ends_on"),
         Index("ix_claims_state_enterprise", "state", "enterprise_id", "submitted_at"),  # the review desk
         # Finance counts the claims approved in some months that have a provider from the index alone.
@@ -538,6 +465,20 @@ class Claim(Model):
     @property
     def total_fen(self) -> int:
         return sum(row.amount_fen for row in self.fund_rows)
+
+    @property
+    def enterprise_share_fen(self) -> int:
+        """What the enterprise pays itself: the fee less the subsidy."""
+        return self.fee_fen - self.total_fen
+
+    @property
+    def at_payment(self) -> bool:
+        return self.mode is RedemptionMode.AT_PAYMENT
+
+    @property
+    def payee_kind(self) -> str:
+        """Whom the subsidy is paid to: the provider at payment, the enterprise otherwise."""
+        return "provider" if self.at_payment else "enterprise"
 
     def fund_amounts(self) -> dict[str, int]:
         """What each fund gives this claim, by fund name, in the scheme's order."""
@@ -614,7 +555,3 @@ class ClaimItem(Model):
 
     def __repr__(self) -> str:
         return f"<ClaimItem claim={self.claim_id} record={self.service_record_id}>"
-
-
-# The admin console's scheme action (its settings page records "scheme.saved").
-ACTION_LABELS["scheme.copied"] = _l("Next year's scheme made from this year's")

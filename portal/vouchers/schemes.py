@@ -21,7 +21,8 @@ from portal.core.locks import Rank, lock_where
 from portal.core.money import format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
-from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme, fund_labels
+from portal.vouchers.labels import fund_labels
+from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme
 
 
 def current_scheme(today: date | None = None) -> Scheme | None:

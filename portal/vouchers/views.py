@@ -38,15 +38,16 @@ from portal.vouchers.forms import (
     DecisionForm,
     VerificationForm,
 )
-from portal.vouchers.models import (
+from portal.vouchers.labels import (
     APPLICATION_STATE_LABELS,
     CLAIM_STATE_LABELS,
     LEDGER_LABELS,
     LIMIT_LABELS,
+    REDEMPTION_MODE_LABELS,
     RELATION_LABELS,
     REQUEST_STATE_LABELS,
-    RelationKind,
 )
+from portal.vouchers.models import RelationKind
 
 bp = Blueprint("vouchers", __name__, url_prefix="/vouchers")
 
@@ -55,6 +56,7 @@ LABELS = {
     "application_states": APPLICATION_STATE_LABELS,
     "request_states": REQUEST_STATE_LABELS,
     "ledger_labels": LEDGER_LABELS,
+    "mode_labels": REDEMPTION_MODE_LABELS,
     "file_labels": FILE_KIND_LABELS,
     "relation_labels": RELATION_LABELS,
     "kind_labels": ENTERPRISE_KIND_LABELS,
