@@ -21,6 +21,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-unanswered-booking-requests": {"task": "booking.expire_requests", "schedule": 300.0},
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
+    "expire-redemptions": {"task": "vouchers.expire_redemptions", "schedule": 3600.0},
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
     "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},

@@ -15,13 +15,14 @@ from portal.core import clock
 from portal.vouchers import applications as application_services
 from portal.vouchers import checks as claim_checks
 from portal.vouchers import claims as claim_services
+from portal.vouchers import redemptions, wallet
 from portal.vouchers import review as desk
 from portal.vouchers import schemes as scheme_services
-from portal.vouchers import wallet
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
     ClaimState,
+    RedemptionMode,
     Voucher,
     VoucherApplication,
     VoucherState,
@@ -194,6 +195,46 @@ class ClaimSchema(ma.Schema):
     )
     submitted_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
     notice_ends_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
+    mode = ma.fields.String(
+        required=True,
+        validate=validate.OneOf([m.value for m in RedemptionMode]),
+        metadata={
+            "description": "reimbursement (the enterprise claims) or at_payment (the provider redeems)"
+        },
+    )
+    payee_kind = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(["enterprise", "provider"]),
+        metadata={"description": "who is paid the subsidy: the provider at payment"},
+    )
+    institution_id = ma.fields.Integer(
+        required=True, allow_none=True, metadata={"description": "the provider"}
+    )
+    enterprise_share_fen = ma.fields.Integer(
+        required=True, metadata={"description": "fee_fen - total_fen: what the enterprise pays itself"}
+    )
+    enterprise_paid_fen = ma.fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "at payment: what the provider says the enterprise paid of its share"},
+    )
+    reservation_expires_on = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"format": "date", "description": "at payment: released if not submitted by then"},
+    )
+
+
+class SubmitSchema(ma.Schema):
+    enterprise_paid_fen = ma.fields.Integer(
+        load_default=None,
+        strict=True,
+        validate=validate.Range(min=0, max=10**11),
+        metadata={
+            "description": "Required for a redemption at payment (the provider submits): what the enterprise "
+            "paid of its share; check share_paid compares it with enterprise_share_fen. Ignored otherwise."
+        },
+    )
 
 
 class ClaimPageSchema(PageSchema):
@@ -292,6 +333,14 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "reply": claim.reply,
         "submitted_at": clock.iso_utc(claim.submitted_at),
         "notice_ends_on": claim.notice_ends_on.isoformat() if claim.notice_ends_on else None,
+        "mode": claim.mode.value,
+        "payee_kind": claim.payee_kind,
+        "institution_id": claim.institution_id,
+        "enterprise_share_fen": claim.enterprise_share_fen,
+        "enterprise_paid_fen": claim.enterprise_paid_fen,
+        "reservation_expires_on": claim.reservation_expires_on.isoformat()
+        if claim.reservation_expires_on
+        else None,
     }
 
 
@@ -447,11 +496,20 @@ def _claim_route(action: str, act, body: type[ma.Schema] | None, summary: str) -
     )
 
 
+def _submit(claim_id: int, body: dict) -> Claim:
+    """The enterprise submits its claim; at payment, the provider its redemption."""
+    if claim_services.is_redeeming_provider(current_user, claim_services.get_claim(current_user, claim_id)):
+        return redemptions.submit_redemption(current_user, claim_id, body.get("enterprise_paid_fen"))
+    return claim_services.submit_claim(current_user, claim_id)
+
+
 _claim_route(
     "submit",
-    lambda i, _b: claim_services.submit_claim(current_user, i),
-    None,
-    "The enterprise submits a draft (or a returned claim): its services are reserved and the amounts set.",
+    _submit,
+    SubmitSchema,
+    "The enterprise submits a draft (or a returned claim): its services are reserved and the amounts set. "
+    "A redemption at payment (mode at_payment) is submitted by its provider with `enterprise_paid_fen`; "
+    "its amounts stay as reserved.",
 )
 for _action, _body, _summary in (
     (

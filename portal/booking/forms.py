@@ -53,6 +53,20 @@ def _purpose_category() -> SelectField:
     )
 
 
+def _voucher_mode() -> RadioField:
+    """Shown only when the voucher scheme offers both ways of paying (the voucher hint says so)."""
+    return RadioField(
+        _l("Paying with your innovation voucher"),
+        choices=options(
+            [
+                ("reimbursement", _l("Pay the whole fee, then claim the subsidy")),
+                ("at_payment", _l("Pay only my share; the provider redeems the voucher")),
+            ]
+        ),
+        validators=[Optional()],
+    )
+
+
 class SlotBookingForm(FlaskForm):
     starts_at = HiddenField(validators=[DataRequired()])
     # Issue 17: "self" (自主上机) or "staff" (代为操作); chosen on the page, checked by the service.
@@ -60,6 +74,7 @@ class SlotBookingForm(FlaskForm):
     ends_at = SelectField(_l("Until"), validators=[DataRequired()])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
     purpose_category = _purpose_category()
+    voucher_mode = _voucher_mode()
     submit = SubmitField(_l("Send booking request"))
 
 
@@ -128,6 +143,7 @@ class SampleBookingForm(FlaskForm):
     sample_delivery_on = DateField(_l("Samples arrive on"), validators=[InputRequired(), plausible_date])
     purpose = TextAreaField(PURPOSE, validators=[DataRequired(), Length(max=2000)])
     purpose_category = _purpose_category()
+    voucher_mode = _voucher_mode()
     submit = SubmitField(_l("Send sample request"))
 
 

@@ -24,6 +24,7 @@ from portal.booking.services import (
     require_manager,
     tell,
 )
+from portal.booking.signals import service_recorded
 from portal.booking.transitions import allows, has_begun, require_started, transition
 from portal.catalog import prices
 from portal.core import audit, clock, outbox, uploads
@@ -178,6 +179,7 @@ def complete_booking(
         tell(booking, "service.recorded", "enterprise", fee=format_yuan(fee))
         queue_service_tally(booking, record)
         db.session.commit()
+    service_recorded.send(record, actor=user)  # vouchers: the reservation at payment
     return record
 
 

@@ -38,6 +38,13 @@ class BookingRequest:
     operation: str | None = None  # slots: "self" (default) or "staff" (issue 17)
     # What the service is for: the national service direction (issue 19). Enterprises mostly develop.
     purpose_category: str = PurposeCategory.DEVELOPMENT.value
+    # How the enterprise means to use its voucher (VOUCHER_MODES; None: not chosen, reimbursement).
+    voucher_mode: str | None = None
+
+
+# What an enterprise may say about paying a booking with its innovation voucher (portal.vouchers says
+# whether the scheme offers the choice): pay the whole fee and claim later, or pay only its share.
+VOUCHER_MODES = ("reimbursement", "at_payment")
 
 
 def _check_enterprise_may_book(user: User) -> None:
@@ -115,6 +122,7 @@ def place_request(
         purpose=request.purpose.strip(),
         purpose_category=request.purpose_category,
         series_id=series_id,
+        voucher_mode=request.voucher_mode if request.voucher_mode in VOUCHER_MODES else None,
         # Issue 17: the operation mode (refused without a qualification) and the frozen price.
         **use_rules.booking_terms(
             user, instrument, request.mode.value, request.operation, request.starts_at, request.ends_at

@@ -54,6 +54,14 @@ def fee_hint(user: User, instrument: Instrument, fee_fen: int) -> Any | None:
     return None
 
 
+service_recorded = _signals.signal(
+    "service-recorded",
+    doc="""The provider recorded a booking's service, and it is committed. Sender: the ServiceRecord;
+    keyword argument: `actor` (User). Vouchers reserve the subsidy at once when the enterprise wants
+    this booking paid at payment; what a receiver does is its own transaction, and its refusal never
+    undoes the record.""",
+)
+
 booking_shown = _signals.signal(
     "booking-shown",
     doc="""A booking's page is being rendered. Sender: the booking. A receiver returns a dict of values

@@ -59,6 +59,15 @@ from portal.qualifications.models import OPERATION_LABELS
 bp = Blueprint("booking", __name__)
 
 
+def chosen_voucher_mode(form: SlotBookingForm | SampleBookingForm, hint: Any | None) -> str | None:
+    """What the enterprise chose for paying with its voucher: asked only when the voucher hint (the
+    vouchers area) offers both ways; a scheme offering only payment at the counter means that one."""
+    modes = tuple(getattr(hint, "modes", ()) or ())
+    if len(modes) > 1:
+        return form.voucher_mode.data or None
+    return modes[0] if modes == ("at_payment",) else None
+
+
 def _parse_day(text: str | None) -> date | None:
     try:
         day = date.fromisoformat(text) if text else None
@@ -125,6 +134,7 @@ def book_slot(code: str) -> ResponseReturnValue:
                     purpose=filled(form.purpose),
                     purpose_category=form.purpose_category.data,
                     operation=form.operation.data,
+                    voucher_mode=chosen_voucher_mode(form, hint),
                 ),
             )
         except ServiceError as error:
@@ -173,6 +183,7 @@ def book_sample(code: str) -> ResponseReturnValue:
                     sample_count=form.sample_count.data,
                     sample_description=form.sample_description.data,
                     sample_delivery_on=form.sample_delivery_on.data,
+                    voucher_mode=chosen_voucher_mode(form, hint),
                 ),
             )
         except ValidationFailed as error:

@@ -193,6 +193,21 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
         _l("Subsidy payable: %(amount)s"),
         _l("The public notice of claim #%(claim)s has ended; %(amount)s will be paid with the next batch."),
     ),
+    "claim.reserved": (
+        _l("Voucher applied at payment: %(amount)s reserved"),
+        _l(
+            "For the service fee of %(fee)s, %(amount)s is reserved on the voucher (redemption #%(claim)s); "
+            "the enterprise pays %(share)s. The provider submits the redemption with the evidence."
+        ),
+    ),
+    "claim.released": (
+        _l("Voucher reservation released: %(amount)s"),
+        _l(
+            "The %(amount)s reserved for redemption #%(claim)s is released (%(reason)s): the voucher is not "
+            "applied, and the enterprise owes the provider the whole fee of %(fee)s, not only its share of "
+            "%(share)s."
+        ),
+    ),
     "claim.paid": (
         _l("Subsidy paid: %(amount)s"),
         _l("Claim #%(claim)s has been paid: %(amount)s (bank reference %(reference)s)."),

@@ -26,6 +26,7 @@ from portal.booking.models import (
 from portal.catalog.models import Instrument
 from portal.core import clock
 from portal.core.errors import InvalidTransition
+from portal.core.money import format_yuan
 from portal.extensions import db
 from portal.usage.services import metered_hours, usage_of
 from portal.vouchers.models import Claim, EnterpriseRelation, Scheme, Voucher, VoucherState
@@ -283,6 +284,44 @@ def all_checks(
     return [*voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim_id)]
 
 
+def at_payment_checks(claim: Claim, records: list[ServiceRecord]) -> list[Check]:
+    """What a provider's redemption needs besides a claim's checks: the service's result, and proof
+    that the enterprise paid exactly its share (DESIGN section 13)."""
+    lacking = [
+        r.id for r in records if FileKind.RESULT not in {f.kind for f in r.files if f.replaced_at is None}
+    ]
+    services = ", ".join(f"#{record_id}" for record_id in lacking)
+    share, paid = claim.enterprise_share_fen, claim.enterprise_paid_fen
+    return [
+        Check(
+            "result_attached",
+            not lacking,
+            _("The service's result is attached.")
+            if not lacking
+            else _("The result is not attached to service %(services)s.", services=services),
+        ),
+        Check(
+            "share_paid",
+            paid == share,
+            _("The enterprise paid its share of %(share)s.", share=format_yuan(share))
+            if paid == share
+            else _(
+                "The enterprise's payment (%(paid)s) does not equal its share of %(share)s.",
+                paid=format_yuan(paid) if paid is not None else _("not stated"),
+                share=format_yuan(share),
+            ),
+        ),
+    ]
+
+
+def claim_checks(
+    claim: Claim, enterprise: Enterprise, voucher: Voucher, records: list[ServiceRecord]
+) -> list[Check]:
+    """Every check of this claim: a redemption at payment has the two of `at_payment_checks` too."""
+    checks = all_checks(enterprise, voucher, records, claim.id)
+    return [*checks, *at_payment_checks(claim, records)] if claim.at_payment else checks
+
+
 def stored_checks(checks: list[Check], again: Callable[[], list[Check]]) -> list[dict[str, Any]]:
     """The checks as a claim keeps them, with their messages in every interface language: a claim
     submitted in Chinese is reviewed in English too. `again` runs the same checks once more."""
@@ -330,7 +369,7 @@ def current_checks(claim: Claim) -> list[Check]:
     added since), and submitting runs exactly these."""
     voucher = db.session.get_one(Voucher, claim.voucher_id)
     enterprise = db.session.get_one(Enterprise, claim.enterprise_id)
-    return all_checks(enterprise, voucher, records_of(claim_record_ids(claim)), claim.id)
+    return claim_checks(claim, enterprise, voucher, records_of(claim_record_ids(claim)))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload, selectinload
 
+from portal.accounts.members import users_of_institution
 from portal.accounts.models import Enterprise, User
 from portal.accounts.services import is_holder, require_holder
 from portal.booking.models import Booking, FileKind, ServiceFile, ServiceRecord
@@ -22,6 +23,7 @@ from portal.core.locks import Rank, lock_existing, lock_one
 from portal.core.money import format_yuan
 from portal.core.permissions import BUREAU_ROLES, Role
 from portal.extensions import db
+from portal.notifications.services import notify
 from portal.vouchers.checks import (
     Check,
     all_checks,
@@ -30,7 +32,16 @@ from portal.vouchers.checks import (
     refuse_failed_checks,
     stored_checks,
 )
-from portal.vouchers.models import Claim, ClaimItem, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
+from portal.vouchers.models import (
+    Claim,
+    ClaimItem,
+    ClaimState,
+    Fund,
+    LedgerEntry,
+    LedgerKind,
+    RedemptionMode,
+    Voucher,
+)
 from portal.vouchers.rules import Subsidy
 from portal.vouchers.services import (
     can_view_enterprise_object,
@@ -58,6 +69,13 @@ CLAIM_TRANSITIONS: dict[tuple[ClaimState, str], ClaimState | None] = {
     (ClaimState.PENDING_SECOND, "return"): ClaimState.RETURNED,
     (ClaimState.IN_NOTICE, "end_notice"): ClaimState.PAYABLE,
     (ClaimState.PAYABLE, "pay"): ClaimState.PAID,
+    # At payment (portal.vouchers.redemptions): the provider's reservation, made when the service is
+    # recorded, is submitted, withdrawn, or expires unsubmitted (a returned one too); the last two,
+    # like a rejection, release what it held.
+    (ClaimState.RESERVED, "submit"): ClaimState.SUBMITTED,
+    (ClaimState.RESERVED, "withdraw"): ClaimState.WITHDRAWN,
+    (ClaimState.RESERVED, "expire"): ClaimState.EXPIRED,
+    (ClaimState.RETURNED, "expire"): ClaimState.EXPIRED,
 }
 # What waits for a reviewer's decision: every state a claim can be rejected from.
 WAITING_CLAIM_STATES = states_allowing(CLAIM_TRANSITIONS, "reject")
@@ -65,17 +83,14 @@ PAY_ROLES = (Role.FINANCE, Role.ADMIN)
 
 
 def tell_about_claim(claim: Claim, event: str, *, repeatable: bool = False, **payload: Any) -> None:
-    """Notify the claim's enterprise of `event`; a repeatable event (a return, say) may recur."""
+    """Notify the claim's enterprise of `event`, and at payment its provider too (the payee, who
+    submits it); a repeatable event (a return, say) may recur."""
     key = f"claim:{claim.id}:{event}" + (f":{clock.utcnow().timestamp()}" if repeatable else "")
-    tell_enterprise(
-        claim.enterprise_id,
-        f"claim.{event}",
-        key,
-        f"/vouchers/claims/{claim.id}",
-        claim=claim.id,
-        amount=format_yuan(claim.total_fen),
-        **payload,
-    )
+    payload = {"claim": claim.id, "amount": format_yuan(claim.total_fen), **payload}
+    link = f"/vouchers/claims/{claim.id}"
+    tell_enterprise(claim.enterprise_id, f"claim.{event}", key, link, **payload)
+    if claim.at_payment and claim.institution_id is not None:
+        notify(users_of_institution(claim.institution_id), f"claim.{event}", key, payload=payload, link=link)
 
 
 def audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, comment: str | None) -> None:
@@ -98,6 +113,7 @@ def can_submit_claim(user: User, claim: Claim) -> bool:
     return (
         is_enterprise_user(user, claim.enterprise_id)
         and is_holder(user)
+        and not claim.at_payment  # the provider submits a redemption
         and (claim.state, "submit") in CLAIM_TRANSITIONS
     )
 
@@ -112,6 +128,7 @@ def can_revise_claim(user: User, claim: Claim) -> bool:
     return (
         is_enterprise_user(user, claim.enterprise_id)
         and is_holder(user)
+        and not claim.at_payment
         and (claim.state, "revise") in CLAIM_TRANSITIONS
     )
 
@@ -221,15 +238,36 @@ def get_claim(user: User, claim_id: int) -> Claim:
             joinedload(Claim.enterprise),
         ],
     )
-    if claim is None or not can_view_enterprise_object(user, claim.enterprise_id):
+    if claim is None or not can_view_claim(user, claim):
         raise NotFound(_("No such claim."))
     return claim
+
+
+def is_redeeming_provider(user: User, claim: Claim) -> bool:
+    """A provider user of the institution that redeems this claim at payment."""
+    return (
+        claim.at_payment
+        and user.is_authenticated
+        and user.role is Role.PROVIDER
+        and user.institution_id is not None
+        and user.institution_id == claim.institution_id
+    )
+
+
+def can_view_claim(user: User, claim: Claim) -> bool:
+    """The enterprise and the bureau; at payment also the provider that redeems it (and no other
+    claim of that enterprise)."""
+    return can_view_enterprise_object(user, claim.enterprise_id) or is_redeeming_provider(user, claim)
 
 
 def claims_for(user: User) -> list[Claim]:
     stmt = select(Claim).options(joinedload(Claim.voucher)).order_by(Claim.id.desc())
     if user.role is Role.ENTERPRISE:
         stmt = stmt.where(Claim.enterprise_id == user.enterprise_id)
+    elif user.role is Role.PROVIDER:
+        stmt = stmt.where(
+            Claim.mode == RedemptionMode.AT_PAYMENT, Claim.institution_id == user.institution_id
+        )
     elif user.role not in BUREAU_ROLES:
         return []
     return list(db.session.scalars(stmt))
@@ -247,6 +285,8 @@ def submit_claim(user: User, claim_id: int) -> Claim:
         claim = lock_one(Rank.CLAIMS, Claim, claim_id)
         if claim is None or claim.enterprise_id != enterprise.id:
             raise NotFound(_("No such claim."))
+        if claim.at_payment:
+            raise InvalidTransition(_("The provider submits a redemption at payment, not the enterprise."))
         refusal = _("Only a draft or a returned claim can be submitted.")
         if (claim.state, "submit") not in CLAIM_TRANSITIONS:
             raise InvalidTransition(refusal)

@@ -284,3 +284,28 @@ class AuditSearchForm(FlaskForm):
         for field, labels in ((self.action, actions), (self.kind, kinds)):
             named = sorted(((code, str(label)) for code, label in labels.items()), key=lambda pair: pair[1])
             field.choices = options([("", _l("All")), *named])
+
+
+class RedemptionForm(FlaskForm):
+    """The provider applies the enterprise's voucher to a recorded service (at payment)."""
+
+    voucher_code = StringField(
+        _l("The enterprise's voucher code"), validators=[DataRequired(), Length(max=24)], filters=[str.strip]
+    )
+    reserve = SubmitField(_l("Reserve the subsidy"))
+
+
+class RedemptionSubmitForm(FlaskForm):
+    """The provider submits its redemption with what the enterprise paid of its share."""
+
+    enterprise_paid = DecimalField(
+        _l("What the enterprise paid of its share (yuan)"),
+        places=2,
+        validators=[InputRequired(), yuan_amount],
+    )
+    submit = SubmitField(_l("Submit the redemption to the bureau"))
+
+
+class WithdrawForm(FlaskForm):
+    reason = TextAreaField(_l("Why (optional)"), validators=[Optional(), Length(max=2000)])
+    withdraw = SubmitField(_l("Withdraw the reservation"))

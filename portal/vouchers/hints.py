@@ -14,7 +14,7 @@ from portal.core import clock
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers.labels import LIMIT_LABELS
-from portal.vouchers.models import Voucher, VoucherState
+from portal.vouchers.models import RedemptionMode, Voucher, VoucherState
 from portal.vouchers.rules import Subsidy
 from portal.vouchers.schemes import current_scheme
 from portal.vouchers.subsidy import subsidy_for
@@ -26,6 +26,9 @@ class BookingHint:
 
     subsidy: Subsidy | None
     warning: str | None
+    # The ways of paying with the voucher the scheme offers (RedemptionMode values): with both, the
+    # booking form asks which the enterprise wants.
+    modes: tuple[str, ...] = ()
 
 
 def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHint:
@@ -55,4 +58,8 @@ def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHin
             "Your voucher cannot cover the full subsidy: it is limited by %(limits)s.",
             limits=", ".join(str(LIMIT_LABELS[name]) for name in short),
         )
-    return BookingHint(subsidy, warning)
+    in_province = instrument.institution.in_province
+    modes = tuple(
+        m for m in scheme.redemption_modes if in_province or m == RedemptionMode.REIMBURSEMENT.value
+    )
+    return BookingHint(subsidy, warning, modes)

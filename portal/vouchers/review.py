@@ -26,7 +26,7 @@ from portal.extensions import db
 from portal.vouchers import signals
 from portal.vouchers.applications import WAITING_APPLICATION_STATES
 from portal.vouchers.checks import (
-    all_checks,
+    claim_checks,
     claim_record_ids,
     records_of,
     refuse_failed_checks,
@@ -47,6 +47,7 @@ from portal.vouchers.models import (
     Voucher,
     VoucherApplication,
 )
+from portal.vouchers.redemptions import release
 from portal.vouchers.services import (
     approved_once_by,
     four_eyes,
@@ -291,20 +292,16 @@ def _approve(claim: Claim, reviewer: User, comment: str | None, month: str) -> N
     voucher = lock_existing(Rank.VOUCHERS, Voucher, claim.voucher_id)
 
     records = records_of(claim_record_ids(claim))
-    checks = all_checks(enterprise, voucher, records, claim.id)
-    claim.checks = stored_checks(checks, lambda: all_checks(enterprise, voucher, records, claim.id))
+    checks = claim_checks(claim, enterprise, voucher, records)
+    claim.checks = stored_checks(checks, lambda: claim_checks(claim, enterprise, voucher, records))
     refuse_failed_checks(checks, _("Not every check passes: %(failed)s"))
-    _refuse_without_room(claim, scheme, funds, voucher, enterprise_cap, group_cap)
+    if not claim.at_payment:  # a redemption's room was taken when it was reserved
+        _refuse_without_room(claim, scheme, funds, voucher, enterprise_cap, group_cap)
     first = (claim.state, "first_approval") in CLAIM_TRANSITIONS
     if first and four_eyes(scheme.four_eyes_threshold_fen, claim.total_fen):
         _approve_once(claim, reviewer, comment)
         return
-    for name, amount in claim.fund_amounts().items():
-        if amount:  # a scheme may lack a fund the claim takes nothing from
-            funds[name].committed_fen += amount
-    enterprise_cap.used_fen += claim.capped_fen(funds)
-    group_cap.used_fen += claim.total_fen
-    voucher.balance_fen -= claim.total_fen
+    _commit_amounts(claim, funds, enterprise_cap, group_cap, voucher)
     before = transition(
         claim,
         CLAIM_TRANSITIONS,
@@ -327,6 +324,23 @@ def _approve(claim: Claim, reviewer: User, comment: str | None, month: str) -> N
     )
     audit_claim(claim, before, reviewer, comment)
     tell_about_claim(claim, "approved", notice_ends_on=str(claim.notice_ends_on))
+
+
+def _commit_amounts(
+    claim: Claim, funds: dict[str, Fund], enterprise_cap: CapLedger, group_cap: CapLedger, voucher: Voucher
+) -> None:
+    """The claim's amounts become commitments. A redemption at payment had them reserved (the caps
+    and the voucher's balance already count them): only the funds move them from reserved."""
+    for name, amount in claim.fund_amounts().items():
+        if not amount:  # a scheme may lack a fund the claim takes nothing from
+            continue
+        funds[name].committed_fen += amount
+        if claim.at_payment:
+            funds[name].reserved_fen -= amount
+    if not claim.at_payment:
+        enterprise_cap.used_fen += claim.capped_fen(funds)
+        group_cap.used_fen += claim.total_fen
+        voucher.balance_fen -= claim.total_fen
 
 
 def _refuse_without_room(
@@ -389,6 +403,10 @@ def _turn_down(reviewer: User, claim_id: int, action: str, comment: str | None) 
     with serialized_write():
         claim = _waiting_claim(claim_id)
         comment = required_reason(comment, "comment")
+        if action == "reject" and claim.at_payment:
+            release(claim, action, reviewer, comment)  # with its own audit row and notices
+            db.session.commit()
+            return claim
         before = transition(
             claim,
             CLAIM_TRANSITIONS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from portal.vouchers import notice, wallet
+from portal.vouchers import notice, redemptions, wallet
 
 
 @shared_task(name="vouchers.expire_vouchers")
@@ -17,3 +17,9 @@ def expire_vouchers() -> int:
 def end_public_notice() -> int:
     """Make approved claims payable once their public notice has ended; safe to run twice."""
     return notice.end_public_notice()
+
+
+@shared_task(name="vouchers.expire_redemptions")
+def expire_redemptions() -> int:
+    """Release the reservations at payment not submitted in time; safe to run twice."""
+    return redemptions.expire_redemptions()

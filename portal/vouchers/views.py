@@ -26,8 +26,8 @@ from portal.vouchers import applications as application_services
 from portal.vouchers import checks as claim_checks
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice as public_notice
+from portal.vouchers import redemptions, schemes, wallet
 from portal.vouchers import review as desk
-from portal.vouchers import schemes, wallet
 from portal.vouchers import services as voucher_services
 from portal.vouchers import verification as verification_services
 from portal.vouchers.forms import (
@@ -37,6 +37,7 @@ from portal.vouchers.forms import (
     ClaimRevisionForm,
     DecisionForm,
     VerificationForm,
+    WithdrawForm,
 )
 from portal.vouchers.labels import (
     APPLICATION_STATE_LABELS,
@@ -77,6 +78,8 @@ PERMISSIONS = {
     "can_claim_from": wallet.can_claim_from,
     "waits_for_submission": claim_services.waits_for_submission,
     "can_decide_bank_account": banking.can_decide_bank_account,
+    "can_submit_redemption": redemptions.can_submit_redemption,
+    "can_withdraw_redemption": redemptions.can_withdraw_redemption,
 }
 
 # A decision form's button -> the transition it asks for.
@@ -294,6 +297,7 @@ def claim(claim_id: int) -> ResponseReturnValue:
         claim=claim,
         form=form,
         history=desk.history("claim", claim.id),
+        withdraw_form=WithdrawForm(formdata=None),
         reviewer=voucher_services.is_reviewer(current_user),
         owner=current_user.role is Role.ENTERPRISE and current_user.enterprise_id == claim.enterprise_id,
         # Before it is submitted, the checks as submitting would run them now; afterwards, as stored.
