@@ -11,8 +11,9 @@ def init_app(app: Flask) -> None:
     from portal.vouchers import tasks  # noqa: F401
     from portal.vouchers.hints import booking_hint
     from portal.vouchers.labels import FundLabels
-    from portal.vouchers.redemption_views import booking_panel, reserve_when_recorded
+    from portal.vouchers.redemption_views import booking_panel
     from portal.vouchers.redemption_views import bp as redemption_pages
+    from portal.vouchers.redemptions import reserve_when_recorded
     from portal.vouchers.review_views import review
     from portal.vouchers.views import bp
 

@@ -3,7 +3,6 @@ submitting and withdrawing (the rules are in portal.vouchers.redemptions)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
@@ -11,23 +10,20 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal.accounts.models import User
 from portal.booking.models import Booking, ServiceRecord
 from portal.catalog.ownership import owns
 from portal.core.errors import ServiceError, ValidationFailed
 from portal.core.forms import show_service_errors
 from portal.core.money import fen_to_yuan, format_yuan, yuan_to_fen
 from portal.core.permissions import Role, role_required
-from portal.extensions import db
 from portal.vouchers import claims as claim_services
 from portal.vouchers import redemptions
 from portal.vouchers.checks import check_message, current_checks
 from portal.vouchers.forms import RedemptionForm, RedemptionSubmitForm, WithdrawForm
 from portal.vouchers.labels import CLAIM_STATE_LABELS, LIMIT_LABELS
-from portal.vouchers.models import Claim, RedemptionMode
+from portal.vouchers.models import RedemptionMode
 from portal.vouchers.schemes import current_scheme
 
-log = logging.getLogger(__name__)
 bp = Blueprint("redemptions", __name__, url_prefix="/vouchers/redemptions")
 
 
@@ -121,7 +117,7 @@ def booking_panel(booking: Booking) -> dict[str, Any]:
     record: ServiceRecord | None = booking.service_record
     if record is None or not current_user.is_authenticated:
         return {}
-    claim = db.session.get(Claim, record.claim_id) if record.claim_id else None
+    claim = redemptions.claim_of(record)
     if claim is not None and claim.at_payment and claim_services.can_view_claim(current_user, claim):
         return {
             "booking_panels": ["vouchers/_redemption_panel.html"],
@@ -138,13 +134,3 @@ def booking_panel(booking: Booking) -> dict[str, Any]:
     if offered and owns(current_user, booking.instrument):
         return {"booking_panels": ["vouchers/_redemption_panel.html"], "redemption": None}
     return {}
-
-
-def reserve_when_recorded(record: ServiceRecord, actor: User | None = None) -> None:
-    """The reservation at once when a service is recorded (connected to booking.signals.service_recorded).
-    A refusal leaves the record as it is: the provider sees why on the booking's page and can retry."""
-    try:
-        redemptions.reserve_on_record(db.session.get_one(ServiceRecord, record.id), actor)
-    except ServiceError as error:
-        db.session.rollback()
-        log.info("no reservation at payment for service record %s: %s", record.id, error.message)

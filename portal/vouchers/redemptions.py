@@ -13,6 +13,7 @@ rejection releases exactly what was reserved. Every step goes by CLAIM_TRANSITIO
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -27,7 +28,14 @@ from portal.catalog.models import Instrument
 from portal.catalog.ownership import owns
 from portal.core import audit, clock
 from portal.core.database import changed_rows, serialized_write
-from portal.core.errors import Forbidden, InvalidTransition, LimitExceeded, NotFound, ValidationFailed
+from portal.core.errors import (
+    Forbidden,
+    InvalidTransition,
+    LimitExceeded,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
 from portal.core.locks import Rank, lock_existing, lock_one, lock_where
 from portal.core.money import format_yuan
 from portal.core.permissions import Role
@@ -60,6 +68,8 @@ from portal.vouchers.rules import Subsidy
 from portal.vouchers.schemes import current_scheme
 from portal.vouchers.services import states_allowing, transition
 from portal.vouchers.subsidy import lock_caps, subsidy_for
+
+log = logging.getLogger(__name__)
 
 # The checks a reservation must pass: whether the service may be subsidised at all. The evidence, the
 # enterprise's rating and payment and the metered hours come later and are checked at submission.
@@ -320,6 +330,21 @@ def reserve_on_record(record: ServiceRecord, actor: User | None) -> Claim | None
         return None
     refuse_unredeemable(record, scheme)
     return _reserve(actor, record.id, voucher.id)
+
+
+def reserve_when_recorded(record: ServiceRecord, actor: User | None = None) -> None:
+    """The reservation at once when a service is recorded (connected to booking.signals.service_recorded).
+    A refusal leaves the record as it is: the provider sees why on the booking's page and can retry."""
+    try:
+        reserve_on_record(db.session.get_one(ServiceRecord, record.id), actor)
+    except ServiceError as error:
+        db.session.rollback()
+        log.info("no reservation at payment for service record %s: %s", record.id, error.message)
+
+
+def claim_of(record: ServiceRecord) -> Claim | None:
+    """The claim (of either mode) a service is in, if any."""
+    return db.session.get(Claim, record.claim_id) if record.claim_id else None
 
 
 # --- the provider submits or withdraws ------------------------------------------------------------
