@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from portal.accounts.services import issue_api_token
-from portal.booking.models import FileKind, ServiceRecord
+from portal.booking import records, requests, transitions
+from portal.booking.models import BookingMode, FileKind, ServiceRecord
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers import redemptions, wallet
@@ -26,6 +27,7 @@ from portal.vouchers.models import (
     VoucherState,
 )
 from portal.vouchers.subsidy import subsidy_for
+from tests.factories import extract_csrf, login
 
 pytestmark = pytest.mark.both_backends  # the backend's own paths: see tests/conftest.py
 
@@ -214,3 +216,39 @@ def test_a_release_returns_exactly_what_was_reserved(world, client, ending):
         select(LedgerEntry).where(LedgerEntry.claim_id == claim_id, LedgerEntry.kind == LedgerKind.UNRESERVED)
     ).all()
     assert [e.amount_fen for e in released] == [claim.total_fen] == [9_000_00]
+
+
+@pytest.mark.parametrize("chosen", ["at_payment", "reimbursement", None])
+def test_recording_the_service_reserves_at_once_when_the_enterprise_chose_it(
+    world, client, fake_clock, make_instrument, chosen
+):
+    """The enterprise chose at booking; the provider records the service; the subsidy is reserved in
+    the same step and both see the enterprise's share on the booking's page."""
+    instrument = make_instrument(institution=world.host, fee_per_sample_fen=80_00)
+    booking = requests.request_booking(
+        world.enterprise_user,
+        instrument.code,
+        requests.BookingRequest(
+            mode=BookingMode.SAMPLE,
+            purpose="成分分析",
+            sample_count=2,
+            sample_description="粉末样品",
+            sample_delivery_on=fake_clock().date(),
+            voucher_mode=chosen,
+        ),
+    )
+    transitions.confirm_booking(world.provider, booking.id)
+    record = records.complete_booking(
+        world.provider, booking.id, records.ServiceReport(samples=2, result_summary="合格")
+    )
+    claim = redemptions.claim_of(fresh(ServiceRecord, record.id))
+    if chosen != "at_payment":
+        assert claim is None
+        return
+    assert claim.state is ClaimState.RESERVED and claim.fee_fen == 160_00
+    assert (claim.total_fen, claim.enterprise_share_fen) == (144_00, 16_00)  # 60 % + 30 % of 160 yuan
+    for user in (world.enterprise_user, world.provider):
+        login(client, user.username)
+        page = client.get(f"/bookings/{booking.id}").get_data(as_text=True)
+        assert 'id="enterprise-share"' in page and "16.00" in page
+        client.post("/logout", data={"csrf_token": extract_csrf(page)})

@@ -148,6 +148,11 @@ class BookingSchema(ma.Schema):
     operation = ma.fields.String(
         required=True, allow_none=True, metadata={"enum": list(OPERATIONS), "description": "null for samples"}
     )
+    voucher_mode = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"enum": ["reimbursement", "at_payment"], "description": "null: not chosen (reimbursement)"},
+    )
     tier = ma.fields.String(
         required=True,
         allow_none=True,
@@ -242,6 +247,16 @@ class BookingCreateSchema(ma.Schema):
         validate=validate.OneOf(OPERATIONS),
         metadata={
             "description": "mode slot: self (自主上机, the default) or staff (代为操作); ignored for samples"
+        },
+    )
+    voucher_mode = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(requests.VOUCHER_MODES),
+        metadata={
+            "description": "How the enterprise means to pay with its innovation voucher when the scheme's "
+            "`redemption_modes` offer both: reimbursement (the whole fee, then a claim) or at_payment (only "
+            "its share; the provider redeems the voucher when it records the service). null: reimbursement"
         },
     )
 
@@ -354,6 +369,7 @@ def booking_json(booking: Booking, usage: dict[int, BookingUsage] | None = None)
         "sample_delivery_on": booking.sample_delivery_on.isoformat() if booking.sample_delivery_on else None,
         "reason": booking.reason,
         "operation": booking.operation,
+        "voucher_mode": booking.voucher_mode,
         "tier": booking.tier,
         "unit": booking.unit,
         "unit_price_fen": booking.unit_price_fen,
@@ -445,6 +461,7 @@ def create_booking(args: dict):
             sample_description=args["sample_description"],
             sample_delivery_on=args["sample_delivery_on"],
             operation=args["operation"],
+            voucher_mode=args["voucher_mode"],
         ),
     )
     return booking_answer(booking.id)
