@@ -391,16 +391,36 @@ def test_the_voucher_year_is_consistent_to_the_fen(demo_app):
     totals = finance.totals(first, last, "fund")
     assert totals.approved_fen == finance.ledger_committed(first, last) == sum(c.total_fen for c in committed)
     assert totals.paid_fen == sum(c.total_fen for c in paid)
+    # Redemptions at payment hold their amounts from the reservation until approval or release.
+    held = db.session.scalars(
+        select(Claim).where(Claim.mode == "at_payment", Claim.state.in_(HELD_STATES))
+    ).all()
+    assert {c.state.value for c in held} >= {"reserved", "submitted"}
+    for name, fund in funds.items():
+        assert fund.reserved_fen == sum(c.fund_amounts().get(name, 0) for c in held)
     vouchers = db.session.scalars(select(Voucher)).all()
-    assert sum(v.quota_fen - v.balance_fen for v in vouchers) == sum(c.total_fen for c in committed)
-    assert scheme.allocated_fen == sum(v.quota_fen for v in vouchers)
+    taken = sum(c.total_fen for c in committed) + sum(c.total_fen for c in held)
+    assert sum(v.quota_fen - v.balance_fen - v.released_fen for v in vouchers) == taken
+    assert scheme.allocated_fen == sum(v.quota_fen - v.released_fen for v in vouchers)
     group_used = db.session.scalar(select(func.sum(CapLedger.used_fen)).where(CapLedger.scope == "group"))
-    assert group_used == sum(c.total_fen for c in committed)
+    assert group_used == taken
     users = {
         u.username
         for u in db.session.scalars(select(User).join(Voucher, Voucher.enterprise_id == User.enterprise_id))
     }
     assert {"enterprise", "enterprise2"} <= users
+
+
+HELD_STATES = ("reserved", "submitted", "pending_second", "returned")
+
+
+def test_the_demo_has_redemptions_at_payment_in_each_state(demo_app):
+    from portal.vouchers.models import Claim, LedgerEntry, LedgerKind
+
+    states = {c.state.value for c in db.session.scalars(select(Claim).where(Claim.mode == "at_payment"))}
+    assert {"reserved", "submitted", "in_notice", "payable", "rejected", "withdrawn", "expired"} <= states
+    released = db.session.scalars(select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.UNRESERVED)).all()
+    assert len(released) == 3  # the rejected, the withdrawn and the expired one
 
 
 def test_the_demo_pays_only_verified_accounts_and_shows_a_change_waiting(demo_app):
