@@ -14,6 +14,7 @@ from portal.booking import records, requests, transitions
 from portal.booking.models import BookingMode, FileKind, ServiceRecord
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.notifications.models import Notification
 from portal.vouchers import redemptions, wallet
 from portal.vouchers.models import (
     CapLedger,
@@ -212,6 +213,13 @@ def test_a_release_returns_exactly_what_was_reserved(world, client, ending):
     claim = db.session.get(Claim, claim_id)
     assert claim.state in (ClaimState.REJECTED, ClaimState.WITHDRAWN, ClaimState.EXPIRED)
     assert db.session.get(ServiceRecord, record.id).claim_id is None  # the service is free again
+    # Both are told that the voucher is not applied and the enterprise owes the whole fee.
+    told = db.session.scalars(
+        select(Notification.recipient_id).where(
+            Notification.kind == "claim.released", Notification.payload["claim"].as_integer() == claim_id
+        )
+    ).all()
+    assert sorted(told) == sorted([world.enterprise_user.id, world.provider.id])
     released = db.session.scalars(
         select(LedgerEntry).where(LedgerEntry.claim_id == claim_id, LedgerEntry.kind == LedgerKind.UNRESERVED)
     ).all()
