@@ -261,7 +261,11 @@ def can_view_claim(user: User, claim: Claim) -> bool:
 
 
 def claims_for(user: User) -> list[Claim]:
-    stmt = select(Claim).options(joinedload(Claim.voucher)).order_by(Claim.id.desc())
+    stmt = (
+        select(Claim)
+        .options(joinedload(Claim.voucher), joinedload(Claim.enterprise))
+        .order_by(Claim.id.desc())
+    )
     if user.role is Role.ENTERPRISE:
         stmt = stmt.where(Claim.enterprise_id == user.enterprise_id)
     elif user.role is Role.PROVIDER:

@@ -27,6 +27,19 @@ from portal.vouchers.schemes import current_scheme
 bp = Blueprint("redemptions", __name__, url_prefix="/vouchers/redemptions")
 
 
+@bp.route("/")
+@role_required(Role.PROVIDER)
+def index() -> ResponseReturnValue:
+    """The provider's redemptions at payment, newest first: what each holds, the enterprise's share,
+    and what waits for the provider (submission before the reservation lapses)."""
+    return render_template(
+        "vouchers/redemptions.html",
+        claims=claim_services.claims_for(current_user),
+        claim_states=CLAIM_STATE_LABELS,
+        can_submit_redemption=redemptions.can_submit_redemption,
+    )
+
+
 @bp.route("/records/<int:record_id>", methods=["GET", "POST"])
 @role_required(Role.PROVIDER)
 def reserve(record_id: int) -> ResponseReturnValue:
