@@ -36,6 +36,7 @@ from portal.catalog import editing
 from portal.catalog import imports as catalog_imports
 from portal.catalog.models import Category, Instrument, InstrumentStatus, OpeningHours
 from portal.core import clock
+from portal.core.money import fen_to_yuan
 from portal.core.permissions import Role
 from portal.credit import services as credit
 from portal.credit.models import Violation
@@ -50,9 +51,9 @@ from portal.usage.models import UsageSession, UsageSource
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice as public_notice
-from portal.vouchers import review, schemes
+from portal.vouchers import redemptions, review, schemes
 from portal.vouchers import verification as verification_services
-from portal.vouchers.models import ApplicationState, Scheme, VoucherApplication
+from portal.vouchers.models import ApplicationState, Scheme, Voucher, VoucherApplication
 from tests.factories import PASSWORD, extract_csrf, valid_uscc
 from tests.pdf_samples import minimal_pdf
 
@@ -672,6 +673,10 @@ def build_world(app: Flask) -> World:
             schemes.FundSettings("city", Decimal("0.30"), "local_provider", 2_000_000_00),
         ],
     )
+    # --- vouchers at payment (issue 21): the scheme offers both modes --------------------------------
+    schemes.require_scheme().redemption_modes = ["reimbursement", "at_payment"]
+    db.session.commit()
+    # --- end of vouchers at payment -----------------------------------------------------------------
     for side, provider_role in (("A", "prov_p1"), ("B", "prov_p2")):
         institution = _institution(f"矩阵大学{side}")
         world.institutions[side] = institution.id
@@ -796,6 +801,7 @@ def build_world(app: Flask) -> World:
     planned = purchases.PlannedPurchase("0102", "气质联用仪", "", 1_200_000_00, "可共享")
     check = purchases.record_check(world.user("reviewer"), planned)
     world.shared["purchase_check"] = {side: {"check_id": check.id} for side in SIDES}
+    build_redemption_objects(world)  # issue 21: vouchers at payment
     return world
 
 
@@ -1119,3 +1125,68 @@ ACCOUNT_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 # Routes whose answer hands the holder role to someone else: A's and B's registrants get it back.
 HOLDER_CHANGING = {"/account/colleagues/<int:user_id>/handover"}
+
+
+# --- vouchers at payment (issue 21): services their provider redeems ----------------------------------
+# A redemption belongs to the provider of the service's institution (the side of the instrument) and
+# to the enterprise that received the service; the bureau decides it as a claim.
+
+
+def _redeemable_service(world: World, enterprise_side: str, provider_side: str) -> int:
+    """A rated sample service of the enterprise on the provider side's instrument, with every piece of
+    evidence a redemption is submitted with (the result too); its record's id."""
+    user, provider = world._ent_user(enterprise_side), world._provider(provider_side)
+    booking = requests.request_booking(
+        user,
+        world.instruments[provider_side],
+        requests.BookingRequest(
+            mode=BookingMode.SAMPLE,
+            purpose="成分分析",
+            sample_count=2,
+            sample_description="粉末样品",
+            sample_delivery_on=NOW.date(),  # arrived: its service can be recorded
+        ),
+    )
+    transitions.confirm_booking(provider, booking.id)
+    record = records.complete_booking(
+        provider, booking.id, records.ServiceReport(samples=2, result_summary="合格")
+    )
+    for kind in (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT, FileKind.RESULT):
+        files.attach_file(provider, record.id, kind, io.BytesIO(PDF), f"{kind.value}.pdf")
+    records.rate_service(user, booking.id, 5, "很好")
+    return record.id
+
+
+def _voucher_code(world: World, side: str) -> str:
+    return db.session.get_one(Voucher, world.vouchers[side]).code
+
+
+def _make_redemption_record(world: World, side: str) -> dict[str, Any]:
+    """A recorded service of the side, not redeemed yet, and the code of its enterprise's voucher."""
+    record_id = _redeemable_service(world, side, side)
+    return {"record_id": record_id, "id": record_id, "voucher_code": _voucher_code(world, side)}
+
+
+def _redemption(world: World, enterprise_side: str, provider_side: str) -> dict[str, Any]:
+    """A RESERVED redemption, and what the enterprise owes of its fee (yuan, as the form takes it)."""
+    record_id = _redeemable_service(world, enterprise_side, provider_side)
+    claim = redemptions.create_redemption(
+        world._provider(provider_side), record_id, _voucher_code(world, enterprise_side)
+    )
+    return {"claim_id": claim.id, "id": claim.id, "share": str(fen_to_yuan(claim.enterprise_share_fen))}
+
+
+World._make_redemption_record = lambda self, side: _make_redemption_record(self, side)
+World._make_redemption = lambda self, side: _redemption(self, side, side)
+
+
+def build_redemption_objects(world: World) -> None:
+    """Each side's unredeemed service and reserved redemption; and B's redemption at P1, so that P1 has
+    another customer whose redemption A must not see."""
+    for side in SIDES:
+        world.shared.setdefault("redemption_record", {})[side] = world._make_redemption_record(side)
+        world.shared.setdefault("redemption", {})[side] = world._make_redemption(side)
+    world.shared["redemption_other_customer"] = {"A": _redemption(world, "B", "A")}
+
+
+# --- end of vouchers at payment -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from portal.accounts import services as accounts
 from portal.accounts import users
@@ -44,7 +44,7 @@ from portal.credit.models import Violation
 from portal.extensions import db
 from portal.finance.models import ExportJob
 from portal.notifications.models import Notification
-from portal.vouchers.models import Claim, Voucher, VoucherApplication
+from portal.vouchers.models import Claim, RedemptionMode, Voucher, VoucherApplication
 from portal.waitlist.models import WaitlistEntry
 from tests.access_world import (
     ACCOUNT_REQUESTS,
@@ -370,6 +370,31 @@ REQUESTS.update(
     }
 )
 
+# --- vouchers at payment (issue 21): the enterprise's voucher code on the provider's service ---------
+
+
+def _redemption_body(o: dict, _role: str) -> dict:
+    return {"service_record_id": o["record_id"], "voucher_code": o["voucher_code"]}
+
+
+REQUESTS.update(
+    {
+        ("/vouchers/redemptions/records/<int:record_id>", "POST preview"): {
+            "form": lambda o, _role: {"voucher_code": o["voucher_code"]}
+        },
+        ("/vouchers/redemptions/records/<int:record_id>", "POST reserve"): {
+            "form": lambda o, _role: {"voucher_code": o["voucher_code"], "reserve": "y"}
+        },
+        ("/vouchers/redemptions/<int:claim_id>/submit", "POST"): {
+            "form": lambda o, _role: {"enterprise_paid": o["share"]}
+        },
+        ("/vouchers/redemptions/<int:claim_id>/withdraw", "POST"): {"form": {"reason": "错刷了创新券"}},
+        ("/api/v1/redemptions", "POST"): {"json": _redemption_body},
+        ("/api/v1/redemptions/preview", "POST"): {"json": _redemption_body},
+    }
+)
+# --- end of vouchers at payment ----------------------------------------------------------------------
+
 WRITING = (
     "POST",
     "PUT",
@@ -554,12 +579,18 @@ def _visible(world: World, role: str) -> dict[str, set]:
     bookings = set(db.session.scalars(select(Booking.id).where(mine)))
     records = set(db.session.scalars(select(ServiceRecord.id).where(ServiceRecord.booking_id.in_(bookings))))
     enterprise = world.enterprises[side] if role.startswith("ent") else None
+    # Issue 21: a provider sees the redemptions at payment of its own institution, and no other claim.
+    claims = (
+        Claim.enterprise_id == enterprise
+        if role.startswith("ent")
+        else and_(Claim.mode == RedemptionMode.AT_PAYMENT, Claim.institution_id == world.institutions[side])
+    )
     return {
         "booking": bookings,
         "series": set(db.session.scalars(select(BookingSeries.id).where(my_series))),
         "record": records,
         "file": set(db.session.scalars(select(ServiceFile.id).where(ServiceFile.record_id.in_(records)))),
-        "claim": set(db.session.scalars(select(Claim.id).where(Claim.enterprise_id == enterprise))),
+        "claim": set(db.session.scalars(select(Claim.id).where(claims))),
         "voucher": set(db.session.scalars(select(Voucher.id).where(Voucher.enterprise_id == enterprise))),
         "application": set(
             db.session.scalars(
@@ -669,12 +700,13 @@ def test_lists_show_only_what_the_role_owns(world: World, role: str) -> None:
         if listed - own
     ]
     assert not problems, "\n".join(problems)
-    # Not vacuous: the role's own objects are there (a provider has no claims or vouchers to list).
+    # Not vacuous: the role's own objects are there (a provider has no vouchers to list).
     assert lists["API bookings"][0] and lists["booking pages"][0] and lists["private calendar"][0]
     assert lists["notifications"][0] and lists["booking credit"][0]
     if role.startswith("ent"):
         assert lists["API claims"][0] and lists["API vouchers"][0] and lists["voucher desk: claims"][0]
         assert lists["API waitlist"][0]
+    assert lists["API claims"][0]  # issue 21: a provider's redemptions at payment too
     managed = world.clients[role].get("/manage/instruments").get_data(as_text=True)
     if role.startswith("prov"):
         assert world.instruments[own_side(role)] in managed and other_code not in managed
@@ -857,3 +889,82 @@ def test_every_route_is_in_the_table(world: World) -> None:
     assert len(lines) == len(set(lines)), "a route is in the access matrix twice"
     assert routes - listed == set(), "routes missing from the access matrix"
     assert listed - routes == set(), "rows of the access matrix for routes that do not exist"
+
+
+# --- vouchers at payment (issue 21): a redemption is its provider's and its enterprise's ----------------
+
+
+def _sees(world: World, role: str, path: str) -> int:
+    headers = {"Authorization": f"Bearer {world.tokens[role]}"} if path.startswith("/api/") else {}
+    return world.clients[role].get(path, headers=headers).status_code
+
+
+def test_a_redemption_is_seen_by_its_provider_and_its_enterprise_and_no_one_else(world: World) -> None:
+    """P1 serves A and B: it sees both redemptions; A sees its own, with its share, but not B's at
+    P1; P2 sees neither; the bureau sees all."""
+    own_a = world.shared["redemption"]["A"]["claim_id"]
+    b_at_p1 = world.shared["redemption_other_customer"]["A"]["claim_id"]
+    own_b = world.shared["redemption"]["B"]["claim_id"]
+    seen_by = {
+        own_a: {"ent_a", "prov_p1"},
+        b_at_p1: {"ent_b", "prov_p1"},
+        own_b: {"ent_b", "prov_p2"},
+    }
+    problems = []
+    for claim_id, viewers in seen_by.items():
+        for role in ROLES[1:]:
+            expected = 200 if role in viewers or role in ("reviewer", "finance", "admin") else 404
+            for path in (f"/api/v1/claims/{claim_id}", f"/vouchers/claims/{claim_id}"):
+                if (answer := _sees(world, role, path)) != expected:
+                    problems.append(f"{role} {path}: {answer}, expected {expected}")
+    assert not problems, "\n".join(problems)
+    assert {own_a, b_at_p1} <= _api_ids(world, "prov_p1", "/api/v1/claims")
+    assert own_b not in _api_ids(world, "prov_p1", "/api/v1/claims")
+    listed_to_a = _api_ids(world, "ent_a", "/api/v1/claims")
+    assert own_a in listed_to_a and b_at_p1 not in listed_to_a
+    # The enterprise sees what it owes of the fee, and that the provider is paid the rest.
+    body = (
+        world.clients["ent_a"]
+        .get(f"/api/v1/claims/{own_a}", headers={"Authorization": f"Bearer {world.tokens['ent_a']}"})
+        .json
+    )
+    assert body["mode"] == "at_payment" and body["payee_kind"] == "provider"
+    assert body["enterprise_share_fen"] == body["fee_fen"] - body["total_fen"] > 0
+    assert body["institution_id"] == world.institutions["A"]
+
+
+@pytest.mark.parametrize("role", ["prov_p1", "prov_p2"])
+def test_the_redemption_pages_answer_a_foreign_id_as_a_missing_one(world: World, role: str) -> None:
+    """Another institution's service, or any claim but the provider's own redemptions, under the
+    redemption pages and API: 404, word for word as for no object."""
+    visible = _visible(world, role)
+    client, headers = world.clients[role], {"Authorization": f"Bearer {world.tokens[role]}"}
+
+    def page(path: str) -> tuple[int, str]:
+        response = client.get(path)
+        return response.status_code, CSRF_VALUE.sub("", response.text).replace(path, "<path>")
+
+    problems = []
+    missing_record = page(f"/vouchers/redemptions/records/{MISSING}")
+    missing_claim = page(f"/vouchers/redemptions/{MISSING}/submit")
+    assert missing_record[0] == missing_claim[0] == 404
+    foreign_records = set(db.session.scalars(select(ServiceRecord.id))) - visible["record"]
+    foreign_claims = set(db.session.scalars(select(Claim.id))) - visible["claim"]
+    assert foreign_records and foreign_claims and visible["claim"]
+    for record_id in sorted(foreign_records):
+        if page(path := f"/vouchers/redemptions/records/{record_id}") != missing_record:
+            problems.append(path)
+        answer = client.post(
+            "/api/v1/redemptions/preview",
+            json={"service_record_id": record_id, "voucher_code": "LC2026-00000001"},
+            headers=headers,
+        )
+        if answer.status_code != 404 or answer.json["error"]["code"] != "not_found":
+            problems.append(f"preview of record {record_id}: {answer.status_code}")
+    for claim_id in sorted(foreign_claims):
+        if page(path := f"/vouchers/redemptions/{claim_id}/submit") != missing_claim:
+            problems.append(path)
+    assert not problems, "\n".join(problems)
+
+
+# --- end of vouchers at payment --------------------------------------------------------------------------

@@ -286,11 +286,16 @@ class AuditSearchForm(FlaskForm):
             field.choices = options([("", _l("All")), *named])
 
 
+def _stripped(value: str | None) -> str | None:
+    """Surrounding blanks off; a form not sent yet has no value (str.strip would fail on None)."""
+    return value.strip() if isinstance(value, str) else value
+
+
 class RedemptionForm(FlaskForm):
     """The provider applies the enterprise's voucher to a recorded service (at payment)."""
 
     voucher_code = StringField(
-        _l("The enterprise's voucher code"), validators=[DataRequired(), Length(max=24)], filters=[str.strip]
+        _l("The enterprise's voucher code"), validators=[DataRequired(), Length(max=24)], filters=[_stripped]
     )
     reserve = SubmitField(_l("Reserve the subsidy"))
 
