@@ -136,6 +136,8 @@ def registration_problems(data: Registration) -> tuple[dict[str, str], str | Non
         fields["uscc"] = error.message
     if data.county not in current_app.config["COUNTIES"]:
         fields["county"] = _("Choose a county from the list.")
+    if data.is_local and not data.in_province:
+        fields["in_province"] = _("A host located in Liaocheng is in Shandong.")
     try:
         check_password_strength(data.password, data.username, data.email)
     except ValidationFailed as error:
@@ -501,6 +503,8 @@ class InstitutionData:
     address: str | None
     # In Liaocheng: the city's top-up applies to services of this host's instruments only then.
     is_local: bool
+    # In Shandong (False: an out-of-province provider, subsidised only with a justification).
+    in_province: bool = True
 
 
 def _institution_values(data: InstitutionData) -> dict[str, object]:
@@ -516,6 +520,8 @@ def _institution_values(data: InstitutionData) -> dict[str, object]:
         uscc = None
     if data.county not in current_app.config["COUNTIES"]:
         fields["county"] = _("Choose a county from the list.")
+    if data.is_local and not data.in_province:
+        fields["in_province"] = _("A host located in Liaocheng is in Shandong.")
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     address = " ".join((data.address or "").split()) or None
@@ -526,6 +532,7 @@ def _institution_values(data: InstitutionData) -> dict[str, object]:
         "kind": data.kind,
         "address": address,
         "is_local": data.is_local,
+        "in_province": data.in_province,
     }
 
 

@@ -45,6 +45,14 @@ class InstitutionForm(FlaskForm):
             "instruments whose host is located in Liaocheng. Untick this for a host elsewhere."
         ),
     )
+    in_province = BooleanField(
+        _l("Located in Shandong"),
+        description=_l(
+            "Untick this for a host outside the province: a voucher subsidises its services only on a "
+            "claim with the enterprise's written justification, at the scheme's out-of-province rate, "
+            "never the city's."
+        ),
+    )
     submit = SubmitField(_l("Save"))
 
     def __init__(self, *args, **kwargs) -> None:

@@ -67,6 +67,15 @@ class ApplicationForm(FlaskForm):
 class ClaimForm(FlaskForm):
     voucher_id = IntegerField(validators=[InputRequired()])
     records = SelectMultipleField(_l("Completed services"), coerce=int, validators=[DataRequired()])
+    # Only for a provider outside Shandong, where it is required (the view asks for it then).
+    justification = TextAreaField(
+        _l("Why no networked instrument in Shandong can do this service"),
+        validators=[Optional(), Length(max=4000)],
+        description=_l(
+            "A provider outside the province is subsidised only with this written justification, "
+            "and never by the city. Name what the service needs that the instruments listed below lack."
+        ),
+    )
     preview = SubmitField(_l("Show the subsidy"))
     create = SubmitField(_l("Save as a draft claim"))
 
