@@ -136,8 +136,6 @@ def registration_problems(data: Registration) -> tuple[dict[str, str], str | Non
         fields["uscc"] = error.message
     if data.county not in current_app.config["COUNTIES"]:
         fields["county"] = _("Choose a county from the list.")
-    if data.is_local and not data.in_province:
-        fields["in_province"] = _("A host located in Liaocheng is in Shandong.")
     try:
         check_password_strength(data.password, data.username, data.email)
     except ValidationFailed as error:
@@ -518,7 +516,9 @@ def _institution_values(data: InstitutionData) -> dict[str, object]:
     except ValidationFailed as error:  # a checksum failure too: institutions have no legacy override
         fields["uscc"] = error.message
         uscc = None
-    if data.county not in current_app.config["COUNTIES"]:
+    # A host outside Shandong is placed by its own city and district (the list is Liaocheng's).
+    listed = data.county in current_app.config["COUNTIES"]
+    if not (listed or (not data.in_province and 0 < len((data.county or "").strip()) <= 20)):
         fields["county"] = _("Choose a county from the list.")
     if data.is_local and not data.in_province:
         fields["in_province"] = _("A host located in Liaocheng is in Shandong.")

@@ -58,7 +58,11 @@ class InstitutionForm(FlaskForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kind.choices = options((k.value, INSTITUTION_KIND_LABELS[k]) for k in InstitutionKind)
-        self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
+        counties = list(current_app.config["COUNTIES"])
+        host = kwargs.get("obj")
+        if host is not None and not host.in_province and host.county not in counties:
+            counties.append(host.county)  # a host outside Shandong keeps its own place
+        self.county.choices = options(county_choices(counties))
 
 
 class SearchForm(FlaskForm):

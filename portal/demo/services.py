@@ -43,6 +43,7 @@ from portal.demo import (
     use_rules,
 )
 from portal.demo import photos as demo_photos
+from portal.demo import province as demo_province
 from portal.demo import reporting as demo_reporting
 from portal.demo import series as demo_series
 from portal.demo import vouchers as voucher_demo
@@ -222,6 +223,7 @@ def _load_demo(
     if vouchers:
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
+        demo_province.load_out_of_province()  # a Shanghai provider, and a claim for its service waiting
     load_catalog_imports()
     use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above
     usage.load_usage()  # metered use of the completed bookings
