@@ -348,6 +348,7 @@ def _institution_form(o: dict, _role: str) -> dict:
         "kind": "institute",
         "county": "东昌府区",
         "is_local": "y",
+        "in_province": "y",
     }
 
 

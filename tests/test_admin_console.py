@@ -73,6 +73,7 @@ def institution_form(**overrides) -> dict:
         "county": "高新区",
         "address": "  长江路 111 号  ",
         "is_local": "y",
+        "in_province": "y",
     }
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
@@ -97,6 +98,38 @@ def test_the_form_says_what_being_in_liaocheng_means(console):
     html = console.get("/admin/institutions/new").get_data(as_text=True)
     assert "位于聊城" in html and "市级配套" in html
     assert re.search(r'<input checked[^>]*id="is_local"', html)  # a new host is local unless unticked
+
+
+def test_a_host_outside_shandong_is_marked_and_kept_with_its_own_place(console, admin, make_institution):
+    html = console.get("/admin/institutions/new").get_data(as_text=True)
+    assert re.search(r'<input checked[^>]*id="in_province"', html)  # a new host is in the province
+    assert "位于山东省" in html
+    # In Liaocheng and outside Shandong at once: the message is at the field, and what was typed stays.
+    both = post_form(console, "/admin/institutions/new", institution_form(in_province=None))
+    assert both.status_code == 200
+    assert "位于聊城的单位在山东省内" in field_error(both.get_data(as_text=True), "in_province")
+    assert audit_rows("institution.created") == []
+    form = institution_form(name="上海某检测中心", is_local=None, in_province=None)
+    assert post_form(console, "/admin/institutions/new", form).status_code == 302
+    host = db.session.scalar(select(Institution).where(Institution.name == "上海某检测中心"))
+    assert host.in_province is False and host.is_local is False
+    (event,) = audit_rows("institution.created")
+    assert event.after["in_province"] is False
+    listing = console.get("/admin/institutions?q=上海某检测中心").get_data(as_text=True)
+    assert listing.count(">否<") == 2  # neither in Liaocheng nor in Shandong
+    # A host outside the province keeps the place it has, which is not one of Liaocheng's counties.
+    host.county = "上海市嘉定区"
+    db.session.commit()
+    page = console.get(f"/admin/institutions/{host.id}").get_data(as_text=True)
+    assert 'value="上海市嘉定区" selected' in page or 'selected value="上海市嘉定区"' in page
+    form = institution_form(
+        name="上海某检测中心", uscc=host.uscc, county="上海市嘉定区", is_local=None, in_province=None
+    )
+    form["address"] = "长江路 111 号"
+    assert post_form(console, f"/admin/institutions/{host.id}", form).status_code == 302
+    # Moved into the province, it must take one of the counties.
+    moved = post_form(console, f"/admin/institutions/{host.id}", {**form, "in_province": "y"})
+    assert moved.status_code == 200 and field_error(moved.get_data(as_text=True), "county") != ""
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,7 @@ def test_categories_and_institutions(client, make_instrument):
             "kind": "university",
             "county": "东昌府区",
             "instrument_count": 1,
+            "in_province": True,
         }
     ]
 

@@ -24,7 +24,9 @@ def count(model, *where) -> int:
 
 
 def test_published_numbers(demo_app):
-    assert count(Instrument) == 1202
+    # The city's network, and a Shanghai test centre's two instruments (an out-of-province provider).
+    in_shandong = Instrument.institution_id.in_(select(Institution.id).where(Institution.in_province))
+    assert count(Instrument, in_shandong) == 1202 and count(Instrument) == 1204
     assert count(User, User.role == Role.ENTERPRISE) == 751
     hosts = {i.name for i in db.session.scalars(select(Institution))}
     for name in (
@@ -36,7 +38,7 @@ def test_published_numbers(demo_app):
         "鲁西化工集团股份有限公司",
     ):
         assert name in hosts
-    counties = set(db.session.scalars(select(Instrument.county).distinct()))
+    counties = set(db.session.scalars(select(Instrument.county).where(in_shandong).distinct()))
     assert counties == set(demo_app.config["COUNTIES"])
 
 
@@ -96,7 +98,7 @@ def test_instruments_are_plausible(demo_app):
     )
     first_levels = {r.category.code[:2] for r in rows}
     assert len(first_levels) >= 12
-    assert len({r.code for r in rows}) == 1202
+    assert len({r.code for r in rows}) == 1204  # 1202 in the city, 2 in Shanghai
     assert all(r.opening_hours for r in rows[:50])
     # Credit codes of the demo enterprises all pass the checksum.
     from stdnum.cn import uscc
@@ -159,7 +161,7 @@ def test_loading_twice_leaves_the_data_alone(app):
     assert first.exit_code == 0 and "Loaded" in first.output and "demo-pass-2026" in first.output
     second = runner.invoke(args=["demo", "load"])
     assert "already has data" in second.output
-    assert count(Instrument) == 30
+    assert count(Instrument) == 32  # the 30 asked for, and the Shanghai centre's two (out of province)
 
 
 def test_a_year_of_bookings_in_every_state_without_overlaps(demo_app):
@@ -526,7 +528,7 @@ def test_utilisation_spreads_like_a_real_network(demo_app):
     period = dashboard.Period(months[0], months[-1])
     ratios_cte = dashboard._ratios(period, None)  # booked ÷ open per instrument, as the page counts it
     ratios = [float(ratio) for (ratio,) in db.session.execute(select(ratios_cte.c.ratio))]
-    assert len(ratios) == 1202
+    assert len(ratios) in (1202, 1204)  # the Shanghai centre's two have no opening hours
     idle = sum(r < 0.01 for r in ratios)
     middle = sum(0.05 <= r <= 0.60 for r in ratios)
     full = sum(r >= 0.8 for r in ratios)
@@ -709,3 +711,24 @@ def test_one_institutions_report_is_final_and_nothing_changed_since(demo_app):
     host = db.session.get(Institution, snapshot.institution_id)
     assert (host.name, snapshot.version) == ("聊城大学", 1)
     assert submissions.differences(snapshot) == []
+
+
+def test_the_scheme_offers_both_modes_and_an_out_of_province_claim_waits(demo_app):
+    from portal.core import clock
+    from portal.demo.vouchers import voucher_year
+    from portal.vouchers.models import Claim, ClaimState, Scheme
+
+    scheme = db.session.scalar(select(Scheme).where(Scheme.year == voucher_year(clock.local_today())))
+    assert scheme.redemption_modes == ["reimbursement", "at_payment"]
+    assert str(scheme.out_of_province_rate) == "0.3000" and scheme.redemption_days == 30
+    (host,) = db.session.scalars(select(Institution).where(Institution.in_province.is_(False)))
+    assert host.is_local is False
+    assert count(Instrument, Instrument.institution_id == host.id) == 2
+    (claim,) = db.session.scalars(select(Claim).where(Claim.out_of_province.is_(True)))
+    assert claim.state is ClaimState.SUBMITTED and claim.institution_id == host.id
+    assert claim.enterprise_id == db.session.scalar(
+        select(User.enterprise_id).where(User.username == "enterprise")
+    )
+    assert len(claim.justification) >= 20
+    assert claim.fund_amounts() == {"province": claim.fee_fen * 30 // 100, "city": 0}
+    assert all(c["passed"] for c in claim.checks)

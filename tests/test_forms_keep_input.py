@@ -181,6 +181,8 @@ SCHEME = {
     "service_window_end": "2027-01-01",
     "public_notice_days": "7",
     "excluded_service_types": ["statutory_testing"],
+    "redemption_modes": ["reimbursement"],
+    "redemption_days": "30",
     "weight_hours": "0.3",
     "weight_samples": "0.1",
     "weight_fees": "0.2",

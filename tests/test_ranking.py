@@ -347,6 +347,8 @@ def scheme_form(page: str, **weights: str) -> dict:
         "service_window_end": "2026-12-31",
         "public_notice_days": "7",
         "excluded_service_types": ["statutory_testing", "mandatory_certification"],
+        "redemption_modes": ["reimbursement"],
+        "redemption_days": "30",
     }
     data.update({f"weight_{key}": value for key, value in weights.items()})
     return data

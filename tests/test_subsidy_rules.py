@@ -22,6 +22,8 @@ def case(
     balance: int = BIG,
     province_rate: str = "0.60",
     city_rate: str = "0.30",
+    in_province: bool = True,
+    out_of_province_rate: str | None = None,
 ) -> SubsidyInput:
     return SubsidyInput(
         fee_fen=fee,
@@ -33,6 +35,8 @@ def case(
         enterprise_remaining_fen=enterprise,
         group_remaining_fen=group,
         voucher_balance_fen=balance,
+        provider_in_province=in_province,
+        out_of_province_rate=Decimal(out_of_province_rate) if out_of_province_rate is not None else None,
     )
 
 
@@ -130,6 +134,71 @@ CASES = [
     ),
     ("a richer city's 40 percent", case(100_000, province_rate="0.40"), 40_000, 30_000, ()),
     ("large fee stays exact", case(123_456_789), 74_074_073, 37_037_036, ()),  # .4 and .7 dropped
+    # A provider outside Shandong: the province fund at the scheme's out-of-province rate, never the city.
+    (
+        "out of province: the scheme's rate",
+        case(100_000, in_province=False, out_of_province_rate="0.30"),
+        30_000,
+        0,
+        (),
+    ),
+    (
+        "out of province: never the city, even if marked local",
+        case(100_000, local=True, in_province=False, out_of_province_rate="0.30"),
+        30_000,
+        0,
+        (),
+    ),
+    ("out of province without a rate: nothing", case(100_000, in_province=False), 0, 0, ()),
+    (
+        "out of province at rate 0: nothing",
+        case(100_000, in_province=False, out_of_province_rate="0"),
+        0,
+        0,
+        (),
+    ),
+    (
+        "out of province: its rate rounds down",
+        case(999, in_province=False, out_of_province_rate="0.35"),
+        349,  # 349.65
+        0,
+        (),
+    ),
+    (
+        "out of province: the enterprise cap binds as before",
+        case(100_000, in_province=False, out_of_province_rate="0.30", enterprise=20_000),
+        20_000,
+        0,
+        ("enterprise_cap",),
+    ),
+    (
+        "out of province: the province budget binds as before",
+        case(100_000, in_province=False, out_of_province_rate="0.50", province_budget=10_000),
+        10_000,
+        0,
+        ("province_budget",),
+    ),
+    (
+        "out of province: the balance and group cap bind as before",
+        case(100_000, in_province=False, out_of_province_rate="0.50", balance=40_000, group=35_000),
+        35_000,
+        0,
+        ("group_cap",),
+    ),
+    (
+        "out of province: a used-up city budget is not named",
+        case(100_000, in_province=False, out_of_province_rate="0.30", city_budget=0),
+        30_000,
+        0,
+        (),
+    ),
+    (
+        "in the province the out-of-province rate is ignored",
+        case(100_000, out_of_province_rate="0.10"),
+        60_000,
+        30_000,
+        (),
+    ),
     (
         "negative remainders count as zero",
         case(100_000, enterprise=-5, group=-1),
@@ -189,6 +258,44 @@ def test_the_total_never_exceeds_any_ceiling():
         )
         assert 0 <= c <= data.funds[1].remaining_budget_fen
         assert p + c <= min(data.voucher_balance_fen, data.group_remaining_fen)
+
+
+def test_out_of_province_raw_amounts():
+    result = compute_subsidy(case(100_000, in_province=False, out_of_province_rate="0.25"))
+    assert [(f.fund, f.raw_fen, f.amount_fen) for f in result.funds] == [
+        ("province", 25_000, 25_000),
+        ("city", 0, 0),
+    ]
+
+
+def test_an_out_of_province_rate_must_be_a_decimal():
+    data = case(100_000, in_province=False)
+    with pytest.raises(TypeError, match=r"^rates are Decimals, never floats$"):
+        compute_subsidy(
+            SubsidyInput(**{**data.__dict__, "out_of_province_rate": 0.3})  # type: ignore[arg-type]
+        )
+
+
+def test_out_of_province_never_gets_the_city_and_stays_within_its_rate():
+    import random
+
+    rng = random.Random(21)
+    for _ in range(1000):
+        rate = rng.choice([None, "0", "0.15", "0.30", "0.60", "1"])
+        data = case(
+            rng.randint(0, 10**8),
+            local=rng.random() < 0.5,
+            in_province=False,
+            out_of_province_rate=rate,
+            province_budget=rng.randint(0, 10**8),
+            enterprise=rng.randint(0, 10**8),
+            group=rng.randint(0, 10**8),
+            balance=rng.randint(0, 10**8),
+        )
+        result = compute_subsidy(data)
+        assert result.amount("city") == 0
+        ceiling = raw_amount(data.fee_fen, Decimal(rate)) if rate is not None else 0
+        assert 0 <= result.amount("province") <= ceiling
 
 
 def test_rates_must_be_decimals():

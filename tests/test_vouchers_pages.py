@@ -79,7 +79,7 @@ def test_the_enterprise_previews_saves_and_submits_a_claim_in_pages(
     ).get_data(as_text=True)
     assert re.search(r'id="subsidy-total">¥1,800.00<', preview)
     assert 'data-fund="province">¥1,200.00' in preview and 'data-fund="city">¥600.00' in preview
-    assert preview.count("check-passed") == 8
+    assert preview.count("check-passed") == 9  # out_of_province_justified passes: a provider in Shandong
     assert preview.count("check-warning") == 1  # hours_above_usage: the service was not metered
     created = client.post(
         "/vouchers/claims/new",
@@ -215,6 +215,8 @@ def test_scheme_settings_are_for_administrators(client, fake_clock, make_user):
         "service_window_end": "2027-12-31",
         "public_notice_days": "7",
         "excluded_service_types": ["statutory_testing"],
+        "redemption_modes": ["reimbursement"],
+        "redemption_days": "30",
     }
     assert client.post("/review/scheme", data=data).status_code == 302
     scheme = db.session.scalar(select(Scheme).where(Scheme.year == 2027))

@@ -501,6 +501,8 @@ class InstitutionData:
     address: str | None
     # In Liaocheng: the city's top-up applies to services of this host's instruments only then.
     is_local: bool
+    # In Shandong (False: an out-of-province provider, subsidised only with a justification).
+    in_province: bool = True
 
 
 def _institution_values(data: InstitutionData) -> dict[str, object]:
@@ -514,8 +516,12 @@ def _institution_values(data: InstitutionData) -> dict[str, object]:
     except ValidationFailed as error:  # a checksum failure too: institutions have no legacy override
         fields["uscc"] = error.message
         uscc = None
-    if data.county not in current_app.config["COUNTIES"]:
+    # A host outside Shandong is placed by its own city and district (the list is Liaocheng's).
+    listed = data.county in current_app.config["COUNTIES"]
+    if not (listed or (not data.in_province and 0 < len((data.county or "").strip()) <= 20)):
         fields["county"] = _("Choose a county from the list.")
+    if data.is_local and not data.in_province:
+        fields["in_province"] = _("A host located in Liaocheng is in Shandong.")
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     address = " ".join((data.address or "").split()) or None
@@ -526,6 +532,7 @@ def _institution_values(data: InstitutionData) -> dict[str, object]:
         "kind": data.kind,
         "address": address,
         "is_local": data.is_local,
+        "in_province": data.in_province,
     }
 
 

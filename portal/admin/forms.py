@@ -45,12 +45,24 @@ class InstitutionForm(FlaskForm):
             "instruments whose host is located in Liaocheng. Untick this for a host elsewhere."
         ),
     )
+    in_province = BooleanField(
+        _l("Located in Shandong"),
+        description=_l(
+            "Untick this for a host outside the province: a voucher subsidises its services only on a "
+            "claim with the enterprise's written justification, at the scheme's out-of-province rate, "
+            "never the city's."
+        ),
+    )
     submit = SubmitField(_l("Save"))
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kind.choices = options((k.value, INSTITUTION_KIND_LABELS[k]) for k in InstitutionKind)
-        self.county.choices = options(county_choices(current_app.config["COUNTIES"]))
+        counties = list(current_app.config["COUNTIES"])
+        host = kwargs.get("obj")
+        if host is not None and not host.in_province and host.county not in counties:
+            counties.append(host.county)  # a host outside Shandong keeps its own place
+        self.county.choices = options(county_choices(counties))
 
 
 class SearchForm(FlaskForm):

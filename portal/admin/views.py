@@ -112,7 +112,7 @@ def _institution_page(institution_id: int | None) -> ResponseReturnValue:
     institution = services.get_institution(current_user, institution_id) if institution_id else None
     form = InstitutionForm(obj=institution)
     if institution is None and not form.is_submitted():
-        form.is_local.data = True
+        form.is_local.data = form.in_province.data = True
     if form.validate_on_submit():
         data = accounts.InstitutionData(
             name=filled(form.name),
@@ -121,6 +121,7 @@ def _institution_page(institution_id: int | None) -> ResponseReturnValue:
             kind=InstitutionKind(form.kind.data),
             address=form.address.data,
             is_local=form.is_local.data,
+            in_province=form.in_province.data,
         )
         try:
             accounts.save_institution(current_user, data, institution_id)

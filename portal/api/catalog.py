@@ -241,6 +241,14 @@ class InstitutionSchema(InstitutionRefSchema):
     kind = ma.fields.String(required=True, validate=validate.OneOf([k.value for k in InstitutionKind]))
     county = ma.fields.String(required=True)
     instrument_count = ma.fields.Integer(required=True)
+    in_province = ma.fields.Boolean(
+        required=True,
+        metadata={
+            "description": "In Shandong. false: a provider outside the province, whose services a voucher "
+            "subsidises only on a reimbursement claim with the enterprise's written justification, at the "
+            "scheme's out_of_province_rate and never with the city's fund"
+        },
+    )
 
 
 InstrumentPageSchema = page_of(InstrumentSchema, "InstrumentPageSchema")

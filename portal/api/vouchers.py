@@ -18,6 +18,8 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers import redemptions, wallet
 from portal.vouchers import review as desk
 from portal.vouchers import schemes as scheme_services
+from portal.vouchers.checks import MIN_JUSTIFICATION
+from portal.vouchers.claims import MAX_JUSTIFICATION
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
@@ -67,6 +69,32 @@ class SchemeSchema(ma.Schema):
     )
     allocated_fen = ma.fields.Integer(required=True, metadata={"description": "voucher quotas outstanding"})
     unallocated_fen = ma.fields.Integer(required=True)
+    redemption_modes = ma.fields.List(
+        ma.fields.String(validate=validate.OneOf([m.value for m in RedemptionMode])),
+        required=True,
+        metadata={
+            "description": "How the scheme's vouchers pay, at least one: `reimbursement` (the enterprise "
+            "pays the whole fee and claims the subsidy) and/or `at_payment` (the enterprise pays only its "
+            "share, the provider redeems the rest); with both, the enterprise chooses per booking"
+        },
+    )
+    out_of_province_rate = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Exact decimal between 0 and 1, e.g. '0.30': the rate the `always` funds pay "
+            "for a provider outside Shandong (in place of their own; `local_provider` funds pay nothing "
+            "for one). null: the scheme subsidises no out-of-province service (the claim check "
+            "out_of_province_justified fails)"
+        },
+    )
+    redemption_days = ma.fields.Integer(
+        required=True,
+        metadata={
+            "description": "1 to 365: an at-payment reservation not submitted (or a returned redemption not "
+            "resubmitted) within this many days of its reservation expires and is released"
+        },
+    )
 
 
 class ApplicationCreateSchema(ma.Schema):
@@ -146,6 +174,19 @@ class ClaimRequestSchema(ma.Schema):
         required=True,
         validate=validate.Length(min=1, max=50),
     )
+    justification = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=MAX_JUSTIFICATION),
+        metadata={
+            "description": "The enterprise's written justification that no networked instrument in Shandong "
+            "can do the service; kept only when the services' provider is outside Shandong (ignored, and "
+            "null on the claim, otherwise). For such a provider the check out_of_province_justified fails, "
+            f"so the claim cannot be submitted, unless it has at least {MIN_JUSTIFICATION} characters "
+            "(leading and trailing blanks not counted) and the scheme has an out_of_province_rate; the "
+            "reviewers then judge it. A draft is saved without it"
+        },
+    )
 
 
 class FundAmountSchema(ma.Schema):
@@ -176,6 +217,13 @@ class PreviewSchema(ma.Schema):
         required=True,
     )
     checks = ma.fields.List(ma.fields.Nested(CheckSchema), required=True)
+    out_of_province = ma.fields.Boolean(
+        required=True,
+        metadata={
+            "description": "The services' provider is outside Shandong: never the city's fund, the `always` "
+            "funds at the scheme's out_of_province_rate, and a justification needed"
+        },
+    )
 
 
 class ClaimSchema(ma.Schema):
@@ -195,6 +243,14 @@ class ClaimSchema(ma.Schema):
     )
     submitted_at = ma.fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
     notice_ends_on = ma.fields.String(required=True, allow_none=True, metadata={"format": "date"})
+    out_of_province = ma.fields.Boolean(
+        required=True, metadata={"description": "The provider is outside Shandong (see the preview)"}
+    )
+    justification = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The enterprise's justification for an out-of-province provider, else null"},
+    )
     mode = ma.fields.String(
         required=True,
         validate=validate.OneOf([m.value for m in RedemptionMode]),
@@ -273,6 +329,11 @@ def scheme_json(scheme) -> dict[str, Any]:
         "metering_required": scheme.metering_required,
         "allocated_fen": scheme.allocated_fen,
         "unallocated_fen": scheme.unallocated_fen,
+        "redemption_modes": list(scheme.redemption_modes or []),
+        "out_of_province_rate": rate_text(scheme.out_of_province_rate)
+        if scheme.out_of_province_rate is not None
+        else None,
+        "redemption_days": scheme.redemption_days,
     }
 
 
@@ -341,6 +402,8 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "reservation_expires_on": claim.reservation_expires_on.isoformat()
         if claim.reservation_expires_on
         else None,
+        "out_of_province": claim.out_of_province,
+        "justification": claim.justification,
     }
 
 
@@ -440,7 +503,7 @@ def get_voucher(id: int):  # the path parameter is {id}
 def preview_claim(args: dict):
     """The subsidy per fund these services would get now, every limit that binds, and the checks."""
     return claim_services.preview_claim(
-        current_user, args["voucher_id"], args["service_record_ids"]
+        current_user, args["voucher_id"], args["service_record_ids"], args["justification"]
     ).as_dict()
 
 
@@ -452,7 +515,9 @@ def preview_claim(args: dict):
 @token_required()
 def create_claim(args: dict):
     """A draft claim for these services (submit it to reserve them and ask for the subsidy)."""
-    claim = claim_services.create_claim(current_user, args["voucher_id"], args["service_record_ids"])
+    claim = claim_services.create_claim(
+        current_user, args["voucher_id"], args["service_record_ids"], args["justification"]
+    )
     return claim_json(claim_services.get_claim(current_user, claim.id))
 
 

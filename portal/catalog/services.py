@@ -427,7 +427,14 @@ def institution_summaries() -> list[dict[str, Any]]:
             .order_by(Institution.id)
         ).all()
         return [
-            {"id": i.id, "name": i.name, "kind": i.kind.value, "county": i.county, "instrument_count": n}
+            {
+                "id": i.id,
+                "name": i.name,
+                "kind": i.kind.value,
+                "county": i.county,
+                "instrument_count": n,
+                "in_province": i.in_province,
+            }
             for i, n in rows
         ]
 

@@ -43,6 +43,7 @@ from portal.demo import (
     use_rules,
 )
 from portal.demo import photos as demo_photos
+from portal.demo import province as demo_province
 from portal.demo import redemptions as demo_redemptions
 from portal.demo import reporting as demo_reporting
 from portal.demo import series as demo_series
@@ -223,6 +224,7 @@ def _load_demo(
     if vouchers:
         year = voucher_demo.load_voucher_year(rng, vouchers)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
+        demo_province.load_out_of_province()  # a Shanghai provider, and a claim for its service waiting
         demo_redemptions.load_redemptions()  # vouchers at payment, a redemption in each state
     load_catalog_imports()
     use_rules.load_use_rules()  # qualifications and price tables, on the instruments and bookings above

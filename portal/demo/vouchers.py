@@ -33,7 +33,7 @@ from portal.vouchers import claims as claim_services
 from portal.vouchers import notice as public_notice
 from portal.vouchers import review as desk
 from portal.vouchers import schemes, verification, wallet
-from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition
+from portal.vouchers.models import Claim, ClaimItem, ClaimState, FundCondition, RedemptionMode
 
 YUAN = 100
 EVIDENCE = (FileKind.CONTRACT, FileKind.INVOICE, FileKind.RECEIPT)
@@ -66,6 +66,10 @@ def published_scheme(year: int) -> tuple[dict, list[schemes.FundSettings]]:
             ServiceType.STATUTORY_TESTING.value,
             ServiceType.MANDATORY_CERTIFICATION.value,
         ],
+        # Both ways of paying (DESIGN section 13); a provider outside Shandong at 30 %, never the city's.
+        "redemption_modes": [RedemptionMode.REIMBURSEMENT.value, RedemptionMode.AT_PAYMENT.value],
+        "out_of_province_rate": Decimal("0.30"),
+        "redemption_days": 30,
     }
     # The funds' names are the API's (`province`, `city`); their labels are texts of the catalogue,
     # so each page shows them in its language.

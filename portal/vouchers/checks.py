@@ -274,14 +274,59 @@ def checks_per_service(
     for code, _ok, failures in _check_records(enterprise, scheme, records):
         for record_id, message in failures:
             failed[record_id].append(Check(code, False, message))
+    # The justification is written on the claim; a scheme without an out-of-province rate blocks it.
+    if scheme.out_of_province_rate is None:
+        for record in records:
+            if not record.booking.instrument.institution.in_province:
+                failed[record.id].append(out_of_province_check(scheme, [record], None))
     return failed
 
 
 def all_checks(
-    enterprise: Enterprise, voucher: Voucher, records: list[ServiceRecord], claim_id: int | None = None
+    enterprise: Enterprise,
+    voucher: Voucher,
+    records: list[ServiceRecord],
+    claim_id: int | None = None,
+    justification: str | None = None,
 ) -> list[Check]:
-    """The voucher's check and every service check (`claim_id`: the claim these services are in)."""
-    return [*voucher_checks(voucher), *run_checks(enterprise, voucher.scheme, records, claim_id)]
+    """The voucher's check and every service check (`claim_id`: the claim these services are in;
+    `justification`: the enterprise's for an out-of-province provider, else the claim's stored one)."""
+    if justification is None and claim_id is not None:
+        claim = db.session.get(Claim, claim_id)  # already in the session wherever a claim is checked
+        justification = claim.justification if claim else None
+    return [
+        *voucher_checks(voucher),
+        *run_checks(enterprise, voucher.scheme, records, claim_id),
+        out_of_province_check(voucher.scheme, records, justification),
+    ]
+
+
+# A written justification shorter than this says nothing a reviewer could judge.
+MIN_JUSTIFICATION = 20
+
+
+def out_of_province_check(scheme: Scheme, records: list[ServiceRecord], justification: str | None) -> Check:
+    """`out_of_province_justified`: a provider outside Shandong only where the scheme subsidises such
+    services, and with the enterprise's written justification that no networked instrument in the
+    province can do them (the reviewers judge it); passes for a provider in the province."""
+    code = "out_of_province_justified"
+    if all(r.booking.instrument.institution.in_province for r in records):
+        return Check(code, True, _("The provider is in Shandong."))
+    if scheme.out_of_province_rate is None:
+        return Check(
+            code, False, _("This year's scheme does not subsidise services of providers outside Shandong.")
+        )
+    if len((justification or "").strip()) < MIN_JUSTIFICATION:
+        message = _(
+            "The provider is outside Shandong: write why no networked instrument in the province can do "
+            "this service (at least %(count)d characters).",
+            count=MIN_JUSTIFICATION,
+        )
+        return Check(code, False, message)
+    message = _(
+        "The provider is outside Shandong; the enterprise's justification is for the reviewer to judge."
+    )
+    return Check(code, True, message, warning=True)
 
 
 def at_payment_checks(claim: Claim, records: list[ServiceRecord]) -> list[Check]:

@@ -51,7 +51,7 @@ from portal.vouchers.services import (
     tell_enterprise,
     transition,
 )
-from portal.vouchers.subsidy import local_provider, subsidy_for
+from portal.vouchers.subsidy import in_province_provider, local_provider, subsidy_for
 
 # The claim's state machine, in one place: (state, action) -> new state.
 CLAIM_TRANSITIONS: dict[tuple[ClaimState, str], ClaimState | None] = {
@@ -150,6 +150,9 @@ class Preview:
     subsidy: Subsidy
     checks: list[Check]
     records: list[ServiceRecord]
+    # A provider outside Shandong, and the enterprise's justification (None for one in the province).
+    out_of_province: bool = False
+    justification: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +163,7 @@ class Preview:
             "total_fen": self.subsidy.total_fen,
             "limited_by": list(self.subsidy.limited_by),
             "checks": [c.as_dict() for c in self.checks],
+            "out_of_province": self.out_of_province,
         }
 
 
@@ -186,17 +190,32 @@ def _claim_inputs(
     return enterprise, voucher, records
 
 
-def preview_claim(user: User, voucher_id: int, record_ids: list[int]) -> Preview:
-    """What a claim for these services would bring, every limit that binds, and the checks."""
+MAX_JUSTIFICATION = 4000
+
+
+def preview_claim(
+    user: User, voucher_id: int, record_ids: list[int], justification: str | None = None
+) -> Preview:
+    """What a claim for these services would bring, every limit that binds, and the checks
+    (`justification`: the enterprise's, kept only for a provider outside Shandong)."""
     enterprise, voucher, records = _claim_inputs(user, voucher_id, record_ids)
+    justification = (justification or "").strip() or None
+    if justification and len(justification) > MAX_JUSTIFICATION:
+        message = _("At most %(count)d characters.", count=MAX_JUSTIFICATION)
+        raise ValidationFailed(message, {"justification": message})
+    in_province = in_province_provider(records)
+    justification = None if in_province else justification
     fee = sum(r.fee_fen for r in records)
-    subsidy = subsidy_for(enterprise, voucher.scheme, voucher, fee, local_provider(records))
-    return Preview(fee, subsidy, all_checks(enterprise, voucher, records), records)
+    subsidy = subsidy_for(enterprise, voucher.scheme, voucher, fee, local_provider(records), in_province)
+    checks = all_checks(enterprise, voucher, records, justification=justification)
+    return Preview(fee, subsidy, checks, records, not in_province, justification)
 
 
-def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
+def create_claim(
+    user: User, voucher_id: int, record_ids: list[int], justification: str | None = None
+) -> Claim:
     """A draft claim (nothing reserved yet; submitting it does that)."""
-    preview = preview_claim(user, voucher_id, record_ids)
+    preview = preview_claim(user, voucher_id, record_ids, justification)
     with serialized_write():
         claim = Claim(
             voucher_id=voucher_id,
@@ -208,6 +227,8 @@ def create_claim(user: User, voucher_id: int, record_ids: list[int]) -> Claim:
             checks=[c.as_dict() for c in preview.checks],
             created_by_id=user.id,
             created_at=clock.utcnow(),
+            out_of_province=preview.out_of_province,
+            justification=preview.justification,
         )
         claim.items = [ClaimItem(service_record_id=r.id, fee_fen=r.fee_fen) for r in preview.records]
         claim.set_amounts((f.fund, f.raw_fen, f.amount_fen) for f in preview.subsidy.funds)
@@ -301,8 +322,9 @@ def submit_claim(user: User, claim_id: int) -> Claim:
         voucher = db.session.get_one(Voucher, claim.voucher_id)
         checks = all_checks(enterprise, voucher, records, claim.id)
         refuse_failed_checks(checks, _("This claim cannot be submitted until every check passes: %(failed)s"))
+        local, in_province = local_provider(records), in_province_provider(records)
         _set_amounts(
-            claim, subsidy_for(enterprise, voucher.scheme, voucher, claim.fee_fen, local_provider(records))
+            claim, subsidy_for(enterprise, voucher.scheme, voucher, claim.fee_fen, local, in_province)
         )
         claim.checks = stored_checks(checks, lambda: all_checks(enterprise, voucher, records, claim.id))
         before = transition(

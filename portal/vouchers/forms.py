@@ -23,12 +23,13 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.accounts.models import ENTERPRISE_KIND_LABELS
 from portal.booking.models import FILE_KIND_LABELS, SERVICE_TYPE_LABELS
 from portal.core.forms import NumberRange, options, plausible_date, yuan_amount
 from portal.core.languages import CHINESE
-from portal.vouchers.labels import CONDITION_LABELS, RELATION_LABELS
+from portal.vouchers.labels import CONDITION_LABELS, REDEMPTION_MODE_LABELS, RELATION_LABELS
 
 
 class VerificationForm(FlaskForm):
@@ -67,6 +68,15 @@ class ApplicationForm(FlaskForm):
 class ClaimForm(FlaskForm):
     voucher_id = IntegerField(validators=[InputRequired()])
     records = SelectMultipleField(_l("Completed services"), coerce=int, validators=[DataRequired()])
+    # Only for a provider outside Shandong, where it is required (the view asks for it then).
+    justification = TextAreaField(
+        _l("Why no networked instrument in Shandong can do this service"),
+        validators=[Optional(), Length(max=4000)],
+        description=_l(
+            "A provider outside the province is subsidised only with this written justification, "
+            "and never by the city. Name what the service needs that the instruments listed below lack."
+        ),
+    )
     preview = SubmitField(_l("Show the subsidy"))
     create = SubmitField(_l("Save as a draft claim"))
 
@@ -210,6 +220,29 @@ class SchemeForm(FlaskForm):
         _l("Service types never subsidised"), choices=options(SERVICE_TYPE_LABELS.items())
     )
     metering_required = BooleanField(_l("Billed machine hours must be metered at the instrument"))
+    redemption_modes = SelectMultipleField(
+        _l("How vouchers pay (one at least; with both, the enterprise chooses per booking)"),
+        choices=options(REDEMPTION_MODE_LABELS.items()),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    out_of_province_rate = DecimalField(
+        _l("Rate for a provider outside Shandong"),
+        places=None,
+        validators=[Optional(), NumberRange(min=0, max=1)],
+        description=_l(
+            "Paid by the funds that always apply, in place of their own rate; the city's top-up never "
+            "applies. Leave it blank if the scheme subsidises no service from outside the province."
+        ),
+    )
+    redemption_days = IntegerField(
+        _l("Days to submit an at-payment redemption"),
+        default=30,
+        validators=[InputRequired(), NumberRange(min=1, max=365)],
+        description=_l(
+            "A reservation not submitted within these days of the service expires and is released."
+        ),
+    )
     # The providers' ranking weights (places=None shows them as typed, not padded to four digits).
     weight_hours = DecimalField(
         _l("Weight of service hours"), places=None, validators=[Optional(), NumberRange(min=0, max=1)]
@@ -246,6 +279,9 @@ class SchemeForm(FlaskForm):
             seen.add(name)
         if not seen:
             self.form_errors.append(_l("A scheme needs at least one fund."))
+            valid = False
+        if not self.redemption_modes.data:  # not DataRequired: each checkbox would be marked required
+            self.redemption_modes.errors = [*self.redemption_modes.errors, _l("Choose at least one way.")]
             valid = False
         return valid
 

@@ -48,7 +48,8 @@ def booking_hint(user: User, instrument: Instrument, fee_fen: int) -> BookingHin
     if scheme is None or voucher is None or voucher.valid_until < clock.local_today():
         return BookingHint(None, _("You have no valid innovation voucher: the whole fee is yours to pay."))
     enterprise = db.session.get_one(Enterprise, user.enterprise_id)
-    subsidy = subsidy_for(enterprise, scheme, voucher, fee_fen, instrument.institution.is_local)
+    host = instrument.institution
+    subsidy = subsidy_for(enterprise, scheme, voucher, fee_fen, host.is_local, host.in_province)
     warning = None
     short = [
         name for name in ("voucher_balance", "group_cap", "enterprise_cap") if name in subsidy.limited_by

@@ -35,6 +35,7 @@ from portal.vouchers.forms import (
 )
 from portal.vouchers.models import (
     DEFAULT_RANKING_WEIGHTS,
+    RedemptionMode,
     RelationKind,
     Scheme,
 )
@@ -228,6 +229,7 @@ def scheme() -> ResponseReturnValue:
         _fill_scheme_form(form, current)
     elif not form.is_submitted():
         form.year.data = year
+        form.redemption_modes.data = [RedemptionMode.REIMBURSEMENT.value]
         _fill_ranking_weights(form, dict(DEFAULT_RANKING_WEIGHTS))
     if form.validate_on_submit():
         try:
@@ -281,6 +283,9 @@ def _fill_scheme_form(form: SchemeForm, scheme: Scheme) -> None:
     form.public_notice_days.data = scheme.public_notice_days
     form.excluded_service_types.data = list(scheme.excluded_service_types or [])
     form.metering_required.data = scheme.metering_required
+    form.redemption_modes.data = list(scheme.redemption_modes or [])
+    form.out_of_province_rate.data = scheme.out_of_province_rate
+    form.redemption_days.data = scheme.redemption_days
     _fill_ranking_weights(form, scheme.ranking_weight_values)
 
 
@@ -313,6 +318,9 @@ def _scheme_values(form: SchemeForm) -> tuple[dict, list[schemes.FundSettings]]:
         "public_notice_days": form.public_notice_days.data,
         "excluded_service_types": list(form.excluded_service_types.data or []),
         "metering_required": bool(form.metering_required.data),
+        "redemption_modes": list(form.redemption_modes.data or []),
+        "out_of_province_rate": form.out_of_province_rate.data,
+        "redemption_days": form.redemption_days.data,
     }
     weights = _ranking_weights(form)
     if weights is not None:

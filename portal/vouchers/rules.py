@@ -1,6 +1,7 @@
 """The subsidy of a claim (DESIGN.md section 6), as one pure function: numbers in, numbers out.
 
-Everything it needs is passed in: the fee, whether the provider is local, each fund's rate, condition
+Everything it needs is passed in: the fee, whether the provider is local (and whether it is in the
+province at all, with the scheme's rate for a provider outside it), each fund's rate, condition
 and remaining budget, the enterprise's remaining provincial cap, the controller group's remaining
 cap and the voucher's balance. It reads nothing and writes nothing, so the review desk, the preview
 and the approval all compute the same amounts, and a table of cases can test it exhaustively.
@@ -35,6 +36,10 @@ class SubsidyInput:
     enterprise_remaining_fen: int
     group_remaining_fen: int
     voucher_balance_fen: int
+    # A provider outside Shandong (DESIGN section 13): the `local_provider` funds give nothing, and the
+    # `always` funds take the scheme's out-of-province rate instead of their own (None: nothing).
+    provider_in_province: bool = True
+    out_of_province_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,15 @@ def raw_amount(fee_fen: int, rate: Decimal) -> int:
     return int((Decimal(fee_fen) * rate).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def _rate(data: SubsidyInput, fund: FundRule) -> Decimal | None:
+    """The rate this fund applies to these services, or None when it does not apply to them."""
+    if not data.provider_in_province:
+        return data.out_of_province_rate if fund.condition == ALWAYS else None
+    if fund.condition == ALWAYS or (fund.condition == LOCAL_PROVIDER and data.provider_is_local):
+        return fund.rate
+    return None
+
+
 def compute_subsidy(data: SubsidyInput) -> Subsidy:
     """The amount per fund and every limit that bound, exactly as DESIGN.md section 6 says."""
     if data.fee_fen < 0:
@@ -73,8 +87,8 @@ def compute_subsidy(data: SubsidyInput) -> Subsidy:
     raws: list[int] = []
     amounts: list[int] = []
     for fund in data.funds:
-        applies = fund.condition == ALWAYS or (fund.condition == LOCAL_PROVIDER and data.provider_is_local)
-        raw = raw_amount(data.fee_fen, fund.rate) if applies else 0
+        rate = _rate(data, fund)
+        raw = raw_amount(data.fee_fen, rate) if rate is not None else 0
         budget = max(0, fund.remaining_budget_fen)
         limits = {f"{fund.name}_budget": budget}
         if fund.enterprise_capped:

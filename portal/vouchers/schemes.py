@@ -22,7 +22,7 @@ from portal.core.money import format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.vouchers.labels import fund_labels
-from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, Scheme
+from portal.vouchers.models import DEFAULT_RANKING_WEIGHTS, Fund, FundCondition, RedemptionMode, Scheme
 
 
 def current_scheme(today: date | None = None) -> Scheme | None:
@@ -72,6 +72,7 @@ def save_scheme(user: User, values: dict[str, Any], funds: list[FundSettings]) -
             fields[f"{settings.name}_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
     if values.get("ranking_weights") is not None:
         fields.update(_check_ranking_weights(values["ranking_weights"]))
+    fields.update(_check_redemption(values))
     if fields:
         raise ValidationFailed(_("Please correct the marked fields."), fields)
     with serialized_write():
@@ -133,6 +134,21 @@ def _check_ranking_weights(weights: dict[str, str]) -> dict[str, str]:
     return fields
 
 
+def _check_redemption(values: dict[str, Any]) -> dict[str, str]:
+    """Field errors of the redemption settings: one mode at least, of the known ones; the
+    out-of-province rate 0..1 or None (no such service subsidised); 1..365 days to redeem."""
+    fields: dict[str, str] = {}
+    modes = values.get("redemption_modes", [RedemptionMode.REIMBURSEMENT.value])
+    if not modes or any(mode not in set(RedemptionMode) for mode in modes):
+        fields["redemption_modes"] = _("Choose at least one way.")
+    rate = values.get("out_of_province_rate")
+    if rate is not None and not (rate.is_finite() and Decimal(0) <= rate <= Decimal(1)):
+        fields["out_of_province_rate"] = _("A rate between 0 and 1, e.g. 0.60.")
+    if not 1 <= values.get("redemption_days", 30) <= 365:
+        fields["redemption_days"] = _("Between 1 and 365 days.")
+    return fields
+
+
 def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
     return {
         "enterprise_cap_fen": scheme.enterprise_cap_fen,
@@ -143,6 +159,11 @@ def _scheme_snapshot(scheme: Scheme) -> dict[str, Any]:
         "funds": {f.name: {"rate": str(f.rate), "budget_fen": f.budget_fen} for f in scheme.funds},
         "ranking_weights": scheme.ranking_weights,
         "metering_required": scheme.metering_required,
+        "redemption_modes": list(scheme.redemption_modes or []),
+        "out_of_province_rate": str(scheme.out_of_province_rate)
+        if scheme.out_of_province_rate is not None
+        else None,
+        "redemption_days": scheme.redemption_days,
     }
 
 
@@ -210,6 +231,9 @@ def _next_year_copy(source: Scheme, year: int, target: int) -> Scheme:
         four_eyes_threshold_fen=source.four_eyes_threshold_fen,
         excluded_service_types=list(source.excluded_service_types or []),
         metering_required=source.metering_required,
+        redemption_modes=list(source.redemption_modes or []),
+        out_of_province_rate=source.out_of_province_rate,
+        redemption_days=source.redemption_days,
         ranking_weights=dict(source.ranking_weights) if source.ranking_weights is not None else None,
         allocated_fen=0,
     )

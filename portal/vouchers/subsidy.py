@@ -39,9 +39,15 @@ def lock_caps(scheme: Scheme, enterprise: Enterprise) -> tuple[CapLedger, CapLed
 
 
 def subsidy_for(
-    enterprise: Enterprise, scheme: Scheme, voucher: Voucher, fee_fen: int, provider_is_local: bool
+    enterprise: Enterprise,
+    scheme: Scheme,
+    voucher: Voucher,
+    fee_fen: int,
+    provider_is_local: bool,
+    provider_in_province: bool = True,
 ) -> Subsidy:
-    """The subsidy these services would get now, from the current remaining budgets, caps and balance."""
+    """The subsidy these services would get now, from the current remaining budgets, caps and balance
+    (a provider outside the province: at the scheme's out-of-province rate, never the city's)."""
     funds = sorted(scheme.funds, key=lambda f: f.position)
     return compute_subsidy(
         SubsidyInput(
@@ -54,9 +60,17 @@ def subsidy_for(
             - _cap_used(scheme, "enterprise", str(enterprise.id)),
             group_remaining_fen=scheme.group_cap_fen - _cap_used(scheme, "group", enterprise.group_key),
             voucher_balance_fen=voucher.balance_fen if voucher.state is VoucherState.ACTIVE else 0,
+            provider_in_province=provider_in_province,
+            out_of_province_rate=scheme.out_of_province_rate,
         )
     )
 
 
 def local_provider(records: list[ServiceRecord]) -> bool:
     return all(r.booking.instrument.institution.is_local for r in records)
+
+
+def in_province_provider(records: list[ServiceRecord]) -> bool:
+    """Whether these services' provider is in Shandong (False: an out-of-province provider, which
+    a reimbursement claim may use only with a justification, and at payment not at all)."""
+    return all(r.booking.instrument.institution.in_province for r in records)

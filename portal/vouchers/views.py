@@ -26,7 +26,7 @@ from portal.vouchers import applications as application_services
 from portal.vouchers import checks as claim_checks
 from portal.vouchers import claims as claim_services
 from portal.vouchers import notice as public_notice
-from portal.vouchers import redemptions, schemes, wallet
+from portal.vouchers import province, redemptions, schemes, wallet
 from portal.vouchers import review as desk
 from portal.vouchers import services as voucher_services
 from portal.vouchers import verification as verification_services
@@ -247,25 +247,43 @@ def new_claim() -> ResponseReturnValue:
         form.voucher_id.data = vouchers[0].id
     if form.validate_on_submit():
         try:
-            if form.create.data:
-                claim = claim_services.create_claim(
-                    current_user, entered(form.voucher_id), entered(form.records)
-                )
-                flash(_("Draft saved. Check it, then submit it to the bureau."), "success")
-                return redirect(url_for("vouchers.claim", claim_id=claim.id))
-            preview = claim_services.preview_claim(
-                current_user, entered(form.voucher_id), entered(form.records)
-            )
+            preview = _claim_draft(form)
         except ServiceError as error:
             form.form_errors.append(error.message)
+            if isinstance(error, ValidationFailed) and "justification" in error.fields:
+                form.justification.errors = [*form.justification.errors, error.fields["justification"]]
+        if isinstance(preview, int):
+            flash(_("Draft saved. Check it, then submit it to the bureau."), "success")
+            return redirect(url_for("vouchers.claim", claim_id=preview))
     return render_template(
         "vouchers/new_claim.html",
         form=form,
         candidates=candidates,
         vouchers=vouchers,
         preview=preview,
+        alternatives=province.alternatives_for(preview.records) if preview else None,
+        out_of_province_offered=any(
+            not c.record.booking.instrument.institution.in_province for c in candidates
+        ),
         **LABELS,
     )
+
+
+def _claim_draft(form: ClaimForm) -> claim_services.Preview | int:
+    """The chosen services' preview or, when asked to save them, the new draft's id. Services of a
+    provider outside Shandong are saved only with the enterprise's written justification."""
+    chosen = (current_user, entered(form.voucher_id), entered(form.records))
+    preview = claim_services.preview_claim(*chosen, form.justification.data)
+    if not form.create.data:
+        return preview
+    if preview.out_of_province and len(preview.justification or "") < claim_checks.MIN_JUSTIFICATION:
+        message = _(
+            "Required for a provider outside Shandong: at least %(count)d characters.",
+            count=claim_checks.MIN_JUSTIFICATION,
+        )
+        form.justification.errors = [*form.justification.errors, message]
+        return preview
+    return claim_services.create_claim(*chosen, form.justification.data).id
 
 
 @bp.route("/claims/<int:claim_id>", methods=["GET", "POST"])
@@ -307,6 +325,9 @@ def claim(claim_id: int) -> ResponseReturnValue:
         four_eyes=voucher_services.four_eyes(claim.voucher.scheme.four_eyes_threshold_fen, claim.total_fen),
         enterprise_history=desk.enterprise_history(claim.enterprise_id)
         if current_user.role in BUREAU_ROLES
+        else None,
+        alternatives=province.alternatives_for(item.service_record for item in claim.items)
+        if claim.out_of_province
         else None,
         **LABELS,
     )
