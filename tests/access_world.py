@@ -605,7 +605,12 @@ CONSTANT: dict[str, dict[str, Any]] = {
 
 def _institution(name: str) -> Institution:
     row = Institution(
-        name=name, uscc=valid_uscc(), kind=InstitutionKind.UNIVERSITY, county="东昌府区", is_local=True
+        name=name,
+        uscc=valid_uscc(),
+        kind=InstitutionKind.UNIVERSITY,
+        county="东昌府区",
+        is_local=True,
+        admission="admitted",
     )
     db.session.add(row)
     db.session.commit()

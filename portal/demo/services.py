@@ -263,6 +263,7 @@ def _load_institutions(rng: random.Random) -> list[tuple[data.Host, Institution]
             county=host.county,
             address=host.address,
             is_local=True,
+            admission="admitted",  # the demo's admission in notice is made in portal.demo.admission
         )
         db.session.add(institution)
         out.append((host, institution))
