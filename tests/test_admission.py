@@ -197,12 +197,7 @@ REFUSED = [
 @pytest.mark.parametrize(("state", "action"), REFUSED, ids=[f"{s.value}-{a}" for s, a in REFUSED])
 def test_every_refused_transition_says_why_and_writes_nothing(world, state, action):
     admission = apply(world)
-    db.session.execute(
-        ProviderAdmission.__table__.update().where(ProviderAdmission.id == admission.id).values(state=state)
-    )
-    db.session.get(Institution, world["host"].id).admission = state.value
-    db.session.commit()
-    db.session.expire_all()
+    put(world, admission, state)
     audit_rows = db.session.scalar(select(func.count()).select_from(AuditEvent))
     with pytest.raises(InvalidTransition) as refused:
         REVIEWER_ACTIONS[action](world["reviewer"], db.session.get(ProviderAdmission, admission.id))
@@ -213,18 +208,36 @@ def test_every_refused_transition_says_why_and_writes_nothing(world, state, acti
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == audit_rows
 
 
-@pytest.mark.parametrize("state", [s for s in AdmissionState if s is not AdmissionState.REJECTED])
+def put(world, admission: ProviderAdmission, state: AdmissionState) -> None:
+    """The admission and its institution's mirror in `state`, written directly."""
+    db.session.execute(
+        ProviderAdmission.__table__.update().where(ProviderAdmission.id == admission.id).values(state=state)
+    )
+    db.session.get(Institution, world["host"].id).admission = state.value
+    db.session.commit()
+    db.session.expire_all()
+
+
+CURRENT = [s for s in AdmissionState if s not in (AdmissionState.REJECTED, AdmissionState.RETURNED)]
+
+
+@pytest.mark.parametrize("state", CURRENT, ids=[s.value for s in CURRENT])
 def test_an_institution_with_a_current_admission_cannot_apply_again(world, state):
-    admission = apply(world)
-    if state is not AdmissionState.RETURNED:  # returned: applying again is the resubmission
-        db.session.execute(
-            ProviderAdmission.__table__.update()
-            .where(ProviderAdmission.id == admission.id)
-            .values(state=state)
-        )
-        db.session.commit()
-        with pytest.raises(InvalidTransition, match="already has an admission"):
-            apply(world)
+    put(world, apply(world), state)
+    with pytest.raises(InvalidTransition, match="admission is already"):
+        apply(world)
+    assert db.session.scalar(select(func.count()).select_from(ProviderAdmission)) == 1
+
+
+def test_a_provider_admitted_before_the_scheme_does_not_apply(
+    world, make_user, make_institution, make_instrument
+):
+    old = make_institution()
+    provider = make_user(Role.PROVIDER, institution=old)
+    instrument = make_instrument(institution=old)
+    assert not services.can_apply(provider, old)
+    with pytest.raises(InvalidTransition, match="admission is already"):
+        services.apply_for_admission(provider, old.id, services.AdmissionData([instrument.id], FEES, PROMISE))
 
 
 def test_only_reviewers_decide_and_only_the_institutions_providers_apply(world):

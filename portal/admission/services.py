@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.members import users_of_institution
 from portal.accounts.models import Institution, User
-from portal.admission.models import NO_ADMISSION, AdmissionState, ProviderAdmission
+from portal.admission.models import ADMISSION_LABELS, NO_ADMISSION, AdmissionState, ProviderAdmission
 from portal.catalog.models import Instrument
 from portal.core import audit, clock, uploads
 from portal.core.database import changed_rows, serialized_write
@@ -52,14 +52,6 @@ AUDIT_NAMES = {
     "suspend": "suspended",
     "reinstate": "reinstated",
 }
-# An institution with its latest admission in one of these cannot apply anew.
-CURRENT_STATES = (
-    AdmissionState.SUBMITTED,
-    AdmissionState.RETURNED,
-    AdmissionState.IN_NOTICE,
-    AdmissionState.ADMITTED,
-    AdmissionState.SUSPENDED,
-)
 WAITING_STATES = (AdmissionState.SUBMITTED,)
 LISTED_STATES = (AdmissionState.IN_NOTICE, AdmissionState.ADMITTED)
 MAX_TEXT = 4000
@@ -130,10 +122,14 @@ def latest_admission(institution_id: int) -> ProviderAdmission | None:
     )
 
 
+# Who may apply anew: an institution never admitted, or one whose last application was rejected (one
+# admitted before the scheme required admission has no application, but is admitted).
+MAY_APPLY = (NO_ADMISSION, AdmissionState.REJECTED)
+
+
 def can_apply(user: User, institution: Institution) -> bool:
     """A provider of the institution applies when it has no current admission (never, or rejected)."""
-    latest = latest_admission(institution.id)
-    return is_provider_of(user, institution.id) and (latest is None or latest.state not in CURRENT_STATES)
+    return is_provider_of(user, institution.id) and institution.admission in MAY_APPLY
 
 
 def can_resubmit(user: User, admission: ProviderAdmission | None) -> bool:
@@ -208,14 +204,12 @@ def apply_for_admission(
     try:
         with serialized_write():
             latest = latest_admission(institution_id)
+            current = db.session.get_one(Institution, institution_id).admission
             if latest is not None and latest.state is AdmissionState.RETURNED:
                 admission = _resubmit(user, latest, instruments, data, stored)
-            elif latest is not None and latest.state in CURRENT_STATES:
+            elif current not in MAY_APPLY:
                 raise InvalidTransition(
-                    _(
-                        "Your institution already has an admission that is %(state)s.",
-                        state=latest.state.value,
-                    )
+                    _("Your institution's admission is already: %(state)s.", state=ADMISSION_LABELS[current])
                 )
             else:
                 admission = _new_admission(user, institution_id, instruments, data, stored)
