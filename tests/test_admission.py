@@ -281,7 +281,7 @@ def test_suspension_fails_provider_admitted_in_a_claim_preview_and_reinstatement
     assert provider_admitted()[0] is True
     services.suspend_provider(world["reviewer"], host.id, "虚开发票")
     passed, message = provider_admitted()
-    assert passed is False and host.name in message
+    assert passed is False and f"#{record.id}" in message
     services.reinstate_provider(world["reviewer"], host.id, "整改完成")
     assert provider_admitted()[0] is True
 

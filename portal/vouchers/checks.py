@@ -137,7 +137,7 @@ def _not_admitted(records: list[ServiceRecord]) -> Failures:
     for r in records:
         host = r.booking.instrument.institution
         if host.admission != AdmissionState.ADMITTED and getattr(host, "in_province", True):
-            message = _("%(host)s is not admitted to the voucher scheme as a provider.", host=host.name)
+            message = _("The provider of service #%(id)d is not admitted to the voucher scheme.", id=r.id)
             failures.append((r.id, message))
     return failures
 
