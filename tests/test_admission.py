@@ -201,7 +201,7 @@ def test_every_refused_transition_says_why_and_writes_nothing(world, state, acti
     audit_rows = db.session.scalar(select(func.count()).select_from(AuditEvent))
     with pytest.raises(InvalidTransition) as refused:
         REVIEWER_ACTIONS[action](world["reviewer"], db.session.get(ProviderAdmission, admission.id))
-    assert refused.value.message.startswith("Only ")
+    assert refused.value.message.startswith("只有")  # says which state allows it
     assert refused.value.details == {"state": state.value, "action": action}
     db.session.rollback()
     assert db.session.get(ProviderAdmission, admission.id).state is state
@@ -224,7 +224,7 @@ CURRENT = [s for s in AdmissionState if s not in (AdmissionState.REJECTED, Admis
 @pytest.mark.parametrize("state", CURRENT, ids=[s.value for s in CURRENT])
 def test_an_institution_with_a_current_admission_cannot_apply_again(world, state):
     put(world, apply(world), state)
-    with pytest.raises(InvalidTransition, match="admission is already"):
+    with pytest.raises(InvalidTransition, match="准入状态已是"):
         apply(world)
     assert db.session.scalar(select(func.count()).select_from(ProviderAdmission)) == 1
 
@@ -236,7 +236,7 @@ def test_a_provider_admitted_before_the_scheme_does_not_apply(
     provider = make_user(Role.PROVIDER, institution=old)
     instrument = make_instrument(institution=old)
     assert not services.can_apply(provider, old)
-    with pytest.raises(InvalidTransition, match="admission is already"):
+    with pytest.raises(InvalidTransition, match="准入状态已是"):
         services.apply_for_admission(provider, old.id, services.AdmissionData([instrument.id], FEES, PROMISE))
 
 
@@ -281,7 +281,7 @@ def test_suspension_fails_provider_admitted_in_a_claim_preview_and_reinstatement
     assert provider_admitted()[0] is True
     services.suspend_provider(world["reviewer"], host.id, "虚开发票")
     passed, message = provider_admitted()
-    assert passed is False and f"#{record.id}" in message
+    assert passed is False and f"第 {record.id} 项服务" in message
     services.reinstate_provider(world["reviewer"], host.id, "整改完成")
     assert provider_admitted()[0] is True
 

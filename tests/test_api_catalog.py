@@ -136,6 +136,8 @@ def test_categories_and_institutions(client, make_instrument):
             "kind": "university",
             "county": "东昌府区",
             "instrument_count": 1,
+            "admission": "admitted",  # issue 21: its admission as a voucher provider
+            "admission_notice_ends_on": None,
         }
     ]
 
