@@ -153,6 +153,8 @@ class Config:
     NO_SHOW_LOOKBACK_HOURS = 24
     # How long a waitlist offer holds freed time for the first in line (never past the time's start).
     WAITLIST_OFFER_HOURS = float(os.environ.get("WAITLIST_OFFER_HOURS", "2"))
+    # How many days an approved provider admission stays in public notice before it takes effect.
+    ADMISSION_NOTICE_DAYS = int(os.environ.get("ADMISSION_NOTICE_DAYS", "7"))
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))

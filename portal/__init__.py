@@ -22,6 +22,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-vouchers": {"task": "vouchers.expire_vouchers", "schedule": 3600.0},
     "end-public-notice": {"task": "vouchers.end_public_notice", "schedule": 3600.0},
     "expire-redemptions": {"task": "vouchers.expire_redemptions", "schedule": 3600.0},
+    # Providers whose admission's public notice has ended are admitted shortly after midnight.
+    "end-admission-notice": {"task": "admission.end_public_notice", "schedule": crontab(hour=0, minute=15)},
     "notification-sweep": {"task": "notifications.sweep", "schedule": 60.0},
     "send-queued-tasks": {"task": "core.send_queued_tasks", "schedule": 60.0},
     "booking-reminders": {"task": "booking.send_reminders", "schedule": 900.0},
@@ -52,6 +54,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     from portal import (
         accounts,
         admin,
+        admission,
         api,
         booking,
         catalog,
@@ -72,6 +75,7 @@ def create_app(config: str | type[Config] | None = None, overrides: dict[str, An
     qualifications.init_app(app)
     booking.init_app(app)
     usage.init_app(app)
+    admission.init_app(app)
     vouchers.init_app(app)
     waitlist.init_app(app)
     notifications.init_app(app)

@@ -28,6 +28,8 @@ from sqlalchemy import select
 from portal.accounts import banking
 from portal.accounts import services as accounts
 from portal.accounts.models import Enterprise, EnterpriseKind, Institution, InstitutionKind, User
+from portal.admission import services as admission_services
+from portal.admission.models import AdmissionState, ProviderAdmission
 from portal.booking import calendar as booking_calendar
 from portal.booking import files, records, requests, series, settings, transitions
 from portal.booking.models import BlackoutKind, Booking, BookingMode, BookingState, FileKind
@@ -528,6 +530,24 @@ class World:
         row = db.session.scalar(select(Notification).where(Notification.dedup_key == f"matrix:{n}:{user.id}"))
         return {"notification_id": row.id}
 
+    # --- provider admission (issue 21) -------------------------------------------------------------
+
+    def _make_admission_submitted(self, side: str) -> dict[str, Any]:
+        # Written directly, for an institution of its own: the side's institution is admitted, and an
+        # admitted institution does not apply again.
+        institution = _institution(f"矩阵申请单位{side}{next(_serial)}")
+        institution.admission = AdmissionState.SUBMITTED.value
+        row = ProviderAdmission(
+            institution_id=institution.id,
+            state=AdmissionState.SUBMITTED,
+            fee_schedule="机时 300 元/小时",
+            credit_statement="本单位承诺如实收费。",
+            submitted_at=clock.utcnow(),
+        )
+        db.session.add(row)
+        db.session.commit()
+        return {"admission_id": row.id}
+
     # --- admin console (issue 13): fresh objects for its actions -------------------------------------
 
     def _make_institution(self, side: str) -> dict[str, Any]:
@@ -606,7 +626,12 @@ CONSTANT: dict[str, dict[str, Any]] = {
 
 def _institution(name: str) -> Institution:
     row = Institution(
-        name=name, uscc=valid_uscc(), kind=InstitutionKind.UNIVERSITY, county="东昌府区", is_local=True
+        name=name,
+        uscc=valid_uscc(),
+        kind=InstitutionKind.UNIVERSITY,
+        county="东昌府区",
+        is_local=True,
+        admission="admitted",
     )
     db.session.add(row)
     db.session.commit()
@@ -637,6 +662,28 @@ def _instrument(code: str, institution: Institution) -> Instrument:
     db.session.add(row)
     db.session.commit()
     return row
+
+
+def build_admission_objects(world: World) -> None:
+    """Issue 21: each side's institution applies for admission (with its fee schedule as a file), is
+    approved and, its notice over, admitted again; and an application waiting for a decision."""
+    for side in SIDES:
+        institution = db.session.get_one(Institution, world.institutions[side])
+        # Written directly: admitted before the scheme required admission, it applies here anew.
+        institution.admission = "none"
+        db.session.commit()
+        instrument = db.session.scalar(select(Instrument).where(Instrument.code == world.instruments[side]))
+        admission = admission_services.apply_for_admission(
+            world._provider(side),
+            institution.id,
+            admission_services.AdmissionData([instrument.id], "机时 300 元/小时", "本单位承诺如实收费。"),
+            io.BytesIO(PDF),
+            "收费标准.pdf",
+        )
+        admission_services.approve_admission(world.user("reviewer"), admission.id)
+        admission_services.end_notice(admission.id)
+        world.shared.setdefault("admission", {})[side] = {"admission_id": admission.id}
+        world.shared.setdefault("admission_submitted", {})[side] = world._make_admission_submitted(side)
 
 
 def build_world(app: Flask) -> World:
@@ -798,6 +845,7 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("internal_use", {})[side] = world._make_internal_use(side)  # issue 19
         snapshot = submissions.submit_final(world._provider(side), 2025)  # a final report (issue 19)
         world.shared.setdefault("report_snapshot", {})[side] = {"snapshot_id": snapshot.id}
+    build_admission_objects(world)
     planned = purchases.PlannedPurchase("0102", "气质联用仪", "", 1_200_000_00, "可共享")
     check = purchases.record_check(world.user("reviewer"), planned)
     world.shared["purchase_check"] = {side: {"check_id": check.id} for side in SIDES}

@@ -84,6 +84,8 @@ def make_institution(app) -> Callable[..., Institution]:
             "kind": InstitutionKind.UNIVERSITY,
             "county": "东昌府区",
             "address": "湖南路1号",
+            # Admitted to the voucher scheme as a provider, unless a test says otherwise (issue 21).
+            "admission": "admitted",
         }
         values.update(overrides)
         institution = Institution(**values)

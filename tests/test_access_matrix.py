@@ -149,6 +149,8 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/vouchers/claims/<int:claim_id>", "POST approve"): {"form": {"approve": "1"}},
     ("/review/applications/<int:application_id>", "POST"): {"form": {"reject": "1", **COMMENT}},
     ("/review/verifications/<int:request_id>", "POST"): {"form": {"reject": "1", **REASON}},
+    ("/admission/<int:admission_id>", "POST"): {"form": {"reject": "1", **COMMENT}},
+    ("/admission/institutions/<int:institution_id>/standing", "POST"): {"form": {"suspend": "1", **REASON}},
     ("/vouchers/bank-account", "POST"): {"form": _bank_account},
     ("/review/bank-accounts/<int:account_id>", "POST"): {"form": {"verify": "1"}},
     ("/vouchers/claims/<int:claim_id>/revise", "POST"): {"form": {"reply": "已补充清晰的付款凭证扫描件"}},
@@ -772,6 +774,14 @@ def test_no_foreign_id_is_found_and_none_answers_unlike_a_missing_one(world: Wor
             expect_missing(route.format(record=record_id, file=file_id), missing)
             # A foreign file under one's own record is not found either.
             expect_missing(route.format(record=own_record, file=file_id), missing)
+    if role.startswith("prov"):  # issue 21: another institution's admission
+        foreign_side = other(own_side(role))
+        expect_missing(
+            f"/admission/institutions/{world.institutions[foreign_side]}",
+            f"/admission/institutions/{MISSING}",
+        )
+        foreign_admission = world.shared["admission"][foreign_side]["admission_id"]
+        expect_missing(f"/admission/{foreign_admission}/fee-schedule", f"/admission/{MISSING}/fee-schedule")
     if role.startswith("prov"):
         foreign_code = world.instruments[other(own_side(role))]
         for page in ("", "/record", "/usage", "/label.svg"):

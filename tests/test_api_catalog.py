@@ -137,6 +137,8 @@ def test_categories_and_institutions(client, make_instrument):
             "county": "东昌府区",
             "instrument_count": 1,
             "in_province": True,
+            "admission": "admitted",  # issue 21: its admission as a voucher provider
+            "admission_notice_ends_on": None,
         }
     ]
 

@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"qualifications"},
     {"booking"},
     {"usage"},
+    {"admission"},
     {"vouchers", "waitlist"},
     {"finance", "credit"},
     {"dashboard", "reporting"},  # the read layers

@@ -16,6 +16,7 @@ from flask_babel import force_locale
 
 from portal.accounts.banking import TRANSITIONS as BANKING_TRANSITIONS
 from portal.accounts.users import TRANSITIONS as USER_TRANSITIONS
+from portal.admission.services import AUDIT_NAMES
 from portal.booking import requests, transitions
 from portal.booking.models import BookingMode
 from portal.booking.transitions import TRANSITIONS
@@ -42,6 +43,9 @@ DYNAMIC = {
     "bank_account.{target.value}": {f"bank_account.{state}" for state in BANKING_TRANSITIONS.values()},
     "batch.{batch.state.value}": {f"batch.{state}" for state in BATCH_TRANSITIONS.values()},
     "waitlist.{target.value}": {f"waitlist.{state}" for state in WAITLIST_TRANSITIONS.values()},
+    "provider_admission.{AUDIT_NAMES[action]}": {
+        f"provider_admission.{name}" for name in AUDIT_NAMES.values()
+    },
     # Helpers that record the action their callers name (file:variable).
     "portal/accounts/passwords.py:action": {"user.password_changed", "user.password_reset"},
     "portal/accounts/services.py:action": {"user.updated", "user.profile_updated"},

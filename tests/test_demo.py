@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import Enterprise, Institution, User, VerificationState
+from portal.admission.models import AdmissionState, ProviderAdmission
 from portal.catalog.models import Category, Instrument
+from portal.core import clock
 from portal.core.permissions import Role
 from portal.demo import DEMO_PASSWORD
 from portal.demo.services import load_demo
@@ -594,9 +596,11 @@ def test_the_demo_scheduler_runs_the_beat_tasks_so_requests_expire(
     starts = fake_clock() + timedelta(days=10)
     booking = make_booking(instrument, owner, starts, starts + timedelta(hours=2))
     scheduler = DemoScheduler(app)
-    # Every interval task runs at once; the nightly tallies wait for their hour.
+    # Every interval task runs at once; the nightly ones (tallies, the end of admissions' notice) wait
+    # for their hour.
     ran = scheduler.run_due()
-    assert set(ran) == set(BEAT_SCHEDULE) - {"nightly-tallies", "nightly-usage-tallies"}
+    nightly = {"nightly-tallies", "nightly-usage-tallies", "end-admission-notice"}
+    assert set(ran) == set(BEAT_SCHEDULE) - nightly
     assert db.session.get(Booking, booking.id, populate_existing=True).state is BookingState.REQUESTED
     assert scheduler.run_due() == []  # nothing is due again within the minute
     fake_clock.advance(hours=app.config["BOOKING_REQUEST_TTL_HOURS"] + 1)
@@ -732,3 +736,14 @@ def test_the_scheme_offers_both_modes_and_an_out_of_province_claim_waits(demo_ap
     assert len(claim.justification) >= 20
     assert claim.fund_amounts() == {"province": claim.fee_fen * 30 // 100, "city": 0}
     assert all(c["passed"] for c in claim.checks)
+
+
+def test_one_providers_admission_is_in_public_notice_and_the_rest_are_admitted(demo_app, demo_client):
+    """Issue 21: one host applied a few days ago and is in its public notice; the others are admitted."""
+    noticed = db.session.scalars(select(ProviderAdmission)).all()
+    assert [a.state for a in noticed] == [AdmissionState.IN_NOTICE]
+    assert 0 < (noticed[0].notice_ends_on - clock.local_today()).days <= 7  # ends in a few days
+    states = dict(db.session.execute(select(Institution.name, Institution.admission)).all())
+    assert states.pop(noticed[0].institution.name) == "in_notice"
+    assert set(states.values()) == {"admitted"}
+    assert noticed[0].institution.name in demo_client.get("/admission/notices").get_data(as_text=True)

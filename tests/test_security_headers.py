@@ -112,7 +112,11 @@ def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     app.add_url_rule("/test-only/teapot", "test_teapot", lambda: abort(418))
     with app.app_context():
         host = Institution(
-            name="安全测试大学", uscc=valid_uscc(), kind=InstitutionKind.UNIVERSITY, county="东昌府区"
+            name="安全测试大学",
+            uscc=valid_uscc(),
+            kind=InstitutionKind.UNIVERSITY,
+            county="东昌府区",
+            admission="admitted",
         )
         instrument = Instrument(
             code="SEC-00001",

@@ -79,7 +79,7 @@ def test_the_enterprise_previews_saves_and_submits_a_claim_in_pages(
     ).get_data(as_text=True)
     assert re.search(r'id="subsidy-total">¥1,800.00<', preview)
     assert 'data-fund="province">¥1,200.00' in preview and 'data-fund="city">¥600.00' in preview
-    assert preview.count("check-passed") == 9  # out_of_province_justified passes: a provider in Shandong
+    assert preview.count("check-passed") == 10  # issue 21: out_of_province_justified, provider_admitted
     assert preview.count("check-warning") == 1  # hours_above_usage: the service was not metered
     created = client.post(
         "/vouchers/claims/new",

@@ -99,6 +99,9 @@ class Institution(Model):
     in_province: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # The actual controller group of a company host (related-party checks of voucher claims).
     controller_group: Mapped[str | None] = mapped_column(String(120), index=True)
+    # Its admission to the voucher scheme as a service provider, mirroring its current admission
+    # (portal.admission): "none" until it applies; only an "admitted" provider's services are eligible.
+    admission: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
 
     def __repr__(self) -> str:

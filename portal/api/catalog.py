@@ -13,6 +13,8 @@ from marshmallow import validate
 from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import InstitutionKind
+from portal.admission import services as admission
+from portal.admission.models import NO_ADMISSION, AdmissionState
 from portal.api.bearer import BEARER, token_required
 from portal.api.qualifications import PriceSchema, use_fields
 from portal.api.schemas import (
@@ -249,6 +251,23 @@ class InstitutionSchema(InstitutionRefSchema):
             "scheme's out_of_province_rate and never with the city's fund"
         },
     )
+    admission = ma.fields.String(
+        required=True,
+        validate=validate.OneOf([NO_ADMISSION, *(s.value for s in AdmissionState)]),
+        metadata={
+            "description": "Its admission to the voucher scheme as a service provider: none (never "
+            "applied), submitted, returned, in_notice (approved, in public notice), admitted, suspended "
+            "or rejected. Only admitted providers' services are eligible for vouchers."
+        },
+    )
+    admission_notice_ends_on = ma.fields.Date(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The last day of the public notice of its current admission (in_notice, "
+            "admitted or suspended after a notice); null otherwise"
+        },
+    )
 
 
 InstrumentPageSchema = page_of(InstrumentSchema, "InstrumentPageSchema")
@@ -323,5 +342,14 @@ def list_categories(args: dict):
 @blp.arguments(PageArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, InstitutionPageSchema)
 def list_institutions(args: dict):
-    """Host institutions with the number of instruments each has networked."""
-    return paginate(services.institution_summaries(), args)
+    """Host institutions with the number of instruments each has networked and their admission to the
+    voucher scheme as service providers."""
+    page = paginate(services.institution_summaries(), args)
+    states = admission.admission_states([item["id"] for item in page["items"]])
+    page["items"] = [_with_admission(item, states) for item in page["items"]]
+    return page
+
+
+def _with_admission(item: dict, states: dict) -> dict:
+    state, notice_ends_on = states.get(item["id"], (NO_ADMISSION, None))
+    return {**item, "admission": state, "admission_notice_ends_on": notice_ends_on}

@@ -42,6 +42,7 @@ from portal.demo import (
     usage,
     use_rules,
 )
+from portal.demo import admission as demo_admission
 from portal.demo import photos as demo_photos
 from portal.demo import province as demo_province
 from portal.demo import redemptions as demo_redemptions
@@ -237,6 +238,7 @@ def _load_demo(
     _analyze()  # the report below reads every table: let PostgreSQL plan with the rows just loaded
     tallies.tally_all()  # the usage tallies (months and years) of everything loaded above (the evaluation's)
     demo_reporting.load_final_report()  # one institution's report of the year, final (issue 19)
+    demo_admission.load_admission()  # one host's admission in its public notice (issue 21)
     bump_catalog_version()
     activity.keep_the_expiring_request_due()
     fairness.load_waitlist()  # last: its offer's window runs from the end of the load
@@ -267,6 +269,7 @@ def _load_institutions(rng: random.Random) -> list[tuple[data.Host, Institution]
             county=host.county,
             address=host.address,
             is_local=True,
+            admission="admitted",  # the demo's admission in notice is made in portal.demo.admission
         )
         db.session.add(institution)
         out.append((host, institution))

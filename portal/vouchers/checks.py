@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.accounts.models import Enterprise, User
+from portal.admission.models import AdmissionState
 from portal.booking.models import (
     FILE_KIND_LABELS,
     Booking,
@@ -122,7 +123,24 @@ def _check_records(
             _("No service bills more machine hours than were metered at the instrument."),
             _above_usage(scheme, records),
         ),
+        (
+            "provider_admitted",
+            _("Every service's provider is admitted to the voucher scheme."),
+            _not_admitted(records),
+        ),
     ]
+
+
+def _not_admitted(records: list[ServiceRecord]) -> Failures:
+    """Services of providers not admitted (or suspended); those outside Shandong are the reviewer's
+    call, case by case, so they are not checked here."""
+    failures = []
+    for r in records:
+        host = r.booking.instrument.institution
+        if host.admission != AdmissionState.ADMITTED and host.in_province:
+            message = _("The provider of service #%(id)d is not admitted to the voucher scheme.", id=r.id)
+            failures.append((r.id, message))
+    return failures
 
 
 def _not_completed(records: list[ServiceRecord]) -> Failures:
