@@ -243,3 +243,23 @@ def test_the_scheme_form_saves_the_settings_and_audits_them(client, app, make_us
     assert blank.status_code == 302
     db.session.refresh(scheme)
     assert scheme.out_of_province_rate is None  # blank: no out-of-province service is subsidised
+
+
+def test_an_out_of_province_provider_needs_no_admission_but_one_in_the_province_does(world):
+    """Admission is the scheme's for providers in Shandong; one outside is the reviewer's call, case by
+    case, through the justification."""
+    shanghai = world["record"].booking.instrument.institution
+    local = world["local"].booking.instrument.institution
+    shanghai.admission = local.admission = "none"
+    db.session.commit()
+    checks = {
+        key: {
+            c.code: c.passed
+            for c in claim_services.preview_claim(
+                world["user"], world["voucher"].id, [world[key].id], WHY
+            ).checks
+        }
+        for key in ("record", "local")
+    }
+    assert checks["record"]["provider_admitted"] is True
+    assert checks["local"]["provider_admitted"] is False
