@@ -461,21 +461,28 @@ def test_each_batch_transition_records_the_state_it_found_and_who(payable, make_
         (
             "batch.built",
             None,
-            {"state": "draft", "month": MONTH, "claims": 2, "total_fen": total, "held_back": []},
+            {
+                "state": "draft",
+                "month": MONTH,
+                "claims": 2,
+                "total_fen": total,
+                "held_back": [],
+                "held_back_providers": [],
+            },
             None,
             clerk.id,
         ),
         (
             "batch.exported",
             {"state": "draft"},
-            {"state": "exported", "format": "csv", "accounts": accounts},
+            {"state": "exported", "format": "csv", "accounts": accounts, "provider_accounts": {}},
             None,
             clerk.id,
         ),
         (
             "batch.exported",
             {"state": "exported"},
-            {"state": "exported", "format": "xlsx", "accounts": accounts},
+            {"state": "exported", "format": "xlsx", "accounts": accounts, "provider_accounts": {}},
             None,
             clerk.id,
         ),
@@ -511,6 +518,7 @@ def test_a_batch_holds_back_payees_without_a_verified_account_and_asks_them_for_
     error = refused(batches.build_batch, clerk, MONTH)
     held = [
         {
+            "payee_kind": "enterprise",
             "enterprise_id": without.enterprise_id,
             "name": "无账户公司",
             "claims": [without.id],
@@ -593,7 +601,8 @@ def test_the_bank_file_has_a_line_per_payee_and_a_totals_row_in_csv_and_xlsx(pay
         book = load_workbook(io.BytesIO(batches.export_batch(clerk, batch.id, "xlsx")))
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert rows[0][0] == "Payee" and len(rows) == 2 + len(claims)
-    assert rows[-1] == ["Total", "", "", "", "", total, ""]
+    assert rows[-1] == ["Total", "", "", "", "", total, "", ""]
+    assert rows[0][-1] == "Payee kind" and {row[-1] for row in rows[1:-1]} == {"Enterprise"}
     sheet = book["Payments"]
     cells = list(sheet.iter_rows(values_only=True))
     assert cells[-1][0] == "Total" and Decimal(str(cells[-1][5])) == Decimal(total)

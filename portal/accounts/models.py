@@ -158,8 +158,14 @@ BANK_ACCOUNT_STATE_LABELS = {
 }
 
 
+# Whom a subsidy is paid to: the enterprise (reimbursement) or the provider (redemption at payment).
+PAYEE_ENTERPRISE, PAYEE_PROVIDER = "enterprise", "provider"
+PAYEE_KIND_LABELS = {PAYEE_ENTERPRISE: _l("Enterprise"), PAYEE_PROVIDER: _l("Provider")}
+
+
 class BankAccount(Model):
-    """One version of the account an enterprise's subsidies are paid into (户名, 开户行, 账号).
+    """One version of the account a payee's subsidies are paid into (户名, 开户行, 账号): an
+    enterprise's (reimbursement) or a provider institution's (redemption at payment), never both.
 
     Versions are never edited: a change is a new version, which takes effect only when a reviewer
     verifies it, so the history of who entered and who verified what is the table itself. Here, in
@@ -169,7 +175,8 @@ class BankAccount(Model):
     __tablename__ = "bank_accounts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     account_name: Mapped[str] = mapped_column(String(100))
     bank_name: Mapped[str] = mapped_column(String(100))
@@ -182,33 +189,52 @@ class BankAccount(Model):
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=current_time)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Why it was rejected, or why a reviewer verified a name that differs from the enterprise's.
+    # Why it was rejected, or why a reviewer verified a name that differs from the payee's.
     reason: Mapped[str | None] = mapped_column(Text)
     # When a newer version replaced it (superseded or withdrawn).
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    enterprise: Mapped[Enterprise] = relationship()
+    enterprise: Mapped[Enterprise | None] = relationship()
+    institution: Mapped[Institution | None] = relationship()
     entered_by: Mapped[User] = relationship(foreign_keys=[entered_by_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
 
     __table_args__ = (
-        UniqueConstraint("enterprise_id", "version", name="uq_bank_accounts_enterprise_version"),
-        # One version waiting and one in effect per enterprise, whatever the concurrency.
-        Index(
-            "uq_bank_accounts_one_pending",
-            "enterprise_id",
-            unique=True,
-            sqlite_where=text("state = 'pending'"),
-            postgresql_where=text("state = 'pending'"),
+        CheckConstraint(
+            "(enterprise_id IS NULL AND institution_id IS NOT NULL) "
+            "OR (enterprise_id IS NOT NULL AND institution_id IS NULL)",
+            name="one_payee",
         ),
-        Index(
-            "uq_bank_accounts_one_verified",
-            "enterprise_id",
-            unique=True,
-            sqlite_where=text("state = 'verified'"),
-            postgresql_where=text("state = 'verified'"),
+        UniqueConstraint("enterprise_id", "version", name="uq_bank_accounts_enterprise_version"),
+        UniqueConstraint("institution_id", "version", name="uq_bank_accounts_institution_version"),
+        # One version waiting and one in effect per payee, whatever the concurrency.
+        *(
+            Index(
+                f"uq_bank_accounts_{prefix}one_{state}",
+                column,
+                unique=True,
+                sqlite_where=text(f"state = '{state}'"),
+                postgresql_where=text(f"state = '{state}'"),
+            )
+            for prefix, column in (("", "enterprise_id"), ("institution_", "institution_id"))
+            for state in ("pending", "verified")
         ),
     )
+
+    @property
+    def payee_kind(self) -> str:
+        """ "provider" for an institution's account, "enterprise" for an enterprise's."""
+        return PAYEE_PROVIDER if self.institution_id is not None else PAYEE_ENTERPRISE
+
+    @property
+    def payee_id(self) -> int:
+        # (The check constraint sets exactly one of the two.)
+        return self.institution_id if self.institution_id is not None else self.enterprise_id  # type: ignore[return-value]
+
+    @property
+    def payee(self) -> Enterprise | Institution:
+        """The enterprise or institution the account belongs to."""
+        return self.institution if self.institution_id is not None else self.enterprise  # type: ignore[return-value]
 
     @property
     def last_digits(self) -> str:
@@ -221,7 +247,7 @@ class BankAccount(Model):
         return " ".join(self.account_number[i : i + 4] for i in range(0, len(self.account_number), 4))
 
     def __repr__(self) -> str:
-        return f"<BankAccount {self.enterprise_id} v{self.version} {self.state}>"
+        return f"<BankAccount {self.payee_kind} {self.payee_id} v{self.version} {self.state}>"
 
 
 ACTION_LABELS.update(

@@ -30,7 +30,15 @@ class TotalsArgsSchema(ma.Schema):
         validate=MONTH,
         metadata={"description": "last month (inclusive; the two may come in either order)"},
     )
-    group_by = ma.fields.String(load_default="fund", validate=validate.OneOf(services.GROUPS))
+    group_by = ma.fields.String(
+        load_default="fund",
+        validate=validate.OneOf(services.GROUPS),
+        metadata={
+            "description": "fund, county, enterprise, provider (the claims' provider institution), mode "
+            "(the redemption mode: reimbursement or at_payment) or payee_kind (whom the subsidy is paid "
+            "to: enterprise for reimbursement, provider at payment)",
+        },
+    )
 
     @ma.validates_schema
     def _one_period(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -40,11 +48,21 @@ class TotalsArgsSchema(ma.Schema):
 
 class TotalRowSchema(ma.Schema):
     key = ma.fields.Raw(
-        required=True, metadata={"description": "fund name, county, enterprise or institution id"}
+        required=True,
+        metadata={
+            "description": "fund name, county, enterprise or institution id, redemption mode "
+            "(reimbursement | at_payment) or payee kind (enterprise | provider)"
+        },
     )
     label = ma.fields.String(required=True)
     amount_fen = ma.fields.Integer(required=True, metadata={"description": "approved subsidy"})
     paid_fen = ma.fields.Integer(required=True)
+    ledger_fen = ma.fields.Integer(
+        metadata={
+            "description": "grouped by mode or payee_kind only: committed by the voucher ledgers in the "
+            "same months for the claims of this mode (equals amount_fen to the fen)"
+        }
+    )
 
 
 class TotalsSchema(ma.Schema):
@@ -60,6 +78,17 @@ class TotalsSchema(ma.Schema):
     reconciled = ma.fields.Boolean(required=True, metadata={"description": "total_fen equals ledger_fen"})
 
 
+def _row_ledger(group_by: str, key: Any, month_from: str, month_to: str) -> dict[str, int]:
+    """A mode's (or payee kind's) row carries its own reconciliation with the ledger."""
+    if group_by == "mode":
+        return {"ledger_fen": services.ledger_committed(month_from, month_to, mode=key)}
+    if group_by == "payee_kind":
+        modes = [mode for mode, payee in services.PAYEE_OF_MODE.items() if payee == key]
+        committed = services.ledger_committed_by_mode(month_from, month_to)
+        return {"ledger_fen": sum(committed[mode] for mode in modes)}
+    return {}
+
+
 @blp.route("/finance/totals")
 @blp.arguments(TotalsArgsSchema, location="query")
 @blp.response(200, TotalsSchema)
@@ -67,7 +96,8 @@ class TotalsSchema(ma.Schema):
 @blp.errors(401, 403)
 @token_required(Role.FINANCE, Role.ADMIN, Role.REVIEWER)
 def totals(args: dict[str, Any]) -> dict[str, Any]:
-    """Approved and paid subsidy of a month (or months), by fund, enterprise, provider or county."""
+    """Approved and paid subsidy of a month (or months), by fund, enterprise, provider, county,
+    redemption mode or payee kind."""
     month_from = args.get("month") or args["month_from"]
     month_to = args.get("month") or args["month_to"]
     if month_from > month_to:
@@ -80,6 +110,7 @@ def totals(args: dict[str, Any]) -> dict[str, Any]:
         "group_by": result.group_by,
         "rows": [
             {"key": r.key, "label": r.label, "amount_fen": r.approved_fen, "paid_fen": r.paid_fen}
+            | _row_ledger(result.group_by, r.key, month_from, month_to)
             for r in result.rows
         ],
         "total_fen": result.approved_fen,

@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.accounts import banking
-from portal.accounts.models import User
+from portal.accounts.models import PAYEE_PROVIDER, User
 from portal.core import audit, clock, exports
 from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition, NotFound, ValidationFailed
@@ -34,6 +34,7 @@ from portal.finance.services import (
     check_month,
     held_back_payees,
     month_of,
+    payee_of,
     payments,
     queue_tally,
     refuse_closed,
@@ -105,8 +106,9 @@ def _transition(
 def build_batch(user: User, month: str) -> DisbursementBatch:
     """Gather every payable claim not yet in a batch into a new DRAFT batch of the month.
 
-    A payee without a verified bank account is refused: its claims stay payable and out of the
-    batch, the batch names it, and its users are told what is missing.
+    A claim's payee is its enterprise, or its provider for a claim redeemed at payment. A payee
+    without a verified bank account is refused: its claims stay payable and out of the batch, the
+    batch names it, and its users are told what is missing.
     """
     require_finance(user)
     check_month(month)
@@ -115,9 +117,9 @@ def build_batch(user: User, month: str) -> DisbursementBatch:
         claims = lock_where(Rank.CLAIMS, Claim, Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None))
         if not claims:
             raise InvalidTransition(_("No payable claim is waiting for a batch."))
-        accounts = banking.verified_accounts(c.enterprise_id for c in claims)
-        ready = [c for c in claims if c.enterprise_id in accounts]
-        held_back = held_back_payees([c for c in claims if c.enterprise_id not in accounts])
+        accounts = banking.verified_payee_accounts(payee_of(c) for c in claims)
+        ready = [c for c in claims if payee_of(c) in accounts]
+        held_back = held_back_payees([c for c in claims if payee_of(c) not in accounts])
         if not ready:
             raise InvalidTransition(
                 _(
@@ -149,7 +151,10 @@ def build_batch(user: User, month: str) -> DisbursementBatch:
                 "month": month,
                 "claims": len(ready),
                 "total_fen": batch.total_fen,
-                "held_back": [p["enterprise_id"] for p in held_back],
+                "held_back": [p["enterprise_id"] for p in held_back if p["payee_kind"] != PAYEE_PROVIDER],
+                "held_back_providers": [
+                    p["institution_id"] for p in held_back if p["payee_kind"] == PAYEE_PROVIDER
+                ],
             },
             actor_id=user.id,
         )
@@ -181,7 +186,7 @@ def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
                 _("This batch is already paid."), {"state": batch.state.value, "action": "export"}
             )
         lines = payments(batch)
-        missing = [p.enterprise.name for p in lines if p.account is None]
+        missing = [p.payee.name for p in lines if p.account is None]
         if missing:
             raise InvalidTransition(
                 _("No verified bank account for: %(payees)s.", payees=", ".join(missing)),
@@ -190,7 +195,7 @@ def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
         rows = [
             bank_file_headers(),
             *(p.cells() for p in lines),
-            [_("Total"), "", "", "", "", fen_to_yuan(batch.total_fen), ""],
+            [_("Total"), "", "", "", "", fen_to_yuan(batch.total_fen), "", ""],
         ]
         body: str | bytes = (
             exports.csv_text(rows)
@@ -202,20 +207,28 @@ def export_batch(user: User, batch_id: int, fmt: str = "csv") -> str | bytes:
             batch,
             "export",
             user,
-            # Which version of each payee's account went to the bank.
+            # Which version of each payee's account went to the bank: enterprises' and providers'.
             # (Every line has an account: a missing one was refused above.)
-            after={
-                "format": fmt,
-                "accounts": {str(p.enterprise.id): p.account.id for p in lines if p.account is not None},
-            },
+            after={"format": fmt, **_accounts_used(lines)},
             **values,
         )
         db.session.commit()
     return body
 
 
+def _accounts_used(lines) -> dict[str, dict[str, int]]:
+    """The account version of each line, per payee kind: {"accounts": {enterprise id: account id},
+    "provider_accounts": {institution id: account id}}."""
+    used: dict[str, dict[str, int]] = {"accounts": {}, "provider_accounts": {}}
+    for line in lines:
+        if line.account is not None:
+            group = "provider_accounts" if line.payee_kind == PAYEE_PROVIDER else "accounts"
+            used[group][str(line.payee.id)] = line.account.id
+    return used
+
+
 def mark_batch_paid(user: User, batch_id: int, reference: str) -> DisbursementBatch:
-    """The bank has paid: every claim of the batch is paid, funds and vouchers record it, enterprises hear."""
+    """The bank has paid: every claim of the batch is paid, funds and vouchers record it, payees hear."""
     require_finance(user)
     reference = (reference or "").strip()
     if not reference:

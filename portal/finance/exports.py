@@ -13,16 +13,16 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from portal.accounts.models import Enterprise, Institution, User
+from portal.accounts.models import PAYEE_KIND_LABELS, Enterprise, Institution, User
 from portal.core import clock, outbox, uploads
 from portal.core.errors import NotFound
 from portal.core.exports import Code, XlsxBook, csv_cell
 from portal.core.money import fen_to_yuan_number, fen_to_yuan_text
 from portal.extensions import db
-from portal.finance.models import ExportJob, ExportState
-from portal.finance.services import MONEY_FORMAT, require_finance
+from portal.finance.models import MODE_LABELS, ExportJob, ExportState
+from portal.finance.services import MONEY_FORMAT, PAYEE_OF_MODE, require_finance
 from portal.vouchers.labels import CLAIM_STATE_LABELS, fund_labels
-from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimFund
+from portal.vouchers.models import COMMITTED_STATES, Claim, ClaimFund, RedemptionMode
 
 
 def export_funds(month_from: str, month_to: str) -> list[str]:
@@ -51,6 +51,10 @@ def export_headers(funds: list[str]) -> list[str]:
         _("State"),
         _("Paid in"),
         _("Batch"),
+        # After the amounts, so the columns an existing spreadsheet reads keep their places.
+        _("Redemption mode"),
+        _("Payee kind"),
+        _("Payee"),
     ]
 
 
@@ -81,6 +85,7 @@ def claims_query(month_from: str, month_to: str):
             Claim.state,
             Claim.paid_month,
             Claim.batch_id,
+            Claim.mode,
         )
         .join(Enterprise, Enterprise.id == Claim.enterprise_id)
         .join(Institution, Institution.id == Claim.institution_id)
@@ -143,14 +148,24 @@ def export_table(
     """
     yield export_headers(funds)
     labels = {state: str(label) for state, label in CLAIM_STATE_LABELS.items()}
+    # Per mode: its label, the payee kind's label, and whether the payee is the provider.
+    modes = {
+        mode.value: (
+            str(MODE_LABELS[mode.value]),
+            str(PAYEE_KIND_LABELS[PAYEE_OF_MODE[mode.value]]),
+            mode is RedemptionMode.AT_PAYMENT,
+        )
+        for mode in RedemptionMode
+    }
     totals = [0] * len(funds)
     rows = 0
     stmt = _export_query(month_from, month_to, funds).execution_options(yield_per=EXPORT_BATCH_ROWS)
     # On the session's connection without the ORM's row handling (a third of the time per row), in
     # the session's transaction all the same.
     result = db.session.connection().execute(stmt)
-    for cid, approved, enterprise, uscc, county, provider, state, paid, batch, *given in result:
+    for cid, approved, enterprise, uscc, county, provider, state, paid, batch, mode, *given in result:
         amounts = [fen or 0 for fen in given]
+        mode_label, payee_label, to_provider = modes[getattr(mode, "value", mode)]
         totals = [total + fen for total, fen in zip(totals, amounts, strict=True)]
         yield [
             cid,
@@ -164,12 +179,15 @@ def export_table(
             labels[state],
             paid or "",
             batch or "",
+            mode_label,
+            payee_label,
+            provider if to_provider else enterprise,
         ]
         rows += 1
         if progress and rows % PROGRESS_ROWS == 0:
             progress(rows)
     total = sum(totals)
-    yield [_("Total"), *[""] * (LEADING_COLUMNS - 1), *map(money, totals), money(total), "", "", ""]
+    yield [_("Total"), *[""] * (LEADING_COLUMNS - 1), *map(money, totals), money(total), *[""] * 6]
     count.rows, count.total_fen = rows, total
 
 

@@ -26,6 +26,8 @@ class TotalsForm(FlaskForm):
                 ("county", _l("County or district")),
                 ("enterprise", _l("Enterprise")),
                 ("provider", _l("Provider")),
+                ("mode", _l("Redemption mode")),
+                ("payee_kind", _l("Payee kind")),
             ]
         ),
         validators=[Optional()],

@@ -17,7 +17,8 @@ from portal.extensions import Model
 
 
 class SubsidyTally(Model):
-    """Approved and paid subsidy of one month, per fund, enterprise, provider and county.
+    """Approved and paid subsidy of one month, per fund, enterprise, provider, county and redemption
+    mode (the mode says who is paid: the enterprise, or the provider at payment).
 
     Recomputed from the claims by one SQL statement (delete and insert in a locked transaction), so
     running it twice or at the same time gives the same rows. A closed month is never recomputed.
@@ -31,19 +32,31 @@ class SubsidyTally(Model):
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
     institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
     county: Mapped[str] = mapped_column(String(20))
+    # The claims' RedemptionMode ("reimbursement" | "at_payment").
+    mode: Mapped[str] = mapped_column(String(20), default="reimbursement", server_default="reimbursement")
     approved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     claims: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         UniqueConstraint(
-            "month", "fund", "enterprise_id", "institution_id", "county", name="uq_subsidy_tallies_key"
+            "month",
+            "fund",
+            "enterprise_id",
+            "institution_id",
+            "county",
+            "mode",
+            name="uq_subsidy_tallies_key",
         ),
         Index("ix_subsidy_tallies_month", "month"),
     )
 
     def __repr__(self) -> str:
         return f"<SubsidyTally {self.month} {self.fund} e{self.enterprise_id} i{self.institution_id}>"
+
+
+# The redemption modes as finance's columns and groups name them (short; the vouchers' labels explain).
+MODE_LABELS = {"reimbursement": _l("Reimbursement"), "at_payment": _l("At payment")}
 
 
 class BatchState(StrEnum):
@@ -84,7 +97,9 @@ class DisbursementBatch(Model):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_reference: Mapped[str | None] = mapped_column(String(80))
     # Payees whose payable claims stayed out of the batch for want of a verified bank account:
-    # [{"enterprise_id", "name", "claims": [claim ids]}].
+    # [{"payee_kind": "enterprise" | "provider", "enterprise_id" | "institution_id", "name",
+    #   "claims": [claim ids], "total_fen"}] (batches built before issue 21 name enterprises only and
+    # have no "payee_kind").
     held_back: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     @property

@@ -8,11 +8,19 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import case, delete, func, insert, or_, select
 
 from portal.accounts import banking
-from portal.accounts.members import users_of_enterprise
-from portal.accounts.models import BankAccount, Enterprise, Institution, User
+from portal.accounts.members import users_of_enterprise, users_of_institution
+from portal.accounts.models import (
+    PAYEE_ENTERPRISE,
+    PAYEE_KIND_LABELS,
+    PAYEE_PROVIDER,
+    BankAccount,
+    Enterprise,
+    Institution,
+    User,
+)
 from portal.core import audit, clock, outbox
 from portal.core.database import serialized_write
 from portal.core.errors import Forbidden, InvalidTransition, ValidationFailed
@@ -21,6 +29,7 @@ from portal.core.money import fen_to_yuan, format_yuan
 from portal.core.permissions import Role
 from portal.extensions import db
 from portal.finance.models import (
+    MODE_LABELS,
     DisbursementBatch,
     PeriodClose,
     SubsidyTally,
@@ -34,6 +43,7 @@ from portal.vouchers.models import (
     ClaimState,
     LedgerEntry,
     LedgerKind,
+    RedemptionMode,
 )
 from portal.vouchers.schemes import in_fund_order
 
@@ -42,7 +52,12 @@ MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
 LOCK_TALLY = 7302
 FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
 MONEY_FORMAT = "#,##0.00"
-GROUPS = ("fund", "county", "enterprise", "provider")
+GROUPS = ("fund", "county", "enterprise", "provider", "mode", "payee_kind")
+# Whom a claim of each mode pays: the enterprise claims the subsidy back; at payment the provider is paid.
+PAYEE_OF_MODE = {
+    RedemptionMode.REIMBURSEMENT.value: PAYEE_ENTERPRISE,
+    RedemptionMode.AT_PAYMENT.value: PAYEE_PROVIDER,
+}
 
 
 def month_of(moment: datetime) -> str:
@@ -74,9 +89,9 @@ def require_finance(user: User) -> None:
 
 
 def _tally_source(month: str):
-    """The claims approved or paid in the month, grouped per enterprise, provider, county and fund and
-    also per state, approval month and payment month: the sum per fund and the number of claims with
-    money from it.
+    """The claims approved or paid in the month, grouped per enterprise, provider, county, redemption
+    mode and fund and also per state, approval month and payment month: the sum per fund and the
+    number of claims with money from it.
 
     As plain as a GROUP BY gets, so PostgreSQL scans in parallel and evaluates nothing per row
     beyond the filter; which groups count as approved or paid is decided on the few grouped rows.
@@ -87,6 +102,7 @@ def _tally_source(month: str):
         Claim.enterprise_id,
         Claim.institution_id,
         Enterprise.county,
+        Claim.mode,
         Claim.state,
         Claim.approved_month,
         Claim.paid_month,
@@ -104,13 +120,25 @@ def _tally_source(month: str):
 
 
 def _tally_rows(month: str) -> list[dict[str, Any]]:
-    """The month's tally rows, one per fund × enterprise × provider × county with money in it."""
+    """The month's tally rows, one per fund × enterprise × provider × county × mode with money in it."""
     committed = {state.value for state in COMMITTED_STATES}
     figures: dict[tuple, list[int]] = {}
     for row in db.session.execute(_tally_source(month)):
-        enterprise_id, institution_id, county, state, approved_month, paid_month, fund, amount, claims = row
+        (
+            enterprise_id,
+            institution_id,
+            county,
+            mode,
+            state,
+            approved_month,
+            paid_month,
+            fund,
+            amount,
+            claims,
+        ) = row
         amount, claims, state = int(amount or 0), int(claims or 0), getattr(state, "value", state)
-        entry = figures.setdefault((fund, enterprise_id, institution_id, county), [0, 0, 0])
+        key = (fund, enterprise_id, institution_id, county, getattr(mode, "value", mode))
+        entry = figures.setdefault(key, [0, 0, 0])
         if approved_month == month and state in committed:
             entry[0] += amount
             entry[2] += claims
@@ -123,11 +151,12 @@ def _tally_rows(month: str) -> list[dict[str, Any]]:
             "enterprise_id": enterprise_id,
             "institution_id": institution_id,
             "county": county,
+            "mode": mode,
             "approved_fen": approved,
             "paid_fen": paid,
             "claims": claims,
         }
-        for (fund, enterprise_id, institution_id, county), (approved, paid, claims) in figures.items()
+        for (fund, enterprise_id, institution_id, county, mode), (approved, paid, claims) in figures.items()
         if approved or paid
     ]
 
@@ -182,6 +211,8 @@ def totals(month_from: str, month_to: str, group_by: str = "fund") -> Totals:
         "county": SubsidyTally.county,
         "enterprise": SubsidyTally.enterprise_id,
         "provider": SubsidyTally.institution_id,
+        "mode": SubsidyTally.mode,
+        "payee_kind": _payee_kind(SubsidyTally.mode),
     }[group_by]
     rows = db.session.execute(
         select(key, func.sum(SubsidyTally.approved_fen), func.sum(SubsidyTally.paid_fen))
@@ -196,7 +227,18 @@ def totals(month_from: str, month_to: str, group_by: str = "fund") -> Totals:
     )
 
 
+def _payee_kind(mode):
+    """The payee kind of a mode column, in SQL: at payment the provider, otherwise the enterprise."""
+    return case((mode == RedemptionMode.AT_PAYMENT.value, PAYEE_PROVIDER), else_=PAYEE_ENTERPRISE).label(
+        "payee_kind"
+    )
+
+
 def _labels(group_by: str, keys: list[Any]) -> dict[Any, str]:
+    if group_by == "mode":
+        return {k: str(MODE_LABELS.get(k, k)) for k in keys}
+    if group_by == "payee_kind":
+        return {k: str(PAYEE_KIND_LABELS.get(k, k)) for k in keys}
     if group_by == "enterprise":
         return dict(
             db.session.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(keys))).all()
@@ -225,8 +267,11 @@ def monthly_series(month_from: str, month_to: str) -> tuple[list[str], list[tupl
     return in_fund_order(fund for _month, fund, _amount in rows), sorted(by_month.items())
 
 
-def ledger_committed(month_from: str, month_to: str | None = None) -> int:
-    """What the voucher ledgers committed in the months (inclusive): the figure every total must equal."""
+def ledger_committed(month_from: str, month_to: str | None = None, mode: str | None = None) -> int:
+    """What the voucher ledgers committed in the months (inclusive): the figure every total must equal;
+    with `mode`, only for the claims of that redemption mode (what the totals of that mode must equal)."""
+    if mode is not None:
+        return ledger_committed_by_mode(month_from, month_to).get(mode, 0)
     start, end = month_range(month_from)[0], month_range(month_to or month_from)[1]
     return int(
         db.session.execute(
@@ -239,6 +284,64 @@ def ledger_committed(month_from: str, month_to: str | None = None) -> int:
     )
 
 
+def ledger_committed_by_mode(month_from: str, month_to: str | None = None) -> dict[str, int]:
+    """What the voucher ledgers committed in the months, per redemption mode of the claims (every mode,
+    nought where nothing was)."""
+    start, end = month_range(month_from)[0], month_range(month_to or month_from)[1]
+    rows = db.session.execute(
+        select(Claim.mode, func.sum(LedgerEntry.amount_fen))
+        .join(Claim, Claim.id == LedgerEntry.claim_id)
+        .where(
+            LedgerEntry.kind == LedgerKind.COMMITTED,
+            LedgerEntry.created_at >= start,
+            LedgerEntry.created_at < end,
+        )
+        .group_by(Claim.mode)
+    ).all()
+    committed = {mode.value: 0 for mode in RedemptionMode}
+    committed.update({getattr(mode, "value", mode): int(amount or 0) for mode, amount in rows})
+    return committed
+
+
+@dataclass
+class ModeRow:
+    """One redemption mode's approved and paid subsidy in a period, beside what its claims' ledger
+    entries committed: the two are equal to the fen."""
+
+    mode: str
+    label: str
+    payee_kind: str
+    payee_label: str
+    approved_fen: int
+    paid_fen: int
+    ledger_fen: int
+
+    @property
+    def reconciled(self) -> bool:
+        return self.approved_fen == self.ledger_fen
+
+
+def by_mode(month_from: str, month_to: str) -> list[ModeRow]:
+    """The period's subsidy split by redemption mode (so by payee kind), each reconciled with the ledger."""
+    result = {row.key: row for row in totals(month_from, month_to, "mode").rows}
+    ledger = ledger_committed_by_mode(month_from, month_to)
+    rows = []
+    for mode in RedemptionMode:
+        total, payee = result.get(mode.value), PAYEE_OF_MODE[mode.value]
+        rows.append(
+            ModeRow(
+                mode=mode.value,
+                label=str(MODE_LABELS[mode.value]),
+                payee_kind=payee,
+                payee_label=str(PAYEE_KIND_LABELS[payee]),
+                approved_fen=total.approved_fen if total else 0,
+                paid_fen=total.paid_fen if total else 0,
+                ledger_fen=ledger[mode.value],
+            )
+        )
+    return rows
+
+
 # --- disbursement batches and closed months ------------------------------------------------------
 
 
@@ -247,30 +350,64 @@ def refuse_closed(month: str) -> None:
         raise InvalidTransition(_("%(month)s is closed: its numbers can no longer change.", month=month))
 
 
+Payee = tuple[str, int]  # (payee kind, enterprise or institution id)
+
+
+def payee_of(claim: Claim) -> Payee:
+    """Whom the claim is paid to: at payment its provider, otherwise its enterprise."""
+    if claim.at_payment and claim.institution_id is not None:
+        return PAYEE_PROVIDER, claim.institution_id
+    return PAYEE_ENTERPRISE, claim.enterprise_id
+
+
+def _payee_models(payees) -> dict[Payee, Enterprise | Institution]:
+    """The enterprise or institution of each payee, in one query per kind."""
+    wanted = set(payees)
+    found: dict[Payee, Enterprise | Institution] = {}
+    for kind, model in banking.PAYEE_MODELS.items():
+        ids = {i for k, i in wanted if k == kind}
+        if ids:
+            found.update(
+                {(kind, row.id): row for row in db.session.scalars(select(model).where(model.id.in_(ids)))}
+            )
+    return found
+
+
 def held_back_payees(claims: list[Claim]) -> list[dict[str, Any]]:
-    """The payees of these claims, each with its name, its claims and what they come to."""
-    payees: dict[int, dict[str, Any]] = {}
+    """The payees of these claims, each with its kind, id, name, its claims and what they come to."""
+    payees: dict[Payee, dict[str, Any]] = {}
     for claim in claims:
+        kind, payee_id = payee_of(claim)
+        id_field = "institution_id" if kind == PAYEE_PROVIDER else "enterprise_id"
         payee = payees.setdefault(
-            claim.enterprise_id,
-            {"enterprise_id": claim.enterprise_id, "name": "", "claims": [], "total_fen": 0},
+            (kind, payee_id),
+            {"payee_kind": kind, id_field: payee_id, "name": "", "claims": [], "total_fen": 0},
         )
         payee["claims"].append(claim.id)
         payee["total_fen"] += claim.total_fen
-    names = dict(
-        db.session.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(payees))).all()
-    )
-    for enterprise_id, payee in payees.items():
-        payee["name"] = names[enterprise_id]
+    names = _payee_models(payees)
+    for key, payee in payees.items():
+        payee["name"] = names[key].name
     return list(payees.values())
 
 
 def ask_for_account(batch: DisbursementBatch, payee: dict[str, Any]) -> None:
+    """Tell a held-back payee's users that its money waits for a verified bank account."""
+    amount = format_yuan(payee["total_fen"])
+    if payee.get("payee_kind") == PAYEE_PROVIDER:
+        notify(
+            users_of_institution(payee["institution_id"]),
+            "provider_account.missing",
+            f"batch:{batch.id}:missing_account:provider:{payee['institution_id']}",
+            payload={"institution": payee["name"], "amount": amount},
+            link=banking.PROVIDER_LINK,
+        )
+        return
     notify(
         users_of_enterprise(payee["enterprise_id"]),
         "bank_account.missing",
         f"batch:{batch.id}:missing_account:{payee['enterprise_id']}",
-        payload={"enterprise": payee["name"], "amount": format_yuan(payee["total_fen"])},
+        payload={"enterprise": payee["name"], "amount": amount},
         link=banking.LINK,
     )
 
@@ -288,8 +425,8 @@ def payees_without_account() -> list[dict[str, Any]]:
     claims = db.session.scalars(
         select(Claim).where(Claim.state == ClaimState.PAYABLE, Claim.batch_id.is_(None)).order_by(Claim.id)
     ).all()
-    accounts = banking.verified_accounts(c.enterprise_id for c in claims)
-    return held_back_payees([c for c in claims if c.enterprise_id not in accounts])
+    accounts = banking.verified_payee_accounts(payee_of(c) for c in claims)
+    return held_back_payees([c for c in claims if payee_of(c) not in accounts])
 
 
 def batch_claims(batch: DisbursementBatch) -> list[Claim]:
@@ -302,40 +439,51 @@ def batch_claims(batch: DisbursementBatch) -> list[Claim]:
 
 @dataclass
 class Payment:
-    """One line of the bank file: an enterprise, the account it is paid into, and how much."""
+    """One line of the bank file: a payee (an enterprise, or a provider paid at payment), the account
+    it is paid into, and how much."""
 
-    enterprise: Enterprise
+    payee_kind: str
+    payee: Enterprise | Institution
     account: BankAccount | None
     amount_fen: int
     claims: list[int]
 
+    @property
+    def key(self) -> str:
+        """How the audit row names the payee: "enterprise:12", "provider:3"."""
+        return f"{self.payee_kind}:{self.payee.id}"
+
     def cells(self) -> list[Any]:
         account = self.account
         return [
-            self.enterprise.name,
-            Code(self.enterprise.uscc),
+            self.payee.name,
+            Code(self.payee.uscc) if self.payee.uscc else "",
             account.account_name if account else "",
             account.bank_name if account else "",
             Code(account.account_number) if account else "",
             fen_to_yuan(self.amount_fen),
             " ".join(f"#{c}" for c in self.claims),
+            str(PAYEE_KIND_LABELS[self.payee_kind]),
         ]
 
 
 def payments(batch: DisbursementBatch) -> list[Payment]:
-    """One payment per enterprise, into its verified bank account (None: it has none now)."""
-    per_enterprise: dict[int, list[Claim]] = {}
+    """One payment per payee (an enterprise, or a provider for its at-payment claims, however many
+    enterprises they came from), into its verified bank account (None: it has none now)."""
+    per_payee: dict[Payee, list[Claim]] = {}
     for claim in batch_claims(batch):
-        per_enterprise.setdefault(claim.enterprise_id, []).append(claim)
-    accounts = banking.verified_accounts(per_enterprise)
+        per_payee.setdefault(payee_of(claim), []).append(claim)
+    accounts = banking.verified_payee_accounts(per_payee)
+    payees = _payee_models(per_payee)
     return [
         Payment(
-            enterprise=db.session.get_one(Enterprise, enterprise_id),
-            account=accounts.get(enterprise_id),
+            payee_kind=key[0],
+            payee=payees[key],
+            account=accounts.get(key),
             amount_fen=sum(c.total_fen for c in claims),
             claims=[c.id for c in claims],
         )
-        for enterprise_id, claims in per_enterprise.items()
+        for key, claims in per_payee.items()
     ]
 
 
@@ -348,6 +496,7 @@ def bank_file_headers() -> list[str]:
         _("Account number"),
         _("Amount (yuan)"),
         _("Claims"),
+        _("Payee kind"),
     ]
 
 

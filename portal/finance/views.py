@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.accounts.models import PAYEE_KIND_LABELS
 from portal.core import clock, uploads
 from portal.core.charts import Series, bar_chart
 from portal.core.errors import ServiceError
@@ -52,7 +53,8 @@ def _period() -> tuple[TotalsForm, str, str]:
 @bp.route("/")
 @role_required(*FINANCE, Role.REVIEWER)
 def index() -> ResponseReturnValue:
-    """Approved and paid subsidy for a period, grouped by fund, county, enterprise or provider."""
+    """Approved and paid subsidy for a period, grouped by fund, county, enterprise, provider, redemption
+    mode or payee kind, with the split by mode reconciled with the ledger."""
     form, month_from, month_to = _period()
     group_by = form.group_by.data if form.group_by.data in services.GROUPS else "fund"
     result = services.totals(month_from, month_to, group_by)
@@ -80,6 +82,7 @@ def index() -> ResponseReturnValue:
         group_label=group_label,
         group_choices=group_choices,
         ledger_fen=services.ledger_committed(month_from, month_to),
+        modes=services.by_mode(month_from, month_to),
         chart=chart,
         month_from=month_from,
         month_to=month_to,
@@ -160,6 +163,7 @@ def batches() -> ResponseReturnValue:
         waiting=waiting,
         without_account=services.payees_without_account(),
         state_labels=BATCH_STATE_LABELS,
+        payee_kinds=PAYEE_KIND_LABELS,
     )
 
 
@@ -191,4 +195,5 @@ def batch(batch_id: int) -> ResponseReturnValue:
         can_export=batch_transitions.can_export_batch(current_user, item),
         can_mark_paid=batch_transitions.can_mark_batch_paid(current_user, item),
         state_labels=BATCH_STATE_LABELS,
+        payee_kinds=PAYEE_KIND_LABELS,
     )

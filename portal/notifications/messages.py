@@ -155,6 +155,38 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
             "verified bank account. Your account holder enters it under Innovation vouchers, Bank account."
         ),
     ),
+    # A provider institution's account: it is paid the subsidised part of services redeemed at payment.
+    "provider_account.submitted": (
+        _l("Bank account entered: account ending %(last_digits)s"),
+        _l(
+            "%(by)s entered a bank account for your institution's voucher redemptions: %(account_name)s, "
+            "%(bank_name)s, account ending %(last_digits)s. It takes effect once the bureau verifies it; "
+            "until then payments go to the account in effect. If nobody at your institution made this "
+            "change, tell the bureau at once."
+        ),
+    ),
+    "provider_account.verified": (
+        _l("Bank account verified: account ending %(last_digits)s"),
+        _l(
+            "The bureau verified the bank account %(account_name)s, %(bank_name)s, account ending "
+            "%(last_digits)s. Your institution's voucher redemptions are paid into it from now on."
+        ),
+    ),
+    "provider_account.rejected": (
+        _l("Bank account not verified: account ending %(last_digits)s"),
+        _l(
+            "The bureau did not verify the bank account ending %(last_digits)s (%(bank_name)s): "
+            "%(reason)s. Payments still go to the account in effect, if there is one."
+        ),
+    ),
+    "provider_account.missing": (
+        _l("A voucher redemption waits for your bank account"),
+        _l(
+            "%(amount)s of voucher redemptions is payable to %(institution)s, but the bureau cannot pay "
+            "it without a verified bank account. Any provider user of your institution enters it: the "
+            "menu under your name, Bank account."
+        ),
+    ),
     "application.approved": (
         _l("Innovation voucher approved"),
         _l("Your voucher %(code)s of %(amount)s is issued, valid until %(valid_until)s."),

@@ -10,11 +10,11 @@ from enum import StrEnum
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, SQLColumnExpression, func, select, update
+from sqlalchemy import Select, SQLColumnExpression, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, joinedload
 from werkzeug.datastructures import MultiDict
 
-from portal.accounts.models import BankAccount, BankAccountState, Enterprise, User
+from portal.accounts.models import BankAccount, BankAccountState, Enterprise, Institution, User
 from portal.booking.models import Booking, BookingState, ServiceRecord
 from portal.core import clock
 from portal.core.database import serialized_write
@@ -153,7 +153,7 @@ def _filtered(filters: QueueFilters, kind: str, enterprise_ids: list[int] | None
         )
     stmt = select(model).where(model.state.in_(waiting)).order_by(submitted)
     if enterprise_ids is not None:
-        stmt = stmt.where(model.enterprise_id.in_(enterprise_ids))
+        stmt = stmt.where(_in_county(model, enterprise_ids, filters.county))
     if amount is not None and filters.amount_min_fen is not None:
         stmt = stmt.where(amount >= filters.amount_min_fen)
     if amount is not None and filters.amount_max_fen is not None:
@@ -161,6 +161,15 @@ def _filtered(filters: QueueFilters, kind: str, enterprise_ids: list[int] | None
     if filters.older_than_days is not None:
         stmt = stmt.where(submitted <= clock.utcnow() - timedelta(days=filters.older_than_days))
     return stmt
+
+
+def _in_county(model: Any, enterprise_ids: list[int], county: str | None) -> Any:
+    """The county filter: the county's enterprises, and for bank accounts also its provider
+    institutions (an institution's account, paid for redemptions at payment, has no enterprise)."""
+    if model is not BankAccount:
+        return model.enterprise_id.in_(enterprise_ids)
+    institutions = select(Institution.id).where(Institution.county == county)
+    return or_(BankAccount.enterprise_id.in_(enterprise_ids), BankAccount.institution_id.in_(institutions))
 
 
 def queue(filters: QueueFilters) -> Queue:
@@ -179,13 +188,15 @@ def queue(filters: QueueFilters) -> Queue:
         ).scalar_one()
         for kind in KINDS
     }
-    # Only the enterprise is shown with each item: a wildcard eager load here pulled in every related row
-    # (vouchers with their ledgers, claim items, users ...), some 100,000 objects for a few dozen claims.
-    enterprise = QUEUE_MODELS[filters.kind].enterprise
+    # Only the enterprise (or a bank account's institution) is shown with each item: a wildcard eager load
+    # here pulled in every related row (vouchers with their ledgers, claim items, users ...), some
+    # 100,000 objects for a few dozen claims.
+    model = QUEUE_MODELS[filters.kind]
+    shown = [joinedload(model.enterprise)]
+    if model is BankAccount:
+        shown.append(joinedload(BankAccount.institution))
     items = list(
-        db.session.scalars(
-            _filtered(filters, filters.kind, enterprise_ids).options(joinedload(enterprise)).limit(200)
-        )
+        db.session.scalars(_filtered(filters, filters.kind, enterprise_ids).options(*shown).limit(200))
     )
     return Queue(items=items, counts=counts, total=counts[filters.kind])
 

@@ -126,7 +126,8 @@ def certificate(request_id: int) -> ResponseReturnValue:
 @review.route("/bank-accounts/<int:account_id>", methods=["GET", "POST"])
 @role_required(Role.REVIEWER, Role.ADMIN)
 def bank_account_detail(account_id: int) -> ResponseReturnValue:
-    """A bank account entered by an enterprise, beside the one in effect: verify it or reject it."""
+    """A bank account entered by an enterprise or a provider institution, beside the one in effect:
+    verify it or reject it."""
     account = banking.get_for_review(current_user, account_id)
     form = BankAccountDecisionForm()
     if (form.verify.data or form.reject.data) and form.validate_on_submit():
@@ -141,14 +142,14 @@ def bank_account_detail(account_id: int) -> ResponseReturnValue:
         else:
             flash(_("Decision recorded."), "success")
             return redirect(url_for("review.queue", kind="bank_account"))
-    versions = banking.versions(account.enterprise_id)
+    versions = banking.versions(account.payee_id, account.payee_kind)
     return render_template(
         "vouchers/review_bank_account.html",
         account=account,
         form=form,
         versions=versions,
         current=next((v for v in versions if v.state.value == "verified"), None),
-        name_matches=banking.name_matches(account, account.enterprise),
+        name_matches=banking.name_matches(account, account.payee),
         **LABELS,
     )
 

@@ -14,6 +14,7 @@ from portal.accounts import services as account_services
 from portal.accounts.models import (
     BANK_ACCOUNT_STATE_LABELS,
     ENTERPRISE_KIND_LABELS,
+    PAYEE_KIND_LABELS,
     EnterpriseKind,
 )
 from portal.booking.models import FILE_KIND_LABELS, FileKind
@@ -63,6 +64,7 @@ LABELS = {
     "kind_labels": ENTERPRISE_KIND_LABELS,
     "limit_labels": LIMIT_LABELS,
     "bank_account_states": BANK_ACCOUNT_STATE_LABELS,
+    "payee_kinds": PAYEE_KIND_LABELS,
 }
 # What a page may offer its user: templates ask these (the services' rules) rather than re-derive them.
 PERMISSIONS = {
@@ -164,7 +166,21 @@ def verification() -> ResponseReturnValue:
 def bank_account() -> ResponseReturnValue:
     """The account subsidies are paid into: the one in effect, a change waiting for the bureau, every
     version; the account holder enters a new one."""
+    return _bank_account_page("vouchers.bank_account")
+
+
+@bp.route("/provider/bank-account", methods=["GET", "POST"])
+@role_required(Role.PROVIDER)
+def provider_bank_account() -> ResponseReturnValue:
+    """The provider institution's own account, into which its redemptions at payment are paid: the
+    same page as the enterprise's, for the user's institution only."""
+    return _bank_account_page("vouchers.provider_bank_account")
+
+
+def _bank_account_page(endpoint: str) -> ResponseReturnValue:
     form = BankAccountForm()
+    if current_user.role is Role.PROVIDER:
+        form.account_name.description = _("Exactly as the bank holds it: normally your institution's name.")
     if form.validate_on_submit():
         try:
             banking.record_bank_account(
@@ -182,13 +198,18 @@ def bank_account() -> ResponseReturnValue:
                 _(
                     "Sent to the bureau: the account takes effect once a reviewer verifies it. Every user "
                     "of your enterprise has been told by mail."
+                )
+                if current_user.role is Role.ENTERPRISE
+                else _(
+                    "Sent to the bureau: the account takes effect once a reviewer verifies it. Every "
+                    "provider user of your institution has been told by mail."
                 ),
                 "success",
             )
-            return redirect(url_for("vouchers.bank_account"))
+            return redirect(url_for(endpoint))
     overview = banking.overview(current_user)
     if not form.is_submitted() and overview.current is None and overview.pending is None:
-        form.account_name.data = overview.enterprise.name
+        form.account_name.data = overview.payee.name
     return render_template("vouchers/bank_account.html", form=form, overview=overview, **LABELS)
 
 
