@@ -505,6 +505,22 @@ class World:
         )
         return {"account_id": account.id}
 
+    # Issue 21: a provider institution's account (it is paid for the services it redeems at payment).
+    def provider_bank_account(self, side: str, verify: bool = True) -> dict[str, Any]:
+        """The institution's account, entered by its provider user (and verified by the reviewer)."""
+        account = banking.record_bank_account(
+            self._provider(side),
+            banking.BankAccountData(
+                f"矩阵服务机构{side}", "中国银行聊城分行", f"4401 0000 {next(_serial):08d}"
+            ),
+        )
+        if verify:
+            banking.decide_bank_account(self.user("reviewer"), account.id, "verify", "机构账户已核对")
+        return {"account_id": account.id}
+
+    def _make_provider_bank_account_pending(self, side: str) -> dict[str, Any]:
+        return self.provider_bank_account(side, verify=False)
+
     def _make_claim_returned(self, side: str) -> dict[str, Any]:
         claim_id = self._make_claim_submitted(side)["claim_id"]
         review.return_claim(self.user("reviewer"), claim_id, "请补充清晰的付款凭证")
@@ -796,6 +812,10 @@ def build_world(app: Flask) -> World:
         world.shared.setdefault("bank_account", {})[side] = world.verified_bank_account(side)
         world.shared.setdefault("bank_account_pending", {})[side] = world._make_bank_account_pending(side)
         world.shared.setdefault("claim_returned", {})[side] = world._make_claim_returned(side)
+        world.shared.setdefault("provider_bank_account", {})[side] = world.provider_bank_account(side)
+        world.shared.setdefault("provider_bank_account_pending", {})[side] = (
+            world._make_provider_bank_account_pending(side)
+        )
     # --- end of bank accounts and corrected claims --------------------------------------------------
     # Both approved claims finish their notice and are paid out in one batch of the month.
     public_notice.end_public_notice(date(2026, 12, 31))

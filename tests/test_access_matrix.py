@@ -132,6 +132,15 @@ def _bank_account(_o: dict, role: str) -> dict:
     }
 
 
+def _provider_bank_account(_o: dict, role: str) -> dict:
+    """A new account of the provider's institution each time."""
+    return {
+        "account_name": f"矩阵服务机构{'B' if role == 'prov_p2' else 'A'}",
+        "bank_name": "中国农业银行聊城分行",
+        "account_number": f"1523 0200 {next(_accounts):08d}",
+    }
+
+
 # What each request sends besides its URL: a query string, a page form (the CSRF token is added), a
 # JSON body, or a multipart body. A callable gets the object's URL parameters and the role.
 REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
@@ -153,6 +162,10 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("/admission/institutions/<int:institution_id>/standing", "POST"): {"form": {"suspend": "1", **REASON}},
     ("/vouchers/bank-account", "POST"): {"form": _bank_account},
     ("/review/bank-accounts/<int:account_id>", "POST"): {"form": {"verify": "1"}},
+    ("/vouchers/provider/bank-account", "POST"): {"form": _provider_bank_account},
+    ("/review/bank-accounts/<int:account_id>", "POST provider"): {
+        "form": {"verify": "1", "reason": "机构账户已核对"}
+    },
     ("/vouchers/claims/<int:claim_id>/revise", "POST"): {"form": {"reply": "已补充清晰的付款凭证扫描件"}},
     ("/api/v1/tokens", "POST"): {
         "json": lambda _o, role: (
