@@ -105,6 +105,7 @@ PAGES: tuple[PageType, ...] = (
         then=r"/record$",
     ),
     PageType("booking request", "/bookings/?state=requested", (PROVIDER,), follow=r"^/bookings/\d+$"),
+    PageType("provider bank account", "/vouchers/provider/bank-account", (PROVIDER,)),  # issue 21
     # use at the instrument (issue 18): the QR label's short URL, the label and the instrument's use
     PageType("at the instrument", "/i/{instrument}", (ENTERPRISE, PROVIDER)),
     PageType("instrument use", "/manage/instruments/{instrument}/usage", (PROVIDER,)),
