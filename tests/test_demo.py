@@ -432,8 +432,11 @@ def test_the_demo_pays_only_verified_accounts_and_shows_a_change_waiting(demo_ap
     from portal.finance.models import DisbursementBatch
     from portal.vouchers.models import Claim
 
+    waiting = Claim.state.in_(["payable", "paid"])
     payees = set(
-        db.session.scalars(select(Claim.enterprise_id).where(Claim.state.in_(["payable", "paid"])).distinct())
+        db.session.scalars(
+            select(Claim.enterprise_id).where(waiting, Claim.mode == "reimbursement").distinct()
+        )
     )
     verified = set(
         db.session.scalars(
@@ -441,6 +444,18 @@ def test_the_demo_pays_only_verified_accounts_and_shows_a_change_waiting(demo_ap
         )
     )
     assert payees and payees <= verified  # the next batch can pay everyone waiting
+    # ... the providers of the redemptions at payment too (issue 21: they are paid, not the enterprise).
+    providers = set(
+        db.session.scalars(select(Claim.institution_id).where(waiting, Claim.mode == "at_payment").distinct())
+    )
+    verified_providers = set(
+        db.session.scalars(
+            select(BankAccount.institution_id).where(
+                BankAccount.state == BankAccountState.VERIFIED, BankAccount.institution_id.is_not(None)
+            )
+        )
+    )
+    assert providers and providers <= verified_providers
     assert all(not batch.held_back for batch in db.session.scalars(select(DisbursementBatch)))
     demo = db.session.scalar(select(User).where(User.username == "enterprise"))
     versions = db.session.scalars(

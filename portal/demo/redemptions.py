@@ -11,8 +11,9 @@ from datetime import date, datetime, time, timedelta
 from flask import current_app
 from sqlalchemy import exists, select
 
+from portal.accounts import banking
 from portal.accounts.members import users_of_institution
-from portal.accounts.models import Institution, User
+from portal.accounts.models import PAYEE_PROVIDER, Institution, User
 from portal.booking.models import Booking, BookingState, FileKind, ServiceFile, ServiceRecord
 from portal.catalog.models import Instrument
 from portal.core import clock, uploads
@@ -156,4 +157,27 @@ def load_redemptions() -> dict[str, int]:
                 made[fate] = made.get(fate, 0) + 1
                 break
     current_app.logger.info("demo redemptions: %s", made)
+    _provider_accounts()
     return made
+
+
+def _provider_accounts() -> None:
+    """A verified bank account for each provider institution with redemptions at payment, entered by
+    one of its provider users and verified by a reviewer (the services' own path), so the next batch
+    pays the providers as well. Numbers from the institution's id: the demo's generator is left alone."""
+    institutions = db.session.scalars(
+        select(Institution)
+        .where(
+            Institution.id.in_(select(Claim.institution_id).where(Claim.mode == RedemptionMode.AT_PAYMENT))
+        )
+        .order_by(Institution.id)
+    ).all()
+    for institution in institutions:
+        providers = users_of_institution(institution.id)
+        if not providers or banking.verified_accounts([institution.id], PAYEE_PROVIDER):
+            continue
+        number = f"1609 0037 {institution.id:08d}"
+        account = banking.record_bank_account(
+            providers[0], banking.BankAccountData(institution.name, "中国建设银行聊城分行", number)
+        )
+        banking.decide_bank_account(_reviewers()[0], account.id, "verify")
