@@ -1,7 +1,7 @@
 """provider accounts: providers' bank accounts, the tallies by redemption mode (issue 21, item 5)
 
 Revision ID: 0029_provider_accounts
-Revises: 0027_redemption
+Revises: 0028_provider_admission
 Create Date: 2026-12-07
 
 - bank_accounts: a version belongs to an enterprise or (new) an institution, exactly one of them; one
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0029_provider_accounts"
-down_revision = "0027_redemption"
+down_revision = "0028_provider_admission"
 branch_labels = None
 depends_on = None
 
