@@ -10,16 +10,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts.models import BankAccount, BankAccountState
 from portal.booking.models import FileKind, ServiceRecord
 from portal.core import clock
-from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition
-from portal.core.locks import Rank, lock_existing, lock_one, lock_where
 from portal.core.models import AuditEvent
 from portal.core.permissions import Role
 from portal.extensions import db
+from portal.finance import batches
+from portal.finance.services import month_of
 from portal.vouchers import notice, redemptions
-from portal.vouchers.claims import pay_claim
 from portal.vouchers.models import CapLedger, Claim, ClaimState, Fund, LedgerEntry, LedgerKind, Voucher
 from tests.conftest import make_app
 
@@ -183,16 +183,29 @@ def test_one_service_reserved_by_sixteen_clicks_is_reserved_once(racing):
     assert db.session.scalar(select(func.count()).select_from(Claim)) == 1
 
 
-def pay_once(claim_id: int, finance) -> None:
-    """Pay a payable claim under the locks of portal.core.locks, as portal.finance.batches.mark_batch_paid
-    does for each claim of a batch (claim, its scheme's funds, its voucher)."""
-    with serialized_write():
-        claim = lock_one(Rank.CLAIMS, Claim, claim_id)
-        scheme_id = db.session.scalar(select(Voucher.scheme_id).where(Voucher.id == claim.voucher_id))
-        funds = {f.name: f for f in lock_where(Rank.FUNDS, Fund, Fund.scheme_id == scheme_id)}
-        voucher = lock_existing(Rank.VOUCHERS, Voucher, claim.voucher_id)
-        pay_claim(finance, claim, voucher, funds, reference="ICBC-20261207-001", month="2026-12")
-        db.session.commit()
+def pay_in_a_batch(claim: Claim, finance) -> str:
+    """Pay the payable redemption as finance does: a batch built, its bank file exported, marked paid.
+    The provider's verified account receives it; returns the bank file."""
+    db.session.add(
+        BankAccount(
+            institution_id=claim.institution_id,
+            version=1,
+            account_name="聊城测试大学",
+            bank_name="中国建设银行聊城分行",
+            account_number="0371502000123456789",
+            state=BankAccountState.VERIFIED,
+            entered_by_id=finance.id,
+            decided_by_id=finance.id,
+            decided_at=clock.utcnow(),
+        )
+    )
+    db.session.commit()
+    batch = batches.build_batch(finance, month_of(clock.utcnow()))
+    body = batches.export_batch(finance, batch.id)
+    batches.mark_batch_paid(finance, batch.id, "ICBC-20261207-001")
+    with pytest.raises(InvalidTransition):
+        batches.mark_batch_paid(finance, batch.id, "ICBC-20261207-001")
+    return body
 
 
 def test_a_redemption_approved_by_sixteen_clicks_is_approved_once_and_paid_once(racing, make_user):
@@ -225,9 +238,8 @@ def test_a_redemption_approved_by_sixteen_clicks_is_approved_once_and_paid_once(
     # The notice ends; finance pays the provider once, and a second payment is refused.
     assert notice.end_public_notice(clock.local_today() + timedelta(days=30)) == 1
     finance = make_user(Role.FINANCE)
-    pay_once(claim.id, finance)
-    with pytest.raises(InvalidTransition):
-        pay_once(claim.id, finance)
+    bank_file = pay_in_a_batch(db.session.get_one(Claim, claim.id), finance)
+    assert "0371502000123456789" in bank_file  # into the provider's verified account
     db.session.rollback()
     paid = db.session.get_one(Claim, claim.id)
     assert paid.state is ClaimState.PAID and paid.payee_kind == "provider"
