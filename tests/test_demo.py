@@ -422,7 +422,18 @@ def test_the_demo_has_redemptions_at_payment_in_each_state(demo_app):
     from portal.vouchers.models import Claim, LedgerEntry, LedgerKind
 
     states = {c.state.value for c in db.session.scalars(select(Claim).where(Claim.mode == "at_payment"))}
-    assert {"reserved", "submitted", "in_notice", "payable", "rejected", "withdrawn", "expired"} <= states
+    assert {
+        "reserved",
+        "submitted",
+        "in_notice",
+        "payable",
+        "paid",
+        "rejected",
+        "withdrawn",
+        "expired",
+    } <= states
+    (paid,) = db.session.scalars(select(Claim).where(Claim.mode == "at_payment", Claim.state == "paid"))
+    assert paid.batch_id is not None and paid.payee_kind == "provider"
     released = db.session.scalars(select(LedgerEntry).where(LedgerEntry.kind == LedgerKind.UNRESERVED)).all()
     assert len(released) == 3  # the rejected, the withdrawn and the expired one
 

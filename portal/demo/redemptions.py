@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists, select
@@ -58,6 +59,7 @@ def _candidates(scheme: Scheme) -> list[tuple[ServiceRecord, Voucher, User]]:
             ServiceRecord.rating.is_not(None),
             ServiceRecord.claim_id.is_(None),
             ServiceRecord.recorded_at >= clock.local_datetime_to_utc(scheme.service_window_start, time(0)),
+            ServiceRecord.recorded_at <= clock.utcnow(),  # (on the simulated clock of the year too)
             Institution.in_province.is_(True),
             ~exists().where(ClaimItem.service_record_id == ServiceRecord.id),
         )
@@ -138,6 +140,37 @@ def _made(fate: str, index: int, record: ServiceRecord, voucher: Voucher, provid
     if fate == "expired":
         redemptions.expire_redemptions(today)
     return True
+
+
+def schedule_paid_redemption(year: Any) -> None:
+    """Into the voucher year's queue of events (`portal.demo.vouchers._Year`): a redemption some six
+    weeks back, early enough that its notice ends and one of the year's batches pays its provider."""
+    moment = _office_moment(year.today - timedelta(days=42), 8)
+    while moment in year.minutes:  # no two submissions in one minute
+        moment += timedelta(minutes=1)
+    year.minutes.add(moment)
+    year.push(moment, _redeem_for_payment, year)
+
+
+def _redeem_for_payment(year: Any) -> None:
+    scheme = db.session.scalar(select(Scheme).where(Scheme.year == year.first_day.year))
+    if scheme is None:
+        return
+    if not scheme.offers(RedemptionMode.AT_PAYMENT):
+        scheme.redemption_modes = BOTH
+        db.session.commit()
+    for record, voucher, provider in _candidates(scheme):
+        _evidence(record, provider)
+        try:
+            claim = redemptions.create_redemption(provider, record.id, voucher.code)
+            _submitted(provider, claim.id)
+        except ServiceError as error:
+            db.session.rollback()
+            current_app.logger.info("demo redemption refused: %s", error)
+            continue
+        _provider_accounts()  # the batch pays only into a verified account
+        year.approve_claim(claim.id)  # with the end of its notice queued
+        return
 
 
 def load_redemptions() -> dict[str, int]:

@@ -223,7 +223,8 @@ def _load_demo(
     summary.bookings = activity.load_bookings(rng, bookings)
     db.session.commit()
     if vouchers:
-        year = voucher_demo.load_voucher_year(rng, vouchers)
+        # A redemption at payment early in the year's queue, so that one of its batches pays it.
+        year = voucher_demo.load_voucher_year(rng, vouchers, demo_redemptions.schedule_paid_redemption)
         summary.vouchers, summary.claims = year["vouchers"], year["claims"]
         demo_province.load_out_of_province()  # a Shanghai provider, and a claim for its service waiting
         demo_redemptions.load_redemptions()  # vouchers at payment, a redemption in each state

@@ -400,9 +400,11 @@ def scheme_years(today: date) -> list[int]:
     return [year, year + 1] if today.month in (12, 1) else [year]
 
 
-def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
+def load_voucher_year(
+    rng: random.Random, vouchers: int = 40, also: Callable[[_Year], None] | None = None
+) -> dict[str, int]:
     """The voucher year's scheme (this year's; in January last year's), verified enterprises with
-    vouchers, and claims in every state."""
+    vouchers, and claims in every state; `also` may queue more events into the year before it runs."""
     now = clock.utcnow()
     today = clock.local_today(now)
     year_number = voucher_year(today)
@@ -445,6 +447,8 @@ def load_voucher_year(rng: random.Random, vouchers: int = 40) -> dict[str, int]:
             days = 1 + index if index < 8 else 1 + index * year.span // (2 * len(chosen))
             asked = year.working_moment(year.first_day + timedelta(days=days))
             year.push(asked, year.apply, user)
+        if also is not None:
+            also(year)
         year.run(moment)
     current_app.logger.info("demo voucher year: %s", year.counts)
     return year.counts

@@ -124,5 +124,23 @@ def test_a_provider_redeems_a_voucher_at_payment(live_portal, browser, browser_e
         assert db.session.get(Claim, claim_id).state.value == "payable"
     provider.goto(claim_url)
     assert provider.locator("#claim-state").inner_text() == "待兑付"
-    for page in (enterprise, provider):
+
+    # Finance pays the month's batch: the provider's line, into its verified account.
+    finance = open_page(browser, browser_errors)
+    sign_in(finance, base, "finance")
+    nav(finance, "财务")
+    finance.get_by_role("link", name="兑付批次").click()
+    finance.get_by_role("button", name="生成批次").click()
+    finance.wait_for_url(re.compile(r"/finance/batches/\d+$"))
+    line = finance.locator("#payments tr", has_text="聊城大学")
+    expect(line).to_contain_text(f"#{claim_id}")
+    with finance.expect_download():
+        finance.get_by_role("button", name="导出给银行（CSV）").click()
+    finance.reload()
+    finance.get_by_label("兑付银行流水号").fill("CCB-20261214-0001")
+    finance.get_by_role("button", name="标记批次已兑付").click()
+    assert finance.locator("#batch-state").inner_text() == "已兑付"
+    provider.goto(claim_url)
+    assert provider.locator("#claim-state").inner_text() == "已兑付"
+    for page in (enterprise, provider, finance):
         page.context.close()
