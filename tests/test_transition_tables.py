@@ -14,7 +14,7 @@ from enum import Enum
 import pytest
 from sqlalchemy import func, select, update
 
-from portal.accounts.models import EnterpriseKind, VerificationState
+from portal.accounts.models import EnterpriseKind, Institution, User, VerificationState
 from portal.booking import records, transitions
 from portal.booking.models import Booking, BookingState
 from portal.core.errors import Forbidden, InvalidTransition
@@ -26,13 +26,14 @@ from portal.finance.models import BATCH_TRANSITIONS, BatchState, DisbursementBat
 from portal.notifications.models import Notification
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
-from portal.vouchers import notice, review, wallet
+from portal.vouchers import notice, redemptions, review, wallet
 from portal.vouchers import verification as verification_services
 from portal.vouchers.models import (
     ApplicationState,
     Claim,
     ClaimState,
     LedgerEntry,
+    RedemptionMode,
     RequestState,
     VerificationRequest,
     Voucher,
@@ -199,8 +200,21 @@ def claim_world(app, fake_clock, make_scheme, make_user, make_voucher, make_serv
         db.session.commit()
         return claim
 
+    providers: dict[int, User] = {}
+
+    def redeemed(claim: Claim) -> User:
+        """The claim made a redemption at payment, and its provider's user: withdrawal and expiry are a
+        redemption's transitions (its provider's, and the daily task's)."""
+        claim.mode = RedemptionMode.AT_PAYMENT
+        db.session.commit()
+        if claim.institution_id not in providers:
+            host = db.session.get(Institution, claim.institution_id)
+            providers[claim.institution_id] = make_user(Role.PROVIDER, institution=host)
+        return providers[claim.institution_id]
+
     return {
         "make": make,
+        "redeemed": redeemed,
         "user": user,
         "reviewer": reviewer,
         "finance": make_user(Role.FINANCE),
@@ -224,12 +238,14 @@ CLAIM_ACTIONS = {
     "reject": lambda w, c: review.reject_claim(w["reviewer"], c.id, "不符合"),
     "return": lambda w, c: review.return_claim(w["reviewer"], c.id, "请补充"),
     "pay": pay,
+    "withdraw": lambda w, c: redemptions.withdraw_redemption(w["redeemed"](c), c.id),
+    "expire": lambda w, c: w["redeemed"](c) and redemptions.expire_redemption(c.id),
 }
 
 
-def test_the_claim_table_leaves_59_pairs_forbidden():
-    # 8 states x 9 actions, 13 allowed.
-    assert len(forbidden(CLAIM_TRANSITIONS, ClaimState)) == 8 * 9 - 13
+def test_the_claim_table_leaves_104_pairs_forbidden():
+    # 11 states x 11 actions, 17 allowed (issue 21: reserved, withdrawn, expired; withdraw, expire).
+    assert len(forbidden(CLAIM_TRANSITIONS, ClaimState)) == 11 * 11 - 17
 
 
 def test_every_claim_action_has_its_service_here():
@@ -246,7 +262,12 @@ def test_what_waits_for_a_decision_comes_from_the_table():
 
 def test_the_states_an_action_leaves_and_the_open_states_are_read_from_a_table_in_the_enums_order():
     # Called here, not only when the modules are imported, so that a change to them shows.
-    assert states_allowing(CLAIM_TRANSITIONS, "submit") == (ClaimState.DRAFT, ClaimState.RETURNED)
+    assert states_allowing(CLAIM_TRANSITIONS, "submit") == (
+        ClaimState.DRAFT,
+        ClaimState.RETURNED,
+        ClaimState.RESERVED,
+    )
+    assert states_allowing(CLAIM_TRANSITIONS, "expire") == (ClaimState.RETURNED, ClaimState.RESERVED)
     assert states_allowing(CLAIM_TRANSITIONS, "end_notice") == (ClaimState.IN_NOTICE,)
     assert states_allowing(CLAIM_TRANSITIONS, "no such action") == ()
     assert open_states(application_services.APPLICATION_TRANSITIONS) == (
@@ -556,7 +577,12 @@ CLAIM_CAN = {
     review.can_reject_claim: lambda a, s: a in REVIEWERS and s in WAITING,
     review.can_return_claim: lambda a, s: a in REVIEWERS and s in WAITING,
     review.can_approve_claim: may_approve,
+    # At payment (issue 21): the provider of the claim's institution submits and withdraws.
+    redemptions.can_submit_redemption: lambda a, s: a == "provider" and s == "reserved",
+    redemptions.can_withdraw_redemption: lambda a, s: a == "provider" and s == "reserved",
 }
+# The states only a redemption at payment is ever in.
+REDEMPTION_STATES = {"reserved", "withdrawn", "expired"}
 APPLICATION_CAN = {
     application_services.can_resubmit_application: lambda a, s: a == "holder" and s == "returned",
     application_services.can_decide_application: lambda a, s: a in REVIEWERS and s in WAITING,
@@ -601,6 +627,10 @@ def test_each_can_action_answers_as_its_rule_says(actors, kind):
     got, expected = set(), set()
     for state in states:
         row = model(enterprise_id=actors["holder"].enterprise_id, state=state, **extra)
+        if model is Claim:  # of the provider's institution; at payment in the states only it has
+            row.institution_id = actors["provider"].institution_id
+            at_payment = state.value in REDEMPTION_STATES
+            row.mode = RedemptionMode.AT_PAYMENT if at_payment else RedemptionMode.REIMBURSEMENT
         for can, rule in table.items():
             for name in CAN_ACTORS:
                 key = (can.__name__, name, state.value)

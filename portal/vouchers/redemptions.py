@@ -419,13 +419,23 @@ def expire_redemptions(today: date | None = None) -> int:
     ).all()
     expired = 0
     for claim_id in due:
-        with serialized_write():
-            claim = lock_one(Rank.CLAIMS, Claim, claim_id)
-            if claim is not None and (claim.state, "expire") in CLAIM_TRANSITIONS:
-                release(claim, "expire", None, None)
-                expired += 1
-            db.session.commit()
+        try:
+            expire_redemption(claim_id)
+        except InvalidTransition:  # submitted or withdrawn since it was read: no longer due
+            continue
+        expired += 1
     return expired
+
+
+def expire_redemption(claim_id: int) -> Claim:
+    """RESERVED or RETURNED -> EXPIRED (the daily task, no one's decision): what it held is released."""
+    with serialized_write():
+        claim = lock_one(Rank.CLAIMS, Claim, claim_id)
+        if claim is None or not claim.at_payment:
+            raise NotFound(_("No such claim."))
+        release(claim, "expire", None, None)
+        db.session.commit()
+    return claim
 
 
 # --- releasing ------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_a_provider_redeems_a_voucher_at_payment(live_portal, browser, browser_e
     # The provider submits the redemption with the enterprise's payment of its share.
     nav(provider, "创新券兑付")
     provider.locator("#redemptions").get_by_role("link", name="提交兑付").first.click()
-    expect(provider.get_by_label("企业已支付的自付金额（元）")).to_have_value(
+    expect(provider.get_by_label("企业已缴付的自付金额（元）")).to_have_value(
         share.lstrip("¥").replace(",", "")
     )
     provider.get_by_role("button", name="向科技局提交兑付").click()
