@@ -769,7 +769,14 @@ def test_one_providers_admission_is_in_public_notice_and_the_rest_are_admitted(d
     noticed = db.session.scalars(select(ProviderAdmission)).all()
     assert [a.state for a in noticed] == [AdmissionState.IN_NOTICE]
     assert 0 < (noticed[0].notice_ends_on - clock.local_today()).days <= 7  # ends in a few days
-    states = dict(db.session.execute(select(Institution.name, Institution.admission)).all())
+    states = dict(
+        db.session.execute(
+            select(Institution.name, Institution.admission).where(Institution.in_province.is_(True))
+        ).all()
+    )
     assert states.pop(noticed[0].institution.name) == "in_notice"
     assert set(states.values()) == {"admitted"}
+    # The Shanghai test centre is outside the scheme's admission: its services are decided case by case.
+    outside = db.session.scalars(select(Institution.admission).where(Institution.in_province.is_(False)))
+    assert set(outside) == {"none"}
     assert noticed[0].institution.name in demo_client.get("/admission/notices").get_data(as_text=True)

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from portal.accounts.models import BankAccountState, VerificationState
+from portal.admission import services as admission_services
 from portal.booking import files
 from portal.booking import series as booking_series
 from portal.booking import transitions as booking_transitions
@@ -48,9 +49,10 @@ from portal.usage import devices as usage_devices
 from portal.usage import services as usage_services
 from portal.vouchers import applications as application_services
 from portal.vouchers import claims as claim_services
-from portal.vouchers import notice
+from portal.vouchers import notice, redemptions
 from portal.vouchers import review as desk
 from portal.vouchers import verification as verification_services
+from portal.vouchers.checks import EVIDENCE
 from portal.waitlist import services as waitlist
 from tests.access_world import photo_bytes
 from tests.conftest import app_in_context
@@ -341,8 +343,42 @@ def world(
     internal.record_internal_use(
         provider, code, internal.InternalUseData(yesterday, yesterday + timedelta(hours=2), "课题组")
     )
+    # Issue 21: redemptions at payment (one to reserve, one to submit, one to withdraw), the provider's
+    # bank account, an admission to apply for and one to decide, an admitted provider's standing.
+    scheme.redemption_modes = ["reimbursement", "at_payment"]
+    db.session.commit()
+    to_redeem = make_service(enterprise, instrument=instrument, evidence=(*EVIDENCE, FileKind.RESULT))
+    reserved = [
+        redemptions.create_redemption(
+            provider,
+            make_service(enterprise, instrument=instrument, evidence=(*EVIDENCE, FileKind.RESULT)).id,
+            voucher.code,
+        )
+        for _ in range(2)
+    ]
+    applicant_host = make_institution(admission="none")
+    applicant = make_user(Role.PROVIDER, institution=applicant_host)
+    make_instrument(institution=applicant_host)
+    deciding_host = make_institution(admission="none")
+    deciding = admission_services.apply_for_admission(
+        make_user(Role.PROVIDER, institution=deciding_host),
+        deciding_host.id,
+        admission_services.AdmissionData(
+            [make_instrument(institution=deciding_host).id], "按小时收费", "守信承诺"
+        ),
+    )
+    redemption_pages = [
+        (provider, f"/vouchers/redemptions/records/{to_redeem.id}", None),
+        (provider, f"/vouchers/redemptions/{reserved[0].id}/submit", None),
+        (provider, f"/vouchers/claims/{reserved[1].id}", "/withdraw"),
+        (provider, "/vouchers/provider/bank-account", None),
+        (applicant, f"/admission/institutions/{applicant_host.id}", None),
+        (reviewer2, f"/admission/{deciding.id}", None),
+        (reviewer2, f"/admission/institutions/{host.id}", "/standing"),
+    ]
     # (who, page, which form: the end of its action, or None for every form on the page)
     pages = [
+        *redemption_pages,
         (None, "/register", None),
         (None, "/login", None),
         (None, "/instruments/?q=质谱", None),

@@ -260,3 +260,21 @@ def test_recording_the_service_reserves_at_once_when_the_enterprise_chose_it(
         page = client.get(f"/bookings/{booking.id}").get_data(as_text=True)
         assert 'id="enterprise-share"' in page and "16.00" in page
         client.post("/logout", data={"csrf_token": extract_csrf(page)})
+
+
+def test_the_reserve_page_says_what_is_wrong_and_keeps_what_was_typed(world, client):
+    record = world.service(10_000_00)
+    login(client, world.provider.username)
+    page = client.get(f"/vouchers/redemptions/records/{record.id}").get_data(as_text=True)
+    empty = client.post(
+        f"/vouchers/redemptions/records/{record.id}",
+        data={"csrf_token": extract_csrf(page), "voucher_code": "", "preview": "1"},
+    ).get_data(as_text=True)
+    assert 'aria-invalid="true"' in empty  # the code is required, and the page says so at the field
+    wrong = client.post(
+        f"/vouchers/redemptions/records/{record.id}",
+        data={"csrf_token": extract_csrf(page), "voucher_code": "LC2026-99999999", "preview": "1"},
+    ).get_data(as_text=True)
+    assert "LC2026-99999999" in wrong and "这不是接受服务的企业的创新券" in wrong
+    db.session.rollback()
+    assert db.session.scalar(select(Claim.id)) is None  # nothing reserved

@@ -52,7 +52,9 @@ def reserve(record_id: int) -> ResponseReturnValue:
         voucher = redemptions.voucher_of(record.booking.enterprise_id, current_scheme())
         form.voucher_code.data = voucher.code if voucher else None
     preview = None
-    if form.voucher_code.data and (form.validate_on_submit() or not form.is_submitted()):
+    # A post is checked (an empty code is said so); a first visit previews the chosen voucher, if any.
+    ready = form.validate_on_submit() if form.is_submitted() else bool(form.voucher_code.data)
+    if ready:
         try:
             if form.reserve.data:
                 claim = redemptions.create_redemption(current_user, record.id, form.voucher_code.data)
