@@ -95,7 +95,8 @@ def test_a_provider_redeems_a_voucher_at_payment(live_portal, browser, browser_e
     enterprise.get_by_role("button", name="确认服务并评价").click()
 
     # The provider submits the redemption with the enterprise's payment of its share.
-    nav(provider, "创新券兑付")
+    provider.locator("#user-menu-button").click()  # the provider's voucher links are in its menu
+    provider.get_by_role("link", name="创新券兑付").click()
     provider.locator("#redemptions").get_by_role("link", name="提交兑付").first.click()
     expect(provider.get_by_label("企业已缴付的自付金额（元）")).to_have_value(
         share.lstrip("¥").replace(",", "")
