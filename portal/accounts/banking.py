@@ -65,6 +65,15 @@ PAYEE_MODELS: dict[str, type[Enterprise] | type[Institution]] = {
     PAYEE_ENTERPRISE: Enterprise,
     PAYEE_PROVIDER: Institution,
 }
+
+
+def _payee(kind: str, payee_id: int) -> Enterprise | Institution:
+    """The enterprise or the institution a payee of `kind` is."""
+    if kind == PAYEE_ENTERPRISE:
+        return db.session.get_one(Enterprise, payee_id)
+    return db.session.get_one(Institution, payee_id)
+
+
 LINKS = {PAYEE_ENTERPRISE: LINK, PAYEE_PROVIDER: PROVIDER_LINK}
 MESSAGE_PREFIX = {PAYEE_ENTERPRISE: "bank_account", PAYEE_PROVIDER: "provider_account"}
 
@@ -184,7 +193,7 @@ def overview(user: User) -> Overview:
     )
     return Overview(
         kind=kind,
-        payee=db.session.get_one(PAYEE_MODELS[kind], payee_id),
+        payee=_payee(kind, payee_id),
         current=next((v for v in history if v.state is State.VERIFIED), None),
         pending=next((v for v in history if v.state is State.PENDING), None),
         history=history,

@@ -101,7 +101,7 @@ def _rejected(provider: User, claim_id: int) -> None:
     desk.reject_claim(_reviewers()[0], claim_id, "付款凭证金额与企业自付部分不符")
 
 
-FATE_STEPS: dict[str, Callable[[User, int], None]] = {
+FATE_STEPS: dict[str, Callable[[User, int], object]] = {
     "submitted": _submitted,
     "in_notice": _approved,
     "payable": _approved,

@@ -367,9 +367,10 @@ def _payee_models(payees) -> dict[Payee, Enterprise | Institution]:
     for kind, model in banking.PAYEE_MODELS.items():
         ids = {i for k, i in wanted if k == kind}
         if ids:
-            found.update(
-                {(kind, row.id): row for row in db.session.scalars(select(model).where(model.id.in_(ids)))}
+            rows: list[Enterprise | Institution] = list(
+                db.session.scalars(select(model).where(model.id.in_(ids)))
             )
+            found.update({(kind, row.id): row for row in rows})
     return found
 
 

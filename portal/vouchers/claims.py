@@ -105,6 +105,16 @@ def audit_claim(claim: Claim, before: ClaimState, reviewer: User | None, comment
     )
 
 
+def free_services(claim: Claim) -> None:
+    """The claim's services may be claimed again (it was rejected, or its reservation released)."""
+    db.session.execute(
+        update(ServiceRecord)
+        .where(ServiceRecord.claim_id == claim.id)
+        .values(claim_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 # --- who may do what: the pages ask these instead of working the rules out again ---------------
 
 

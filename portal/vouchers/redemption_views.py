@@ -87,7 +87,10 @@ def submit(claim_id: int) -> ResponseReturnValue:
         form.enterprise_paid.data = fen_to_yuan(claim.enterprise_share_fen)
     if form.validate_on_submit():
         try:
-            redemptions.submit_redemption(current_user, claim.id, yuan_to_fen(form.enterprise_paid.data))
+            paid = form.enterprise_paid.data  # required by the form: a Decimal here
+            redemptions.submit_redemption(
+                current_user, claim.id, yuan_to_fen(paid) if paid is not None else None
+            )
         except ValidationFailed as error:
             show_service_errors(form, error)
         except ServiceError as error:

@@ -49,7 +49,13 @@ from portal.vouchers.checks import (
     refuse_failed_checks,
     stored_checks,
 )
-from portal.vouchers.claims import CLAIM_TRANSITIONS, is_redeeming_provider, tell_about_claim
+from portal.vouchers.claims import (
+    CLAIM_TRANSITIONS,
+    audit_claim,
+    free_services,
+    is_redeeming_provider,
+    tell_about_claim,
+)
 from portal.vouchers.labels import CLAIM_STATE_LABELS
 from portal.vouchers.models import (
     CapLedger,
@@ -462,21 +468,8 @@ def release(claim: Claim, action: str, actor: User | None, reason: str | None) -
         comment=reason,
     )
     _give_back(claim, scheme, funds, (enterprise_cap, group_cap), voucher)
-    db.session.execute(
-        update(ServiceRecord)
-        .where(ServiceRecord.claim_id == claim.id)
-        .values(claim_id=None)
-        .execution_options(synchronize_session=False)
-    )
-    audit.record(
-        f"claim.{claim.state.value}",
-        "claim",
-        claim.id,
-        before={"state": before.value},
-        after={"state": claim.state.value, "released": claim.fund_amounts()},
-        reason=reason,
-        actor_id=actor.id if actor else None,
-    )
+    free_services(claim)
+    audit_claim(claim, before, actor, reason)  # its funds: what was released
     tell_about_claim(
         claim,
         "released",

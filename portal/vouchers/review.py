@@ -10,12 +10,12 @@ from enum import StrEnum
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, SQLColumnExpression, func, or_, select, update
+from sqlalchemy import Select, SQLColumnExpression, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload
 from werkzeug.datastructures import MultiDict
 
 from portal.accounts.models import BankAccount, BankAccountState, Enterprise, Institution, User
-from portal.booking.models import Booking, BookingState, ServiceRecord
+from portal.booking.models import Booking, BookingState
 from portal.core import clock
 from portal.core.database import serialized_write
 from portal.core.errors import InvalidTransition, LimitExceeded, NotFound
@@ -32,7 +32,13 @@ from portal.vouchers.checks import (
     refuse_failed_checks,
     stored_checks,
 )
-from portal.vouchers.claims import CLAIM_TRANSITIONS, WAITING_CLAIM_STATES, audit_claim, tell_about_claim
+from portal.vouchers.claims import (
+    CLAIM_TRANSITIONS,
+    WAITING_CLAIM_STATES,
+    audit_claim,
+    free_services,
+    tell_about_claim,
+)
 from portal.vouchers.models import (
     CapLedger,
     Claim,
@@ -428,12 +434,7 @@ def _turn_down(reviewer: User, claim_id: int, action: str, comment: str | None) 
             comment=comment,
         )
         if action == "reject":
-            db.session.execute(
-                update(ServiceRecord)
-                .where(ServiceRecord.claim_id == claim.id)
-                .values(claim_id=None)
-                .execution_options(synchronize_session=False)
-            )
+            free_services(claim)
         audit_claim(claim, before, reviewer, comment)
         tell_about_claim(claim, claim.state.value, repeatable=True, reason=comment)
         db.session.commit()

@@ -282,7 +282,9 @@ def new_claim() -> ResponseReturnValue:
         candidates=candidates,
         vouchers=vouchers,
         preview=preview,
-        alternatives=province.alternatives_for(preview.records) if preview else None,
+        alternatives=province.alternatives_for(preview.records)
+        if isinstance(preview, claim_services.Preview)
+        else None,
         out_of_province_offered=any(
             not c.record.booking.instrument.institution.in_province for c in candidates
         ),
