@@ -186,6 +186,7 @@ def refuse_unredeemable(record: ServiceRecord, scheme: Scheme) -> None:
 
 
 def _subsidy(record: ServiceRecord, voucher: Voucher) -> Subsidy:
+    """What the rules give this service from what the voucher, caps and funds hold now."""
     enterprise = db.session.get_one(Enterprise, voucher.enterprise_id)
     return subsidy_for(
         enterprise, voucher.scheme, voucher, record.fee_fen, record.booking.instrument.institution.is_local
@@ -193,9 +194,9 @@ def _subsidy(record: ServiceRecord, voucher: Voucher) -> Subsidy:
 
 
 def _reservation_checks(record: ServiceRecord, voucher: Voucher) -> list[Check]:
+    """The checks of RESERVATION_CHECKS, run on this service and voucher."""
     enterprise = db.session.get_one(Enterprise, voucher.enterprise_id)
-    checks = all_checks(enterprise, voucher, records_of([record.id]))
-    return [c for c in checks if c.code in RESERVATION_CHECKS]
+    return [c for c in all_checks(enterprise, voucher, [record]) if c.code in RESERVATION_CHECKS]
 
 
 def preview_redemption(user: User, record_id: int, voucher_code: str | None) -> RedemptionPreview:
@@ -229,11 +230,9 @@ def _reserve(user: User | None, record_id: int, voucher_id: int) -> Claim:
         scheme = db.session.get_one(Scheme, scheme_id)
         enterprise_cap, group_cap = lock_caps(scheme, enterprise)
         voucher = lock_existing(Rank.VOUCHERS, Voucher, voucher_id)
-        checks = [c for c in all_checks(enterprise, voucher, [record]) if c.code in RESERVATION_CHECKS]
+        checks = _reservation_checks(record, voucher)
         refuse_failed_checks(checks, _("The voucher cannot be applied to this service: %(failed)s"))
-        subsidy = subsidy_for(
-            enterprise, scheme, voucher, record.fee_fen, record.booking.instrument.institution.is_local
-        )
+        subsidy = _subsidy(record, voucher)  # from what the locked rows hold, after the wait
         if subsidy.total_fen <= 0:
             raise LimitExceeded(
                 _(
